@@ -1,0 +1,55 @@
+//! The catalogue of diagnostic codes. Codes are stable: never renumber one,
+//! only add new ones.
+
+/// A diagnostic code with its one-line summary (shown by SARIF rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code {
+    /// `E0102`, `W0005`: `E` for errors, `W` for warnings.
+    pub id: &'static str,
+    /// What the code means.
+    pub summary: &'static str,
+}
+
+macro_rules! codes {
+    ($($name:ident = $id:literal, $summary:literal;)*) => {
+        $(
+            #[doc = $summary]
+            pub const $name: Code = Code { id: $id, summary: $summary };
+        )*
+        /// Every code, in order.
+        pub const ALL: &[Code] = &[$($name),*];
+    };
+}
+
+codes! {
+    IO = "E0001", "a file or directory cannot be read";
+    YAML_SYNTAX = "E0002", "invalid YAML or JSON syntax";
+    NOT_AN_OBJECT = "E0003", "a document is not a Kubernetes object";
+    WRONG_TYPE = "E0004", "a field has the wrong type";
+    MISSING_FIELD = "E0005", "a required field is missing";
+    UNKNOWN_FIELD = "W0006", "a field is not part of the schema and is ignored";
+    DUPLICATE_OBJECT = "E0007", "the same object is defined twice";
+    INVALID_NAME = "E0008", "an object name or namespace is invalid";
+    INVALID_CIDR = "E0101", "a CIDR is invalid";
+    EXCEPT_OUTSIDE_CIDR = "E0102", "an `except` prefix is not inside its `cidr`";
+    PORT_OUT_OF_RANGE = "E0103", "a port is out of range";
+    END_PORT_BEFORE_PORT = "E0104", "`endPort` is smaller than `port`";
+    END_PORT_WITH_NAMED_PORT = "E0105", "`endPort` is used with a named port or without a port";
+    UNKNOWN_PROTOCOL = "E0106", "a protocol is not one of the supported ones";
+    INVALID_LABEL_KEY = "E0107", "a label key is invalid";
+    INVALID_LABEL_VALUE = "E0108", "a label value is invalid";
+    UNKNOWN_OPERATOR = "E0109", "a selector operator is unknown";
+    OPERATOR_VALUES = "E0110", "a selector operator has values it must not have, or lacks values it needs";
+    SELECTOR_CHOICE = "E0111", "a Cilium rule has both or neither of `endpointSelector` and `nodeSelector`";
+    FQDN_NOT_COMPILABLE = "W0112", "`toFQDNs` cannot be resolved ahead of time and is not enforced";
+    UNKNOWN_ENTITY = "E0113", "an entity is not one Cilium knows";
+    INVALID_POLICY_TYPE = "E0114", "a `policyTypes` entry is neither `Ingress` nor `Egress`";
+    INVALID_PORT_NAME = "E0115", "a named port is not a valid port name";
+    INVALID_ICMP = "E0116", "an ICMP type or family is invalid";
+    INVALID_IP = "E0117", "an IP address is invalid";
+    UNSUPPORTED_FIELD = "W0118", "a field is understood but not enforced by policyc";
+    EMPTY_SPEC = "E0119", "a Cilium policy has neither `spec` nor `specs`";
+    L7_NEEDS_PROXY = "W0120", "L7 rules redirect traffic to a proxy that the bundle only describes";
+    POLICY_MAP_CAPACITY = "E0301", "an endpoint's policy map would exceed its capacity";
+    UNKNOWN_NODE = "E0302", "a node named on the command line is not in the input";
+}

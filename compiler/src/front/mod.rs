@@ -1,0 +1,316 @@
+//! The front end: reads files, directories and stdin; splits YAML/JSON
+//! streams into documents; flattens `List` kinds; checks every object and
+//! decodes the kinds policyc uses into [`Object`]s. Kinds it does not use
+//! are counted and skipped. All diagnostics are collected.
+
+pub mod cilium;
+pub mod core;
+pub mod decode;
+pub mod k8s;
+pub mod source;
+pub mod workload;
+pub mod yaml;
+
+use crate::diag::{codes, Diagnostic, Location};
+use crate::diag::render::Sources;
+use decode::{join, plain_key, Ctx};
+use policyc_ir::cluster::NamedPort;
+use policyc_ir::labels::Labels;
+use policyc_ir::policy::Policy;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use yaml::{Node, Pos, Value};
+
+/// Identification of an object: kind, namespace, name, where it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meta {
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`, if set.
+    pub namespace: Option<String>,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// The controlling owner (`metadata.ownerReferences` with
+    /// `controller: true`, or the only owner): `(kind, name)`.
+    pub owner: Option<(String, String)>,
+    /// File, document and position of the object.
+    pub location: Location,
+}
+
+impl Meta {
+    /// `Kind namespace/name`, or `Kind name` for cluster-scoped objects.
+    pub fn display(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What a pod (or a workload's pod template) contributes to its endpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodTemplate {
+    /// Pod labels (all of them; the identity filter comes later).
+    pub labels: Labels,
+    /// `spec.serviceAccountName` (or the deprecated `serviceAccount`).
+    pub service_account: Option<String>,
+    /// Named container ports.
+    pub ports: Vec<NamedPort>,
+    /// `spec.hostNetwork`: such pods share the node's identity.
+    pub host_network: bool,
+}
+
+/// A `Pod`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodObject {
+    /// Labels, service account, ports.
+    pub template: PodTemplate,
+    /// `status.podIPs` / `status.podIP`.
+    pub ips: Vec<IpAddr>,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+}
+
+/// A workload (`Deployment`, `StatefulSet`, ...): its pod template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadObject {
+    /// The pod template.
+    pub template: PodTemplate,
+}
+
+/// One port of a `Service`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// `name`.
+    pub name: Option<String>,
+    /// `protocol` (default TCP).
+    pub protocol: policyc_ir::protocol::Protocol,
+    /// `port`.
+    pub port: u16,
+    /// `targetPort`: a number or a container port name.
+    pub target_port: Option<decode::PortValue>,
+}
+
+/// A `Service`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceObject {
+    /// `spec.selector`; `None` for services without selector.
+    pub selector: Option<Labels>,
+    /// `spec.ports`.
+    pub ports: Vec<ServicePort>,
+    /// `spec.clusterIPs` / `spec.clusterIP` (`None` is left out).
+    pub cluster_ips: Vec<IpAddr>,
+    /// `spec.type`.
+    pub service_type: String,
+}
+
+/// A backend address of an `EndpointSlice` or `Endpoints` object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendObject {
+    /// The service it belongs to (`kubernetes.io/service-name` label, or
+    /// the `Endpoints` object's name).
+    pub service: String,
+    /// Addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Ports: name, protocol, number.
+    pub ports: Vec<(Option<String>, policyc_ir::protocol::Protocol, u16)>,
+}
+
+/// A `Node`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeObject {
+    /// `status.addresses` of type `InternalIP` (and `ExternalIP`).
+    pub ips: Vec<IpAddr>,
+}
+
+/// A decoded object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    /// `Namespace`.
+    Namespace,
+    /// `Pod`.
+    Pod(PodObject),
+    /// A workload standing for its pods.
+    Workload(WorkloadObject),
+    /// `NetworkPolicy`, `CiliumNetworkPolicy`, `CiliumClusterwideNetworkPolicy`:
+    /// one normalized policy per spec.
+    Policy(Vec<Policy>),
+    /// `Service`.
+    Service(ServiceObject),
+    /// `EndpointSlice` or `Endpoints`.
+    Backends(BackendObject),
+    /// `Node`.
+    Node(NodeObject),
+}
+
+/// A decoded object with its metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    /// Kind, namespace, name, location.
+    pub meta: Meta,
+    /// Kind-specific content.
+    pub body: Body,
+}
+
+/// Everything read from the inputs.
+#[derive(Debug, Default)]
+pub struct Input {
+    /// Decoded objects, in input order (files sorted by path).
+    pub objects: Vec<Object>,
+    /// Kinds that were skipped, with counts.
+    pub skipped: BTreeMap<String, usize>,
+    /// Source texts, for snippets in diagnostics.
+    pub sources: Sources,
+    /// Every diagnostic found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Kinds that stand for pods (their pod template gives the endpoint).
+pub const WORKLOAD_KINDS: &[&str] =
+    &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "ReplicationController", "DeploymentConfig"];
+
+impl Input {
+    /// Parses one source text (`name` is how diagnostics name it).
+    pub fn add_source(&mut self, name: &str, text: String) {
+        let (documents, syntax_error) = yaml::parse_stream(&text);
+        for (index, doc) in documents.iter().enumerate() {
+            let mut ctx = Ctx { diags: &mut self.diagnostics, file: name.to_string(), document: index, object: None };
+            decode_document(&mut ctx, &doc.root, &mut self.objects, &mut self.skipped);
+        }
+        if let Some(e) = syntax_error {
+            let location = Location {
+                file: Some(name.to_string()),
+                document: Some(e.documents_before),
+                object: None,
+                path: None,
+                pos: Some(e.pos),
+            };
+            self.diagnostics.push(
+                Diagnostic::new(codes::YAML_SYNTAX, location, format!("invalid YAML: {}", e.message))
+                    .with_help("the documents after this point in the file were not read"),
+            );
+        }
+        self.sources.insert(name.to_string(), text);
+    }
+}
+
+fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skipped: &mut BTreeMap<String, usize>) {
+    if root.value == Value::Null {
+        return; // an empty document (`---` at the end of a file)
+    }
+    let Value::Map(_) = &root.value else {
+        ctx.report(codes::NOT_AN_OBJECT, Some(root), "", format!("a document must be a mapping with `kind`, found {}", root.type_name()), None);
+        return;
+    };
+    let Some(kind) = root.get("kind").and_then(Node::as_str).map(str::to_string) else {
+        ctx.report(codes::NOT_AN_OBJECT, Some(root), "", "missing field `kind`", Some("every Kubernetes object has `apiVersion` and `kind`".into()));
+        return;
+    };
+    if kind == "List" || kind.ends_with("List") && root.get("items").is_some() {
+        let items = root.get("items").map(|n| ctx.list(n, "items")).unwrap_or(&[]);
+        for item in items {
+            decode_document(ctx, item, objects, skipped);
+        }
+        return;
+    }
+    let api_version = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let decoder: Option<fn(&mut Ctx, &Meta, &Node) -> Option<Body>> = match (kind.as_str(), api_group(api_version)) {
+        ("NetworkPolicy", "networking.k8s.io") => Some(k8s::network_policy),
+        ("CiliumNetworkPolicy", "cilium.io") => Some(cilium::network_policy),
+        ("CiliumClusterwideNetworkPolicy", "cilium.io") => Some(cilium::clusterwide_network_policy),
+        ("Pod", "") => Some(core::pod),
+        ("Namespace", "") => Some(|_, _, _| Some(Body::Namespace)),
+        ("Service", "") => Some(core::service),
+        ("Endpoints", "") => Some(core::endpoints),
+        ("EndpointSlice", "discovery.k8s.io") => Some(core::endpoint_slice),
+        ("Node", "") => Some(core::node),
+        (k, _) if WORKLOAD_KINDS.contains(&k) => Some(workload::workload),
+        _ => None,
+    };
+    let Some(decoder) = decoder else {
+        *skipped.entry(kind).or_default() += 1;
+        return;
+    };
+    let cluster_scoped = matches!(kind.as_str(), "Namespace" | "Node" | "CiliumClusterwideNetworkPolicy");
+    let Some(meta) = decode_meta(ctx, root, &kind, cluster_scoped) else { return };
+    ctx.object = Some(meta.display());
+    if let Some(body) = decoder(ctx, &meta, root) {
+        objects.push(Object { meta, body });
+    }
+    ctx.object = None;
+}
+
+/// The group of an `apiVersion` (`networking.k8s.io/v1` → `networking.k8s.io`; `v1` → ``).
+fn api_group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> Option<Meta> {
+    let location = ctx.location("", Some(root.pos));
+    let Some(md) = root.get("metadata") else {
+        ctx.report(codes::MISSING_FIELD, Some(root), "", format!("`{kind}` has no `metadata`"), None);
+        return None;
+    };
+    let fields = ctx.fields(
+        md,
+        "metadata",
+        &[
+            "name", "namespace", "labels", "annotations", "ownerReferences", "uid", "resourceVersion", "generation",
+            "creationTimestamp", "deletionTimestamp", "selfLink", "generateName", "managedFields", "finalizers",
+            "deletionGracePeriodSeconds",
+        ],
+    )?;
+    let name = match fields.get("name") {
+        Some(n) => ctx.text(n, "metadata.name")?,
+        None => {
+            ctx.report(codes::MISSING_FIELD, Some(md), "metadata", "missing field `name`", None);
+            return None;
+        }
+    };
+    let namespace = match fields.get("namespace") {
+        Some(n) => ctx.text(n, "metadata.namespace"),
+        None => None,
+    };
+    let namespace = if cluster_scoped { None } else { Some(namespace.unwrap_or_else(|| "default".to_string())) };
+    let labels = fields.get("labels").map(|l| ctx.labels(l, "metadata.labels", plain_key)).unwrap_or_default();
+    let owner = fields.get("ownerReferences").and_then(|refs| {
+        let refs = ctx.list(refs, "metadata.ownerReferences");
+        let owners: Vec<(String, String, bool)> = refs
+            .iter()
+            .filter_map(|r| {
+                let kind = r.get("kind")?.as_str()?.to_string();
+                let name = r.get("name")?.scalar_text()?;
+                let controller = r.get("controller").map(|c| c.value == Value::Bool(true)).unwrap_or(false);
+                Some((kind, name, controller))
+            })
+            .collect();
+        owners
+            .iter()
+            .find(|o| o.2)
+            .or(if owners.len() == 1 { owners.first() } else { None })
+            .map(|(k, n, _)| (k.clone(), n.clone()))
+    });
+    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, location })
+}
+
+/// The position of `path`'s field in `root`, for diagnostics raised after
+/// decoding (duplicates, capacity).
+pub fn field_pos(root: &Node, key: &str) -> Option<Pos> {
+    root.get(key).map(|n| n.pos)
+}
+
+/// `spec` of an object, reported when missing.
+pub fn spec<'n>(ctx: &mut Ctx, root: &'n Node) -> Option<&'n Node> {
+    let s = root.get("spec");
+    if s.is_none() {
+        ctx.report(codes::MISSING_FIELD, Some(root), "", "missing field `spec`", None);
+    }
+    s
+}
+
+/// Joins a path (re-exported for decoders).
+pub fn path(parent: &str, key: &str) -> String {
+    join(parent, key)
+}

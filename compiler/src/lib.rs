@@ -1,0 +1,13 @@
+//! policyc: an ahead-of-time compiler from Kubernetes and Cilium network
+//! policy manifests to eBPF bundles.
+//!
+//! The pipeline: [`front`] reads and checks manifests into objects (with
+//! diagnostics that name file, document, object, field path and position);
+//! [`lower`] assembles them into the IR's cluster model (endpoints with
+//! identity labels, normalized policies); `policyc_ir` resolves identities
+//! and policy maps and holds the reference evaluator; [`emit`] writes a
+//! deterministic bundle per node.
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod front;

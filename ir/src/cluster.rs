@@ -1,0 +1,109 @@
+//! The cluster model: namespaces, endpoints (pods and workloads standing for
+//! their pods), nodes and normalized policies. The front end builds it; the
+//! reference evaluator and identity resolution read it.
+
+use crate::labels::Labels;
+use crate::policy::Policy;
+use crate::protocol::Protocol;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A named container port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct NamedPort {
+    /// Port name (`http`).
+    pub name: String,
+    /// Protocol of the container port.
+    pub protocol: Protocol,
+    /// Port number.
+    pub port: u16,
+}
+
+/// What an endpoint stands for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum EndpointKind {
+    /// A `Pod` object.
+    Pod,
+    /// A workload (`Deployment`, ...) standing for its pods, or a pod that
+    /// a workload owns, named after the workload.
+    Workload(String),
+}
+
+/// An endpoint: something with an identity that policies select.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Endpoint {
+    /// Namespace.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// Pod or workload.
+    pub kind: EndpointKind,
+    /// Identity-relevant labels: filtered pod labels, the namespace label,
+    /// namespace labels and the service account, as Cilium derives them.
+    pub labels: Labels,
+    /// IP addresses (none for workloads and unscheduled pods).
+    pub ips: Vec<IpAddr>,
+    /// Node the pod runs on.
+    pub node: Option<String>,
+    /// Named container ports.
+    pub named_ports: Vec<NamedPort>,
+}
+
+impl Endpoint {
+    /// The port number `name` resolves to for `protocol`, if the endpoint
+    /// defines it.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.named_ports.iter().find(|p| p.name == name && p.protocol == protocol).map(|p| p.port)
+    }
+
+    /// The display name: `ns/pod`, or `ns/name[Kind]` for a workload.
+    pub fn display_name(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            EndpointKind::Pod => write!(f, "{}/{}", self.namespace, self.name),
+            EndpointKind::Workload(kind) => write!(f, "{}/{}[{kind}]", self.namespace, self.name),
+        }
+    }
+}
+
+/// A cluster node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Node {
+    /// Node name.
+    pub name: String,
+    /// Node labels.
+    pub labels: Labels,
+    /// Internal addresses.
+    pub ips: Vec<IpAddr>,
+}
+
+/// Everything the compiler knows about a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Cluster {
+    /// Namespaces and their labels (including `kubernetes.io/metadata.name`).
+    pub namespaces: BTreeMap<String, Labels>,
+    /// Endpoints, sorted by display name.
+    pub endpoints: Vec<Endpoint>,
+    /// Nodes, sorted by name.
+    pub nodes: Vec<Node>,
+    /// Policies, in input order.
+    pub policies: Vec<Policy>,
+}
+
+impl Cluster {
+    /// The endpoint with display name `name` (`ns/pod` or `ns/name[Kind]`).
+    pub fn endpoint_by_name(&self, name: &str) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.display_name() == name)
+    }
+
+    /// The endpoint that owns `ip`, if any.
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.ips.contains(&ip))
+    }
+}

@@ -1,0 +1,224 @@
+//! The reference evaluator: "may this packet from A reach B?", answered
+//! straight from the Kubernetes and Cilium documentation on the normalized
+//! policies, with no identities, tries or maps in between. Every faster
+//! path (compiled map lookup, BPF programs, real traffic) is tested against
+//! it, so it stays simple and slow on purpose.
+//!
+//! Rules it implements, per direction of the subject endpoint:
+//! - the endpoint is isolated (default deny) in a direction if any policy
+//!   selecting it enforces that direction;
+//! - a matching deny rule drops the packet whatever else allows it;
+//! - otherwise a matching allow rule admits it (through the proxy if the
+//!   rule carries L7 rules);
+//! - otherwise the packet passes only if the endpoint is not isolated.
+//!
+//! A connection needs the source's egress and the destination's ingress.
+
+use crate::cluster::{Cluster, Endpoint};
+use crate::labels::{Labels, RESERVED_PREFIX};
+use crate::policy::{Action, Entity, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
+use crate::protocol::{Direction, Protocol};
+use std::net::IpAddr;
+
+/// One side of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Party {
+    /// An endpoint of the cluster, by index into [`Cluster::endpoints`].
+    Endpoint(usize),
+    /// An address outside the cluster.
+    External(IpAddr),
+    /// A reserved peer that is not a pod: `host`, `remote-node`,
+    /// `kube-apiserver`, `health`, `init`, `ingress` or `unmanaged`.
+    Reserved(Entity),
+}
+
+/// A packet (the first of a connection) to judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// Sender.
+    pub src: Party,
+    /// Receiver.
+    pub dst: Party,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Destination port (ICMP type for ICMP).
+    pub port: u16,
+}
+
+/// A rule, by position: `cluster.policies[policy].rules[rule]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct RuleRef {
+    /// Index of the policy.
+    pub policy: usize,
+    /// Index of the rule in the policy.
+    pub rule: usize,
+}
+
+/// How one direction was decided.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Decision {
+    /// No policy isolates the endpoint in this direction.
+    NotIsolated,
+    /// Allowed by these rules.
+    Allowed(Vec<RuleRef>),
+    /// Allowed by these rules, through the L7 proxy.
+    Redirected(Vec<RuleRef>),
+    /// Dropped by these deny rules.
+    Denied(Vec<RuleRef>),
+    /// Isolated, and no rule allows it; these policies isolate it.
+    DefaultDeny(Vec<usize>),
+}
+
+impl Decision {
+    /// Whether the packet passes this direction.
+    pub fn passes(&self) -> bool {
+        matches!(self, Decision::NotIsolated | Decision::Allowed(_) | Decision::Redirected(_))
+    }
+}
+
+/// The verdict on a packet, with the reason for each direction.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    /// The source's egress decision (`None` when the source is no endpoint).
+    pub egress: Option<Decision>,
+    /// The destination's ingress decision (`None` when it is no endpoint).
+    pub ingress: Option<Decision>,
+}
+
+impl Verdict {
+    /// Whether the connection is allowed in both directions.
+    pub fn allowed(&self) -> bool {
+        self.egress.as_ref().is_none_or(Decision::passes) && self.ingress.as_ref().is_none_or(Decision::passes)
+    }
+}
+
+/// Judges `query` against every policy of `cluster`.
+pub fn eval(cluster: &Cluster, query: &Query) -> Verdict {
+    let side = |subject: Party, peer: Party, dir: Direction| match subject {
+        Party::Endpoint(i) => Some(decide(cluster, i, peer, dir, query.protocol, query.port)),
+        _ => None,
+    };
+    Verdict {
+        egress: side(query.src, query.dst, Direction::Egress),
+        ingress: side(query.dst, query.src, Direction::Ingress),
+    }
+}
+
+/// The decision of endpoint `subject` on traffic with `peer` in `dir`.
+pub fn decide(cluster: &Cluster, subject: usize, peer: Party, dir: Direction, protocol: Protocol, port: u16) -> Decision {
+    let endpoint = &cluster.endpoints[subject];
+    let selecting: Vec<usize> = (0..cluster.policies.len())
+        .filter(|&p| match &cluster.policies[p].subject {
+            Subject::Endpoints(sel) => sel.matches(&endpoint.labels),
+            Subject::Nodes(_) => false,
+        })
+        .collect();
+    let isolating: Vec<usize> = selecting.iter().copied().filter(|&p| cluster.policies[p].enforces(dir)).collect();
+    let requirements_met = selecting
+        .iter()
+        .flat_map(|&p| &cluster.policies[p].requires[dir.index()])
+        .all(|req| req.matches(&party_labels(cluster, peer)));
+
+    let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
+    for &p in &selecting {
+        for (r, rule) in cluster.policies[p].rules.iter().enumerate() {
+            if rule.direction != dir || !rule_matches(cluster, rule, endpoint, peer, dir, protocol, port) {
+                continue;
+            }
+            let at = RuleRef { policy: p, rule: r };
+            match rule.action {
+                Action::Deny => denies.push(at),
+                Action::Allow if !requirements_met => {}
+                Action::Allow if rule.l7.is_some() => redirects.push(at),
+                Action::Allow => allows.push(at),
+            }
+        }
+    }
+    if !denies.is_empty() {
+        Decision::Denied(denies)
+    } else if !redirects.is_empty() {
+        Decision::Redirected(redirects)
+    } else if !allows.is_empty() {
+        Decision::Allowed(allows)
+    } else if !isolating.is_empty() {
+        Decision::DefaultDeny(isolating)
+    } else {
+        Decision::NotIsolated
+    }
+}
+
+fn rule_matches(
+    cluster: &Cluster,
+    rule: &Rule,
+    subject: &Endpoint,
+    peer: Party,
+    dir: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> bool {
+    let peer_ok = match &rule.peers {
+        Peers::Any => true,
+        Peers::Only(peers) => peers.iter().any(|p| peer_matches(cluster, p, peer)),
+    };
+    if !peer_ok {
+        return false;
+    }
+    let Some(ports) = &rule.ports else { return true };
+    // Named ports name a port of the destination: the subject itself on
+    // ingress, the peer on egress (only pods have named ports).
+    let destination = match dir {
+        Direction::Ingress => Some(subject),
+        Direction::Egress => match peer {
+            Party::Endpoint(i) => Some(&cluster.endpoints[i]),
+            _ => None,
+        },
+    };
+    ports.iter().any(|m| port_matches(m, destination, protocol, port))
+}
+
+fn port_matches(m: &PortMatch, destination: Option<&Endpoint>, protocol: Protocol, port: u16) -> bool {
+    let protocol_ok = match m.protocol {
+        Some(p) => p == protocol,
+        None => Protocol::WITH_PORTS.contains(&protocol),
+    };
+    protocol_ok
+        && match &m.ports {
+            PortSpec::All => true,
+            PortSpec::Range(range) => range.contains(port),
+            PortSpec::Named(name) => destination.and_then(|d| d.named_port(name, protocol)) == Some(port),
+        }
+}
+
+/// Whether `peer` (one entry of a rule) selects `party`.
+pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
+    match (peer, party) {
+        (Peer::Endpoints(sel), Party::Endpoint(i)) => sel.matches(&cluster.endpoints[i].labels),
+        (Peer::Endpoints(_), _) => false,
+        (Peer::Cidr { cidr, except }, Party::External(ip)) => {
+            cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
+        }
+        (Peer::Cidr { .. }, _) => false,
+        (Peer::Entity(entity), party) => entity_matches(*entity, party),
+    }
+}
+
+/// Whether a Cilium entity covers `party`.
+pub fn entity_matches(entity: Entity, party: Party) -> bool {
+    match (entity, party) {
+        (Entity::All, _) => true,
+        (Entity::None, _) => false,
+        (Entity::World, party) => matches!(party, Party::External(_)),
+        (Entity::Cluster, party) => !matches!(party, Party::External(_)),
+        (entity, Party::Reserved(reserved)) => entity == reserved,
+        _ => false,
+    }
+}
+
+/// The labels a `fromRequires`/`toRequires` selector is tested against.
+fn party_labels(cluster: &Cluster, party: Party) -> Labels {
+    match party {
+        Party::Endpoint(i) => cluster.endpoints[i].labels.clone(),
+        Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),
+        Party::Reserved(e) => Labels::from_pairs([(format!("{RESERVED_PREFIX}{}", e.name()), "")]),
+    }
+}
