@@ -52,4 +52,8 @@ codes! {
     L7_NEEDS_PROXY = "W0120", "L7 rules redirect traffic to a proxy that the bundle only describes";
     POLICY_MAP_CAPACITY = "E0301", "an endpoint's policy map would exceed its capacity";
     UNKNOWN_NODE = "E0302", "a node named on the command line is not in the input";
+    IGNORED_DIRECTION = "W0121", "rules of a direction not listed in `policyTypes` are ignored";
+    IP_BLOCK_WITH_SELECTOR = "E0122", "a NetworkPolicy peer has `ipBlock` together with a selector";
+    EMPTY_PEER = "E0123", "a NetworkPolicy peer has none of `podSelector`, `namespaceSelector` and `ipBlock`";
+    NO_SERVICE_NAME = "W0124", "an `EndpointSlice` has no `kubernetes.io/service-name` label and is ignored";
 }
