@@ -56,4 +56,8 @@ codes! {
     IP_BLOCK_WITH_SELECTOR = "E0122", "a NetworkPolicy peer has `ipBlock` together with a selector";
     EMPTY_PEER = "E0123", "a NetworkPolicy peer has none of `podSelector`, `namespaceSelector` and `ipBlock`";
     NO_SERVICE_NAME = "W0124", "an `EndpointSlice` has no `kubernetes.io/service-name` label and is ignored";
+    L7_IN_DENY = "E0125", "a Cilium deny rule has L7 rules, which only allow rules can have";
+    INVALID_L7 = "E0126", "a Cilium port rule's L7 `rules` name no parser or more than one";
+    NODE_SELECTOR_IN_CNP = "E0127", "a namespaced CiliumNetworkPolicy uses `nodeSelector`, which only cluster-wide policies can";
+    SUBJECT_NAMESPACE_OVERRIDDEN = "W0128", "an `endpointSelector` of a CiliumNetworkPolicy names a namespace, which Cilium replaces with the policy's own";
 }
