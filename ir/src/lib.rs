@@ -22,6 +22,7 @@
 pub mod cidr;
 pub mod cluster;
 pub mod eval;
+pub mod identity;
 pub mod labels;
 pub mod policy;
 pub mod protocol;
