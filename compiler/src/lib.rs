@@ -9,5 +9,9 @@
 //! deterministic bundle per node.
 #![deny(missing_docs)]
 
+pub mod analysis;
 pub mod diag;
 pub mod front;
+pub mod lower;
+pub mod pipeline;
+pub mod cli;

@@ -1,0 +1,253 @@
+//! The connectivity table: every allowed connection between the endpoints
+//! of the input and the outside addresses, like netpol-analyzer's
+//! connection list.
+//!
+//! It is computed with the reference evaluator ([`policyc_ir::eval`]), not
+//! the compiled maps, so that it states the semantics. Verdicts are constant
+//! between the port numbers and addresses that policies mention, so the
+//! evaluator runs once per elementary port segment and address segment
+//! rather than once per port and address.
+
+use policyc_ir::cidr::{from_u128, Cidr};
+use policyc_ir::cluster::Cluster;
+use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::policy::{Peer, Peers, PortSpec};
+use policyc_ir::protocol::{PortRange, Protocol};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// The protocols the table covers, in output order.
+pub const PROTOCOLS: [Protocol; 4] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp];
+
+/// One side of a row: an endpoint, or a range of outside addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Side {
+    /// An endpoint, by index.
+    Endpoint(usize),
+    /// The inclusive range of outside addresses `[first, last]`.
+    Addresses(IpAddr, IpAddr),
+}
+
+/// What is allowed between two peers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// Per protocol of [`PROTOCOLS`]: allowed port (ICMP type) ranges.
+    pub ranges: [Vec<PortRange>; 4],
+}
+
+impl Allowed {
+    /// Whether nothing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.iter().all(Vec::is_empty)
+    }
+
+    /// Whether everything is allowed (every port of every protocol).
+    pub fn is_all(&self) -> bool {
+        PROTOCOLS.iter().zip(&self.ranges).all(|(p, r)| r.as_slice() == [full_range(*p)])
+    }
+
+    /// Items as the JSON contract writes them: `TCP`, `TCP/80`, `UDP/53-54`, `ICMP/8`.
+    pub fn items(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (p, ranges) in PROTOCOLS.iter().zip(&self.ranges) {
+            if ranges.as_slice() == [full_range(*p)] {
+                out.push(p.name().to_string());
+            } else {
+                out.extend(ranges.iter().map(|r| format!("{}/{r}", p.name())));
+            }
+        }
+        out
+    }
+}
+
+/// A row of the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Sender.
+    pub src: Side,
+    /// Receiver.
+    pub dst: Side,
+    /// What may flow.
+    pub allowed: Allowed,
+}
+
+/// The ports the table considers for `p`: 1-65535, or ICMP types 0-255.
+pub fn full_range(p: Protocol) -> PortRange {
+    if p.is_icmp() {
+        PortRange { lo: 0, hi: 255 }
+    } else {
+        PortRange { lo: 1, hi: u16::MAX }
+    }
+}
+
+/// Computes every row with something allowed, between every pair of
+/// distinct endpoints and between endpoints and outside address ranges
+/// (the IPv4 space cut at every prefix a policy names, IPv6 too if a
+/// policy names an IPv6 prefix, and each of `externals` on its own).
+pub fn connectivity(cluster: &Cluster, externals: &[IpAddr]) -> Vec<Row> {
+    let segments = address_segments(cluster, externals);
+    let cuts = port_cuts(cluster);
+    let mut peers: Vec<Side> = (0..cluster.endpoints.len()).map(Side::Endpoint).collect();
+    peers.extend(segments.iter().map(|&(a, b)| Side::Addresses(a, b)));
+    let mut rows = Vec::new();
+    for src in &peers {
+        for dst in &peers {
+            let both_outside = matches!(src, Side::Addresses(..)) && matches!(dst, Side::Addresses(..));
+            if src == dst || both_outside {
+                continue;
+            }
+            let allowed = allowed_between(cluster, party(src), party(dst), &cuts);
+            if !allowed.is_empty() {
+                rows.push(Row { src: src.clone(), dst: dst.clone(), allowed });
+            }
+        }
+    }
+    rows
+}
+
+fn party(p: &Side) -> Party {
+    match p {
+        Side::Endpoint(i) => Party::Endpoint(*i),
+        Side::Addresses(first, _) => Party::External(*first),
+    }
+}
+
+/// What `cluster` allows from `src` to `dst`, per protocol.
+pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeSet<u32>; 4]) -> Allowed {
+    let mut allowed = Allowed::default();
+    for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
+        let full = full_range(protocol);
+        let starts: Vec<u32> = cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
+        let mut ranges: Vec<PortRange> = Vec::new();
+        for (k, &start) in starts.iter().enumerate() {
+            let end = starts.get(k + 1).map(|n| n - 1).unwrap_or(u32::from(full.hi));
+            let verdict = eval(cluster, &Query { src, dst, protocol, port: start as u16 });
+            if !verdict.allowed() {
+                continue;
+            }
+            let (lo, hi) = (start as u16, end as u16);
+            match ranges.last_mut() {
+                Some(last) if u32::from(last.hi) + 1 == start => last.hi = hi,
+                _ => ranges.push(PortRange { lo, hi }),
+            }
+        }
+        allowed.ranges[pi] = ranges;
+    }
+    allowed
+}
+
+/// Per protocol, the ports where a verdict may change: the first port of
+/// the protocol's range and the bounds of every range and named port.
+pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
+    let mut cuts: [BTreeSet<u32>; 4] = Default::default();
+    for (pi, p) in PROTOCOLS.iter().enumerate() {
+        cuts[pi].insert(u32::from(full_range(*p).lo));
+    }
+    let mut add = |protocol: Option<Protocol>, lo: u16, hi: u16| {
+        for (pi, p) in PROTOCOLS.iter().enumerate() {
+            if protocol.is_none_or(|q| q == *p) {
+                cuts[pi].insert(u32::from(lo));
+                cuts[pi].insert(u32::from(hi) + 1);
+            }
+        }
+    };
+    for policy in &cluster.policies {
+        for rule in &policy.rules {
+            for m in rule.ports.iter().flatten() {
+                if let PortSpec::Range(r) = m.ports {
+                    add(m.protocol, r.lo, r.hi);
+                }
+            }
+        }
+    }
+    for e in &cluster.endpoints {
+        for np in &e.named_ports {
+            add(Some(np.protocol), np.port, np.port);
+        }
+    }
+    cuts
+}
+
+/// Outside address ranges on which every policy decides the same way.
+pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
+    let mut prefixes: Vec<Cidr> = Vec::new();
+    for policy in &cluster.policies {
+        for rule in &policy.rules {
+            if let Peers::Only(peers) = &rule.peers {
+                for peer in peers {
+                    if let Peer::Cidr { cidr, except } = peer {
+                        prefixes.push(*cidr);
+                        prefixes.extend(except.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));
+    let mut out = Vec::new();
+    for ipv6 in [false, true] {
+        let family: Vec<Cidr> = prefixes.iter().copied().filter(|c| c.is_ipv6() == ipv6).collect();
+        if ipv6 && family.is_empty() {
+            continue;
+        }
+        let max = if ipv6 { u128::MAX } else { u128::from(u32::MAX) };
+        let mut cuts: BTreeSet<u128> = BTreeSet::from([0]);
+        for c in &family {
+            let (lo, hi) = c.range();
+            cuts.insert(lo);
+            if hi < max {
+                cuts.insert(hi + 1);
+            }
+        }
+        let cuts: Vec<u128> = cuts.into_iter().collect();
+        for (k, &start) in cuts.iter().enumerate() {
+            let end = cuts.get(k + 1).map(|n| n - 1).unwrap_or(max);
+            out.push((from_u128(start, ipv6), from_u128(end, ipv6)));
+        }
+    }
+    out
+}
+
+/// The name of a peer in output: `ns/pod`, `ns/name[Kind]` or `ip:FIRST-LAST`
+/// (`ip:ADDR` for a single address).
+pub fn peer_name(cluster: &Cluster, p: &Side) -> String {
+    match p {
+        Side::Endpoint(i) => cluster.endpoints[*i].display_name(),
+        Side::Addresses(a, b) if a == b => format!("ip:{a}"),
+        Side::Addresses(a, b) => format!("ip:{a}-{b}"),
+    }
+}
+
+/// Rows as the JSON contract: a sorted array of `{src, dst, allowed}`.
+pub fn to_json(cluster: &Cluster, rows: &[Row]) -> serde_json::Value {
+    let mut items: Vec<(String, String, serde_json::Value)> = rows
+        .iter()
+        .map(|r| {
+            let allowed = if r.allowed.is_all() { serde_json::json!("all") } else { serde_json::json!(r.allowed.items()) };
+            (peer_name(cluster, &r.src), peer_name(cluster, &r.dst), allowed)
+        })
+        .collect();
+    items.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    serde_json::Value::Array(
+        items.into_iter().map(|(s, d, a)| serde_json::json!({"src": s, "dst": d, "allowed": a})).collect(),
+    )
+}
+
+/// Rows as a text table, one `src -> dst allowed` line each, sorted.
+pub fn to_table(cluster: &Cluster, rows: &[Row]) -> String {
+    let mut lines: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let allowed = if r.allowed.is_all() { "all".to_string() } else { r.allowed.items().join(",") };
+            (peer_name(cluster, &r.src), peer_name(cluster, &r.dst), allowed)
+        })
+        .collect();
+    lines.sort();
+    let w_src = lines.iter().map(|l| l.0.len()).max().unwrap_or(3).max(3);
+    let w_dst = lines.iter().map(|l| l.1.len()).max().unwrap_or(3).max(3);
+    let mut out = format!("{:w_src$}    {:w_dst$}  ALLOWED\n", "SRC", "DST");
+    for (s, d, a) in lines {
+        out.push_str(&format!("{s:w_src$} -> {d:w_dst$}  {a}\n"));
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! Analyses over the cluster model, answered with the reference evaluator:
+//! the connectivity table and packet traces.
+
+pub mod connectivity;
+pub mod trace;

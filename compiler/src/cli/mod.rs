@@ -1,0 +1,281 @@
+//! Command-line interface: `lint`, `compile`, `trace`, `connectivity`.
+//!
+//! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
+//! `--exit-code`), 2 usage errors.
+
+use crate::analysis::{connectivity, trace};
+use crate::diag::render::{render, Format};
+use crate::pipeline::{load, Loaded};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use policyc_ir::eval::{Party, Query};
+use policyc_ir::protocol::Protocol;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the input has errors.
+pub const EXIT_ERRORS: u8 = 1;
+/// Exit code: the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+
+/// policyc compiles Kubernetes and Cilium network policies ahead of time
+/// into eBPF bundles, and answers what they allow.
+#[derive(Debug, Parser)]
+#[command(name = "policyc", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests: syntax, types, unknown fields, invalid selectors,
+    /// CIDRs and ports. Exit 1 if any error is found.
+    Lint(LintArgs),
+    /// Compile manifests into a bundle per node (or check them with --dry-run).
+    Compile(CompileArgs),
+    /// Explain the verdict on one connection: both directions and the rules
+    /// that decided them.
+    Trace(TraceArgs),
+    /// List every allowed connection between the endpoints of the input
+    /// (and outside addresses).
+    Connectivity(ConnectivityArgs),
+}
+
+/// Arguments of `lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files or directories of YAML/JSON manifests (`-` for stdin).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format of the diagnostics.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+/// Arguments of `compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Files or directories of YAML/JSON manifests (`-` for stdin).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output directory: one bundle per node in `DIR/<node>/`.
+    #[arg(long, required_unless_present = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// Compile only this node's bundle.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Check and summarize, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Capacity of each endpoint's policy map.
+    #[arg(long, default_value_t = 16384)]
+    pub policy_map_capacity: usize,
+    /// Output format of the diagnostics.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+/// Output format of `trace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceOutput {
+    /// Text.
+    Human,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Files or directories of YAML/JSON manifests (`-` for stdin).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Source endpoint: `NS/POD` or `NS/NAME[Kind]`.
+    #[arg(long, required_unless_present = "from_cidr", conflicts_with = "from_cidr")]
+    pub from: Option<String>,
+    /// Source address outside the cluster.
+    #[arg(long)]
+    pub from_cidr: Option<IpAddr>,
+    /// Destination endpoint: `NS/POD` or `NS/NAME[Kind]`.
+    #[arg(long, required_unless_present = "to_cidr", conflicts_with = "to_cidr")]
+    pub to: Option<String>,
+    /// Destination address outside the cluster.
+    #[arg(long)]
+    pub to_cidr: Option<IpAddr>,
+    /// Destination port (ICMP type for ICMP).
+    #[arg(long)]
+    pub port: u16,
+    /// Protocol: TCP, UDP, SCTP, ICMP, ICMPv6.
+    #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub output: TraceOutput,
+    /// Exit 1 when the connection is denied.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// Output format of `connectivity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConnectivityOutput {
+    /// An aligned text table.
+    Table,
+    /// A sorted JSON array of `{src, dst, allowed}`.
+    Json,
+}
+
+/// Arguments of `connectivity`.
+#[derive(Debug, Args)]
+pub struct ConnectivityArgs {
+    /// Files or directories of YAML/JSON manifests (`-` for stdin).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: ConnectivityOutput,
+    /// An outside address to include as its own peer (repeatable).
+    #[arg(long = "external")]
+    pub externals: Vec<IpAddr>,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    Protocol::parse(s).ok_or_else(|| format!("unknown protocol `{s}` (expected TCP, UDP, SCTP, ICMP or ICMPv6)"))
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Lint(a) => lint(&a),
+        Command::Compile(a) => crate::cli::compile::run(&a),
+        Command::Trace(a) => trace_cmd(&a),
+        Command::Connectivity(a) => connectivity_cmd(&a),
+    }
+}
+
+pub mod compile;
+
+/// Prints diagnostics to stderr (JSON/SARIF to stdout, for tools) and
+/// returns whether there were errors.
+pub fn report(loaded: &Loaded, format: Format) -> bool {
+    let text = render(&loaded.diagnostics, format, &loaded.input.sources);
+    match format {
+        Format::Human => eprint!("{text}"),
+        _ => print!("{text}"),
+    }
+    loaded.has_errors()
+}
+
+fn lint(args: &LintArgs) -> u8 {
+    let loaded = load(&args.paths);
+    let errors = report(&loaded, args.format);
+    if args.format == Format::Human {
+        let c = &loaded.lowered.cluster;
+        let skipped: usize = loaded.input.skipped.values().sum();
+        eprintln!(
+            "checked {} object(s) in {} file(s): {} endpoint(s), {} policy spec(s), {} namespace(s); {} object(s) of other kinds skipped",
+            loaded.input.objects.len(),
+            loaded.input.sources.len(),
+            c.endpoints.len(),
+            c.policies.len(),
+            c.namespaces.len(),
+            skipped
+        );
+    }
+    if errors {
+        EXIT_ERRORS
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Loads inputs for an analysis command: on errors, prints them and
+/// returns the exit code to stop with.
+fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
+    let loaded = load(paths);
+    if loaded.has_errors() {
+        report(&loaded, Format::Human);
+        return Err(EXIT_ERRORS);
+    }
+    Ok(loaded)
+}
+
+fn resolve_party(loaded: &Loaded, name: Option<&str>, ip: Option<IpAddr>, flag: &str) -> Result<Party, u8> {
+    let cluster = &loaded.lowered.cluster;
+    if let Some(ip) = ip {
+        return Ok(match cluster.endpoint_by_ip(ip) {
+            Some(i) => Party::Endpoint(i),
+            None => Party::External(ip),
+        });
+    }
+    let name = name.expect("clap requires one of the two");
+    match cluster.endpoint_by_name(name) {
+        Some(i) => Ok(Party::Endpoint(i)),
+        None => {
+            let names: Vec<String> = cluster.endpoints.iter().map(|e| e.display_name()).collect();
+            let hint = crate::diag::did_you_mean(name, names.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            eprintln!("error: {flag} `{name}` is not an endpoint of the input{hint}");
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+fn trace_cmd(args: &TraceArgs) -> u8 {
+    let loaded = match load_clean(&args.paths) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let src = match resolve_party(&loaded, args.from.as_deref(), args.from_cidr, "--from") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let dst = match resolve_party(&loaded, args.to.as_deref(), args.to_cidr, "--to") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let cluster = &loaded.lowered.cluster;
+    let query = Query { src, dst, protocol: args.protocol, port: args.port };
+    let verdict = trace::trace(cluster, &query);
+    let locations = &loaded.lowered.policy_locations;
+    let out = match args.output {
+        TraceOutput::Human => trace::render_human(cluster, locations, &query, &verdict),
+        TraceOutput::Json => {
+            serde_json::to_string_pretty(&trace::render_json(cluster, locations, &query, &verdict)).expect("JSON values serialize") + "\n"
+        }
+    };
+    print_stdout(&out);
+    if args.exit_code && !verdict.allowed() {
+        EXIT_ERRORS
+    } else {
+        EXIT_OK
+    }
+}
+
+fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
+    let loaded = match load_clean(&args.paths) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let cluster = &loaded.lowered.cluster;
+    let rows = connectivity::connectivity(cluster, &args.externals);
+    let out = match args.output {
+        ConnectivityOutput::Table => connectivity::to_table(cluster, &rows),
+        ConnectivityOutput::Json => {
+            serde_json::to_string_pretty(&connectivity::to_json(cluster, &rows)).expect("JSON values serialize") + "\n"
+        }
+    };
+    print_stdout(&out);
+    EXIT_OK
+}
+
+/// Writes to stdout, ignoring a closed pipe (`policyc ... | head`).
+pub fn print_stdout(s: &str) {
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}

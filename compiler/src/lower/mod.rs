@@ -1,0 +1,159 @@
+//! Lowering: decoded objects → the IR's cluster model.
+//!
+//! - Namespaces get their `kubernetes.io/metadata.name` label (the API server
+//!   sets it); namespaces that only appear as `metadata.namespace` of other
+//!   objects are created with that label alone.
+//! - Every pod, and every workload whose pods are not in the input, becomes
+//!   an endpoint with Cilium's identity labels: the identity-relevant pod
+//!   labels, `io.kubernetes.pod.namespace`, the namespace's labels under
+//!   `io.cilium.k8s.namespace.labels.`, and the service account.
+//! - A workload is left out when an object it owns is in the input (a
+//!   `kubectl get -o yaml` dump holds the Deployment, its ReplicaSet and
+//!   its Pods: only the Pods are real endpoints).
+//! - The same object twice is an error.
+
+use crate::diag::{codes, Diagnostic, Location};
+use crate::front::{Body, Input, Meta, PodTemplate};
+use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
+use policyc_ir::labels::{
+    is_identity_relevant, Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT_LABEL,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The lowered cluster, with where each policy came from.
+#[derive(Debug, Default)]
+pub struct Lowered {
+    /// The cluster model.
+    pub cluster: Cluster,
+    /// Per policy of `cluster.policies`: the location of its object.
+    pub policy_locations: Vec<Location>,
+    /// Per endpoint of `cluster.endpoints`: the location of its object.
+    pub endpoint_locations: Vec<Location>,
+}
+
+/// Lowers the objects of `input`, appending diagnostics to `diags`.
+pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
+    let mut seen: BTreeMap<(String, Option<String>, String), &Location> = BTreeMap::new();
+    let mut owners: BTreeSet<(Option<String>, String, String)> = BTreeSet::new();
+    let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
+    let mut duplicate = vec![false; input.objects.len()];
+
+    for (i, object) in input.objects.iter().enumerate() {
+        let meta = &object.meta;
+        let key = (meta.kind.clone(), meta.namespace.clone(), meta.name.clone());
+        if let Some(first) = seen.get(&key) {
+            let first_at = describe(first);
+            diags.push(
+                Diagnostic::new(codes::DUPLICATE_OBJECT, meta.location.clone().with_object(meta), format!("`{}` is defined twice", meta.display()))
+                    .with_help(format!("the first definition is at {first_at}; this one is ignored")),
+            );
+            duplicate[i] = true;
+            continue;
+        }
+        seen.insert(key, &meta.location);
+        if let Some((kind, name)) = &meta.owner {
+            owners.insert((meta.namespace.clone(), kind.clone(), name.clone()));
+        }
+        if let Body::Namespace = object.body {
+            let mut labels = meta.labels.clone();
+            labels.insert(NAMESPACE_NAME_LABEL, meta.name.clone());
+            namespaces.insert(meta.name.clone(), labels);
+        }
+    }
+    for object in &input.objects {
+        if let Some(ns) = &object.meta.namespace {
+            namespaces
+                .entry(ns.clone())
+                .or_insert_with(|| Labels::from_pairs([(NAMESPACE_NAME_LABEL.to_string(), ns.clone())]));
+        }
+    }
+
+    let mut lowered = Lowered::default();
+    let mut endpoints: Vec<(Endpoint, Location)> = Vec::new();
+    let mut policies = Vec::new();
+    let mut nodes = Vec::new();
+    for (i, object) in input.objects.iter().enumerate() {
+        if duplicate[i] {
+            continue;
+        }
+        let meta = &object.meta;
+        let location = meta.location.clone().with_object(meta);
+        match &object.body {
+            Body::Pod(pod) if !pod.template.host_network => {
+                let mut e = endpoint(meta, &pod.template, &namespaces, EndpointKind::Pod);
+                e.ips = pod.ips.clone();
+                e.node = pod.node.clone();
+                endpoints.push((e, location));
+            }
+            Body::Workload(w) if !w.template.host_network => {
+                let owned = owners.contains(&(meta.namespace.clone(), meta.kind.clone(), meta.name.clone()));
+                if !owned {
+                    endpoints.push((endpoint(meta, &w.template, &namespaces, EndpointKind::Workload(meta.kind.clone())), location));
+                }
+            }
+            Body::Policy(ps) => {
+                for p in ps {
+                    policies.push((p.clone(), location.clone()));
+                }
+            }
+            Body::Node(n) => nodes.push(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
+            _ => {}
+        }
+    }
+    endpoints.sort_by_key(|(e, _)| (e.display_name(), e.ips.clone()));
+    nodes.sort();
+    lowered.cluster.namespaces = namespaces;
+    (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.into_iter().unzip();
+    (lowered.cluster.policies, lowered.policy_locations) = policies.into_iter().unzip();
+    lowered.cluster.nodes = nodes;
+    lowered
+}
+
+/// An endpoint with Cilium's identity labels.
+fn endpoint(meta: &Meta, template: &PodTemplate, namespaces: &BTreeMap<String, Labels>, kind: EndpointKind) -> Endpoint {
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    Endpoint {
+        labels: identity_labels(&namespace, &template.labels, namespaces.get(&namespace), template.service_account.as_deref()),
+        namespace,
+        name: meta.name.clone(),
+        kind,
+        ips: Vec::new(),
+        node: None,
+        named_ports: template.ports.clone(),
+    }
+}
+
+/// Cilium's identity labels of a pod.
+pub fn identity_labels(namespace: &str, pod_labels: &Labels, namespace_labels: Option<&Labels>, service_account: Option<&str>) -> Labels {
+    let mut labels = Labels::new();
+    for (k, v) in pod_labels.iter() {
+        if is_identity_relevant(k) {
+            labels.insert(k, v);
+        }
+    }
+    labels.insert(NAMESPACE_LABEL, namespace);
+    for (k, v) in namespace_labels.into_iter().flat_map(Labels::iter) {
+        labels.insert(format!("{NAMESPACE_LABELS_PREFIX}{k}"), v);
+    }
+    labels.insert(SERVICE_ACCOUNT_LABEL, service_account.unwrap_or("default"));
+    labels
+}
+
+fn describe(location: &Location) -> String {
+    let mut s = location.file.clone().unwrap_or_else(|| "<input>".into());
+    if let Some(pos) = location.pos {
+        s = format!("{s}:{}:{}", pos.line, pos.col);
+    }
+    if let Some(doc) = location.document {
+        s = format!("{s} (document {})", doc + 1);
+    }
+    s
+}
+
+impl Location {
+    /// This location, naming `meta`'s object.
+    pub fn with_object(mut self, meta: &Meta) -> Location {
+        self.object = Some(meta.display());
+        self
+    }
+}

@@ -1,0 +1,33 @@
+//! The shared front half of every command: read, check, lower.
+
+use crate::diag::{has_errors, Diagnostic};
+use crate::front::{source::read_paths, Input};
+use crate::lower::{lower, Lowered};
+use std::path::PathBuf;
+
+/// Inputs read, checked and lowered.
+pub struct Loaded {
+    /// What was read (sources, objects, skipped kinds).
+    pub input: Input,
+    /// The cluster model.
+    pub lowered: Lowered,
+    /// Every diagnostic, sorted by file, document and position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        has_errors(&self.diagnostics)
+    }
+}
+
+/// Reads `paths` (files, directories, `-`), checks and lowers them.
+pub fn load(paths: &[PathBuf]) -> Loaded {
+    let mut input = read_paths(paths);
+    let mut diagnostics = std::mem::take(&mut input.diagnostics);
+    let lowered = lower(&input, &mut diagnostics);
+    diagnostics.sort();
+    diagnostics.dedup();
+    Loaded { input, lowered, diagnostics }
+}
