@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod cidr;
+pub mod cidr_trie;
 pub mod cluster;
 pub mod eval;
 pub mod identity;
