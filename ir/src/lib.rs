@@ -22,6 +22,7 @@
 pub mod cidr;
 pub mod cidr_trie;
 pub mod cluster;
+pub mod dump;
 pub mod eval;
 pub mod identity;
 pub mod labels;

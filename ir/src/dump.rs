@@ -1,0 +1,97 @@
+//! A stable, human-readable text dump of the cluster model, for golden
+//! files and review: same model, same bytes.
+
+use crate::cluster::{Cluster, EndpointKind};
+use crate::policy::{Action, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
+use std::fmt::Write;
+
+/// Renders the whole model: namespaces, endpoints, nodes, policies.
+pub fn dump(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    for (name, labels) in &cluster.namespaces {
+        let _ = writeln!(out, "namespace {name} {{{labels}}}");
+    }
+    for e in &cluster.endpoints {
+        let kind = match &e.kind {
+            EndpointKind::Pod => "pod".to_string(),
+            EndpointKind::Workload(k) => format!("workload {k}"),
+        };
+        let ips: Vec<String> = e.ips.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "endpoint {} ({kind}) ips=[{}] node={}",
+            e.display_name(),
+            ips.join(","),
+            e.node.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(out, "  labels {{{}}}", e.labels);
+        for p in &e.named_ports {
+            let _ = writeln!(out, "  port {}={}/{}", p.name, p.protocol, p.port);
+        }
+    }
+    for n in &cluster.nodes {
+        let ips: Vec<String> = n.ips.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "node {} ips=[{}]", n.name, ips.join(","));
+    }
+    for p in &cluster.policies {
+        let _ = writeln!(out, "policy {}", p.origin);
+        match &p.subject {
+            Subject::Endpoints(sel) => {
+                let _ = writeln!(out, "  subject endpoints {sel}");
+            }
+            Subject::Nodes(sel) => {
+                let _ = writeln!(out, "  subject nodes {sel}");
+            }
+        }
+        let dirs: Vec<&str> = crate::protocol::Direction::BOTH.iter().filter(|d| p.enforces(**d)).map(|d| d.name()).collect();
+        let _ = writeln!(out, "  default-deny [{}]", dirs.join(","));
+        for d in crate::protocol::Direction::BOTH {
+            for req in &p.requires[d.index()] {
+                let _ = writeln!(out, "  requires {d} {req}");
+            }
+        }
+        for r in &p.rules {
+            let _ = writeln!(out, "  {}", rule(r));
+        }
+    }
+    out
+}
+
+/// One rule on one line.
+pub fn rule(r: &Rule) -> String {
+    let action = match r.action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    };
+    let peers = match &r.peers {
+        Peers::Any => "any".to_string(),
+        Peers::Only(ps) if ps.is_empty() => "nothing".to_string(),
+        Peers::Only(ps) => ps.iter().map(peer).collect::<Vec<_>>().join(" | "),
+    };
+    let ports = match &r.ports {
+        None => "all".to_string(),
+        Some(ms) => ms.iter().map(port_match).collect::<Vec<_>>().join(", "),
+    };
+    let l7 = r.l7.as_ref().map(|l| format!(" l7={} {}", l.parser, l.rules)).unwrap_or_default();
+    format!("{}: {} {action} peers[{peers}] ports[{ports}]{l7}", r.path, r.direction)
+}
+
+fn peer(p: &Peer) -> String {
+    match p {
+        Peer::Endpoints(sel) => format!("endpoints {sel}"),
+        Peer::Cidr { cidr, except } if except.is_empty() => format!("cidr {cidr}"),
+        Peer::Cidr { cidr, except } => {
+            format!("cidr {cidr} except {}", except.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+        }
+        Peer::Entity(e) => format!("entity {}", e.name()),
+    }
+}
+
+fn port_match(m: &PortMatch) -> String {
+    let proto = m.protocol.map(|p| p.name()).unwrap_or("ANY");
+    match &m.ports {
+        PortSpec::All => format!("{proto}/all"),
+        PortSpec::Range(r) => format!("{proto}/{r}"),
+        PortSpec::Named(n) => format!("{proto}/named:{n}"),
+    }
+}
