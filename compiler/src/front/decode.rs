@@ -359,6 +359,10 @@ pub fn plain_key(key: &str) -> String {
 /// name of at most 63 characters (alphanumerics, `-`, `_`, `.`; starting
 /// and ending alphanumeric).
 pub fn check_label_key(key: &str) -> Result<(), String> {
+    // Cilium selectors may name reserved identities (`reserved:host`).
+    if let Some(name) = key.strip_prefix(policyc_ir::labels::RESERVED_PREFIX) {
+        return check_name_part(name);
+    }
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),

@@ -1,0 +1,231 @@
+//! `cilium.io/v2` `CiliumNetworkPolicy` (CNP) and
+//! `CiliumClusterwideNetworkPolicy` (CCNP), lowered to normalized
+//! [`Policy`] values: one per `spec` and per `specs[i]`.
+//!
+//! Namespace scoping is folded in here, as Cilium does when it imports a
+//! policy: a CNP's subject always lives in the policy's namespace, and its
+//! peer selectors that name no namespace mean the policy's namespace; a
+//! CCNP's peer selectors that name no namespace mean pods of any namespace.
+//! Selectors naming `reserved:` labels are never namespace-scoped.
+
+mod ports;
+mod rule;
+#[cfg(test)]
+mod tests;
+
+use super::decode::{index, join, Ctx};
+use super::yaml::Node;
+use super::{Body, Meta};
+use crate::diag::codes;
+use policyc_ir::labels::{NAMESPACE_LABEL, RESERVED_PREFIX};
+use policyc_ir::policy::{Policy, PolicyKind, PolicyOrigin, Subject};
+use policyc_ir::protocol::Direction;
+use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+
+/// Fields of a CNP/CCNP object, besides what `metadata` decoding checks.
+const OBJECT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs", "status"];
+
+/// Fields of one spec (Cilium's `api.Rule`).
+const SPEC_FIELDS: &[&str] = &[
+    "endpointSelector",
+    "nodeSelector",
+    "ingress",
+    "ingressDeny",
+    "egress",
+    "egressDeny",
+    "labels",
+    "description",
+    "enableDefaultDeny",
+];
+
+/// Decodes a `CiliumNetworkPolicy`.
+pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
+    let scope = Scope { kind: PolicyKind::CiliumNetworkPolicy, namespace: meta.namespace.clone() };
+    decode_object(ctx, meta, root, &scope)
+}
+
+/// Decodes a `CiliumClusterwideNetworkPolicy`.
+pub fn clusterwide_network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
+    let scope = Scope { kind: PolicyKind::CiliumClusterwideNetworkPolicy, namespace: None };
+    decode_object(ctx, meta, root, &scope)
+}
+
+/// Whether the policy is namespaced, and where.
+pub(crate) struct Scope {
+    kind: PolicyKind,
+    /// The policy's namespace (CNP); `None` for a CCNP.
+    namespace: Option<String>,
+}
+
+impl Scope {
+    /// Scopes a peer selector (`fromEndpoints`, `toRequires`, ...) the way
+    /// Cilium does: a selector that names no namespace and no reserved
+    /// label means the policy's namespace (CNP) or any namespace (CCNP;
+    /// Cilium adds "has a namespace", so only pods match, not the host or
+    /// the world).
+    fn peer_selector(&self, mut selector: LabelSelector) -> LabelSelector {
+        let reserved = selector.requirements.iter().any(|r| r.key.starts_with(RESERVED_PREFIX));
+        if reserved || selector.mentions(NAMESPACE_LABEL) {
+            return selector;
+        }
+        let requirement = match &self.namespace {
+            Some(ns) => Requirement::equals(NAMESPACE_LABEL, ns.clone()),
+            None => Requirement { key: NAMESPACE_LABEL.to_string(), operator: Operator::Exists, values: Vec::new() },
+        };
+        selector.requirements.push(requirement);
+        selector
+    }
+}
+
+/// Strips Cilium's `k8s:` and `any:` label sources from a selector key;
+/// `reserved:NAME` stays as it is (reserved identities carry that key).
+pub fn normalize_key(key: &str) -> String {
+    key.strip_prefix("k8s:").or_else(|| key.strip_prefix("any:")).unwrap_or(key).to_string()
+}
+
+fn decode_object(ctx: &mut Ctx, meta: &Meta, root: &Node, scope: &Scope) -> Option<Body> {
+    let fields = ctx.fields(root, "", OBJECT_FIELDS)?;
+    let mut policies = Vec::new();
+    let spec = fields.get("spec");
+    let specs = fields.get("specs");
+    if let Some(spec) = spec {
+        policies.extend(decode_spec(ctx, meta, scope, spec, "spec"));
+    }
+    if let Some(specs) = specs {
+        for (i, spec) in ctx.list(specs, "specs").iter().enumerate() {
+            policies.extend(decode_spec(ctx, meta, scope, spec, &index("specs", i)));
+        }
+    }
+    if spec.is_none() && specs.is_none() {
+        let kind = scope.kind.name();
+        ctx.report(
+            codes::EMPTY_SPEC,
+            Some(root),
+            "",
+            format!("`{kind}` has neither `spec` nor `specs`"),
+            Some("write the rule under `spec`, or a list of rules under `specs`".into()),
+        );
+        return None;
+    }
+    Some(Body::Policy(policies))
+}
+
+fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &str) -> Option<Policy> {
+    let fields = ctx.fields(node, path, SPEC_FIELDS)?;
+    let subject = subject(ctx, scope, node, path, fields.get("endpointSelector"), fields.get("nodeSelector"));
+
+    if let Some(d) = fields.get("description") {
+        ctx.string(d, &join(path, "description"));
+    }
+    if let Some(labels) = fields.get("labels") {
+        let labels_path = join(path, "labels");
+        for (i, l) in ctx.list(labels, &labels_path).iter().enumerate() {
+            ctx.fields(l, &index(&labels_path, i), &["key", "value", "source"]);
+        }
+    }
+
+    let mut requires: [Vec<LabelSelector>; 2] = Default::default();
+    let mut rules = Vec::new();
+    let mut has_rules = [false, false];
+    for kind in rule::RULE_KINDS {
+        let Some(list) = fields.get(kind.field) else { continue };
+        let list_path = join(path, kind.field);
+        let items = ctx.list(list, &list_path);
+        has_rules[kind.direction.index()] |= !items.is_empty();
+        for (i, item) in items.iter().enumerate() {
+            let rule_path = index(&list_path, i);
+            let reqs = &mut requires[kind.direction.index()];
+            rules.extend(rule::decode_rule(ctx, scope, item, &rule_path, kind, reqs));
+        }
+    }
+
+    let mut default_deny = has_rules;
+    if let Some(dd) = fields.get("enableDefaultDeny") {
+        let dd_path = join(path, "enableDefaultDeny");
+        if let Some(dd_fields) = ctx.fields(dd, &dd_path, &["ingress", "egress"]) {
+            for dir in Direction::BOTH {
+                if let Some(b) = dd_fields.get(dir.name()) {
+                    if let Some(b) = ctx.boolean(b, &join(&dd_path, dir.name())) {
+                        default_deny[dir.index()] = b;
+                    }
+                }
+            }
+        }
+    }
+
+    let origin = PolicyOrigin {
+        kind: scope.kind,
+        namespace: scope.namespace.clone(),
+        name: meta.name.clone(),
+        spec_path: path.to_string(),
+    };
+    Some(Policy { origin, subject: subject?, default_deny, requires, rules })
+}
+
+/// The subject: exactly one of `endpointSelector` and `nodeSelector`.
+fn subject(
+    ctx: &mut Ctx,
+    scope: &Scope,
+    node: &Node,
+    path: &str,
+    endpoint_selector: Option<&Node>,
+    node_selector: Option<&Node>,
+) -> Option<Subject> {
+    match (endpoint_selector, node_selector) {
+        (Some(_), Some(n)) => {
+            ctx.report(
+                codes::SELECTOR_CHOICE,
+                Some(n),
+                &join(path, "nodeSelector"),
+                "a rule cannot have both `endpointSelector` and `nodeSelector`",
+                Some("use `endpointSelector` for pods, `nodeSelector` for nodes (host policy)".into()),
+            );
+            None
+        }
+        (None, None) => {
+            ctx.report(
+                codes::SELECTOR_CHOICE,
+                Some(node),
+                path,
+                "a rule needs `endpointSelector` or `nodeSelector`",
+                Some("`endpointSelector: {}` selects every pod the policy can apply to".into()),
+            );
+            None
+        }
+        (Some(es), None) => {
+            let es_path = join(path, "endpointSelector");
+            let mut selector = ctx.selector(es, &es_path, normalize_key)?;
+            if let Some(ns) = &scope.namespace {
+                let own = Requirement::equals(NAMESPACE_LABEL, ns.clone());
+                let other = selector.requirements.iter().any(|r| r.key == NAMESPACE_LABEL && *r != own);
+                if other {
+                    ctx.report(
+                        codes::SUBJECT_NAMESPACE_OVERRIDDEN,
+                        Some(es),
+                        &es_path,
+                        format!("the `endpointSelector` of a CiliumNetworkPolicy always selects pods of its own namespace `{ns}`"),
+                        Some(format!("Cilium ignores the `{NAMESPACE_LABEL}` requirement here; use a CiliumClusterwideNetworkPolicy to select pods of other namespaces")),
+                    );
+                }
+                selector.requirements.retain(|r| r.key != NAMESPACE_LABEL);
+                selector.requirements.push(own);
+            }
+            Some(Subject::Endpoints(selector))
+        }
+        (None, Some(ns)) => {
+            let ns_path = join(path, "nodeSelector");
+            let selector = ctx.selector(ns, &ns_path, normalize_key);
+            if scope.namespace.is_some() {
+                ctx.report(
+                    codes::NODE_SELECTOR_IN_CNP,
+                    Some(ns),
+                    &ns_path,
+                    "a CiliumNetworkPolicy cannot have `nodeSelector`",
+                    Some("host policies are cluster-wide: make this a CiliumClusterwideNetworkPolicy".into()),
+                );
+                return None;
+            }
+            Some(Subject::Nodes(selector?))
+        }
+    }
+}

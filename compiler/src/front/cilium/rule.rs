@@ -1,0 +1,296 @@
+//! One `ingress`/`ingressDeny`/`egress`/`egressDeny` entry: its peers, and
+//! (through [`super::ports`]) its ports, ICMP types and L7 rules.
+
+use super::ports::{self, PortEntry};
+use super::{normalize_key, Scope};
+use crate::diag::{codes, did_you_mean};
+use crate::front::decode::{index, join, Ctx, Fields};
+use crate::front::yaml::Node;
+use policyc_ir::cidr::Cidr;
+use policyc_ir::policy::{Action, Entity, Peer, Peers, PortMatch, Rule};
+use policyc_ir::protocol::Direction;
+use policyc_ir::selector::LabelSelector;
+
+/// A list of rules in a spec: its field, direction and action.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RuleKind {
+    /// `ingress`, `ingressDeny`, `egress` or `egressDeny`.
+    pub field: &'static str,
+    pub direction: Direction,
+    pub action: Action,
+}
+
+pub(super) const RULE_KINDS: [RuleKind; 4] = [
+    RuleKind { field: "ingress", direction: Direction::Ingress, action: Action::Allow },
+    RuleKind { field: "ingressDeny", direction: Direction::Ingress, action: Action::Deny },
+    RuleKind { field: "egress", direction: Direction::Egress, action: Action::Allow },
+    RuleKind { field: "egressDeny", direction: Direction::Egress, action: Action::Deny },
+];
+
+const INGRESS_FIELDS: &[&str] = &[
+    "fromEndpoints", "fromRequires", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups", "toPorts",
+    "icmps", "authentication",
+];
+const INGRESS_DENY_FIELDS: &[&str] =
+    &["fromEndpoints", "fromRequires", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups", "toPorts", "icmps"];
+const EGRESS_FIELDS: &[&str] = &[
+    "toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs",
+    "toPorts", "icmps", "authentication",
+];
+const EGRESS_DENY_FIELDS: &[&str] =
+    &["toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toPorts", "icmps"];
+
+/// Entities Cilium knows that policyc expresses as CIDRs: outside the
+/// cluster, one address family.
+const WORLD_FAMILIES: [(&str, bool); 2] = [("world-ipv4", false), ("world-ipv6", true)];
+
+/// Decodes one rule into one or more IR rules (one more per `toPorts`
+/// entry with L7 rules, since L7 rules apply to that entry's ports only).
+/// `fromRequires`/`toRequires` selectors go into `requires`.
+pub(super) fn decode_rule(
+    ctx: &mut Ctx,
+    scope: &Scope,
+    node: &Node,
+    path: &str,
+    kind: RuleKind,
+    requires: &mut Vec<LabelSelector>,
+) -> Vec<Rule> {
+    let known = match (kind.direction, kind.action) {
+        (Direction::Ingress, Action::Allow) => INGRESS_FIELDS,
+        (Direction::Ingress, Action::Deny) => INGRESS_DENY_FIELDS,
+        (Direction::Egress, Action::Allow) => EGRESS_FIELDS,
+        (Direction::Egress, Action::Deny) => EGRESS_DENY_FIELDS,
+    };
+    let Some(fields) = ctx.fields(node, path, known) else { return Vec::new() };
+    let deny = kind.action == Action::Deny;
+    let (peers, has_peer_field) = peers(ctx, scope, &fields, path, kind, requires);
+
+    if let Some(auth) = fields.get("authentication") {
+        ctx.report(
+            codes::UNSUPPORTED_FIELD,
+            Some(auth),
+            &join(path, "authentication"),
+            "mutual authentication is not enforced by policyc",
+            Some("traffic this rule allows is allowed without authentication".into()),
+        );
+    }
+
+    let entries: Vec<PortEntry> = match fields.get("toPorts") {
+        Some(tp) => ports::to_ports(ctx, tp, &join(path, "toPorts"), kind.action),
+        None => Vec::new(),
+    };
+    let icmp: Vec<PortMatch> = match fields.get("icmps") {
+        Some(i) => ports::icmps(ctx, i, &join(path, "icmps")),
+        None => Vec::new(),
+    };
+    let has_ports = fields.get("toPorts").is_some_and(non_empty) || fields.get("icmps").is_some_and(non_empty);
+
+    // Cilium: a rule without any peer field is L4-only (any peer) when it
+    // names ports, and selects nothing otherwise; a peer field that is
+    // present but empty (`toEndpoints: []`) selects nothing.
+    let peers = if has_peer_field {
+        Peers::Only(peers)
+    } else if has_ports {
+        Peers::Any
+    } else {
+        Peers::Only(Vec::new())
+    };
+    let make = |path: String, ports, l7| Rule { path, direction: kind.direction, action: kind.action, peers: peers.clone(), ports, l7 };
+    if !has_ports {
+        return vec![make(path.to_string(), None, None)];
+    }
+
+    let mut plain = Vec::new();
+    let mut with_l7 = Vec::new();
+    for entry in entries {
+        match entry.l7 {
+            Some(l7) => with_l7.push((entry.index, entry.matches, l7)),
+            None => plain.extend(entry.matches),
+        }
+    }
+    plain.extend(icmp);
+    let mut rules = Vec::new();
+    if !plain.is_empty() || with_l7.is_empty() {
+        rules.push(make(path.to_string(), Some(plain), None));
+    }
+    debug_assert!(!deny || with_l7.is_empty(), "deny rules never carry L7 rules");
+    for (i, matches, l7) in with_l7 {
+        rules.push(make(index(&join(path, "toPorts"), i), Some(matches), Some(l7)));
+    }
+    rules
+}
+
+fn non_empty(node: &Node) -> bool {
+    !matches!(&node.value, crate::front::yaml::Value::Seq(items) if items.is_empty())
+}
+
+/// The union of a rule's peer fields, and whether it has any peer field at
+/// all (an empty list counts: Cilium treats it as "select nothing").
+fn peers(
+    ctx: &mut Ctx,
+    scope: &Scope,
+    fields: &Fields,
+    path: &str,
+    kind: RuleKind,
+    requires: &mut Vec<LabelSelector>,
+) -> (Vec<Peer>, bool) {
+    let side = if kind.direction == Direction::Ingress { "from" } else { "to" };
+    let deny = kind.action == Action::Deny;
+    let mut peers = Vec::new();
+    let mut has_peer_field = false;
+
+    let key = format!("{side}Endpoints");
+    if let Some(list) = fields.get(&key) {
+        has_peer_field = true;
+        for sel in selectors(ctx, list, &join(path, &key)) {
+            peers.push(Peer::Endpoints(scope.peer_selector(sel)));
+        }
+    }
+
+    let key = format!("{side}Requires");
+    if let Some(list) = fields.get(&key) {
+        for sel in selectors(ctx, list, &join(path, &key)) {
+            requires.push(scope.peer_selector(sel));
+        }
+    }
+
+    let key = format!("{side}CIDR");
+    if let Some(list) = fields.get(&key) {
+        has_peer_field = true;
+        let list_path = join(path, &key);
+        for (i, item) in ctx.list(list, &list_path).iter().enumerate() {
+            if let Some(cidr) = ctx.cidr(item, &index(&list_path, i)) {
+                peers.push(Peer::Cidr { cidr, except: Vec::new() });
+            }
+        }
+    }
+
+    let key = format!("{side}CIDRSet");
+    if let Some(list) = fields.get(&key) {
+        has_peer_field = true;
+        let list_path = join(path, &key);
+        for (i, item) in ctx.list(list, &list_path).iter().enumerate() {
+            if let Some(peer) = cidr_set(ctx, item, &index(&list_path, i), deny) {
+                peers.push(peer);
+            }
+        }
+    }
+
+    let key = format!("{side}Entities");
+    if let Some(list) = fields.get(&key) {
+        has_peer_field = true;
+        let list_path = join(path, &key);
+        for (i, item) in ctx.list(list, &list_path).iter().enumerate() {
+            let item_path = index(&list_path, i);
+            let Some(name) = ctx.string(item, &item_path) else { continue };
+            if let Some(peer) = entity(ctx, name, item, &item_path) {
+                peers.push(peer);
+            }
+        }
+    }
+
+    let unenforced: [(&str, &str); 4] = [
+        ("Nodes", "node selectors are not enforced by policyc"),
+        ("Groups", "cloud provider groups are not enforced by policyc"),
+        ("Services", "`toServices` is not enforced yet"),
+        ("FQDNs", ""),
+    ];
+    for (suffix, message) in unenforced {
+        let key = format!("{side}{suffix}");
+        let Some(node) = fields.get(&key) else { continue };
+        has_peer_field = true;
+        let field_path = join(path, &key);
+        let effect = if deny {
+            "this deny rule drops nothing for these peers, so it drops less than written"
+        } else {
+            "this rule allows nothing for these peers"
+        };
+        if suffix == "FQDNs" {
+            ctx.report(
+                codes::FQDN_NOT_COMPILABLE,
+                Some(node),
+                &field_path,
+                "`toFQDNs` cannot be resolved ahead of time and is not enforced",
+                Some(format!("{effect}; name the addresses with `toCIDR` or `toCIDRSet` instead")),
+            );
+        } else {
+            let help = match suffix {
+                "Services" => format!("{effect}; allow the service's pods with `toEndpoints`"),
+                _ => effect.to_string(),
+            };
+            ctx.report(codes::UNSUPPORTED_FIELD, Some(node), &field_path, message, Some(help));
+        }
+    }
+    (peers, has_peer_field)
+}
+
+fn selectors(ctx: &mut Ctx, list: &Node, path: &str) -> Vec<LabelSelector> {
+    let items = ctx.list(list, path);
+    items.iter().enumerate().filter_map(|(i, item)| ctx.selector(item, &index(path, i), normalize_key)).collect()
+}
+
+fn entity(ctx: &mut Ctx, name: &str, node: &Node, path: &str) -> Option<Peer> {
+    if let Some(e) = Entity::parse(name) {
+        return Some(Peer::Entity(e));
+    }
+    if let Some((_, ipv6)) = WORLD_FAMILIES.iter().find(|(n, _)| *n == name) {
+        // The world of one address family: every address of that family
+        // outside the cluster, which is what a CIDR peer means.
+        return Some(Peer::Cidr { cidr: Cidr::all(*ipv6), except: Vec::new() });
+    }
+    let known = Entity::ALL.iter().map(|e| e.name()).chain(WORLD_FAMILIES.iter().map(|(n, _)| *n));
+    let help = did_you_mean(name, known).map(|s| format!("did you mean `{s}`?")).unwrap_or_else(|| {
+        let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+        format!("entities are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+    });
+    ctx.report(codes::UNKNOWN_ENTITY, Some(node), path, format!("unknown entity `{name}`"), Some(help));
+    None
+}
+
+/// One `fromCIDRSet`/`toCIDRSet` entry.
+fn cidr_set(ctx: &mut Ctx, node: &Node, path: &str, deny: bool) -> Option<Peer> {
+    let fields = ctx.fields(node, path, &["cidr", "except", "cidrGroupRef", "cidrGroupSelector"])?;
+    for group in ["cidrGroupRef", "cidrGroupSelector"] {
+        if let Some(g) = fields.get(group) {
+            let effect = if deny { "this deny rule drops nothing for it" } else { "this rule allows nothing for it" };
+            ctx.report(
+                codes::UNSUPPORTED_FIELD,
+                Some(g),
+                &join(path, group),
+                format!("`{group}` (CiliumCIDRGroup) is not supported by policyc"),
+                Some(format!("{effect}; write the prefixes under `cidr` instead")),
+            );
+        }
+    }
+    let Some(cidr_node) = fields.get("cidr") else {
+        if fields.get("cidrGroupRef").is_none() && fields.get("cidrGroupSelector").is_none() {
+            ctx.report(codes::MISSING_FIELD, Some(node), path, "missing field `cidr`", None);
+        }
+        return None;
+    };
+    let cidr = ctx.cidr(cidr_node, &join(path, "cidr"));
+    let mut except = Vec::new();
+    if let Some(list) = fields.get("except") {
+        let except_path = join(path, "except");
+        for (i, item) in ctx.list(list, &except_path).iter().enumerate() {
+            let item_path = index(&except_path, i);
+            let Some(e) = ctx.cidr(item, &item_path) else { continue };
+            if let Some(c) = cidr {
+                if !c.covers(e) {
+                    ctx.report(
+                        codes::EXCEPT_OUTSIDE_CIDR,
+                        Some(item),
+                        &item_path,
+                        format!("`except` prefix `{e}` is not inside `{c}`"),
+                        Some("each `except` prefix must lie within the entry's `cidr`".into()),
+                    );
+                    continue;
+                }
+            }
+            except.push(e);
+        }
+    }
+    except.sort();
+    except.dedup();
+    Some(Peer::Cidr { cidr: cidr?, except })
+}
