@@ -29,7 +29,7 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -
     for (i, item) in ctx.list(node, path).iter().enumerate() {
         let entry_path = index(path, i);
         let Some(fields) = ctx.fields(item, &entry_path, known) else { continue };
-        for f in PROXY_FIELDS {
+        for f in PROXY_FIELDS.iter().filter(|f| known.contains(f)) {
             if let Some(n) = fields.get(f) {
                 ctx.report(
                     codes::UNSUPPORTED_FIELD,

@@ -63,9 +63,9 @@ pub(super) fn decode_rule(
     };
     let Some(fields) = ctx.fields(node, path, known) else { return Vec::new() };
     let deny = kind.action == Action::Deny;
-    let (peers, has_peer_field) = peers(ctx, scope, &fields, path, kind, requires);
+    let (peers, has_peer_field) = peers(ctx, scope, &fields, known, path, kind, requires);
 
-    if let Some(auth) = fields.get("authentication") {
+    if let Some(auth) = fields.get("authentication").filter(|_| known.contains(&"authentication")) {
         ctx.report(
             codes::UNSUPPORTED_FIELD,
             Some(auth),
@@ -130,6 +130,7 @@ fn peers(
     ctx: &mut Ctx,
     scope: &Scope,
     fields: &Fields,
+    known: &[&str],
     path: &str,
     kind: RuleKind,
     requires: &mut Vec<LabelSelector>,
@@ -197,7 +198,9 @@ fn peers(
     ];
     for (suffix, message) in unenforced {
         let key = format!("{side}{suffix}");
-        let Some(node) = fields.get(&key) else { continue };
+        // Fields outside the schema (`toFQDNs` in a deny rule) were
+        // already reported as unknown.
+        let Some(node) = fields.get(&key).filter(|_| known.contains(&key.as_str())) else { continue };
         has_peer_field = true;
         let field_path = join(path, &key);
         let effect = if deny {
