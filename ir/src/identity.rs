@@ -182,7 +182,10 @@ impl IdentityTable {
     /// cluster-local identity and not claimed twice); the others, in sorted
     /// order, take the first free identity from their [`home_slot`] on,
     /// wrapping around the cluster-local range.
-    pub fn allocate<'a>(label_sets: impl IntoIterator<Item = &'a Labels>, previous: Option<&IdentityTable>) -> Allocation {
+    pub fn allocate<'a>(
+        label_sets: impl IntoIterator<Item = &'a Labels>,
+        previous: Option<&IdentityTable>,
+    ) -> Allocation {
         let wanted: BTreeSet<&Labels> = label_sets.into_iter().collect();
         let mut by_labels = BTreeMap::new();
         let mut used = BTreeSet::new();

@@ -1,0 +1,372 @@
+//! Per-endpoint policy maps: entries keyed by (peer identity, direction,
+//! protocol, port prefix) with a verdict, as the datapath's LPM policy map
+//! holds them.
+//!
+//! The 24 bits `protocol(8) | port(16)` of a key form one space; an entry
+//! covers an aligned block of it given by a prefix length (0 = every protocol
+//! and port, 8 = one protocol, 24 = one port). For one (peer, direction) the
+//! blocks are disjoint, so a longest-prefix lookup hits at most one, and the
+//! verdict of the block is already the combination of every rule covering
+//! it (deny > redirect > allow). The datapath looks up the peer's identity
+//! and the wildcard identity [`Identity::ANY`] and takes the stronger
+//! verdict; see [`PolicyMap::decide`].
+
+use crate::eval::RuleRef;
+use crate::identity::Identity;
+use crate::protocol::Direction;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Bits of the protocol/port space of a key.
+pub const PORT_SPACE_BITS: u8 = 24;
+/// Largest value of the protocol/port space.
+pub const PORT_SPACE_MAX: u32 = (1 << PORT_SPACE_BITS) - 1;
+
+/// The point of the protocol/port space for `protocol` and `port`.
+pub fn port_space_point(protocol: u8, port: u16) -> u32 {
+    u32::from(protocol) << 16 | u32::from(port)
+}
+
+/// A policy map key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct PolicyKey {
+    /// Peer identity; [`Identity::ANY`] for every peer.
+    pub identity: Identity,
+    /// Direction relative to the endpoint owning the map.
+    pub direction: Direction,
+    /// IANA protocol number (meaningful for the first `prefix_len` bits).
+    pub protocol: u8,
+    /// Port or ICMP type (meaningful for the first `prefix_len - 8` bits).
+    pub port: u16,
+    /// Prefix length over the 24 bits `protocol | port`.
+    pub prefix_len: u8,
+}
+
+impl PolicyKey {
+    /// The key's bits in the protocol/port space.
+    pub fn point(&self) -> u32 {
+        port_space_point(self.protocol, self.port)
+    }
+
+    /// The first and last point of the block the key covers; `None` if
+    /// `prefix_len` is over 24.
+    pub fn block(&self) -> Option<(u32, u32)> {
+        let host_bits = PORT_SPACE_BITS.checked_sub(self.prefix_len)?;
+        let size = 1u32 << host_bits;
+        let lo = self.point() & !(size - 1);
+        Some((lo, lo + (size - 1)))
+    }
+
+    /// Whether the key's bits beyond its prefix are zero.
+    pub fn is_aligned(&self) -> bool {
+        self.block().is_some_and(|(lo, _)| lo == self.point())
+    }
+
+    /// Whether the key's block holds `point`.
+    pub fn covers(&self, point: u32) -> bool {
+        self.block().is_some_and(|(lo, hi)| lo <= point && point <= hi)
+    }
+}
+
+impl fmt::Display for PolicyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let peer = if self.identity.is_any() { "any".to_string() } else { self.identity.to_string() };
+        write!(f, "{} {peer} ", self.direction)?;
+        match self.prefix_len {
+            0 => f.write_str("*/*"),
+            1..=7 => write!(f, "{}/{} */*", self.protocol, self.prefix_len),
+            8 => write!(f, "{}/*", self.protocol),
+            24 => write!(f, "{}/{}", self.protocol, self.port),
+            n => write!(f, "{}/{}/{}", self.protocol, self.port, n - 8),
+        }
+    }
+}
+
+/// What a policy map entry does with matching traffic.
+///
+/// Ordered as the lattice rules combine in: allow < redirect < deny.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum MapVerdict {
+    /// Pass.
+    Allow,
+    /// Pass through the L7 proxy with this parser (`http`, `dns`, ...).
+    Redirect(String),
+    /// Drop.
+    Deny,
+}
+
+impl MapVerdict {
+    /// Strength in the lattice, ignoring the redirect's parser.
+    pub fn rank(&self) -> u8 {
+        match self {
+            MapVerdict::Allow => 1,
+            MapVerdict::Redirect(_) => 2,
+            MapVerdict::Deny => 3,
+        }
+    }
+}
+
+impl fmt::Display for MapVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapVerdict::Allow => f.write_str("allow"),
+            MapVerdict::Redirect(parser) => write!(f, "redirect:{parser}"),
+            MapVerdict::Deny => f.write_str("deny"),
+        }
+    }
+}
+
+/// One policy map entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct PolicyEntry {
+    /// The key.
+    pub key: PolicyKey,
+    /// The verdict.
+    pub verdict: MapVerdict,
+    /// The rules that produced the verdict (for tracing), sorted.
+    pub rules: Vec<RuleRef>,
+}
+
+/// The policy map of one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyMap {
+    /// Per direction (`[ingress, egress]`): whether traffic no entry allows
+    /// is dropped.
+    pub enforced: [bool; 2],
+    /// Entries sorted by key.
+    pub entries: Vec<PolicyEntry>,
+}
+
+/// The outcome of one direction's policy lookup.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MapDecision {
+    /// The stronger verdict of the peer's entry and the wildcard's entry.
+    pub verdict: Option<MapVerdict>,
+    /// Whether the direction is in default deny.
+    pub enforced: bool,
+    /// Rules of the entries that gave the verdict.
+    pub rules: Vec<RuleRef>,
+}
+
+impl MapDecision {
+    /// Whether the packet passes: deny drops, allow and redirect pass, and
+    /// with no entry the enforcement flag decides.
+    pub fn passes(&self) -> bool {
+        match self.verdict {
+            Some(MapVerdict::Deny) => false,
+            Some(_) => true,
+            None => !self.enforced,
+        }
+    }
+}
+
+impl PolicyMap {
+    /// The entry for `identity` and `direction` whose block holds `point`
+    /// (an exact-identity LPM lookup).
+    pub fn lookup(&self, identity: Identity, direction: Direction, point: u32) -> Option<&PolicyEntry> {
+        let start = self.entries.partition_point(|e| (e.key.identity, e.key.direction) < (identity, direction));
+        self.entries[start..]
+            .iter()
+            .take_while(|e| e.key.identity == identity && e.key.direction == direction)
+            .find(|e| e.key.covers(point))
+    }
+
+    /// What the datapath decides for traffic with `peer` in `direction`:
+    /// the stronger of the peer's and the wildcard's entries; deny drops,
+    /// allow and redirect pass, and no entry passes only if the direction is
+    /// not enforced.
+    pub fn decide(&self, direction: Direction, peer: Identity, protocol: u8, port: u16) -> MapDecision {
+        let point = port_space_point(protocol, port);
+        let hits: Vec<&PolicyEntry> = [peer, Identity::ANY]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|id| self.lookup(id, direction, point))
+            .collect();
+        let verdict = hits.iter().map(|e| e.verdict.clone()).max();
+        let mut rules: Vec<RuleRef> = hits
+            .iter()
+            .filter(|e| verdict.as_ref().is_some_and(|v| v.rank() == e.verdict.rank()))
+            .flat_map(|e| e.rules.iter().copied())
+            .collect();
+        rules.sort();
+        rules.dedup();
+        MapDecision { verdict, enforced: self.enforced[direction.index()], rules }
+    }
+}
+
+/// The verdicts of rules over the protocol/port space of one (peer,
+/// direction), turned into disjoint aligned blocks.
+#[derive(Clone, Debug, Default)]
+pub struct VerdictSpace {
+    spans: Vec<(u32, u32, MapVerdict, RuleRef)>,
+}
+
+/// One block of a [`VerdictSpace`]: `prefix_len` bits of `point` fixed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// First point of the block.
+    pub point: u32,
+    /// Prefix length over the 24-bit space.
+    pub prefix_len: u8,
+    /// The strongest verdict over the block.
+    pub verdict: MapVerdict,
+    /// Rules giving a verdict of that strength, sorted.
+    pub rules: Vec<RuleRef>,
+}
+
+impl VerdictSpace {
+    /// An empty space (no verdict anywhere).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether no span was added.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Adds `verdict` from `rule` over the points `lo..=hi` (clamped to the
+    /// space; empty if `lo > hi`).
+    pub fn add(&mut self, lo: u32, hi: u32, verdict: MapVerdict, rule: RuleRef) {
+        let hi = hi.min(PORT_SPACE_MAX);
+        if lo <= hi {
+            self.spans.push((lo, hi, verdict, rule));
+        }
+    }
+
+    /// Disjoint maximal aligned blocks, sorted, each with the strongest
+    /// verdict over it. Neighbouring points merge into one block only when
+    /// they have the same verdict and the same rules, so tracing stays exact.
+    pub fn blocks(&self) -> Vec<Block> {
+        let mut bounds = BTreeSet::new();
+        for &(lo, hi, ..) in &self.spans {
+            bounds.insert(lo);
+            bounds.insert(hi + 1);
+        }
+        let bounds: Vec<u32> = bounds.into_iter().collect();
+        // Elementary intervals with a verdict, merged with equal neighbours.
+        let mut runs: Vec<(u32, u32, MapVerdict, Vec<RuleRef>)> = Vec::new();
+        for w in bounds.windows(2) {
+            let (lo, hi) = (w[0], w[1] - 1);
+            let covering: Vec<&(u32, u32, MapVerdict, RuleRef)> =
+                self.spans.iter().filter(|s| s.0 <= lo && hi <= s.1).collect();
+            let Some(verdict) = covering.iter().map(|s| s.2.clone()).max() else { continue };
+            let mut rules: Vec<RuleRef> =
+                covering.iter().filter(|s| s.2.rank() == verdict.rank()).map(|s| s.3).collect();
+            rules.sort();
+            rules.dedup();
+            match runs.last_mut() {
+                Some(last) if last.1 + 1 == lo && last.2 == verdict && last.3 == rules => last.1 = hi,
+                _ => runs.push((lo, hi, verdict, rules)),
+            }
+        }
+        let mut out = Vec::new();
+        for (lo, hi, verdict, rules) in runs {
+            for (point, prefix_len) in range_to_prefixes(lo, hi) {
+                out.push(Block { point, prefix_len, verdict: verdict.clone(), rules: rules.clone() });
+            }
+        }
+        out
+    }
+}
+
+/// The fewest aligned blocks `(first point, prefix length)` of the 24-bit
+/// space that exactly cover `lo..=hi`, in order.
+pub fn range_to_prefixes(lo: u32, hi: u32) -> Vec<(u32, u8)> {
+    let hi = hi.min(PORT_SPACE_MAX);
+    let mut out = Vec::new();
+    let mut lo = u64::from(lo);
+    let hi = u64::from(hi);
+    while lo <= hi {
+        let mut host_bits = if lo == 0 { u32::from(PORT_SPACE_BITS) } else { lo.trailing_zeros().min(24) };
+        while lo + (1u64 << host_bits) - 1 > hi {
+            host_bits -= 1;
+        }
+        // `lo < 2^24` and `host_bits <= 24`, so both narrowings are exact.
+        out.push((lo as u32, PORT_SPACE_BITS - host_bits as u8));
+        lo += 1u64 << host_bits;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const R0: RuleRef = RuleRef { policy: 0, rule: 0 };
+    const R1: RuleRef = RuleRef { policy: 0, rule: 1 };
+
+    #[test]
+    fn prefixes_of_ranges() {
+        assert_eq!(range_to_prefixes(0, PORT_SPACE_MAX), vec![(0, 0)]);
+        assert_eq!(range_to_prefixes(6 << 16, 6 << 16 | 0xffff), vec![(6 << 16, 8)]);
+        assert_eq!(range_to_prefixes(80, 80), vec![(80, 24)]);
+        assert_eq!(range_to_prefixes(80, 83), vec![(80, 22)]);
+        assert_eq!(range_to_prefixes(79, 81), vec![(79, 24), (80, 23)]);
+        assert!(range_to_prefixes(5, 4).is_empty());
+    }
+
+    #[test]
+    fn deny_carves_a_port_out_of_an_allowed_range() {
+        let mut space = VerdictSpace::new();
+        space.add(port_space_point(6, 0), port_space_point(6, 0xffff), MapVerdict::Allow, R0);
+        space.add(port_space_point(6, 80), port_space_point(6, 80), MapVerdict::Deny, R1);
+        let blocks = space.blocks();
+        let deny: Vec<&Block> = blocks.iter().filter(|b| b.verdict == MapVerdict::Deny).collect();
+        assert_eq!(
+            deny,
+            vec![&Block { point: port_space_point(6, 80), prefix_len: 24, verdict: MapVerdict::Deny, rules: vec![R1] }]
+        );
+        let map = PolicyMap {
+            enforced: [true, false],
+            entries: blocks
+                .into_iter()
+                .map(|b| PolicyEntry {
+                    key: PolicyKey {
+                        identity: Identity::ANY,
+                        direction: Direction::Ingress,
+                        protocol: (b.point >> 16) as u8,
+                        port: b.point as u16,
+                        prefix_len: b.prefix_len,
+                    },
+                    verdict: b.verdict,
+                    rules: b.rules,
+                })
+                .collect(),
+        };
+        assert!(!map.decide(Direction::Ingress, Identity(300), 6, 80).passes());
+        assert!(map.decide(Direction::Ingress, Identity(300), 6, 81).passes());
+        assert!(!map.decide(Direction::Ingress, Identity(300), 17, 81).passes());
+        assert!(map.decide(Direction::Egress, Identity(300), 17, 81).passes());
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_are_disjoint_aligned_and_exact(
+            spans in proptest::collection::vec((0u32..300, 0u32..300, 0u8..4, 0usize..3), 0..12),
+        ) {
+            let mut space = VerdictSpace::new();
+            for &(a, b, v, r) in &spans {
+                let verdict = match v { 0 => MapVerdict::Allow, 1 => MapVerdict::Redirect("http".into()), 2 => MapVerdict::Redirect("dns".into()), _ => MapVerdict::Deny };
+                space.add(a.min(b), a.max(b), verdict, RuleRef { policy: 0, rule: r });
+            }
+            let blocks = space.blocks();
+            let mut last_end = None;
+            for b in &blocks {
+                let size = 1u32 << (24 - b.prefix_len);
+                prop_assert_eq!(b.point % size, 0);
+                if let Some(end) = last_end { prop_assert!(b.point > end); }
+                last_end = Some(b.point + size - 1);
+            }
+            for p in 0u32..320 {
+                let expected = spans.iter().filter(|s| s.0.min(s.1) <= p && p <= s.0.max(s.1)).map(|s| match s.2 {
+                    0 => MapVerdict::Allow, 1 => MapVerdict::Redirect("http".into()), 2 => MapVerdict::Redirect("dns".into()), _ => MapVerdict::Deny,
+                }).max();
+                let got = blocks.iter().find(|b| b.point <= p && p < b.point + (1 << (24 - b.prefix_len))).map(|b| b.verdict.clone());
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+}
