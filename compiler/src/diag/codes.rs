@@ -60,4 +60,5 @@ codes! {
     INVALID_L7 = "E0126", "a Cilium port rule's L7 `rules` name no parser or more than one";
     NODE_SELECTOR_IN_CNP = "E0127", "a namespaced CiliumNetworkPolicy uses `nodeSelector`, which only cluster-wide policies can";
     SUBJECT_NAMESPACE_OVERRIDDEN = "W0128", "an `endpointSelector` of a CiliumNetworkPolicy names a namespace, which Cilium replaces with the policy's own";
+    CONTAINER_PORT_WITHOUT_NUMBER = "W0129", "a container port has no `containerPort` and is ignored";
 }
