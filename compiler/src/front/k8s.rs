@@ -36,8 +36,20 @@ struct DirectionSyntax {
 }
 
 const DIRECTIONS: [DirectionSyntax; 2] = [
-    DirectionSyntax { direction: Direction::Ingress, list: "ingress", peers: "from", other_peers: "to", policy_type: "Ingress" },
-    DirectionSyntax { direction: Direction::Egress, list: "egress", peers: "to", other_peers: "from", policy_type: "Egress" },
+    DirectionSyntax {
+        direction: Direction::Ingress,
+        list: "ingress",
+        peers: "from",
+        other_peers: "to",
+        policy_type: "Ingress",
+    },
+    DirectionSyntax {
+        direction: Direction::Egress,
+        list: "egress",
+        peers: "to",
+        other_peers: "from",
+        policy_type: "Egress",
+    },
 ];
 
 /// Decodes a `NetworkPolicy` into one normalized policy.
@@ -52,7 +64,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         .and_then(|n| ctx.selector(n, "spec.podSelector", plain_key))
         .map(|sel| Subject::Endpoints(sel.with(Requirement::equals(NAMESPACE_LABEL, &namespace))));
 
-    let lists = DIRECTIONS.map(|d| fields.get(d.list).map(|n| ctx.list(n, d.list)).unwrap_or(&[]));
+    let lists = DIRECTIONS.map(|d| fields.get(d.list).map(|n| ctx.list(n, &join("spec", d.list))).unwrap_or(&[]));
     let default_deny = match fields.get("policyTypes") {
         Some(types) => policy_types(ctx, types),
         None => None,
@@ -139,20 +151,16 @@ fn rule(ctx: &mut Ctx, d: &DirectionSyntax, node: &Node, path: &str, namespace: 
     // `from` in an egress rule (or `to` in an ingress rule) is ignored by
     // the API server, and the rule then allows every peer: say so.
     let slip = join(path, d.other_peers);
-    if let Some(diag) = ctx.diags[diags_before..].iter_mut().find(|x| x.location.path.as_deref() == Some(slip.as_str())) {
-        diag.help = Some(format!(
-            "{} rules name their peers in `{}`; without it this rule allows every peer",
-            d.list, d.peers
-        ));
+    if let Some(diag) = ctx.diags[diags_before..].iter_mut().find(|x| x.location.path.as_deref() == Some(slip.as_str()))
+    {
+        diag.help =
+            Some(format!("{} rules name their peers in `{}`; without it this rule allows every peer", d.list, d.peers));
     }
 
     let peers_path = join(path, d.peers);
     let peer_nodes = fields.get(d.peers).map(|n| ctx.list(n, &peers_path)).unwrap_or(&[]);
-    let peers: Vec<Peer> = peer_nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| peer(ctx, p, &index(&peers_path, i), namespace))
-        .collect();
+    let peers: Vec<Peer> =
+        peer_nodes.iter().enumerate().filter_map(|(i, p)| peer(ctx, p, &index(&peers_path, i), namespace)).collect();
 
     let ports_path = join(path, "ports");
     let port_nodes = fields.get("ports").map(|n| ctx.list(n, &ports_path)).unwrap_or(&[]);
@@ -230,7 +238,9 @@ fn endpoint_selector(pods: Option<LabelSelector>, namespaces: Option<LabelSelect
             values: Vec::new(),
         }),
         Some(ns) => selector.requirements.extend(
-            ns.requirements.into_iter().map(|r| Requirement { key: format!("{NAMESPACE_LABELS_PREFIX}{}", r.key), ..r }),
+            ns.requirements
+                .into_iter()
+                .map(|r| Requirement { key: format!("{NAMESPACE_LABELS_PREFIX}{}", r.key), ..r }),
         ),
     }
     selector
@@ -358,11 +368,18 @@ pub(crate) fn protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Protoco
         "UDP" => Some(Protocol::Udp),
         "SCTP" => Some(Protocol::Sctp),
         other => {
-            // Only a case slip earns a suggestion: `ICMP` is two edits from `SCTP`.
+            // Only a slip of case or spacing earns a suggestion: `ICMP` is
+            // two edits from `SCTP`, and suggesting it would mislead.
             let help = PROTOCOLS
                 .into_iter()
-                .find(|p| p.eq_ignore_ascii_case(other))
-                .map(|s| format!("did you mean `{s}`? protocol names are upper-case"))
+                .find(|p| p.eq_ignore_ascii_case(other.trim()))
+                .map(|s| {
+                    if s == other.trim() {
+                        format!("did you mean `{s}`?")
+                    } else {
+                        format!("did you mean `{s}`? protocol names are upper-case")
+                    }
+                })
                 .unwrap_or_else(|| "the protocols are `TCP`, `UDP` and `SCTP`".to_string());
             ctx.report(codes::UNKNOWN_PROTOCOL, Some(node), path, format!("unknown protocol `{other}`"), Some(help));
             None
@@ -376,7 +393,11 @@ pub(crate) fn protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Protoco
 pub(crate) fn int_or_string_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortValue> {
     if let Value::Str(s) = &node.value {
         if let Err(why) = check_port_name(s) {
-            let mut d = Diagnostic::new(codes::INVALID_PORT_NAME, ctx.location(path, Some(node.pos)), format!("invalid port name `{s}`: {why}"));
+            let mut d = Diagnostic::new(
+                codes::INVALID_PORT_NAME,
+                ctx.location(path, Some(node.pos)),
+                format!("invalid port name `{s}`: {why}"),
+            );
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
                 d = d.with_help(format!("a quoted number is a port name here; write the number without quotes: `{s}`"));
             }
@@ -538,13 +559,22 @@ mod tests {
 
     #[test]
     fn except_outside_cidr() {
-        let d = only("podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}", codes::EXCEPT_OUTSIDE_CIDR);
+        let d = only(
+            "podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}",
+            codes::EXCEPT_OUTSIDE_CIDR,
+        );
         assert_eq!(d.message, "`except` prefix `11.0.0.0/16` is not inside `10.0.0.0/8`");
         assert_eq!(d.help.as_deref(), Some("each `except` prefix must lie strictly inside `10.0.0.0/8`"));
         assert_eq!(d.location.path.as_deref(), Some("spec.ingress[0].from[0].ipBlock.except[0]"));
-        let d = only("podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}", codes::EXCEPT_OUTSIDE_CIDR);
+        let d = only(
+            "podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}",
+            codes::EXCEPT_OUTSIDE_CIDR,
+        );
         assert!(d.message.contains("whole of"), "{}", d.message);
-        let d = only("podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: ['fd00::/8']}", codes::EXCEPT_OUTSIDE_CIDR);
+        let d = only(
+            "podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8, except: ['fd00::/8']}",
+            codes::EXCEPT_OUTSIDE_CIDR,
+        );
         assert!(d.message.contains("IPv6"), "{}", d.message);
     }
 
@@ -616,14 +646,18 @@ mod tests {
 
     #[test]
     fn end_port_before_port() {
-        let d = only("podSelector: {}\ningress:\n- {}\n- ports:\n  - {port: 80}\n  - {port: 8080, endPort: 8000}", codes::END_PORT_BEFORE_PORT);
+        let d = only(
+            "podSelector: {}\ningress:\n- {}\n- ports:\n  - {port: 80}\n  - {port: 8080, endPort: 8000}",
+            codes::END_PORT_BEFORE_PORT,
+        );
         assert_eq!(d.location.path.as_deref(), Some("spec.ingress[1].ports[1].endPort"));
         assert_eq!(d.message, "`endPort` `8000` is smaller than `port` `8080`");
     }
 
     #[test]
     fn end_port_needs_numeric_port() {
-        let d = only("podSelector: {}\ningress:\n- ports: [{port: http, endPort: 90}]", codes::END_PORT_WITH_NAMED_PORT);
+        let d =
+            only("podSelector: {}\ningress:\n- ports: [{port: http, endPort: 90}]", codes::END_PORT_WITH_NAMED_PORT);
         assert_eq!(d.message, "`endPort` cannot be used with the named port `http`");
         only("podSelector: {}\ningress:\n- ports: [{endPort: 90}]", codes::END_PORT_WITH_NAMED_PORT);
     }
@@ -661,9 +695,26 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_have_paths() {
+        let d = only("podSelector: {}\negress: {to: []}", codes::WRONG_TYPE);
+        assert_eq!(d.location.path.as_deref(), Some("spec.egress"));
+        let d = only("podSelector: {}\ningress: [{from: {podSelector: {}}}]", codes::WRONG_TYPE);
+        assert_eq!(d.location.path.as_deref(), Some("spec.ingress[0].from"));
+        let d = only("podSelector: {}\ningress: [{ports: [{port: true}]}]", codes::WRONG_TYPE);
+        assert_eq!(d.location.path.as_deref(), Some("spec.ingress[0].ports[0].port"));
+        let d = only("podSelector: {}\npolicyTypes: Ingress", codes::WRONG_TYPE);
+        assert_eq!(d.location.path.as_deref(), Some("spec.policyTypes"));
+        let d = only("podSelector: {}\ningress: [{ports: [{protocol: 'TCP '}]}]", codes::UNKNOWN_PROTOCOL);
+        assert_eq!(d.help.as_deref(), Some("did you mean `TCP`?"));
+    }
+
+    #[test]
     fn missing_spec() {
         let mut input = Input::default();
-        input.add_source("t.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\n".into());
+        input.add_source(
+            "t.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\n".into(),
+        );
         assert!(input.objects.is_empty());
         assert_eq!(input.diagnostics[0].code, codes::MISSING_FIELD);
     }
@@ -671,7 +722,11 @@ mod tests {
     #[test]
     fn namespace_defaults_to_default() {
         let mut input = Input::default();
-        input.add_source("t.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}}\n".into());
+        input.add_source(
+            "t.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}}\n"
+                .into(),
+        );
         let Body::Policy(p) = &input.objects[0].body else { panic!() };
         assert_eq!(p[0].subject, Subject::Endpoints(LabelSelector::everything().with(in_ns("default"))));
     }
