@@ -2,17 +2,24 @@
 
 use std::process::{Command, ExitCode};
 
+mod bench;
+mod synth;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci      format check, clippy (warnings are errors), the whole test suite
-  bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always)";
+  bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always)
+  bench compile [--quick]
+          compile time and peak memory of the release policyc on synthetic
+          clusters (--quick: the smallest only)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bless") => bless(),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
