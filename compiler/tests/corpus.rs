@@ -38,7 +38,13 @@ fn check(file: &Path) -> Vec<String> {
     let mut problems = Vec::new();
 
     for d in input.diagnostics.iter().filter(|d| d.is_error() || !expected.contains(d.code.id)) {
-        problems.push(format!("{name}: unexpected {} {}: {} (at {:?})", d.code.id, d.severity.name(), d.message, d.location.path));
+        problems.push(format!(
+            "{name}: unexpected {} {}: {} (at {:?})",
+            d.code.id,
+            d.severity.name(),
+            d.message,
+            d.location.path
+        ));
     }
     let seen: BTreeSet<String> = input.diagnostics.iter().map(|d| d.code.id.to_string()).collect();
     for code in expected.difference(&seen) {

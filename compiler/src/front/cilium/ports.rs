@@ -69,7 +69,10 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -
                 Some(r),
                 &rules_path,
                 format!("`{}` rules send this traffic through an L7 proxy, which the bundle only describes", l7.parser),
-                Some("the datapath allows these ports and marks them for the proxy; it does not filter requests itself".into()),
+                Some(
+                    "the datapath allows these ports and marks them for the proxy; it does not filter requests itself"
+                        .into(),
+                ),
             );
         }
         out.push(PortEntry { index: i, matches, l7 });
@@ -93,7 +96,13 @@ fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
         Some(e) => {
             let v = ctx.int(e, &end_path)?;
             if !(0..=65535).contains(&v) {
-                ctx.report(codes::PORT_OUT_OF_RANGE, Some(e), &end_path, format!("port `{v}` is out of range"), Some("ports are 0-65535".into()));
+                ctx.report(
+                    codes::PORT_OUT_OF_RANGE,
+                    Some(e),
+                    &end_path,
+                    format!("port `{v}` is out of range"),
+                    Some("ports are 0-65535".into()),
+                );
                 return None;
             }
             // Cilium reads `endPort: 0` as "no range".
@@ -105,7 +114,9 @@ fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
         (None | Some((PortValue::Number(0), _)), None) => PortSpec::All,
         (Some((PortValue::Number(p), _)), None) => PortSpec::Range(PortRange::single(p)),
         (Some((PortValue::Name(name), _)), None) => PortSpec::Named(name),
-        (Some((PortValue::Number(p), _)), Some((e, _))) if p != 0 && e >= p => PortSpec::Range(PortRange { lo: p, hi: e }),
+        (Some((PortValue::Number(p), _)), Some((e, _))) if p != 0 && e >= p => {
+            PortSpec::Range(PortRange { lo: p, hi: e })
+        }
         (Some((PortValue::Number(p), _)), Some((e, e_node))) if p != 0 => {
             ctx.report(
                 codes::END_PORT_BEFORE_PORT,
@@ -238,7 +249,10 @@ fn l7_rules(ctx: &mut Ctx, node: &Node, path: &str) -> Option<L7Rules> {
                 Some(node),
                 path,
                 format!("L7 `rules` name more than one parser: {}", names.join(", ")),
-                Some(format!("a port rule takes one of {}; split it into one `toPorts` entry per parser", L7_PARSERS.join(", "))),
+                Some(format!(
+                    "a port rule takes one of {}; split it into one `toPorts` entry per parser",
+                    L7_PARSERS.join(", ")
+                )),
             );
             None
         }
@@ -369,7 +383,13 @@ fn icmp_field(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
                 let help = did_you_mean(other, ["IPv4", "IPv6"])
                     .map(|s| format!("did you mean `{s}`?"))
                     .unwrap_or_else(|| "families are `IPv4` (the default) and `IPv6`".into());
-                ctx.report(codes::INVALID_ICMP, Some(f), &family_path, format!("unknown ICMP family `{other}`"), Some(help));
+                ctx.report(
+                    codes::INVALID_ICMP,
+                    Some(f),
+                    &family_path,
+                    format!("unknown ICMP family `{other}`"),
+                    Some(help),
+                );
                 return None;
             }
         },
@@ -387,7 +407,13 @@ fn icmp_field(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
                 let help = did_you_mean(s, names.iter().map(|(n, _)| *n))
                     .map(|n| format!("did you mean `{n}`?"))
                     .unwrap_or_else(|| "write the type number (0-255) or a name such as `EchoRequest`".into());
-                ctx.report(codes::INVALID_ICMP, Some(type_node), &type_path, format!("unknown {family} ICMP type `{s}`"), Some(help));
+                ctx.report(
+                    codes::INVALID_ICMP,
+                    Some(type_node),
+                    &type_path,
+                    format!("unknown {family} ICMP type `{s}`"),
+                    Some(help),
+                );
                 return None;
             }
         },
@@ -397,7 +423,13 @@ fn icmp_field(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
         }
     }?;
     let Ok(t) = u8::try_from(number) else {
-        ctx.report(codes::INVALID_ICMP, Some(type_node), &type_path, format!("ICMP type `{number}` is out of range"), Some("ICMP types are 0-255".into()));
+        ctx.report(
+            codes::INVALID_ICMP,
+            Some(type_node),
+            &type_path,
+            format!("ICMP type `{number}` is out of range"),
+            Some("ICMP types are 0-255".into()),
+        );
         return None;
     };
     Some(PortMatch { protocol: Some(protocol), ports: PortSpec::Range(PortRange::single(u16::from(t))) })

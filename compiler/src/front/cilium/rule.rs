@@ -28,17 +28,54 @@ pub(super) const RULE_KINDS: [RuleKind; 4] = [
 ];
 
 const INGRESS_FIELDS: &[&str] = &[
-    "fromEndpoints", "fromRequires", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups", "toPorts",
-    "icmps", "authentication",
+    "fromEndpoints",
+    "fromRequires",
+    "fromCIDR",
+    "fromCIDRSet",
+    "fromEntities",
+    "fromNodes",
+    "fromGroups",
+    "toPorts",
+    "icmps",
+    "authentication",
 ];
-const INGRESS_DENY_FIELDS: &[&str] =
-    &["fromEndpoints", "fromRequires", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups", "toPorts", "icmps"];
+const INGRESS_DENY_FIELDS: &[&str] = &[
+    "fromEndpoints",
+    "fromRequires",
+    "fromCIDR",
+    "fromCIDRSet",
+    "fromEntities",
+    "fromNodes",
+    "fromGroups",
+    "toPorts",
+    "icmps",
+];
 const EGRESS_FIELDS: &[&str] = &[
-    "toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs",
-    "toPorts", "icmps", "authentication",
+    "toEndpoints",
+    "toRequires",
+    "toCIDR",
+    "toCIDRSet",
+    "toEntities",
+    "toNodes",
+    "toGroups",
+    "toServices",
+    "toFQDNs",
+    "toPorts",
+    "icmps",
+    "authentication",
 ];
-const EGRESS_DENY_FIELDS: &[&str] =
-    &["toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toPorts", "icmps"];
+const EGRESS_DENY_FIELDS: &[&str] = &[
+    "toEndpoints",
+    "toRequires",
+    "toCIDR",
+    "toCIDRSet",
+    "toEntities",
+    "toNodes",
+    "toGroups",
+    "toServices",
+    "toPorts",
+    "icmps",
+];
 
 /// Entities Cilium knows that policyc expresses as CIDRs: outside the
 /// cluster, one address family.
@@ -95,7 +132,14 @@ pub(super) fn decode_rule(
     } else {
         Peers::Only(Vec::new())
     };
-    let make = |path: String, ports, l7| Rule { path, direction: kind.direction, action: kind.action, peers: peers.clone(), ports, l7 };
+    let make = |path: String, ports, l7| Rule {
+        path,
+        direction: kind.direction,
+        action: kind.action,
+        peers: peers.clone(),
+        ports,
+        l7,
+    };
     if !has_ports {
         return vec![make(path.to_string(), None, None)];
     }

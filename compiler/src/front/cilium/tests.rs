@@ -16,7 +16,9 @@ fn parse(text: &str) -> Input {
 
 /// A CNP in namespace `prod` with `spec` given as flow YAML.
 fn cnp(spec: &str) -> String {
-    format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: p, namespace: prod}}\nspec: {spec}\n")
+    format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: p, namespace: prod}}\nspec: {spec}\n"
+    )
 }
 
 /// A CCNP with `spec` given as flow YAML.
@@ -156,7 +158,8 @@ fn specs_give_one_policy_each_after_spec() {
 #[test]
 fn rule_lists_give_direction_action_and_path() {
     let p = clean(&cnp("{endpointSelector: {}, ingress: [{}], ingressDeny: [{}], egress: [{}, {}], egressDeny: [{}]}"));
-    let got: Vec<(&str, Direction, Action)> = p.rules.iter().map(|r| (r.path.as_str(), r.direction, r.action)).collect();
+    let got: Vec<(&str, Direction, Action)> =
+        p.rules.iter().map(|r| (r.path.as_str(), r.direction, r.action)).collect();
     assert_eq!(
         got,
         [
@@ -200,7 +203,8 @@ fn an_empty_peer_list_selects_nothing_even_with_ports() {
 fn default_deny_follows_rules_and_enable_default_deny() {
     assert_eq!(clean(&cnp("{endpointSelector: {}, ingress: []}")).default_deny, [false, false]);
     assert_eq!(clean(&cnp("{endpointSelector: {}, egressDeny: [{toEntities: [world]}]}")).default_deny, [false, true]);
-    let p = clean(&cnp("{endpointSelector: {}, egressDeny: [{toEntities: [world]}], enableDefaultDeny: {egress: false}}"));
+    let p =
+        clean(&cnp("{endpointSelector: {}, egressDeny: [{toEntities: [world]}], enableDefaultDeny: {egress: false}}"));
     assert_eq!(p.default_deny, [false, false]);
     let p = clean(&cnp("{endpointSelector: {}, enableDefaultDeny: {ingress: true}}"));
     assert_eq!(p.default_deny, [true, false]);
@@ -209,10 +213,8 @@ fn default_deny_follows_rules_and_enable_default_deny() {
 
 #[test]
 fn cnp_peer_selectors_default_to_the_policy_namespace() {
-    let r = rule(&cnp(
-        "{endpointSelector: {}, ingress: [{fromEndpoints: [{}, {matchLabels: {app: db}}, \
-         {matchLabels: {'k8s:io.kubernetes.pod.namespace': kube-system, 'k8s:k8s-app': kube-dns}}]}]}",
-    ));
+    let r = rule(&cnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{}, {matchLabels: {app: db}}, \
+         {matchLabels: {'k8s:io.kubernetes.pod.namespace': kube-system, 'k8s:k8s-app': kube-dns}}]}]}"));
     assert_eq!(
         r.peers,
         Peers::Only(vec![
@@ -250,10 +252,8 @@ fn requires_go_to_the_policy_scoped_like_endpoints() {
 
 #[test]
 fn cidr_peers_and_cidr_sets_with_except() {
-    let r = rule(&cnp(
-        "{endpointSelector: {}, egress: [{toCIDR: [10.0.0.0/8, 192.168.1.1], \
-         toCIDRSet: [{cidr: 0.0.0.0/0, except: [10.0.0.0/8, 172.16.0.0/12]}]}]}",
-    ));
+    let r = rule(&cnp("{endpointSelector: {}, egress: [{toCIDR: [10.0.0.0/8, 192.168.1.1], \
+         toCIDRSet: [{cidr: 0.0.0.0/0, except: [10.0.0.0/8, 172.16.0.0/12]}]}]}"));
     let c = |s: &str| Cidr::parse_strict(s).unwrap();
     assert_eq!(
         r.peers,
@@ -267,7 +267,8 @@ fn cidr_peers_and_cidr_sets_with_except() {
 
 #[test]
 fn except_outside_its_cidr_is_an_error() {
-    let codes = codes_of("{endpointSelector: {}, egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}]}");
+    let codes =
+        codes_of("{endpointSelector: {}, egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}]}");
     assert_eq!(codes, ["E0102"]);
     assert_eq!(codes_of("{endpointSelector: {}, egress: [{toCIDR: [10.0.0.1/8]}]}"), ["E0101"]);
 }
@@ -282,7 +283,8 @@ fn cidr_groups_are_unsupported_and_select_nothing() {
 
 #[test]
 fn entities() {
-    let r = rule(&cnp("{endpointSelector: {}, egress: [{toEntities: [world, kube-apiserver, remote-node, world-ipv6]}]}"));
+    let r =
+        rule(&cnp("{endpointSelector: {}, egress: [{toEntities: [world, kube-apiserver, remote-node, world-ipv6]}]}"));
     assert_eq!(
         r.peers,
         Peers::Only(vec![
@@ -303,13 +305,16 @@ fn unenforced_peers_warn_and_select_nothing() {
     let (ps, codes) = with_codes(&cnp("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: api.example.com}], toPorts: [{ports: [{port: '443'}]}]}]}"));
     assert_eq!(codes, ["W0112"]);
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![]));
-    let (ps, codes) = with_codes(&cnp("{endpointSelector: {}, egress: [{toServices: [{k8sService: {serviceName: db, namespace: prod}}]}]}"));
+    let (ps, codes) = with_codes(&cnp(
+        "{endpointSelector: {}, egress: [{toServices: [{k8sService: {serviceName: db, namespace: prod}}]}]}",
+    ));
     assert_eq!(codes, ["W0118"]);
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![]));
     let codes = codes_of("{endpointSelector: {}, ingress: [{fromNodes: [{}], fromGroups: [{aws: {region: x}}], authentication: {mode: required}}]}");
     assert_eq!(codes, ["W0118", "W0118", "W0118"]);
     // The union keeps what is supported.
-    let (ps, _) = with_codes(&cnp("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: a.b}], toEntities: [world]}]}"));
+    let (ps, _) =
+        with_codes(&cnp("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: a.b}], toEntities: [world]}]}"));
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![Peer::Entity(Entity::World)]));
 }
 
@@ -329,13 +334,28 @@ fn unknown_rule_field_suggests_the_right_one() {
 fn port_numbers_names_and_wildcards() {
     assert_eq!(ports_of("{port: '80', protocol: TCP}"), [tcp(80)]);
     assert_eq!(ports_of("{port: 8080, protocol: tcp}"), [tcp(8080)]);
-    assert_eq!(ports_of("{port: '0', protocol: UDP}"), [PortMatch { protocol: Some(Protocol::Udp), ports: PortSpec::All }]);
+    assert_eq!(
+        ports_of("{port: '0', protocol: UDP}"),
+        [PortMatch { protocol: Some(Protocol::Udp), ports: PortSpec::All }]
+    );
     assert_eq!(ports_of("{port: '53'}"), [PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(53)) }]);
-    assert_eq!(ports_of("{port: '53', protocol: ANY}"), [PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(53)) }]);
-    assert_eq!(ports_of("{port: http-alt, protocol: SCTP}"), [PortMatch { protocol: Some(Protocol::Sctp), ports: PortSpec::Named("http-alt".into()) }]);
+    assert_eq!(
+        ports_of("{port: '53', protocol: ANY}"),
+        [PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(53)) }]
+    );
+    assert_eq!(
+        ports_of("{port: http-alt, protocol: SCTP}"),
+        [PortMatch { protocol: Some(Protocol::Sctp), ports: PortSpec::Named("http-alt".into()) }]
+    );
     assert_eq!(ports_of("{protocol: TCP}"), [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::All }]);
-    assert_eq!(ports_of("{port: '8000', endPort: 8999, protocol: TCP}"), [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Range(PortRange { lo: 8000, hi: 8999 }) }]);
-    assert_eq!(ports_of("{port: '80', endPort: 0}"), [PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(80)) }]);
+    assert_eq!(
+        ports_of("{port: '8000', endPort: 8999, protocol: TCP}"),
+        [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Range(PortRange { lo: 8000, hi: 8999 }) }]
+    );
+    assert_eq!(
+        ports_of("{port: '80', endPort: 0}"),
+        [PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(80)) }]
+    );
 }
 
 #[test]
@@ -359,14 +379,18 @@ fn port_errors() {
 
 #[test]
 fn icmp_types_by_number_and_name() {
-    let r = rule(&cnp(
-        "{endpointSelector: {}, ingress: [{icmps: [{fields: [{type: 8}, {type: EchoReply, family: IPv4}, \
-         {type: EchoRequest, family: IPv6}, {type: '135', family: IPv6}]}]}]}",
-    ));
+    let r =
+        rule(&cnp("{endpointSelector: {}, ingress: [{icmps: [{fields: [{type: 8}, {type: EchoReply, family: IPv4}, \
+         {type: EchoRequest, family: IPv6}, {type: '135', family: IPv6}]}]}]}"));
     let icmp = |p, t| PortMatch { protocol: Some(p), ports: PortSpec::Range(PortRange::single(t)) };
     assert_eq!(
         r.ports,
-        Some(vec![icmp(Protocol::Icmp, 8), icmp(Protocol::Icmp, 0), icmp(Protocol::Icmpv6, 128), icmp(Protocol::Icmpv6, 135)])
+        Some(vec![
+            icmp(Protocol::Icmp, 8),
+            icmp(Protocol::Icmp, 0),
+            icmp(Protocol::Icmpv6, 128),
+            icmp(Protocol::Icmpv6, 135)
+        ])
     );
 }
 
@@ -386,7 +410,10 @@ fn icmp_errors() {
 #[test]
 fn ports_and_icmps_are_a_union() {
     let r = rule(&cnp("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}]}], icmps: [{fields: [{type: 8}]}]}]}"));
-    assert_eq!(r.ports, Some(vec![tcp(80), PortMatch { protocol: Some(Protocol::Icmp), ports: PortSpec::Range(PortRange::single(8)) }]));
+    assert_eq!(
+        r.ports,
+        Some(vec![tcp(80), PortMatch { protocol: Some(Protocol::Icmp), ports: PortSpec::Range(PortRange::single(8)) }])
+    );
 }
 
 #[test]
@@ -444,7 +471,9 @@ fn empty_l7_rules_filter_nothing() {
 
 #[test]
 fn l7_errors() {
-    let spec = |rules: &str| format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{{port: '80'}}], rules: {rules}}}]}}]}}");
+    let spec = |rules: &str| {
+        format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{{port: '80'}}], rules: {rules}}}]}}]}}")
+    };
     assert_eq!(codes_of(&spec("{http: [{}], dns: [{matchName: a.b}]}")), ["E0126"]);
     assert_eq!(codes_of(&spec("{l7: [{cmd: READ}]}")), ["E0126"]);
     assert_eq!(codes_of(&spec("{http: [{methd: GET}]}")), ["W0006", "W0120"]);
@@ -456,15 +485,21 @@ fn l7_errors() {
 
 #[test]
 fn proxy_only_port_fields_are_unsupported() {
-    let codes = codes_of("{endpointSelector: {}, egress: [{toPorts: [{ports: [{port: '443'}], serverNames: [a.example.com]}]}]}");
+    let codes = codes_of(
+        "{endpointSelector: {}, egress: [{toPorts: [{ports: [{port: '443'}], serverNames: [a.example.com]}]}]}",
+    );
     assert_eq!(codes, ["W0118"]);
     // Deny port rules take ports only.
-    assert_eq!(codes_of("{endpointSelector: {}, egressDeny: [{toPorts: [{ports: [{port: '443'}], serverNames: [a.b]}]}]}"), ["W0006"]);
+    assert_eq!(
+        codes_of("{endpointSelector: {}, egressDeny: [{toPorts: [{ports: [{port: '443'}], serverNames: [a.b]}]}]}"),
+        ["W0006"]
+    );
 }
 
 #[test]
 fn spec_metadata_fields_are_checked() {
-    let p = clean(&cnp("{endpointSelector: {}, description: allow web, labels: [{key: team, value: web, source: k8s}]}"));
+    let p =
+        clean(&cnp("{endpointSelector: {}, description: allow web, labels: [{key: team, value: web, source: k8s}]}"));
     assert!(p.rules.is_empty());
     assert_eq!(codes_of("{endpointSelector: {}, descripton: x}"), ["W0006"]);
 }
