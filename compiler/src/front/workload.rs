@@ -11,6 +11,10 @@ use super::{Body, Meta, PodTemplate, WorkloadObject};
 use crate::diag::codes;
 use policyc_ir::labels::Labels;
 
+/// Labels the API server gives the pods of a `Job` (unless it has
+/// `manualSelector: true`), holding the job's name.
+const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+
 /// Decodes a workload's pod template.
 pub fn workload(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
     let spec = super::spec(ctx, root)?;
@@ -26,13 +30,24 @@ pub fn workload(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         ctx.wrong_type(template, &path, "a mapping");
         return None;
     };
-    let labels = match present(template, "metadata") {
+    let mut labels = match present(template, "metadata") {
         Some(md) => match present(md, "labels") {
             Some(l) => ctx.labels(l, &join(&path, "metadata.labels"), plain_key),
             None => Labels::new(),
         },
         None => Labels::new(),
     };
+    // The API server adds the job's name to a Job's pod template (with a
+    // uid policyc cannot know), and policies select Job pods by it. A
+    // CronJob's jobs get generated names, so nothing is added there.
+    let manual_selector = present(spec, "manualSelector").is_some_and(|n| n.value == Value::Bool(true));
+    if meta.kind == "Job" && !manual_selector {
+        for key in JOB_NAME_LABELS {
+            if labels.get(key).is_none() {
+                labels.insert(key, meta.name.clone());
+            }
+        }
+    }
     let template = match present(template, "spec") {
         Some(spec) => pod_template(ctx, labels, spec, &join(&path, "spec")),
         None => {
@@ -118,7 +133,11 @@ mod tests {
                 format!("apiVersion: {api}\nkind: {kind}\nmetadata: {{name: w, namespace: prod}}\nspec:\n{body}");
             let (w, diags) = parse(&text);
             assert!(diags.is_empty(), "{kind}: {diags:#?}");
-            assert_eq!(w, Some(expected()), "{kind}");
+            let mut w = w.unwrap();
+            if *kind == "Job" {
+                w.template.labels.0.retain(|k, _| !k.ends_with("job-name"));
+            }
+            assert_eq!(w, expected(), "{kind}");
         }
     }
 
@@ -128,6 +147,21 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n")
             + "\n"
+    }
+
+    #[test]
+    fn job_pods_carry_the_job_name() {
+        let job = |extra: &str| {
+            let text = format!(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: backup}}\nspec:\n{extra}  template:{POD_TEMPLATE}"
+            );
+            parse(&text).0.unwrap().template.labels
+        };
+        let labels = job("");
+        assert_eq!(labels.get("job-name"), Some("backup"));
+        assert_eq!(labels.get("batch.kubernetes.io/job-name"), Some("backup"));
+        assert_eq!(labels.get("app"), Some("web"));
+        assert_eq!(job("  manualSelector: true\n").get("job-name"), None);
     }
 
     #[test]
