@@ -1,0 +1,185 @@
+//! Resolution details that the differential test reaches only by chance,
+//! and the validator's detection of every broken invariant.
+
+use policyc_ir::cidr::Cidr;
+use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
+use policyc_ir::eval::RuleRef;
+use policyc_ir::identity::Identity;
+use policyc_ir::labels::Labels;
+use policyc_ir::lookup::{lookup, Packet};
+use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PolicyOrigin, Rule, Subject};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyKey};
+use policyc_ir::protocol::{Direction, Protocol};
+use policyc_ir::resolve::{resolve, IpcacheSource, Resolved};
+use policyc_ir::selector::LabelSelector;
+use policyc_ir::validate::{validate, ValidationError};
+use std::net::IpAddr;
+
+fn cidr(s: &str) -> Cidr {
+    Cidr::parse_strict(s).unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn pod(name: &str, app: &str, ips: &[&str]) -> Endpoint {
+    Endpoint {
+        namespace: "default".into(),
+        name: name.into(),
+        kind: EndpointKind::Pod,
+        labels: Labels::from_pairs([("app", app), ("io.kubernetes.pod.namespace", "default")]),
+        ips: ips.iter().map(|s| ip(s)).collect(),
+        node: Some("n1".into()),
+        named_ports: vec![],
+    }
+}
+
+fn egress_policy(peers: Vec<Peer>) -> Policy {
+    Policy {
+        origin: PolicyOrigin {
+            kind: PolicyKind::CiliumNetworkPolicy,
+            namespace: Some("default".into()),
+            name: "p".into(),
+            spec_path: "spec".into(),
+        },
+        subject: Subject::Endpoints(LabelSelector::everything()),
+        default_deny: [false, true],
+        requires: [vec![], vec![]],
+        rules: vec![Rule {
+            path: "spec.egress[0]".into(),
+            direction: Direction::Egress,
+            action: Action::Allow,
+            peers: Peers::Only(peers),
+            ports: None,
+            l7: None,
+        }],
+    }
+}
+
+/// Two pods, one node inside 10.0.0.0/8, a CIDR rule naming 10.0.0.0/8 and
+/// the exact /32 of one pod, and a world rule.
+fn cluster() -> Cluster {
+    Cluster {
+        namespaces: Default::default(),
+        endpoints: vec![pod("a", "a", &["10.200.0.1", "fd00:200::1"]), pod("b", "b", &["10.200.0.2"])],
+        nodes: vec![Node { name: "n1".into(), labels: Labels::new(), ips: vec![ip("10.100.0.1")] }],
+        policies: vec![egress_policy(vec![
+            Peer::Cidr { cidr: cidr("10.0.0.0/8"), except: vec![] },
+            Peer::Cidr { cidr: cidr("10.200.0.2/32"), except: vec![] },
+            Peer::Cidr { cidr: cidr("0.0.0.0/0"), except: vec![cidr("192.0.2.0/24")] },
+        ])],
+    }
+}
+
+#[test]
+fn pods_and_nodes_shadow_cidr_prefixes() {
+    let cluster = cluster();
+    let resolved = resolve(&cluster);
+    assert_eq!(validate(&resolved), Ok(()));
+    let b = resolved.endpoints[1].identity.unwrap();
+    let entry = resolved.ipcache.iter().find(|e| e.prefix == cidr("10.200.0.2/32")).unwrap();
+    assert_eq!((entry.identity, &entry.source), (b, &IpcacheSource::Endpoint(1)));
+    // The /32 still has a CIDR identity (a rule names it), just no address
+    // resolves to it.
+    assert!(resolved.cidr_identities.contains_key(&cidr("10.200.0.2/32")));
+    let pass = |src: &str, dst: &str| {
+        lookup(&resolved, &Packet { src: ip(src), dst: ip(dst), protocol: Protocol::Tcp, port: 80 }).allowed()
+    };
+    // A CIDR rule never selects a pod or a node, even inside its prefix.
+    assert!(!pass("10.200.0.1", "10.200.0.2"));
+    assert!(!pass("10.200.0.1", "10.100.0.1"));
+    assert!(pass("10.200.0.1", "10.9.9.9"));
+    assert!(pass("10.200.0.1", "8.8.8.8"));
+    assert!(!pass("10.200.0.1", "192.0.2.1"));
+    // The ipcache has both world prefixes, the /0 rule maps to world-ipv4.
+    let world: Vec<(String, Identity)> =
+        resolved.ipcache.iter().filter(|e| e.prefix.len() == 0).map(|e| (e.prefix.to_string(), e.identity)).collect();
+    assert_eq!(world, vec![("0.0.0.0/0".into(), Identity::WORLD_IPV4), ("::/0".into(), Identity::WORLD_IPV6)]);
+    assert!(!resolved.cidr_identities.keys().any(|c| c.len() == 0));
+}
+
+#[test]
+fn entities_map_to_reserved_identities() {
+    let mut cluster = cluster();
+    cluster.policies = vec![egress_policy(vec![Peer::Entity(Entity::Host), Peer::Entity(Entity::RemoteNode)])];
+    let resolved = resolve(&cluster);
+    let peers: Vec<Identity> = resolved.endpoints[0].policy.entries.iter().map(|e| e.key.identity).collect();
+    assert_eq!(peers, vec![Identity::HOST, Identity::REMOTE_NODE]);
+    // Judged on n1, the pods' node: its address is `host`.
+    let verdict =
+        lookup(&resolved, &Packet { src: ip("10.200.0.1"), dst: ip("10.100.0.1"), protocol: Protocol::Udp, port: 1 });
+    assert_eq!(verdict.egress.unwrap().peer, Identity::HOST);
+}
+
+fn broken(resolved: &Resolved) -> Vec<ValidationError> {
+    validate(resolved).expect_err("validation should fail")
+}
+
+#[test]
+fn validator_reports_broken_invariants() {
+    let good = resolve(&cluster());
+    assert_eq!(validate(&good), Ok(()));
+
+    let mut r = good.clone();
+    r.ipcache.push(r.ipcache[0].clone());
+    assert!(matches!(broken(&r)[..], [ValidationError::IpcacheOrder { .. }]));
+
+    let mut r = good.clone();
+    r.ipcache.retain(|e| e.prefix != Cidr::all(true));
+    assert!(matches!(broken(&r)[..], [ValidationError::MissingWorldPrefix { .. }]));
+
+    let mut r = good.clone();
+    r.ipcache[1].identity = Identity(4242);
+    assert!(matches!(broken(&r)[..], [ValidationError::UnknownIdentity { .. }]));
+
+    let key = |identity, port, prefix_len| PolicyKey {
+        identity,
+        direction: Direction::Ingress,
+        protocol: 6,
+        port,
+        prefix_len,
+    };
+    let entry = |key| PolicyEntry { key, verdict: MapVerdict::Allow, rules: vec![RuleRef { policy: 0, rule: 0 }] };
+
+    let mut r = good.clone();
+    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 81, 23))];
+    assert!(matches!(broken(&r)[..], [ValidationError::BadKey { .. }]));
+
+    let mut r = good.clone();
+    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 80, 25))];
+    assert!(matches!(broken(&r)[..], [ValidationError::BadKey { .. }]));
+
+    let mut r = good.clone();
+    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 80, 22)), entry(key(Identity::ANY, 81, 24))];
+    assert!(matches!(broken(&r)[..], [ValidationError::KeyOrder { .. }]));
+
+    let mut r = good.clone();
+    r.endpoints[0].policy.entries = vec![entry(key(Identity(999), 80, 24))];
+    assert!(matches!(broken(&r)[..], [ValidationError::UnknownIdentity { .. }]));
+
+    let mut r = good.clone();
+    r.endpoints[0].policy.entries = vec![PolicyEntry {
+        key: key(Identity::ANY, 80, 24),
+        verdict: MapVerdict::Redirect(String::new()),
+        rules: vec![],
+    }];
+    assert!(matches!(broken(&r)[..], [ValidationError::BadEntry { .. }]));
+
+    let mut r = good.clone();
+    r.endpoints[1].identity = None;
+    assert!(broken(&r).iter().any(|e| matches!(e, ValidationError::EndpointWithoutIdentity { .. })));
+
+    let mut r = good.clone();
+    r.endpoint_ips.insert(ip("10.200.0.9"), 0);
+    assert!(matches!(broken(&r)[..], [ValidationError::EndpointMismatch { .. }]));
+
+    let mut r = good;
+    r.exhausted.push(Labels::from_pairs([("app", "z")]));
+    let errors = broken(&r);
+    assert!(matches!(errors[..], [ValidationError::IdentitySpaceExhausted { .. }]));
+    assert_eq!(
+        errors[0].to_string(),
+        "1 label sets found no cluster-local identity (at most 65280 distinct label sets fit)"
+    );
+}
