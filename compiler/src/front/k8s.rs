@@ -65,12 +65,9 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         .map(|sel| Subject::Endpoints(sel.with(Requirement::equals(NAMESPACE_LABEL, &namespace))));
 
     let lists = DIRECTIONS.map(|d| fields.get(d.list).map(|n| ctx.list(n, &join("spec", d.list))).unwrap_or(&[]));
-    let default_deny = match fields.get("policyTypes") {
-        Some(types) => policy_types(ctx, types),
-        None => None,
-    }
     // The API server's defaulting: `Ingress`, and `Egress` if there are egress rules.
-    .unwrap_or([true, !lists[1].is_empty()]);
+    let default_deny =
+        fields.get("policyTypes").and_then(|types| policy_types(ctx, types)).unwrap_or([true, !lists[1].is_empty()]);
 
     let mut rules = Vec::new();
     for (d, list) in DIRECTIONS.iter().zip(lists) {
