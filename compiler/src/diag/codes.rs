@@ -61,4 +61,5 @@ codes! {
     NODE_SELECTOR_IN_CNP = "E0127", "a namespaced CiliumNetworkPolicy uses `nodeSelector`, which only cluster-wide policies can";
     SUBJECT_NAMESPACE_OVERRIDDEN = "W0128", "an `endpointSelector` of a CiliumNetworkPolicy names a namespace, which Cilium replaces with the policy's own";
     CONTAINER_PORT_WITHOUT_NUMBER = "W0129", "a container port has no `containerPort` and is ignored";
+    CILIUM_REJECTED_RULE = "E0130", "a Cilium rule combines fields or values that Cilium rejects together";
 }
