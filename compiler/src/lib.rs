@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod diag;
+pub mod emit;
 pub mod front;
 pub mod lower;
 pub mod pipeline;

@@ -1,0 +1,222 @@
+//! The bundle writer: one directory per node holding what that node's
+//! loader puts into its pinned maps.
+//!
+//! ```text
+//! <node>/manifest.json            format version, node, source hash, map specs
+//! <node>/maps/identities.txt      every identity with its labels
+//! <node>/maps/ipcache.txt         prefix → identity (this node's addresses are `host`)
+//! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
+//! <node>/maps/policy/<ns>.<pod>.txt   one policy map per endpoint on the node
+//! ```
+//!
+//! Every map file is one entry per line, fields separated by one space,
+//! sorted, with no header, so a review diff shows exactly the entries that
+//! change (formats in [`maps`]). Emission is pure: [`emit`] builds the files
+//! in memory and [`Bundle::write_to`] is the only I/O. It starts by
+//! validating the resolved maps ([`policyc_ir::validate`]); after that it
+//! may fail (capacity, unknown node) but never panics.
+
+pub mod manifest;
+pub mod maps;
+
+use policyc_ir::cluster::Cluster;
+use policyc_ir::resolve::Resolved;
+use policyc_ir::validate::{validate, ValidationError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// Default capacity of each endpoint's policy map (Cilium's default).
+pub const DEFAULT_POLICY_MAP_CAPACITY: usize = 16384;
+
+/// Settings of an emission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleOptions {
+    /// Capacity of each endpoint's policy map.
+    pub policy_map_capacity: usize,
+    /// Content hash of the input manifests, recorded in the manifest.
+    pub source_hash: String,
+}
+
+impl Default for BundleOptions {
+    fn default() -> Self {
+        BundleOptions { policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY, source_hash: String::new() }
+    }
+}
+
+/// One node's bundle, in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bundle {
+    /// Node name (the bundle's directory name).
+    pub node: String,
+    /// Files by path relative to the bundle directory (`maps/ipcache.txt`).
+    pub files: BTreeMap<String, String>,
+}
+
+/// Why a bundle cannot be emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmitError {
+    /// The resolved maps break an invariant (a bug in policyc, reported
+    /// rather than panicking).
+    Invalid(Vec<ValidationError>),
+    /// A map has more entries than its capacity.
+    Capacity(CapacityError),
+    /// `--node` names a node the input does not know.
+    UnknownNode(String),
+    /// A bundle directory cannot be written.
+    Io(String),
+}
+
+/// A map over capacity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapacityError {
+    /// Node of the bundle.
+    pub node: String,
+    /// The map (`policy/shop.api`, `ipcache`).
+    pub map: String,
+    /// Entries it would hold.
+    pub entries: usize,
+    /// Its capacity.
+    pub capacity: usize,
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::Invalid(errors) => {
+                write!(f, "internal error: the compiled maps are inconsistent")?;
+                for e in errors {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+            EmitError::Capacity(c) => write!(
+                f,
+                "map `{}` of node `{}` needs {} entries but holds at most {}",
+                c.map, c.node, c.entries, c.capacity
+            ),
+            EmitError::UnknownNode(node) => write!(f, "no node `{node}` in the input"),
+            EmitError::Io(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+/// Every node a bundle is emitted for: the input's nodes and the nodes
+/// its pods run on, sorted.
+pub fn node_names(cluster: &Cluster) -> Vec<String> {
+    let names: BTreeSet<&str> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .chain(cluster.endpoints.iter().filter_map(|e| e.node.as_deref()))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Emits the bundle of every node (or only of `only`).
+pub fn emit(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    only: Option<&str>,
+    options: &BundleOptions,
+) -> Result<Vec<Bundle>, EmitError> {
+    validate(resolved).map_err(EmitError::Invalid)?;
+    let nodes = node_names(cluster);
+    let selected: Vec<&String> = match only {
+        Some(name) => {
+            let node = nodes.iter().find(|n| *n == name).ok_or_else(|| EmitError::UnknownNode(name.to_string()))?;
+            vec![node]
+        }
+        None => nodes.iter().collect(),
+    };
+    selected.into_iter().map(|node| emit_node(cluster, resolved, node, options)).collect()
+}
+
+/// Emits the bundle of `node`. `resolved` must be the resolution of
+/// `cluster` and pass validation ([`emit`] checks both).
+pub fn emit_node(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    node: &str,
+    options: &BundleOptions,
+) -> Result<Bundle, EmitError> {
+    let local = maps::local_endpoints(resolved, node);
+    let ids = maps::endpoint_ids(&local);
+    let mut files = BTreeMap::new();
+    let mut specs = Vec::new();
+
+    let ipcache = maps::ipcache(resolved, node);
+    specs.push(manifest::MapSpec::ipcache(ipcache.len()));
+    files.insert("maps/ipcache.txt".to_string(), maps::join(&ipcache));
+
+    let endpoints = maps::endpoints(&local, &ids);
+    specs.push(manifest::MapSpec::endpoints(endpoints.len()));
+    files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoints));
+
+    for endpoint in &local {
+        let name = maps::policy_file_stem(cluster, endpoint.index);
+        let lines = maps::policy(cluster, &endpoint.policy);
+        specs.push(manifest::MapSpec::policy(&name, lines.len(), options.policy_map_capacity));
+        files.insert(format!("maps/policy/{name}.txt"), maps::join(&lines));
+    }
+
+    let identities = maps::identities(resolved);
+    let tables = vec![manifest::TableSpec {
+        name: "identities".into(),
+        file: "maps/identities.txt".into(),
+        entries: identities.len(),
+    }];
+    files.insert("maps/identities.txt".to_string(), maps::join(&identities));
+
+    for spec in &specs {
+        if spec.entries > spec.max_entries {
+            return Err(EmitError::Capacity(CapacityError {
+                node: node.to_string(),
+                map: spec.name.clone(),
+                entries: spec.entries,
+                capacity: spec.max_entries,
+            }));
+        }
+    }
+    let manifest = manifest::Manifest::new(node, &options.source_hash, specs, tables);
+    files.insert("manifest.json".to_string(), manifest.to_json());
+    Ok(Bundle { node: node.to_string(), files })
+}
+
+impl Bundle {
+    /// Writes the bundle into `dir` (created if needed). A previous bundle
+    /// there (a directory with a `manifest.json`) is replaced whole, so no
+    /// stale policy file survives; any other non-empty directory is left
+    /// alone and reported.
+    pub fn write_to(&self, dir: &Path) -> Result<(), EmitError> {
+        let io_error =
+            |what: &str, path: &Path, e: io::Error| EmitError::Io(format!("cannot {what} `{}`: {e}", path.display()));
+        if dir.exists() {
+            let is_bundle = dir.join("manifest.json").is_file();
+            let is_empty = std::fs::read_dir(dir).map_err(|e| io_error("read", dir, e))?.next().is_none();
+            if !is_bundle && !is_empty {
+                return Err(EmitError::Io(format!(
+                    "`{}` exists and is not a bundle; refusing to overwrite it",
+                    dir.display()
+                )));
+            }
+            if is_bundle {
+                std::fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))?;
+            }
+        }
+        for (relative, content) in &self.files {
+            let path = dir.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+            }
+            std::fs::write(&path, content).map_err(|e| io_error("write", &path, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+use super::*;
+use policyc_ir::cidr::Cidr;
+use policyc_ir::cluster::{Endpoint, EndpointKind, Node};
+use policyc_ir::labels::Labels;
+use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject};
+use policyc_ir::protocol::{Direction, PortRange, Protocol};
+use policyc_ir::resolve::resolve;
+use policyc_ir::selector::{LabelSelector, Requirement};
+
+fn pod(name: &str, app: &str, ip: &str, node: &str) -> Endpoint {
+    Endpoint {
+        namespace: "shop".into(),
+        name: name.into(),
+        kind: EndpointKind::Pod,
+        labels: Labels::from_pairs([("app", app), ("io.kubernetes.pod.namespace", "shop")]),
+        ips: vec![ip.parse().unwrap()],
+        node: Some(node.into()),
+        named_ports: vec![],
+    }
+}
+
+fn cluster() -> Cluster {
+    let api = LabelSelector::everything().with(Requirement::equals("app", "api"));
+    let web = LabelSelector::everything().with(Requirement::equals("app", "web"));
+    Cluster {
+        namespaces: Default::default(),
+        endpoints: vec![pod("api", "api", "10.0.1.2", "node-a"), pod("web", "web", "10.0.2.2", "node-b")],
+        nodes: vec![
+            Node { name: "node-a".into(), labels: Labels::new(), ips: vec!["192.168.0.1".parse().unwrap()] },
+            Node { name: "node-b".into(), labels: Labels::new(), ips: vec!["192.168.0.2".parse().unwrap()] },
+        ],
+        policies: vec![Policy {
+            origin: PolicyOrigin {
+                kind: PolicyKind::CiliumNetworkPolicy,
+                namespace: Some("shop".into()),
+                name: "api".into(),
+                spec_path: "spec".into(),
+            },
+            subject: Subject::Endpoints(api),
+            default_deny: [true, false],
+            requires: [vec![], vec![]],
+            rules: vec![
+                Rule {
+                    path: "spec.ingress[0]".into(),
+                    direction: Direction::Ingress,
+                    action: Action::Allow,
+                    peers: Peers::Only(vec![Peer::Endpoints(web)]),
+                    ports: Some(vec![PortMatch {
+                        protocol: Some(Protocol::Tcp),
+                        ports: PortSpec::Range(PortRange { lo: 8080, hi: 8081 }),
+                    }]),
+                    l7: None,
+                },
+                Rule {
+                    path: "spec.ingressDeny[0]".into(),
+                    direction: Direction::Ingress,
+                    action: Action::Deny,
+                    peers: Peers::Only(vec![Peer::Cidr {
+                        cidr: Cidr::parse_strict("203.0.113.0/24").unwrap(),
+                        except: vec![],
+                    }]),
+                    ports: None,
+                    l7: None,
+                },
+            ],
+        }],
+    }
+}
+
+fn options() -> BundleOptions {
+    BundleOptions { policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY, source_hash: "sha256:abc".into() }
+}
+
+#[test]
+fn renders_each_map_of_each_node() {
+    let cluster = cluster();
+    let resolved = resolve(&cluster);
+    let bundles = emit(&cluster, &resolved, None, &options()).unwrap();
+    assert_eq!(bundles.iter().map(|b| b.node.as_str()).collect::<Vec<_>>(), ["node-a", "node-b"]);
+    let a = &bundles[0];
+    assert_eq!(
+        a.files.keys().collect::<Vec<_>>(),
+        ["manifest.json", "maps/endpoints.txt", "maps/identities.txt", "maps/ipcache.txt", "maps/policy/shop.api.txt"]
+    );
+    let api = resolved.endpoints[0].identity.unwrap();
+    let web = resolved.endpoints[1].identity.unwrap();
+    assert_eq!(
+        a.files["maps/ipcache.txt"],
+        format!(
+            "0.0.0.0/0 9 world\n10.0.1.2/32 {api} endpoint:shop/api\n10.0.2.2/32 {web} endpoint:shop/web\n\
+             192.168.0.1/32 1 host\n192.168.0.2/32 6 node:node-b\n203.0.113.0/24 16777217 cidr\n::/0 10 world\n"
+        )
+    );
+    assert_eq!(
+        a.files["maps/policy/shop.api.txt"],
+        format!(
+            "ingress {web} 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
+             ingress 16777217 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
+        )
+    );
+    let ids = endpoint_ids_of(a);
+    assert_eq!(a.files["maps/endpoints.txt"], format!("10.0.1.2 {} {api} ingress shop/api\n", ids[0]));
+    let identities = &a.files["maps/identities.txt"];
+    assert!(identities.starts_with("1 reserved reserved:host\n2 reserved reserved:world\n"));
+    assert!(identities.contains(&format!("{api} endpoint app=api,io.kubernetes.pod.namespace=shop\n")));
+    assert!(identities.ends_with("16777217 cidr cidr:203.0.113.0/24\n"));
+    // node-b's ipcache sees node-a as a remote node and itself as host.
+    assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
+    let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
+    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["node"], "node-a");
+    assert_eq!(manifest["source_hash"], "sha256:abc");
+    let maps: Vec<(&str, u64, u64)> = manifest["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["entries"].as_u64().unwrap(), m["max_entries"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(maps, [("ipcache", 7, 512_000), ("endpoints", 1, 65_535), ("policy/shop.api", 2, 16_384)]);
+}
+
+fn endpoint_ids_of(bundle: &Bundle) -> Vec<String> {
+    bundle.files["maps/endpoints.txt"].lines().map(|l| l.split(' ').nth(1).unwrap().to_string()).collect()
+}
+
+#[test]
+fn deterministic_and_endpoint_ids_stable() {
+    let cluster = cluster();
+    let first = emit(&cluster, &resolve(&cluster), None, &options()).unwrap();
+    let second = emit(&cluster, &resolve(&cluster), None, &options()).unwrap();
+    assert_eq!(first, second);
+    let mut grown = cluster.clone();
+    grown.endpoints.insert(1, pod("cache", "cache", "10.0.1.3", "node-a"));
+    let after = emit(&grown, &resolve(&grown), Some("node-a"), &options()).unwrap();
+    let api_line =
+        |b: &Bundle| b.files["maps/endpoints.txt"].lines().find(|l| l.ends_with("shop/api")).unwrap().to_string();
+    assert_eq!(api_line(&first[0]), api_line(&after[0]));
+}
+
+#[test]
+fn capacity_and_unknown_node_are_errors() {
+    let cluster = cluster();
+    let resolved = resolve(&cluster);
+    let small = BundleOptions { policy_map_capacity: 1, ..options() };
+    match emit(&cluster, &resolved, None, &small) {
+        Err(EmitError::Capacity(c)) => {
+            assert_eq!((c.node.as_str(), c.map.as_str(), c.entries, c.capacity), ("node-a", "policy/shop.api", 2, 1));
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    assert_eq!(emit(&cluster, &resolved, Some("node-z"), &options()), Err(EmitError::UnknownNode("node-z".into())));
+    let mut broken = resolved.clone();
+    broken.ipcache.clear();
+    assert!(matches!(emit(&cluster, &broken, None, &options()), Err(EmitError::Invalid(_))));
+}
+
+#[test]
+fn writes_and_replaces_a_bundle_directory() {
+    let cluster = cluster();
+    let bundle = emit(&cluster, &resolve(&cluster), Some("node-a"), &options()).unwrap().remove(0);
+    let root = std::env::temp_dir().join(format!("policyc-emit-test-{}", std::process::id()));
+    let dir = root.join("node-a");
+    let _ = std::fs::remove_dir_all(&root);
+    bundle.write_to(&dir).unwrap();
+    std::fs::write(dir.join("maps/policy/stale.txt"), "old").unwrap();
+    bundle.write_to(&dir).unwrap();
+    assert!(!dir.join("maps/policy/stale.txt").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("maps/ipcache.txt")).unwrap(), bundle.files["maps/ipcache.txt"]);
+    let other = root.join("not-a-bundle");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    assert!(matches!(bundle.write_to(&other), Err(EmitError::Io(_))));
+    std::fs::remove_dir_all(&root).unwrap();
+}
