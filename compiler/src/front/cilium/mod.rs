@@ -17,7 +17,7 @@ use super::decode::{index, join, Ctx};
 use super::yaml::Node;
 use super::{Body, Meta};
 use crate::diag::codes;
-use policyc_ir::labels::{NAMESPACE_LABEL, RESERVED_PREFIX};
+use policyc_ir::labels::{NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESERVED_PREFIX};
 use policyc_ir::policy::{Policy, PolicyKind, PolicyOrigin, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
@@ -60,15 +60,18 @@ pub(crate) struct Scope {
 impl Scope {
     /// Scopes a peer selector (`fromEndpoints`, `toRequires`, ...) the way
     /// Cilium does: a selector that names no namespace and no reserved
-    /// label means the policy's namespace (CNP) or any namespace (CCNP;
-    /// Cilium adds "has a namespace", so only pods match, not the host or
-    /// the world).
+    /// label means the policy's namespace (CNP; unless it selects on
+    /// namespace labels) or any namespace (CCNP; Cilium adds "has a
+    /// namespace", so only pods match, not the host or the world).
     fn peer_selector(&self, mut selector: LabelSelector) -> LabelSelector {
         let reserved = selector.requirements.iter().any(|r| r.key.starts_with(RESERVED_PREFIX));
         if reserved || selector.mentions(NAMESPACE_LABEL) {
             return selector;
         }
+        let on_namespace_labels = selector.requirements.iter().any(|r| r.key.starts_with(NAMESPACE_LABELS_PREFIX));
         let requirement = match &self.namespace {
+            // A selector on namespace labels picks its namespaces itself.
+            Some(_) if on_namespace_labels => return selector,
             Some(ns) => Requirement::equals(NAMESPACE_LABEL, ns.clone()),
             None => Requirement { key: NAMESPACE_LABEL.to_string(), operator: Operator::Exists, values: Vec::new() },
         };
@@ -91,12 +94,15 @@ fn decode_object(ctx: &mut Ctx, meta: &Meta, root: &Node, scope: &Scope) -> Opti
     if let Some(spec) = spec {
         policies.extend(decode_spec(ctx, meta, scope, spec, "spec"));
     }
+    let mut listed = 0;
     if let Some(specs) = specs {
-        for (i, spec) in ctx.list(specs, "specs").iter().enumerate() {
+        let items = ctx.list(specs, "specs");
+        listed = items.len();
+        for (i, spec) in items.iter().enumerate() {
             policies.extend(decode_spec(ctx, meta, scope, spec, &index("specs", i)));
         }
     }
-    if spec.is_none() && specs.is_none() {
+    if spec.is_none() && listed == 0 {
         let kind = scope.kind.name();
         ctx.report(
             codes::EMPTY_SPEC,
@@ -124,6 +130,7 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         }
     }
 
+    let host = matches!(subject, Some(Subject::Nodes(_)));
     let mut requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut rules = Vec::new();
     let mut has_rules = [false, false];
@@ -135,7 +142,7 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         for (i, item) in items.iter().enumerate() {
             let rule_path = index(&list_path, i);
             let reqs = &mut requires[kind.direction.index()];
-            rules.extend(rule::decode_rule(ctx, scope, item, &rule_path, kind, reqs));
+            rules.extend(rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs));
         }
     }
 
@@ -207,7 +214,10 @@ fn subject(
                         Some(format!("Cilium ignores the `{NAMESPACE_LABEL}` requirement here; use a CiliumClusterwideNetworkPolicy to select pods of other namespaces")),
                     );
                 }
-                selector.requirements.retain(|r| r.key != NAMESPACE_LABEL);
+                // Cilium overwrites the `matchLabels` entry and keeps any
+                // `matchExpressions` (so `NotIn [<own>]` still selects nothing).
+                let is_match_label = |r: &Requirement| r.operator == Operator::In && r.values.len() == 1;
+                selector.requirements.retain(|r| !(r.key == NAMESPACE_LABEL && is_match_label(r)));
                 selector.requirements.push(own);
             }
             Some(Subject::Endpoints(selector))

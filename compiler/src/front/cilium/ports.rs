@@ -1,10 +1,11 @@
 //! `toPorts` (ports, protocols, L7 rules) and `icmps` of a Cilium rule.
 
+use super::rule::RuleKind;
 use crate::diag::{codes, did_you_mean};
 use crate::front::decode::{index, join, Ctx, PortValue};
 use crate::front::yaml::{Node, Value};
 use policyc_ir::policy::{Action, L7Rules, PortMatch, PortSpec};
-use policyc_ir::protocol::{PortRange, Protocol};
+use policyc_ir::protocol::{Direction, PortRange, Protocol};
 
 /// One decoded `toPorts` entry.
 pub(super) struct PortEntry {
@@ -22,8 +23,10 @@ const PORT_RULE_FIELDS: &[&str] = &["ports", "rules", "serverNames", "listener",
 const PORT_DENY_RULE_FIELDS: &[&str] = &["ports", "rules"];
 const PROXY_FIELDS: &[&str] = &["serverNames", "listener", "terminatingTLS", "originatingTLS"];
 
-/// Decodes `toPorts`.
-pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -> Vec<PortEntry> {
+/// Decodes `toPorts` of a rule of `kind`; `host` is set in host policies.
+pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind, host: bool) -> Vec<PortEntry> {
+    let action = kind.action;
+    let ingress = kind.direction == Direction::Ingress;
     let known = if action == Action::Deny { PORT_DENY_RULE_FIELDS } else { PORT_RULE_FIELDS };
     let mut out = Vec::new();
     for (i, item) in ctx.list(node, path).iter().enumerate() {
@@ -31,6 +34,16 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -
         let Some(fields) = ctx.fields(item, &entry_path, known) else { continue };
         for f in PROXY_FIELDS.iter().filter(|f| known.contains(f)) {
             if let Some(n) = fields.get(f) {
+                if *f == "listener" && ingress {
+                    ctx.report(
+                        codes::CILIUM_REJECTED_RULE,
+                        Some(n),
+                        &join(&entry_path, f),
+                        "`listener` is not allowed in an ingress rule",
+                        Some("Cilium accepts custom Envoy listeners on egress only".into()),
+                    );
+                    continue;
+                }
                 ctx.report(
                     codes::UNSUPPORTED_FIELD,
                     Some(n),
@@ -60,7 +73,8 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -
                 );
                 None
             }
-            Some(r) => l7_rules(ctx, r, &rules_path),
+            Some(r) => l7_rules(ctx, r, &rules_path)
+                .filter(|l7| l7_allowed_here(ctx, r, &rules_path, l7, &matches, listed.is_empty(), ingress, host)),
             None => None,
         };
         if let (Some(l7), Some(r)) = (&l7, fields.get("rules")) {
@@ -80,6 +94,57 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -
     out
 }
 
+/// Checks what Cilium's validator demands of a port rule with L7 rules;
+/// reports the first violation.
+#[allow(clippy::too_many_arguments)]
+fn l7_allowed_here(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    l7: &L7Rules,
+    matches: &[PortMatch],
+    no_ports: bool,
+    ingress: bool,
+    host: bool,
+) -> bool {
+    let dns = l7.parser == "dns";
+    let parser = &l7.parser;
+    let problem: Option<(String, String)> = if dns && ingress {
+        Some((
+            "DNS rules are not allowed on ingress".into(),
+            "DNS rules filter the lookups a pod makes: put them in an `egress` rule".into(),
+        ))
+    } else if host && (ingress || !dns) {
+        Some((
+            format!("`{parser}` rules are not supported in host policies"),
+            "host policies (`nodeSelector`) filter at L3 and L4 only".into(),
+        ))
+    } else if dns && no_ports {
+        Some(("DNS rules need `ports`".into(), "name port 53 (UDP, TCP or ANY)".into()))
+    } else if matches.iter().any(|m| m.ports == PortSpec::All) {
+        Some((
+            "L7 rules cannot be used with port 0".into(),
+            "name the ports whose traffic goes through the proxy".into(),
+        ))
+    } else if !dns && matches.iter().any(|m| m.protocol != Some(Protocol::Tcp)) {
+        Some((
+            format!("`{parser}` rules need `protocol: TCP` on every port"),
+            "Cilium applies L7 rules other than DNS to TCP only; an omitted protocol means ANY".into(),
+        ))
+    } else if dns && matches.iter().any(|m| matches!(m.ports, PortSpec::Range(r) if r.lo != r.hi)) {
+        Some(("DNS rules do not support port ranges".into(), "name port 53 without `endPort`".into()))
+    } else {
+        None
+    };
+    match problem {
+        Some((message, help)) => {
+            ctx.report(codes::CILIUM_REJECTED_RULE, Some(node), path, message, Some(help));
+            false
+        }
+        None => true,
+    }
+}
+
 /// One `ports[j]` entry: `port`, `endPort`, `protocol`.
 fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
     let fields = ctx.fields(node, path, &["port", "endPort", "protocol"])?;
@@ -89,7 +154,16 @@ fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
     };
     let port = match fields.get("port") {
         Some(p) => Some((ctx.port(p, &join(path, "port"), 0)?, p)),
-        None => None,
+        None => {
+            ctx.report(
+                codes::MISSING_FIELD,
+                Some(node),
+                path,
+                "missing field `port`",
+                Some("Cilium requires a port; write `port: \"0\"` to match every port".into()),
+            );
+            return None;
+        }
     };
     let end_path = join(path, "endPort");
     let end = match fields.get("endPort") {

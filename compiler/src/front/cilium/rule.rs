@@ -90,6 +90,7 @@ pub(super) fn decode_rule(
     node: &Node,
     path: &str,
     kind: RuleKind,
+    host: bool,
     requires: &mut Vec<LabelSelector>,
 ) -> Vec<Rule> {
     let known = match (kind.direction, kind.action) {
@@ -112,8 +113,10 @@ pub(super) fn decode_rule(
         );
     }
 
+    check_combinations(ctx, node, &fields, known, path, kind);
+
     let entries: Vec<PortEntry> = match fields.get("toPorts") {
-        Some(tp) => ports::to_ports(ctx, tp, &join(path, "toPorts"), kind.action),
+        Some(tp) => ports::to_ports(ctx, tp, &join(path, "toPorts"), kind, host),
         None => Vec::new(),
     };
     let icmp: Vec<PortMatch> = match fields.get("icmps") {
@@ -162,6 +165,50 @@ pub(super) fn decode_rule(
         rules.push(make(index(&join(path, "toPorts"), i), Some(matches), Some(l7)));
     }
     rules
+}
+
+/// Peer fields of which Cilium's validator accepts only one kind per rule.
+const EXCLUSIVE_PEERS: &[&str] = &[
+    "fromEndpoints",
+    "fromCIDR",
+    "fromCIDRSet",
+    "fromEntities",
+    "fromNodes",
+    "fromGroups",
+    "toEndpoints",
+    "toCIDR",
+    "toCIDRSet",
+    "toEntities",
+    "toNodes",
+    "toGroups",
+    "toServices",
+    "toFQDNs",
+];
+
+/// Reports combinations Cilium rejects when it imports a rule: two kinds of
+/// peer (`toEndpoints` with `toCIDR`), and `icmps` with `toPorts`.
+fn check_combinations(ctx: &mut Ctx, node: &Node, fields: &Fields, known: &[&str], path: &str, kind: RuleKind) {
+    let present: Vec<&str> =
+        EXCLUSIVE_PEERS.iter().copied().filter(|f| known.contains(f) && fields.get(f).is_some_and(non_empty)).collect();
+    if let [first, second, ..] = present.as_slice() {
+        ctx.report(
+            codes::CILIUM_REJECTED_RULE,
+            fields.get(second).or(Some(node)),
+            &join(path, second),
+            format!("`{first}` and `{second}` cannot be combined in one rule"),
+            Some(format!("Cilium rejects rules with two kinds of peer; write one `{}` rule for each", kind.field)),
+        );
+    }
+    let has = |f: &str| fields.get(f).is_some_and(non_empty);
+    if has("icmps") && has("toPorts") {
+        ctx.report(
+            codes::CILIUM_REJECTED_RULE,
+            fields.get("icmps"),
+            &join(path, "icmps"),
+            "`icmps` and `toPorts` cannot be combined in one rule",
+            Some("Cilium rejects such rules; put `icmps` in a rule of its own with the same peers".into()),
+        );
+    }
 }
 
 fn non_empty(node: &Node) -> bool {

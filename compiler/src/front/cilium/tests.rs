@@ -101,6 +101,13 @@ fn cnp_subject_namespace_of_another_namespace_is_replaced_with_a_warning() {
     let (ps, codes) = with_codes(&cnp("{endpointSelector: {matchLabels: {'k8s:io.kubernetes.pod.namespace': dev}}}"));
     assert_eq!(codes, ["W0128"]);
     assert_eq!(ps[0].subject, Subject::Endpoints(sel(vec![ns("prod")])));
+    // Expressions stay, as in Cilium: this one selects nothing.
+    let (ps, codes) = with_codes(&cnp(
+        "{endpointSelector: {matchExpressions: [{key: 'k8s:io.kubernetes.pod.namespace', operator: NotIn, values: [prod]}]}}",
+    ));
+    assert_eq!(codes, ["W0128"]);
+    let not_in = Requirement { key: NAMESPACE_LABEL.into(), operator: Operator::NotIn, values: vec!["prod".into()] };
+    assert_eq!(ps[0].subject, Subject::Endpoints(sel(vec![not_in, ns("prod")])));
     // Naming its own namespace is harmless.
     let p = clean(&cnp("{endpointSelector: {matchLabels: {'io.kubernetes.pod.namespace': prod}}}"));
     assert_eq!(p.subject, Subject::Endpoints(sel(vec![ns("prod")])));
@@ -140,6 +147,8 @@ fn neither_spec_nor_specs_is_an_error() {
     let input = parse("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n");
     assert_eq!(codes(&input), ["E0119"]);
     assert!(input.objects.is_empty());
+    let input = parse("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspecs: []\n");
+    assert_eq!(codes(&input), ["E0119"]);
 }
 
 #[test]
@@ -252,17 +261,18 @@ fn requires_go_to_the_policy_scoped_like_endpoints() {
 
 #[test]
 fn cidr_peers_and_cidr_sets_with_except() {
-    let r = rule(&cnp("{endpointSelector: {}, egress: [{toCIDR: [10.0.0.0/8, 192.168.1.1], \
-         toCIDRSet: [{cidr: 0.0.0.0/0, except: [10.0.0.0/8, 172.16.0.0/12]}]}]}"));
+    let p = clean(&cnp("{endpointSelector: {}, egress: [{toCIDR: [10.0.0.0/8, 192.168.1.1]}, \
+         {toCIDRSet: [{cidr: 0.0.0.0/0, except: [172.16.0.0/12, 10.0.0.0/8]}]}]}"));
     let c = |s: &str| Cidr::parse_strict(s).unwrap();
     assert_eq!(
-        r.peers,
+        p.rules[0].peers,
         Peers::Only(vec![
             Peer::Cidr { cidr: c("10.0.0.0/8"), except: vec![] },
             Peer::Cidr { cidr: c("192.168.1.1/32"), except: vec![] },
-            Peer::Cidr { cidr: c("0.0.0.0/0"), except: vec![c("10.0.0.0/8"), c("172.16.0.0/12")] },
         ])
     );
+    let except = vec![c("10.0.0.0/8"), c("172.16.0.0/12")];
+    assert_eq!(p.rules[1].peers, Peers::Only(vec![Peer::Cidr { cidr: c("0.0.0.0/0"), except }]));
 }
 
 #[test]
@@ -310,12 +320,8 @@ fn unenforced_peers_warn_and_select_nothing() {
     ));
     assert_eq!(codes, ["W0118"]);
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![]));
-    let codes = codes_of("{endpointSelector: {}, ingress: [{fromNodes: [{}], fromGroups: [{aws: {region: x}}], authentication: {mode: required}}]}");
+    let codes = codes_of("{endpointSelector: {}, ingress: [{fromNodes: [{}]}, {fromGroups: [{aws: {region: x}}]}, {authentication: {mode: required}}]}");
     assert_eq!(codes, ["W0118", "W0118", "W0118"]);
-    // The union keeps what is supported.
-    let (ps, _) =
-        with_codes(&cnp("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: a.b}], toEntities: [world]}]}"));
-    assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![Peer::Entity(Entity::World)]));
 }
 
 #[test]
@@ -347,7 +353,6 @@ fn port_numbers_names_and_wildcards() {
         ports_of("{port: http-alt, protocol: SCTP}"),
         [PortMatch { protocol: Some(Protocol::Sctp), ports: PortSpec::Named("http-alt".into()) }]
     );
-    assert_eq!(ports_of("{protocol: TCP}"), [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::All }]);
     assert_eq!(
         ports_of("{port: '8000', endPort: 8999, protocol: TCP}"),
         [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Range(PortRange { lo: 8000, hi: 8999 }) }]
@@ -369,7 +374,8 @@ fn port_errors() {
     let spec = |p: &str| format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{p}]}}]}}]}}");
     assert_eq!(codes_of(&spec("{port: '90', endPort: 80}")), ["E0104"]);
     assert_eq!(codes_of(&spec("{port: http, endPort: 80}")), ["E0105"]);
-    assert_eq!(codes_of(&spec("{endPort: 80}")), ["E0105"]);
+    assert_eq!(codes_of(&spec("{port: '0', endPort: 80}")), ["E0105"]);
+    assert_eq!(codes_of(&spec("{protocol: TCP}")), ["E0005"]);
     assert_eq!(codes_of(&spec("{port: '70000'}")), ["E0103"]);
     assert_eq!(codes_of(&spec("{port: '80', endPort: 70000}")), ["E0103"]);
     assert_eq!(codes_of(&spec("{port: '80', protocol: TPC}")), ["E0106"]);
@@ -408,8 +414,12 @@ fn icmp_errors() {
 }
 
 #[test]
-fn ports_and_icmps_are_a_union() {
-    let r = rule(&cnp("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}]}], icmps: [{fields: [{type: 8}]}]}]}"));
+fn ports_and_icmps_are_a_union_but_cilium_rejects_them_together() {
+    let (ps, codes) = with_codes(&cnp(
+        "{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}]}], icmps: [{fields: [{type: 8}]}]}]}",
+    ));
+    assert_eq!(codes, ["E0130"]);
+    let r = &ps[0].rules[0];
     assert_eq!(
         r.ports,
         Some(vec![tcp(80), PortMatch { protocol: Some(Protocol::Icmp), ports: PortSpec::Range(PortRange::single(8)) }])
@@ -433,15 +443,17 @@ fn http_rules_are_carried_as_canonical_json_with_a_warning() {
 
 #[test]
 fn l7_rules_apply_to_their_own_port_entry_only() {
-    let (ps, _) = with_codes(&cnp(
-        "{endpointSelector: {}, egress: [{toEndpoints: [{}], toPorts: [{ports: [{port: '443'}]}, \
-         {ports: [{port: '53', protocol: UDP}], rules: {dns: [{matchPattern: '*'}]}}], icmps: [{fields: [{type: 8}]}]}]}",
-    ));
+    let (ps, _) =
+        with_codes(&cnp("{endpointSelector: {}, egress: [{toEndpoints: [{}], toPorts: [{ports: [{port: '443'}]}, \
+         {ports: [{port: '53', protocol: UDP}], rules: {dns: [{matchPattern: '*'}]}}]}]}"));
     let rules = &ps[0].rules;
     assert_eq!(rules.len(), 2);
     assert_eq!(rules[0].path, "spec.egress[0]");
     assert_eq!(rules[0].l7, None);
-    assert_eq!(rules[0].ports.as_ref().unwrap().len(), 2);
+    assert_eq!(
+        rules[0].ports,
+        Some(vec![PortMatch { protocol: None, ports: PortSpec::Range(PortRange::single(443)) }])
+    );
     assert_eq!(rules[1].path, "spec.egress[0].toPorts[1]");
     assert_eq!(rules[1].l7.as_ref().unwrap().parser, "dns");
     assert_eq!(rules[1].peers, rules[0].peers);
@@ -450,12 +462,12 @@ fn l7_rules_apply_to_their_own_port_entry_only() {
 #[test]
 fn kafka_and_custom_parsers() {
     let (ps, codes) = with_codes(&cnp(
-        "{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '9092'}], rules: {kafka: [{role: produce, topic: orders}]}}]}]}",
+        "{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '9092', protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]}]}",
     ));
     assert_eq!(codes, ["W0120"]);
     assert_eq!(ps[0].rules[0].l7.as_ref().unwrap().parser, "kafka");
     let (ps, codes) = with_codes(&cnp(
-        "{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '6379'}], rules: {l7proto: r2d2, l7: [{cmd: READ}]}}]}]}",
+        "{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '6379', protocol: TCP}], rules: {l7proto: r2d2, l7: [{cmd: READ}]}}]}]}",
     ));
     assert_eq!(codes, ["W0120"]);
     let l7 = ps[0].rules[0].l7.clone().unwrap();
@@ -472,7 +484,7 @@ fn empty_l7_rules_filter_nothing() {
 #[test]
 fn l7_errors() {
     let spec = |rules: &str| {
-        format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{{port: '80'}}], rules: {rules}}}]}}]}}")
+        format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{{port: '80', protocol: TCP}}], rules: {rules}}}]}}]}}")
     };
     assert_eq!(codes_of(&spec("{http: [{}], dns: [{matchName: a.b}]}")), ["E0126"]);
     assert_eq!(codes_of(&spec("{l7: [{cmd: READ}]}")), ["E0126"]);
@@ -513,4 +525,62 @@ fn canonical_json_sorts_keys_and_escapes() {
 #[test]
 fn authentication_is_unknown_in_deny_rules() {
     assert_eq!(codes_of("{endpointSelector: {}, ingressDeny: [{authentication: {mode: required}}]}"), ["W0006"]);
+}
+
+#[test]
+fn cilium_rejects_two_kinds_of_peer_in_one_rule() {
+    let input = parse(&cnp("{endpointSelector: {}, egress: [{toEndpoints: [{}], toCIDR: [10.0.0.0/8]}]}"));
+    assert_eq!(codes(&input), ["E0130"]);
+    assert_eq!(input.diagnostics[0].message, "`toEndpoints` and `toCIDR` cannot be combined in one rule");
+    let codes = codes_of("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: a.b}], toEntities: [world]}]}");
+    assert_eq!(codes, ["W0112", "E0130"]);
+    // Requirements are no peer; empty lists do not count.
+    let codes = codes_of("{endpointSelector: {}, ingress: [{fromEndpoints: [{}], fromRequires: [{}], fromCIDR: []}]}");
+    assert!(codes.is_empty());
+}
+
+#[test]
+fn l7_rules_where_cilium_rejects_them() {
+    let l7 = |dir: &str, ports: &str, rules: &str| {
+        format!("{{endpointSelector: {{}}, {dir}: [{{toPorts: [{{ports: [{ports}], rules: {rules}}}]}}]}}")
+    };
+    let dns = "{dns: [{matchPattern: '*'}]}";
+    let http = "{http: [{method: GET}]}";
+    assert_eq!(codes_of(&l7("ingress", "{port: '53', protocol: UDP}", dns)), ["E0130"]);
+    assert_eq!(codes_of(&l7("egress", "{port: '0', protocol: TCP}", http)), ["E0130"]);
+    assert_eq!(codes_of(&l7("egress", "{port: '80'}", http)), ["E0130"]);
+    assert_eq!(codes_of(&l7("egress", "{port: '80', protocol: UDP}", http)), ["E0130"]);
+    assert_eq!(codes_of(&l7("egress", "{port: '53', endPort: 54}", dns)), ["E0130"]);
+    assert_eq!(codes_of(&format!("{{endpointSelector: {{}}, egress: [{{toPorts: [{{rules: {dns}}}]}}]}}")), ["E0130"]);
+    assert_eq!(codes_of(&l7("egress", "{port: '53', protocol: ANY}", dns)), ["W0120"]);
+    // Host policies filter at L3/L4 only, but DNS on egress is fine.
+    let host = |dir: &str, ports: &str, rules: &str| {
+        with_codes(&ccnp(&l7(dir, ports, rules).replace("endpointSelector", "nodeSelector"))).1
+    };
+    assert_eq!(host("egress", "{port: '80', protocol: TCP}", http), ["E0130"]);
+    assert_eq!(host("ingress", "{port: '80', protocol: TCP}", http), ["E0130"]);
+    assert_eq!(host("egress", "{port: '53', protocol: UDP}", dns), ["W0120"]);
+}
+
+#[test]
+fn listener_is_rejected_on_ingress() {
+    let spec = |dir: &str| {
+        format!(
+            "{{endpointSelector: {{}}, {dir}: [{{toPorts: [{{ports: [{{port: '80', protocol: TCP}}], \
+             listener: {{name: l, envoyConfig: {{name: c}}}}}}]}}]}}"
+        )
+    };
+    assert_eq!(codes_of(&spec("ingress")), ["E0130"]);
+    assert_eq!(codes_of(&spec("egress")), ["W0118"]);
+}
+
+#[test]
+fn cnp_peer_selectors_on_namespace_labels_span_namespaces() {
+    let r = rule(&cnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'k8s:io.cilium.k8s.namespace.labels.team': a}}]}]}"));
+    let team = Requirement::equals("io.cilium.k8s.namespace.labels.team", "a");
+    assert_eq!(r.peers, Peers::Only(vec![Peer::Endpoints(sel(vec![team.clone()]))]));
+    // In a CCNP the "has a namespace" requirement is still added.
+    let r = rule(&ccnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'io.cilium.k8s.namespace.labels.team': a}}]}]}"));
+    let exists = Requirement { key: NAMESPACE_LABEL.into(), operator: Operator::Exists, values: vec![] };
+    assert_eq!(r.peers, Peers::Only(vec![Peer::Endpoints(sel(vec![team, exists]))]));
 }
