@@ -14,7 +14,7 @@
 use crate::eval::RuleRef;
 use crate::identity::Identity;
 use crate::protocol::Direction;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Bits of the protocol/port space of a key.
@@ -239,23 +239,40 @@ impl VerdictSpace {
     /// verdict over it. Neighbouring points merge into one block only when
     /// they have the same verdict and the same rules, so tracing stays exact.
     pub fn blocks(&self) -> Vec<Block> {
-        let mut bounds = BTreeSet::new();
-        for &(lo, hi, ..) in &self.spans {
-            bounds.insert(lo);
-            bounds.insert(hi + 1);
+        // A sweep over span boundaries: at each boundary spans start or end,
+        // and the active spans are counted per (verdict, rule), so the
+        // strongest verdict is the last key and its rules the keys of the
+        // same rank before it.
+        let mut events: BTreeMap<u32, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, &(lo, hi, ..)) in self.spans.iter().enumerate() {
+            events.entry(lo).or_default().0.push(i);
+            events.entry(hi + 1).or_default().1.push(i);
         }
-        let bounds: Vec<u32> = bounds.into_iter().collect();
-        // Elementary intervals with a verdict, merged with equal neighbours.
+        let mut active: BTreeMap<(&MapVerdict, RuleRef), usize> = BTreeMap::new();
         let mut runs: Vec<(u32, u32, MapVerdict, Vec<RuleRef>)> = Vec::new();
-        for w in bounds.windows(2) {
-            let (lo, hi) = (w[0], w[1] - 1);
-            let covering: Vec<&(u32, u32, MapVerdict, RuleRef)> =
-                self.spans.iter().filter(|s| s.0 <= lo && hi <= s.1).collect();
-            let Some(verdict) = covering.iter().map(|s| s.2.clone()).max() else { continue };
+        let points: Vec<u32> = events.keys().copied().collect();
+        for (n, point) in points.iter().enumerate() {
+            let (starts, ends) = &events[point];
+            for &i in ends {
+                let key = (&self.spans[i].2, self.spans[i].3);
+                if let Some(count) = active.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        active.remove(&key);
+                    }
+                }
+            }
+            for &i in starts {
+                *active.entry((&self.spans[i].2, self.spans[i].3)).or_default() += 1;
+            }
+            let Some(&next) = points.get(n + 1) else { break };
+            let Some(((strongest, _), _)) = active.last_key_value() else { continue };
+            let verdict = (*strongest).clone();
             let mut rules: Vec<RuleRef> =
-                covering.iter().filter(|s| s.2.rank() == verdict.rank()).map(|s| s.3).collect();
+                active.keys().rev().take_while(|(v, _)| v.rank() == verdict.rank()).map(|&(_, r)| r).collect();
             rules.sort();
             rules.dedup();
+            let (lo, hi) = (*point, next - 1);
             match runs.last_mut() {
                 Some(last) if last.1 + 1 == lo && last.2 == verdict && last.3 == rules => last.1 = hi,
                 _ => runs.push((lo, hi, verdict, rules)),

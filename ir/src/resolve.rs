@@ -17,7 +17,7 @@
 //!   entries with the ports of that identity's endpoints.
 
 use crate::cidr::Cidr;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NamedPort};
 use crate::eval::RuleRef;
 use crate::identity::{Identity, IdentityTable};
 use crate::labels::{Labels, RESERVED_PREFIX};
@@ -221,12 +221,24 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     }
 
     let context = Context::new(cluster, &table, &identities, &cidr_identities);
+    // A policy map depends on the subject only through its labels (which
+    // policies select it) and its named ports (ingress named ports are its
+    // own), so pods of one workload share one computation.
+    let mut maps: BTreeMap<(&Labels, Vec<&NamedPort>), PolicyMap> = BTreeMap::new();
     let endpoints = cluster
         .endpoints
         .iter()
         .enumerate()
         .map(|(i, e)| {
             let identity = table.get(&e.labels);
+            let policy = match identity {
+                Some(_) => {
+                    let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
+                    ports.sort();
+                    maps.entry((&e.labels, ports)).or_insert_with(|| context.policy_map(i)).clone()
+                }
+                None => PolicyMap::default(),
+            };
             ResolvedEndpoint {
                 index: i,
                 name: e.display_name(),
@@ -234,7 +246,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
                 identity,
                 ips: e.ips.clone(),
                 node: e.node.clone(),
-                policy: if identity.is_some() { context.policy_map(i) } else { PolicyMap::default() },
+                policy,
             }
         })
         .collect();
