@@ -14,7 +14,8 @@
 //!   rules `<Kind>/<ns>/<name>:<path>` joined with `,`. By key.
 
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::identity::{fnv1a64, Identity};
+use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
+use policyc_ir::labels::Labels;
 use policyc_ir::policy_map::PolicyMap;
 use policyc_ir::resolve::{IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,4 +170,32 @@ pub fn rule_name(cluster: &Cluster, policy: usize, rule: usize) -> String {
         Some(path) => format!("{object}:{path}"),
         None => format!("{object}:rules[{rule}]"),
     }
+}
+
+/// Reads the endpoint identities back from an `identities.txt` (a previous
+/// bundle's), to number the next compile the same way
+/// ([`policyc_ir::resolve::resolve_with_previous`]). Reserved and CIDR lines
+/// are skipped; a malformed line is an error naming its number.
+pub fn read_identity_table(text: &str) -> Result<IdentityTable, String> {
+    let mut assignments = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut fields = line.splitn(3, ' ');
+        let (Some(id), Some(kind), Some(labels)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(format!("line {}: expected `<identity> <kind> <labels>`", n + 1));
+        };
+        if kind != "endpoint" {
+            continue;
+        }
+        let id: u32 = id.parse().map_err(|_| format!("line {}: `{id}` is not an identity", n + 1))?;
+        let mut set = Labels::new();
+        if labels != "-" {
+            for pair in labels.split(',') {
+                let (k, v) =
+                    pair.split_once('=').ok_or_else(|| format!("line {}: label `{pair}` has no `=`", n + 1))?;
+                set.insert(k, v);
+            }
+        }
+        assignments.push((set, Identity(id)));
+    }
+    Ok(IdentityTable::from_assignments(assignments))
 }

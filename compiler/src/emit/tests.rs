@@ -172,3 +172,13 @@ fn writes_and_replaces_a_bundle_directory() {
     assert!(matches!(bundle.write_to(&other), Err(EmitError::Io(_))));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn identity_table_round_trips_through_identities_txt() {
+    let cluster = cluster();
+    let resolved = resolve(&cluster);
+    let text = maps::join(&maps::identities(&resolved));
+    assert_eq!(maps::read_identity_table(&text).unwrap(), resolved.table);
+    assert!(maps::read_identity_table("256 endpoint app").is_err());
+    assert!(maps::read_identity_table("x endpoint app=a").is_err());
+}
