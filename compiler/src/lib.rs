@@ -10,9 +10,9 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod front;
 pub mod lower;
 pub mod pipeline;
-pub mod cli;

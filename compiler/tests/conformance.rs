@@ -111,7 +111,9 @@ fn check(case: &Path, input: &str, names: &BTreeMap<String, String>) -> Vec<Stri
             Target::Addresses(a, b) => segments
                 .iter()
                 .filter(|(s, e)| s.is_ipv4() && to_u128(*s) <= *b && to_u128(*e) >= *a)
-                .map(|(s, _)| Party::External(if to_u128(*s) < *a { policyc_ir::cidr::from_u128(*a, false) } else { *s }))
+                .map(|(s, _)| {
+                    Party::External(if to_u128(*s) < *a { policyc_ir::cidr::from_u128(*a, false) } else { *s })
+                })
                 .collect(),
         }
     };
@@ -178,7 +180,8 @@ fn run(input: &str, map_to_workloads: bool) {
         let m = check(case, input, &names);
         if !m.is_empty() {
             failed.insert(case.file_name().unwrap().to_string_lossy().to_string());
-            report.extend(m.into_iter().take(5).map(|l| format!("{}: {l}", case.file_name().unwrap().to_string_lossy())));
+            report
+                .extend(m.into_iter().take(5).map(|l| format!("{}: {l}", case.file_name().unwrap().to_string_lossy())));
         }
     }
     assert!(failed.is_empty(), "{} of 50 cases disagree: {failed:?}\n{}", failed.len(), report.join("\n"));

@@ -74,7 +74,7 @@ impl Cidr {
     }
 
     /// Prefix length.
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         self.len
     }
 
@@ -158,7 +158,7 @@ mod tests {
         assert!(matches!(Cidr::parse_strict("10.0.0.1/8"), Err(CidrError::HostBitsSet(_))));
         assert_eq!(Cidr::parse_strict("10.0.0.0/33"), Err(CidrError::PrefixTooLong(33)));
         assert_eq!(Cidr::parse_strict("nope/8"), Err(CidrError::Syntax));
-        assert_eq!(Cidr::parse_strict("fd00::/8").unwrap().len(), 8);
+        assert_eq!(Cidr::parse_strict("fd00::/8").unwrap().prefix_len(), 8);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl<V> CidrTrie<V> {
         let width = max_len(prefix.addr());
         let bits = to_u128(prefix.addr());
         let mut node = Self::root(prefix.is_ipv6());
-        for i in 0..prefix.len() {
+        for i in 0..prefix.prefix_len() {
             let b = bit(bits, width, i);
             node = match self.nodes[node].children[b] {
                 Some(child) => child,
@@ -93,7 +93,7 @@ impl<V> CidrTrie<V> {
         let width = max_len(prefix.addr());
         let bits = to_u128(prefix.addr());
         let mut node = Self::root(prefix.is_ipv6());
-        for i in 0..prefix.len() {
+        for i in 0..prefix.prefix_len() {
             node = self.nodes[node].children[bit(bits, width, i)]?;
         }
         self.nodes[node].value.as_ref()
@@ -218,7 +218,7 @@ mod tests {
             }
             // Probe the stored prefixes' own addresses too.
             for ip in probes.iter().copied().chain(entries.iter().map(|(p, _)| p.addr())) {
-                let expected = reference.iter().filter(|(p, _)| p.contains(ip)).max_by_key(|(p, _)| p.len()).map(|(p, v)| (*p, *v));
+                let expected = reference.iter().filter(|(p, _)| p.contains(ip)).max_by_key(|(p, _)| p.prefix_len()).map(|(p, v)| (*p, *v));
                 prop_assert_eq!(trie.longest_match(ip).map(|(p, v)| (p, *v)), expected);
             }
             let listed: Vec<(Cidr, u16)> = trie.entries().into_iter().map(|(p, v)| (p, *v)).collect();

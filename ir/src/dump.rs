@@ -43,7 +43,8 @@ pub fn dump(cluster: &Cluster) -> String {
                 let _ = writeln!(out, "  subject nodes {sel}");
             }
         }
-        let dirs: Vec<&str> = crate::protocol::Direction::BOTH.iter().filter(|d| p.enforces(**d)).map(|d| d.name()).collect();
+        let dirs: Vec<&str> =
+            crate::protocol::Direction::BOTH.iter().filter(|d| p.enforces(**d)).map(|d| d.name()).collect();
         let _ = writeln!(out, "  default-deny [{}]", dirs.join(","));
         for d in crate::protocol::Direction::BOTH {
             for req in &p.requires[d.index()] {

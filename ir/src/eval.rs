@@ -105,7 +105,14 @@ pub fn eval(cluster: &Cluster, query: &Query) -> Verdict {
 }
 
 /// The decision of endpoint `subject` on traffic with `peer` in `dir`.
-pub fn decide(cluster: &Cluster, subject: usize, peer: Party, dir: Direction, protocol: Protocol, port: u16) -> Decision {
+pub fn decide(
+    cluster: &Cluster,
+    subject: usize,
+    peer: Party,
+    dir: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> Decision {
     let endpoint = &cluster.endpoints[subject];
     let selecting: Vec<usize> = (0..cluster.policies.len())
         .filter(|&p| match &cluster.policies[p].subject {

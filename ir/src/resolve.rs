@@ -164,7 +164,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         })
         .flatten()
         .copied()
-        .filter(|c| c.len() > 0)
+        .filter(|c| c.prefix_len() > 0)
         .collect();
     let mut cidr_identities = BTreeMap::new();
     for (n, prefix) in (1u32..).zip(&prefixes) {

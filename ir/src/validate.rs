@@ -174,7 +174,7 @@ fn check_ipcache(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
     let mut previous: Option<Cidr> = None;
     for entry in &resolved.ipcache {
         let prefix = entry.prefix;
-        if prefix.len() > max_len(prefix.addr()) || Cidr::new(prefix.addr(), prefix.len()) != prefix {
+        if prefix.prefix_len() > max_len(prefix.addr()) || Cidr::new(prefix.addr(), prefix.prefix_len()) != prefix {
             errors.push(ValidationError::BadPrefix { prefix });
         }
         if previous.is_some_and(|p| p >= prefix) {

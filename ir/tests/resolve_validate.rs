@@ -93,10 +93,14 @@ fn pods_and_nodes_shadow_cidr_prefixes() {
     assert!(pass("10.200.0.1", "8.8.8.8"));
     assert!(!pass("10.200.0.1", "192.0.2.1"));
     // The ipcache has both world prefixes, the /0 rule maps to world-ipv4.
-    let world: Vec<(String, Identity)> =
-        resolved.ipcache.iter().filter(|e| e.prefix.len() == 0).map(|e| (e.prefix.to_string(), e.identity)).collect();
+    let world: Vec<(String, Identity)> = resolved
+        .ipcache
+        .iter()
+        .filter(|e| e.prefix.prefix_len() == 0)
+        .map(|e| (e.prefix.to_string(), e.identity))
+        .collect();
     assert_eq!(world, vec![("0.0.0.0/0".into(), Identity::WORLD_IPV4), ("::/0".into(), Identity::WORLD_IPV6)]);
-    assert!(!resolved.cidr_identities.keys().any(|c| c.len() == 0));
+    assert!(!resolved.cidr_identities.keys().any(|c| c.prefix_len() == 0));
 }
 
 #[test]

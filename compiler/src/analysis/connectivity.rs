@@ -117,7 +117,8 @@ pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeS
     let mut allowed = Allowed::default();
     for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
         let full = full_range(protocol);
-        let starts: Vec<u32> = cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
+        let starts: Vec<u32> =
+            cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
         let mut ranges: Vec<PortRange> = Vec::new();
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).map(|n| n - 1).unwrap_or(u32::from(full.hi));
@@ -223,7 +224,8 @@ pub fn to_json(cluster: &Cluster, rows: &[Row]) -> serde_json::Value {
     let mut items: Vec<(String, String, serde_json::Value)> = rows
         .iter()
         .map(|r| {
-            let allowed = if r.allowed.is_all() { serde_json::json!("all") } else { serde_json::json!(r.allowed.items()) };
+            let allowed =
+                if r.allowed.is_all() { serde_json::json!("all") } else { serde_json::json!(r.allowed.items()) };
             (peer_name(cluster, &r.src), peer_name(cluster, &r.dst), allowed)
         })
         .collect();

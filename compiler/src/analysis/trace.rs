@@ -54,7 +54,8 @@ fn decision_text(cluster: &Cluster, locations: &[Location], d: &Decision) -> (St
             "denied: isolated and no rule allows it; isolated by".into(),
             ps.iter()
                 .map(|&p| {
-                    let at = locations.get(p).and_then(|l| l.file.clone()).map(|f| format!(" ({f})")).unwrap_or_default();
+                    let at =
+                        locations.get(p).and_then(|l| l.file.clone()).map(|f| format!(" ({f})")).unwrap_or_default();
                     format!("{}{at}", cluster.policies[p].origin)
                 })
                 .collect(),
@@ -74,7 +75,9 @@ pub fn render_human(cluster: &Cluster, locations: &[Location], query: &Query, ve
         query.port,
         if verdict.allowed() { "ALLOWED" } else { "DENIED" }
     );
-    for (dir, d, who) in [(Direction::Egress, &verdict.egress, query.src), (Direction::Ingress, &verdict.ingress, query.dst)] {
+    for (dir, d, who) in
+        [(Direction::Egress, &verdict.egress, query.src), (Direction::Ingress, &verdict.ingress, query.dst)]
+    {
         let _ = write!(out, "  {dir} of {}: ", party_name(cluster, who));
         match d {
             None => {

@@ -3,6 +3,8 @@
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
 
+pub mod compile;
+
 use crate::analysis::{connectivity, trace};
 use crate::diag::render::{render, Format};
 use crate::pipeline::{load, Loaded};
@@ -72,6 +74,10 @@ pub struct CompileArgs {
     /// Check and summarize, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// A previous bundle directory (`OUT/<node>`): its identity numbers are
+    /// kept for label sets still present, so nothing is renumbered.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
     /// Capacity of each endpoint's policy map.
     #[arg(long, default_value_t = 16384)]
     pub policy_map_capacity: usize,
@@ -152,13 +158,11 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Lint(a) => lint(&a),
-        Command::Compile(a) => crate::cli::compile::run(&a),
+        Command::Compile(a) => compile::run(&a),
         Command::Trace(a) => trace_cmd(&a),
         Command::Connectivity(a) => connectivity_cmd(&a),
     }
 }
-
-pub mod compile;
 
 /// Prints diagnostics to stderr (JSON/SARIF to stdout, for tools) and
 /// returns whether there were errors.
@@ -247,7 +251,9 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
     let out = match args.output {
         TraceOutput::Human => trace::render_human(cluster, locations, &query, &verdict),
         TraceOutput::Json => {
-            serde_json::to_string_pretty(&trace::render_json(cluster, locations, &query, &verdict)).expect("JSON values serialize") + "\n"
+            serde_json::to_string_pretty(&trace::render_json(cluster, locations, &query, &verdict))
+                .expect("JSON values serialize")
+                + "\n"
         }
     };
     print_stdout(&out);

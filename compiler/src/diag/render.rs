@@ -25,9 +25,11 @@ pub type Sources = BTreeMap<String, String>;
 pub fn render(diags: &[Diagnostic], format: Format, sources: &Sources) -> String {
     match format {
         Format::Human => human(diags, sources),
-        Format::Json => serde_json::to_string_pretty(&Value::Array(diags.iter().map(to_json).collect()))
-            .expect("JSON values always serialize")
-            + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&Value::Array(diags.iter().map(to_json).collect()))
+                .expect("JSON values always serialize")
+                + "\n"
+        }
         Format::Sarif => serde_json::to_string_pretty(&sarif(diags)).expect("JSON values always serialize") + "\n",
         Format::Github => github(diags),
     }
@@ -100,16 +102,17 @@ fn to_json(d: &Diagnostic) -> Value {
 }
 
 fn sarif(diags: &[Diagnostic]) -> Value {
-    let rules: Vec<Value> = codes::ALL
-        .iter()
-        .map(|c| json!({"id": c.id, "shortDescription": {"text": c.summary}}))
-        .collect();
+    let rules: Vec<Value> =
+        codes::ALL.iter().map(|c| json!({"id": c.id, "shortDescription": {"text": c.summary}})).collect();
     let results: Vec<Value> = diags
         .iter()
         .map(|d| {
             let mut message = d.message.clone();
             if let Some(object) = &d.location.object {
-                message = format!("{message} ({object}{})", d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default());
+                message = format!(
+                    "{message} ({object}{})",
+                    d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default()
+                );
             }
             if let Some(help) = &d.help {
                 message = format!("{message}; help: {help}");
@@ -155,7 +158,8 @@ fn github(diags: &[Diagnostic]) -> String {
         props.push(format!("title={}", escape_property(&format!("policyc {}", d.code.id))));
         let mut message = d.message.clone();
         if let Some(object) = &d.location.object {
-            let _ = write!(message, " ({object}{})", d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default());
+            let _ =
+                write!(message, " ({object}{})", d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default());
         }
         if let Some(help) = &d.help {
             let _ = write!(message, "\nhelp: {help}");

@@ -28,11 +28,7 @@ pub struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// The value of `key`; `null` counts as absent.
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
-            .filter(|v| v.value != Value::Null)
+        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v).filter(|v| v.value != Value::Null)
     }
 
     /// Whether `key` is present, even as `null` or an empty collection.
@@ -63,7 +59,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reports a diagnostic at `node` (or the object, without one).
-    pub fn report(&mut self, code: Code, node: Option<&Node>, path: &str, message: impl Into<String>, help: Option<String>) {
+    pub fn report(
+        &mut self,
+        code: Code,
+        node: Option<&Node>,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
         let mut d = Diagnostic::new(code, self.location(path, node.map(|n| n.pos)), message);
         d.help = help;
         self.diags.push(d);
@@ -185,10 +188,22 @@ impl<'a> Ctx<'a> {
             let Some(value) = value else { continue };
             let key = normalize_key(&key);
             if let Err(why) = check_label_key(&key) {
-                self.report(codes::INVALID_LABEL_KEY, Some(k), &field, format!("invalid label key `{key}`: {why}"), None);
+                self.report(
+                    codes::INVALID_LABEL_KEY,
+                    Some(k),
+                    &field,
+                    format!("invalid label key `{key}`: {why}"),
+                    None,
+                );
             }
             if let Err(why) = check_label_value(&value) {
-                self.report(codes::INVALID_LABEL_VALUE, Some(v), &field, format!("invalid label value `{value}`: {why}"), None);
+                self.report(
+                    codes::INVALID_LABEL_VALUE,
+                    Some(v),
+                    &field,
+                    format!("invalid label value `{value}`: {why}"),
+                    None,
+                );
             }
             labels.insert(key, value);
         }
@@ -234,7 +249,13 @@ impl<'a> Ctx<'a> {
         let key = key_node.and_then(|k| self.text(k, &join(path, "key"))).map(|k| normalize_key(&k));
         if let (Some(key), Some(k)) = (&key, key_node) {
             if let Err(why) = check_label_key(key) {
-                self.report(codes::INVALID_LABEL_KEY, Some(k), &join(path, "key"), format!("invalid label key `{key}`: {why}"), None);
+                self.report(
+                    codes::INVALID_LABEL_KEY,
+                    Some(k),
+                    &join(path, "key"),
+                    format!("invalid label key `{key}`: {why}"),
+                    None,
+                );
             }
         }
         let operator = op_node.and_then(|o| {
@@ -245,9 +266,16 @@ impl<'a> Ctx<'a> {
                 "Exists" => Operator::Exists,
                 "DoesNotExist" => Operator::DoesNotExist,
                 other => {
-                    let help = did_you_mean(other, ["In", "NotIn", "Exists", "DoesNotExist"]).map(|s| format!("did you mean `{s}`?"));
+                    let help = did_you_mean(other, ["In", "NotIn", "Exists", "DoesNotExist"])
+                        .map(|s| format!("did you mean `{s}`?"));
                     let help = help.or(Some("operators are `In`, `NotIn`, `Exists` and `DoesNotExist`".into()));
-                    self.report(codes::UNKNOWN_OPERATOR, Some(o), &join(path, "operator"), format!("unknown operator `{other}`"), help);
+                    self.report(
+                        codes::UNKNOWN_OPERATOR,
+                        Some(o),
+                        &join(path, "operator"),
+                        format!("unknown operator `{other}`"),
+                        help,
+                    );
                     return None;
                 }
             };
@@ -291,10 +319,18 @@ impl<'a> Ctx<'a> {
     pub fn port(&mut self, node: &Node, path: &str, min: u16) -> Option<PortValue> {
         let number = match &node.value {
             Value::Int(i) => Some(*i),
-            Value::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().ok().or(Some(i64::MAX)),
+            Value::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse::<i64>().ok().or(Some(i64::MAX))
+            }
             Value::Str(s) => {
                 if let Err(why) = check_port_name(s) {
-                    self.report(codes::INVALID_PORT_NAME, Some(node), path, format!("invalid port name `{s}`: {why}"), None);
+                    self.report(
+                        codes::INVALID_PORT_NAME,
+                        Some(node),
+                        path,
+                        format!("invalid port name `{s}`: {why}"),
+                        None,
+                    );
                     return None;
                 }
                 return Some(PortValue::Name(s.clone()));
@@ -325,9 +361,17 @@ impl<'a> Ctx<'a> {
             Ok(c) => Some(c),
             Err(e) => {
                 let (msg, help) = match e {
-                    CidrError::Syntax => (format!("invalid CIDR `{text}`"), "write an address and a prefix length, like `10.0.0.0/8`".to_string()),
-                    CidrError::PrefixTooLong(n) => (format!("invalid CIDR `{text}`: prefix length {n} is too long"), "IPv4 prefixes are at most /32, IPv6 at most /128".into()),
-                    CidrError::HostBitsSet(net) => (format!("invalid CIDR `{text}`: host bits are set"), format!("did you mean `{net}`?")),
+                    CidrError::Syntax => (
+                        format!("invalid CIDR `{text}`"),
+                        "write an address and a prefix length, like `10.0.0.0/8`".to_string(),
+                    ),
+                    CidrError::PrefixTooLong(n) => (
+                        format!("invalid CIDR `{text}`: prefix length {n} is too long"),
+                        "IPv4 prefixes are at most /32, IPv6 at most /128".into(),
+                    ),
+                    CidrError::HostBitsSet(net) => {
+                        (format!("invalid CIDR `{text}`: host bits are set"), format!("did you mean `{net}`?"))
+                    }
                 };
                 self.report(codes::INVALID_CIDR, Some(node), path, msg, Some(help));
                 None
@@ -399,7 +443,8 @@ fn check_name_part(s: &str) -> Result<(), String> {
         return Err("must be 1-63 characters".into());
     }
     let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    let ok_ends = s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ok_ends =
+        s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok_chars || !ok_ends {
         return Err("must be alphanumerics, `-`, `_` or `.`, starting and ending with an alphanumeric".into());
     }

@@ -262,7 +262,7 @@ fn ip_block_peer(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Peer> {
             Some(format!("`except` prefix `{e}` is {}, but `cidr` `{cidr}` is {}", family(e), family(cidr)))
         } else if !cidr.covers(e) {
             Some(format!("`except` prefix `{e}` is not inside `{cidr}`"))
-        } else if e.len() == cidr.len() {
+        } else if e.prefix_len() == cidr.prefix_len() {
             Some(format!("`except` prefix `{e}` is the whole of `{cidr}`"))
         } else {
             None

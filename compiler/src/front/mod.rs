@@ -11,8 +11,8 @@ pub mod source;
 pub mod workload;
 pub mod yaml;
 
-use crate::diag::{codes, Diagnostic, Location};
 use crate::diag::render::Sources;
+use crate::diag::{codes, Diagnostic, Location};
 use decode::{join, plain_key, Ctx};
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
@@ -168,8 +168,16 @@ pub struct Input {
 }
 
 /// Kinds that stand for pods (their pod template gives the endpoint).
-pub const WORKLOAD_KINDS: &[&str] =
-    &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "ReplicationController", "DeploymentConfig"];
+pub const WORKLOAD_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+    "DeploymentConfig",
+];
 
 impl Input {
     /// Parses one source text (`name` is how diagnostics name it).
@@ -196,16 +204,31 @@ impl Input {
     }
 }
 
+/// A kind's decoder: checks the object and returns its body.
+type Decoder = fn(&mut Ctx, &Meta, &Node) -> Option<Body>;
+
 fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skipped: &mut BTreeMap<String, usize>) {
     if root.value == Value::Null {
         return; // an empty document (`---` at the end of a file)
     }
     let Value::Map(_) = &root.value else {
-        ctx.report(codes::NOT_AN_OBJECT, Some(root), "", format!("a document must be a mapping with `kind`, found {}", root.type_name()), None);
+        ctx.report(
+            codes::NOT_AN_OBJECT,
+            Some(root),
+            "",
+            format!("a document must be a mapping with `kind`, found {}", root.type_name()),
+            None,
+        );
         return;
     };
     let Some(kind) = root.get("kind").and_then(Node::as_str).map(str::to_string) else {
-        ctx.report(codes::NOT_AN_OBJECT, Some(root), "", "missing field `kind`", Some("every Kubernetes object has `apiVersion` and `kind`".into()));
+        ctx.report(
+            codes::NOT_AN_OBJECT,
+            Some(root),
+            "",
+            "missing field `kind`",
+            Some("every Kubernetes object has `apiVersion` and `kind`".into()),
+        );
         return;
     };
     if kind == "List" || kind.ends_with("List") && root.get("items").is_some() {
@@ -216,7 +239,7 @@ fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skippe
         return;
     }
     let api_version = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    let decoder: Option<fn(&mut Ctx, &Meta, &Node) -> Option<Body>> = match (kind.as_str(), api_group(api_version)) {
+    let decoder: Option<Decoder> = match (kind.as_str(), api_group(api_version)) {
         ("NetworkPolicy", "networking.k8s.io") => Some(k8s::network_policy),
         ("CiliumNetworkPolicy", "cilium.io") => Some(cilium::network_policy),
         ("CiliumClusterwideNetworkPolicy", "cilium.io") => Some(cilium::clusterwide_network_policy),
@@ -257,8 +280,20 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
         md,
         "metadata",
         &[
-            "name", "namespace", "labels", "annotations", "ownerReferences", "uid", "resourceVersion", "generation",
-            "creationTimestamp", "deletionTimestamp", "selfLink", "generateName", "managedFields", "finalizers",
+            "name",
+            "namespace",
+            "labels",
+            "annotations",
+            "ownerReferences",
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "selfLink",
+            "generateName",
+            "managedFields",
+            "finalizers",
             "deletionGracePeriodSeconds",
         ],
     )?;

@@ -160,8 +160,12 @@ impl MarkedEventReceiver for Builder {
                 let value = if style == TScalarStyle::Plain { plain_scalar(text) } else { Value::Str(text) };
                 self.push_value(Node { value, pos }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push((Node { value: Value::Seq(Vec::new()), pos }, None, anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push((Node { value: Value::Map(Vec::new()), pos }, None, anchor)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push((Node { value: Value::Seq(Vec::new()), pos }, None, anchor))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push((Node { value: Value::Map(Vec::new()), pos }, None, anchor))
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((node, _, anchor)) = self.stack.pop() {
                     self.push_value(node, anchor);

@@ -10,6 +10,8 @@
 //! - A workload is left out when an object it owns is in the input (a
 //!   `kubectl get -o yaml` dump holds the Deployment, its ReplicaSet and
 //!   its Pods: only the Pods are real endpoints).
+//! - Host-network pods keep their labels and policies but not their
+//!   addresses, which belong to the node.
 //! - The same object twice is an error.
 
 use crate::diag::{codes, Diagnostic, Location};
@@ -44,8 +46,12 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         if let Some(first) = seen.get(&key) {
             let first_at = describe(first);
             diags.push(
-                Diagnostic::new(codes::DUPLICATE_OBJECT, meta.location.clone().with_object(meta), format!("`{}` is defined twice", meta.display()))
-                    .with_help(format!("the first definition is at {first_at}; this one is ignored")),
+                Diagnostic::new(
+                    codes::DUPLICATE_OBJECT,
+                    meta.location.clone().with_object(meta),
+                    format!("`{}` is defined twice", meta.display()),
+                )
+                .with_help(format!("the first definition is at {first_at}; this one is ignored")),
             );
             duplicate[i] = true;
             continue;
@@ -79,16 +85,24 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         let meta = &object.meta;
         let location = meta.location.clone().with_object(meta);
         match &object.body {
-            Body::Pod(pod) if !pod.template.host_network => {
+            Body::Pod(pod) => {
                 let mut e = endpoint(meta, &pod.template, &namespaces, EndpointKind::Pod);
-                e.ips = pod.ips.clone();
+                // A host-network pod's addresses are its node's: the ipcache
+                // maps them to the node, so the pod keeps its labels and
+                // policy (as Kubernetes analyses treat it) but no address.
+                if !pod.template.host_network {
+                    e.ips = pod.ips.clone();
+                }
                 e.node = pod.node.clone();
                 endpoints.push((e, location));
             }
-            Body::Workload(w) if !w.template.host_network => {
+            Body::Workload(w) => {
                 let owned = owners.contains(&(meta.namespace.clone(), meta.kind.clone(), meta.name.clone()));
                 if !owned {
-                    endpoints.push((endpoint(meta, &w.template, &namespaces, EndpointKind::Workload(meta.kind.clone())), location));
+                    endpoints.push((
+                        endpoint(meta, &w.template, &namespaces, EndpointKind::Workload(meta.kind.clone())),
+                        location,
+                    ));
                 }
             }
             Body::Policy(ps) => {
@@ -96,7 +110,9 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
                     policies.push((p.clone(), location.clone()));
                 }
             }
-            Body::Node(n) => nodes.push(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
+            Body::Node(n) => {
+                nodes.push(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() })
+            }
             _ => {}
         }
     }
@@ -110,10 +126,20 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
 }
 
 /// An endpoint with Cilium's identity labels.
-fn endpoint(meta: &Meta, template: &PodTemplate, namespaces: &BTreeMap<String, Labels>, kind: EndpointKind) -> Endpoint {
+fn endpoint(
+    meta: &Meta,
+    template: &PodTemplate,
+    namespaces: &BTreeMap<String, Labels>,
+    kind: EndpointKind,
+) -> Endpoint {
     let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
     Endpoint {
-        labels: identity_labels(&namespace, &template.labels, namespaces.get(&namespace), template.service_account.as_deref()),
+        labels: identity_labels(
+            &namespace,
+            &template.labels,
+            namespaces.get(&namespace),
+            template.service_account.as_deref(),
+        ),
         namespace,
         name: meta.name.clone(),
         kind,
@@ -124,7 +150,12 @@ fn endpoint(meta: &Meta, template: &PodTemplate, namespaces: &BTreeMap<String, L
 }
 
 /// Cilium's identity labels of a pod.
-pub fn identity_labels(namespace: &str, pod_labels: &Labels, namespace_labels: Option<&Labels>, service_account: Option<&str>) -> Labels {
+pub fn identity_labels(
+    namespace: &str,
+    pod_labels: &Labels,
+    namespace_labels: Option<&Labels>,
+    service_account: Option<&str>,
+) -> Labels {
     let mut labels = Labels::new();
     for (k, v) in pod_labels.iter() {
         if is_identity_relevant(k) {

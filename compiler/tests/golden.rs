@@ -1,0 +1,82 @@
+//! Golden tests: every `tests/golden/<case>/input/` is compiled and its
+//! rendered diagnostics, model dump and connectivity table are compared with
+//! `tests/golden/<case>/expected.snap`. A deliberate change is re-recorded
+//! with `cargo xtask bless` and reviewed in the diff.
+
+use policyc::analysis::connectivity::{connectivity, to_table};
+use policyc::cli::compile::source_hash;
+use policyc::diag::render::{render, Format};
+use policyc::emit::{emit, BundleOptions};
+use policyc::pipeline::load;
+use std::path::{Path, PathBuf};
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/golden exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.join("input").is_dir())
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Everything a reviewer checks about one case, as text.
+fn render_case(case: &Path) -> String {
+    let loaded = load(&[case.join("input")]);
+    let prefix = format!("{}/", case.display());
+    let mut out = String::from("# diagnostics\n");
+    out.push_str(&render(&loaded.diagnostics, Format::Human, &loaded.input.sources));
+    if !loaded.input.skipped.is_empty() {
+        out.push_str(&format!("skipped kinds: {:?}\n", loaded.input.skipped));
+    }
+    out.push_str("\n# model\n");
+    out.push_str(&policyc_ir::dump::dump(&loaded.lowered.cluster));
+    out.push_str("\n# connectivity\n");
+    if loaded.has_errors() {
+        out.push_str("(not computed: the input has errors)\n");
+    } else {
+        let rows = connectivity(&loaded.lowered.cluster, &[]);
+        out.push_str(&to_table(&loaded.lowered.cluster, &rows));
+        out.push_str("\n# bundles\n");
+        let cluster = &loaded.lowered.cluster;
+        let resolved = policyc_ir::resolve::resolve(cluster);
+        let options = BundleOptions { source_hash: source_hash(&loaded), ..BundleOptions::default() };
+        match emit(cluster, &resolved, None, &options) {
+            Ok(bundles) => {
+                for bundle in bundles {
+                    for (path, text) in &bundle.files {
+                        out.push_str(&format!("## {}/{path}\n{text}", bundle.node));
+                    }
+                }
+            }
+            Err(e) => out.push_str(&format!("emission failed: {e}\n")),
+        }
+    }
+    out.replace(&prefix, "")
+}
+
+#[test]
+fn golden_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "expected at least 25 golden cases, found {}", cases.len());
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let text = render_case(&case);
+        insta::with_settings!({
+            snapshot_path => case.clone(),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => format!("golden case {name}"),
+        }, {
+            insta::assert_snapshot!("expected", text);
+        });
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    for case in cases().into_iter().take(10) {
+        assert_eq!(render_case(&case), render_case(&case), "{}", case.display());
+    }
+}
