@@ -29,7 +29,7 @@ codes! {
     MISSING_FIELD = "E0005", "a required field is missing";
     UNKNOWN_FIELD = "W0006", "a field is not part of the schema and is ignored";
     DUPLICATE_OBJECT = "E0007", "the same object is defined twice";
-    INVALID_NAME = "E0008", "an object name or namespace is invalid";
+    INVALID_NAME = "W0008", "an object name or namespace is not one the API server accepts";
     INVALID_CIDR = "E0101", "a CIDR is invalid";
     EXCEPT_OUTSIDE_CIDR = "E0102", "an `except` prefix is not inside its `cidr`";
     PORT_OUT_OF_RANGE = "E0103", "a port is out of range";

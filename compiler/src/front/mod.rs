@@ -304,10 +304,25 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
             return None;
         }
     };
+    if let Err(why) = check_object_name(&name) {
+        ctx.report(
+            codes::INVALID_NAME,
+            fields.get("name"),
+            "metadata.name",
+            format!("invalid name `{name}`: {why}"),
+            None,
+        );
+    }
     let namespace = match fields.get("namespace") {
         Some(n) => ctx.text(n, "metadata.namespace"),
         None => None,
     };
+    if let Some(ns) = &namespace {
+        if let Err(why) = check_dns_label(ns) {
+            let at = fields.get("namespace");
+            ctx.report(codes::INVALID_NAME, at, "metadata.namespace", format!("invalid namespace `{ns}`: {why}"), None);
+        }
+    }
     let namespace = if cluster_scoped { None } else { Some(namespace.unwrap_or_else(|| "default".to_string())) };
     let labels = fields.get("labels").map(|l| ctx.labels(l, "metadata.labels", plain_key)).unwrap_or_default();
     let owner = fields.get("ownerReferences").and_then(|refs| {
@@ -328,6 +343,30 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
             .map(|(k, n, _)| (k.clone(), n.clone()))
     });
     Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, location })
+}
+
+/// Checks an object name as a DNS-1123 subdomain: at most 253 lower-case
+/// alphanumerics, `-` and `.`, starting and ending alphanumeric.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err("names are lower-case alphanumerics, `-` and `.`, starting and ending alphanumeric".into())
+    }
+}
+
+/// Checks a namespace name as a DNS-1123 label: a name of at most 63
+/// characters without `.`.
+pub fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.len() > 63 || name.contains('.') {
+        return Err("namespaces are at most 63 characters, without `.`".into());
+    }
+    check_object_name(name)
 }
 
 /// The position of `path`'s field in `root`, for diagnostics raised after
