@@ -61,7 +61,7 @@ fn example_table_holds() {
 #[test]
 fn broken_example_reports_every_announced_fault() {
     let dir = root().join("examples/broken");
-    let loaded = load(&[dir.clone()]);
+    let loaded = load(std::slice::from_ref(&dir));
     let got: BTreeSet<(String, String)> = loaded
         .diagnostics
         .iter()
