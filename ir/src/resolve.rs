@@ -320,19 +320,13 @@ impl<'a> Context<'a> {
                     .chain(self.cidr_identities.values().copied())
                     .collect(),
             ),
+            // Every reserved identity but the world ones, and every pod.
             Entity::Cluster => PeerSet::Ids(
-                [
-                    Identity::HOST,
-                    Identity::UNMANAGED,
-                    Identity::HEALTH,
-                    Identity::INIT,
-                    Identity::REMOTE_NODE,
-                    Identity::KUBE_APISERVER,
-                    Identity::INGRESS,
-                ]
-                .into_iter()
-                .chain(self.endpoints_of.keys().copied())
-                .collect(),
+                Identity::RESERVED
+                    .into_iter()
+                    .filter(|i| !i.is_world())
+                    .chain(self.endpoints_of.keys().copied())
+                    .collect(),
             ),
             Entity::Host => ids(&[Identity::HOST]),
             Entity::RemoteNode => ids(&[Identity::REMOTE_NODE]),

@@ -3,7 +3,7 @@
 
 use crate::diag::Location;
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{eval, Decision, Party, Query, RuleRef, Verdict};
+use policyc_ir::eval::{Decision, Party, Query, RuleRef, Verdict};
 use policyc_ir::protocol::Direction;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -15,11 +15,6 @@ pub fn party_name(cluster: &Cluster, p: Party) -> String {
         Party::External(ip) => format!("ip:{ip}"),
         Party::Reserved(e) => format!("reserved:{}", e.name()),
     }
-}
-
-/// Traces `query`: the verdict with both directions' reasons.
-pub fn trace(cluster: &Cluster, query: &Query) -> Verdict {
-    eval(cluster, query)
 }
 
 fn rule_text(cluster: &Cluster, locations: &[Location], r: &RuleRef) -> String {

@@ -246,7 +246,7 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
     };
     let cluster = &loaded.lowered.cluster;
     let query = Query { src, dst, protocol: args.protocol, port: args.port };
-    let verdict = trace::trace(cluster, &query);
+    let verdict = policyc_ir::eval::eval(cluster, &query);
     let locations = &loaded.lowered.policy_locations;
     let out = match args.output {
         TraceOutput::Human => trace::render_human(cluster, locations, &query, &verdict),

@@ -13,13 +13,13 @@ pub mod yaml;
 
 use crate::diag::render::Sources;
 use crate::diag::{codes, Diagnostic, Location};
-use decode::{join, plain_key, Ctx};
+use decode::{plain_key, Ctx};
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::Policy;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use yaml::{Node, Pos, Value};
+use yaml::{Node, Value};
 
 /// Identification of an object: kind, namespace, name, where it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -369,12 +369,6 @@ pub fn check_dns_label(name: &str) -> Result<(), String> {
     check_object_name(name)
 }
 
-/// The position of `path`'s field in `root`, for diagnostics raised after
-/// decoding (duplicates, capacity).
-pub fn field_pos(root: &Node, key: &str) -> Option<Pos> {
-    root.get(key).map(|n| n.pos)
-}
-
 /// `spec` of an object, reported when missing.
 pub fn spec<'n>(ctx: &mut Ctx, root: &'n Node) -> Option<&'n Node> {
     let s = root.get("spec");
@@ -382,9 +376,4 @@ pub fn spec<'n>(ctx: &mut Ctx, root: &'n Node) -> Option<&'n Node> {
         ctx.report(codes::MISSING_FIELD, Some(root), "", "missing field `spec`", None);
     }
     s
-}
-
-/// Joins a path (re-exported for decoders).
-pub fn path(parent: &str, key: &str) -> String {
-    join(parent, key)
 }
