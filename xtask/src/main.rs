@@ -3,6 +3,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod ebpf;
 mod synth;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -10,6 +11,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci      format check, clippy (warnings are errors), the whole test suite
   bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always)
+  build-ebpf [--check]
+          compile the C templates into the objects committed beside them
+          (--check: rebuild into a scratch directory, fail if bytes differ)
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)";
@@ -20,6 +24,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bless") => bless(),
         Some("bench") => bench::run(&args[1..]),
+        Some("build-ebpf") => ebpf::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ABI between policyc's tc programs and userspace: every map key and
+ * value, the flow event, and the drop codes. This is the only definition;
+ * the Rust mirror (`ebpf-templates/src/abi.rs`) is checked against the BTF
+ * of the compiled objects by a test, so a change here that is not made there
+ * fails CI.
+ *
+ * Generations: every map that carries policy (ipcache, endpoints, policy)
+ * holds two generations side by side, told apart by a `generation` field at
+ * the front of the key. A program reads the active generation once per
+ * packet from `state`, so flipping that one slot switches the whole node's
+ * policy at once: no packet is judged by a mix of old and new entries.
+ */
+#ifndef POLICYC_ABI_H
+#define POLICYC_ABI_H
+
+#include <linux/types.h>
+
+/* Address families as stored in keys (not AF_* to keep them one byte). */
+#define FAMILY_IPV4 4
+#define FAMILY_IPV6 6
+
+/* Directions, relative to the endpoint that owns the policy. */
+#define DIR_INGRESS 0
+#define DIR_EGRESS 1
+
+/* Policy verdicts; ordered by strength: deny beats redirect beats allow. */
+#define VERDICT_NONE 0
+#define VERDICT_ALLOW 1
+#define VERDICT_REDIRECT 2
+#define VERDICT_DENY 3
+
+/* Bits of `endpoint_value.flags`. */
+#define ENDPOINT_ENFORCE_INGRESS (1 << 0)
+#define ENDPOINT_ENFORCE_EGRESS (1 << 1)
+
+/*
+ * Drop codes: stable, negative, never renumbered (flow events, counters and
+ * the loader's `observe` print them by name).
+ */
+#define DROP_INVALID_SOURCE -132 /* source address is not the endpoint's */
+#define DROP_POLICY -133 /* enforced direction, no entry allows it */
+#define DROP_INVALID_PACKET -134 /* truncated or malformed header */
+#define DROP_UNKNOWN_TARGET -135 /* destination is not this endpoint */
+#define DROP_POLICY_DENY -181 /* an explicit deny entry matched */
+
+/* Reasons of a forwarded packet in the counters (reason 0 is "forwarded"). */
+#define REASON_FORWARDED 0
+
+/* Kinds of flow events. */
+#define EVENT_NEW_ALLOWED 1
+#define EVENT_DROP 2
+
+/* `state[0]`: which generation of the policy maps is in force. */
+struct state_value {
+	__u32 generation;
+	__u32 serial; /* bumped by every apply, for `status` */
+};
+
+/* ipcache: LPM trie from address to identity. `prefixlen` counts from
+ * `generation`: 32 bits of generation, family and padding, then the
+ * address prefix. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 generation;
+	__u8 family;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__u32 flags;
+};
+
+/* endpoints: hash from a local pod address to its endpoint. */
+struct endpoint_key {
+	__u8 generation;
+	__u8 family;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+struct endpoint_value {
+	__u32 endpoint_id;
+	__u32 identity;
+	__u32 flags; /* ENDPOINT_ENFORCE_* */
+};
+
+/*
+ * policy: one LPM trie for every local endpoint. 72 bits are always exact
+ * (generation, direction, endpoint, peer identity, padding); the prefix then
+ * runs over protocol (8 bits) and port (16 bits, network order), so a port
+ * range is a few aligned blocks. Peer identity 0 is the wildcard (L4-only
+ * entries).
+ */
+struct policy_key {
+	__u32 prefixlen;
+	__u8 generation;
+	__u8 direction;
+	__u16 endpoint_id;
+	__u32 peer_identity;
+	__u8 pad;
+	__u8 protocol;
+	__be16 port;
+};
+
+#define POLICY_KEY_EXACT_BITS 72
+#define POLICY_KEY_FULL_BITS (POLICY_KEY_EXACT_BITS + 24)
+
+struct policy_value {
+	__u8 verdict; /* VERDICT_* */
+	__u8 pad;
+	__u16 proxy_port;
+	__u32 rule_cookie; /* names the rule in the bundle's rules.txt */
+};
+
+/* conntrack: shared by both hooks. A connection is keyed as its first
+ * packet was seen, with the direction of the hook that allowed it. */
+struct ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 direction;
+	__u8 pad;
+};
+
+/* Bits of `ct_value.flags`. */
+#define CT_SEEN_REPLY (1 << 0)
+#define CT_CLOSING (1 << 1)
+
+struct ct_value {
+	__u64 expires_ns;
+	__u32 rule_cookie;
+	__u32 flags;
+};
+
+/* metrics: per-CPU packet and byte counts per endpoint, direction and
+ * reason (REASON_FORWARDED or the magnitude of a drop code). */
+struct metrics_key {
+	__u16 endpoint_id;
+	__u8 direction;
+	__u8 reason;
+};
+
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* A flow event on the `events` ring buffer. */
+struct flow_event {
+	__u64 timestamp_ns;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 direction;
+	__u8 kind; /* EVENT_* */
+	__s32 code; /* 0 or a DROP_* code */
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 rule_cookie;
+	__u16 endpoint_id;
+	__u8 verdict;
+	__u8 pad;
+	__u32 length;
+};
+
+#endif /* POLICYC_ABI_H */

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Connection tracking. A connection is stored once per hook that allowed
+ * it, keyed by its first packet's tuple and that hook's direction: the
+ * source's egress and the destination's ingress each keep their own entry,
+ * so an entry made by one pod's egress never lets a packet skip another
+ * pod's ingress. A packet is established if its own tuple is stored for its
+ * hook's direction, and a reply if its reverse tuple is stored for the
+ * opposite direction (the other hook of the same pod allowed the request).
+ */
+#ifndef POLICYC_CONNTRACK_H
+#define POLICYC_CONNTRACK_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+#include "maps.h"
+#include "parse.h"
+
+#define NS_PER_SEC 1000000000ULL
+#define CT_LIFETIME_TCP_OPENING (60 * NS_PER_SEC)
+#define CT_LIFETIME_TCP (21600 * NS_PER_SEC)
+#define CT_LIFETIME_CLOSING (10 * NS_PER_SEC)
+#define CT_LIFETIME_OTHER (60 * NS_PER_SEC)
+
+#define CT_NEW 0
+#define CT_ESTABLISHED 1
+#define CT_REPLY 2
+
+static __always_inline __u64 ct_lifetime(const struct packet *p, __u32 flags)
+{
+	if (flags & CT_CLOSING)
+		return CT_LIFETIME_CLOSING;
+	if (p->tuple.protocol != IPPROTO_TCP)
+		return CT_LIFETIME_OTHER;
+	return (flags & CT_SEEN_REPLY) ? CT_LIFETIME_TCP : CT_LIFETIME_TCP_OPENING;
+}
+
+/* Refreshes a live entry for packet `p`; `reply` says which side sent it. */
+static __always_inline void ct_refresh(struct ct_value *v, const struct packet *p, __u64 now, int reply)
+{
+	__u32 flags = v->flags;
+
+	if (reply)
+		flags |= CT_SEEN_REPLY;
+	if (p->tuple.protocol == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
+		flags |= CT_CLOSING;
+	if (flags != v->flags)
+		v->flags = flags;
+	v->expires_ns = now + ct_lifetime(p, flags);
+}
+
+/* A SYN without ACK on a closing connection starts a new one, which policy
+ * judges again. */
+static __always_inline int ct_reopens(const struct packet *p, const struct ct_value *v)
+{
+	return p->tuple.protocol == IPPROTO_TCP && (v->flags & CT_CLOSING) &&
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+static __always_inline void ct_reverse(struct ct_key *rev, const struct ct_key *fwd, __u8 direction)
+{
+	__builtin_memcpy(rev->saddr, fwd->daddr, 16);
+	__builtin_memcpy(rev->daddr, fwd->saddr, 16);
+	rev->sport = fwd->dport;
+	rev->dport = fwd->sport;
+	rev->protocol = fwd->protocol;
+	rev->family = fwd->family;
+	rev->direction = direction;
+	rev->pad = 0;
+}
+
+/* Classifies packet `p` seen by the hook of `direction` (whose value is
+ * already in `p->tuple.direction`). */
+static __always_inline int ct_lookup(const struct packet *p, __u64 now)
+{
+	struct ct_key rev;
+	struct ct_value *v;
+
+	v = bpf_map_lookup_elem(&conntrack, &p->tuple);
+	if (v && v->expires_ns > now && !ct_reopens(p, v)) {
+		ct_refresh(v, p, now, 0);
+		return CT_ESTABLISHED;
+	}
+	ct_reverse(&rev, &p->tuple, p->tuple.direction ^ 1);
+	v = bpf_map_lookup_elem(&conntrack, &rev);
+	if (v && v->expires_ns > now && !ct_reopens(p, v)) {
+		ct_refresh(v, p, now, 1);
+		return CT_REPLY;
+	}
+	return CT_NEW;
+}
+
+/* Records a new connection allowed by the rule `cookie`. */
+static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 cookie)
+{
+	struct ct_value v = {};
+
+	v.rule_cookie = cookie;
+	ct_refresh(&v, p, now, 0);
+	bpf_map_update_elem(&conntrack, &p->tuple, &v, BPF_ANY);
+}
+
+#endif /* POLICYC_CONNTRACK_H */

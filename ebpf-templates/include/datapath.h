@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The per-packet path shared by both hooks: parse, find the endpoint in the
+ * active generation, conntrack, identities from the ipcache, policy,
+ * counters and events. `direction` is the endpoint's: egress on
+ * `from_container` (the packet leaves the pod), ingress on `to_container`.
+ */
+#ifndef POLICYC_DATAPATH_H
+#define POLICYC_DATAPATH_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+#include "config.h"
+#include "conntrack.h"
+#include "maps.h"
+#include "observe.h"
+#include "parse.h"
+#include "policy.h"
+
+/* With tcx, "unspecified" hands the packet to the next program (or lets it
+ * pass when there is none), so policyc composes with a CNI's programs. */
+#define VERDICT_PASS TC_ACT_UNSPEC
+#define VERDICT_DROP TC_ACT_SHOT
+
+/* The drop code as a counter reason (its magnitude). */
+#define DROP_REASON(code) ((__u8)(-(code)))
+
+static __always_inline __u8 active_generation(void)
+{
+	__u32 zero = 0;
+	struct state_value *s = bpf_map_lookup_elem(&state, &zero);
+
+	return s ? (__u8)s->generation : 0;
+}
+
+static __always_inline __u32 ipcache_identity(__u8 generation, __u8 family, const __u8 *addr)
+{
+	struct ipcache_key key = {
+		.prefixlen = 32 + (family == FAMILY_IPV4 ? 32 : 128),
+		.generation = generation,
+		.family = family,
+	};
+	struct ipcache_value *v;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	v = bpf_map_lookup_elem(&ipcache, &key);
+	/* The ipcache holds both /0s; a miss can only mean an empty map. */
+	return v ? v->identity : 2 /* world */;
+}
+
+static __always_inline int drop(struct packet *p, __u8 direction, __s32 code)
+{
+	count(direction, DROP_REASON(code), p->length);
+	return VERDICT_DROP;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
+{
+	struct packet p = {};
+	struct endpoint_key ek = {};
+	struct endpoint_value *ep;
+	struct policy_result r;
+	struct event_info info = {};
+	__u32 peer, enforce;
+	__u8 generation;
+	__u64 now;
+	int ret;
+
+	ret = parse_packet(skb, &p);
+	if (ret == PARSE_NOT_IP)
+		return VERDICT_PASS;
+	if (ret != PARSE_OK)
+		return drop(&p, direction, DROP_INVALID_PACKET);
+	p.tuple.direction = direction;
+	if (p.neighbor_discovery) {
+		count(direction, REASON_FORWARDED, p.length);
+		return VERDICT_PASS;
+	}
+
+	generation = active_generation();
+	ek.generation = generation;
+	ek.family = p.tuple.family;
+	__builtin_memcpy(ek.addr, direction == DIR_EGRESS ? p.tuple.saddr : p.tuple.daddr, 16);
+	ep = bpf_map_lookup_elem(&endpoints, &ek);
+	if (!ep || ep->endpoint_id != CONFIG(endpoint_id))
+		return drop(&p, direction, direction == DIR_EGRESS ? DROP_INVALID_SOURCE : DROP_UNKNOWN_TARGET);
+
+	now = bpf_ktime_get_ns();
+	if (ct_lookup(&p, now) != CT_NEW) {
+		count(direction, REASON_FORWARDED, p.length);
+		return VERDICT_PASS;
+	}
+
+	peer = ipcache_identity(generation, p.tuple.family, direction == DIR_EGRESS ? p.tuple.daddr : p.tuple.saddr);
+	r = policy_decide(generation, direction, peer, p.tuple.protocol, p.policy_port);
+	enforce = direction == DIR_INGRESS ? ENDPOINT_ENFORCE_INGRESS : ENDPOINT_ENFORCE_EGRESS;
+
+	info.verdict = r.verdict;
+	info.rule_cookie = r.rule_cookie;
+	info.src_identity = direction == DIR_EGRESS ? ep->identity : peer;
+	info.dst_identity = direction == DIR_EGRESS ? peer : ep->identity;
+	if (r.verdict == VERDICT_DENY)
+		info.code = DROP_POLICY_DENY;
+	else if (r.verdict == VERDICT_NONE && (ep->flags & enforce))
+		info.code = DROP_POLICY;
+	if (info.code) {
+		info.kind = EVENT_DROP;
+		emit_event(&p, &info);
+		return drop(&p, direction, info.code);
+	}
+
+	/* Redirect entries pass at L4: the L7 rules travel in the bundle for a
+	 * proxy, which this datapath does not run. */
+	ct_create(&p, now, r.rule_cookie);
+	info.kind = EVENT_NEW_ALLOWED;
+	emit_event(&p, &info);
+	count(direction, REASON_FORWARDED, p.length);
+	return VERDICT_PASS;
+}
+
+#endif /* POLICYC_DATAPATH_H */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Counters and flow events. */
+#ifndef POLICYC_OBSERVE_H
+#define POLICYC_OBSERVE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+#include "config.h"
+#include "maps.h"
+#include "parse.h"
+
+/* Adds the packet to the endpoint's counters for `reason`. */
+static __always_inline void count(__u8 direction, __u8 reason, __u32 length)
+{
+	struct metrics_key key = {
+		.endpoint_id = (__u16)CONFIG(endpoint_id),
+		.direction = direction,
+		.reason = reason,
+	};
+	struct metrics_value *v = bpf_map_lookup_elem(&metrics, &key);
+
+	if (v) {
+		/* Per-CPU values: no other CPU writes this copy. */
+		v->packets += 1;
+		v->bytes += length;
+		return;
+	}
+	struct metrics_value init = { .packets = 1, .bytes = length };
+
+	bpf_map_update_elem(&metrics, &key, &init, BPF_NOEXIST);
+}
+
+struct event_info {
+	__u8 kind;
+	__u8 verdict;
+	__s32 code;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 rule_cookie;
+};
+
+/* Sends a flow event; a full ring buffer loses the event, never the packet.
+ * Not inlined on purpose: a subprogram's signature puts `struct
+ * flow_event` into the object's BTF, where the ABI test checks its layout
+ * (a type used only by a local variable would not be there), and events
+ * are rare enough (drops and new connections) for the call not to matter. */
+static __noinline void send_event(struct flow_event *ev)
+{
+	bpf_ringbuf_output(&events, ev, sizeof(*ev), 0);
+}
+
+/* Fills and sends the flow event of packet `p`. */
+static __always_inline void emit_event(const struct packet *p, const struct event_info *info)
+{
+	struct flow_event ev = {};
+
+	ev.timestamp_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(ev.saddr, p->tuple.saddr, 16);
+	__builtin_memcpy(ev.daddr, p->tuple.daddr, 16);
+	ev.sport = p->tuple.sport;
+	ev.dport = p->tuple.dport;
+	ev.protocol = p->tuple.protocol;
+	ev.family = p->tuple.family;
+	ev.direction = p->tuple.direction;
+	ev.kind = info->kind;
+	ev.code = info->code;
+	ev.src_identity = info->src_identity;
+	ev.dst_identity = info->dst_identity;
+	ev.rule_cookie = info->rule_cookie;
+	ev.endpoint_id = (__u16)CONFIG(endpoint_id);
+	ev.verdict = info->verdict;
+	ev.length = p->length;
+	send_event(&ev);
+}
+
+#endif /* POLICYC_OBSERVE_H */

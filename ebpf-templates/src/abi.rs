@@ -1,0 +1,614 @@
+//! The Rust mirror of `include/abi.h`: map keys and values, the flow event,
+//! the drop codes and the map capacities of `include/maps.h`.
+//!
+//! Each struct is `#[repr(C)]` with the C field order, and converts to and
+//! from the exact bytes the kernel stores (native byte order, except the
+//! fields the C header marks `__be16`, which are network order). A test
+//! compares every size and field offset with the BTF of the compiled
+//! objects.
+
+use std::mem::{offset_of, size_of};
+
+/// Address family byte of IPv4 keys.
+pub const FAMILY_IPV4: u8 = 4;
+/// Address family byte of IPv6 keys.
+pub const FAMILY_IPV6: u8 = 6;
+/// Direction byte of ingress (traffic entering the endpoint).
+pub const DIR_INGRESS: u8 = 0;
+/// Direction byte of egress (traffic leaving the endpoint).
+pub const DIR_EGRESS: u8 = 1;
+/// Verdict of an allow entry.
+pub const VERDICT_ALLOW: u8 = 1;
+/// Verdict of an entry that redirects to an L7 proxy.
+pub const VERDICT_REDIRECT: u8 = 2;
+/// Verdict of a deny entry.
+pub const VERDICT_DENY: u8 = 3;
+/// `EndpointValue::flags` bit: ingress is default-deny.
+pub const ENDPOINT_ENFORCE_INGRESS: u32 = 1 << 0;
+/// `EndpointValue::flags` bit: egress is default-deny.
+pub const ENDPOINT_ENFORCE_EGRESS: u32 = 1 << 1;
+/// Bits of a policy key that are always matched exactly (generation,
+/// direction, endpoint, peer, padding); the prefix runs over the 24 bits of
+/// protocol and port after them.
+pub const POLICY_KEY_EXACT_BITS: u32 = 72;
+/// Bits of an ipcache key before the address (generation, family, padding).
+pub const IPCACHE_KEY_HEADER_BITS: u32 = 32;
+/// Flow event kind: a new connection was allowed.
+pub const EVENT_NEW_ALLOWED: u8 = 1;
+/// Flow event kind: a packet was dropped.
+pub const EVENT_DROP: u8 = 2;
+
+/// A stable drop code of the datapath.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropCode {
+    /// The source address is not the endpoint's.
+    InvalidSource,
+    /// The direction is enforced and no entry allows the packet.
+    Policy,
+    /// A truncated or malformed header.
+    InvalidPacket,
+    /// The destination is not this endpoint.
+    UnknownTarget,
+    /// An explicit deny entry matched.
+    PolicyDeny,
+}
+
+impl DropCode {
+    /// Every code.
+    pub const ALL: [DropCode; 5] = [
+        DropCode::InvalidSource,
+        DropCode::Policy,
+        DropCode::InvalidPacket,
+        DropCode::UnknownTarget,
+        DropCode::PolicyDeny,
+    ];
+
+    /// The negative number the programs use.
+    pub fn code(self) -> i32 {
+        match self {
+            DropCode::InvalidSource => -132,
+            DropCode::Policy => -133,
+            DropCode::InvalidPacket => -134,
+            DropCode::UnknownTarget => -135,
+            DropCode::PolicyDeny => -181,
+        }
+    }
+
+    /// The code with number `code`.
+    pub fn from_code(code: i32) -> Option<DropCode> {
+        DropCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// A short name for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropCode::InvalidSource => "invalid-source",
+            DropCode::Policy => "policy-denied",
+            DropCode::InvalidPacket => "invalid-packet",
+            DropCode::UnknownTarget => "unknown-target",
+            DropCode::PolicyDeny => "policy-deny-rule",
+        }
+    }
+}
+
+/// A map the programs share, with the layout `include/maps.h` declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLayout {
+    /// Name, and pin name under the loader's bpffs root.
+    pub name: &'static str,
+    /// `BPF_MAP_TYPE_*` number.
+    pub map_type: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+}
+
+/// `BPF_MAP_TYPE_HASH`.
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_ARRAY`.
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+/// `BPF_MAP_TYPE_PERCPU_HASH`.
+pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
+/// `BPF_MAP_TYPE_LRU_HASH`.
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+/// `BPF_MAP_TYPE_LPM_TRIE`.
+pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+/// `BPF_MAP_TYPE_RINGBUF`.
+pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
+/// Every shared map, in the order of `include/maps.h`.
+pub const MAPS: [MapLayout; 7] = [
+    MapLayout { name: "state", map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
+    MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
+    MapLayout { name: "endpoints", map_type: BPF_MAP_TYPE_HASH, key_size: 20, value_size: 12, max_entries: 131_070 },
+    MapLayout { name: "policy", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 16, value_size: 8, max_entries: 4_194_304 },
+    MapLayout {
+        name: "conntrack",
+        map_type: BPF_MAP_TYPE_LRU_HASH,
+        key_size: 40,
+        value_size: 16,
+        max_entries: 262_144,
+    },
+    MapLayout { name: "metrics", map_type: BPF_MAP_TYPE_PERCPU_HASH, key_size: 4, value_size: 16, max_entries: 65_536 },
+    MapLayout { name: "events", map_type: BPF_MAP_TYPE_RINGBUF, key_size: 0, value_size: 0, max_entries: 1 << 20 },
+];
+
+/// The layout of the shared map `name`.
+pub fn map_layout(name: &str) -> Option<&'static MapLayout> {
+    MAPS.iter().find(|m| m.name == name)
+}
+
+/// Entries of one generation of the policy-bearing maps: half of each
+/// capacity, since both generations live in one map.
+pub fn generation_capacity(name: &str) -> Option<u32> {
+    map_layout(name).map(|m| m.max_entries / 2)
+}
+
+/// Writes `value`'s native bytes at `offset` of `out`.
+fn put(out: &mut [u8], offset: usize, bytes: &[u8]) {
+    out[offset..offset + bytes.len()].copy_from_slice(bytes);
+}
+
+fn get<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[offset..offset + N]);
+    out
+}
+
+/// `struct state_value`: the active generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateValue {
+    /// 0 or 1.
+    pub generation: u32,
+    /// Bumped by every apply.
+    pub serial: u32,
+}
+
+impl StateValue {
+    /// The kernel's bytes.
+    pub fn to_bytes(&self) -> [u8; size_of::<StateValue>()] {
+        let mut out = [0; size_of::<StateValue>()];
+        put(&mut out, offset_of!(StateValue, generation), &self.generation.to_ne_bytes());
+        put(&mut out, offset_of!(StateValue, serial), &self.serial.to_ne_bytes());
+        out
+    }
+
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<StateValue>()]) -> Self {
+        StateValue {
+            generation: u32::from_ne_bytes(get(bytes, offset_of!(StateValue, generation))),
+            serial: u32::from_ne_bytes(get(bytes, offset_of!(StateValue, serial))),
+        }
+    }
+}
+
+/// `struct ipcache_key` without its leading prefix length (aya's LPM key
+/// carries that separately).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpcacheKey {
+    /// LPM prefix length, counted from `generation`.
+    pub prefixlen: u32,
+    /// Generation 0 or 1.
+    pub generation: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Zero.
+    pub pad: u16,
+    /// Address, IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// Bytes of an ipcache key after its prefix length.
+pub const IPCACHE_KEY_DATA: usize = size_of::<IpcacheKey>() - 4;
+
+impl IpcacheKey {
+    /// The bytes after `prefixlen`, as aya's `lpm_trie::Key` data.
+    pub fn data(&self) -> [u8; IPCACHE_KEY_DATA] {
+        let mut out = [0; IPCACHE_KEY_DATA];
+        let base = offset_of!(IpcacheKey, generation);
+        put(&mut out, 0, &[self.generation]);
+        put(&mut out, offset_of!(IpcacheKey, family) - base, &[self.family]);
+        put(&mut out, offset_of!(IpcacheKey, addr) - base, &self.addr);
+        out
+    }
+
+    /// Reads a key from its prefix length and data.
+    pub fn from_data(prefixlen: u32, data: &[u8; IPCACHE_KEY_DATA]) -> Self {
+        let base = offset_of!(IpcacheKey, generation);
+        IpcacheKey {
+            prefixlen,
+            generation: data[0],
+            family: data[offset_of!(IpcacheKey, family) - base],
+            pad: 0,
+            addr: get(data, offset_of!(IpcacheKey, addr) - base),
+        }
+    }
+}
+
+/// `struct ipcache_value`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpcacheValue {
+    /// Identity of the addresses.
+    pub identity: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+impl IpcacheValue {
+    /// The kernel's bytes.
+    pub fn to_bytes(&self) -> [u8; size_of::<IpcacheValue>()] {
+        let mut out = [0; size_of::<IpcacheValue>()];
+        put(&mut out, offset_of!(IpcacheValue, identity), &self.identity.to_ne_bytes());
+        put(&mut out, offset_of!(IpcacheValue, flags), &self.flags.to_ne_bytes());
+        out
+    }
+
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<IpcacheValue>()]) -> Self {
+        IpcacheValue {
+            identity: u32::from_ne_bytes(get(bytes, offset_of!(IpcacheValue, identity))),
+            flags: u32::from_ne_bytes(get(bytes, offset_of!(IpcacheValue, flags))),
+        }
+    }
+}
+
+/// `struct endpoint_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointKey {
+    /// Generation 0 or 1.
+    pub generation: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Zero.
+    pub pad: u16,
+    /// Address, IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+impl EndpointKey {
+    /// The kernel's bytes.
+    pub fn to_bytes(&self) -> [u8; size_of::<EndpointKey>()] {
+        let mut out = [0; size_of::<EndpointKey>()];
+        put(&mut out, offset_of!(EndpointKey, generation), &[self.generation]);
+        put(&mut out, offset_of!(EndpointKey, family), &[self.family]);
+        put(&mut out, offset_of!(EndpointKey, addr), &self.addr);
+        out
+    }
+
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<EndpointKey>()]) -> Self {
+        EndpointKey {
+            generation: bytes[offset_of!(EndpointKey, generation)],
+            family: bytes[offset_of!(EndpointKey, family)],
+            pad: 0,
+            addr: get(bytes, offset_of!(EndpointKey, addr)),
+        }
+    }
+}
+
+/// `struct endpoint_value`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointValue {
+    /// The endpoint's id on its node.
+    pub endpoint_id: u32,
+    /// The endpoint's identity.
+    pub identity: u32,
+    /// `ENDPOINT_ENFORCE_*` bits.
+    pub flags: u32,
+}
+
+impl EndpointValue {
+    /// The kernel's bytes.
+    pub fn to_bytes(&self) -> [u8; size_of::<EndpointValue>()] {
+        let mut out = [0; size_of::<EndpointValue>()];
+        put(&mut out, offset_of!(EndpointValue, endpoint_id), &self.endpoint_id.to_ne_bytes());
+        put(&mut out, offset_of!(EndpointValue, identity), &self.identity.to_ne_bytes());
+        put(&mut out, offset_of!(EndpointValue, flags), &self.flags.to_ne_bytes());
+        out
+    }
+
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<EndpointValue>()]) -> Self {
+        EndpointValue {
+            endpoint_id: u32::from_ne_bytes(get(bytes, offset_of!(EndpointValue, endpoint_id))),
+            identity: u32::from_ne_bytes(get(bytes, offset_of!(EndpointValue, identity))),
+            flags: u32::from_ne_bytes(get(bytes, offset_of!(EndpointValue, flags))),
+        }
+    }
+}
+
+/// `struct policy_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyKey {
+    /// LPM prefix length, counted from `generation`:
+    /// [`POLICY_KEY_EXACT_BITS`] plus 0..=24 bits of protocol and port.
+    pub prefixlen: u32,
+    /// Generation 0 or 1.
+    pub generation: u8,
+    /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
+    pub direction: u8,
+    /// The endpoint owning the entry.
+    pub endpoint_id: u16,
+    /// Peer identity; 0 for every peer.
+    pub peer_identity: u32,
+    /// Zero.
+    pub pad: u8,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Port (or ICMP type) in host order; stored in network order.
+    pub port: u16,
+}
+
+/// Bytes of a policy key after its prefix length.
+pub const POLICY_KEY_DATA: usize = size_of::<PolicyKey>() - 4;
+
+impl PolicyKey {
+    /// The bytes after `prefixlen`, as aya's `lpm_trie::Key` data.
+    pub fn data(&self) -> [u8; POLICY_KEY_DATA] {
+        let mut out = [0; POLICY_KEY_DATA];
+        let base = offset_of!(PolicyKey, generation);
+        put(&mut out, 0, &[self.generation]);
+        put(&mut out, offset_of!(PolicyKey, direction) - base, &[self.direction]);
+        put(&mut out, offset_of!(PolicyKey, endpoint_id) - base, &self.endpoint_id.to_ne_bytes());
+        put(&mut out, offset_of!(PolicyKey, peer_identity) - base, &self.peer_identity.to_ne_bytes());
+        put(&mut out, offset_of!(PolicyKey, protocol) - base, &[self.protocol]);
+        put(&mut out, offset_of!(PolicyKey, port) - base, &self.port.to_be_bytes());
+        out
+    }
+
+    /// Reads a key from its prefix length and data.
+    pub fn from_data(prefixlen: u32, data: &[u8; POLICY_KEY_DATA]) -> Self {
+        let base = offset_of!(PolicyKey, generation);
+        PolicyKey {
+            prefixlen,
+            generation: data[0],
+            direction: data[offset_of!(PolicyKey, direction) - base],
+            endpoint_id: u16::from_ne_bytes(get(data, offset_of!(PolicyKey, endpoint_id) - base)),
+            peer_identity: u32::from_ne_bytes(get(data, offset_of!(PolicyKey, peer_identity) - base)),
+            pad: 0,
+            protocol: data[offset_of!(PolicyKey, protocol) - base],
+            port: u16::from_be_bytes(get(data, offset_of!(PolicyKey, port) - base)),
+        }
+    }
+}
+
+/// `struct policy_value`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyValue {
+    /// `VERDICT_*`.
+    pub verdict: u8,
+    /// Zero.
+    pub pad: u8,
+    /// L7 proxy port of a redirect (0: none).
+    pub proxy_port: u16,
+    /// Names the deciding rule in the bundle's `rules.txt`.
+    pub rule_cookie: u32,
+}
+
+impl PolicyValue {
+    /// The kernel's bytes.
+    pub fn to_bytes(&self) -> [u8; size_of::<PolicyValue>()] {
+        let mut out = [0; size_of::<PolicyValue>()];
+        put(&mut out, offset_of!(PolicyValue, verdict), &[self.verdict]);
+        put(&mut out, offset_of!(PolicyValue, proxy_port), &self.proxy_port.to_ne_bytes());
+        put(&mut out, offset_of!(PolicyValue, rule_cookie), &self.rule_cookie.to_ne_bytes());
+        out
+    }
+
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<PolicyValue>()]) -> Self {
+        PolicyValue {
+            verdict: bytes[offset_of!(PolicyValue, verdict)],
+            pad: 0,
+            proxy_port: u16::from_ne_bytes(get(bytes, offset_of!(PolicyValue, proxy_port))),
+            rule_cookie: u32::from_ne_bytes(get(bytes, offset_of!(PolicyValue, rule_cookie))),
+        }
+    }
+}
+
+/// `struct ct_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// Source address of the connection's first packet.
+    pub saddr: [u8; 16],
+    /// Its destination address.
+    pub daddr: [u8; 16],
+    /// Source port (network order in the kernel).
+    pub sport: u16,
+    /// Destination port (network order in the kernel).
+    pub dport: u16,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Address family byte.
+    pub family: u8,
+    /// Direction of the hook that allowed it.
+    pub direction: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+/// `struct ct_value`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns` after which the entry is dead.
+    pub expires_ns: u64,
+    /// The rule that allowed the connection.
+    pub rule_cookie: u32,
+    /// `CT_*` bits.
+    pub flags: u32,
+}
+
+/// `struct metrics_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricsKey {
+    /// The endpoint counted.
+    pub endpoint_id: u16,
+    /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
+    pub direction: u8,
+    /// 0 forwarded, otherwise the magnitude of a [`DropCode`].
+    pub reason: u8,
+}
+
+impl MetricsKey {
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<MetricsKey>()]) -> Self {
+        MetricsKey {
+            endpoint_id: u16::from_ne_bytes(get(bytes, offset_of!(MetricsKey, endpoint_id))),
+            direction: bytes[offset_of!(MetricsKey, direction)],
+            reason: bytes[offset_of!(MetricsKey, reason)],
+        }
+    }
+}
+
+/// `struct metrics_value` (one CPU's share).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricsValue {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl MetricsValue {
+    /// Reads the kernel's bytes.
+    pub fn from_bytes(bytes: &[u8; size_of::<MetricsValue>()]) -> Self {
+        MetricsValue {
+            packets: u64::from_ne_bytes(get(bytes, offset_of!(MetricsValue, packets))),
+            bytes: u64::from_ne_bytes(get(bytes, offset_of!(MetricsValue, bytes))),
+        }
+    }
+}
+
+/// `struct flow_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns` of the packet.
+    pub timestamp_ns: u64,
+    /// Source address.
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// Source port (host order here).
+    pub sport: u16,
+    /// Destination port (host order here).
+    pub dport: u16,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Address family byte.
+    pub family: u8,
+    /// Direction of the hook.
+    pub direction: u8,
+    /// `EVENT_*`.
+    pub kind: u8,
+    /// 0 or a [`DropCode`] number.
+    pub code: i32,
+    /// Source identity.
+    pub src_identity: u32,
+    /// Destination identity.
+    pub dst_identity: u32,
+    /// The deciding rule (0: the default).
+    pub rule_cookie: u32,
+    /// The endpoint whose hook saw it.
+    pub endpoint_id: u16,
+    /// `VERDICT_*` of the policy lookup (0: no entry).
+    pub verdict: u8,
+    /// Zero.
+    pub pad: u8,
+    /// Packet length.
+    pub length: u32,
+}
+
+impl FlowEvent {
+    /// Reads an event from the ring buffer's bytes; `None` if too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<FlowEvent>() {
+            return None;
+        }
+        let u16be = |field: usize| u16::from_be_bytes(get(bytes, field));
+        let u32ne = |field: usize| u32::from_ne_bytes(get(bytes, field));
+        Some(FlowEvent {
+            timestamp_ns: u64::from_ne_bytes(get(bytes, offset_of!(FlowEvent, timestamp_ns))),
+            saddr: get(bytes, offset_of!(FlowEvent, saddr)),
+            daddr: get(bytes, offset_of!(FlowEvent, daddr)),
+            sport: u16be(offset_of!(FlowEvent, sport)),
+            dport: u16be(offset_of!(FlowEvent, dport)),
+            protocol: bytes[offset_of!(FlowEvent, protocol)],
+            family: bytes[offset_of!(FlowEvent, family)],
+            direction: bytes[offset_of!(FlowEvent, direction)],
+            kind: bytes[offset_of!(FlowEvent, kind)],
+            code: i32::from_ne_bytes(get(bytes, offset_of!(FlowEvent, code))),
+            src_identity: u32ne(offset_of!(FlowEvent, src_identity)),
+            dst_identity: u32ne(offset_of!(FlowEvent, dst_identity)),
+            rule_cookie: u32ne(offset_of!(FlowEvent, rule_cookie)),
+            endpoint_id: u16::from_ne_bytes(get(bytes, offset_of!(FlowEvent, endpoint_id))),
+            verdict: bytes[offset_of!(FlowEvent, verdict)],
+            pad: 0,
+            length: u32ne(offset_of!(FlowEvent, length)),
+        })
+    }
+}
+
+/// Sizes and field offsets of every ABI struct, by C name, for the BTF
+/// comparison: `(struct, size, [(field, offset)])`.
+pub fn layouts() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+    macro_rules! layout {
+        ($c:literal, $t:ty, [$($field:ident),*]) => {
+            ($c, size_of::<$t>(), vec![$((stringify!($field), offset_of!($t, $field))),*])
+        };
+    }
+    vec![
+        layout!("state_value", StateValue, [generation, serial]),
+        layout!("ipcache_key", IpcacheKey, [prefixlen, generation, family, pad, addr]),
+        layout!("ipcache_value", IpcacheValue, [identity, flags]),
+        layout!("endpoint_key", EndpointKey, [generation, family, pad, addr]),
+        layout!("endpoint_value", EndpointValue, [endpoint_id, identity, flags]),
+        layout!(
+            "policy_key",
+            PolicyKey,
+            [prefixlen, generation, direction, endpoint_id, peer_identity, pad, protocol, port]
+        ),
+        layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie]),
+        layout!("ct_key", CtKey, [saddr, daddr, sport, dport, protocol, family, direction, pad]),
+        layout!("ct_value", CtValue, [expires_ns, rule_cookie, flags]),
+        layout!("metrics_key", MetricsKey, [endpoint_id, direction, reason]),
+        layout!("metrics_value", MetricsValue, [packets, bytes]),
+        layout!(
+            "flow_event",
+            FlowEvent,
+            [
+                timestamp_ns,
+                saddr,
+                daddr,
+                sport,
+                dport,
+                protocol,
+                family,
+                direction,
+                kind,
+                code,
+                src_identity,
+                dst_identity,
+                rule_cookie,
+                endpoint_id,
+                verdict,
+                pad,
+                length
+            ]
+        ),
+    ]
+}
