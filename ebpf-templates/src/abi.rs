@@ -563,12 +563,26 @@ impl FlowEvent {
     }
 }
 
-/// Sizes and field offsets of every ABI struct, by C name, for the BTF
-/// comparison: `(struct, size, [(field, offset)])`.
-pub fn layouts() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+/// The size and field offsets of one ABI struct.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructLayout {
+    /// The C struct's name.
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// `(field, byte offset)` in declaration order.
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+/// The layout of every ABI struct, for the comparison with the BTF.
+pub fn layouts() -> Vec<StructLayout> {
     macro_rules! layout {
         ($c:literal, $t:ty, [$($field:ident),*]) => {
-            ($c, size_of::<$t>(), vec![$((stringify!($field), offset_of!($t, $field))),*])
+            StructLayout {
+                name: $c,
+                size: size_of::<$t>(),
+                fields: vec![$((stringify!($field), offset_of!($t, $field))),*],
+            }
         };
     }
     vec![

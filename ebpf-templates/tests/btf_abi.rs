@@ -140,11 +140,12 @@ impl Btf {
 fn rust_structs_match_the_btf_of_both_templates() {
     for template in Template::ALL {
         let btf = parse_btf(template.bytes());
-        for (name, size, fields) in layouts() {
+        for layout in layouts() {
+            let name = layout.name;
             let s = btf.structs.get(name).unwrap_or_else(|| panic!("{template:?}: no struct `{name}` in BTF"));
-            assert_eq!(s.size as usize, size, "{template:?}: size of `{name}`");
+            assert_eq!(s.size as usize, layout.size, "{template:?}: size of `{name}`");
             let btf_fields: Vec<(&str, usize)> = s.members.iter().map(|(n, _, o)| (n.as_str(), *o as usize)).collect();
-            assert_eq!(btf_fields, fields, "{template:?}: fields and offsets of `{name}`");
+            assert_eq!(btf_fields, layout.fields, "{template:?}: fields and offsets of `{name}`");
         }
     }
 }
