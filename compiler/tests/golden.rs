@@ -48,6 +48,11 @@ fn render_case(case: &Path) -> String {
                     for (path, text) in &bundle.files {
                         out.push_str(&format!("## {}/{path}\n{text}", bundle.node));
                     }
+                    // Object bytes follow the templates; their settings are
+                    // pinned by manifest.json above.
+                    for path in bundle.programs.keys() {
+                        out.push_str(&format!("## {}/{path} (program)\n", bundle.node));
+                    }
                 }
             }
             Err(e) => out.push_str(&format!("emission failed: {e}\n")),

@@ -99,12 +99,14 @@ fn summary(loaded: &Loaded, resolved: &Resolved, bundles: &[Bundle]) -> String {
         let local: Vec<_> = resolved.endpoints.iter().filter(|e| e.node.as_deref() == Some(b.node.as_str())).collect();
         let entries: usize = local.iter().map(|e| e.policy.entries.len()).sum();
         let largest = local.iter().map(|e| e.policy.entries.len()).max().unwrap_or(0);
-        let bytes: usize = b.files.values().map(String::len).sum();
+        let bytes: usize =
+            b.files.values().map(String::len).sum::<usize>() + b.programs.values().map(Vec::len).sum::<usize>();
         out.push_str(&format!(
-            "node {}: {} local endpoint(s), {entries} policy entries (largest map {largest}), {} file(s), {bytes} bytes\n",
+            "node {}: {} local endpoint(s), {entries} policy entries (largest map {largest}), {} program(s), {} file(s), {bytes} bytes\n",
             b.node,
             local.len(),
-            b.files.len()
+            b.programs.len(),
+            b.files.len() + b.programs.len()
         ));
     }
     out

@@ -1,95 +1,121 @@
 //! `manifest.json`: what a loader checks before touching anything.
 //!
-//! Key and value sizes are those of the map layouts of the datapath ABI
-//! (`ebpf-templates/include/`); the loader compares them, and
-//! `max_entries`, with the pinned maps it would reuse, since aya reuses a
-//! pinned map by path without checking.
+//! The maps are the datapath's shared maps (`ebpf-templates/include/maps.h`,
+//! mirrored in [`policyc_ebpf::abi::MAPS`]) with their types, key and value
+//! sizes and capacities, which the loader compares with pinned maps it would
+//! reuse (aya reuses a pinned map by path without checking), and the number
+//! of entries this bundle puts into one generation of each. Each local
+//! endpoint lists its id, policy file, programs and their settings.
 
+use policyc_ebpf::abi::{self, MapLayout};
+use policyc_ebpf::config::EndpointConfig;
 use serde::Serialize;
 
 /// Version of the bundle layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Capacity of the ipcache (Cilium's default).
-pub const IPCACHE_MAX_ENTRIES: usize = 512_000;
-/// Capacity of the endpoints map (one entry per local pod IP).
-pub const ENDPOINTS_MAX_ENTRIES: usize = 65_535;
-
-/// `struct ipcache_key`: LPM prefix length (u32), family (u8), 3 bytes of
-/// padding, address (16 bytes).
-pub const IPCACHE_KEY_SIZE: u32 = 24;
-/// `struct ipcache_value`: identity (u32), flags (u32).
-pub const IPCACHE_VALUE_SIZE: u32 = 8;
-/// `struct endpoint_key`: address (16 bytes), family (u8), 3 bytes padding.
-pub const ENDPOINT_KEY_SIZE: u32 = 20;
-/// `struct endpoint_value`: endpoint id (u32), identity (u32), flags (u32).
-pub const ENDPOINT_VALUE_SIZE: u32 = 12;
-/// `struct policy_key`: LPM prefix length (u32), peer identity (u32),
-/// direction (u8), protocol (u8), port (u16, network order).
-pub const POLICY_KEY_SIZE: u32 = 12;
-/// `struct policy_value`: verdict (u8), padding (u8), proxy port (u16),
-/// rule cookie (u32).
-pub const POLICY_VALUE_SIZE: u32 = 8;
-
-/// One BPF map of the bundle.
+/// One shared BPF map of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MapSpec {
-    /// Name, also its pin name under the bundle's bpffs root.
+    /// Name, also its pin name under the loader's bpffs root.
     pub name: String,
-    /// Text file with its entries, relative to the bundle.
-    pub file: String,
-    /// BPF map type (`lpm_trie`, `hash`).
+    /// BPF map type (`lpm_trie`, `hash`, ...).
     #[serde(rename = "type")]
     pub map_type: String,
     /// Key size in bytes.
     pub key_size: u32,
     /// Value size in bytes.
     pub value_size: u32,
-    /// Capacity.
-    pub max_entries: usize,
-    /// Entries in this bundle.
-    pub entries: usize,
+    /// Capacity of the map (both generations of a policy-bearing map).
+    pub max_entries: u32,
+    /// Entries this bundle writes into one generation (`None` for maps the
+    /// datapath fills: conntrack, metrics, events, state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<usize>,
 }
 
 impl MapSpec {
-    /// The ipcache LPM trie with `entries` entries.
-    pub fn ipcache(entries: usize) -> Self {
+    /// The spec of `layout` holding `entries` of this bundle.
+    pub fn new(layout: &MapLayout, entries: Option<usize>) -> Self {
         MapSpec {
-            name: "ipcache".into(),
-            file: "maps/ipcache.txt".into(),
-            map_type: "lpm_trie".into(),
-            key_size: IPCACHE_KEY_SIZE,
-            value_size: IPCACHE_VALUE_SIZE,
-            max_entries: IPCACHE_MAX_ENTRIES,
+            name: layout.name.into(),
+            map_type: type_name(layout.map_type).into(),
+            key_size: layout.key_size,
+            value_size: layout.value_size,
+            max_entries: layout.max_entries,
             entries,
         }
     }
+}
 
-    /// The endpoints hash with `entries` entries.
-    pub fn endpoints(entries: usize) -> Self {
-        MapSpec {
-            name: "endpoints".into(),
-            file: "maps/endpoints.txt".into(),
-            map_type: "hash".into(),
-            key_size: ENDPOINT_KEY_SIZE,
-            value_size: ENDPOINT_VALUE_SIZE,
-            max_entries: ENDPOINTS_MAX_ENTRIES,
-            entries,
-        }
+/// The name a bundle gives a BPF map type number.
+pub fn type_name(map_type: u32) -> &'static str {
+    match map_type {
+        abi::BPF_MAP_TYPE_HASH => "hash",
+        abi::BPF_MAP_TYPE_ARRAY => "array",
+        abi::BPF_MAP_TYPE_PERCPU_HASH => "percpu_hash",
+        abi::BPF_MAP_TYPE_LRU_HASH => "lru_hash",
+        abi::BPF_MAP_TYPE_LPM_TRIE => "lpm_trie",
+        abi::BPF_MAP_TYPE_RINGBUF => "ringbuf",
+        _ => "unknown",
     }
+}
 
-    /// The policy LPM trie of endpoint `stem` (`<ns>.<pod>`).
-    pub fn policy(stem: &str, entries: usize, capacity: usize) -> Self {
-        MapSpec {
-            name: format!("policy/{stem}"),
-            file: format!("maps/policy/{stem}.txt"),
-            map_type: "lpm_trie".into(),
-            key_size: POLICY_KEY_SIZE,
-            value_size: POLICY_VALUE_SIZE,
-            max_entries: capacity,
-            entries,
+/// The programs of one endpoint, relative to the bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgramFiles {
+    /// `from_container` (tcx ingress of the host-side interface).
+    pub from: String,
+    /// `to_container` (tcx egress of the host-side interface).
+    pub to: String,
+}
+
+/// The settings written into an endpoint's programs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigSpec {
+    /// `config_endpoint_id`.
+    pub endpoint_id: u32,
+    /// `config_ingress_by_peer`.
+    pub ingress_by_peer: bool,
+    /// `config_ingress_any_peer`.
+    pub ingress_any_peer: bool,
+    /// `config_egress_by_peer`.
+    pub egress_by_peer: bool,
+    /// `config_egress_any_peer`.
+    pub egress_any_peer: bool,
+}
+
+impl From<&EndpointConfig> for ConfigSpec {
+    fn from(c: &EndpointConfig) -> Self {
+        ConfigSpec {
+            endpoint_id: c.endpoint_id,
+            ingress_by_peer: c.ingress_by_peer,
+            ingress_any_peer: c.ingress_any_peer,
+            egress_by_peer: c.egress_by_peer,
+            egress_any_peer: c.egress_any_peer,
         }
     }
+}
+
+/// One endpoint of the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointSpec {
+    /// `<ns>/<pod>`.
+    pub name: String,
+    /// Endpoint id on the node.
+    pub id: u16,
+    /// Its identity.
+    pub identity: u32,
+    /// Its addresses (none for a host-network pod or a workload).
+    pub addresses: Vec<String>,
+    /// Its policy map's text file.
+    pub policy_file: String,
+    /// Entries of its policy map.
+    pub policy_entries: usize,
+    /// Its programs.
+    pub programs: ProgramFiles,
+    /// Their settings.
+    pub config: ConfigSpec,
 }
 
 /// A table of the bundle that is not a BPF map (for people and tools).
@@ -112,18 +138,15 @@ pub struct Manifest {
     pub node: String,
     /// Content hash of the input manifests.
     pub source_hash: String,
-    /// BPF maps, ipcache and endpoints first, then policy maps by name.
+    /// The node's shared maps, in the order of the datapath's declaration.
     pub maps: Vec<MapSpec>,
+    /// Local endpoints, by name.
+    pub endpoints: Vec<EndpointSpec>,
     /// Other tables.
     pub tables: Vec<TableSpec>,
 }
 
 impl Manifest {
-    /// A manifest for `node`.
-    pub fn new(node: &str, source_hash: &str, maps: Vec<MapSpec>, tables: Vec<TableSpec>) -> Self {
-        Manifest { format_version: FORMAT_VERSION, node: node.into(), source_hash: source_hash.into(), maps, tables }
-    }
-
     /// Pretty JSON with a final newline; field order is fixed by the types.
     pub fn to_json(&self) -> String {
         // Plain structs of strings and integers always serialize.

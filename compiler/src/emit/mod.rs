@@ -2,11 +2,13 @@
 //! loader puts into its pinned maps.
 //!
 //! ```text
-//! <node>/manifest.json            format version, node, source hash, map specs
+//! <node>/manifest.json            format version, node, source hash, maps, endpoints
 //! <node>/maps/identities.txt      every identity with its labels
 //! <node>/maps/ipcache.txt         prefix → identity (this node's addresses are `host`)
 //! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
-//! <node>/maps/policy/<ns>.<pod>.txt   one policy map per endpoint on the node
+//! <node>/maps/policy/<ns>.<pod>.txt   one endpoint's policy entries
+//! <node>/maps/rules.txt           rule cookie → rule, for flow events
+//! <node>/programs/<ns>.<pod>.{from,to}.o   the endpoint's specialized programs
 //! ```
 //!
 //! Every map file is one entry per line, fields separated by one space,
@@ -18,7 +20,11 @@
 
 pub mod manifest;
 pub mod maps;
+pub mod programs;
+pub mod rules;
 
+use policyc_ebpf::abi::{self, MAPS};
+use policyc_ebpf::Template;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::resolve::Resolved;
 use policyc_ir::validate::{validate, ValidationError};
@@ -50,8 +56,12 @@ impl Default for BundleOptions {
 pub struct Bundle {
     /// Node name (the bundle's directory name).
     pub node: String,
-    /// Files by path relative to the bundle directory (`maps/ipcache.txt`).
+    /// Text files by path relative to the bundle directory
+    /// (`maps/ipcache.txt`).
     pub files: BTreeMap<String, String>,
+    /// Program objects by path relative to the bundle directory
+    /// (`programs/shop.api.from.o`).
+    pub programs: BTreeMap<String, Vec<u8>>,
 }
 
 /// Why a bundle cannot be emitted.
@@ -66,6 +76,9 @@ pub enum EmitError {
     UnknownNode(String),
     /// A bundle directory cannot be written.
     Io(String),
+    /// A datapath template lacks its settings (a broken build of
+    /// `ebpf-templates/`).
+    Template(String),
 }
 
 /// A map over capacity.
@@ -98,6 +111,7 @@ impl fmt::Display for EmitError {
             ),
             EmitError::UnknownNode(node) => write!(f, "no node `{node}` in the input"),
             EmitError::Io(message) => f.write_str(message),
+            EmitError::Template(message) => write!(f, "internal error: {message}"),
         }
     }
 }
@@ -146,44 +160,94 @@ pub fn emit_node(
     let local = maps::local_endpoints(resolved, node);
     let ids = maps::endpoint_ids(&local);
     let mut files = BTreeMap::new();
-    let mut specs = Vec::new();
+    let mut programs = BTreeMap::new();
 
     let ipcache = maps::ipcache(resolved, node);
-    specs.push(manifest::MapSpec::ipcache(ipcache.len()));
-    files.insert("maps/ipcache.txt".to_string(), maps::join(&ipcache));
-
-    let endpoints = maps::endpoints(&local, &ids);
-    specs.push(manifest::MapSpec::endpoints(endpoints.len()));
-    files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoints));
-
+    let endpoint_lines = maps::endpoints(&local, &ids);
+    let mut endpoints = Vec::new();
+    let mut rule_names = BTreeSet::new();
+    let mut policy_entries = 0;
     for endpoint in &local {
-        let name = maps::policy_file_stem(cluster, endpoint.index);
+        let stem = maps::policy_file_stem(cluster, endpoint.index);
         let lines = maps::policy(cluster, &endpoint.policy);
-        specs.push(manifest::MapSpec::policy(&name, lines.len(), options.policy_map_capacity));
-        files.insert(format!("maps/policy/{name}.txt"), maps::join(&lines));
+        check_capacity(node, &format!("policy/{stem}"), lines.len(), options.policy_map_capacity)?;
+        policy_entries += lines.len();
+        for entry in &endpoint.policy.entries {
+            rule_names.extend(entry.rules.iter().map(|r| maps::rule_name(cluster, r.policy, r.rule)));
+        }
+        let id = ids.get(&endpoint.index).copied().unwrap_or(0);
+        let config = programs::endpoint_config(id, &endpoint.policy);
+        let objects = programs::endpoint_programs(&stem, &config).map_err(|e| EmitError::Template(e.to_string()))?;
+        programs.extend(objects);
+        let policy_file = format!("maps/policy/{stem}.txt");
+        endpoints.push(manifest::EndpointSpec {
+            name: endpoint.name.clone(),
+            id,
+            identity: endpoint.identity.map_or(0, |i| i.get()),
+            addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
+            policy_file: policy_file.clone(),
+            policy_entries: lines.len(),
+            programs: manifest::ProgramFiles {
+                from: programs::program_path(&stem, Template::FromContainer),
+                to: programs::program_path(&stem, Template::ToContainer),
+            },
+            config: manifest::ConfigSpec::from(&config),
+        });
+        files.insert(policy_file, maps::join(&lines));
     }
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let counts = [("ipcache", ipcache.len()), ("endpoints", endpoint_lines.len()), ("policy", policy_entries)];
+    for (name, entries) in counts {
+        let capacity = abi::generation_capacity(name).unwrap_or(0) as usize;
+        check_capacity(node, name, entries, capacity)?;
+    }
+    let specs = MAPS
+        .iter()
+        .map(|layout| {
+            let entries = counts.iter().find(|(name, _)| *name == layout.name).map(|&(_, n)| n);
+            manifest::MapSpec::new(layout, entries)
+        })
+        .collect();
+    files.insert("maps/ipcache.txt".to_string(), maps::join(&ipcache));
+    files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines));
 
     let identities = maps::identities(resolved);
-    let tables = vec![manifest::TableSpec {
-        name: "identities".into(),
-        file: "maps/identities.txt".into(),
-        entries: identities.len(),
-    }];
+    let cookies = rules::cookies(rule_names.iter().map(String::as_str));
+    let rules = rules::table(&cookies);
+    let tables = vec![
+        manifest::TableSpec {
+            name: "identities".into(),
+            file: "maps/identities.txt".into(),
+            entries: identities.len(),
+        },
+        manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rules.len() },
+    ];
     files.insert("maps/identities.txt".to_string(), maps::join(&identities));
+    files.insert("maps/rules.txt".to_string(), maps::join(&rules));
 
-    for spec in &specs {
-        if spec.entries > spec.max_entries {
-            return Err(EmitError::Capacity(CapacityError {
-                node: node.to_string(),
-                map: spec.name.clone(),
-                entries: spec.entries,
-                capacity: spec.max_entries,
-            }));
-        }
-    }
-    let manifest = manifest::Manifest::new(node, &options.source_hash, specs, tables);
+    let manifest = manifest::Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        node: node.to_string(),
+        source_hash: options.source_hash.clone(),
+        maps: specs,
+        endpoints,
+        tables,
+    };
     files.insert("manifest.json".to_string(), manifest.to_json());
-    Ok(Bundle { node: node.to_string(), files })
+    Ok(Bundle { node: node.to_string(), files, programs })
+}
+
+fn check_capacity(node: &str, map: &str, entries: usize, capacity: usize) -> Result<(), EmitError> {
+    if entries > capacity {
+        return Err(EmitError::Capacity(CapacityError {
+            node: node.to_string(),
+            map: map.to_string(),
+            entries,
+            capacity,
+        }));
+    }
+    Ok(())
 }
 
 impl Bundle {
@@ -207,7 +271,9 @@ impl Bundle {
                 std::fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))?;
             }
         }
-        for (relative, content) in &self.files {
+        let files = self.files.iter().map(|(p, text)| (p, text.as_bytes()));
+        let programs = self.programs.iter().map(|(p, bytes)| (p, bytes.as_slice()));
+        for (relative, content) in files.chain(programs) {
             let path = dir.join(relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;

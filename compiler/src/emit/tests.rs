@@ -80,8 +80,16 @@ fn renders_each_map_of_each_node() {
     let a = &bundles[0];
     assert_eq!(
         a.files.keys().collect::<Vec<_>>(),
-        ["manifest.json", "maps/endpoints.txt", "maps/identities.txt", "maps/ipcache.txt", "maps/policy/shop.api.txt"]
+        [
+            "manifest.json",
+            "maps/endpoints.txt",
+            "maps/identities.txt",
+            "maps/ipcache.txt",
+            "maps/policy/shop.api.txt",
+            "maps/rules.txt"
+        ]
     );
+    assert_eq!(a.programs.keys().collect::<Vec<_>>(), ["programs/shop.api.from.o", "programs/shop.api.to.o"]);
     let api = resolved.endpoints[0].identity.unwrap();
     let web = resolved.endpoints[1].identity.unwrap();
     assert_eq!(
@@ -107,16 +115,45 @@ fn renders_each_map_of_each_node() {
     // node-b's ipcache sees node-a as a remote node and itself as host.
     assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
     let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
-    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["format_version"], 2);
     assert_eq!(manifest["node"], "node-a");
     assert_eq!(manifest["source_hash"], "sha256:abc");
-    let maps: Vec<(&str, u64, u64)> = manifest["maps"]
+    let maps: Vec<(&str, Option<u64>)> = manifest["maps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap(), m["entries"].as_u64().unwrap(), m["max_entries"].as_u64().unwrap()))
+        .map(|m| (m["name"].as_str().unwrap(), m["entries"].as_u64()))
         .collect();
-    assert_eq!(maps, [("ipcache", 7, 512_000), ("endpoints", 1, 65_535), ("policy/shop.api", 2, 16_384)]);
+    assert_eq!(
+        maps,
+        [
+            ("state", None),
+            ("ipcache", Some(7)),
+            ("endpoints", Some(1)),
+            ("policy", Some(2)),
+            ("conntrack", None),
+            ("metrics", None),
+            ("events", None)
+        ]
+    );
+    // The api pod's programs carry its id and the lookups its policy needs:
+    // ingress entries for specific peers only, no egress entries.
+    let endpoint = &manifest["endpoints"][0];
+    assert_eq!(endpoint["name"], "shop/api");
+    assert_eq!(endpoint["id"].as_u64().unwrap().to_string(), ids[0]);
+    assert_eq!(endpoint["config"]["endpoint_id"], endpoint["id"]);
+    assert_eq!(endpoint["config"]["ingress_by_peer"], true);
+    assert_eq!(endpoint["config"]["ingress_any_peer"], false);
+    assert_eq!(endpoint["config"]["egress_by_peer"], false);
+    for template in policyc_ebpf::Template::ALL {
+        let path = endpoint["programs"][template.suffix()].as_str().unwrap();
+        let config = policyc_ebpf::specialize::read_config(&a.programs[path]).unwrap();
+        assert_eq!(u64::from(config.endpoint_id), endpoint["id"].as_u64().unwrap());
+        assert!(config.ingress_by_peer && !config.ingress_any_peer && !config.egress_by_peer);
+    }
+    let cookies = &a.files["maps/rules.txt"];
+    assert_eq!(cookies.lines().count(), 2);
+    assert!(cookies.contains(" CiliumNetworkPolicy/shop/api:spec.ingress[0]\n"));
 }
 
 fn endpoint_ids_of(bundle: &Bundle) -> Vec<String> {
