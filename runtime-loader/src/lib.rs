@@ -1,0 +1,31 @@
+//! policyc's node-side loader: puts a compiled bundle in force on a node.
+//!
+//! A bundle (see `policyc compile`) holds the node's map entries as sorted
+//! text and one pair of specialized tc programs per local endpoint. The
+//! loader checks all of it before touching the kernel ([`bundle`]), loads
+//! every changed program through the verifier, writes the *inactive*
+//! generation of the shared maps ([`maps`]; every policy-bearing map holds
+//! two generations told apart by a key byte), flips the one `state` slot
+//! that programs read per packet, and then attaches programs with tcx
+//! through pinned links ([`attach`]), updating them in place with
+//! `BPF_LINK_UPDATE`. Everything it pins lives under one bpffs root
+//! ([`paths`]); its record of the last apply and its lock live in a state
+//! directory.
+//!
+//! The datapath keeps enforcing while no loader runs: maps and links are
+//! pinned, so nothing depends on this process.
+#![deny(missing_docs)]
+
+pub mod apply;
+pub mod attach;
+pub mod bpffs;
+pub mod bundle;
+pub mod entries;
+pub mod error;
+pub mod maps;
+pub mod paths;
+pub mod programs;
+pub mod record;
+pub mod route;
+pub mod status;
+pub mod uninstall;

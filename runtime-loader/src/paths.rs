@@ -1,0 +1,55 @@
+//! Where the loader keeps things: pinned maps and links under one bpffs
+//! root, and its record and lock in a state directory (`/run/policyc` by
+//! default, which like bpffs does not survive a reboot).
+
+use std::path::{Path, PathBuf};
+
+/// The loader's places on a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    /// `<bpffs>/<root>`: everything the loader pins.
+    pub root: PathBuf,
+    /// State directory: the record of the last apply and the lock.
+    pub state: PathBuf,
+}
+
+impl Paths {
+    /// Paths under bpffs mount `bpffs`, root directory `root`, state
+    /// directory `state`.
+    pub fn new(bpffs: &Path, root: &str, state: &Path) -> Self {
+        Paths { root: bpffs.join(root), state: state.to_path_buf() }
+    }
+
+    /// Directory of the pinned maps.
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    /// Pin of map `name`.
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps().join(name)
+    }
+
+    /// Directory of the pinned tcx links.
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    /// Pin of the link of endpoint `stem`'s program with `suffix`
+    /// (`from`/`to`). bpffs refuses names with a `.`, which stems have
+    /// (`<ns>.<pod>`); Kubernetes names never contain `_`, so `_` stands in
+    /// for it without two stems meeting.
+    pub fn link(&self, stem: &str, suffix: &str) -> PathBuf {
+        self.links().join(format!("{}_{suffix}", stem.replace('.', "_")))
+    }
+
+    /// The record of the last apply.
+    pub fn record(&self) -> PathBuf {
+        self.state.join("applied.json")
+    }
+
+    /// The lock file serializing appliers.
+    pub fn lock(&self) -> PathBuf {
+        self.state.join("lock")
+    }
+}

@@ -1,0 +1,123 @@
+//! Finding a pod's host-side interface: the interface of the host's route
+//! to the pod's address, as point-to-point CNIs set them up (a /32 or /128
+//! route to the pod over its veth). The kernel's route tables are read from
+//! `/proc/net/route` and `/proc/net/ipv6_route` (the main table, which is
+//! where such routes live) and matched by longest prefix, then lowest
+//! metric, as `ip route get` would for these routes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A route: destination prefix, metric, interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination address.
+    pub dest: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// Metric.
+    pub metric: u32,
+    /// Interface name.
+    pub interface: String,
+}
+
+const RTF_REJECT: u32 = 0x0200;
+
+/// Parses `/proc/net/route` (IPv4; addresses are the kernel's in-memory
+/// 32-bit words printed in hex).
+pub fn parse_ipv4(text: &str) -> Vec<Route> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let word = |s: &str| u32::from_str_radix(s, 16).ok();
+            let (dest, flags, metric, mask) =
+                (word(f.get(1)?)?, word(f.get(3)?)?, f.get(6)?.parse().ok()?, word(f.get(7)?)?);
+            if flags & RTF_REJECT != 0 {
+                return None;
+            }
+            Some(Route {
+                dest: IpAddr::V4(Ipv4Addr::from(dest.to_ne_bytes())),
+                prefix_len: mask.count_ones() as u8,
+                metric,
+                interface: f[0].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Parses `/proc/net/ipv6_route`.
+pub fn parse_ipv6(text: &str) -> Vec<Route> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                return None;
+            }
+            let dest = u128::from_str_radix(f[0], 16).ok()?;
+            let flags = u32::from_str_radix(f[8], 16).ok()?;
+            if flags & RTF_REJECT != 0 || f[9] == "lo" {
+                return None;
+            }
+            Some(Route {
+                dest: IpAddr::V6(Ipv6Addr::from(dest)),
+                prefix_len: u8::from_str_radix(f[1], 16).ok()?,
+                metric: u32::from_str_radix(f[5], 16).ok()?,
+                interface: f[9].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn covers(route: &Route, ip: IpAddr) -> bool {
+    match (route.dest, ip) {
+        (IpAddr::V4(d), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(route.prefix_len)).unwrap_or(0);
+            u32::from(d) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(d), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(route.prefix_len)).unwrap_or(0);
+            u128::from(d) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The interface of the most specific route to `ip` in `routes`.
+pub fn interface_for(routes: &[Route], ip: IpAddr) -> Option<&str> {
+    routes
+        .iter()
+        .filter(|r| covers(r, ip))
+        .max_by(|a, b| a.prefix_len.cmp(&b.prefix_len).then(b.metric.cmp(&a.metric)))
+        .map(|r| r.interface.as_str())
+}
+
+/// The host's routes, both families.
+pub fn host_routes() -> std::io::Result<Vec<Route>> {
+    let mut routes = parse_ipv4(&std::fs::read_to_string("/proc/net/route")?);
+    // A kernel without IPv6 has no such file: then there are no v6 routes.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        routes.extend(parse_ipv6(&text));
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_host_route_of_a_pod() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                  eth0\t0000C80A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+                  pc-a\t0201C80A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
+        let v6 = "fd000200000000000000000000000102 80 00000000000000000000000000000000 00 \
+                  00000000000000000000000000000000 00000400 00000001 00000000 00000001 pc-a\n";
+        let mut routes = parse_ipv4(v4);
+        routes.extend(parse_ipv6(v6));
+        assert_eq!(interface_for(&routes, "10.200.1.2".parse().unwrap()), Some("pc-a"));
+        assert_eq!(interface_for(&routes, "10.200.1.3".parse().unwrap()), Some("eth0"));
+        assert_eq!(interface_for(&routes, "fd00:200::102".parse().unwrap()), Some("pc-a"));
+        assert_eq!(interface_for(&routes, "fd00:201::1".parse().unwrap()), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! `uninstall`: detach and unpin everything under the loader's root, and
+//! nothing else.
+
+use crate::apply::lock;
+use crate::attach;
+use crate::error::{kernel, LoaderError};
+use crate::paths::Paths;
+
+/// What was removed.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Removed {
+    /// Links detached.
+    pub links: Vec<String>,
+    /// Map pins removed.
+    pub maps: Vec<String>,
+}
+
+/// Detaches every pinned link and removes every pinned map of the root.
+pub fn uninstall(paths: &Paths) -> Result<Removed, LoaderError> {
+    let _lock = lock(paths)?;
+    let mut removed = Removed::default();
+    let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> =
+            std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    for pin in list(&paths.links()) {
+        attach::detach(&pin)?;
+        removed.links.push(pin.display().to_string());
+    }
+    for layout in policyc_ebpf::abi::MAPS {
+        let pin = paths.map(layout.name);
+        if pin.exists() {
+            std::fs::remove_file(&pin).map_err(|e| kernel(format!("cannot unpin `{}`", pin.display()), e))?;
+            removed.maps.push(pin.display().to_string());
+        }
+    }
+    for dir in [paths.links(), paths.maps(), paths.root.clone()] {
+        // Only empty directories go: anything else there is not ours.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    match std::fs::remove_file(paths.record()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LoaderError::Record(format!("cannot remove `{}`: {e}", paths.record().display()))),
+    }
+    Ok(removed)
+}
