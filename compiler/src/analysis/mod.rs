@@ -2,4 +2,5 @@
 //! the connectivity table and packet traces.
 
 pub mod connectivity;
+pub mod diff;
 pub mod trace;

@@ -1,9 +1,11 @@
-//! Command-line interface: `lint`, `compile`, `trace`, `connectivity`.
+//! Command-line interface: `lint`, `compile`, `trace`, `connectivity`,
+//! `diff`.
 //!
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
 
 pub mod compile;
+pub mod diff;
 
 use crate::analysis::{connectivity, trace};
 use crate::diag::render::{render, Format};
@@ -46,6 +48,10 @@ pub enum Command {
     /// List every allowed connection between the endpoints of the input
     /// (and outside addresses).
     Connectivity(ConnectivityArgs),
+    /// Compare two policy trees (paths or `git:REV:PATH`): connections
+    /// opened and closed and the policies responsible, identities and map
+    /// entries added and removed.
+    Diff(diff::DiffArgs),
 }
 
 /// Arguments of `lint`.
@@ -161,6 +167,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Compile(a) => compile::run(&a),
         Command::Trace(a) => trace_cmd(&a),
         Command::Connectivity(a) => connectivity_cmd(&a),
+        Command::Diff(a) => diff::run(&a),
     }
 }
 
