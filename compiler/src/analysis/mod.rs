@@ -3,4 +3,5 @@
 
 pub mod connectivity;
 pub mod diff;
+pub mod graph;
 pub mod trace;

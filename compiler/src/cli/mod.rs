@@ -1,11 +1,12 @@
 //! Command-line interface: `lint`, `compile`, `trace`, `connectivity`,
-//! `diff`.
+//! `diff`, `graph`.
 //!
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
 
 pub mod compile;
 pub mod diff;
+pub mod graph;
 
 use crate::analysis::{connectivity, trace};
 use crate::diag::render::{render, Format};
@@ -52,6 +53,10 @@ pub enum Command {
     /// opened and closed and the policies responsible, identities and map
     /// entries added and removed.
     Diff(diff::DiffArgs),
+    /// Draw the allowed-connectivity graph (Graphviz DOT, or SVG/PNG with
+    /// `dot` installed): namespaces as clusters, edges labelled with ports,
+    /// what deny rules block dashed.
+    Graph(graph::GraphArgs),
 }
 
 /// Arguments of `lint`.
@@ -168,6 +173,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Trace(a) => trace_cmd(&a),
         Command::Connectivity(a) => connectivity_cmd(&a),
         Command::Diff(a) => diff::run(&a),
+        Command::Graph(a) => graph::run(&a),
     }
 }
 
