@@ -3,5 +3,7 @@
 
 pub mod connectivity;
 pub mod diff;
+pub mod explain;
 pub mod graph;
+pub mod reason;
 pub mod trace;

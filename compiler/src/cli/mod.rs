@@ -1,11 +1,12 @@
 //! Command-line interface: `lint`, `compile`, `trace`, `connectivity`,
-//! `diff`, `graph`.
+//! `diff`, `graph`, `explain`.
 //!
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
 
 pub mod compile;
 pub mod diff;
+pub mod explain;
 pub mod graph;
 pub mod query;
 
@@ -58,6 +59,9 @@ pub enum Command {
     /// `dot` installed): namespaces as clusters, edges labelled with ports,
     /// what deny rules block dashed.
     Graph(graph::GraphArgs),
+    /// Explain one endpoint: the policies selecting it, its isolation, its
+    /// identity and labels, what may reach it and what it may reach, and why.
+    Explain(explain::ExplainArgs),
 }
 
 /// Arguments of `lint`.
@@ -180,6 +184,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Connectivity(a) => connectivity_cmd(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Graph(a) => graph::run(&a),
+        Command::Explain(a) => explain::run(&a),
     }
 }
 
@@ -219,7 +224,7 @@ fn lint(args: &LintArgs) -> u8 {
 
 /// Loads inputs for an analysis command: on errors, prints them and
 /// returns the exit code to stop with.
-fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
+pub(crate) fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
     let loaded = load(paths);
     if loaded.has_errors() {
         report(&loaded, Format::Human);

@@ -8,11 +8,13 @@
 //! same reasons merge into one port range.
 
 use crate::analysis::connectivity::{address_segments, full_range, port_cuts, PROTOCOLS};
+use crate::analysis::reason::reason;
+pub use crate::analysis::reason::{PolicyRef, Reason, Verdict};
 use crate::diag::Location;
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{eval, Decision, Party, Query, RuleRef};
+use policyc_ir::eval::{eval, Decision, Party, Query};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -53,74 +55,6 @@ impl Change {
             Change::Opened => "opened",
             Change::Closed => "closed",
         }
-    }
-}
-
-/// A policy, or one rule of it, with where it is written.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PolicyRef {
-    /// `Kind ns/name` (with the spec path for Cilium `specs` lists).
-    pub policy: String,
-    /// Field path of the rule (`spec.ingress[0]`); `None` when the policy
-    /// as a whole decides (it isolates the endpoint).
-    pub rule: Option<String>,
-    /// File the object is in.
-    pub file: Option<String>,
-    /// Line of the object.
-    pub line: Option<u32>,
-}
-
-/// How one direction was decided in one tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// The endpoint is not in this tree.
-    Absent,
-    /// No policy isolates the endpoint in this direction.
-    NotIsolated,
-    /// Allowed by rules.
-    Allow,
-    /// Allowed by rules with L7 parts, through the proxy.
-    Redirect,
-    /// Dropped by deny rules.
-    Deny,
-    /// Isolated, and no rule allows it.
-    DefaultDeny,
-}
-
-impl Verdict {
-    /// The name JSON output uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Absent => "absent",
-            Verdict::NotIsolated => "not-isolated",
-            Verdict::Allow => "allow",
-            Verdict::Redirect => "redirect",
-            Verdict::Deny => "deny",
-            Verdict::DefaultDeny => "default-deny",
-        }
-    }
-
-    /// Whether traffic passes this direction.
-    pub fn passes(self) -> bool {
-        matches!(self, Verdict::NotIsolated | Verdict::Allow | Verdict::Redirect)
-    }
-}
-
-/// A decision: the verdict and the rules (or isolating policies) behind it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Reason {
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The deciding rules; for [`Verdict::DefaultDeny`], the isolating policies.
-    pub by: Vec<PolicyRef>,
-    /// For [`Verdict::Absent`]: the endpoints of the connection that are
-    /// not in this tree.
-    pub missing: Vec<String>,
-}
-
-impl Reason {
-    fn new(verdict: Verdict, by: Vec<PolicyRef>) -> Self {
-        Reason { verdict, by, missing: Vec::new() }
     }
 }
 
@@ -211,27 +145,7 @@ impl<'a> Side<'a> {
     }
 
     fn reason(&self, d: &Decision) -> Reason {
-        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule))).collect();
-        match d {
-            Decision::NotIsolated => Reason::new(Verdict::NotIsolated, Vec::new()),
-            Decision::Allowed(rs) => Reason::new(Verdict::Allow, rules(rs)),
-            Decision::Redirected(rs) => Reason::new(Verdict::Redirect, rules(rs)),
-            Decision::Denied(rs) => Reason::new(Verdict::Deny, rules(rs)),
-            Decision::DefaultDeny(ps) => {
-                Reason::new(Verdict::DefaultDeny, ps.iter().map(|&p| self.policy_ref(p, None)).collect())
-            }
-        }
-    }
-
-    fn policy_ref(&self, policy: usize, rule: Option<usize>) -> PolicyRef {
-        let p = &self.cluster.policies[policy];
-        let location = self.locations.get(policy);
-        PolicyRef {
-            policy: p.origin.to_string(),
-            rule: rule.map(|r| p.rules[r].path.clone()),
-            file: location.and_then(|l| l.file.clone()),
-            line: location.and_then(|l| l.pos).map(|pos| pos.line),
-        }
+        reason(self.cluster, self.locations, d)
     }
 }
 

@@ -1,9 +1,11 @@
 //! Renderings of a [`Diff`]: human text (optionally coloured), Markdown to
 //! paste into a review, and JSON for tools.
 
-use super::connectivity::{Cause, Change, ConnectivityChange, PolicyRef, Reason, Verdict};
+use super::connectivity::{Cause, Change, ConnectivityChange};
 use super::identities::{IdentityChange, IdentityLine};
 use super::Diff;
+use crate::analysis::reason::reason_json;
+pub use crate::analysis::reason::reason_text;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -41,39 +43,6 @@ pub fn summary(diff: &Diff) -> String {
         diff.endpoints_removed.len(),
         nodes.len()
     )
-}
-
-fn policy_text(p: &PolicyRef) -> String {
-    let mut s = p.policy.clone();
-    if let Some(rule) = &p.rule {
-        let _ = write!(s, " {rule}");
-    }
-    match (&p.file, p.line) {
-        (Some(f), Some(l)) => {
-            let _ = write!(s, " ({f}:{l})");
-        }
-        (Some(f), None) => {
-            let _ = write!(s, " ({f})");
-        }
-        _ => {}
-    }
-    s
-}
-
-/// A decision in words: `allowed by ...`, `denied: isolated by ... and no rule allows it`.
-pub fn reason_text(r: &Reason) -> String {
-    let by = r.by.iter().map(policy_text).collect::<Vec<_>>().join("; ");
-    match r.verdict {
-        Verdict::Absent => {
-            let names: Vec<String> = r.missing.iter().map(|m| format!("`{m}`")).collect();
-            format!("no such connection: {} not in this tree", names.join(" and "))
-        }
-        Verdict::NotIsolated => "allowed: no policy isolates this direction".to_string(),
-        Verdict::Allow => format!("allowed by {by}"),
-        Verdict::Redirect => format!("allowed through the L7 proxy by {by}"),
-        Verdict::Deny => format!("denied by {by}"),
-        Verdict::DefaultDeny => format!("denied: isolated by {by}, and no rule allows it"),
-    }
 }
 
 struct Paint {
@@ -248,19 +217,6 @@ pub fn markdown(diff: &Diff, sides: Sides) -> String {
         }
     }
     out
-}
-
-fn reason_json(r: &Reason) -> Value {
-    json!({
-        "verdict": r.verdict.name(),
-        "missing": r.missing,
-        "by": r.by.iter().map(|p| json!({
-            "policy": p.policy,
-            "rule": p.rule,
-            "file": p.file,
-            "line": p.line,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn identity_json(l: &IdentityLine) -> Value {
