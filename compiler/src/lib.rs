@@ -16,3 +16,4 @@ pub mod emit;
 pub mod front;
 pub mod lower;
 pub mod pipeline;
+pub mod select;

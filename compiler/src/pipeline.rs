@@ -24,7 +24,11 @@ impl Loaded {
 
 /// Reads `paths` (files, directories, `-`), checks and lowers them.
 pub fn load(paths: &[PathBuf]) -> Loaded {
-    let mut input = read_paths(paths);
+    load_input(read_paths(paths))
+}
+
+/// Checks and lowers what was read (from files, or from Git).
+pub fn load_input(mut input: Input) -> Loaded {
     let mut diagnostics = std::mem::take(&mut input.diagnostics);
     let lowered = lower(&input, &mut diagnostics);
     diagnostics.sort();

@@ -2,4 +2,8 @@
 //! the connectivity table and packet traces.
 
 pub mod connectivity;
+pub mod diff;
+pub mod explain;
+pub mod graph;
+pub mod reason;
 pub mod trace;

@@ -1,9 +1,14 @@
-//! Command-line interface: `lint`, `compile`, `trace`, `connectivity`.
+//! Command-line interface: `lint`, `compile`, `trace`, `connectivity`,
+//! `diff`, `graph`, `explain`.
 //!
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
 
 pub mod compile;
+pub mod diff;
+pub mod explain;
+pub mod graph;
+pub mod query;
 
 use crate::analysis::{connectivity, trace};
 use crate::diag::render::{render, Format};
@@ -46,6 +51,17 @@ pub enum Command {
     /// List every allowed connection between the endpoints of the input
     /// (and outside addresses).
     Connectivity(ConnectivityArgs),
+    /// Compare two policy trees (paths or `git:REV:PATH`): connections
+    /// opened and closed and the policies responsible, identities and map
+    /// entries added and removed.
+    Diff(diff::DiffArgs),
+    /// Draw the allowed-connectivity graph (Graphviz DOT, or SVG/PNG with
+    /// `dot` installed): namespaces as clusters, edges labelled with ports,
+    /// what deny rules block dashed.
+    Graph(graph::GraphArgs),
+    /// Explain one endpoint: the policies selecting it, its isolation, its
+    /// identity and labels, what may reach it and what it may reach, and why.
+    Explain(explain::ExplainArgs),
 }
 
 /// Arguments of `lint`.
@@ -101,13 +117,14 @@ pub struct TraceArgs {
     /// Files or directories of YAML/JSON manifests (`-` for stdin).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Source endpoint: `NS/POD` or `NS/NAME[Kind]`.
+    /// Source endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query
+    /// (`ns=shop,app in (api,web)`: every matching endpoint).
     #[arg(long, required_unless_present = "from_cidr", conflicts_with = "from_cidr")]
     pub from: Option<String>,
     /// Source address outside the cluster.
     #[arg(long)]
     pub from_cidr: Option<IpAddr>,
-    /// Destination endpoint: `NS/POD` or `NS/NAME[Kind]`.
+    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query.
     #[arg(long, required_unless_present = "to_cidr", conflicts_with = "to_cidr")]
     pub to: Option<String>,
     /// Destination address outside the cluster.
@@ -148,6 +165,10 @@ pub struct ConnectivityArgs {
     /// An outside address to include as its own peer (repeatable).
     #[arg(long = "external")]
     pub externals: Vec<IpAddr>,
+    /// Only rows whose source or destination endpoint matches this selector
+    /// query (`app=web,tier in (a,b),!legacy`; `ns` is the namespace).
+    #[arg(long)]
+    pub select: Option<String>,
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -161,6 +182,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Compile(a) => compile::run(&a),
         Command::Trace(a) => trace_cmd(&a),
         Command::Connectivity(a) => connectivity_cmd(&a),
+        Command::Diff(a) => diff::run(&a),
+        Command::Graph(a) => graph::run(&a),
+        Command::Explain(a) => explain::run(&a),
     }
 }
 
@@ -200,7 +224,7 @@ fn lint(args: &LintArgs) -> u8 {
 
 /// Loads inputs for an analysis command: on errors, prints them and
 /// returns the exit code to stop with.
-fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
+pub(crate) fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
     let loaded = load(paths);
     if loaded.has_errors() {
         report(&loaded, Format::Human);
@@ -209,23 +233,19 @@ fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
     Ok(loaded)
 }
 
-fn resolve_party(loaded: &Loaded, name: Option<&str>, ip: Option<IpAddr>, flag: &str) -> Result<Party, u8> {
+fn resolve_parties(loaded: &Loaded, name: Option<&str>, ip: Option<IpAddr>, flag: &str) -> Result<Vec<Party>, u8> {
     let cluster = &loaded.lowered.cluster;
     if let Some(ip) = ip {
-        return Ok(match cluster.endpoint_by_ip(ip) {
+        return Ok(vec![match cluster.endpoint_by_ip(ip) {
             Some(i) => Party::Endpoint(i),
             None => Party::External(ip),
-        });
+        }]);
     }
     let name = name.expect("clap requires one of the two");
-    match cluster.endpoint_by_name(name) {
-        Some(i) => Ok(Party::Endpoint(i)),
-        None => {
-            let names: Vec<String> = cluster.endpoints.iter().map(|e| e.display_name()).collect();
-            let hint = crate::diag::did_you_mean(name, names.iter().map(String::as_str))
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            eprintln!("error: {flag} `{name}` is not an endpoint of the input{hint}");
+    match query::endpoints(cluster, name, flag) {
+        Ok(found) => Ok(found.into_iter().map(Party::Endpoint).collect()),
+        Err(message) => {
+            eprintln!("error: {message}");
             Err(EXIT_USAGE)
         }
     }
@@ -236,28 +256,42 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let src = match resolve_party(&loaded, args.from.as_deref(), args.from_cidr, "--from") {
+    let srcs = match resolve_parties(&loaded, args.from.as_deref(), args.from_cidr, "--from") {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let dst = match resolve_party(&loaded, args.to.as_deref(), args.to_cidr, "--to") {
+    let dsts = match resolve_parties(&loaded, args.to.as_deref(), args.to_cidr, "--to") {
         Ok(p) => p,
         Err(code) => return code,
     };
     let cluster = &loaded.lowered.cluster;
-    let query = Query { src, dst, protocol: args.protocol, port: args.port };
-    let verdict = policyc_ir::eval::eval(cluster, &query);
     let locations = &loaded.lowered.policy_locations;
+    // A selector may name several endpoints: every pair is traced (an
+    // endpoint with itself is skipped), and JSON output becomes an array.
+    let many = srcs.len() > 1 || dsts.len() > 1;
+    let mut texts = Vec::new();
+    let mut values = Vec::new();
+    let mut all_allowed = true;
+    for &src in &srcs {
+        for &dst in dsts.iter().filter(|&&d| !many || d != src) {
+            let query = Query { src, dst, protocol: args.protocol, port: args.port };
+            let verdict = policyc_ir::eval::eval(cluster, &query);
+            all_allowed &= verdict.allowed();
+            match args.output {
+                TraceOutput::Human => texts.push(trace::render_human(cluster, locations, &query, &verdict)),
+                TraceOutput::Json => values.push(trace::render_json(cluster, locations, &query, &verdict)),
+            }
+        }
+    }
     let out = match args.output {
-        TraceOutput::Human => trace::render_human(cluster, locations, &query, &verdict),
+        TraceOutput::Human => texts.join("\n"),
         TraceOutput::Json => {
-            serde_json::to_string_pretty(&trace::render_json(cluster, locations, &query, &verdict))
-                .expect("JSON values serialize")
-                + "\n"
+            let value = if many { serde_json::Value::Array(values) } else { values.remove(0) };
+            serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
         }
     };
     print_stdout(&out);
-    if args.exit_code && !verdict.allowed() {
+    if args.exit_code && !all_allowed {
         EXIT_ERRORS
     } else {
         EXIT_OK
@@ -270,7 +304,21 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
         Err(code) => return code,
     };
     let cluster = &loaded.lowered.cluster;
-    let rows = connectivity::connectivity(cluster, &args.externals);
+    let mut rows = connectivity::connectivity(cluster, &args.externals);
+    if let Some(query) = &args.select {
+        let selector = match crate::select::parse_selector(query) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: --select: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let matches = |side: &connectivity::Side| match side {
+            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoints[*i].labels),
+            connectivity::Side::Addresses(..) => false,
+        };
+        rows.retain(|r| matches(&r.src) || matches(&r.dst));
+    }
     let out = match args.output {
         ConnectivityOutput::Table => connectivity::to_table(cluster, &rows),
         ConnectivityOutput::Json => {

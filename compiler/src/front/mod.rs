@@ -6,6 +6,7 @@
 pub mod cilium;
 pub mod core;
 pub mod decode;
+pub mod git;
 pub mod k8s;
 pub mod source;
 pub mod workload;

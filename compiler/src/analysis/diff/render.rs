@@ -1,0 +1,272 @@
+//! Renderings of a [`Diff`]: human text (optionally coloured), Markdown to
+//! paste into a review, and JSON for tools.
+
+use super::connectivity::{Cause, Change, ConnectivityChange};
+use super::identities::{IdentityChange, IdentityLine};
+use super::Diff;
+use crate::analysis::reason::reason_json;
+pub use crate::analysis::reason::reason_text;
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// The names of the two sides, as given on the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Sides<'a> {
+    /// The old tree.
+    pub old: &'a str,
+    /// The new tree.
+    pub new: &'a str,
+}
+
+/// One line of counts: what changed, in numbers.
+pub fn summary(diff: &Diff) -> String {
+    if diff.is_empty() {
+        return "no changes".to_string();
+    }
+    let count = |c: Change| diff.connectivity.iter().filter(|x| x.change == c).count();
+    let (mut added, mut removed, mut renumbered) = (0, 0, 0);
+    for c in &diff.identities {
+        match c {
+            IdentityChange::Added(_) => added += 1,
+            IdentityChange::Removed(_) => removed += 1,
+            IdentityChange::Renumbered { .. } => renumbered += 1,
+        }
+    }
+    let entries_added: usize = diff.maps.iter().map(|m| m.added.len()).sum();
+    let entries_removed: usize = diff.maps.iter().map(|m| m.removed.len()).sum();
+    let nodes: std::collections::BTreeSet<&str> = diff.maps.iter().map(|m| m.node.as_str()).collect();
+    format!(
+        "connections: {} opened, {} closed; endpoints: {} added, {} removed; identities: {added} added, {removed} removed, {renumbered} renumbered; map entries: {entries_added} added, {entries_removed} removed on {} node(s)",
+        count(Change::Opened),
+        count(Change::Closed),
+        diff.endpoints_added.len(),
+        diff.endpoints_removed.len(),
+        nodes.len()
+    )
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn added(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn removed(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+}
+
+/// Human text; ANSI colours when `color` (a terminal).
+pub fn human(diff: &Diff, sides: Sides, color: bool) -> String {
+    let p = Paint { on: color };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", p.bold(&format!("policyc diff {} {}", sides.old, sides.new)));
+    let _ = writeln!(out, "{}", summary(diff));
+    for change in [Change::Opened, Change::Closed] {
+        let items: Vec<&ConnectivityChange> = diff.connectivity.iter().filter(|c| c.change == change).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}", p.bold(&format!("connections {}", change.name())));
+        for c in items {
+            let (mark, paint): (&str, fn(&Paint, &str) -> String) = match change {
+                Change::Opened => ("+", Paint::added),
+                Change::Closed => ("-", Paint::removed),
+            };
+            let head = format!("{mark} {} -> {}  {}", c.src.name(), c.dst.name(), c.port_items().join(","));
+            let _ = writeln!(out, "  {}", paint(&p, &head));
+            for cause in &c.causes {
+                let _ = writeln!(out, "      {} of {}", cause.direction, cause.endpoint);
+                let _ = writeln!(out, "        now: {}", reason_text(&cause.now));
+                let _ = writeln!(out, "        was: {}", reason_text(&cause.was));
+            }
+        }
+    }
+    if !diff.endpoints_added.is_empty() || !diff.endpoints_removed.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("endpoints"));
+        for e in &diff.endpoints_removed {
+            let _ = writeln!(out, "  {}", p.removed(&format!("- {e}")));
+        }
+        for e in &diff.endpoints_added {
+            let _ = writeln!(out, "  {}", p.added(&format!("+ {e}")));
+        }
+    }
+    if !diff.identities.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("identities"));
+        for c in &diff.identities {
+            let line = |l: &IdentityLine| format!("{} {} {}", l.identity, l.kind, l.labels);
+            let text = match c {
+                IdentityChange::Added(l) => p.added(&format!("+ {}", line(l))),
+                IdentityChange::Removed(l) => p.removed(&format!("- {}", line(l))),
+                IdentityChange::Renumbered { old, new } => {
+                    format!("~ {old} -> {} {} {} (renumbered)", new.identity, new.kind, new.labels)
+                }
+            };
+            let _ = writeln!(out, "  {text}");
+        }
+    }
+    if !diff.maps.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("map entries"));
+        for m in &diff.maps {
+            let _ = writeln!(out, "  {} {}", m.node, m.file);
+            for l in &m.removed {
+                let _ = writeln!(out, "    {}", p.removed(&format!("- {l}")));
+            }
+            for l in &m.added {
+                let _ = writeln!(out, "    {}", p.added(&format!("+ {l}")));
+            }
+        }
+    }
+    out
+}
+
+/// Text safe inside a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn code(s: &str) -> String {
+    format!("`{}`", cell(s))
+}
+
+fn cause_markdown(c: &Cause) -> String {
+    format!(
+        "{} of {}: {}; was: {}",
+        c.direction,
+        code(&c.endpoint),
+        cell(&reason_text(&c.now)),
+        cell(&reason_text(&c.was))
+    )
+}
+
+/// Markdown, to paste as a review comment.
+pub fn markdown(diff: &Diff, sides: Sides) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### policyc diff\n");
+    let _ = writeln!(out, "{} → {}: {}", code(sides.old), code(sides.new), summary(diff));
+    if !diff.connectivity.is_empty() {
+        let _ = writeln!(out, "\n#### Connections\n");
+        let _ = writeln!(out, "| change | source | destination | ports | why |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+        for c in &diff.connectivity {
+            let why: Vec<String> = c.causes.iter().map(cause_markdown).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                c.change.name(),
+                code(&c.src.name()),
+                code(&c.dst.name()),
+                code(&c.port_items().join(",")),
+                why.join("<br>")
+            );
+        }
+    }
+    if !diff.endpoints_added.is_empty() || !diff.endpoints_removed.is_empty() {
+        let _ = writeln!(out, "\n#### Endpoints\n");
+        for e in &diff.endpoints_removed {
+            let _ = writeln!(out, "- removed {}", code(e));
+        }
+        for e in &diff.endpoints_added {
+            let _ = writeln!(out, "- added {}", code(e));
+        }
+    }
+    if !diff.identities.is_empty() {
+        let _ = writeln!(out, "\n#### Identities\n");
+        let _ = writeln!(out, "| change | identity | kind | labels |");
+        let _ = writeln!(out, "| --- | --- | --- | --- |");
+        for c in &diff.identities {
+            let (what, id, l) = match c {
+                IdentityChange::Added(l) => ("added", l.identity.to_string(), l),
+                IdentityChange::Removed(l) => ("removed", l.identity.to_string(), l),
+                IdentityChange::Renumbered { old, new } => ("renumbered", format!("{old} → {}", new.identity), new),
+            };
+            let _ = writeln!(out, "| {what} | {id} | {} | {} |", l.kind, code(&l.labels));
+        }
+    }
+    if !diff.maps.is_empty() {
+        let _ = writeln!(out, "\n#### Map entries\n");
+        for m in &diff.maps {
+            let _ = writeln!(
+                out,
+                "<details><summary>{} <code>{}</code>: {} added, {} removed</summary>\n",
+                m.node,
+                m.file,
+                m.added.len(),
+                m.removed.len()
+            );
+            let _ = writeln!(out, "```diff");
+            for l in &m.removed {
+                let _ = writeln!(out, "- {l}");
+            }
+            for l in &m.added {
+                let _ = writeln!(out, "+ {l}");
+            }
+            let _ = writeln!(out, "```\n</details>");
+        }
+    }
+    out
+}
+
+fn identity_json(l: &IdentityLine) -> Value {
+    json!({"identity": l.identity, "kind": l.kind, "labels": l.labels})
+}
+
+/// JSON: `{old, new, changed, summary, connections, endpoints, identities, maps}`.
+pub fn to_json(diff: &Diff, sides: Sides) -> Value {
+    let connections: Vec<Value> = diff
+        .connectivity
+        .iter()
+        .map(|c| {
+            json!({
+                "change": c.change.name(),
+                "src": c.src.name(),
+                "dst": c.dst.name(),
+                "ports": c.port_items(),
+                "causes": c.causes.iter().map(|cause| json!({
+                    "direction": cause.direction.name(),
+                    "endpoint": cause.endpoint,
+                    "now": reason_json(&cause.now),
+                    "was": reason_json(&cause.was),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let identities: Vec<Value> = diff
+        .identities
+        .iter()
+        .map(|c| match c {
+            IdentityChange::Added(l) => json!({"change": "added", "new": identity_json(l)}),
+            IdentityChange::Removed(l) => json!({"change": "removed", "old": identity_json(l)}),
+            IdentityChange::Renumbered { old, new } => {
+                json!({"change": "renumbered", "old_identity": old, "new": identity_json(new)})
+            }
+        })
+        .collect();
+    let maps: Vec<Value> = diff
+        .maps
+        .iter()
+        .map(|m| json!({"node": m.node, "file": m.file, "removed": m.removed, "added": m.added}))
+        .collect();
+    json!({
+        "old": sides.old,
+        "new": sides.new,
+        "changed": !diff.is_empty(),
+        "summary": summary(diff),
+        "connections": connections,
+        "endpoints": {"added": diff.endpoints_added, "removed": diff.endpoints_removed},
+        "identities": identities,
+        "maps": maps,
+    })
+}

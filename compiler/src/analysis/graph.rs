@@ -1,0 +1,344 @@
+//! The allowed-connectivity graph: workloads as nodes (grouped by
+//! namespace), outside address ranges as nodes, an edge for what may flow
+//! from one to the other, labelled with protocols and ports, and a dashed
+//! edge for what an explicit deny rule blocks.
+//!
+//! The graph is a `petgraph` [`DiGraph`] built from the connectivity table
+//! ([`crate::analysis::connectivity`], the reference evaluator). A
+//! "blocked by a deny rule" edge holds the ports that the same cluster
+//! would allow if its deny rules were removed (policies keep isolating what
+//! they isolate): a deny that only repeats what default deny already drops
+//! draws nothing. Outside address segments with exactly the same edges are
+//! merged into one node, so the picture has one "world" node rather than
+//! one per prefix boundary. [`to_dot`] renders Graphviz DOT,
+//! deterministically.
+
+use crate::analysis::connectivity::{address_segments, allowed_between, port_cuts, Allowed, PROTOCOLS};
+use petgraph::graph::{DiGraph, NodeIndex};
+use policyc_ir::cidr::{from_u128, to_u128};
+use policyc_ir::cluster::{Cluster, EndpointKind};
+use policyc_ir::eval::Party;
+use policyc_ir::policy::Action;
+use policyc_ir::protocol::PortRange;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// A node: an endpoint or a group of outside address ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GraphNode {
+    /// An endpoint of the cluster.
+    Endpoint {
+        /// Namespace (the cluster it is drawn in).
+        namespace: String,
+        /// Display name (`ns/pod`), the node's DOT id.
+        name: String,
+        /// What the node shows: the pod or workload name.
+        label: String,
+    },
+    /// Outside addresses on which the policies decide alike.
+    Outside {
+        /// The inclusive ranges, in address order.
+        ranges: Vec<(IpAddr, IpAddr)>,
+    },
+}
+
+/// An edge: allowed traffic, or traffic a deny rule blocks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EdgeKind {
+    /// Allowed.
+    Allowed,
+    /// Dropped by an explicit deny rule that overrides an allow.
+    Denied,
+}
+
+/// The protocols and ports of an edge.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GraphEdge {
+    /// Allowed or denied.
+    pub kind: EdgeKind,
+    /// `all`, or items like `TCP/8080`, `UDP/53`.
+    pub items: Vec<String>,
+}
+
+/// The connectivity graph of a cluster.
+pub type ConnectivityGraph = DiGraph<GraphNode, GraphEdge>;
+
+/// Per peer: (the other peer, whether it is the destination, edge).
+type Signature = Vec<(usize, bool, GraphEdge)>;
+
+fn items(a: &Allowed) -> Vec<String> {
+    if a.is_all() {
+        vec!["all".to_string()]
+    } else {
+        a.items()
+    }
+}
+
+/// `a` minus `b`, both sorted disjoint ranges with `b`'s ports inside `a`'s.
+fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
+    let mut out = Vec::new();
+    for r in a {
+        let mut lo = u32::from(r.lo);
+        for x in b.iter().filter(|x| x.hi >= r.lo && x.lo <= r.hi) {
+            if u32::from(x.lo) > lo {
+                out.push(PortRange { lo: lo as u16, hi: x.lo - 1 });
+            }
+            lo = u32::from(x.hi) + 1;
+        }
+        if lo <= u32::from(r.hi) {
+            out.push(PortRange { lo: lo as u16, hi: r.hi });
+        }
+    }
+    out
+}
+
+/// Builds the graph of `cluster`.
+pub fn build(cluster: &Cluster) -> ConnectivityGraph {
+    let mut relaxed = cluster.clone();
+    for p in &mut relaxed.policies {
+        p.rules.retain(|r| r.action == Action::Allow);
+    }
+    let cuts = port_cuts(cluster);
+    let segments = address_segments(cluster, &[]);
+    let n = cluster.endpoints.len();
+    let party = |i: usize| if i < n { Party::Endpoint(i) } else { Party::External(segments[i - n].0) };
+
+    // Every edge between parties (endpoint indices, then segments).
+    let mut edges: Vec<(usize, usize, GraphEdge)> = Vec::new();
+    for s in 0..n + segments.len() {
+        for d in 0..n + segments.len() {
+            if s == d || (s >= n && d >= n) {
+                continue;
+            }
+            let allowed = allowed_between(cluster, party(s), party(d), &cuts);
+            let without_denies = allowed_between(&relaxed, party(s), party(d), &cuts);
+            let mut blocked = Allowed::default();
+            for pi in 0..PROTOCOLS.len() {
+                blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
+            }
+            if !allowed.is_empty() {
+                edges.push((s, d, GraphEdge { kind: EdgeKind::Allowed, items: items(&allowed) }));
+            }
+            if !blocked.is_empty() {
+                edges.push((s, d, GraphEdge { kind: EdgeKind::Denied, items: items(&blocked) }));
+            }
+        }
+    }
+
+    // Outside segments with the same edges become one node.
+    let mut signatures: BTreeMap<usize, Signature> = BTreeMap::new();
+    for (s, d, e) in &edges {
+        if *s >= n {
+            signatures.entry(*s).or_default().push((*d, true, e.clone()));
+        }
+        if *d >= n {
+            signatures.entry(*d).or_default().push((*s, false, e.clone()));
+        }
+    }
+    let mut groups: BTreeMap<Signature, Vec<usize>> = BTreeMap::new();
+    for (segment, mut signature) in signatures {
+        signature.sort();
+        groups.entry(signature).or_default().push(segment);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.sort();
+
+    let mut graph = ConnectivityGraph::new();
+    let mut index: BTreeMap<usize, NodeIndex> = BTreeMap::new();
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        let label = match &e.kind {
+            EndpointKind::Pod => e.name.clone(),
+            EndpointKind::Workload(kind) => format!("{} [{kind}]", e.name),
+        };
+        let node =
+            graph.add_node(GraphNode::Endpoint { namespace: e.namespace.clone(), name: e.display_name(), label });
+        index.insert(i, node);
+    }
+    for group in &groups {
+        let ranges = group.iter().map(|&s| segments[s - n]).collect();
+        let node = graph.add_node(GraphNode::Outside { ranges });
+        for &s in group {
+            index.insert(s, node);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (s, d, e) in edges {
+        let (a, b) = (index[&s], index[&d]);
+        // Segments merged into one node give the same edge several times.
+        if seen.insert((a, b, e.clone())) {
+            graph.add_edge(a, b, e);
+        }
+    }
+    graph
+}
+
+/// A range as a CIDR when it is one (`10.0.0.0/8`), else `first - last`.
+pub fn range_text(first: IpAddr, last: IpAddr) -> String {
+    let (lo, hi) = (to_u128(first), to_u128(last));
+    let bits: u32 = if first.is_ipv6() { 128 } else { 32 };
+    let size = hi.wrapping_sub(lo).wrapping_add(1);
+    // The whole IPv6 space has size 2^128, which wraps to 0.
+    let host_bits = if size == 0 { 128 } else { size.trailing_zeros() };
+    let exact = (size == 0 || size.is_power_of_two()) && (host_bits >= 128 || lo & ((1u128 << host_bits) - 1) == 0);
+    if exact {
+        format!("{}/{}", from_u128(lo, first.is_ipv6()), bits - host_bits.min(bits))
+    } else {
+        format!("{first} - {last}")
+    }
+}
+
+/// How an outside node is labelled: its ranges, at most four lines.
+fn outside_label(ranges: &[(IpAddr, IpAddr)]) -> String {
+    let mut lines: Vec<String> = ranges.iter().take(4).map(|&(a, b)| range_text(a, b)).collect();
+    if ranges.len() > 4 {
+        lines.truncate(3);
+        lines.push(format!("(+{} more ranges)", ranges.len() - 3));
+    }
+    format!("outside\n{}", lines.join("\n"))
+}
+
+/// A DOT quoted string.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+fn node_id(node: &GraphNode) -> String {
+    match node {
+        GraphNode::Endpoint { name, .. } => name.clone(),
+        GraphNode::Outside { ranges } => format!("outside:{}", range_text(ranges[0].0, ranges[0].1)),
+    }
+}
+
+/// Graphviz DOT: namespaces as clusters, outside addresses in their own
+/// cluster, allowed edges solid, edges a deny rule blocks dashed red. An
+/// endpoint with the same edge to every outside node is drawn with one
+/// edge to the outside cluster's border.
+pub fn to_dot(graph: &ConnectivityGraph) -> String {
+    let mut out = String::new();
+    out.push_str("digraph policyc {\n");
+    out.push_str("  graph [rankdir=LR, newrank=true, compound=true, fontname=\"Helvetica\", fontsize=12, nodesep=0.3, ranksep=1.2];\n");
+    out.push_str(
+        "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#eef3fb\", fontname=\"Helvetica\", fontsize=11];\n",
+    );
+    out.push_str("  edge [fontname=\"Helvetica\", fontsize=9, color=\"#3b6ea8\"];\n");
+    let mut by_namespace: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    let mut outside: Vec<&GraphNode> = Vec::new();
+    for node in graph.node_weights() {
+        match node {
+            GraphNode::Endpoint { namespace, name, label } => {
+                by_namespace.entry(namespace).or_default().push((name, label))
+            }
+            GraphNode::Outside { .. } => outside.push(node),
+        }
+    }
+    for (ns, nodes) in &by_namespace {
+        let _ = writeln!(out, "  subgraph {} {{", quote(&format!("cluster_ns_{ns}")));
+        let _ = writeln!(out, "    label={}; style=\"rounded\"; color=\"#9aa5b1\";", quote(&format!("namespace {ns}")));
+        for (name, label) in nodes {
+            let _ = writeln!(out, "    {} [label={}];", quote(name), quote(label));
+        }
+        out.push_str("  }\n");
+    }
+    if !outside.is_empty() {
+        out.push_str("  subgraph \"cluster_outside\" {\n");
+        out.push_str("    label=\"outside the cluster\"; style=\"dashed\"; color=\"#9aa5b1\";\n");
+        for node in outside {
+            if let GraphNode::Outside { ranges } = node {
+                let _ = writeln!(
+                    out,
+                    "    {} [label={}, shape=ellipse, fillcolor=\"#f5f5f5\"];",
+                    quote(&node_id(node)),
+                    quote(&outside_label(ranges))
+                );
+            }
+        }
+        out.push_str("  }\n");
+    }
+    // An endpoint with the same edge to every outside node gets one edge
+    // to the "outside the cluster" box instead (`lhead`/`ltail`).
+    let outside_nodes: Vec<NodeIndex> =
+        graph.node_indices().filter(|&i| matches!(graph[i], GraphNode::Outside { .. })).collect();
+    let mut to_outside: BTreeMap<(NodeIndex, bool, &GraphEdge), Vec<NodeIndex>> = BTreeMap::new();
+    for e in graph.edge_indices() {
+        let Some((a, b)) = graph.edge_endpoints(e) else { continue };
+        match (&graph[a], &graph[b]) {
+            (GraphNode::Endpoint { .. }, GraphNode::Outside { .. }) => {
+                to_outside.entry((a, true, &graph[e])).or_default().push(b)
+            }
+            (GraphNode::Outside { .. }, GraphNode::Endpoint { .. }) => {
+                to_outside.entry((b, false, &graph[e])).or_default().push(a)
+            }
+            _ => {}
+        }
+    }
+    let whole_outside: std::collections::BTreeSet<(NodeIndex, bool, &GraphEdge)> = to_outside
+        .into_iter()
+        .filter(|(_, nodes)| outside_nodes.len() > 1 && nodes.len() == outside_nodes.len())
+        .map(|(key, _)| key)
+        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    for e in graph.edge_indices() {
+        let Some((a, b)) = graph.edge_endpoints(e) else { continue };
+        let edge = &graph[e];
+        let mut attributes = Vec::new();
+        let (from_endpoint, to_endpoint) =
+            (matches!(graph[a], GraphNode::Endpoint { .. }), matches!(graph[b], GraphNode::Endpoint { .. }));
+        if from_endpoint && !to_endpoint && whole_outside.contains(&(a, true, edge)) {
+            if b != outside_nodes[0] {
+                continue;
+            }
+            attributes.push("lhead=\"cluster_outside\"".to_string());
+        }
+        if !from_endpoint && to_endpoint && whole_outside.contains(&(b, false, edge)) {
+            if a != outside_nodes[0] {
+                continue;
+            }
+            attributes.push("ltail=\"cluster_outside\"".to_string());
+        }
+        let label = edge.items.join("\n");
+        match edge.kind {
+            EdgeKind::Allowed => attributes.insert(0, format!("label={}", quote(&label))),
+            EdgeKind::Denied => {
+                attributes.insert(0, format!("label={}", quote(&format!("deny {label}"))));
+                attributes.push("style=dashed, color=\"#c0392b\", fontcolor=\"#c0392b\"".to_string());
+            }
+        }
+        lines.push(format!(
+            "  {} -> {} [{}];",
+            quote(&node_id(&graph[a])),
+            quote(&node_id(&graph[b])),
+            attributes.join(", ")
+        ));
+    }
+    lines.sort();
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_print_as_cidrs_when_they_are() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(range_text(ip("10.0.0.0"), ip("10.255.255.255")), "10.0.0.0/8");
+        assert_eq!(range_text(ip("0.0.0.0"), ip("255.255.255.255")), "0.0.0.0/0");
+        assert_eq!(range_text(ip("169.254.169.254"), ip("169.254.169.254")), "169.254.169.254/32");
+        assert_eq!(range_text(ip("11.0.0.0"), ip("169.253.255.255")), "11.0.0.0 - 169.253.255.255");
+        assert_eq!(range_text(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), "::/0");
+    }
+
+    #[test]
+    fn subtracts_port_ranges() {
+        let r = |lo, hi| PortRange { lo, hi };
+        assert_eq!(subtract(&[r(9100, 9110)], &[r(9100, 9108), r(9110, 9110)]), [r(9109, 9109)]);
+        assert_eq!(subtract(&[r(1, 65535)], &[]), [r(1, 65535)]);
+        assert_eq!(subtract(&[r(1, 10)], &[r(1, 10)]), []);
+    }
+}
