@@ -52,7 +52,9 @@ static __always_inline void *header(struct __sk_buff *skb, __u32 offset, __u32 s
 }
 
 /* ICMP echo: the identifier acts as the port of the asker, so that the
- * reply is found as the reverse of the request. */
+ * reply is found as the reverse of the request. Other types are flows of
+ * their own, one per type, so that an allowed type never lets another
+ * through as "established". */
 static __always_inline void icmp_tuple(struct packet *p, __u8 type, __be16 id, __u8 request, __u8 reply)
 {
 	p->policy_port = bpf_htons(type);
@@ -60,6 +62,8 @@ static __always_inline void icmp_tuple(struct packet *p, __u8 type, __be16 id, _
 		p->tuple.sport = id;
 	else if (type == reply)
 		p->tuple.dport = id;
+	else
+		p->tuple.dport = bpf_htons(type);
 }
 
 static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p, __u32 offset)

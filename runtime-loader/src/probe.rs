@@ -1,0 +1,148 @@
+//! Probing a bundle's programs with `BPF_PROG_TEST_RUN`: the bundle is
+//! loaded into a scratch root of its own (its own pinned maps, nothing
+//! attached, the node's policy untouched), and crafted packets are run
+//! through the real programs in the kernel. `policyc-loader probe` uses it
+//! to show what the datapath does with a packet; the tests use it to check
+//! the programs against `ir::eval`, and the benchmark to time them.
+
+use crate::bundle::Bundle;
+use crate::error::{kernel, LoaderError};
+use crate::maps;
+use crate::packet::ProbePacket;
+use crate::paths::Paths;
+use crate::programs::{self, LoadedEndpoint};
+use aya::maps::{HashMap, Map, MapData};
+use aya::programs::{TestRun, TestRunOptions};
+use policyc_ebpf::abi::{CtKey, StateValue};
+use policyc_ebpf::Template;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// `TC_ACT_SHOT`: the program dropped the packet.
+pub const TC_ACT_SHOT: u32 = 2;
+
+/// One hook's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HookVerdict {
+    /// The endpoint whose program ran.
+    pub endpoint: String,
+    /// The program.
+    pub program: &'static str,
+    /// Its return value.
+    pub return_value: u32,
+}
+
+impl HookVerdict {
+    /// Whether the packet passed the hook.
+    pub fn passed(&self) -> bool {
+        self.return_value != TC_ACT_SHOT
+    }
+}
+
+/// Both hooks' outcomes for a packet on this bundle's node: the source's
+/// `from_container` if the source is a local endpoint, the destination's
+/// `to_container` if the destination is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeVerdict {
+    /// Egress of the source.
+    pub egress: Option<HookVerdict>,
+    /// Ingress of the destination.
+    pub ingress: Option<HookVerdict>,
+}
+
+struct ProbeEndpoint {
+    addresses: Vec<IpAddr>,
+    loaded: LoadedEndpoint,
+}
+
+/// A bundle loaded into a scratch root. Dropping it unpins its maps.
+pub struct Probe {
+    paths: Paths,
+    endpoints: Vec<ProbeEndpoint>,
+}
+
+impl Probe {
+    /// Loads every endpoint's programs of `bundle` and its entries into the
+    /// maps pinned under `paths.root`, which must not exist yet.
+    pub fn load(paths: Paths, bundle: &Bundle) -> Result<Probe, LoaderError> {
+        if paths.root.exists() {
+            return Err(LoaderError::Kernel(format!("probe root `{}` exists already", paths.root.display())));
+        }
+        // From here on, Drop cleans up whatever was pinned.
+        let mut probe = Probe { paths, endpoints: Vec::new() };
+        for e in &bundle.endpoints {
+            let loaded = programs::load_endpoint(&probe.paths, e)?;
+            probe.endpoints.push(ProbeEndpoint { addresses: e.addresses.clone(), loaded });
+        }
+        if probe.endpoints.is_empty() {
+            return Err(LoaderError::Kernel("the bundle has no endpoint to probe".into()));
+        }
+        maps::write_generation(&probe.paths, bundle, 1)?;
+        maps::write_state(&probe.paths, StateValue { generation: 1, serial: 1 })?;
+        Ok(probe)
+    }
+
+    fn endpoint_of(&self, ip: IpAddr) -> Option<&ProbeEndpoint> {
+        self.endpoints.iter().find(|e| e.addresses.contains(&ip))
+    }
+
+    /// Runs `frame` through `template`'s program of the endpoint holding
+    /// address `ip`, `repeat` times; the return value and the kernel's mean
+    /// time per run.
+    pub fn run(
+        &mut self,
+        ip: IpAddr,
+        template: Template,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), LoaderError> {
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| e.addresses.contains(&ip))
+            .ok_or_else(|| LoaderError::Kernel(format!("no endpoint of the bundle has address {ip}")))?;
+        let program = self.endpoints[index].loaded.program(template)?;
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+        let result = program.test_run(opts).map_err(|e| kernel("BPF_PROG_TEST_RUN", e))?;
+        Ok((result.return_value, result.duration))
+    }
+
+    /// What the programs do with the first packet of `packet`'s connection.
+    pub fn judge(&mut self, packet: &ProbePacket) -> Result<ProbeVerdict, LoaderError> {
+        let frame = packet.to_bytes();
+        let mut hook = |ip: IpAddr, template: Template| -> Result<Option<HookVerdict>, LoaderError> {
+            let Some(endpoint) = self.endpoint_of(ip).map(|e| e.loaded.name.clone()) else { return Ok(None) };
+            let (return_value, _) = self.run(ip, template, &frame, 1)?;
+            Ok(Some(HookVerdict { endpoint, program: template.program_name(), return_value }))
+        };
+        let egress = hook(packet.src, Template::FromContainer)?;
+        let ingress = hook(packet.dst, Template::ToContainer)?;
+        Ok(ProbeVerdict { egress, ingress })
+    }
+
+    /// Forgets every tracked connection, so the next packet of any flow is
+    /// judged by policy again.
+    pub fn clear_conntrack(&self) -> Result<(), LoaderError> {
+        let path = self.paths.map("conntrack");
+        let data = MapData::from_pin(&path).map_err(|e| kernel("conntrack", e))?;
+        let map = Map::from_map_data(data).map_err(|e| kernel("conntrack", e))?;
+        let mut ct: HashMap<MapData, [u8; std::mem::size_of::<CtKey>()], [u8; 16]> =
+            HashMap::try_from(map).map_err(|e| kernel("conntrack", e))?;
+        let keys: Vec<_> = ct.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            ct.remove(&k).map_err(|e| kernel("conntrack", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        // Best effort: pins of a scratch root; programs unload with their fds.
+        for layout in policyc_ebpf::abi::MAPS {
+            let _ = std::fs::remove_file(self.paths.map(layout.name));
+        }
+        let _ = std::fs::remove_dir(self.paths.maps());
+        let _ = std::fs::remove_dir(&self.paths.root);
+    }
+}

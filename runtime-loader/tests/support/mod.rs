@@ -1,0 +1,74 @@
+//! Shared by the kernel tests: the root check, scratch places that clean up
+//! after themselves, and compiling a manifest directory into bundles.
+#![allow(dead_code)] // each test binary uses its own part of the support
+
+use policyc::emit::{emit, BundleOptions};
+use policyc::pipeline::{load, Loaded};
+use policyc_loader::bundle::Bundle;
+use policyc_loader::paths::Paths;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Fails the test, loudly, where kernel tests cannot run.
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1));
+    assert_eq!(uid, Some("0"), "kernel tests need root (CAP_BPF, CAP_NET_ADMIN); run them as root, as .ci/run does");
+    policyc_loader::bpffs::ensure_mounted(Path::new("/sys/fs/bpf")).expect("bpffs at /sys/fs/bpf");
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after `tag` and this process.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("policyc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Loader paths under a bpffs root and state directory of their own.
+pub fn scratch_paths(tag: &str, state: &TempDir) -> Paths {
+    Paths::new(Path::new("/sys/fs/bpf"), &format!("policyc-test-{tag}-{}", std::process::id()), &state.0.join(tag))
+}
+
+/// The manifests of `dir` compiled into one bundle per node (read back as
+/// the loader reads them), or `None` if the input has errors.
+pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
+    let loaded = load(&[dir.to_path_buf()]);
+    if loaded.has_errors() {
+        return None;
+    }
+    let cluster = &loaded.lowered.cluster;
+    let resolved = policyc_ir::resolve::resolve(cluster);
+    let bundles = emit(cluster, &resolved, None, &BundleOptions::default()).expect("emit");
+    let mut read = BTreeMap::new();
+    for b in bundles {
+        let path = out.0.join(&b.node);
+        b.write_to(&path).unwrap();
+        read.insert(b.node.clone(), Bundle::read(&path).expect("the loader reads what policyc writes"));
+    }
+    Some((loaded, read))
+}
+
+/// The golden inputs and the example cluster.
+pub fn golden_inputs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("tests/golden"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("input"))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.push(root.join("examples/policies"));
+    dirs
+}
