@@ -136,7 +136,7 @@ fn remove_new_pins(paths: &Paths, existed: &[&str]) {
 /// Applies the bundle in `dir`.
 pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
     let mut phases = Phases { start: Instant::now(), done: Vec::new() };
-    let bundle = Bundle::read(dir)?;
+    let bundle = Bundle::read(&crate::bundle::locate(dir)?)?;
     let _lock = lock(paths)?;
     let record = Record::read(paths)?;
     phases.mark("read");

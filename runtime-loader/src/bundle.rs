@@ -169,6 +169,28 @@ fn text(dir: &Path, relative: &str, hasher: &mut Sha256) -> Result<String, Bundl
         .map_err(|_| BundleError::Manifest(format!("`{relative}` is not UTF-8 text")))
 }
 
+/// The bundle directory `path` names: `path` itself if it holds a
+/// `manifest.json`, else the one bundle among its subdirectories (what
+/// `policyc compile --node N --out DIR` writes), else an error listing them.
+pub fn locate(path: &Path) -> Result<PathBuf, BundleError> {
+    if path.join("manifest.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let entries = std::fs::read_dir(path).map_err(|error| BundleError::Io { path: path.to_path_buf(), error })?;
+    let mut bundles: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("manifest.json").is_file()).collect();
+    bundles.sort();
+    match bundles.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(BundleError::Manifest(format!("`{}` holds no bundle (no manifest.json)", path.display()))),
+        many => Err(BundleError::Manifest(format!(
+            "`{}` holds bundles of several nodes; name this node's: {}",
+            path.display(),
+            many.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 impl Bundle {
     /// Reads and checks the bundle in `dir`.
     pub fn read(dir: &Path) -> Result<Bundle, BundleError> {

@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 use policyc_loader::apply::{apply, ApplyOptions};
 use policyc_loader::bpffs;
+use policyc_loader::bundle::{locate, Bundle};
+use policyc_loader::packet::{self, ProbePacket};
 use policyc_loader::paths::Paths;
+use policyc_loader::probe::{HookVerdict, Probe};
 use policyc_loader::status::status;
 use policyc_loader::uninstall::uninstall;
 use std::path::PathBuf;
@@ -42,6 +45,25 @@ enum Command {
     },
     /// Show the bundle in force, generations, map fill levels and links.
     Status,
+    /// Run a packet through a bundle's programs in the kernel
+    /// (BPF_PROG_TEST_RUN) without touching what is in force: the bundle
+    /// is loaded into a scratch root and removed afterwards.
+    Probe {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// Source address.
+        #[arg(long)]
+        from: std::net::IpAddr,
+        /// Destination address.
+        #[arg(long)]
+        to: std::net::IpAddr,
+        /// Protocol: tcp, udp, sctp, icmp, icmpv6.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Destination port (ICMP: the type).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Detach and unpin everything under the root.
     Uninstall,
 }
@@ -86,6 +108,44 @@ fn main() -> ExitCode {
                     out
                 }
             })
+        }
+        Command::Probe { bundle, from, to, protocol, port } => {
+            let number = match protocol.to_ascii_lowercase().as_str() {
+                "tcp" => packet::TCP,
+                "udp" => packet::UDP,
+                "sctp" => packet::SCTP,
+                "icmp" => packet::ICMP,
+                "icmpv6" => packet::ICMPV6,
+                other => {
+                    eprintln!("error: unknown protocol `{other}` (tcp, udp, sctp, icmp, icmpv6)");
+                    return ExitCode::from(2);
+                }
+            };
+            if from.is_ipv4() != to.is_ipv4() {
+                eprintln!("error: --from and --to must be of one address family");
+                return ExitCode::from(2);
+            }
+            let packet = ProbePacket { src: *from, dst: *to, protocol: number, sport: 40000, dport: *port };
+            let scratch = Paths::new(&cli.bpffs, &format!("{}-probe-{}", cli.root, std::process::id()), &cli.state);
+            bpffs::ensure_mounted(&cli.bpffs)
+                .and_then(|()| Ok(Bundle::read(&locate(bundle)?)?))
+                .and_then(|b| Probe::load(scratch, &b))
+                .and_then(|mut probe| probe.judge(&packet))
+                .map(|v| {
+                    if cli.json {
+                        return serde_json::to_string_pretty(&v).unwrap_or_default();
+                    }
+                    let line = |side: &str, h: &Option<HookVerdict>| match h {
+                        Some(h) => format!(
+                            "{side}: {} of {} {}",
+                            h.program,
+                            h.endpoint,
+                            if h.passed() { "passes" } else { "drops" }
+                        ),
+                        None => format!("{side}: not a local endpoint of this bundle"),
+                    };
+                    format!("{}\n{}", line("egress ", &v.egress), line("ingress", &v.ingress))
+                })
         }
         Command::Status => {
             status(&paths)

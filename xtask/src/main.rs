@@ -56,6 +56,8 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    // The committed datapath objects must be what their sources build.
+    ebpf::run(&["--check".to_string()])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     // Golden files are compared, never rewritten, in CI.
     cargo(&["test", "--workspace", "--no-fail-fast"], &[("INSTA_UPDATE", "no"), ("CI", "true")])
