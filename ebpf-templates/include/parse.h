@@ -66,6 +66,18 @@ static __always_inline void icmp_tuple(struct packet *p, __u8 type, __be16 id, _
 		p->tuple.dport = bpf_htons(type);
 }
 
+/* IPv6 traffic that stays on the link: multicast destination, or a
+ * link-local (fe80::/10) source or destination. */
+static __always_inline int link_scope(const struct packet *p)
+{
+	if (p->tuple.family != FAMILY_IPV6)
+		return 0;
+	if (p->tuple.daddr[0] == 0xff)
+		return 1;
+	return (p->tuple.saddr[0] == 0xfe && (p->tuple.saddr[1] & 0xc0) == 0x80) ||
+	       (p->tuple.daddr[0] == 0xfe && (p->tuple.daddr[1] & 0xc0) == 0x80);
+}
+
 static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p, __u32 offset)
 {
 	switch (p->tuple.protocol) {
@@ -109,8 +121,12 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p, __u
 		if (!icmp)
 			return PARSE_INVALID;
 		type = icmp[0];
-		/* MLD (130-132, 143) and NDP (133-137) keep the link working. */
-		if ((type >= 130 && type <= 137) || type == 143)
+		/* MLD (130-132, 143) and NDP (133-137) keep the link working.
+		 * They never leave the link, so only link-scope ones pass without
+		 * policy: to a multicast group or from or to a link-local
+		 * address. The same types between routable addresses are judged
+		 * like any other packet. */
+		if (((type >= 130 && type <= 137) || type == 143) && link_scope(p))
 			p->neighbor_discovery = 1;
 		__builtin_memcpy(&id, icmp + 4, 2);
 		icmp_tuple(p, type, id, 128, 129);

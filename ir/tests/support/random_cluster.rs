@@ -1,0 +1,329 @@
+//! Random clusters, policies and packets for differential tests: shared
+//! by `ir/tests/compiled_vs_eval.rs` (compiled maps against `eval`) and
+//! `runtime-loader/tests/datapath_proptest.rs` (the BPF programs against
+//! `eval`), which includes this file by path.
+//!
+//! Generated clusters never hold two pods with the same identity labels but
+//! different named ports: the datapath resolves an egress named port per
+//! peer *identity* (it cannot tell apart pods sharing one), so for such pods
+//! the compiled form is the union of their ports while `eval` looks at the
+//! one pod. Here a pod's named ports are a function of its `app` label,
+//! which is part of its identity.
+#![allow(dead_code)] // each including test uses its own part
+
+use policyc_ir::cidr::Cidr;
+use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
+use policyc_ir::eval::Party;
+use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL};
+use policyc_ir::policy::{
+    Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
+};
+use policyc_ir::protocol::{Direction, PortRange, Protocol};
+use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+use proptest::prelude::*;
+use std::net::IpAddr;
+
+pub const NAMESPACES: [&str; 3] = ["alpha", "beta", "gamma"];
+pub const APPS: [&str; 3] = ["web", "db", "api"];
+pub const NODES: [(&str, &str, &str); 2] = [("n1", "10.100.0.1", "fd00:100::1"), ("n2", "10.100.0.2", "fd00:100::2")];
+pub const EXTERNAL_V4: [&str; 10] = [
+    "192.0.2.1",
+    "192.0.2.5",
+    "192.0.2.130",
+    "192.0.3.1",
+    "198.51.100.7",
+    "203.0.113.1",
+    "203.0.113.70",
+    "8.8.8.8",
+    "10.200.99.99",
+    "10.1.2.3",
+];
+pub const EXTERNAL_V6: [&str; 5] = ["2001:db8::1", "2001:db8:1::1", "2001:db8:2::9", "2606:4700::1", "fd00:200::ff"];
+pub const PORTS: [u16; 10] = [0, 8, 53, 80, 443, 1000, 8080, 8443, 9000, 65535];
+
+pub fn cidr(s: &str) -> Cidr {
+    Cidr::parse_strict(s).unwrap()
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A pod: namespace index, app index (or none), tier (or none), node index.
+pub type PodSpec = (usize, Option<usize>, Option<bool>, usize);
+
+pub fn pod_spec() -> impl Strategy<Value = PodSpec> {
+    (0usize..3, proptest::option::weighted(0.8, 0usize..3), proptest::option::of(any::<bool>()), 0usize..2)
+}
+
+/// Per app: the number of its `http` (TCP) port and its `dns` (UDP) port.
+pub fn app_ports() -> impl Strategy<Value = [(u16, u16); 3]> {
+    let port = || (prop_oneof![Just(80u16), Just(8080), Just(8443)], prop_oneof![Just(53u16), Just(1000)]);
+    [port(), port(), port()]
+}
+
+pub fn build_cluster(ns_count: usize, team_of: &[bool], pods: &[PodSpec], ports: &[(u16, u16); 3]) -> Cluster {
+    let mut cluster = Cluster::default();
+    for (n, ns) in NAMESPACES.iter().enumerate().take(ns_count) {
+        let team = if team_of[n] { "x" } else { "y" };
+        cluster.namespaces.insert(ns.to_string(), Labels::from_pairs([(NAMESPACE_NAME_LABEL, *ns), ("team", team)]));
+    }
+    for (i, &(ns, app, tier, node)) in pods.iter().enumerate() {
+        let ns = ns % ns_count;
+        let namespace = NAMESPACES[ns];
+        let mut labels = Labels::new();
+        labels.insert(NAMESPACE_LABEL, namespace);
+        for (k, v) in cluster.namespaces[namespace].iter() {
+            labels.insert(format!("{NAMESPACE_LABELS_PREFIX}{k}"), v);
+        }
+        let mut named_ports = Vec::new();
+        if let Some(app) = app {
+            labels.insert("app", APPS[app]);
+            let (http, dns) = ports[app];
+            named_ports.push(NamedPort { name: "http".into(), protocol: Protocol::Tcp, port: http });
+            named_ports.push(NamedPort { name: "dns".into(), protocol: Protocol::Udp, port: dns });
+            named_ports.push(NamedPort { name: "dns".into(), protocol: Protocol::Tcp, port: dns });
+        }
+        if let Some(tier) = tier {
+            labels.insert("tier", if tier { "fe" } else { "be" });
+        }
+        let n = i + 1;
+        cluster.endpoints.push(Endpoint {
+            namespace: namespace.into(),
+            name: format!("pod{n}"),
+            kind: EndpointKind::Pod,
+            labels,
+            ips: vec![ip(&format!("10.200.0.{n}")), ip(&format!("fd00:200::{n}"))],
+            node: Some(NODES[node].0.into()),
+            named_ports,
+        });
+    }
+    // A workload with no IPs: it has an identity peers can select, but no
+    // traffic.
+    cluster.endpoints.push(Endpoint {
+        namespace: NAMESPACES[0].into(),
+        name: "deploy".into(),
+        kind: EndpointKind::Workload("Deployment".into()),
+        labels: Labels::from_pairs([(NAMESPACE_LABEL, NAMESPACES[0]), ("app", "batch")]),
+        ips: vec![],
+        node: None,
+        named_ports: vec![],
+    });
+    for (name, v4, v6) in NODES {
+        cluster.nodes.push(Node { name: name.into(), labels: Labels::new(), ips: vec![ip(v4), ip(v6)] });
+    }
+    cluster
+}
+
+pub fn requirement() -> impl Strategy<Value = Requirement> {
+    let ns_team = format!("{NAMESPACE_LABELS_PREFIX}team");
+    prop_oneof![
+        (0usize..3).prop_map(|a| Requirement::equals("app", APPS[a])),
+        Just(Requirement { key: "app".into(), operator: Operator::In, values: vec!["web".into(), "db".into()] }),
+        Just(Requirement { key: "app".into(), operator: Operator::NotIn, values: vec!["db".into()] }),
+        Just(Requirement { key: "tier".into(), operator: Operator::Exists, values: vec![] }),
+        Just(Requirement { key: "tier".into(), operator: Operator::DoesNotExist, values: vec![] }),
+        (0usize..3).prop_map(|n| Requirement::equals(NAMESPACE_LABEL, NAMESPACES[n])),
+        Just(Requirement::equals(ns_team, "x")),
+    ]
+}
+
+pub fn selector() -> impl Strategy<Value = LabelSelector> {
+    proptest::collection::vec(requirement(), 0..3).prop_map(|requirements| LabelSelector { requirements })
+}
+
+/// Selectors for `fromRequires`: also reserved labels, which only
+/// non-endpoint peers carry.
+pub fn requires_selector() -> impl Strategy<Value = LabelSelector> {
+    prop_oneof![
+        3 => selector(),
+        1 => Just(LabelSelector::everything().with(Requirement {
+            key: "reserved:world".into(),
+            operator: Operator::DoesNotExist,
+            values: vec![],
+        })),
+        1 => Just(LabelSelector::everything().with(Requirement {
+            key: "reserved:remote-node".into(),
+            operator: Operator::Exists,
+            values: vec![],
+        })),
+    ]
+}
+
+pub fn cidr_peer() -> impl Strategy<Value = Peer> {
+    let options: Vec<(&str, Vec<&str>)> = vec![
+        ("192.0.2.0/24", vec![]),
+        ("192.0.2.0/24", vec!["192.0.2.128/25"]),
+        ("192.0.2.0/24", vec!["192.0.2.0/29", "192.0.2.128/25"]),
+        ("192.0.0.0/8", vec!["192.0.2.0/24"]),
+        ("192.0.0.0/8", vec![]),
+        ("198.51.100.0/24", vec![]),
+        ("203.0.113.0/24", vec!["203.0.113.64/26"]),
+        ("203.0.113.64/26", vec![]),
+        ("10.0.0.0/8", vec![]),
+        ("0.0.0.0/0", vec!["10.0.0.0/8"]),
+        ("0.0.0.0/0", vec![]),
+        ("2001:db8::/32", vec![]),
+        ("2001:db8::/32", vec!["2001:db8:1::/48"]),
+        ("::/0", vec!["2001:db8::/32"]),
+    ];
+    proptest::sample::select(options)
+        .prop_map(|(c, except)| Peer::Cidr { cidr: cidr(c), except: except.into_iter().map(cidr).collect() })
+}
+
+pub fn peer() -> impl Strategy<Value = Peer> {
+    prop_oneof![
+        3 => selector().prop_map(Peer::Endpoints),
+        2 => cidr_peer(),
+        2 => proptest::sample::select(Entity::ALL.to_vec()).prop_map(Peer::Entity),
+    ]
+}
+
+pub fn protocol() -> impl Strategy<Value = Option<Protocol>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Protocol::Tcp)),
+        Just(Some(Protocol::Udp)),
+        Just(Some(Protocol::Sctp)),
+        Just(Some(Protocol::Icmp)),
+        Just(Some(Protocol::Icmpv6)),
+    ]
+}
+
+pub fn port_spec() -> impl Strategy<Value = PortSpec> {
+    prop_oneof![
+        1 => Just(PortSpec::All),
+        3 => proptest::sample::select(PORTS.to_vec()).prop_map(|p| PortSpec::Range(PortRange::single(p))),
+        2 => (proptest::sample::select(PORTS.to_vec()), proptest::sample::select(PORTS.to_vec()))
+            .prop_map(|(a, b)| PortSpec::Range(PortRange { lo: a.min(b), hi: a.max(b) })),
+        1 => (0u16..100, 0u16..20).prop_map(|(lo, n)| PortSpec::Range(PortRange { lo, hi: lo + n })),
+        2 => proptest::sample::select(vec!["http", "dns", "nope"]).prop_map(|n| PortSpec::Named(n.into())),
+    ]
+}
+
+pub fn port_match() -> impl Strategy<Value = PortMatch> {
+    (protocol(), port_spec()).prop_map(|(protocol, ports)| PortMatch { protocol, ports })
+}
+
+pub fn rule() -> impl Strategy<Value = Rule> {
+    (
+        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+        prop_oneof![3 => Just(Action::Allow), 1 => Just(Action::Deny)],
+        prop_oneof![1 => Just(Peers::Any), 4 => proptest::collection::vec(peer(), 0..3).prop_map(Peers::Only)],
+        proptest::option::weighted(0.7, proptest::collection::vec(port_match(), 1..3)),
+        proptest::option::weighted(0.15, prop_oneof![Just("http"), Just("dns")]),
+    )
+        .prop_map(|(direction, action, peers, ports, l7)| Rule {
+            path: String::new(),
+            direction,
+            action,
+            peers,
+            ports,
+            l7: l7.filter(|_| action == Action::Allow).map(|p| L7Rules { parser: p.into(), rules: "[]".into() }),
+        })
+}
+
+pub fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop_oneof![Just(PolicyKind::NetworkPolicy), Just(PolicyKind::CiliumNetworkPolicy)],
+        selector(),
+        [any::<bool>(), any::<bool>()],
+        [proptest::collection::vec(requires_selector(), 0..2), proptest::collection::vec(requires_selector(), 0..2)],
+        proptest::collection::vec(rule(), 0..5),
+    )
+        .prop_map(|(kind, subject, default_deny, requires, mut rules)| {
+            if kind == PolicyKind::NetworkPolicy {
+                // Kubernetes has no deny rules, no L7 and no requirements.
+                rules.retain(|r| r.action == Action::Allow);
+                for r in &mut rules {
+                    r.l7 = None;
+                }
+            }
+            for (i, r) in rules.iter_mut().enumerate() {
+                r.path = format!("spec.{}[{i}]", r.direction);
+            }
+            Policy {
+                origin: PolicyOrigin {
+                    kind,
+                    namespace: Some("alpha".into()),
+                    name: "p".into(),
+                    spec_path: "spec".into(),
+                },
+                subject: Subject::Endpoints(subject),
+                default_deny,
+                requires: if kind == PolicyKind::NetworkPolicy { [vec![], vec![]] } else { requires },
+                rules,
+            }
+        })
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Side {
+    Pod(usize),
+    External(usize),
+    Node(usize),
+}
+
+pub fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![
+        4 => (0usize..8).prop_map(Side::Pod),
+        3 => (0usize..10).prop_map(Side::External),
+        1 => (0usize..2).prop_map(Side::Node),
+    ]
+}
+
+/// A packet to judge: IPv6?, source, destination, protocol, port.
+pub type PacketSpec = (bool, Side, Side, Protocol, u16);
+
+pub fn packet() -> impl Strategy<Value = PacketSpec> {
+    (
+        any::<bool>(),
+        side(),
+        side(),
+        proptest::sample::select(Protocol::ALL.to_vec()),
+        prop_oneof![3 => proptest::sample::select(PORTS.to_vec()), 1 => any::<u16>()],
+    )
+}
+
+/// The address of a side, and the eval party it stands for when judged on
+/// the node of the endpoint at the other end (`other_node`).
+pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node: Option<&str>) -> (IpAddr, Party) {
+    match side {
+        Side::Pod(i) => {
+            let i = i % pods;
+            (cluster.endpoints[i].ips[usize::from(v6)], Party::Endpoint(i))
+        }
+        Side::External(i) => {
+            let ip = if v6 { ip(EXTERNAL_V6[i % EXTERNAL_V6.len()]) } else { ip(EXTERNAL_V4[i]) };
+            (ip, Party::External(ip))
+        }
+        Side::Node(n) => {
+            let (name, v4, v6addr) = NODES[n];
+            let entity = if other_node == Some(name) { Entity::Host } else { Entity::RemoteNode };
+            (ip(if v6 { v6addr } else { v4 }), Party::Reserved(entity))
+        }
+    }
+}
+
+pub fn node_of(cluster: &Cluster, pods: usize, side: Side) -> Option<&str> {
+    match side {
+        Side::Pod(i) => cluster.endpoints[i % pods].node.as_deref(),
+        _ => None,
+    }
+}
+
+pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
+    (
+        2usize..=3,
+        [any::<bool>(), any::<bool>(), any::<bool>()],
+        proptest::collection::vec(pod_spec(), 2..=8),
+        app_ports(),
+        proptest::collection::vec(policy(), 0..5),
+        proptest::collection::vec(packet(), 48),
+    )
+        .prop_map(|(ns_count, teams, pods, ports, policies, packets)| {
+            let mut cluster = build_cluster(ns_count, &teams, &pods, &ports);
+            cluster.policies = policies;
+            (cluster, pods.len(), packets)
+        })
+}
