@@ -132,7 +132,34 @@ pub fn emit(
         }
         None => nodes.iter().collect(),
     };
-    selected.into_iter().map(|node| emit_node(cluster, resolved, node, options)).collect()
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
+    selected.into_iter().map(|node| emit_node_named(cluster, resolved, node, options, &names, &texts)).collect()
+}
+
+/// Emits the bundle of every node (or only of `only`) one at a time,
+/// handing each to `sink` before the next is built, so that only one
+/// node's bundle is in memory at once. Stops at the first error.
+pub fn emit_each(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    only: Option<&str>,
+    options: &BundleOptions,
+    mut sink: impl FnMut(Bundle) -> Result<(), EmitError>,
+) -> Result<(), EmitError> {
+    validate(resolved).map_err(EmitError::Invalid)?;
+    let nodes = node_names(cluster);
+    if let Some(name) = only {
+        if !nodes.iter().any(|n| n == name) {
+            return Err(EmitError::UnknownNode(name.to_string()));
+        }
+    }
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
+    for node in nodes.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {
+        sink(emit_node_named(cluster, resolved, node, options, &names, &texts)?)?;
+    }
+    Ok(())
 }
 
 /// Emits the bundle of `node`. `resolved` must be the resolution of
@@ -142,6 +169,19 @@ pub fn emit_node(
     resolved: &Resolved,
     node: &str,
     options: &BundleOptions,
+) -> Result<Bundle, EmitError> {
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, Some(&[node]), &names);
+    emit_node_named(cluster, resolved, node, options, &names, &texts)
+}
+
+fn emit_node_named(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    node: &str,
+    options: &BundleOptions,
+    names: &maps::RuleNames,
+    texts: &maps::PolicyTexts,
 ) -> Result<Bundle, EmitError> {
     let local = maps::local_endpoints(resolved, node);
     let ids = maps::endpoint_ids(&local);
@@ -158,9 +198,9 @@ pub fn emit_node(
 
     for endpoint in &local {
         let name = maps::policy_file_stem(cluster, endpoint.index);
-        let lines = maps::policy(cluster, &endpoint.policy);
-        specs.push(manifest::MapSpec::policy(&name, lines.len(), options.policy_map_capacity));
-        files.insert(format!("maps/policy/{name}.txt"), maps::join(&lines));
+        let (text, lines) = texts.get(names, &endpoint.policy);
+        specs.push(manifest::MapSpec::policy(&name, lines, options.policy_map_capacity));
+        files.insert(format!("maps/policy/{name}.txt"), text);
     }
 
     let identities = maps::identities(resolved);

@@ -180,6 +180,16 @@ pub const WORKLOAD_KINDS: &[&str] = &[
 ];
 
 impl Input {
+    /// Appends what `other` read after what this input read.
+    pub fn merge(&mut self, other: Input) {
+        self.objects.extend(other.objects);
+        for (kind, count) in other.skipped {
+            *self.skipped.entry(kind).or_default() += count;
+        }
+        self.sources.extend(other.sources);
+        self.diagnostics.extend(other.diagnostics);
+    }
+
     /// Parses one source text (`name` is how diagnostics name it).
     pub fn add_source(&mut self, name: &str, text: String) {
         let (documents, syntax_error) = yaml::parse_stream(&text);
