@@ -14,5 +14,6 @@ pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod front;
+pub mod lint;
 pub mod lower;
 pub mod pipeline;

@@ -13,8 +13,14 @@ use std::path::{Path, PathBuf};
 
 /// Runs `compile`.
 pub fn run(args: &CompileArgs) -> u8 {
-    let loaded = load(&args.paths);
-    if report(&loaded, args.format) {
+    if let Err(e) = args.lint.check() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let mut loaded = load(&args.paths);
+    crate::lint::run(&mut loaded, &args.lint);
+    report(&loaded, args.format);
+    if crate::lint::fails(&loaded, &args.lint) {
         return EXIT_ERRORS;
     }
     let previous = match &args.previous {
