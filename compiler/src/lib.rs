@@ -14,6 +14,7 @@ pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod front;
+pub mod lint;
 pub mod lower;
 pub mod pipeline;
 pub mod select;

@@ -32,4 +32,5 @@ pub mod policy_map;
 pub mod protocol;
 pub mod resolve;
 pub mod selector;
+pub mod selector_index;
 pub mod validate;

@@ -123,8 +123,15 @@ pub struct PolicyEntry {
     pub key: PolicyKey,
     /// The verdict.
     pub verdict: MapVerdict,
-    /// The rules that produced the verdict (for tracing), sorted.
-    pub rules: Vec<RuleRef>,
+    /// The first (in policy and rule order) of the rules that produced the
+    /// verdict: a reviewer's and a trace's pointer to the cause. The entry
+    /// names one rule rather than all of them because a map line is
+    /// written once per endpoint and peer identity: listing every
+    /// contributing rule made bundles grow with rules × identities ×
+    /// endpoints.
+    pub rule: RuleRef,
+    /// How many rules produced the verdict (at least 1).
+    pub rule_count: u32,
 }
 
 /// The policy map of one endpoint.
@@ -144,7 +151,9 @@ pub struct MapDecision {
     pub verdict: Option<MapVerdict>,
     /// Whether the direction is in default deny.
     pub enforced: bool,
-    /// Rules of the entries that gave the verdict.
+    /// The rule named by each entry that gave the verdict (the peer's, the
+    /// wildcard's or both), sorted: each is one of the rules deciding the
+    /// packet.
     pub rules: Vec<RuleRef>,
 }
 
@@ -187,7 +196,7 @@ impl PolicyMap {
         let mut rules: Vec<RuleRef> = hits
             .iter()
             .filter(|e| verdict.as_ref().is_some_and(|v| v.rank() == e.verdict.rank()))
-            .flat_map(|e| e.rules.iter().copied())
+            .map(|e| e.rule)
             .collect();
         rules.sort();
         rules.dedup();
@@ -349,7 +358,8 @@ mod tests {
                         prefix_len: b.prefix_len,
                     },
                     verdict: b.verdict,
-                    rules: b.rules,
+                    rule: b.rules[0],
+                    rule_count: b.rules.len() as u32,
                 })
                 .collect(),
         };

@@ -23,12 +23,15 @@ use crate::identity::{Identity, IdentityTable};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortSpec, Rule, Subject};
 use crate::policy_map::{
-    port_space_point, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, VerdictSpace, PORT_SPACE_MAX,
+    port_space_point, Block, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, VerdictSpace, PORT_SPACE_MAX,
 };
 use crate::protocol::{Direction, Protocol};
 use crate::selector::LabelSelector;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::selector_index::SelectorIndex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// What an identity stands for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -81,7 +84,8 @@ pub struct IpcacheEntry {
     pub source: IpcacheSource,
 }
 
-/// One endpoint with its identity and policy map.
+/// One endpoint with its identity and policy map (shared with the other
+/// endpoints of the same identity and named ports, whose maps are equal).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ResolvedEndpoint {
     /// Index into [`Cluster::endpoints`].
@@ -97,7 +101,7 @@ pub struct ResolvedEndpoint {
     /// Node it runs on.
     pub node: Option<String>,
     /// Its policy map.
-    pub policy: PolicyMap,
+    pub policy: Arc<PolicyMap>,
 }
 
 /// Everything the datapath's maps hold for a cluster.
@@ -223,31 +227,37 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     let context = Context::new(cluster, &table, &identities, &cidr_identities);
     // A policy map depends on the subject only through its labels (which
     // policies select it) and its named ports (ingress named ports are its
-    // own), so pods of one workload share one computation.
-    let mut maps: BTreeMap<(&Labels, Vec<&NamedPort>), PolicyMap> = BTreeMap::new();
-    let endpoints = cluster
+    // own), so pods of one workload share one computation and one map.
+    let mut distinct: BTreeMap<(&Labels, Vec<&NamedPort>), usize> = BTreeMap::new();
+    let mut subjects: Vec<(usize, Identity)> = Vec::new();
+    let map_of: Vec<Option<usize>> = cluster
         .endpoints
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let identity = table.get(&e.labels);
-            let policy = match identity {
-                Some(_) => {
-                    let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
-                    ports.sort();
-                    maps.entry((&e.labels, ports)).or_insert_with(|| context.policy_map(i)).clone()
-                }
-                None => PolicyMap::default(),
-            };
-            ResolvedEndpoint {
-                index: i,
-                name: e.display_name(),
-                namespace: e.namespace.clone(),
-                identity,
-                ips: e.ips.clone(),
-                node: e.node.clone(),
-                policy,
-            }
+            let id = table.get(&e.labels)?;
+            let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
+            ports.sort();
+            Some(*distinct.entry((&e.labels, ports)).or_insert_with(|| {
+                subjects.push((i, id));
+                subjects.len() - 1
+            }))
+        })
+        .collect();
+    let maps = context.policy_maps(&subjects);
+    let no_policy = Arc::new(PolicyMap::default());
+    let endpoints = cluster
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ResolvedEndpoint {
+            index: i,
+            name: e.display_name(),
+            namespace: e.namespace.clone(),
+            identity: table.get(&e.labels),
+            ips: e.ips.clone(),
+            node: e.node.clone(),
+            policy: Arc::clone(map_of[i].map_or(&no_policy, |m| &maps[m])),
         })
         .collect();
 
@@ -270,28 +280,112 @@ fn world_labels() -> Labels {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum PeerSet {
     Any,
-    Ids(BTreeSet<Identity>),
+    /// Sorted, without duplicates.
+    Ids(Vec<Identity>),
 }
 
 impl PeerSet {
-    fn union(self, other: PeerSet) -> PeerSet {
-        match (self, other) {
-            (PeerSet::Any, _) | (_, PeerSet::Any) => PeerSet::Any,
-            (PeerSet::Ids(mut a), PeerSet::Ids(b)) => {
-                a.extend(b);
-                PeerSet::Ids(a)
-            }
-        }
+    fn from_set(ids: BTreeSet<Identity>) -> PeerSet {
+        PeerSet::Ids(ids.into_iter().collect())
     }
 }
 
-/// Lookups shared by every endpoint's policy map.
+/// The spans of the protocol/port space that one policy map's rules give
+/// their peers, collected before they are turned into blocks.
+///
+/// Identities that many rules name (every pod of the cluster for
+/// `toEntities: [cluster]`, every CIDR identity for `world`) would each
+/// repeat the same block computation; here each (peer, direction) only
+/// records which interned spans reach it, and peers reached by the same
+/// spans share one [`VerdictSpace::blocks`] computation.
+#[derive(Default)]
+struct SpanCollector {
+    spans: Vec<(u32, u32, MapVerdict, RuleRef)>,
+    interned: HashMap<(u32, u32, MapVerdict, RuleRef), u32>,
+    /// (peer, direction, span index).
+    reaches: Vec<(Identity, Direction, u32)>,
+}
+
+impl SpanCollector {
+    /// Records `verdict` from `rule` over `lo..=hi` (clamped to the space;
+    /// nothing if empty) for each of `peers` in `direction`.
+    fn add(&mut self, peers: &[Identity], direction: Direction, lo: u32, hi: u32, verdict: &MapVerdict, rule: RuleRef) {
+        let hi = hi.min(PORT_SPACE_MAX);
+        if lo > hi || peers.is_empty() {
+            return;
+        }
+        let span = (lo, hi, verdict.clone(), rule);
+        let next = u32::try_from(self.spans.len()).unwrap_or(u32::MAX);
+        let index = *self.interned.entry(span.clone()).or_insert_with(|| {
+            self.spans.push(span);
+            next
+        });
+        self.reaches.extend(peers.iter().map(|&id| (id, direction, index)));
+    }
+
+    /// The map entries, sorted by key.
+    fn entries(mut self) -> Vec<PolicyEntry> {
+        self.reaches.sort_unstable();
+        self.reaches.dedup();
+        // Runs of one (peer, direction); the span indices of a run, in
+        // increasing order, are its signature.
+        let signatures: Vec<u32> = self.reaches.iter().map(|&(_, _, span)| span).collect();
+        let mut block_lists: Vec<Vec<Block>> = Vec::new();
+        let mut by_signature: HashMap<&[u32], usize> = HashMap::new();
+        let mut entries = Vec::new();
+        let mut start = 0;
+        while start < self.reaches.len() {
+            let (identity, direction, _) = self.reaches[start];
+            let len = self.reaches[start..].iter().take_while(|r| r.0 == identity && r.1 == direction).count();
+            let signature = &signatures[start..start + len];
+            start += len;
+            let list = *by_signature.entry(signature).or_insert_with(|| {
+                let mut space = VerdictSpace::new();
+                for &i in signature {
+                    let (lo, hi, verdict, rule) = &self.spans[i as usize];
+                    space.add(*lo, *hi, verdict.clone(), *rule);
+                }
+                block_lists.push(space.blocks());
+                block_lists.len() - 1
+            });
+            for block in &block_lists[list] {
+                // The block's first point is below 2^24: the top byte is
+                // the protocol and the low 16 bits the port.
+                let key = PolicyKey {
+                    identity,
+                    direction,
+                    protocol: (block.point >> 16) as u8,
+                    port: (block.point & 0xffff) as u16,
+                    prefix_len: block.prefix_len,
+                };
+                // A block always has at least one rule: it exists because
+                // a span covers it.
+                let Some(&rule) = block.rules.first() else { continue };
+                let rule_count = u32::try_from(block.rules.len()).unwrap_or(u32::MAX);
+                entries.push(PolicyEntry { key, verdict: block.verdict.clone(), rule, rule_count });
+            }
+        }
+        // Runs come in (peer, direction) order and a run's blocks in point
+        // order, which is key order.
+        debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+        entries
+    }
+}
+
+/// Lookups shared by every endpoint's policy map, computed once per
+/// resolution.
 struct Context<'a> {
     cluster: &'a Cluster,
     identities: &'a BTreeMap<Identity, IdentityInfo>,
     cidr_identities: &'a BTreeMap<Cidr, Identity>,
     /// Endpoint identities and, for each, the endpoints that carry it.
     endpoints_of: BTreeMap<Identity, Vec<usize>>,
+    /// Per endpoint identity, the policies whose subject selects it, in
+    /// policy order.
+    selecting: BTreeMap<Identity, Vec<usize>>,
+    /// Per policy and rule: the rule's peers (before `fromRequires` /
+    /// `toRequires`, which depend on the subject).
+    rule_peers: Vec<Vec<PeerSet>>,
 }
 
 impl<'a> Context<'a> {
@@ -307,78 +401,92 @@ impl<'a> Context<'a> {
                 endpoints_of.entry(id).or_default().push(i);
             }
         }
-        Context { cluster, identities, cidr_identities, endpoints_of }
-    }
-
-    fn entity(&self, entity: Entity) -> PeerSet {
-        let ids = |ids: &[Identity]| PeerSet::Ids(ids.iter().copied().collect());
-        match entity {
-            Entity::All => PeerSet::Any,
-            Entity::World => PeerSet::Ids(
-                [Identity::WORLD, Identity::WORLD_IPV4, Identity::WORLD_IPV6]
-                    .into_iter()
-                    .chain(self.cidr_identities.values().copied())
-                    .collect(),
-            ),
-            // Every reserved identity but the world ones, and every pod.
-            Entity::Cluster => PeerSet::Ids(
-                Identity::RESERVED
-                    .into_iter()
-                    .filter(|i| !i.is_world())
-                    .chain(self.endpoints_of.keys().copied())
-                    .collect(),
-            ),
-            Entity::Host => ids(&[Identity::HOST]),
-            Entity::RemoteNode => ids(&[Identity::REMOTE_NODE]),
-            Entity::KubeApiserver => ids(&[Identity::KUBE_APISERVER]),
-            Entity::Health => ids(&[Identity::HEALTH]),
-            Entity::Init => ids(&[Identity::INIT]),
-            Entity::Ingress => ids(&[Identity::INGRESS]),
-            Entity::Unmanaged => ids(&[Identity::UNMANAGED]),
-            Entity::None => PeerSet::Ids(BTreeSet::new()),
-        }
-    }
-
-    fn peer(&self, peer: &Peer) -> PeerSet {
-        match peer {
-            Peer::Endpoints(sel) => PeerSet::Ids(
-                self.endpoints_of.keys().copied().filter(|id| sel.matches(&self.identities[id].labels)).collect(),
-            ),
-            Peer::Cidr { cidr, except } => {
-                let world = [(Cidr::all(false), Identity::WORLD_IPV4), (Cidr::all(true), Identity::WORLD_IPV6)];
-                PeerSet::Ids(
-                    self.cidr_identities
-                        .iter()
-                        .map(|(p, id)| (*p, *id))
-                        .chain(world)
-                        .filter(|(p, _)| cidr.covers(*p) && !except.iter().any(|e| e.covers(*p)))
-                        .map(|(_, id)| id)
-                        .collect(),
-                )
+        // Selectors are matched against endpoint identities (label sets),
+        // not endpoints: a selector sees nothing but labels.
+        let endpoint_identities: Vec<Identity> = endpoints_of.keys().copied().collect();
+        let index = SelectorIndex::new(endpoint_identities.iter().map(|id| &identities[id].labels));
+        let mut selecting: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
+        for (p, policy) in cluster.policies.iter().enumerate() {
+            if let Subject::Endpoints(selector) = &policy.subject {
+                for position in index.matching(selector).iter() {
+                    selecting.entry(endpoint_identities[position]).or_default().push(p);
+                }
             }
-            Peer::Entity(entity) => self.entity(*entity),
+        }
+        let mut context =
+            Context { cluster, identities, cidr_identities, endpoints_of, selecting, rule_peers: Vec::new() };
+        let by_selector = |selector: &LabelSelector| -> BTreeSet<Identity> {
+            index.matching(selector).iter().map(|position| endpoint_identities[position]).collect()
+        };
+        context.rule_peers = cluster
+            .policies
+            .iter()
+            .map(|policy| policy.rules.iter().map(|rule| context.peers(&rule.peers, &by_selector)).collect())
+            .collect();
+        context
+    }
+
+    fn entity(&self, entity: Entity) -> BTreeSet<Identity> {
+        match entity {
+            // Handled by the caller: every peer is the wildcard key.
+            Entity::All => BTreeSet::new(),
+            Entity::World => [Identity::WORLD, Identity::WORLD_IPV4, Identity::WORLD_IPV6]
+                .into_iter()
+                .chain(self.cidr_identities.values().copied())
+                .collect(),
+            // Every reserved identity but the world ones, and every pod.
+            Entity::Cluster => Identity::RESERVED
+                .into_iter()
+                .filter(|i| !i.is_world())
+                .chain(self.endpoints_of.keys().copied())
+                .collect(),
+            Entity::Host => BTreeSet::from([Identity::HOST]),
+            Entity::RemoteNode => BTreeSet::from([Identity::REMOTE_NODE]),
+            Entity::KubeApiserver => BTreeSet::from([Identity::KUBE_APISERVER]),
+            Entity::Health => BTreeSet::from([Identity::HEALTH]),
+            Entity::Init => BTreeSet::from([Identity::INIT]),
+            Entity::Ingress => BTreeSet::from([Identity::INGRESS]),
+            Entity::Unmanaged => BTreeSet::from([Identity::UNMANAGED]),
+            Entity::None => BTreeSet::new(),
         }
     }
 
-    fn peers(&self, peers: &Peers) -> PeerSet {
-        match peers {
-            Peers::Any => PeerSet::Any,
-            Peers::Only(list) => list.iter().fold(PeerSet::Ids(BTreeSet::new()), |acc, p| acc.union(self.peer(p))),
+    fn peers(&self, peers: &Peers, by_selector: &dyn Fn(&LabelSelector) -> BTreeSet<Identity>) -> PeerSet {
+        let list = match peers {
+            Peers::Any => return PeerSet::Any,
+            Peers::Only(list) => list,
+        };
+        let mut ids = BTreeSet::new();
+        for peer in list {
+            match peer {
+                Peer::Endpoints(selector) => ids.extend(by_selector(selector)),
+                Peer::Cidr { cidr, except } => {
+                    let world = [(Cidr::all(false), Identity::WORLD_IPV4), (Cidr::all(true), Identity::WORLD_IPV6)];
+                    ids.extend(
+                        self.cidr_identities
+                            .iter()
+                            .map(|(p, id)| (*p, *id))
+                            .chain(world)
+                            .filter(|(p, _)| cidr.covers(*p) && !except.iter().any(|e| e.covers(*p)))
+                            .map(|(_, id)| id),
+                    );
+                }
+                Peer::Entity(Entity::All) => return PeerSet::Any,
+                Peer::Entity(entity) => ids.extend(self.entity(*entity)),
+            }
         }
+        PeerSet::from_set(ids)
     }
 
     /// Restricts `set` to identities whose selector labels meet every
     /// requirement (expanding the wildcard into explicit identities).
-    fn require(&self, set: PeerSet, requirements: &[&LabelSelector]) -> PeerSet {
-        if requirements.is_empty() {
-            return set;
-        }
+    fn require(&self, set: &PeerSet, requirements: &[&LabelSelector]) -> PeerSet {
         let meets = |id: &Identity| {
             self.identities.get(id).is_some_and(|info| requirements.iter().all(|r| r.matches(&info.selector_labels)))
         };
         match set {
             PeerSet::Any => PeerSet::Ids(self.identities.keys().copied().filter(meets).collect()),
-            PeerSet::Ids(ids) => PeerSet::Ids(ids.into_iter().filter(meets).collect()),
+            PeerSet::Ids(ids) => PeerSet::Ids(ids.iter().copied().filter(meets).collect()),
         }
     }
 
@@ -390,17 +498,40 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn policy_map(&self, subject: usize) -> PolicyMap {
-        let endpoint = &self.cluster.endpoints[subject];
-        let selecting: Vec<usize> = (0..self.cluster.policies.len())
-            .filter(|&p| match &self.cluster.policies[p].subject {
-                Subject::Endpoints(sel) => sel.matches(&endpoint.labels),
-                Subject::Nodes(_) => false,
-            })
-            .collect();
+    /// The policy maps of `subjects` (endpoint, its identity), in order,
+    /// computed on every available core: they are independent of each
+    /// other, and each is a pure function of the subject, so the result
+    /// does not depend on the number of threads.
+    fn policy_maps(&self, subjects: &[(usize, Identity)]) -> Vec<Arc<PolicyMap>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(subjects.len()).max(1);
+        let next = AtomicUsize::new(0);
+        let mut done: Vec<(usize, Arc<PolicyMap>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&(subject, identity)) = subjects.get(n) else { break };
+                            done.push((n, Arc::new(self.policy_map(subject, identity))));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            // A worker only panics on a bug; re-raise it here.
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        done.sort_by_key(|(n, _)| *n);
+        done.into_iter().map(|(_, map)| map).collect()
+    }
+
+    /// The policy map of endpoint `subject`, whose identity is `identity`.
+    fn policy_map(&self, subject: usize, identity: Identity) -> PolicyMap {
+        let selecting = self.selecting.get(&identity).map_or(&[][..], Vec::as_slice);
         let mut enforced = [false; 2];
         let mut requirements: [Vec<&LabelSelector>; 2] = [Vec::new(), Vec::new()];
-        for &p in &selecting {
+        for &p in selecting {
             let policy = &self.cluster.policies[p];
             for dir in Direction::BOTH {
                 enforced[dir.index()] |= policy.enforces(dir);
@@ -408,36 +539,19 @@ impl<'a> Context<'a> {
             }
         }
 
-        let mut spaces: BTreeMap<(Identity, Direction), VerdictSpace> = BTreeMap::new();
-        for &p in &selecting {
+        let mut spans = SpanCollector::default();
+        for &p in selecting {
             for (r, rule) in self.cluster.policies[p].rules.iter().enumerate() {
                 let at = RuleRef { policy: p, rule: r };
-                self.add_rule(&mut spaces, subject, rule, at, &requirements[rule.direction.index()]);
+                self.add_rule(&mut spans, subject, rule, at, &requirements[rule.direction.index()]);
             }
         }
-
-        let mut entries = Vec::new();
-        for ((identity, direction), space) in spaces {
-            for block in space.blocks() {
-                // The block's first point is below 2^24: the top byte is
-                // the protocol and the low 16 bits the port.
-                let key = PolicyKey {
-                    identity,
-                    direction,
-                    protocol: (block.point >> 16) as u8,
-                    port: (block.point & 0xffff) as u16,
-                    prefix_len: block.prefix_len,
-                };
-                entries.push(PolicyEntry { key, verdict: block.verdict, rules: block.rules });
-            }
-        }
-        entries.sort();
-        PolicyMap { enforced, entries }
+        PolicyMap { enforced, entries: spans.entries() }
     }
 
     fn add_rule(
         &self,
-        spaces: &mut BTreeMap<(Identity, Direction), VerdictSpace>,
+        spans: &mut SpanCollector,
         subject: usize,
         rule: &Rule,
         at: RuleRef,
@@ -449,21 +563,20 @@ impl<'a> Context<'a> {
             (Action::Allow, Some(l7)) => MapVerdict::Redirect(l7.parser.clone()),
             (Action::Allow, None) => MapVerdict::Allow,
         };
-        let mut peers = self.peers(&rule.peers);
-        if rule.action == Action::Allow {
-            peers = self.require(peers, requirements);
-        }
-        let keys: Vec<Identity> = match &peers {
-            PeerSet::Any => vec![Identity::ANY],
-            PeerSet::Ids(ids) => ids.iter().copied().collect(),
+        let cached = &self.rule_peers[at.policy][at.rule];
+        let required;
+        let peers = if rule.action == Action::Allow && !requirements.is_empty() {
+            required = self.require(cached, requirements);
+            &required
+        } else {
+            cached
         };
-        let mut add = |ids: &[Identity], lo: u32, hi: u32| {
-            for &id in ids {
-                spaces.entry((id, dir)).or_default().add(lo, hi, verdict.clone(), at);
-            }
+        let keys: &[Identity] = match peers {
+            PeerSet::Any => &[Identity::ANY],
+            PeerSet::Ids(ids) => ids,
         };
         let Some(matches) = &rule.ports else {
-            add(&keys, 0, PORT_SPACE_MAX);
+            spans.add(keys, dir, 0, PORT_SPACE_MAX, &verdict, at);
             return;
         };
         for m in matches {
@@ -474,25 +587,32 @@ impl<'a> Context<'a> {
             for protocol in protocols {
                 let n = protocol.number();
                 match &m.ports {
-                    PortSpec::All => add(&keys, port_space_point(n, 0), port_space_point(n, u16::MAX)),
-                    PortSpec::Range(range) => add(&keys, port_space_point(n, range.lo), port_space_point(n, range.hi)),
+                    PortSpec::All => {
+                        spans.add(keys, dir, port_space_point(n, 0), port_space_point(n, u16::MAX), &verdict, at);
+                    }
+                    PortSpec::Range(range) => {
+                        let (lo, hi) = (port_space_point(n, range.lo), port_space_point(n, range.hi));
+                        spans.add(keys, dir, lo, hi, &verdict, at);
+                    }
                     PortSpec::Named(name) => match dir {
                         Direction::Ingress => {
                             if let Some(port) = self.cluster.endpoints[subject].named_port(name, protocol) {
-                                add(&keys, port_space_point(n, port), port_space_point(n, port));
+                                let point = port_space_point(n, port);
+                                spans.add(keys, dir, point, point, &verdict, at);
                             }
                         }
                         // The peer's named port: per identity, every number
                         // its endpoints give the name (exact when endpoints
                         // sharing an identity agree on their ports).
                         Direction::Egress => {
-                            for id in self.endpoint_ids(&peers) {
+                            for id in self.endpoint_ids(peers) {
                                 let ports: BTreeSet<u16> = self.endpoints_of[&id]
                                     .iter()
                                     .filter_map(|&e| self.cluster.endpoints[e].named_port(name, protocol))
                                     .collect();
                                 for port in ports {
-                                    add(&[id], port_space_point(n, port), port_space_point(n, port));
+                                    let point = port_space_point(n, port);
+                                    spans.add(&[id], dir, point, point, &verdict, at);
                                 }
                             }
                         }

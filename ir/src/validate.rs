@@ -5,12 +5,13 @@
 use crate::cidr::{max_len, Cidr};
 use crate::identity::Identity;
 use crate::labels::Labels;
-use crate::policy_map::{PolicyKey, PORT_SPACE_BITS};
+use crate::policy_map::{PolicyKey, PolicyMap, PORT_SPACE_BITS};
 use crate::protocol::Direction;
 use crate::resolve::{IdentityKind, Resolved};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A broken invariant of a [`Resolved`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +196,9 @@ fn check_ipcache(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
 }
 
 fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
+    // Endpoints of one identity and named ports share one map; it is
+    // checked once, under the first endpoint's name.
+    let mut checked_maps: HashSet<*const PolicyMap> = HashSet::new();
     for (i, endpoint) in resolved.endpoints.iter().enumerate() {
         let name = &endpoint.name;
         if endpoint.index != i {
@@ -206,6 +210,9 @@ fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
                 errors.push(ValidationError::UnknownIdentity { at: format!("endpoint `{name}`"), identity: id });
             }
             Some(_) => {}
+        }
+        if !checked_maps.insert(Arc::as_ptr(&endpoint.policy)) {
+            continue;
         }
         let mut previous: Option<&PolicyKey> = None;
         let mut previous_end: Option<(Identity, Direction, u32)> = None;
@@ -230,7 +237,7 @@ fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
             previous = Some(key);
             previous_end = Some((key.identity, key.direction, hi));
             let empty_parser = matches!(&entry.verdict, crate::policy_map::MapVerdict::Redirect(p) if p.is_empty());
-            if entry.rules.is_empty() || empty_parser {
+            if entry.rule_count == 0 || empty_parser {
                 errors.push(ValidationError::BadEntry { endpoint: name.clone(), key: key.clone() });
             }
         }

@@ -49,8 +49,18 @@ proptest! {
             let compiled = lookup(&resolved, &Packet { src: src_ip, dst: dst_ip, protocol, port });
             let context = format!("{src_ip} -> {dst_ip} {protocol}/{port}\nreference: {reference:?}\ncompiled: {compiled:?}");
             prop_assert_eq!(compiled.allowed(), reference.allowed(), "{}", context);
-            prop_assert_eq!(compiled.egress.as_ref().map(actual), reference.egress.as_ref().map(expected), "{}", context);
-            prop_assert_eq!(compiled.ingress.as_ref().map(actual), reference.ingress.as_ref().map(expected), "{}", context);
+            for (got, want) in [(&compiled.egress, &reference.egress), (&compiled.ingress, &reference.ingress)] {
+                let (got, want) = (got.as_ref().map(actual), want.as_ref().map(expected));
+                prop_assert_eq!(got.is_some(), want.is_some(), "{}", context);
+                let (Some((got_rank, got_rules)), Some((want_rank, want_rules))) = (got, want) else { continue };
+                prop_assert_eq!(got_rank, want_rank, "{}", context);
+                // A map entry names one deciding rule (the first); the
+                // decision names those of the peer's and the wildcard's
+                // entries: each must be one of eval's deciding rules, and
+                // there is one exactly when eval names any.
+                prop_assert_eq!(got_rules.is_empty(), want_rules.is_empty(), "{}", context);
+                prop_assert!(got_rules.iter().all(|r| want_rules.contains(r)), "{}", context);
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use policyc_ir::resolve::{resolve, IpcacheSource, Resolved};
 use policyc_ir::selector::LabelSelector;
 use policyc_ir::validate::{validate, ValidationError};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 fn cidr(s: &str) -> Cidr {
     Cidr::parse_strict(s).unwrap()
@@ -144,29 +145,32 @@ fn validator_reports_broken_invariants() {
         port,
         prefix_len,
     };
-    let entry = |key| PolicyEntry { key, verdict: MapVerdict::Allow, rules: vec![RuleRef { policy: 0, rule: 0 }] };
+    let entry =
+        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef { policy: 0, rule: 0 }, rule_count: 1 };
 
     let mut r = good.clone();
-    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 81, 23))];
+    Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity::ANY, 81, 23))];
     assert!(matches!(broken(&r)[..], [ValidationError::BadKey { .. }]));
 
     let mut r = good.clone();
-    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 80, 25))];
+    Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity::ANY, 80, 25))];
     assert!(matches!(broken(&r)[..], [ValidationError::BadKey { .. }]));
 
     let mut r = good.clone();
-    r.endpoints[0].policy.entries = vec![entry(key(Identity::ANY, 80, 22)), entry(key(Identity::ANY, 81, 24))];
+    Arc::make_mut(&mut r.endpoints[0].policy).entries =
+        vec![entry(key(Identity::ANY, 80, 22)), entry(key(Identity::ANY, 81, 24))];
     assert!(matches!(broken(&r)[..], [ValidationError::KeyOrder { .. }]));
 
     let mut r = good.clone();
-    r.endpoints[0].policy.entries = vec![entry(key(Identity(999), 80, 24))];
+    Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity(999), 80, 24))];
     assert!(matches!(broken(&r)[..], [ValidationError::UnknownIdentity { .. }]));
 
     let mut r = good.clone();
-    r.endpoints[0].policy.entries = vec![PolicyEntry {
+    Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![PolicyEntry {
         key: key(Identity::ANY, 80, 24),
         verdict: MapVerdict::Redirect(String::new()),
-        rules: vec![],
+        rule: RuleRef { policy: 0, rule: 0 },
+        rule_count: 0,
     }];
     assert!(matches!(broken(&r)[..], [ValidationError::BadEntry { .. }]));
 

@@ -4,16 +4,23 @@ use super::{report, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 use crate::diag::render::render;
 use crate::diag::{codes, Diagnostic, Location};
 use crate::emit::maps::{policy_file_stem, read_identity_table};
-use crate::emit::{emit, Bundle, BundleOptions, CapacityError, EmitError};
+use crate::emit::{emit_each, Bundle, BundleOptions, CapacityError, EmitError};
 use crate::pipeline::{load, Loaded};
 use policyc_ir::resolve::{resolve_with_previous, Resolved};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Runs `compile`.
 pub fn run(args: &CompileArgs) -> u8 {
-    let loaded = load(&args.paths);
-    if report(&loaded, args.format) {
+    if let Err(e) = args.lint.check() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let mut loaded = load(&args.paths);
+    crate::lint::run(&mut loaded, &args.lint);
+    report(&loaded, args.format);
+    if crate::lint::fails(&loaded, &args.lint) {
         return EXIT_ERRORS;
     }
     let previous = match &args.previous {
@@ -32,43 +39,148 @@ pub fn run(args: &CompileArgs) -> u8 {
     let cluster = &loaded.lowered.cluster;
     let resolved = resolve_with_previous(cluster, previous.as_ref());
     let options = BundleOptions { policy_map_capacity: args.policy_map_capacity, source_hash: source_hash(&loaded) };
-    let bundles = match emit(cluster, &resolved, args.node.as_deref(), &options) {
-        Ok(b) => b,
-        Err(EmitError::Capacity(c)) => {
-            let d = capacity_diagnostic(&loaded, &resolved, &c);
-            eprint!("{}", render(&[d], args.format, &loaded.input.sources));
-            return EXIT_ERRORS;
+    let staging = match &args.out {
+        Some(out) if !args.dry_run => {
+            match Staging::new(out, &crate::emit::node_names(cluster), args.node.as_deref()) {
+                Ok(staging) => Some(staging),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_ERRORS;
+                }
+            }
         }
-        Err(EmitError::UnknownNode(node)) => {
-            let known = crate::emit::node_names(cluster);
-            let hint = crate::diag::did_you_mean(&node, known.iter().map(String::as_str))
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("nodes in the input: {}", known.join(", ")));
-            let d = Diagnostic::new(codes::UNKNOWN_NODE, Location::default(), format!("no node `{node}` in the input"))
-                .with_help(hint);
-            eprint!("{}", render(&[d], args.format, &loaded.input.sources));
-            return EXIT_ERRORS;
+        _ => None,
+    };
+    // Bundles are built one node at a time and written to a staging
+    // directory as they come, so memory holds one node's files, not the
+    // cluster's; they replace the previous bundles only once every node
+    // has succeeded.
+    let mut stats = Vec::new();
+    let emitted = emit_each(cluster, &resolved, args.node.as_deref(), &options, |bundle| {
+        stats.push(NodeStats::of(&resolved, &bundle));
+        match &staging {
+            Some(staging) => bundle.write_to(&staging.dir.join(&bundle.node)),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = emitted {
+        if let Some(staging) = &staging {
+            staging.discard();
+        }
+        let d = match e {
+            EmitError::Capacity(c) => capacity_diagnostic(&loaded, &resolved, &c),
+            EmitError::UnknownNode(node) => {
+                let known = crate::emit::node_names(cluster);
+                let hint = crate::diag::did_you_mean(&node, known.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("nodes in the input: {}", known.join(", ")));
+                Diagnostic::new(codes::UNKNOWN_NODE, Location::default(), format!("no node `{node}` in the input"))
+                    .with_help(hint)
+            }
+            e => {
+                eprintln!("error: {e}");
+                return EXIT_ERRORS;
+            }
+        };
+        eprint!("{}", render(&[d], args.format, &loaded.input.sources));
+        return EXIT_ERRORS;
+    }
+    eprint!("{}", summary(&loaded, &resolved, &stats));
+    let Some(staging) = staging else {
+        eprintln!("dry run: nothing written");
+        return EXIT_OK;
+    };
+    match staging.commit(stats.iter().map(|s| s.node.as_str())) {
+        Ok(dirs) => {
+            for dir in dirs {
+                eprintln!("wrote {}", dir.display());
+            }
+            EXIT_OK
         }
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_ERRORS;
+            EXIT_ERRORS
         }
-    };
-    eprint!("{}", summary(&loaded, &resolved, &bundles));
-    if args.dry_run {
-        eprintln!("dry run: nothing written");
-        return EXIT_OK;
     }
-    let out = args.out.as_ref().expect("clap requires --out without --dry-run");
-    for bundle in &bundles {
-        let dir = out.join(&bundle.node);
-        if let Err(e) = bundle.write_to(&dir) {
-            eprintln!("error: {e}");
-            return EXIT_ERRORS;
+}
+
+/// A hidden directory next to the bundles, where a compile writes its
+/// bundles before moving them into place.
+struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// Checks that every bundle directory `out/<node>` that will be written
+    /// is absent, empty or a previous bundle (which [`Bundle::write_to`]
+    /// would replace), and creates the staging directory.
+    fn new(out: &Path, nodes: &[String], only: Option<&str>) -> Result<Staging, String> {
+        for node in nodes.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {
+            let dir = out.join(node);
+            let is_bundle = dir.join("manifest.json").is_file();
+            let is_empty = !dir.exists() || std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if !is_bundle && !is_empty {
+                return Err(format!("`{}` exists and is not a bundle; refusing to overwrite it", dir.display()));
+            }
         }
-        eprintln!("wrote {}", dir.display());
+        let dir = out.join(format!(".policyc-staging-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove `{}`: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        Ok(Staging { out: out.to_path_buf(), dir })
     }
-    EXIT_OK
+
+    /// Moves the staged bundles of `nodes` into place, replacing previous
+    /// bundles, and returns their directories.
+    fn commit<'a>(self, nodes: impl Iterator<Item = &'a str>) -> Result<Vec<PathBuf>, String> {
+        let mut written = Vec::new();
+        for node in nodes {
+            let target = self.out.join(node);
+            if target.exists() {
+                std::fs::remove_dir_all(&target).map_err(|e| format!("cannot remove `{}`: {e}", target.display()))?;
+            }
+            std::fs::rename(self.dir.join(node), &target)
+                .map_err(|e| format!("cannot move the bundle into `{}`: {e}", target.display()))?;
+            written.push(target);
+        }
+        self.discard();
+        Ok(written)
+    }
+
+    /// Removes the staging directory (after a failure, with what it holds).
+    fn discard(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one node's bundle holds, for the summary.
+struct NodeStats {
+    node: String,
+    endpoints: usize,
+    entries: usize,
+    largest: usize,
+    programs: usize,
+    files: usize,
+    bytes: usize,
+}
+
+impl NodeStats {
+    fn of(resolved: &Resolved, bundle: &Bundle) -> NodeStats {
+        let local: Vec<_> =
+            resolved.endpoints.iter().filter(|e| e.node.as_deref() == Some(bundle.node.as_str())).collect();
+        NodeStats {
+            node: bundle.node.clone(),
+            endpoints: local.len(),
+            entries: local.iter().map(|e| e.policy.entries.len()).sum(),
+            largest: local.iter().map(|e| e.policy.entries.len()).max().unwrap_or(0),
+            programs: bundle.programs.len(),
+            files: bundle.files.len() + bundle.programs.len(),
+            bytes: bundle.files.values().map(String::len).sum::<usize>()
+                + bundle.programs.values().map(Vec::len).sum::<usize>(),
+        }
+    }
 }
 
 /// SHA-256 of the input texts in source order (files sorted by path).
@@ -84,7 +196,7 @@ pub fn source_hash(loaded: &Loaded) -> String {
 }
 
 /// What a compile produced, per node.
-fn summary(loaded: &Loaded, resolved: &Resolved, bundles: &[Bundle]) -> String {
+fn summary(loaded: &Loaded, resolved: &Resolved, stats: &[NodeStats]) -> String {
     let c = &loaded.lowered.cluster;
     let mut out = format!(
         "{} endpoint(s), {} policy spec(s), {} identities ({} cluster-local, {} CIDR), {} ipcache entries\n",
@@ -95,18 +207,10 @@ fn summary(loaded: &Loaded, resolved: &Resolved, bundles: &[Bundle]) -> String {
         resolved.cidr_identities.len(),
         resolved.ipcache.len()
     );
-    for b in bundles {
-        let local: Vec<_> = resolved.endpoints.iter().filter(|e| e.node.as_deref() == Some(b.node.as_str())).collect();
-        let entries: usize = local.iter().map(|e| e.policy.entries.len()).sum();
-        let largest = local.iter().map(|e| e.policy.entries.len()).max().unwrap_or(0);
-        let bytes: usize =
-            b.files.values().map(String::len).sum::<usize>() + b.programs.values().map(Vec::len).sum::<usize>();
+    for s in stats {
         out.push_str(&format!(
-            "node {}: {} local endpoint(s), {entries} policy entries (largest map {largest}), {} program(s), {} file(s), {bytes} bytes\n",
-            b.node,
-            local.len(),
-            b.programs.len(),
-            b.files.len() + b.programs.len()
+            "node {}: {} local endpoint(s), {} policy entries (largest map {}), {} program(s), {} file(s), {} bytes\n",
+            s.node, s.endpoints, s.entries, s.largest, s.programs, s.files, s.bytes
         ));
     }
     out
@@ -123,9 +227,7 @@ fn capacity_diagnostic(loaded: &Loaded, resolved: &Resolved, c: &CapacityError) 
     let mut location = Location::default();
     if let Some(e) = endpoint {
         for entry in &e.policy.entries {
-            for r in &entry.rules {
-                *per_policy.entry(r.policy).or_default() += 1;
-            }
+            *per_policy.entry(entry.rule.policy).or_default() += 1;
         }
         location = loaded.lowered.endpoint_locations.get(e.index).cloned().unwrap_or_default();
     }

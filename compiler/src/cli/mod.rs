@@ -41,7 +41,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check manifests: syntax, types, unknown fields, invalid selectors,
-    /// CIDRs and ports. Exit 1 if any error is found.
+    /// CIDRs and ports, and lint rules (selectors matching nothing, pods
+    /// left out of isolation, unknown named ports, ...). Exit 1 if any error
+    /// is found (or any warning, with --deny-warnings).
     Lint(LintArgs),
     /// Compile manifests into a bundle per node (or check them with --dry-run).
     Compile(CompileArgs),
@@ -73,6 +75,9 @@ pub struct LintArgs {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Lint rule settings.
+    #[command(flatten)]
+    pub lint: crate::lint::LintOptions,
 }
 
 /// Arguments of `compile`.
@@ -100,6 +105,9 @@ pub struct CompileArgs {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Lint rule settings.
+    #[command(flatten)]
+    pub lint: crate::lint::LintOptions,
 }
 
 /// Output format of `trace`.
@@ -200,8 +208,14 @@ pub fn report(loaded: &Loaded, format: Format) -> bool {
 }
 
 fn lint(args: &LintArgs) -> u8 {
-    let loaded = load(&args.paths);
-    let errors = report(&loaded, args.format);
+    if let Err(e) = args.lint.check() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let mut loaded = load(&args.paths);
+    crate::lint::run(&mut loaded, &args.lint);
+    report(&loaded, args.format);
+    let errors = crate::lint::fails(&loaded, &args.lint);
     if args.format == Format::Human {
         let c = &loaded.lowered.cluster;
         let skipped: usize = loaded.input.skipped.values().sum();

@@ -62,4 +62,10 @@ codes! {
     SUBJECT_NAMESPACE_OVERRIDDEN = "W0128", "an `endpointSelector` of a CiliumNetworkPolicy names a namespace, which Cilium replaces with the policy's own";
     CONTAINER_PORT_WITHOUT_NUMBER = "W0129", "a container port has no `containerPort` and is ignored";
     CILIUM_REJECTED_RULE = "E0130", "a Cilium rule combines fields or values that Cilium rejects together";
+    UNMATCHED_SELECTOR = "W0201", "a selector matches no endpoint of the input";
+    UNPROTECTED_POD = "W0202", "a pod is selected by no policy in a namespace where other pods are isolated";
+    POLICY_WITHOUT_EFFECT = "W0203", "a policy selects endpoints but neither allows, denies nor isolates anything";
+    UNDEFINED_NAMED_PORT = "W0204", "a named port is defined by none of the pods it applies to";
+    EXCEPT_EXCLUDES_ALL = "W0205", "an `except` prefix excludes the whole `cidr`";
+    WORLD_INGRESS_ALL_PORTS = "W0206", "ingress from the whole world is allowed on every port";
 }

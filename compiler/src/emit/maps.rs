@@ -8,17 +8,23 @@
 //! - `endpoints.txt`: `<ip> <endpoint id> <identity> <enforced> <ns>/<pod>`,
 //!   enforced `ingress`, `egress`, `ingress+egress` or `-`; by IP.
 //! - `policy/<ns>.<pod>.txt`: `<direction> <peer> <proto>/<port>/<len>
-//!   <verdict> <rules>`: peer an identity or `any`; `len` the prefix
-//!   length over the 24 bits `protocol|port` (0 every protocol, 8 one
-//!   protocol, 24 one port); verdict `allow`, `deny` or `redirect:<parser>`;
-//!   rules `<Kind>/<ns>/<name>:<path>` joined with `,`. By key.
+//!   <verdict> <rule>[,+<more>]`: peer an identity or `any`; `len` the
+//!   prefix length over the 24 bits `protocol|port` (0 every protocol, 8
+//!   one protocol, 24 one port); verdict `allow`, `deny` or
+//!   `redirect:<parser>`; rule `<Kind>/<ns>/<name>:<path>`, the first of
+//!   the rules giving the verdict, and `,+<more>` how many others do (left
+//!   out if none). By key.
 
 use policyc_ir::cluster::{Cluster, EndpointKind};
+use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
 use policyc_ir::labels::Labels;
-use policyc_ir::policy_map::PolicyMap;
+use policyc_ir::policy_map::{MapVerdict, PolicyMap};
 use policyc_ir::resolve::{IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Lines joined with `\n`, with a final newline unless empty.
 pub fn join(lines: &[String]) -> String {
@@ -63,14 +69,28 @@ pub fn ipcache(resolved: &Resolved, node: &str) -> Vec<String> {
         .ipcache
         .iter()
         .map(|e| {
+            let mut line = e.prefix.to_string();
+            line.push(' ');
             let (identity, source) = match &e.source {
-                IpcacheSource::World => (e.identity, "world".to_string()),
-                IpcacheSource::Cidr => (e.identity, "cidr".to_string()),
-                IpcacheSource::Node(name) if name == node => (Identity::HOST, "host".to_string()),
-                IpcacheSource::Node(name) => (e.identity, format!("node:{name}")),
-                IpcacheSource::Endpoint(i) => (e.identity, format!("endpoint:{}", resolved.endpoints[*i].name)),
+                IpcacheSource::World => (e.identity, Cow::Borrowed("world")),
+                IpcacheSource::Cidr => (e.identity, Cow::Borrowed("cidr")),
+                IpcacheSource::Node(name) if name == node => (Identity::HOST, Cow::Borrowed("host")),
+                IpcacheSource::Node(name) => (e.identity, Cow::Owned(format!("node:{name}"))),
+                IpcacheSource::Endpoint(i) => {
+                    line.reserve(resolved.endpoints[*i].name.len() + 20);
+                    (e.identity, Cow::Borrowed(""))
+                }
             };
-            format!("{} {identity} {source}", e.prefix)
+            push_number(&mut line, identity.get());
+            line.push(' ');
+            match &e.source {
+                IpcacheSource::Endpoint(i) => {
+                    line.push_str("endpoint:");
+                    line.push_str(&resolved.endpoints[*i].name);
+                }
+                _ => line.push_str(&source),
+            }
+            line
         })
         .collect()
 }
@@ -137,25 +157,148 @@ pub fn policy_file_stem(cluster: &Cluster, endpoint: usize) -> String {
     }
 }
 
-/// The lines of one policy map.
-pub fn policy(cluster: &Cluster, map: &PolicyMap) -> Vec<String> {
-    map.entries
-        .iter()
-        .map(|entry| {
-            let key = &entry.key;
-            let peer = if key.identity.is_any() { "any".to_string() } else { key.identity.to_string() };
-            let rules: Vec<String> = entry.rules.iter().map(|r| rule_name(cluster, r.policy, r.rule)).collect();
-            format!(
-                "{} {peer} {}/{}/{} {} {}",
-                key.direction,
-                key.protocol,
-                key.port,
-                key.prefix_len,
-                entry.verdict,
-                rules.join(",")
-            )
-        })
-        .collect()
+/// The display name of every rule of the cluster ([`rule_name`]), built
+/// once per emission: a policy map names a rule on each of its lines.
+#[derive(Clone, Debug, Default)]
+pub struct RuleNames {
+    by_policy: Vec<Vec<String>>,
+}
+
+impl RuleNames {
+    /// The names of every rule of `cluster`.
+    pub fn new(cluster: &Cluster) -> RuleNames {
+        let by_policy = cluster
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(p, policy)| (0..policy.rules.len()).map(|r| rule_name(cluster, p, r)).collect())
+            .collect();
+        RuleNames { by_policy }
+    }
+
+    /// The name of `rule` (a placeholder for a rule the cluster lacks,
+    /// which validation rules out).
+    pub fn get(&self, rule: RuleRef) -> Cow<'_, str> {
+        match self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("policy{}:rule{}", rule.policy, rule.rule)),
+        }
+    }
+}
+
+/// The text of one policy map (one line per entry, see the module
+/// documentation) and its number of lines. The rule field ends with the
+/// number of other rules that gave the same verdict (`,+2`), left out when
+/// there are none.
+pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
+    let mut out = String::with_capacity(map.entries.len() * 64);
+    for entry in &map.entries {
+        let key = &entry.key;
+        out.push_str(key.direction.name());
+        out.push(' ');
+        if key.identity.is_any() {
+            out.push_str("any");
+        } else {
+            push_number(&mut out, key.identity.get());
+        }
+        out.push(' ');
+        push_number(&mut out, u32::from(key.protocol));
+        out.push('/');
+        push_number(&mut out, u32::from(key.port));
+        out.push('/');
+        push_number(&mut out, u32::from(key.prefix_len));
+        out.push(' ');
+        match &entry.verdict {
+            MapVerdict::Allow => out.push_str("allow"),
+            MapVerdict::Deny => out.push_str("deny"),
+            MapVerdict::Redirect(parser) => {
+                out.push_str("redirect:");
+                out.push_str(parser);
+            }
+        }
+        out.push(' ');
+        out.push_str(&names.get(entry.rule));
+        if entry.rule_count > 1 {
+            out.push_str(",+");
+            push_number(&mut out, entry.rule_count - 1);
+        }
+        out.push('\n');
+    }
+    (out, map.entries.len())
+}
+
+/// Appends the decimal digits of `n` (what `write!` does, without the
+/// formatting machinery, which dominated emission time).
+fn push_number(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits are always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// Rendered policy maps, shared by the endpoints (on any node) whose maps
+/// are one shared map (see [`policyc_ir::resolve::ResolvedEndpoint`]):
+/// each distinct map is rendered once, on every available core, before
+/// the bundles are assembled.
+#[derive(Debug, Default)]
+pub struct PolicyTexts {
+    /// Text and line count per map, by the map's address (the maps live in
+    /// the [`Resolved`] for the whole emission; the address is only a key,
+    /// never dereferenced, and nothing iterates this map).
+    by_map: HashMap<usize, (String, usize)>,
+}
+
+impl PolicyTexts {
+    /// Renders the policy maps of the endpoints on `nodes` (every node if
+    /// `None`).
+    pub fn new(resolved: &Resolved, nodes: Option<&[&str]>, names: &RuleNames) -> PolicyTexts {
+        let mut maps: Vec<&Arc<PolicyMap>> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in &resolved.endpoints {
+            let on_node = match (nodes, e.node.as_deref()) {
+                (None, Some(_)) => true,
+                (Some(nodes), Some(node)) => nodes.contains(&node),
+                (_, None) => false,
+            };
+            if on_node && seen.insert(Arc::as_ptr(&e.policy) as usize) {
+                maps.push(&e.policy);
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(maps.len()).max(1);
+        let next = AtomicUsize::new(0);
+        let by_map = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        while let Some(map) = maps.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            done.push((Arc::as_ptr(map) as usize, policy(names, map)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            // A worker only panics on a bug; re-raise it here.
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        PolicyTexts { by_map }
+    }
+
+    /// The text and line count of `map` ([`policy`]).
+    pub fn get(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> (String, usize) {
+        match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
+            Some(rendered) => rendered.clone(),
+            None => policy(names, map),
+        }
+    }
 }
 
 /// `<Kind>/<ns>/<name>:<rule path>` (`<Kind>/<name>:...` when cluster-wide).
@@ -198,4 +341,44 @@ pub fn read_identity_table(text: &str) -> Result<IdentityTable, String> {
         assignments.push((set, Identity(id)));
     }
     Ok(IdentityTable::from_assignments(assignments))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policyc_ir::policy_map::{PolicyEntry, PolicyKey};
+    use policyc_ir::protocol::Direction;
+
+    #[test]
+    fn a_policy_line_names_the_first_rule_and_counts_the_others() {
+        let names = RuleNames { by_policy: vec![vec!["CiliumNetworkPolicy/shop/api:spec.ingress[0]".into()]] };
+        let entry = |identity, port, prefix_len, verdict, rule_count| PolicyEntry {
+            key: PolicyKey {
+                identity: Identity(identity),
+                direction: Direction::Egress,
+                protocol: 6,
+                port,
+                prefix_len,
+            },
+            verdict,
+            rule: RuleRef { policy: 0, rule: 0 },
+            rule_count,
+        };
+        let map = PolicyMap {
+            enforced: [false, true],
+            entries: vec![
+                entry(0, 0, 0, MapVerdict::Deny, 1),
+                entry(4_294_967_295, 65535, 24, MapVerdict::Redirect("http".into()), 3),
+            ],
+        };
+        let (text, lines) = policy(&names, &map);
+        assert_eq!(lines, 2);
+        assert_eq!(
+            text,
+            "egress any 6/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
+             egress 4294967295 6/65535/24 redirect:http CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
+        );
+        // A rule the cluster lacks (validation rules it out) still renders.
+        assert_eq!(names.get(RuleRef { policy: 3, rule: 1 }), "policy3:rule1");
+    }
 }

@@ -146,7 +146,34 @@ pub fn emit(
         }
         None => nodes.iter().collect(),
     };
-    selected.into_iter().map(|node| emit_node(cluster, resolved, node, options)).collect()
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
+    selected.into_iter().map(|node| emit_node_named(cluster, resolved, node, options, &names, &texts)).collect()
+}
+
+/// Emits the bundle of every node (or only of `only`) one at a time,
+/// handing each to `sink` before the next is built, so that only one
+/// node's bundle is in memory at once. Stops at the first error.
+pub fn emit_each(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    only: Option<&str>,
+    options: &BundleOptions,
+    mut sink: impl FnMut(Bundle) -> Result<(), EmitError>,
+) -> Result<(), EmitError> {
+    validate(resolved).map_err(EmitError::Invalid)?;
+    let nodes = node_names(cluster);
+    if let Some(name) = only {
+        if !nodes.iter().any(|n| n == name) {
+            return Err(EmitError::UnknownNode(name.to_string()));
+        }
+    }
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
+    for node in nodes.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {
+        sink(emit_node_named(cluster, resolved, node, options, &names, &texts)?)?;
+    }
+    Ok(())
 }
 
 /// Emits the bundle of `node`. `resolved` must be the resolution of
@@ -156,6 +183,19 @@ pub fn emit_node(
     resolved: &Resolved,
     node: &str,
     options: &BundleOptions,
+) -> Result<Bundle, EmitError> {
+    let names = maps::RuleNames::new(cluster);
+    let texts = maps::PolicyTexts::new(resolved, Some(&[node]), &names);
+    emit_node_named(cluster, resolved, node, options, &names, &texts)
+}
+
+fn emit_node_named(
+    cluster: &Cluster,
+    resolved: &Resolved,
+    node: &str,
+    options: &BundleOptions,
+    names: &maps::RuleNames,
+    texts: &maps::PolicyTexts,
 ) -> Result<Bundle, EmitError> {
     let local = maps::local_endpoints(resolved, node);
     let ids = maps::endpoint_ids(&local);
@@ -169,12 +209,10 @@ pub fn emit_node(
     let mut policy_entries = 0;
     for endpoint in &local {
         let stem = maps::policy_file_stem(cluster, endpoint.index);
-        let lines = maps::policy(cluster, &endpoint.policy);
-        check_capacity(node, &format!("policy/{stem}"), lines.len(), options.policy_map_capacity)?;
-        policy_entries += lines.len();
-        for entry in &endpoint.policy.entries {
-            rule_names.extend(entry.rules.iter().map(|r| maps::rule_name(cluster, r.policy, r.rule)));
-        }
+        let (text, lines) = texts.get(names, &endpoint.policy);
+        check_capacity(node, &format!("policy/{stem}"), lines, options.policy_map_capacity)?;
+        policy_entries += lines;
+        rule_names.extend(endpoint.policy.entries.iter().map(|entry| names.get(entry.rule).into_owned()));
         let id = ids.get(&endpoint.index).copied().unwrap_or(0);
         let config = programs::endpoint_config(id, &endpoint.policy);
         let objects = programs::endpoint_programs(&stem, &config).map_err(|e| EmitError::Template(e.to_string()))?;
@@ -186,14 +224,14 @@ pub fn emit_node(
             identity: endpoint.identity.map_or(0, |i| i.get()),
             addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
             policy_file: policy_file.clone(),
-            policy_entries: lines.len(),
+            policy_entries: lines,
             programs: manifest::ProgramFiles {
                 from: programs::program_path(&stem, Template::FromContainer),
                 to: programs::program_path(&stem, Template::ToContainer),
             },
             config: manifest::ConfigSpec::from(&config),
         });
-        files.insert(policy_file, maps::join(&lines));
+        files.insert(policy_file, text);
     }
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
 

@@ -22,6 +22,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use yaml::{Node, Value};
 
+/// The annotation that silences warnings on an object: a comma-separated
+/// list of codes.
+pub const IGNORE_ANNOTATION: &str = "policyc.io/ignore";
+
 /// Identification of an object: kind, namespace, name, where it is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
@@ -36,6 +40,9 @@ pub struct Meta {
     /// The controlling owner (`metadata.ownerReferences` with
     /// `controller: true`, or the only owner): `(kind, name)`.
     pub owner: Option<(String, String)>,
+    /// Diagnostic codes silenced on this object by the annotation
+    /// [`IGNORE_ANNOTATION`] (`W0201,W0204`).
+    pub ignored_codes: Vec<String>,
     /// File, document and position of the object.
     pub location: Location,
 }
@@ -181,6 +188,16 @@ pub const WORKLOAD_KINDS: &[&str] = &[
 ];
 
 impl Input {
+    /// Appends what `other` read after what this input read.
+    pub fn merge(&mut self, other: Input) {
+        self.objects.extend(other.objects);
+        for (kind, count) in other.skipped {
+            *self.skipped.entry(kind).or_default() += count;
+        }
+        self.sources.extend(other.sources);
+        self.diagnostics.extend(other.diagnostics);
+    }
+
     /// Parses one source text (`name` is how diagnostics name it).
     pub fn add_source(&mut self, name: &str, text: String) {
         let (documents, syntax_error) = yaml::parse_stream(&text);
@@ -343,7 +360,13 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
             .or(if owners.len() == 1 { owners.first() } else { None })
             .map(|(k, n, _)| (k.clone(), n.clone()))
     });
-    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, location })
+    let ignored_codes = fields
+        .get("annotations")
+        .and_then(|a| a.get(IGNORE_ANNOTATION))
+        .and_then(Node::as_str)
+        .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
+        .unwrap_or_default();
+    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location })
 }
 
 /// Checks an object name as a DNS-1123 subdomain: at most 253 lower-case

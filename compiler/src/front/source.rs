@@ -4,6 +4,7 @@ use super::Input;
 use crate::diag::{codes, Diagnostic, Location};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Extensions read when walking a directory.
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -11,27 +12,65 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// Reads every path (`-` is stdin) into an [`Input`]. Directories are
 /// walked recursively in sorted order; files named explicitly are read
 /// whatever their extension.
+///
+/// Files are read and decoded on every available core (a cluster's
+/// manifests are many independent files, and YAML parsing is most of the
+/// time of a large compile), then merged in input order, so the result does
+/// not depend on the number of threads.
 pub fn read_paths(paths: &[PathBuf]) -> Input {
     let mut input = Input::default();
+    let mut files: Vec<PathBuf> = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => input.add_source("-", text),
-                Err(e) => io_error(&mut input, "-", &e),
-            }
+            files.push(path.clone());
         } else if path.is_dir() {
-            let mut files = Vec::new();
-            walk(path, &mut files, &mut input);
-            files.sort();
-            for f in files {
-                read_file(&f, &mut input);
-            }
+            let mut found = Vec::new();
+            walk(path, &mut found, &mut input);
+            found.sort();
+            files.extend(found);
         } else {
-            read_file(path, &mut input);
+            files.push(path.clone());
         }
     }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
+    let next = AtomicUsize::new(0);
+    let mut parts: Vec<(usize, Input)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        let mut part = Input::default();
+                        read_one(path, &mut part);
+                        done.push((i, part));
+                    }
+                    done
+                })
+            })
+            .collect();
+        // A worker only panics on a bug; re-raise it here rather than lose
+        // its files.
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    parts.sort_by_key(|(i, _)| *i);
+    for (_, part) in parts {
+        input.merge(part);
+    }
     input
+}
+
+fn read_one(path: &Path, input: &mut Input) {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        match std::io::stdin().read_to_string(&mut text) {
+            Ok(_) => input.add_source("-", text),
+            Err(e) => io_error(input, "-", &e),
+        }
+    } else {
+        read_file(path, input);
+    }
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, input: &mut Input) {

@@ -1,0 +1,110 @@
+//! Rules about what selectors select: a selector matching nothing (W0201),
+//! a pod left out in a namespace whose other pods are isolated (W0202), a
+//! policy that changes nothing (W0203).
+
+use super::{at_policy, subject_path, Facts};
+use crate::diag::{codes, Diagnostic};
+use crate::pipeline::Loaded;
+use policyc_ir::policy::{Peer, Peers, Subject};
+use policyc_ir::protocol::Direction;
+use policyc_ir::selector::LabelSelector;
+use std::collections::BTreeSet;
+
+/// W0201: an endpoint selector (subject or peer) that matches no endpoint.
+/// A policy whose subject matches nothing is reported once, for the
+/// subject; its peers are not looked at.
+pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
+    let cluster = &loaded.lowered.cluster;
+    if cluster.endpoints.is_empty() {
+        return;
+    }
+    let matches_any = |selector: &LabelSelector| facts.matches_any(selector);
+    for (p, policy) in cluster.policies.iter().enumerate() {
+        if let Subject::Endpoints(selector) = &policy.subject {
+            if !matches_any(selector) {
+                out.push(
+                    Diagnostic::new(
+                        codes::UNMATCHED_SELECTOR,
+                        at_policy(loaded, p, &subject_path(policy)),
+                        format!("the policy selects no endpoint of the input (`{selector}`)"),
+                    )
+                    .with_help("check the labels and the namespace against the pods or workloads it is meant for"),
+                );
+                continue;
+            }
+        }
+        for rule in &policy.rules {
+            let Peers::Only(peers) = &rule.peers else { continue };
+            for peer in peers {
+                if let Peer::Endpoints(selector) = peer {
+                    if !matches_any(selector) {
+                        out.push(
+                            Diagnostic::new(
+                                codes::UNMATCHED_SELECTOR,
+                                at_policy(loaded, p, &rule.path),
+                                format!("a peer selector matches no endpoint of the input (`{selector}`)"),
+                            )
+                            .with_help("a typo in a label or namespace makes a rule allow or deny nothing"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// W0202: a pod that no policy selects, in a namespace where some other
+/// pod is isolated in a direction (likely forgotten by a default-deny
+/// rollout).
+pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
+    let cluster = &loaded.lowered.cluster;
+    let mut selected = vec![false; cluster.endpoints.len()];
+    let mut isolated_namespaces: BTreeSet<&str> = BTreeSet::new();
+    for (p, policy) in cluster.policies.iter().enumerate() {
+        let enforces = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
+        for &i in &facts.subjects[p] {
+            selected[i] = true;
+            if enforces {
+                isolated_namespaces.insert(cluster.endpoints[i].namespace.as_str());
+            }
+        }
+    }
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        if !selected[i] && isolated_namespaces.contains(e.namespace.as_str()) {
+            let location = loaded.lowered.endpoint_locations.get(i).cloned().unwrap_or_default();
+            out.push(
+                Diagnostic::new(
+                    codes::UNPROTECTED_POD,
+                    location,
+                    format!(
+                        "`{}` is selected by no policy while other pods of namespace `{}` are isolated",
+                        e.display_name(),
+                        e.namespace
+                    ),
+                )
+                .with_help("add it to a policy (or a namespace-wide default deny) if it should be isolated too"),
+            );
+        }
+    }
+}
+
+/// W0203: a policy that selects endpoints but has no rule and isolates no
+/// direction, so it changes nothing.
+pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
+    let cluster = &loaded.lowered.cluster;
+    for (p, policy) in cluster.policies.iter().enumerate() {
+        let isolates = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
+        if policy.rules.is_empty() && !isolates && !facts.subjects[p].is_empty() {
+            out.push(
+                Diagnostic::new(
+                    codes::POLICY_WITHOUT_EFFECT,
+                    at_policy(loaded, p, &policy.origin.spec_path),
+                    "the policy has no rules and isolates no direction: it changes nothing".to_string(),
+                )
+                .with_help(
+                    "an empty list (`ingress: []`) has no effect in Cilium; `ingress: [{}]` turns on default deny",
+                ),
+            );
+        }
+    }
+}
