@@ -5,7 +5,7 @@
 use crate::entries::{self, EntryError};
 use policyc_ebpf::abi::{self, EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
 use policyc_ebpf::config::EndpointConfig;
-use policyc_ebpf::specialize::read_config;
+use policyc_ebpf::specialize::specialize;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -32,7 +32,7 @@ pub enum BundleError {
     MapLayout(String),
     /// A text map line is malformed.
     Entry(EntryError),
-    /// A program object is broken or its settings differ from the manifest.
+    /// A program template cannot take an endpoint's settings.
     Program(String),
     /// One generation of a map would overflow.
     Capacity {
@@ -73,6 +73,7 @@ struct ManifestFile {
     node: String,
     source_hash: String,
     maps: Vec<MapFile>,
+    programs: ProgramsFile,
     endpoints: Vec<EndpointFile>,
 }
 
@@ -90,7 +91,6 @@ struct EndpointFile {
     id: u16,
     addresses: Vec<String>,
     policy_file: String,
-    programs: ProgramsFile,
     config: ConfigFile,
 }
 
@@ -123,9 +123,9 @@ pub struct BundleEndpoint {
     pub addresses: Vec<std::net::IpAddr>,
     /// Settings of its programs.
     pub config: EndpointConfig,
-    /// `from_container` object.
+    /// Its `from_container` object: the template with its settings.
     pub from_program: Vec<u8>,
-    /// `to_container` object.
+    /// Its `to_container` object.
     pub to_program: Vec<u8>,
 }
 
@@ -217,14 +217,19 @@ impl Bundle {
             entries::endpoints("maps/endpoints.txt", &text(dir, "maps/endpoints.txt", &mut hasher)?).map_err(entry)?;
         let cookies = entries::rules("maps/rules.txt", &text(dir, "maps/rules.txt", &mut hasher)?).map_err(entry)?;
 
+        let from_template = read(dir, &manifest.programs.from, &mut hasher)?;
+        let to_template = read(dir, &manifest.programs.to, &mut hasher)?;
         let mut policy = Vec::new();
         let mut endpoints = Vec::new();
         for e in &manifest.endpoints {
             let policy_text = text(dir, &e.policy_file, &mut hasher)?;
             policy.extend(entries::policy(&e.policy_file, &policy_text, e.id, &cookies).map_err(entry)?);
-            let from_program = read(dir, &e.programs.from, &mut hasher)?;
-            let to_program = read(dir, &e.programs.to, &mut hasher)?;
-            let config = check_programs(e, &from_program, &to_program)?;
+            let config = endpoint_config(e)?;
+            let program = |path: &str, template: &[u8]| {
+                specialize(template, &config).map_err(|err| BundleError::Program(format!("`{path}`: {err}")))
+            };
+            let from_program = program(&manifest.programs.from, &from_template)?;
+            let to_program = program(&manifest.programs.to, &to_template)?;
             let addresses = e
                 .addresses
                 .iter()
@@ -288,27 +293,18 @@ fn check_layouts(maps: &[MapFile]) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn check_programs(e: &EndpointFile, from: &[u8], to: &[u8]) -> Result<EndpointConfig, BundleError> {
-    let expected = EndpointConfig {
+fn endpoint_config(e: &EndpointFile) -> Result<EndpointConfig, BundleError> {
+    if e.config.endpoint_id != u32::from(e.id) {
+        return Err(BundleError::Manifest(format!(
+            "endpoint `{}`: settings name endpoint id {}, not {}",
+            e.name, e.config.endpoint_id, e.id
+        )));
+    }
+    Ok(EndpointConfig {
         endpoint_id: e.config.endpoint_id,
         ingress_by_peer: e.config.ingress_by_peer,
         ingress_any_peer: e.config.ingress_any_peer,
         egress_by_peer: e.config.egress_by_peer,
         egress_any_peer: e.config.egress_any_peer,
-    };
-    if expected.endpoint_id != u32::from(e.id) {
-        return Err(BundleError::Program(format!(
-            "endpoint `{}`: program settings name endpoint id {}, not {}",
-            e.name, expected.endpoint_id, e.id
-        )));
-    }
-    for (path, bytes) in [(&e.programs.from, from), (&e.programs.to, to)] {
-        let config = read_config(bytes).map_err(|err| BundleError::Program(format!("`{path}`: {err}")))?;
-        if config != expected {
-            return Err(BundleError::Program(format!(
-                "`{path}`: settings {config:?} differ from the manifest's {expected:?}"
-            )));
-        }
-    }
-    Ok(expected)
+    })
 }

@@ -11,6 +11,9 @@ use std::process::Command;
 
 /// The clang that the committed objects were built with.
 const CLANG: &str = "clang-19";
+/// Its strip: DWARF goes (a bundle carries the templates to every node, and
+/// the loader needs only the BTF, which keeps line information).
+const STRIP: &str = "llvm-strip-19";
 
 /// Sources and the objects they build, relative to `ebpf-templates/`.
 const OBJECTS: [(&str, &str); 3] = [
@@ -94,10 +97,18 @@ fn compile(dir: &Path, source: &str, out: &Path, include: &str) -> Result<(), St
         .arg(out)
         .status()
         .map_err(|e| format!("cannot run {CLANG}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{CLANG} failed on `{source}` ({status})"));
+    }
+    let status = Command::new(STRIP)
+        .arg("--strip-debug")
+        .arg(out)
+        .status()
+        .map_err(|e| format!("cannot run {STRIP}: {e} (install it with `apt-get install llvm-19`)"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{CLANG} failed on `{source}` ({status})"))
+        Err(format!("{STRIP} failed on `{}` ({status})", out.display()))
     }
 }
 

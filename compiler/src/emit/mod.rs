@@ -8,7 +8,7 @@
 //! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
 //! <node>/maps/policy/<ns>.<pod>.txt   one endpoint's policy entries
 //! <node>/maps/rules.txt           rule cookie → rule, for flow events
-//! <node>/programs/<ns>.<pod>.{from,to}.o   the endpoint's specialized programs
+//! <node>/programs/{from,to}_container.o   program templates (settings per endpoint in the manifest)
 //! ```
 //!
 //! Every map file is one entry per line, fields separated by one space,
@@ -60,7 +60,7 @@ pub struct Bundle {
     /// (`maps/ipcache.txt`).
     pub files: BTreeMap<String, String>,
     /// Program objects by path relative to the bundle directory
-    /// (`programs/shop.api.from.o`).
+    /// (`programs/from_container.o`).
     pub programs: BTreeMap<String, Vec<u8>>,
 }
 
@@ -76,9 +76,6 @@ pub enum EmitError {
     UnknownNode(String),
     /// A bundle directory cannot be written.
     Io(String),
-    /// A datapath template lacks its settings (a broken build of
-    /// `ebpf-templates/`).
-    Template(String),
 }
 
 /// A map over capacity.
@@ -111,7 +108,6 @@ impl fmt::Display for EmitError {
             ),
             EmitError::UnknownNode(node) => write!(f, "no node `{node}` in the input"),
             EmitError::Io(message) => f.write_str(message),
-            EmitError::Template(message) => write!(f, "internal error: {message}"),
         }
     }
 }
@@ -200,7 +196,7 @@ fn emit_node_named(
     let local = maps::local_endpoints(resolved, node);
     let ids = maps::endpoint_ids(&local);
     let mut files = BTreeMap::new();
-    let mut programs = BTreeMap::new();
+    let programs: BTreeMap<String, Vec<u8>> = programs::templates().into_iter().collect();
 
     let ipcache = maps::ipcache(resolved, node);
     let endpoint_lines = maps::endpoints(&local, &ids);
@@ -215,8 +211,6 @@ fn emit_node_named(
         rule_names.extend(endpoint.policy.entries.iter().map(|entry| names.get(entry.rule).into_owned()));
         let id = ids.get(&endpoint.index).copied().unwrap_or(0);
         let config = programs::endpoint_config(id, &endpoint.policy);
-        let objects = programs::endpoint_programs(&stem, &config).map_err(|e| EmitError::Template(e.to_string()))?;
-        programs.extend(objects);
         let policy_file = format!("maps/policy/{stem}.txt");
         endpoints.push(manifest::EndpointSpec {
             name: endpoint.name.clone(),
@@ -225,10 +219,6 @@ fn emit_node_named(
             addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
             policy_file: policy_file.clone(),
             policy_entries: lines,
-            programs: manifest::ProgramFiles {
-                from: programs::program_path(&stem, Template::FromContainer),
-                to: programs::program_path(&stem, Template::ToContainer),
-            },
             config: manifest::ConfigSpec::from(&config),
         });
         files.insert(policy_file, text);
@@ -269,6 +259,10 @@ fn emit_node_named(
         node: node.to_string(),
         source_hash: options.source_hash.clone(),
         maps: specs,
+        programs: manifest::ProgramFiles {
+            from: programs::template_path(Template::FromContainer),
+            to: programs::template_path(Template::ToContainer),
+        },
         endpoints,
         tables,
     };

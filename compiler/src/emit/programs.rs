@@ -1,8 +1,8 @@
-//! Per-endpoint programs: the datapath templates specialized with the
-//! endpoint's settings ([`policyc_ebpf::specialize`]).
+//! Programs: the datapath templates a bundle carries, and each endpoint's
+//! settings, which the loader writes into its copy of them
+//! ([`policyc_ebpf::specialize`]).
 
 use policyc_ebpf::config::EndpointConfig;
-use policyc_ebpf::specialize::{specialize, SpecializeError};
 use policyc_ebpf::Template;
 use policyc_ir::policy_map::PolicyMap;
 use policyc_ir::protocol::Direction;
@@ -22,12 +22,12 @@ pub fn endpoint_config(endpoint_id: u16, map: &PolicyMap) -> EndpointConfig {
     }
 }
 
-/// Bundle path of `stem`'s program from `template`.
-pub fn program_path(stem: &str, template: Template) -> String {
-    format!("programs/{stem}.{}.o", template.suffix())
+/// Bundle path of `template`.
+pub fn template_path(template: Template) -> String {
+    format!("programs/{}.o", template.program_name())
 }
 
-/// Both specialized objects of an endpoint, with their bundle paths.
-pub fn endpoint_programs(stem: &str, config: &EndpointConfig) -> Result<Vec<(String, Vec<u8>)>, SpecializeError> {
-    Template::ALL.into_iter().map(|t| Ok((program_path(stem, t), specialize(t.bytes(), config)?))).collect()
+/// The templates with their bundle paths.
+pub fn templates() -> Vec<(String, Vec<u8>)> {
+    Template::ALL.into_iter().map(|t| (template_path(t), t.bytes().to_vec())).collect()
 }
