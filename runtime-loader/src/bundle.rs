@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The bundle format this loader reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Why a bundle is refused.
 #[derive(Debug)]
@@ -149,6 +149,19 @@ pub struct Bundle {
     pub policy: Vec<(PolicyKey, PolicyValue)>,
     /// Local endpoints, by name.
     pub endpoints: Vec<BundleEndpoint>,
+    /// The `from_container` and `to_container` templates.
+    pub templates: [Vec<u8>; 2],
+}
+
+impl Bundle {
+    /// `template` with `config` written in.
+    pub fn program(&self, template: policyc_ebpf::Template, config: &EndpointConfig) -> Result<Vec<u8>, BundleError> {
+        let bytes = match template {
+            policyc_ebpf::Template::FromContainer => &self.templates[0],
+            policyc_ebpf::Template::ToContainer => &self.templates[1],
+        };
+        specialize(bytes, config).map_err(|e| BundleError::Program(format!("`{}`: {e}", template.program_name())))
+    }
 }
 
 fn read(dir: &Path, relative: &str, hasher: &mut Sha256) -> Result<Vec<u8>, BundleError> {
@@ -271,6 +284,7 @@ impl Bundle {
             endpoint_entries,
             policy,
             endpoints,
+            templates: [from_template, to_template],
         })
     }
 }

@@ -1,7 +1,7 @@
 //! `policyc-loader`: the command line over the loader library.
 
 use clap::{Parser, Subcommand};
-use policyc_loader::apply::{apply, ApplyOptions};
+use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
 use policyc_loader::packet::{self, ProbePacket};
@@ -42,6 +42,14 @@ enum Command {
         /// Host-side interface of an endpoint, overriding the route lookup.
         #[arg(long = "interface", value_name = "NS/POD=IFNAME")]
         interfaces: Vec<String>,
+        /// Read the live maps instead of trusting the record of the last
+        /// apply, and repair any drift.
+        #[arg(long)]
+        reconcile: bool,
+        /// Print the plan (map operations, program switches) and change
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show the bundle in force, generations, map fill levels and links.
     Status,
@@ -72,8 +80,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = Paths::new(&cli.bpffs, &cli.root, &cli.state.join(&cli.root));
     let result = match &cli.command {
-        Command::Apply { bundle, interfaces } => {
-            let mut options = ApplyOptions::default();
+        Command::Apply { bundle, interfaces, reconcile, dry_run } => {
+            let mut options = ApplyOptions { reconcile: *reconcile, dry_run: *dry_run, ..ApplyOptions::default() };
             for spec in interfaces {
                 let Some((endpoint, interface)) = spec.split_once('=') else {
                     eprintln!("error: --interface `{spec}` is not NS/POD=IFNAME");
@@ -87,15 +95,30 @@ fn main() -> ExitCode {
                 } else if report.unchanged {
                     format!("bundle {} is already in force (generation {})", report.bundle_hash, report.generation)
                 } else {
-                    let mut out = format!("applied {} (generation {} active)\n", report.bundle_hash, report.generation);
+                    let mut out = if report.dry_run {
+                        format!(
+                            "plan for {} (generation {} would become active; diffed against the {})\n",
+                            report.bundle_hash, report.generation, report.diffed_against
+                        )
+                    } else {
+                        format!(
+                            "applied {} (generation {} active; diffed against the {})\n",
+                            report.bundle_hash, report.generation, report.diffed_against
+                        )
+                    };
                     for (map, ops) in &report.maps {
                         out.push_str(&format!(
                             "  {map}: {} added, {} updated, {} removed, {} unchanged\n",
                             ops.added, ops.updated, ops.removed, ops.unchanged
                         ));
                     }
-                    for (endpoint, program, how) in &report.programs {
-                        out.push_str(&format!("  {endpoint}: {program} {how:?}\n"));
+                    for (endpoint, program, step, how) in &report.programs {
+                        let how = how.map_or("planned".to_string(), |h| format!("{h:?}").to_lowercase());
+                        let step = match step {
+                            ProgramStep::Prepare => "before the switch, old and new lookups",
+                            ProgramStep::Finish => "after the switch",
+                        };
+                        out.push_str(&format!("  {endpoint}: {program} {how} ({step})\n"));
                     }
                     for endpoint in &report.detached {
                         out.push_str(&format!("  {endpoint}: detached\n"));

@@ -78,90 +78,161 @@ pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(
     (writes, removes, ops)
 }
 
-/// Writes `bundle` into generation `generation` of the ipcache, endpoints
-/// and policy maps; the other generation is not touched.
+type IpcacheEntries = BTreeMap<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>;
+type EndpointEntries = BTreeMap<[u8; ENDPOINT_KEY], [u8; 12]>;
+type PolicyEntries = BTreeMap<(u32, [u8; POLICY_KEY_DATA]), [u8; 8]>;
+
+/// The entries of one generation of the policy-bearing maps, as the
+/// kernel stores them (keys include the generation byte).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// ipcache: (prefix length, key data) → value.
+    pub ipcache: IpcacheEntries,
+    /// endpoints: key → value.
+    pub endpoints: EndpointEntries,
+    /// policy: (prefix length, key data) → value.
+    pub policy: PolicyEntries,
+}
+
+impl Generation {
+    /// `bundle`'s entries in generation `generation`.
+    pub fn of_bundle(bundle: &Bundle, generation: u8) -> Generation {
+        Generation {
+            ipcache: bundle
+                .ipcache
+                .iter()
+                .map(|(k, v)| {
+                    let k = IpcacheKey { generation, ..*k };
+                    ((k.prefixlen, k.data()), v.to_bytes())
+                })
+                .collect(),
+            endpoints: bundle
+                .endpoint_entries
+                .iter()
+                .map(|(k, v)| (EndpointKey { generation, ..*k }.to_bytes(), v.to_bytes()))
+                .collect(),
+            policy: bundle
+                .policy
+                .iter()
+                .map(|(k, v)| {
+                    let k = PolicyKey { generation, ..*k };
+                    ((k.prefixlen, k.data()), v.to_bytes())
+                })
+                .collect(),
+        }
+    }
+
+    /// What the live maps hold in generation `generation` (reads every
+    /// entry of the three maps: one syscall each).
+    pub fn read_live(paths: &Paths, generation: u8) -> Result<Generation, LoaderError> {
+        let mut out = Generation::default();
+        let ipcache = ipcache_map(paths)?;
+        for item in ipcache.iter() {
+            let (key, value) = item.map_err(|e| kernel("reading ipcache", e))?;
+            if key.data()[0] == generation {
+                out.ipcache.insert((key.prefix_len(), key.data()), value);
+            }
+        }
+        let endpoints = endpoints_map(paths)?;
+        for item in endpoints.iter() {
+            let (key, value) = item.map_err(|e| kernel("reading endpoints", e))?;
+            if key[0] == generation {
+                out.endpoints.insert(key, value);
+            }
+        }
+        let policy = policy_map(paths)?;
+        for item in policy.iter() {
+            let (key, value) = item.map_err(|e| kernel("reading policy", e))?;
+            if key.data()[0] == generation {
+                out.policy.insert((key.prefix_len(), key.data()), value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The writes and removals that turn one generation's content into
+/// another's, per map.
+#[derive(Clone, Debug, Default)]
+pub struct SyncPlan {
+    ipcache: (Vec<((u32, [u8; IPCACHE_KEY_DATA]), [u8; 8])>, Vec<(u32, [u8; IPCACHE_KEY_DATA])>),
+    endpoints: (Vec<([u8; ENDPOINT_KEY], [u8; 12])>, Vec<[u8; ENDPOINT_KEY]>),
+    policy: (Vec<((u32, [u8; POLICY_KEY_DATA]), [u8; 8])>, Vec<(u32, [u8; POLICY_KEY_DATA])>),
+    /// Operations per map.
+    pub ops: BTreeMap<&'static str, MapOps>,
+}
+
+impl SyncPlan {
+    /// The plan turning `current` into `wanted`.
+    pub fn new(current: &Generation, wanted: &Generation) -> SyncPlan {
+        let mut ops = BTreeMap::new();
+        let (w, r, o) = diff(&current.ipcache, &wanted.ipcache);
+        ops.insert("ipcache", o);
+        let ipcache = (w, r);
+        let (w, r, o) = diff(&current.endpoints, &wanted.endpoints);
+        ops.insert("endpoints", o);
+        let endpoints = (w, r);
+        let (w, r, o) = diff(&current.policy, &wanted.policy);
+        ops.insert("policy", o);
+        SyncPlan { ipcache, endpoints, policy: (w, r), ops }
+    }
+
+    /// Map writes and removals the plan makes.
+    pub fn syscalls(&self) -> usize {
+        self.ops.values().map(|o| o.added + o.updated + o.removed).sum()
+    }
+
+    /// Carries the plan out on the pinned maps: writes before removals, so
+    /// that a longer prefix never disappears before what replaces it.
+    pub fn execute(&self, paths: &Paths) -> Result<(), LoaderError> {
+        let mut ipcache = ipcache_map(paths)?;
+        for ((len, data), v) in &self.ipcache.0 {
+            ipcache.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing ipcache", e))?;
+        }
+        let mut endpoints = endpoints_map(paths)?;
+        for (k, v) in &self.endpoints.0 {
+            endpoints.insert(k, v, 0).map_err(|e| kernel("writing endpoints", e))?;
+        }
+        let mut policy = policy_map(paths)?;
+        for ((len, data), v) in &self.policy.0 {
+            policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
+        }
+        for (len, data) in &self.ipcache.1 {
+            ipcache.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from ipcache", e))?;
+        }
+        for k in &self.endpoints.1 {
+            endpoints.remove(k).map_err(|e| kernel("removing from endpoints", e))?;
+        }
+        for (len, data) in &self.policy.1 {
+            policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn ipcache_map(paths: &Paths) -> Result<LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]>, LoaderError> {
+    LpmTrie::try_from(open(&paths.map("ipcache"))?).map_err(|e| kernel("ipcache", e))
+}
+
+fn endpoints_map(paths: &Paths) -> Result<HashMap<MapData, [u8; ENDPOINT_KEY], [u8; 12]>, LoaderError> {
+    HashMap::try_from(open(&paths.map("endpoints"))?).map_err(|e| kernel("endpoints", e))
+}
+
+fn policy_map(paths: &Paths) -> Result<LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]>, LoaderError> {
+    LpmTrie::try_from(open(&paths.map("policy"))?).map_err(|e| kernel("policy", e))
+}
+
+/// Writes `bundle` into generation `generation`, reading what the live maps
+/// hold there to write only the difference; the other generation is not
+/// touched.
 pub fn write_generation(
     paths: &Paths,
     bundle: &Bundle,
     generation: u8,
 ) -> Result<BTreeMap<&'static str, MapOps>, LoaderError> {
-    let mut report = BTreeMap::new();
-
-    let mut ipcache: LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]> =
-        LpmTrie::try_from(open(&paths.map("ipcache"))?).map_err(|e| kernel("ipcache", e))?;
-    let mut current: BTreeMap<_, _> = BTreeMap::new();
-    for item in ipcache.iter() {
-        let (key, value) = item.map_err(|e| kernel("reading ipcache", e))?;
-        if key.data()[0] == generation {
-            current.insert((key.prefix_len(), key.data()), value);
-        }
-    }
-    let wanted: BTreeMap<_, _> = bundle
-        .ipcache
-        .iter()
-        .map(|(k, v)| {
-            let k = IpcacheKey { generation, ..*k };
-            ((k.prefixlen, k.data()), v.to_bytes())
-        })
-        .collect();
-    let (writes, removes, ops) = diff(&current, &wanted);
-    for ((len, data), v) in &writes {
-        ipcache.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing ipcache", e))?;
-    }
-    for (len, data) in &removes {
-        ipcache.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from ipcache", e))?;
-    }
-    report.insert("ipcache", ops);
-
-    let mut endpoints: HashMap<MapData, [u8; ENDPOINT_KEY], [u8; 12]> =
-        HashMap::try_from(open(&paths.map("endpoints"))?).map_err(|e| kernel("endpoints", e))?;
-    let mut current: BTreeMap<_, _> = BTreeMap::new();
-    for item in endpoints.iter() {
-        let (key, value) = item.map_err(|e| kernel("reading endpoints", e))?;
-        if key[0] == generation {
-            current.insert(key, value);
-        }
-    }
-    let wanted: BTreeMap<_, _> = bundle
-        .endpoint_entries
-        .iter()
-        .map(|(k, v)| (EndpointKey { generation, ..*k }.to_bytes(), v.to_bytes()))
-        .collect();
-    let (writes, removes, ops) = diff(&current, &wanted);
-    for (k, v) in &writes {
-        endpoints.insert(k, v, 0).map_err(|e| kernel("writing endpoints", e))?;
-    }
-    for k in &removes {
-        endpoints.remove(k).map_err(|e| kernel("removing from endpoints", e))?;
-    }
-    report.insert("endpoints", ops);
-
-    let mut policy: LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]> =
-        LpmTrie::try_from(open(&paths.map("policy"))?).map_err(|e| kernel("policy", e))?;
-    let mut current: BTreeMap<_, _> = BTreeMap::new();
-    for item in policy.iter() {
-        let (key, value) = item.map_err(|e| kernel("reading policy", e))?;
-        if key.data()[0] == generation {
-            current.insert((key.prefix_len(), key.data()), value);
-        }
-    }
-    let wanted: BTreeMap<_, _> = bundle
-        .policy
-        .iter()
-        .map(|(k, v)| {
-            let k = PolicyKey { generation, ..*k };
-            ((k.prefixlen, k.data()), v.to_bytes())
-        })
-        .collect();
-    let (writes, removes, ops) = diff(&current, &wanted);
-    for ((len, data), v) in &writes {
-        policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
-    }
-    for (len, data) in &removes {
-        policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
-    }
-    report.insert("policy", ops);
-    Ok(report)
+    let plan = SyncPlan::new(&Generation::read_live(paths, generation)?, &Generation::of_bundle(bundle, generation));
+    plan.execute(paths)?;
+    Ok(plan.ops)
 }
 
 /// The active generation and apply serial.
@@ -191,14 +262,11 @@ pub fn fill_levels(paths: &Paths) -> Result<BTreeMap<&'static str, [usize; 2]>, 
         }
         n
     };
-    let ipcache: LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]> =
-        LpmTrie::try_from(open(&paths.map("ipcache"))?).map_err(|e| kernel("ipcache", e))?;
+    let ipcache = ipcache_map(paths)?;
     out.insert("ipcache", count(ipcache.keys().filter_map(Result::ok).map(|k| k.data()[0]).collect()));
-    let endpoints: HashMap<MapData, [u8; ENDPOINT_KEY], [u8; 12]> =
-        HashMap::try_from(open(&paths.map("endpoints"))?).map_err(|e| kernel("endpoints", e))?;
+    let endpoints = endpoints_map(paths)?;
     out.insert("endpoints", count(endpoints.keys().filter_map(Result::ok).map(|k| k[0]).collect()));
-    let policy: LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]> =
-        LpmTrie::try_from(open(&paths.map("policy"))?).map_err(|e| kernel("policy", e))?;
+    let policy = policy_map(paths)?;
     out.insert("policy", count(policy.keys().filter_map(Result::ok).map(|k| k.data()[0]).collect()));
     Ok(out)
 }

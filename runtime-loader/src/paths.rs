@@ -48,6 +48,11 @@ impl Paths {
         self.state.join("applied.json")
     }
 
+    /// The copy of the bundle that generation `generation` holds.
+    pub fn generation_copy(&self, generation: u8) -> PathBuf {
+        self.state.join(format!("generation-{generation}"))
+    }
+
     /// The lock file serializing appliers.
     pub fn lock(&self) -> PathBuf {
         self.state.join("lock")

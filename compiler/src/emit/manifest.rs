@@ -19,7 +19,7 @@ use policyc_ebpf::config::EndpointConfig;
 use serde::Serialize;
 
 /// Version of the bundle layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One shared BPF map of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,0 +1,355 @@
+//! Atomic, incremental, crash-safe apply, on the real kernel (root):
+//!
+//! - *no mix*: while `apply A` / `apply B` alternate, packets run through
+//!   the programs (`BPF_PROG_TEST_RUN`, against the live pinned maps) never
+//!   see a mix of A and B: between A and B a pod's labels change (so its
+//!   identity number changes) together with the policy that names it, and
+//!   any mix would drop traffic both allow;
+//! - *crash*: `policyc-loader apply` killed with SIGKILL at random moments
+//!   leaves A or B exactly in force, and the next apply converges;
+//! - *incremental*: the map operations of an apply follow the size of the
+//!   change, not of the policy;
+//! - *overflow*: a bundle over a map's capacity is refused before anything
+//!   is written.
+
+mod support;
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::Ebpf;
+use policyc_ebpf::Template;
+use policyc_loader::apply::{apply, ApplyOptions};
+use policyc_loader::bundle::Bundle;
+use policyc_loader::packet::{ProbePacket, TCP};
+use policyc_loader::paths::Paths;
+use policyc_loader::programs;
+use policyc_loader::status::status;
+use policyc_loader::uninstall::uninstall;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{require_root, scratch_paths, TempDir};
+
+/// Host-side veth interfaces standing for pods; deleted on drop.
+struct Veths(Vec<String>);
+
+impl Veths {
+    fn new(tag: &str, count: usize) -> Veths {
+        let mut names = Vec::new();
+        for i in 0..count {
+            let name = format!("pc{tag}{}x{i}", std::process::id() % 100_000);
+            let status = Command::new("ip")
+                .args(["link", "add", &name, "type", "veth", "peer", "name", &format!("{name}p")])
+                .status()
+                .expect("`ip` (iproute2) is needed");
+            assert!(status.success(), "cannot create veth {name}");
+            names.push(name.clone());
+            let up = Command::new("ip").args(["link", "set", &name, "up"]).status().unwrap();
+            assert!(up.success());
+        }
+        Veths(names)
+    }
+}
+
+impl Drop for Veths {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", name]).status();
+        }
+    }
+}
+
+/// Uninstalls the root when dropped, even after a failed assertion.
+struct Installed(Paths);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = uninstall(&self.0);
+    }
+}
+
+fn pod(name: &str, role: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: demo\n  labels:\n    role: {role}\n\
+         spec:\n  nodeName: node-a\n  containers:\n    - name: main\n      image: demo\n\
+         status:\n  podIP: {ip}\n  podIPs:\n    - ip: {ip}\n---\n"
+    )
+}
+
+/// The test cluster: `server` admits role `allowed` on the given ports;
+/// `client` has role `client_role`; `other` has role `z`; plus `extra`
+/// filler pods with roles of their own.
+fn manifests(client_role: &str, allowed: &str, ports: &[u16], extra: usize) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\nstatus:\n  addresses:\n    - type: InternalIP\n      address: 10.200.255.1\n---\n",
+    );
+    out += &pod("server", "server", "10.200.50.2");
+    out += &pod("client", client_role, "10.200.50.3");
+    out += &pod("other", "z", "10.200.50.4");
+    for i in 0..extra {
+        out += &pod(&format!("filler-{i}"), &format!("filler-{i}"), &format!("10.200.51.{}", i + 2));
+    }
+    let ports: String =
+        ports.iter().map(|p| format!("            - port: \"{p}\"\n              protocol: TCP\n")).collect();
+    out += &format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server\n  namespace: demo\n\
+         spec:\n  endpointSelector:\n    matchLabels:\n      role: server\n  ingress:\n    - fromEndpoints:\n\
+         \x20       - matchLabels:\n            role: {allowed}\n      toPorts:\n        - ports:\n{ports}"
+    );
+    out
+}
+
+/// Compiles `text` into a bundle directory under `out`.
+fn bundle(out: &Path, name: &str, text: &str) -> PathBuf {
+    let input = out.join(format!("{name}-input"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("cluster.yaml"), text).unwrap();
+    let scratch = TempDir(out.join(format!("{name}-scratch")));
+    let (_, bundles) = support::compile(&input, &scratch).expect("input compiles");
+    let node = bundles.keys().next().unwrap();
+    let dir = out.join(format!("{name}-bundle"));
+    std::fs::rename(scratch.0.join(node), &dir).unwrap();
+    dir
+}
+
+fn options(veths: &Veths, pods: &[&str]) -> ApplyOptions {
+    let interfaces = pods.iter().zip(&veths.0).map(|(p, i)| (format!("demo/{p}"), i.clone())).collect();
+    ApplyOptions { interfaces, ..ApplyOptions::default() }
+}
+
+fn interface_args(options: &ApplyOptions) -> Vec<String> {
+    options.interfaces.iter().flat_map(|(p, i)| ["--interface".to_string(), format!("{p}={i}")]).collect()
+}
+
+/// The server's `to_container`, with the lookups of both bundles, bound
+/// to the live maps of `paths` (a program the apply never swaps: what it
+/// sees is the maps' doing alone).
+fn server_probe(paths: &Paths, bundle_dir: &Path) -> Ebpf {
+    let bundle = Bundle::read(bundle_dir).unwrap();
+    let server = bundle.endpoints.iter().find(|e| e.name == "demo/server").unwrap();
+    let object = bundle.program(Template::ToContainer, &server.config).unwrap();
+    programs::load(paths, "demo/server", Template::ToContainer, &object).unwrap()
+}
+
+/// Whether the server admits a new connection from `src` to `port`.
+fn admits(probe: &Ebpf, src: &str, port: u16, sport: u16) -> bool {
+    let program: &SchedClassifier = probe.program("to_container").unwrap().try_into().unwrap();
+    let src: IpAddr = src.parse().unwrap();
+    let frame = ProbePacket { src, dst: "10.200.50.2".parse().unwrap(), protocol: TCP, sport, dport: port }.to_bytes();
+    let result = program.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() }).unwrap();
+    result.return_value != 2
+}
+
+/// `[client:80, other:80, client:8080]`: A admits only the first, B the
+/// first and the third.
+fn verdicts(probe: &Ebpf, sport: u16) -> [bool; 3] {
+    [
+        admits(probe, "10.200.50.3", 80, sport),
+        admits(probe, "10.200.50.4", 80, sport),
+        admits(probe, "10.200.50.3", 8080, sport),
+    ]
+}
+
+const A: [bool; 3] = [true, false, false];
+const B: [bool; 3] = [true, false, true];
+
+#[test]
+fn alternating_applies_never_show_a_mix() {
+    require_root();
+    let out = TempDir::new("atomic-nomix");
+    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
+    let b = bundle(&out.0, "b", &manifests("y", "y", &[80, 8080], 0));
+    let veths = Veths::new("n", 3);
+    let opts = options(&veths, &["server", "client", "other"]);
+    let paths = scratch_paths("nomix", &out);
+    let _installed = Installed(paths.clone());
+    apply(&paths, &a, &opts).unwrap();
+    let probe = server_probe(&paths, &b);
+    assert_eq!(verdicts(&probe, 1), A);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (applies, observed) = std::thread::scope(|s| {
+        let prober = s.spawn(|| {
+            let mut seen: BTreeMap<[bool; 3], usize> = BTreeMap::new();
+            let mut sport = 2u16;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                sport = sport.wrapping_add(1).max(2);
+                *seen.entry(verdicts(&probe, sport)).or_default() += 1;
+            }
+            seen
+        });
+        let mut applies = 0;
+        for i in 0..100 {
+            apply(&paths, if i % 2 == 0 { &b } else { &a }, &opts).unwrap();
+            applies += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (applies, prober.join().unwrap())
+    });
+    assert_eq!(applies, 100);
+    let mixed: Vec<_> = observed.iter().filter(|(v, _)| **v != A && **v != B).collect();
+    assert!(mixed.is_empty(), "verdicts that are neither A nor B: {mixed:?} (all: {observed:?})");
+    assert!(observed.get(&A).is_some() && observed.get(&B).is_some(), "the prober saw both: {observed:?}");
+    eprintln!("no mix over {applies} applies: {observed:?}");
+}
+
+/// A small xorshift: randomized kill points without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn killed_applies_leave_old_or_new_and_converge() {
+    require_root();
+    let out = TempDir::new("atomic-crash");
+    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
+    let b = bundle(&out.0, "b", &manifests("y", "y", &[80, 8080], 0));
+    let veths = Veths::new("k", 3);
+    let opts = options(&veths, &["server", "client", "other"]);
+    let paths = scratch_paths("crash", &out);
+    let _installed = Installed(paths.clone());
+    apply(&paths, &a, &opts).unwrap();
+    let probe = server_probe(&paths, &b);
+    let loader = env!("CARGO_BIN_EXE_policyc-loader");
+    let root = paths.root.file_name().unwrap().to_str().unwrap().to_string();
+    let base_args = ["--bpffs", "/sys/fs/bpf", "--root", &root, "--state"];
+    let state_parent = paths.state.parent().unwrap().to_path_buf();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sport = 2u16;
+    // Kill points are drawn over the length of a whole apply through the
+    // binary, measured here: half again the fastest of a few, so that kills
+    // land in every phase, the last ones included, but mostly mid-apply
+    // even when other tests slow one run down.
+    let mut span = Duration::MAX;
+    for target in [&b, &a, &b, &a] {
+        let started = Instant::now();
+        let run = Command::new(loader)
+            .args(base_args)
+            .arg(&state_parent)
+            .arg("apply")
+            .arg(target)
+            .args(interface_args(&opts))
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        span = span.min(started.elapsed());
+    }
+    let span = span.as_micros() as u64 * 3 / 2;
+    let mut i = 0;
+    while outcomes.get("killed").copied().unwrap_or(0) < 100 {
+        assert!(i < 500, "fewer than 100 of {i} kills landed mid-apply: {outcomes:?}");
+        let (target, expected) = if i % 2 == 0 { (&b, B) } else { (&a, A) };
+        let mut child = Command::new(loader)
+            .args(base_args)
+            .arg(&state_parent)
+            .arg("apply")
+            .arg(target)
+            .args(interface_args(&opts))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(span)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        sport = sport.wrapping_add(1).max(2);
+        let now = verdicts(&probe, sport);
+        assert!(now == A || now == B, "after a kill at iteration {i}: {now:?} is neither A nor B");
+        *outcomes.entry(if status.success() { "finished" } else { "killed" }).or_default() += 1;
+        // The next apply converges, through the binary as an operator would.
+        let rerun = Command::new(loader)
+            .args(base_args)
+            .arg(&state_parent)
+            .arg("apply")
+            .arg(target)
+            .args(interface_args(&opts))
+            .output()
+            .unwrap();
+        assert!(rerun.status.success(), "rerun failed: {}", String::from_utf8_lossy(&rerun.stderr));
+        sport = sport.wrapping_add(1).max(2);
+        assert_eq!(verdicts(&probe, sport), expected, "after the rerun at iteration {i}");
+        i += 1;
+    }
+    eprintln!("crash test: {outcomes:?} (kill points over {span} µs)");
+}
+
+/// Map writes and removals of an apply.
+fn ops(report: &policyc_loader::apply::ApplyReport) -> usize {
+    report.maps.values().map(|o| o.added + o.updated + o.removed).sum()
+}
+
+#[test]
+fn map_operations_follow_the_change() {
+    require_root();
+    let out = TempDir::new("atomic-incr");
+    let mut measured = Vec::new();
+    for (size, fillers) in [("small", 4usize), ("large", 40)] {
+        let base = bundle(&out.0, &format!("{size}-base"), &manifests("x", "x", &[80, 443, 8080], fillers));
+        let changed = bundle(&out.0, &format!("{size}-changed"), &manifests("x", "x", &[80, 443, 8080, 9090], fillers));
+        let mut pods = vec!["server".to_string(), "client".into(), "other".into()];
+        pods.extend((0..fillers).map(|i| format!("filler-{i}")));
+        let veths = Veths::new(&size[..1], pods.len());
+        let names: Vec<&str> = pods.iter().map(String::as_str).collect();
+        let opts = options(&veths, &names);
+        let paths = scratch_paths(&format!("incr-{size}"), &out);
+        let _installed = Installed(paths.clone());
+        let first = apply(&paths, &base, &opts).unwrap();
+        // Fill the other generation with the same bundle.
+        let again = apply(&paths, &base, &ApplyOptions { reconcile: true, ..opts.clone() }).unwrap();
+        let change = apply(&paths, &changed, &opts).unwrap();
+        assert_eq!(change.diffed_against, "record", "the apply diffs in memory");
+        let back = apply(&paths, &base, &opts).unwrap();
+        let total = ops(&first);
+        eprintln!(
+            "{size}: first apply {total} ops, refill {} ops, change {} ops, back {} ops",
+            ops(&again),
+            ops(&change),
+            ops(&back)
+        );
+        assert_eq!(ops(&again), total, "the other generation starts empty");
+        measured.push((total, ops(&change), ops(&back)));
+    }
+    let (small, large) = (measured[0], measured[1]);
+    assert!(large.0 >= 3 * small.0, "the large cluster is larger: {measured:?}");
+    // One more allowed port: a few policy entries, whatever the size.
+    assert!(small.1 > 0 && small.1 <= 8, "{measured:?}");
+    assert_eq!(small.1, large.1, "the change costs the same at both sizes: {measured:?}");
+    // Going back finds the old generation holding the base already.
+    assert_eq!((small.2, large.2), (0, 0), "{measured:?}");
+}
+
+#[test]
+fn an_overflowing_bundle_is_refused_before_any_write() {
+    require_root();
+    let out = TempDir::new("atomic-overflow");
+    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
+    let veths = Veths::new("o", 3);
+    let opts = options(&veths, &["server", "client", "other"]);
+    let paths = scratch_paths("overflow", &out);
+    let _installed = Installed(paths.clone());
+    apply(&paths, &a, &opts).unwrap();
+    let before = format!("{:?}", status(&paths).unwrap());
+    // One generation of the ipcache holds 512 000 entries.
+    let big = out.0.join("big");
+    let copy = Command::new("cp").arg("-r").arg(&a).arg(&big).status().unwrap();
+    assert!(copy.success());
+    let mut text = std::fs::read_to_string(big.join("maps/ipcache.txt")).unwrap();
+    for i in 0..512_000u32 {
+        text.push_str(&format!("{}/32 2 cidr\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+    }
+    std::fs::write(big.join("maps/ipcache.txt"), text).unwrap();
+    let err = apply(&paths, &big, &opts).unwrap_err().to_string();
+    assert!(err.contains("map `ipcache` would hold") && err.contains("at most 512000"), "{err}");
+    assert_eq!(format!("{:?}", status(&paths).unwrap()), before, "nothing changed");
+}
