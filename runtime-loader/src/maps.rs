@@ -151,13 +151,20 @@ impl Generation {
     }
 }
 
+/// The writes and removals of one map.
+#[derive(Clone, Debug, Default)]
+struct Changes<K, V> {
+    writes: Vec<(K, V)>,
+    removes: Vec<K>,
+}
+
 /// The writes and removals that turn one generation's content into
 /// another's, per map.
 #[derive(Clone, Debug, Default)]
 pub struct SyncPlan {
-    ipcache: (Vec<((u32, [u8; IPCACHE_KEY_DATA]), [u8; 8])>, Vec<(u32, [u8; IPCACHE_KEY_DATA])>),
-    endpoints: (Vec<([u8; ENDPOINT_KEY], [u8; 12])>, Vec<[u8; ENDPOINT_KEY]>),
-    policy: (Vec<((u32, [u8; POLICY_KEY_DATA]), [u8; 8])>, Vec<(u32, [u8; POLICY_KEY_DATA])>),
+    ipcache: Changes<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>,
+    endpoints: Changes<[u8; ENDPOINT_KEY], [u8; 12]>,
+    policy: Changes<(u32, [u8; POLICY_KEY_DATA]), [u8; 8]>,
     /// Operations per map.
     pub ops: BTreeMap<&'static str, MapOps>,
 }
@@ -166,15 +173,15 @@ impl SyncPlan {
     /// The plan turning `current` into `wanted`.
     pub fn new(current: &Generation, wanted: &Generation) -> SyncPlan {
         let mut ops = BTreeMap::new();
-        let (w, r, o) = diff(&current.ipcache, &wanted.ipcache);
+        let (writes, removes, o) = diff(&current.ipcache, &wanted.ipcache);
         ops.insert("ipcache", o);
-        let ipcache = (w, r);
-        let (w, r, o) = diff(&current.endpoints, &wanted.endpoints);
+        let ipcache = Changes { writes, removes };
+        let (writes, removes, o) = diff(&current.endpoints, &wanted.endpoints);
         ops.insert("endpoints", o);
-        let endpoints = (w, r);
-        let (w, r, o) = diff(&current.policy, &wanted.policy);
+        let endpoints = Changes { writes, removes };
+        let (writes, removes, o) = diff(&current.policy, &wanted.policy);
         ops.insert("policy", o);
-        SyncPlan { ipcache, endpoints, policy: (w, r), ops }
+        SyncPlan { ipcache, endpoints, policy: Changes { writes, removes }, ops }
     }
 
     /// Map writes and removals the plan makes.
@@ -186,24 +193,24 @@ impl SyncPlan {
     /// that a longer prefix never disappears before what replaces it.
     pub fn execute(&self, paths: &Paths) -> Result<(), LoaderError> {
         let mut ipcache = ipcache_map(paths)?;
-        for ((len, data), v) in &self.ipcache.0 {
+        for ((len, data), v) in &self.ipcache.writes {
             ipcache.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing ipcache", e))?;
         }
         let mut endpoints = endpoints_map(paths)?;
-        for (k, v) in &self.endpoints.0 {
+        for (k, v) in &self.endpoints.writes {
             endpoints.insert(k, v, 0).map_err(|e| kernel("writing endpoints", e))?;
         }
         let mut policy = policy_map(paths)?;
-        for ((len, data), v) in &self.policy.0 {
+        for ((len, data), v) in &self.policy.writes {
             policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
         }
-        for (len, data) in &self.ipcache.1 {
+        for (len, data) in &self.ipcache.removes {
             ipcache.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from ipcache", e))?;
         }
-        for k in &self.endpoints.1 {
+        for k in &self.endpoints.removes {
             endpoints.remove(k).map_err(|e| kernel("removing from endpoints", e))?;
         }
-        for (len, data) in &self.policy.1 {
+        for (len, data) in &self.policy.removes {
             policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
         }
         Ok(())
