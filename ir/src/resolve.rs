@@ -19,7 +19,7 @@
 use crate::cidr::Cidr;
 use crate::cluster::{Cluster, NamedPort};
 use crate::eval::RuleRef;
-use crate::identity::{Identity, IdentityTable};
+use crate::identity::{fnv1a64, Identity, IdentityTable, CIDR_INDEX_MAX};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortSpec, Rule, Subject};
 use crate::policy_map::{
@@ -170,10 +170,22 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         .copied()
         .filter(|c| c.prefix_len() > 0)
         .collect();
+    // A prefix's number is a hash of the prefix, probing upwards on a
+    // collision in prefix order, so adding a prefix renumbers no other
+    // (numbering by rank would shift every later prefix, and with it every
+    // policy entry naming one: an apply as large as the policy).
     let mut cidr_identities = BTreeMap::new();
-    for (n, prefix) in (1u32..).zip(&prefixes) {
+    let mut used = BTreeSet::new();
+    for prefix in &prefixes {
         // More than 2^24 - 1 distinct prefixes cannot come from real input;
         // the ones past that get no identity and validation reports them.
+        if used.len() >= CIDR_INDEX_MAX as usize {
+            break;
+        }
+        let mut n = (fnv1a64(prefix.to_string().as_bytes()) % u64::from(CIDR_INDEX_MAX)) as u32 + 1;
+        while !used.insert(n) {
+            n = if n == CIDR_INDEX_MAX { 1 } else { n + 1 };
+        }
         if let Some(id) = Identity::cidr(n) {
             cidr_identities.insert(*prefix, id);
             identities.insert(

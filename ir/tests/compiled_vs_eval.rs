@@ -151,6 +151,17 @@ fn deny_wins_cidr_except_and_named_ports() {
     assert!(!pass("db", web_ip, Protocol::Tcp, 8080));
     assert!(!pass("db", web_ip, Protocol::Udp, 80));
     assert_eq!(resolved.identities[&Identity::WORLD_IPV4].labels.to_string(), "reserved:world-ipv4");
-    assert_eq!(resolved.cidr_identities[&cidr("192.0.2.0/24")], Identity(1 << 24 | 1));
-    assert_eq!(resolved.cidr_identities[&cidr("192.0.2.128/25")], Identity(1 << 24 | 2));
+    // CIDR identities are in the local scope, numbered by a hash of the
+    // prefix: another prefix renumbers none.
+    let (a, b) = (resolved.cidr_identities[&cidr("192.0.2.0/24")], resolved.cidr_identities[&cidr("192.0.2.128/25")]);
+    assert!(a.is_cidr() && b.is_cidr() && a != b);
+    let mut grown = cluster.clone();
+    let mut extra = grown.policies[0].clone();
+    extra.rules.truncate(1);
+    extra.rules[0].peers = Peers::Only(vec![Peer::Cidr { cidr: cidr("192.0.2.64/26"), except: vec![] }]);
+    grown.policies.push(extra);
+    let after = resolve(&grown);
+    assert!(after.cidr_identities.contains_key(&cidr("192.0.2.64/26")));
+    assert_eq!(after.cidr_identities[&cidr("192.0.2.0/24")], a);
+    assert_eq!(after.cidr_identities[&cidr("192.0.2.128/25")], b);
 }

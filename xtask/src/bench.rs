@@ -63,12 +63,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (what, quick) = match args {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
-        _ => return Err("usage: cargo xtask bench compile [--quick]".into()),
+        _ => return Err("usage: cargo xtask bench compile|apply [--quick]".into()),
     };
-    if what != "compile" {
-        return Err(format!("unknown benchmark `{what}` (expected `compile`)"));
+    match what {
+        "compile" => compile(quick),
+        "apply" => crate::bench_apply::run(quick),
+        _ => Err(format!("unknown benchmark `{what}` (expected `compile` or `apply`)")),
     }
-    compile(quick)
 }
 
 fn compile(quick: bool) -> Result<(), String> {
@@ -190,7 +191,7 @@ fn table(results: &[Measured]) -> String {
 }
 
 /// The target directory cargo builds into.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").join("target"),

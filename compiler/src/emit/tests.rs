@@ -92,18 +92,20 @@ fn renders_each_map_of_each_node() {
     assert_eq!(a.programs.keys().collect::<Vec<_>>(), ["programs/from_container.o", "programs/to_container.o"]);
     let api = resolved.endpoints[0].identity.unwrap();
     let web = resolved.endpoints[1].identity.unwrap();
+    let cidr = resolved.cidr_identities[&Cidr::parse_strict("203.0.113.0/24").unwrap()];
+    assert!(cidr.is_cidr());
     assert_eq!(
         a.files["maps/ipcache.txt"],
         format!(
             "0.0.0.0/0 9 world\n10.0.1.2/32 {api} endpoint:shop/api\n10.0.2.2/32 {web} endpoint:shop/web\n\
-             192.168.0.1/32 1 host\n192.168.0.2/32 6 node:node-b\n203.0.113.0/24 16777217 cidr\n::/0 10 world\n"
+             192.168.0.1/32 1 host\n192.168.0.2/32 6 node:node-b\n203.0.113.0/24 {cidr} cidr\n::/0 10 world\n"
         )
     );
     assert_eq!(
         a.files["maps/policy/shop.api.txt"],
         format!(
             "ingress {web} 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
-             ingress 16777217 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
+             ingress {cidr} 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
         )
     );
     let ids = endpoint_ids_of(a);
@@ -111,7 +113,7 @@ fn renders_each_map_of_each_node() {
     let identities = &a.files["maps/identities.txt"];
     assert!(identities.starts_with("1 reserved reserved:host\n2 reserved reserved:world\n"));
     assert!(identities.contains(&format!("{api} endpoint app=api,io.kubernetes.pod.namespace=shop\n")));
-    assert!(identities.ends_with("16777217 cidr cidr:203.0.113.0/24\n"));
+    assert!(identities.ends_with(&format!("{cidr} cidr cidr:203.0.113.0/24\n")));
     // node-b's ipcache sees node-a as a remote node and itself as host.
     assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
     let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
