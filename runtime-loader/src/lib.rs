@@ -23,6 +23,7 @@ pub mod bundle;
 pub mod entries;
 pub mod error;
 pub mod maps;
+pub mod observe;
 pub mod packet;
 pub mod paths;
 pub mod probe;

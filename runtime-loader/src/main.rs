@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
+use policyc_loader::observe::{self, FlowFilter, Observer};
 use policyc_loader::packet::{self, ProbePacket};
 use policyc_loader::paths::Paths;
 use policyc_loader::probe::{HookVerdict, Probe};
@@ -74,6 +75,61 @@ enum Command {
     },
     /// Detach and unpin everything under the root.
     Uninstall,
+    /// Print flow events (drops and new connections) with pod names, or the
+    /// counters.
+    Observe {
+        /// Keep reading until interrupted (or `--count` events were shown).
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Only `dropped` or `allowed` flows.
+        #[arg(long, value_parser = ["dropped", "allowed"])]
+        verdict: Option<String>,
+        /// Only flows with a pod of this namespace at either end.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only flows with this pod (`ns/pod` or `pod`) at either end.
+        #[arg(long)]
+        pod: Option<String>,
+        /// Print the per-endpoint counters instead of events.
+        #[arg(long)]
+        counters: bool,
+    },
+}
+
+/// Prints flow events as they are read; returns what is left to print
+/// (nothing: events are printed as they come, so a long `--follow` does
+/// not hold them).
+fn observe_flows(
+    paths: &Paths,
+    filter: &FlowFilter,
+    follow: bool,
+    count: Option<usize>,
+    json: bool,
+) -> Result<String, policyc_loader::error::LoaderError> {
+    let mut observer = Observer::open(paths)?;
+    let mut shown = 0usize;
+    loop {
+        for flow in observer.drain().into_iter().filter(|f| f.matches(filter)) {
+            if count.is_some_and(|n| shown >= n) {
+                return Ok(String::new());
+            }
+            if json {
+                println!("{}", serde_json::to_string(&flow).unwrap_or_default());
+            } else {
+                println!("{}", flow.render());
+            }
+            shown += 1;
+        }
+        if !follow || count.is_some_and(|n| shown >= n) {
+            return Ok(String::new());
+        }
+        // The ring buffer is polled: events are rare (drops and new
+        // connections), and a 100 ms delay is fine for people reading.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn main() -> ExitCode {
@@ -174,6 +230,28 @@ fn main() -> ExitCode {
             status(&paths)
                 .map(|s| if cli.json { serde_json::to_string_pretty(&s).unwrap_or_default() } else { s.render() })
         }
+        Command::Observe { follow, count, verdict, namespace, pod, counters } => {
+            if *counters {
+                observe::counters(&paths).map(|list| {
+                    if cli.json {
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    } else {
+                        list.iter()
+                            .map(|c| {
+                                format!(
+                                    "{} {} {}: {} packets, {} bytes",
+                                    c.endpoint, c.direction, c.reason_name, c.packets, c.bytes
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }
+                })
+            } else {
+                let filter = FlowFilter { verdict: verdict.clone(), namespace: namespace.clone(), pod: pod.clone() };
+                observe_flows(&paths, &filter, *follow, *count, cli.json)
+            }
+        }
         Command::Uninstall => uninstall(&paths).map(|r| {
             if cli.json {
                 serde_json::to_string_pretty(&r).unwrap_or_default()
@@ -184,7 +262,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(text) => {
-            println!("{}", text.trim_end());
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

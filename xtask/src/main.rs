@@ -4,6 +4,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod bench_apply;
+mod bench_datapath;
 mod ebpf;
 mod synth;
 
@@ -20,13 +21,17 @@ commands:
           node's policy of 1k/10k/100k entries, beside iptables-restore
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
-          clusters (--quick: the smallest only)";
+          clusters (--quick: the smallest only)
+  bench datapath
+          per-packet cost of the tc programs (BPF_PROG_TEST_RUN, root)
+          beside the empty program, by policy and ipcache size";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bless") => bless(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("datapath") => bench_datapath::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("build-ebpf") => ebpf::run(&args[1..]),
         _ => {

@@ -1,0 +1,373 @@
+//! Loader faults on a real kernel: each refused apply goes through the
+//! `policyc-loader` binary, must exit non-zero with a clear error, and must
+//! leave the node exactly as it was: the same record, active generation and
+//! serial, the same entries in every policy-bearing map (both
+//! generations), the same pins, and the same programs on every tcx hook of
+//! the pods' interfaces.
+//!
+//! Each test is a "node" of its own: a bpffs root, a state directory and
+//! veth interfaces for the two pods of `tests/faults/cluster/` (given to
+//! the loader with `--interface`), with the cluster's bundle applied. The
+//! refused bundles are made from the bundle of `cluster/` plus
+//! `change/`, so each one, had it been applied, would have changed maps
+//! and programs; where a test ends by applying the good version, the
+//! snapshot is checked to change, so the comparison can see a change.
+
+mod support;
+
+use aya::maps::lpm_trie::LpmTrie;
+use aya::maps::{Array, HashMap, Map, MapData};
+use aya::programs::{SchedClassifier, TcAttachType};
+use policyc::emit::{emit, BundleOptions};
+use policyc::pipeline::load;
+use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_loader::paths::Paths;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{require_root, TempDir};
+
+const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
+
+fn data(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults").join(relative)
+}
+
+/// Compiles `inputs` into `out` and returns the node's bundle directory.
+fn compile(inputs: &[PathBuf], out: &Path) -> PathBuf {
+    let loaded = load(inputs);
+    assert!(!loaded.has_errors(), "fault test input has errors: {:?}", loaded.diagnostics);
+    let cluster = &loaded.lowered.cluster;
+    let resolved = policyc_ir::resolve::resolve(cluster);
+    let bundles = emit(cluster, &resolved, None, &BundleOptions::default()).expect("emit");
+    assert_eq!(bundles.len(), 1, "one node");
+    let dir = out.join(&bundles[0].node);
+    bundles[0].write_to(&dir).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run `ip` (iproute2): {e}"));
+    assert!(out.status.success(), "`ip {}`: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// A map entry's key and value bytes.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// What a refused apply must not change.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    record: Option<String>,
+    state: Vec<u8>,
+    maps: BTreeMap<&'static str, Vec<Entry>>,
+    pins: Vec<PathBuf>,
+    /// Program ids per (interface, hook).
+    hooks: Vec<(String, &'static str, Vec<u32>)>,
+}
+
+fn pins(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            pins(&path, out);
+        }
+        out.push(path);
+    }
+}
+
+fn open(paths: &Paths, name: &str) -> Map {
+    Map::from_map_data(MapData::from_pin(paths.map(name)).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap()
+}
+
+/// One test's node: bpffs root, state directory, interfaces, and
+/// the bundles.
+struct Node {
+    root: String,
+    state: TempDir,
+    paths: Paths,
+    interfaces: Vec<String>,
+    /// The bundle in force after `Node::new`.
+    old: PathBuf,
+    /// `old` plus `change/`: what the refused applies would have done.
+    new: PathBuf,
+    work: TempDir,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        require_root();
+        let pid = std::process::id();
+        let work = TempDir::new(&format!("faults-{tag}"));
+        let state = TempDir::new(&format!("faults-{tag}-state"));
+        let root = format!("policyc-test-faults-{tag}-{pid}");
+        let paths = Paths::new(Path::new("/sys/fs/bpf"), &root, &state.0.join(&root));
+        let mut node = Node {
+            root,
+            state,
+            paths,
+            interfaces: Vec::new(),
+            old: compile(&[data("cluster")], &work.0.join("old")),
+            new: compile(&[data("cluster"), data("change")], &work.0.join("new")),
+            work,
+        };
+        for i in 0..2 {
+            let name = format!("pcf{}{tag}{i}", pid % 100_000);
+            // veth, since this kernel may lack the dummy driver; the peer
+            // goes with it.
+            ip(&["link", "add", &name, "type", "veth", "peer", "name", &format!("{name}p")]);
+            node.interfaces.push(name.clone());
+            ip(&["link", "set", &name, "up"]);
+        }
+        let out = node.apply(&node.old);
+        assert!(out.status.success(), "the first apply: {}", String::from_utf8_lossy(&out.stderr));
+        node
+    }
+
+    fn loader(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_policyc-loader"))
+            .args(["--bpffs", "/sys/fs/bpf", "--root", &self.root, "--state"])
+            .arg(&self.state.0)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn apply(&self, bundle: &Path) -> Output {
+        let client = format!("demo/client={}", self.interfaces[0]);
+        let server = format!("demo/server={}", self.interfaces[1]);
+        self.loader(&["apply", bundle.to_str().unwrap(), "--interface", &client, "--interface", &server])
+    }
+
+    /// A copy of the new bundle to break.
+    fn copy_of_new(&self, tag: &str) -> PathBuf {
+        let dir = self.work.0.join(tag);
+        copy_dir(&self.new, &dir);
+        dir
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let paths = &self.paths;
+        let state: Array<MapData, [u8; 8]> = Array::try_from(open(paths, "state")).unwrap();
+        let mut maps = BTreeMap::new();
+        let ipcache: LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]> =
+            LpmTrie::try_from(open(paths, "ipcache")).unwrap();
+        let mut v: Vec<_> = ipcache
+            .iter()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| ([&k.prefix_len().to_ne_bytes()[..], &k.data()[..]].concat(), v.to_vec()))
+            .collect();
+        v.sort();
+        maps.insert("ipcache", v);
+        let policy: LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]> =
+            LpmTrie::try_from(open(paths, "policy")).unwrap();
+        let mut v: Vec<_> = policy
+            .iter()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| ([&k.prefix_len().to_ne_bytes()[..], &k.data()[..]].concat(), v.to_vec()))
+            .collect();
+        v.sort();
+        maps.insert("policy", v);
+        let endpoints: HashMap<MapData, [u8; ENDPOINT_KEY], [u8; 12]> =
+            HashMap::try_from(open(paths, "endpoints")).unwrap();
+        let mut v: Vec<_> = endpoints.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        v.sort();
+        maps.insert("endpoints", v);
+        let mut all = Vec::new();
+        pins(&paths.root, &mut all);
+        all.sort();
+        let mut hooks = Vec::new();
+        for interface in &self.interfaces {
+            for (hook, t) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
+                let (_, programs) = SchedClassifier::query_tcx(interface, t).expect("query tcx");
+                hooks.push((interface.clone(), hook, programs.iter().map(|p| p.id()).collect()));
+            }
+        }
+        Snapshot {
+            record: std::fs::read_to_string(paths.record()).ok(),
+            state: state.get(&0, 0).unwrap().to_vec(),
+            maps,
+            pins: all,
+            hooks,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.paths.root.exists() {
+            let _ = policyc_loader::uninstall::uninstall(&self.paths);
+        }
+        for name in &self.interfaces {
+            let _ = Command::new("ip").args(["link", "del", name]).output();
+        }
+    }
+}
+
+/// The apply failed through the binary with an error containing each of
+/// `needles`; returns its stderr.
+fn refused(out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the apply must fail; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_ne!(out.status.code(), Some(0));
+    for n in needles {
+        assert!(stderr.contains(n), "error does not say `{n}`:\n{stderr}");
+    }
+    stderr
+}
+
+/// Offset and size of section `name` of an ELF64 little-endian object.
+fn elf_section(elf: &[u8], name: &str) -> (usize, usize) {
+    let u16at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
+    let u32at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..6], b"\x7fELF\x02\x01", "an ELF64 little-endian object");
+    let (shoff, shentsize, shnum, shstrndx) = (u64at(0x28), u16at(0x3a), u16at(0x3c), u16at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .find(|&i| {
+            let start = strtab + u32at(header(i));
+            let end = start + elf[start..].iter().position(|b| *b == 0).unwrap();
+            &elf[start..end] == name.as_bytes()
+        })
+        .map(|i| (u64at(header(i) + 0x18), u64at(header(i) + 0x20)))
+        .unwrap_or_else(|| panic!("no section `{name}`"))
+}
+
+#[test]
+fn verifier_rejection_keeps_the_old_bundle() {
+    let node = Node::new("v");
+    let bad = node.copy_of_new("bad-program");
+    // The bundle's one `to_container` template: every endpoint's copy of it
+    // is refused, the first one loaded (in name order) names the error.
+    let object = bad.join("programs/to_container.o");
+    let mut elf = std::fs::read(&object).unwrap();
+    let (offset, size) = elf_section(&elf, "classifier");
+    assert!(size >= 16);
+    // The first instruction becomes `r0 = *(u64 *)(r9 + 0)`: r9 is never
+    // written before, so the verifier refuses it. The object still parses
+    // and relocates: the instruction replaced is not a map load (`ld_imm64`
+    // takes relocations).
+    assert_ne!(elf[offset], 0x18, "the first instruction is a map load; pick another");
+    elf[offset..offset + 8].copy_from_slice(&[0x79, 0x90, 0, 0, 0, 0, 0, 0]);
+    std::fs::write(&object, &elf).unwrap();
+
+    let before = node.snapshot();
+    let stderr = refused(
+        &node.apply(&bad),
+        &["the verifier refused `to_container` of endpoint `demo/", "verifier log:", "R9 !read_ok"],
+    );
+    assert_eq!(node.snapshot(), before, "a verifier rejection changed the node:\n{stderr}");
+
+    // The intact bundle goes in, and the snapshot sees it.
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}
+
+#[test]
+fn wrong_pinned_map_layout_is_refused() {
+    let node = Node::new("m");
+    // A second node root whose `policy` pin is a map of another layout
+    // (the first root's conntrack, pinned there by a hard link).
+    let other_root = format!("{}-other", node.root);
+    let other = Paths::new(Path::new("/sys/fs/bpf"), &other_root, &node.state.0.join(&other_root));
+    std::fs::create_dir_all(other.maps()).unwrap();
+    std::fs::hard_link(node.paths.map("conntrack"), other.map("policy")).unwrap();
+    struct Unpin(PathBuf);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _unpin = Unpin(other.root.clone());
+
+    let before = node.snapshot();
+    let out = Command::new(env!("CARGO_BIN_EXE_policyc-loader"))
+        .args(["--bpffs", "/sys/fs/bpf", "--root", &other_root, "--state"])
+        .arg(&node.state.0)
+        .args(["apply", node.new.to_str().unwrap()])
+        .args(["--interface", &format!("demo/client={}", node.interfaces[0])])
+        .args(["--interface", &format!("demo/server={}", node.interfaces[1])])
+        .output()
+        .unwrap();
+    refused(&out, &[&format!("pinned map `{}` does not match this datapath", other.map("policy").display())]);
+    let mut left = Vec::new();
+    pins(&other.root, &mut left);
+    left.sort();
+    assert_eq!(left, [other.maps(), other.map("policy")], "the refused apply pinned something");
+    assert!(!other.record().exists(), "the refused apply wrote a record");
+    assert_eq!(node.snapshot(), before, "the refused apply touched the interfaces' programs");
+}
+
+#[test]
+fn unknown_format_version_is_refused() {
+    let node = Node::new("f");
+    let bad = node.copy_of_new("bad-version");
+    let manifest = bad.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["format_version"] = 99.into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let before = node.snapshot();
+    refused(&node.apply(&bad), &["bundle format version 99 is not supported"]);
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn corrupt_bundle_map_and_corrupt_record_are_refused() {
+    let node = Node::new("c");
+    // A bundle whose ipcache has a line that does not parse.
+    let bad = node.copy_of_new("bad-entry");
+    let ipcache = bad.join("maps/ipcache.txt");
+    let mut text = std::fs::read_to_string(&ipcache).unwrap();
+    let line = text.lines().count() + 1;
+    text.push_str("10.200.250.300/32 256 pod\n");
+    std::fs::write(&ipcache, text).unwrap();
+    let before = node.snapshot();
+    refused(&node.apply(&bad), &[&format!("maps/ipcache.txt:{line}:"), "`10.200.250.300` is not a valid address"]);
+    assert_eq!(node.snapshot(), before);
+
+    // The loader's own record, corrupted: the apply cannot tell what is
+    // attached, so it refuses rather than guess.
+    let record = node.paths.record();
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"{\"bundle_hash\": ").unwrap();
+    let before = node.snapshot();
+    refused(&node.apply(&node.new), &["record of the last apply", "is corrupt"]);
+    assert_eq!(node.snapshot(), before);
+    std::fs::write(&record, good).unwrap();
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn concurrent_apply_is_refused() {
+    let node = Node::new("l");
+    let lock = File::options().write(true).open(node.paths.lock()).expect("the lock file exists after an apply");
+    lock.lock().unwrap();
+    let before = node.snapshot();
+    refused(&node.apply(&node.new), &["another apply is running", "is held"]);
+    assert_eq!(node.snapshot(), before);
+    refused(&node.loader(&["uninstall"]), &["another apply is running"]);
+    assert_eq!(node.snapshot(), before);
+    lock.unlock().unwrap();
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}
