@@ -68,4 +68,5 @@ codes! {
     UNDEFINED_NAMED_PORT = "W0204", "a named port is defined by none of the pods it applies to";
     EXCEPT_EXCLUDES_ALL = "W0205", "an `except` prefix excludes the whole `cidr`";
     WORLD_INGRESS_ALL_PORTS = "W0206", "ingress from the whole world is allowed on every port";
+    SHADOWED_RULE = "W0207", "an allow rule has no effect: a deny rule or another allow rule of the same policy covers it";
 }

@@ -19,6 +19,7 @@
 mod peers;
 mod ports;
 mod selectors;
+pub mod shadow;
 
 use crate::diag::{codes, Diagnostic, Location, Severity};
 use crate::pipeline::Loaded;
@@ -137,6 +138,7 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     ports::undefined_named_ports(loaded, &facts, &mut out);
     peers::excepts_excluding_all(loaded, &mut out);
     peers::world_ingress_all_ports(loaded, &mut out);
+    shadow::shadowed_rules_of_policies(loaded, &mut out);
     out
 }
 

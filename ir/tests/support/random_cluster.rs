@@ -1,7 +1,8 @@
 //! Random clusters, policies and packets for differential tests: shared
 //! by `ir/tests/compiled_vs_eval.rs` (compiled maps against `eval`) and
 //! `runtime-loader/tests/datapath_proptest.rs` (the BPF programs against
-//! `eval`), which includes this file by path.
+//! `eval`) and `compiler/tests/lint.rs` (lint W0207 against `eval`), which
+//! include this file by path.
 //!
 //! Generated clusters never hold two pods with the same identity labels but
 //! different named ports: the datapath resolves an egress named port per
