@@ -133,10 +133,14 @@ struct ct_key {
 #define CT_SEEN_REPLY (1 << 0)
 #define CT_CLOSING (1 << 1)
 
+/* `endpoint_id` is the endpoint whose hook made the entry: an entry only
+ * lets that endpoint's packets through, so a pod sending with another
+ * pod's address cannot ride that pod's connections. */
 struct ct_value {
 	__u64 expires_ns;
 	__u32 rule_cookie;
-	__u32 flags;
+	__u16 endpoint_id;
+	__u16 flags;
 };
 
 /* metrics: per-CPU packet and byte counts per endpoint, direction and

@@ -14,6 +14,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "abi.h"
+#include "config.h"
 #include "maps.h"
 #include "parse.h"
 
@@ -27,7 +28,7 @@
 #define CT_ESTABLISHED 1
 #define CT_REPLY 2
 
-static __always_inline __u64 ct_lifetime(const struct packet *p, __u32 flags)
+static __always_inline __u64 ct_lifetime(const struct packet *p, __u16 flags)
 {
 	if (flags & CT_CLOSING)
 		return CT_LIFETIME_CLOSING;
@@ -36,18 +37,25 @@ static __always_inline __u64 ct_lifetime(const struct packet *p, __u32 flags)
 	return (flags & CT_SEEN_REPLY) ? CT_LIFETIME_TCP : CT_LIFETIME_TCP_OPENING;
 }
 
-/* Refreshes a live entry for packet `p`; `reply` says which side sent it. */
+/* Refreshes a live entry for packet `p`; `reply` says which side sent it.
+ * The expiry is written only when it moves by more than a second, so the
+ * packets of a busy connection do not all dirty its cache line. */
 static __always_inline void ct_refresh(struct ct_value *v, const struct packet *p, __u64 now, int reply)
 {
-	__u32 flags = v->flags;
+	__u16 flags = v->flags;
+	__u64 expires;
 
 	if (reply)
 		flags |= CT_SEEN_REPLY;
 	if (p->tuple.protocol == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
 		flags |= CT_CLOSING;
-	if (flags != v->flags)
+	expires = now + ct_lifetime(p, flags);
+	if (flags != v->flags) {
 		v->flags = flags;
-	v->expires_ns = now + ct_lifetime(p, flags);
+		v->expires_ns = expires;
+	} else if (expires > v->expires_ns + NS_PER_SEC) {
+		v->expires_ns = expires;
+	}
 }
 
 /* A SYN without ACK on a closing connection starts a new one, which policy
@@ -56,6 +64,12 @@ static __always_inline int ct_reopens(const struct packet *p, const struct ct_va
 {
 	return p->tuple.protocol == IPPROTO_TCP && (v->flags & CT_CLOSING) &&
 	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+/* Whether entry `v` is live and lets this endpoint's packet `p` through. */
+static __always_inline int ct_usable(const struct packet *p, const struct ct_value *v, __u64 now)
+{
+	return v && v->expires_ns > now && v->endpoint_id == (__u16)CONFIG(endpoint_id) && !ct_reopens(p, v);
 }
 
 static __always_inline void ct_reverse(struct ct_key *rev, const struct ct_key *fwd, __u8 direction)
@@ -78,13 +92,13 @@ static __always_inline int ct_lookup(const struct packet *p, __u64 now)
 	struct ct_value *v;
 
 	v = bpf_map_lookup_elem(&conntrack, &p->tuple);
-	if (v && v->expires_ns > now && !ct_reopens(p, v)) {
+	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 0);
 		return CT_ESTABLISHED;
 	}
 	ct_reverse(&rev, &p->tuple, p->tuple.direction ^ 1);
 	v = bpf_map_lookup_elem(&conntrack, &rev);
-	if (v && v->expires_ns > now && !ct_reopens(p, v)) {
+	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 1);
 		return CT_REPLY;
 	}
@@ -97,6 +111,7 @@ static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 c
 	struct ct_value v = {};
 
 	v.rule_cookie = cookie;
+	v.endpoint_id = (__u16)CONFIG(endpoint_id);
 	ct_refresh(&v, p, now, 0);
 	bpf_map_update_elem(&conntrack, &p->tuple, &v, BPF_ANY);
 }

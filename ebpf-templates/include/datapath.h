@@ -79,6 +79,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return VERDICT_PASS;
 	}
 
+	/* Established and reply packets first: conntrack alone decides them
+	 * (an entry only serves the endpoint that made it), so they skip the
+	 * generation, endpoint and policy lookups. */
+	now = bpf_ktime_get_coarse_ns();
+	if (ct_lookup(&p, now) != CT_NEW) {
+		count(direction, REASON_FORWARDED, p.length);
+		return VERDICT_PASS;
+	}
+
 	generation = active_generation();
 	ek.generation = generation;
 	ek.family = p.tuple.family;
@@ -86,12 +95,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ep = bpf_map_lookup_elem(&endpoints, &ek);
 	if (!ep || ep->endpoint_id != CONFIG(endpoint_id))
 		return drop(&p, direction, direction == DIR_EGRESS ? DROP_INVALID_SOURCE : DROP_UNKNOWN_TARGET);
-
-	now = bpf_ktime_get_ns();
-	if (ct_lookup(&p, now) != CT_NEW) {
-		count(direction, REASON_FORWARDED, p.length);
-		return VERDICT_PASS;
-	}
 
 	peer = ipcache_identity(generation, p.tuple.family, direction == DIR_EGRESS ? p.tuple.daddr : p.tuple.saddr);
 	r = policy_decide(generation, direction, peer, p.tuple.protocol, p.policy_port);

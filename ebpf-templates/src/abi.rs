@@ -446,8 +446,10 @@ pub struct CtValue {
     pub expires_ns: u64,
     /// The rule that allowed the connection.
     pub rule_cookie: u32,
+    /// The endpoint whose hook made the entry (the only one it serves).
+    pub endpoint_id: u16,
     /// `CT_*` bits.
-    pub flags: u32,
+    pub flags: u16,
 }
 
 /// `struct metrics_key`.
@@ -598,7 +600,7 @@ pub fn layouts() -> Vec<StructLayout> {
         ),
         layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie]),
         layout!("ct_key", CtKey, [saddr, daddr, sport, dport, protocol, family, direction, pad]),
-        layout!("ct_value", CtValue, [expires_ns, rule_cookie, flags]),
+        layout!("ct_value", CtValue, [expires_ns, rule_cookie, endpoint_id, flags]),
         layout!("metrics_key", MetricsKey, [endpoint_id, direction, reason]),
         layout!("metrics_value", MetricsValue, [packets, bytes]),
         layout!(
