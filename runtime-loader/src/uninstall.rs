@@ -40,6 +40,10 @@ pub fn uninstall(paths: &Paths) -> Result<Removed, LoaderError> {
         // Only empty directories go: anything else there is not ours.
         let _ = std::fs::remove_dir(&dir);
     }
+    for generation in [0, 1] {
+        // The copies of what each generation held go with the maps.
+        let _ = std::fs::remove_dir_all(paths.generation_copy(generation));
+    }
     match std::fs::remove_file(paths.record()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
