@@ -56,8 +56,17 @@ const PARALLEL: usize = 16;
 /// Server threads stop after this long even if the test is stuck.
 const SERVER_LIFETIME: Duration = Duration::from_secs(240);
 
-const TCP_PORTS: [u16; 4] = [5432, 6379, 8080, 9100];
-const UDP_PORTS: [u16; 1] = [5353];
+/// The ports servers listen on and probes try.
+struct Ports {
+    tcp: &'static [u16],
+    udp: &'static [u16],
+}
+
+/// The test cluster's policy ports.
+const TEST_PORTS: Ports = Ports { tcp: &[5432, 6379, 8080, 9100], udp: &[5353] };
+/// The example cluster's (`examples/policies`): every port its policies
+/// name for node-a's pods, and neighbours of the ranges' edges.
+const EXAMPLE_PORTS: Ports = Ports { tcp: &[80, 443, 5432, 6379, 8080, 9100, 9109, 9187], udp: &[53] };
 
 fn cluster_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns/cluster")
@@ -144,7 +153,7 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
 /// Makes pod `i`'s namespace, veth pair, addresses and routes.
 fn make_pod(bed: &mut Testbed, pod: &Pod, i: usize) {
     let pid = std::process::id();
-    let peer = format!("pcn{}p{i}", pid % 1_000_000);
+    let peer = format!("{}p", pod.host_if);
     let host_mac = format!("02:0c:{:02x}:{:02x}:{:02x}:01", (pid >> 8) & 0xff, pid & 0xff, i);
     let pod_mac = format!("02:0c:{:02x}:{:02x}:{:02x}:02", (pid >> 8) & 0xff, pid & 0xff, i);
     ip(&["netns", "add", &pod.netns]);
@@ -335,15 +344,17 @@ fn run_probe(netns: &str, dst: IpAddr, probe: Probe, want: &str, timeout: Durati
 
 /// A server in every pod: TCP listeners on every policy port and UDP on
 /// the UDP ones, each answering with the pod's name.
-fn start_servers(pods: &[Pod], stop: &Arc<AtomicBool>) {
+fn start_servers(pods: &[Pod], ports: &Ports, stop: &Arc<AtomicBool>) {
     for pod in pods {
         let (listeners, udp) = in_netns(&pod.netns, || {
             // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace).
-            let tcp: Vec<TcpListener> = TCP_PORTS
+            let tcp: Vec<TcpListener> = ports
+                .tcp
                 .iter()
                 .map(|p| TcpListener::bind(("::", *p)).unwrap_or_else(|e| panic!("listen on {p}: {e}")))
                 .collect();
-            let udp: Vec<UdpSocket> = UDP_PORTS
+            let udp: Vec<UdpSocket> = ports
+                .udp
                 .iter()
                 .map(|p| UdpSocket::bind(("::", *p)).unwrap_or_else(|e| panic!("bind udp {p}: {e}")))
                 .collect();
@@ -388,7 +399,7 @@ fn start_servers(pods: &[Pod], stop: &Arc<AtomicBool>) {
 /// One row of the matrix: (src pod, dst pod, dst address, probe).
 type Case = (usize, usize, IpAddr, Probe);
 
-fn cases(pods: &[Pod]) -> Vec<Case> {
+fn cases(pods: &[Pod], ports: &Ports) -> Vec<Case> {
     let mut out = Vec::new();
     for (s, src) in pods.iter().enumerate() {
         for (d, dst) in pods.iter().enumerate() {
@@ -399,8 +410,8 @@ fn cases(pods: &[Pod]) -> Vec<Case> {
                 if !src.ips.iter().any(|a| a.is_ipv4() == addr.is_ipv4()) {
                     continue;
                 }
-                let probes =
-                    TCP_PORTS.map(Probe::Tcp).into_iter().chain(UDP_PORTS.map(Probe::Udp)).chain([Probe::Echo]);
+                let tcp = ports.tcp.iter().map(|p| Probe::Tcp(*p));
+                let probes = tcp.chain(ports.udp.iter().map(|p| Probe::Udp(*p))).chain([Probe::Echo]);
                 for probe in probes {
                     out.push((s, d, addr, probe));
                 }
@@ -492,41 +503,58 @@ fn check_denied_connect(
     eprintln!("denied as expected: {}", drop.render());
 }
 
-#[test]
-fn netns_traffic_matches_eval() {
-    require_root();
-    require_ip();
+/// One node's pods of a cluster made into network namespaces, its bundle
+/// applied, and what real traffic does checked against `ir::eval`.
+struct Run {
+    bed: Testbed,
+    pods: Vec<Pod>,
+    paths: Paths,
+    root: String,
+    state: TempDir,
+    _work: TempDir,
+    /// Probes `ir::eval` allows, and denies (all of them checked).
+    allowed: usize,
+    denied: usize,
+}
+
+/// Copies the manifests of `dir` with `substitutions` made (this run's
+/// addresses), compiles them, makes `node`'s addressed pods into
+/// namespaces, checks that every probe is answered without policy, applies
+/// the node's bundle through the loader library, and checks every probe
+/// against `ir::eval`.
+fn matrix_matches_eval(tag: &str, dir: &Path, substitutions: &[(&str, String)], node: &str, ports: &Ports) -> Run {
     let pid = std::process::id();
-    // This run's subnets: 10.200.<n>.0/24 and fd00:200::<n>:0/112.
-    let n = 16 + pid % 224;
-    let work = TempDir::new("netns");
+    let work = TempDir::new(&format!("netns-{tag}"));
     let manifests = work.0.join("cluster");
     std::fs::create_dir_all(&manifests).unwrap();
-    for entry in std::fs::read_dir(cluster_dir()).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("10.200.240.", &format!("10.200.{n}."))
-            .replace("fd00:200::f0:", &format!("fd00:200::{n:x}:"));
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in substitutions {
+            text = text.replace(from, to);
+        }
         std::fs::write(manifests.join(path.file_name().unwrap()), text).unwrap();
     }
-    let (loaded, bundles) = compile(&manifests, &work).expect("the test cluster compiles without errors");
+    let (loaded, bundles) = compile(&manifests, &work).expect("the cluster compiles without errors");
     let cluster = &loaded.lowered.cluster;
-    assert_eq!(bundles.keys().collect::<Vec<_>>(), ["node-a"], "one node");
+    assert!(bundles.contains_key(node), "a bundle for {node}");
 
     let mut pods = Vec::new();
-    for (endpoint, e) in cluster.endpoints.iter().enumerate().filter(|(_, e)| !e.ips.is_empty()) {
+    let local =
+        cluster.endpoints.iter().enumerate().filter(|(_, e)| !e.ips.is_empty() && e.node.as_deref() == Some(node));
+    for (endpoint, e) in local {
         let i = pods.len();
         pods.push(Pod {
             name: e.display_name(),
             endpoint,
-            netns: format!("policyc-{pid}-{}", e.name),
-            host_if: format!("pcn{}h{i}", pid % 1_000_000),
+            netns: format!("policyc-{pid}-{tag}-{}", e.name),
+            host_if: format!("pc{tag}{}h{i}", pid % 1_000_000),
             ips: e.ips.clone(),
         });
     }
-    assert_eq!(pods.len(), 5, "the test cluster has five pods");
-    assert!(pods.iter().filter(|p| p.ips.len() == 2).count() >= 2, "dual-stack pods talk over IPv6 too");
 
     let mut bed = Testbed::default();
     for (i, pod) in pods.iter().enumerate() {
@@ -543,9 +571,9 @@ fn netns_traffic_matches_eval() {
             break;
         }
     }
-    start_servers(&pods, &bed.stop);
+    start_servers(&pods, ports, &bed.stop);
 
-    let cases = cases(&pods);
+    let cases = cases(&pods, ports);
     // Without policy every probe is answered: the network itself works.
     let open = observe_matrix(&pods, &cases, |_| true);
     let broken: Vec<String> = cases
@@ -556,11 +584,11 @@ fn netns_traffic_matches_eval() {
         .collect();
     assert!(broken.is_empty(), "without policy, the netns network does not carry:\n{}", broken.join("\n"));
 
-    let state = TempDir::new("netns-state");
-    let root = format!("policyc-test-netns-{pid}");
+    let state = TempDir::new(&format!("netns-{tag}-state"));
+    let root = format!("policyc-test-netns-{tag}-{pid}");
     let paths = Paths::new(Path::new("/sys/fs/bpf"), &root, &state.0.join(&root));
     bed.loader = Some(paths.clone());
-    let report = apply(&paths, &work.0.join("node-a"), &ApplyOptions::default()).expect("apply");
+    let report = apply(&paths, &work.0.join(node), &ApplyOptions::default()).expect("apply");
     assert_eq!(report.programs.len(), 2 * pods.len(), "{report:?}");
 
     let expected: Vec<bool> = cases
@@ -591,9 +619,49 @@ fn netns_traffic_matches_eval() {
         }
     }
     let allowed = expected.iter().filter(|a| **a).count();
-    eprintln!("{} probes ({allowed} allowed) in {:.1} s:\n{table}", cases.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{tag}: {} probes ({allowed} allowed) in {:.1} s:\n{table}",
+        cases.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(wrong.is_empty(), "the datapath disagrees with ir::eval on {} probe(s):\n{}", wrong.len(), wrong.concat());
-    assert!(allowed > 10 && cases.len() - allowed > 10, "the cluster must allow and deny a fair share");
+    Run { bed, pods, paths, root, state, _work: work, allowed, denied: cases.len() - allowed }
+}
+
+/// This run's subnet number, `offset` apart for each test of the run.
+fn subnet(offset: u32) -> u32 {
+    16 + (std::process::id() + offset) % 224
+}
+
+/// The policyc compile of `examples/policies`, applied on node-a, enforces
+/// on real traffic between node-a's pods exactly what `ir::eval` (and so
+/// `policyc connectivity`) says.
+#[test]
+fn example_cluster_on_node_a_matches_eval() {
+    require_root();
+    require_ip();
+    let n = subnet(112);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
+    let substitutions = [("10.200.1.", format!("10.200.{n}.")), ("fd00:200::", format!("fd00:200::{n:x}:"))];
+    let run = matrix_matches_eval("x", &example, &substitutions, "node-a", &EXAMPLE_PORTS);
+    assert_eq!(run.pods.len(), 4, "node-a runs four pods of the example");
+    // Node-a holds the locked-down data and payments pods: few of their
+    // flows are allowed, and each is checked, as is every denial.
+    assert!(run.allowed >= 4 && run.denied >= 100, "allowed {}, denied {}", run.allowed, run.denied);
+}
+
+#[test]
+fn netns_traffic_matches_eval() {
+    require_root();
+    require_ip();
+    // This run's subnets: 10.200.<n>.0/24 and fd00:200::<n>:0/112.
+    let n = subnet(0);
+    let substitutions = [("10.200.240.", format!("10.200.{n}.")), ("fd00:200::f0:", format!("fd00:200::{n:x}:"))];
+    let Run { bed: _bed, pods, paths, root, state, _work, allowed, denied } =
+        matrix_matches_eval("t", &cluster_dir(), &substitutions, "node-a", &TEST_PORTS);
+    assert!(allowed > 10 && denied > 10, "the cluster must allow and deny a fair share");
+    assert_eq!(pods.len(), 5, "the test cluster has five pods");
+    assert!(pods.iter().filter(|p| p.ips.len() == 2).count() >= 2, "dual-stack pods talk over IPv6 too");
 
     // Denied connects: silent, counted and reported.
     let by_name: BTreeMap<&str, usize> = pods.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
