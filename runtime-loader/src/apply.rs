@@ -155,8 +155,13 @@ fn interfaces(bundle: &Bundle, options: &ApplyOptions) -> Result<BTreeMap<String
 struct EndpointPlan<'a> {
     endpoint: &'a BundleEndpoint,
     interface: String,
-    /// Settings of the programs to put in place before the switch.
+    /// Settings of the programs to put in place before the switch: those
+    /// of old and new policy together, when the new policy needs a lookup
+    /// the attached programs skip.
     prepare: Option<EndpointConfig>,
+    /// Whether the exact new programs go in after the switch (not needed
+    /// when the prepared ones are already exactly them).
+    finish: bool,
     /// A previous attachment on another interface or stem, to detach.
     replaces: Option<RecordedEndpoint>,
 }
@@ -185,16 +190,22 @@ fn plan_programs<'a>(
             }
             Some(r) => {
                 let union = record::with_lookups(&e.config, r.lookups);
+                let prepare = (record::lookups(&union) != r.lookups).then_some(union);
                 EndpointPlan {
                     endpoint: e,
                     interface: interface.clone(),
-                    prepare: (union != e.config).then_some(union),
+                    finish: prepare.is_none() || union != e.config,
+                    prepare,
                     replaces: None,
                 }
             }
-            None => {
-                EndpointPlan { endpoint: e, interface: interface.clone(), prepare: None, replaces: recorded.cloned() }
-            }
+            None => EndpointPlan {
+                endpoint: e,
+                interface: interface.clone(),
+                prepare: None,
+                finish: true,
+                replaces: recorded.cloned(),
+            },
         };
         out.push(plan);
     }
@@ -211,11 +222,13 @@ fn remove_new_pins(paths: &Paths, existed: &[&str]) {
     }
 }
 
-fn load_all(
-    paths: &Paths,
-    bundle: &Bundle,
-    plans: &[EndpointPlan],
-) -> Result<Vec<(Option<LoadedEndpoint>, LoadedEndpoint)>, LoaderError> {
+/// An endpoint's programs loaded for the steps of its plan.
+struct LoadedPrograms {
+    prepared: Option<LoadedEndpoint>,
+    finished: Option<LoadedEndpoint>,
+}
+
+fn load_all(paths: &Paths, bundle: &Bundle, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
     let mut out = Vec::new();
     for p in plans {
         let e = p.endpoint;
@@ -230,7 +243,8 @@ fn load_all(
             }
             None => None,
         };
-        out.push((prepared, programs::load_endpoint(paths, e)?));
+        let finished = if p.finish { Some(programs::load_endpoint(paths, e)?) } else { None };
+        out.push(LoadedPrograms { prepared, finished });
     }
     Ok(out)
 }
@@ -329,7 +343,9 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
                 if p.prepare.is_some() {
                     report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, None));
                 }
-                report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, None));
+                if p.finish {
+                    report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, None));
+                }
             }
         }
         report.detached = departed.into_iter().map(|(n, _)| n).collect();
@@ -371,8 +387,8 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     record::save_generation(paths, target, &bundle.dir)?;
     phases.mark("sync");
 
-    let mut loaded: Vec<(&EndpointPlan, Option<LoadedEndpoint>, LoadedEndpoint)> =
-        plans.iter().zip(loaded).map(|(p, (prepared, fin))| (p, prepared, fin)).collect();
+    let mut loaded: Vec<(&EndpointPlan, Option<LoadedEndpoint>, Option<LoadedEndpoint>)> =
+        plans.iter().zip(loaded).map(|(p, l)| (p, l.prepared, l.finished)).collect();
     for (p, prepared, _) in &mut loaded {
         if let Some(l) = prepared {
             let config = p.prepare.unwrap_or(p.endpoint.config);
@@ -404,6 +420,7 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     phases.mark("switch");
 
     for (p, _, fin) in &mut loaded {
+        let Some(fin) = fin else { continue };
         if let Some(old) = &p.replaces {
             for t in Template::ALL {
                 attach::detach(&paths.link(&old.stem, t.suffix()))?;

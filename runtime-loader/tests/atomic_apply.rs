@@ -101,6 +101,13 @@ fn manifests(client_role: &str, allowed: &str, ports: &[u16], extra: usize) -> S
     out
 }
 
+/// The test cluster with one more ingress rule on the server: `port` open
+/// to every peer (wildcard-peer policy entries, a lookup the server's
+/// programs otherwise skip).
+fn with_open_port(text: String, port: u16) -> String {
+    text + &format!("    - toPorts:\n        - ports:\n            - port: \"{port}\"\n              protocol: TCP\n")
+}
+
 /// Compiles `text` into a bundle directory under `out`.
 fn bundle(out: &Path, name: &str, text: &str) -> PathBuf {
     let input = out.join(format!("{name}-input"));
@@ -333,6 +340,46 @@ fn map_operations_follow_the_change() {
         assert!(costs[0] > 0 && costs[0] <= 5, "{change}: {costs:?}");
         assert_eq!(costs[0], costs[1], "{change} costs the same at both sizes: {costs:?} (totals {totals:?})");
     }
+}
+
+#[test]
+fn programs_gaining_a_lookup_switch_before_the_flip() {
+    use policyc_loader::apply::ProgramStep;
+    use policyc_loader::attach::Attachment;
+    require_root();
+    let out = TempDir::new("atomic-prepare");
+    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
+    let c = bundle(&out.0, "c", &with_open_port(manifests("x", "x", &[80], 0), 8443));
+    let veths = Veths::new("p", 3);
+    let opts = options(&veths, &["server", "client", "other"]);
+    let paths = scratch_paths("prepare", &out);
+    let _installed = Installed(paths.clone());
+    apply(&paths, &a, &opts).unwrap();
+    let server_steps = |report: &policyc_loader::apply::ApplyReport| -> Vec<(&'static str, ProgramStep)> {
+        report.programs.iter().filter(|(e, ..)| e == "demo/server").map(|(_, p, step, _)| (*p, *step)).collect()
+    };
+    // A -> C: the server's programs gain the wildcard lookup, so C's
+    // programs (A's lookups and more) go in before the flip; they are
+    // already exact, so nothing follows it.
+    let to_c = apply(&paths, &c, &opts).unwrap();
+    let steps = server_steps(&to_c);
+    assert_eq!(steps, [("from_container", ProgramStep::Prepare), ("to_container", ProgramStep::Prepare)]);
+    assert!(
+        to_c.programs.iter().all(|(.., how)| *how == Some(Attachment::Replaced)),
+        "existing links are updated in place: {:?}",
+        to_c.programs
+    );
+    let other_steps: Vec<_> = to_c.programs.iter().filter(|(e, ..)| e != "demo/server").collect();
+    assert!(other_steps.is_empty(), "endpoints whose programs do not change are left alone: {other_steps:?}");
+    // C -> A: the attached programs have the wildcard lookup, which judges
+    // A's generation as well; they stay until the flip, and A's exact
+    // programs (without it) go in only after.
+    let to_a = apply(&paths, &a, &opts).unwrap();
+    let steps = server_steps(&to_a);
+    assert_eq!(steps, [("from_container", ProgramStep::Finish), ("to_container", ProgramStep::Finish)]);
+    let record = policyc_loader::record::Record::read(&paths).unwrap().unwrap();
+    let server = &record.endpoints["demo/server"];
+    assert_eq!(server.lookups, [true, false, false, false], "the record holds A's exact lookups at the end");
 }
 
 #[test]
