@@ -20,7 +20,7 @@ use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy_map::{MapVerdict, PolicyMap};
-use policyc_ir::resolve::{IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
+use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,32 +35,42 @@ pub fn join(lines: &[String]) -> String {
     out
 }
 
+/// One line of `identities.txt`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IdentityLine {
+    /// The number.
+    pub identity: u32,
+    /// `reserved`, `endpoint` or `cidr`.
+    pub kind: &'static str,
+    /// Labels, comma-separated (`-` if none).
+    pub labels: String,
+}
+
+impl std::fmt::Display for IdentityLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.identity, self.kind, self.labels)
+    }
+}
+
+/// An identity as `identities.txt` writes it.
+pub fn identity_line(info: &IdentityInfo) -> IdentityLine {
+    let kind = match info.kind {
+        IdentityKind::Reserved => "reserved",
+        IdentityKind::Endpoint => "endpoint",
+        IdentityKind::Cidr(_) => "cidr",
+    };
+    let labels: Vec<String> = info
+        .labels
+        .iter()
+        .map(|(k, v)| if v.is_empty() && kind != "endpoint" { k.to_string() } else { format!("{k}={v}") })
+        .collect();
+    let labels = if labels.is_empty() { "-".to_string() } else { labels.join(",") };
+    IdentityLine { identity: info.identity.get(), kind, labels }
+}
+
 /// `identities.txt`.
 pub fn identities(resolved: &Resolved) -> Vec<String> {
-    resolved
-        .identities
-        .values()
-        .map(|info| {
-            let kind = match info.kind {
-                IdentityKind::Reserved => "reserved",
-                IdentityKind::Endpoint => "endpoint",
-                IdentityKind::Cidr(_) => "cidr",
-            };
-            let labels: Vec<String> = info
-                .labels
-                .iter()
-                .map(|(k, v)| {
-                    if v.is_empty() && !matches!(info.kind, IdentityKind::Endpoint) {
-                        k.to_string()
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
-                .collect();
-            let labels = if labels.is_empty() { "-".to_string() } else { labels.join(",") };
-            format!("{} {kind} {labels}", info.identity)
-        })
-        .collect()
+    resolved.identities.values().map(|info| identity_line(info).to_string()).collect()
 }
 
 /// `ipcache.txt` of `node`: its own addresses resolve to `host`.

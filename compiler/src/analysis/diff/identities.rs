@@ -4,7 +4,9 @@
 //! label set present in both trees under different numbers is
 //! *renumbered*, which invalidates every map entry naming it on every node.
 
-use policyc_ir::resolve::{IdentityInfo, IdentityKind, Resolved};
+use crate::emit::maps::identity_line;
+pub use crate::emit::maps::IdentityLine;
+use policyc_ir::resolve::Resolved;
 use std::collections::BTreeMap;
 
 /// What changed about one identity.
@@ -23,38 +25,11 @@ pub enum IdentityChange {
     },
 }
 
-/// An identity as `identities.txt` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IdentityLine {
-    /// The number.
-    pub identity: u32,
-    /// `reserved`, `endpoint` or `cidr`.
-    pub kind: &'static str,
-    /// Labels, comma-separated (`-` if none).
-    pub labels: String,
-}
-
-/// An identity as `identities.txt` writes it.
-pub fn line(info: &IdentityInfo) -> IdentityLine {
-    let kind = match info.kind {
-        IdentityKind::Reserved => "reserved",
-        IdentityKind::Endpoint => "endpoint",
-        IdentityKind::Cidr(_) => "cidr",
-    };
-    let labels: Vec<String> = info
-        .labels
-        .iter()
-        .map(|(k, v)| if v.is_empty() && kind != "endpoint" { k.to_string() } else { format!("{k}={v}") })
-        .collect();
-    let labels = if labels.is_empty() { "-".to_string() } else { labels.join(",") };
-    IdentityLine { identity: info.identity.get(), kind, labels }
-}
-
 /// The identity changes from `old` to `new`, sorted (removed, renumbered
 /// and added each by number).
 pub fn changes(old: &Resolved, new: &Resolved) -> Vec<IdentityChange> {
     let index = |r: &Resolved| -> BTreeMap<(&'static str, String), IdentityLine> {
-        r.identities.values().map(line).map(|l| ((l.kind, l.labels.clone()), l)).collect()
+        r.identities.values().map(identity_line).map(|l| ((l.kind, l.labels.clone()), l)).collect()
     };
     let (o, n) = (index(old), index(new));
     let mut out = Vec::new();

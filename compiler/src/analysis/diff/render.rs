@@ -106,10 +106,9 @@ pub fn human(diff: &Diff, sides: Sides, color: bool) -> String {
     if !diff.identities.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("identities"));
         for c in &diff.identities {
-            let line = |l: &IdentityLine| format!("{} {} {}", l.identity, l.kind, l.labels);
             let text = match c {
-                IdentityChange::Added(l) => p.added(&format!("+ {}", line(l))),
-                IdentityChange::Removed(l) => p.removed(&format!("- {}", line(l))),
+                IdentityChange::Added(l) => p.added(&format!("+ {l}")),
+                IdentityChange::Removed(l) => p.removed(&format!("- {l}")),
                 IdentityChange::Renumbered { old, new } => {
                     format!("~ {old} -> {} {} {} (renumbered)", new.identity, new.kind, new.labels)
                 }
