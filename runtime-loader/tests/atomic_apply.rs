@@ -162,19 +162,40 @@ fn verdicts(probe: &Ebpf, sport: u16) -> [bool; 3] {
 const A: [bool; 3] = [true, false, false];
 const B: [bool; 3] = [true, false, true];
 
+/// Bundles A and B of the test cluster, A applied on veths made for the
+/// test, and the server's probe program on the live maps. Fields drop in
+/// order: the root is uninstalled before the veths and files go.
+struct AB {
+    probe: Ebpf,
+    paths: Paths,
+    opts: ApplyOptions,
+    a: PathBuf,
+    b: PathBuf,
+    _installed: Installed,
+    _veths: Veths,
+    _out: TempDir,
+}
+
+impl AB {
+    fn new(tag: &str, veth_tag: &str) -> AB {
+        let out = TempDir::new(&format!("atomic-{tag}"));
+        let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
+        let b = bundle(&out.0, "b", &manifests("y", "y", &[80, 8080], 0));
+        let veths = Veths::new(veth_tag, 3);
+        let opts = options(&veths, &["server", "client", "other"]);
+        let paths = scratch_paths(tag, &out);
+        let installed = Installed(paths.clone());
+        apply(&paths, &a, &opts).unwrap();
+        let probe = server_probe(&paths, &b);
+        AB { probe, paths, opts, a, b, _installed: installed, _veths: veths, _out: out }
+    }
+}
+
 #[test]
 fn alternating_applies_never_show_a_mix() {
     require_root();
-    let out = TempDir::new("atomic-nomix");
-    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
-    let b = bundle(&out.0, "b", &manifests("y", "y", &[80, 8080], 0));
-    let veths = Veths::new("n", 3);
-    let opts = options(&veths, &["server", "client", "other"]);
-    let paths = scratch_paths("nomix", &out);
-    let _installed = Installed(paths.clone());
-    apply(&paths, &a, &opts).unwrap();
-    let probe = server_probe(&paths, &b);
-    assert_eq!(verdicts(&probe, 1), A);
+    let AB { probe, paths, opts, a, b, .. } = &AB::new("nomix", "n");
+    assert_eq!(verdicts(probe, 1), A);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (applies, observed) = std::thread::scope(|s| {
@@ -184,13 +205,13 @@ fn alternating_applies_never_show_a_mix() {
             let deadline = Instant::now() + Duration::from_secs(120);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
                 sport = sport.wrapping_add(1).max(2);
-                *seen.entry(verdicts(&probe, sport)).or_default() += 1;
+                *seen.entry(verdicts(probe, sport)).or_default() += 1;
             }
             seen
         });
         let mut applies = 0;
         for i in 0..100 {
-            apply(&paths, if i % 2 == 0 { &b } else { &a }, &opts).unwrap();
+            apply(paths, if i % 2 == 0 { b } else { a }, opts).unwrap();
             applies += 1;
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -218,15 +239,7 @@ impl Rng {
 #[test]
 fn killed_applies_leave_old_or_new_and_converge() {
     require_root();
-    let out = TempDir::new("atomic-crash");
-    let a = bundle(&out.0, "a", &manifests("x", "x", &[80], 0));
-    let b = bundle(&out.0, "b", &manifests("y", "y", &[80, 8080], 0));
-    let veths = Veths::new("k", 3);
-    let opts = options(&veths, &["server", "client", "other"]);
-    let paths = scratch_paths("crash", &out);
-    let _installed = Installed(paths.clone());
-    apply(&paths, &a, &opts).unwrap();
-    let probe = server_probe(&paths, &b);
+    let AB { probe, paths, opts, a, b, .. } = &AB::new("crash", "k");
     let loader = env!("CARGO_BIN_EXE_policyc-loader");
     let root = paths.root.file_name().unwrap().to_str().unwrap().to_string();
     let base_args = ["--bpffs", "/sys/fs/bpf", "--root", &root, "--state"];
@@ -246,7 +259,7 @@ fn killed_applies_leave_old_or_new_and_converge() {
             .arg(&state_parent)
             .arg("apply")
             .arg(target)
-            .args(interface_args(&opts))
+            .args(interface_args(opts))
             .output()
             .unwrap();
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -262,7 +275,7 @@ fn killed_applies_leave_old_or_new_and_converge() {
             .arg(&state_parent)
             .arg("apply")
             .arg(target)
-            .args(interface_args(&opts))
+            .args(interface_args(opts))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -271,7 +284,7 @@ fn killed_applies_leave_old_or_new_and_converge() {
         let _ = child.kill();
         let status = child.wait().unwrap();
         sport = sport.wrapping_add(1).max(2);
-        let now = verdicts(&probe, sport);
+        let now = verdicts(probe, sport);
         assert!(now == A || now == B, "after a kill at iteration {i}: {now:?} is neither A nor B");
         *outcomes.entry(if status.success() { "finished" } else { "killed" }).or_default() += 1;
         // The next apply converges, through the binary as an operator would.
@@ -280,12 +293,12 @@ fn killed_applies_leave_old_or_new_and_converge() {
             .arg(&state_parent)
             .arg("apply")
             .arg(target)
-            .args(interface_args(&opts))
+            .args(interface_args(opts))
             .output()
             .unwrap();
         assert!(rerun.status.success(), "rerun failed: {}", String::from_utf8_lossy(&rerun.stderr));
         sport = sport.wrapping_add(1).max(2);
-        assert_eq!(verdicts(&probe, sport), expected, "after the rerun at iteration {i}");
+        assert_eq!(verdicts(probe, sport), expected, "after the rerun at iteration {i}");
         i += 1;
     }
     eprintln!("crash test: {outcomes:?} (kill points over {span} µs)");
