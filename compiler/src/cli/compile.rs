@@ -1,11 +1,11 @@
 //! `policyc compile`: check, resolve and emit a bundle per node.
 
-use super::{report, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
+use super::{load_and_lint, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 use crate::diag::render::render;
 use crate::diag::{codes, Diagnostic, Location};
 use crate::emit::maps::{policy_file_stem, read_identity_table};
 use crate::emit::{emit_each, Bundle, BundleOptions, CapacityError, EmitError};
-use crate::pipeline::{load, Loaded};
+use crate::pipeline::Loaded;
 use policyc_ir::resolve::{resolve_with_previous, Resolved};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -13,13 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// Runs `compile`.
 pub fn run(args: &CompileArgs) -> u8 {
-    if let Err(e) = args.lint.check() {
-        eprintln!("error: {e}");
-        return EXIT_USAGE;
-    }
-    let mut loaded = load(&args.paths);
-    crate::lint::run(&mut loaded, &args.lint);
-    report(&loaded, args.format);
+    let loaded = match load_and_lint(&args.paths, &args.lint, args.format) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
     if crate::lint::fails(&loaded, &args.lint) {
         return EXIT_ERRORS;
     }

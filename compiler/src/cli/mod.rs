@@ -207,14 +207,24 @@ pub fn report(loaded: &Loaded, format: Format) -> bool {
     loaded.has_errors()
 }
 
-fn lint(args: &LintArgs) -> u8 {
-    if let Err(e) = args.lint.check() {
+/// Checks the lint options, loads `paths`, runs the lint rules and
+/// reports every diagnostic; `Err` holds the exit code of bad options.
+pub(crate) fn load_and_lint(paths: &[PathBuf], lint: &crate::lint::LintOptions, format: Format) -> Result<Loaded, u8> {
+    if let Err(e) = lint.check() {
         eprintln!("error: {e}");
-        return EXIT_USAGE;
+        return Err(EXIT_USAGE);
     }
-    let mut loaded = load(&args.paths);
-    crate::lint::run(&mut loaded, &args.lint);
-    report(&loaded, args.format);
+    let mut loaded = load(paths);
+    crate::lint::run(&mut loaded, lint);
+    report(&loaded, format);
+    Ok(loaded)
+}
+
+fn lint(args: &LintArgs) -> u8 {
+    let loaded = match load_and_lint(&args.paths, &args.lint, args.format) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
     let errors = crate::lint::fails(&loaded, &args.lint);
     if args.format == Format::Human {
         let c = &loaded.lowered.cluster;
