@@ -1,8 +1,9 @@
 //! The per-endpoint settings of `include/config.h`, which
 //! [`crate::specialize`] writes into a copy of a template.
 
-/// Settings of one endpoint's programs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Settings of one endpoint's programs (also as bundle manifests and the
+/// loader's record write them, under the same field names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct EndpointConfig {
     /// The endpoint's id on its node (`config_endpoint_id`, `__u32`).
     pub endpoint_id: u32,
@@ -26,6 +27,14 @@ impl EndpointConfig {
             ("config_egress_by_peer", vec![u8::from(self.egress_by_peer)]),
             ("config_egress_any_peer", vec![u8::from(self.egress_any_peer)]),
         ]
+    }
+
+    /// Whether `self` makes every lookup `other` makes.
+    pub fn covers(&self, other: &EndpointConfig) -> bool {
+        (other.ingress_by_peer <= self.ingress_by_peer)
+            && (other.ingress_any_peer <= self.ingress_any_peer)
+            && (other.egress_by_peer <= self.egress_by_peer)
+            && (other.egress_any_peer <= self.egress_any_peer)
     }
 
     /// The union of two configurations' lookups (same endpoint id as

@@ -183,14 +183,10 @@ fn plan_programs<'a>(
                 && paths.link(&r.stem, "to").exists()
         });
         let plan = match same_place {
-            Some(r)
-                if r.programs == hash(&e.from_program, &e.to_program) && r.lookups == record::lookups(&e.config) =>
-            {
-                continue
-            }
+            Some(r) if r.programs == hash(&e.from_program, &e.to_program) && r.config == e.config => continue,
             Some(r) => {
-                let union = record::with_lookups(&e.config, r.lookups);
-                let prepare = (record::lookups(&union) != r.lookups).then_some(union);
+                let union = e.config.union(&r.config);
+                let prepare = (!r.config.covers(&e.config)).then_some(union);
                 EndpointPlan {
                     endpoint: e,
                     interface: interface.clone(),
@@ -278,13 +274,7 @@ fn recorded_endpoint(
     config: &EndpointConfig,
     programs: String,
 ) -> RecordedEndpoint {
-    RecordedEndpoint {
-        stem: e.stem.clone(),
-        interface: interface.to_string(),
-        id: e.id,
-        programs,
-        lookups: record::lookups(config),
-    }
+    RecordedEndpoint { stem: e.stem.clone(), interface: interface.to_string(), id: e.id, programs, config: *config }
 }
 
 /// Applies the bundle in `dir` (a bundle, or a directory holding one).

@@ -91,22 +91,13 @@ struct EndpointFile {
     id: u16,
     addresses: Vec<String>,
     policy_file: String,
-    config: ConfigFile,
+    config: EndpointConfig,
 }
 
 #[derive(Debug, Deserialize)]
 struct ProgramsFile {
     from: String,
     to: String,
-}
-
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-struct ConfigFile {
-    endpoint_id: u32,
-    ingress_by_peer: bool,
-    ingress_any_peer: bool,
-    egress_by_peer: bool,
-    egress_any_peer: bool,
 }
 
 /// One local endpoint of a bundle.
@@ -314,11 +305,5 @@ fn endpoint_config(e: &EndpointFile) -> Result<EndpointConfig, BundleError> {
             e.name, e.config.endpoint_id, e.id
         )));
     }
-    Ok(EndpointConfig {
-        endpoint_id: e.config.endpoint_id,
-        ingress_by_peer: e.config.ingress_by_peer,
-        ingress_any_peer: e.config.ingress_any_peer,
-        egress_by_peer: e.config.egress_by_peer,
-        egress_any_peer: e.config.egress_any_peer,
-    })
+    Ok(e.config)
 }

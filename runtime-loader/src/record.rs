@@ -48,26 +48,9 @@ pub struct RecordedEndpoint {
     pub id: u16,
     /// SHA-256 of its two attached program objects.
     pub programs: String,
-    /// Their settings' lookups: ingress by peer, ingress any peer, egress
-    /// by peer, egress any peer. At least what the attached programs do
-    /// (the loader records before it switches), never less.
-    pub lookups: [bool; 4],
-}
-
-/// The lookups of `config`, as recorded.
-pub fn lookups(config: &EndpointConfig) -> [bool; 4] {
-    [config.ingress_by_peer, config.ingress_any_peer, config.egress_by_peer, config.egress_any_peer]
-}
-
-/// `config` with the lookups of `recorded` added.
-pub fn with_lookups(config: &EndpointConfig, recorded: [bool; 4]) -> EndpointConfig {
-    config.union(&EndpointConfig {
-        endpoint_id: config.endpoint_id,
-        ingress_by_peer: recorded[0],
-        ingress_any_peer: recorded[1],
-        egress_by_peer: recorded[2],
-        egress_any_peer: recorded[3],
-    })
+    /// Their settings. Their lookups are at least what the attached
+    /// programs make (the loader records before it switches), never less.
+    pub config: EndpointConfig,
 }
 
 impl Record {

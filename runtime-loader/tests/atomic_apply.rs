@@ -392,7 +392,12 @@ fn programs_gaining_a_lookup_switch_before_the_flip() {
     assert_eq!(steps, [("from_container", ProgramStep::Finish), ("to_container", ProgramStep::Finish)]);
     let record = policyc_loader::record::Record::read(&paths).unwrap().unwrap();
     let server = &record.endpoints["demo/server"];
-    assert_eq!(server.lookups, [true, false, false, false], "the record holds A's exact lookups at the end");
+    let c = server.config;
+    assert_eq!(
+        (c.ingress_by_peer, c.ingress_any_peer, c.egress_by_peer, c.egress_any_peer),
+        (true, false, false, false),
+        "the record holds A's exact lookups at the end"
+    );
 }
 
 #[test]

@@ -77,33 +77,6 @@ pub struct ProgramFiles {
     pub to: String,
 }
 
-/// The settings written into an endpoint's programs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ConfigSpec {
-    /// `config_endpoint_id`.
-    pub endpoint_id: u32,
-    /// `config_ingress_by_peer`.
-    pub ingress_by_peer: bool,
-    /// `config_ingress_any_peer`.
-    pub ingress_any_peer: bool,
-    /// `config_egress_by_peer`.
-    pub egress_by_peer: bool,
-    /// `config_egress_any_peer`.
-    pub egress_any_peer: bool,
-}
-
-impl From<&EndpointConfig> for ConfigSpec {
-    fn from(c: &EndpointConfig) -> Self {
-        ConfigSpec {
-            endpoint_id: c.endpoint_id,
-            ingress_by_peer: c.ingress_by_peer,
-            ingress_any_peer: c.ingress_any_peer,
-            egress_by_peer: c.egress_by_peer,
-            egress_any_peer: c.egress_any_peer,
-        }
-    }
-}
-
 /// One endpoint of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EndpointSpec {
@@ -119,8 +92,8 @@ pub struct EndpointSpec {
     pub policy_file: String,
     /// Entries of its policy map.
     pub policy_entries: usize,
-    /// Their settings.
-    pub config: ConfigSpec,
+    /// The settings of its programs.
+    pub config: EndpointConfig,
 }
 
 /// A table of the bundle that is not a BPF map (for people and tools).

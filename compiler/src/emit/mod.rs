@@ -219,7 +219,7 @@ fn emit_node_named(
             addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
             policy_file: policy_file.clone(),
             policy_entries: lines,
-            config: manifest::ConfigSpec::from(&config),
+            config,
         });
         files.insert(policy_file, text);
     }
