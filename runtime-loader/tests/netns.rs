@@ -639,6 +639,7 @@ fn subnet(offset: u32) -> u32 {
 #[test]
 fn example_cluster_on_node_a_matches_eval() {
     require_root();
+    let _turn = support::turn();
     require_ip();
     let n = subnet(112);
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
@@ -653,6 +654,7 @@ fn example_cluster_on_node_a_matches_eval() {
 #[test]
 fn netns_traffic_matches_eval() {
     require_root();
+    let _turn = support::turn();
     require_ip();
     // This run's subnets: 10.200.<n>.0/24 and fd00:200::<n>:0/112.
     let n = subnet(0);

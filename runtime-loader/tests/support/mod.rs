@@ -17,6 +17,20 @@ pub fn require_root() {
     policyc_loader::bpffs::ensure_mounted(Path::new("/sys/fs/bpf")).expect("bpffs at /sys/fs/bpf");
 }
 
+/// The kernel tests of one test binary run one at a time. A test that
+/// spawns loader processes (the crash test, the netns test's `observe` and
+/// `uninstall`) would otherwise fork while another test's apply holds its
+/// lock file: the child shares that lock until it execs, and the next
+/// apply or uninstall of the other test finds the lock held (the loader
+/// refuses rather than waits). In a deployment one loader runs per node.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes this test's turn; a test that failed before does not block the
+/// others (its poisoned turn is taken all the same).
+pub fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 
