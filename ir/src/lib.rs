@@ -27,6 +27,7 @@ pub mod eval;
 pub mod identity;
 pub mod labels;
 pub mod lookup;
+pub mod parallel;
 pub mod policy;
 pub mod policy_map;
 pub mod protocol;

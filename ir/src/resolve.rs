@@ -30,7 +30,6 @@ use crate::selector::LabelSelector;
 use crate::selector_index::SelectorIndex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What an identity stands for.
@@ -135,6 +134,7 @@ pub fn resolve(cluster: &Cluster) -> Resolved {
 pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>) -> Resolved {
     let allocation = IdentityTable::allocate(cluster.endpoints.iter().map(|e| &e.labels), previous);
     let table = allocation.table;
+    let identity_of: Vec<Option<Identity>> = cluster.endpoints.iter().map(|e| table.get(&e.labels)).collect();
     let mut identities = BTreeMap::new();
     for id in Identity::RESERVED {
         let labels = id.reserved_labels().unwrap_or_default();
@@ -225,7 +225,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     }
     let mut endpoint_ips = BTreeMap::new();
     for (i, endpoint) in cluster.endpoints.iter().enumerate() {
-        let Some(identity) = table.get(&endpoint.labels) else { continue };
+        let Some(identity) = identity_of[i] else { continue };
         for &ip in &endpoint.ips {
             if endpoint_ips.contains_key(&ip) {
                 continue;
@@ -236,7 +236,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         }
     }
 
-    let context = Context::new(cluster, &table, &identities, &cidr_identities);
+    let context = Context::new(cluster, &identity_of, &identities, &cidr_identities);
     // A policy map depends on the subject only through its labels (which
     // policies select it) and its named ports (ingress named ports are its
     // own), so pods of one workload share one computation and one map.
@@ -247,7 +247,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let id = table.get(&e.labels)?;
+            let id = identity_of[i]?;
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
             Some(*distinct.entry((&e.labels, ports)).or_insert_with(|| {
@@ -256,7 +256,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             }))
         })
         .collect();
-    let maps = context.policy_maps(&subjects);
+    let maps = share_equal_maps(&subjects, context.policy_maps(&subjects));
     let no_policy = Arc::new(PolicyMap::default());
     let endpoints = cluster
         .endpoints
@@ -266,7 +266,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             index: i,
             name: e.display_name(),
             namespace: e.namespace.clone(),
-            identity: table.get(&e.labels),
+            identity: identity_of[i],
             ips: e.ips.clone(),
             node: e.node.clone(),
             policy: Arc::clone(map_of[i].map_or(&no_policy, |m| &maps[m])),
@@ -282,6 +282,22 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         endpoints,
         endpoint_ips,
     }
+}
+
+/// `maps` (of `subjects`, in order) with the equal maps of one identity
+/// made one: pods of one identity whose named ports differ have equal maps
+/// unless a rule names one of those ports, and endpoints sharing a map
+/// share its file in the bundle.
+fn share_equal_maps(subjects: &[(usize, Identity)], mut maps: Vec<Arc<PolicyMap>>) -> Vec<Arc<PolicyMap>> {
+    let mut by_identity: HashMap<Identity, Vec<usize>> = HashMap::new();
+    for (i, &(_, identity)) in subjects.iter().enumerate() {
+        let kept = by_identity.entry(identity).or_default();
+        match kept.iter().find(|&&k| maps[k] == maps[i]) {
+            Some(&k) => maps[i] = Arc::clone(&maps[k]),
+            None => kept.push(i),
+        }
+    }
+    maps
 }
 
 fn world_labels() -> Labels {
@@ -403,13 +419,13 @@ struct Context<'a> {
 impl<'a> Context<'a> {
     fn new(
         cluster: &'a Cluster,
-        table: &IdentityTable,
+        identity_of: &[Option<Identity>],
         identities: &'a BTreeMap<Identity, IdentityInfo>,
         cidr_identities: &'a BTreeMap<Cidr, Identity>,
     ) -> Self {
         let mut endpoints_of: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
-        for (i, e) in cluster.endpoints.iter().enumerate() {
-            if let Some(id) = table.get(&e.labels) {
+        for (i, id) in identity_of.iter().enumerate() {
+            if let Some(id) = *id {
                 endpoints_of.entry(id).or_default().push(i);
             }
         }
@@ -430,11 +446,9 @@ impl<'a> Context<'a> {
         let by_selector = |selector: &LabelSelector| -> BTreeSet<Identity> {
             index.matching(selector).iter().map(|position| endpoint_identities[position]).collect()
         };
-        context.rule_peers = cluster
-            .policies
-            .iter()
-            .map(|policy| policy.rules.iter().map(|rule| context.peers(&rule.peers, &by_selector)).collect())
-            .collect();
+        context.rule_peers = crate::parallel::map(&cluster.policies, |policy| {
+            policy.rules.iter().map(|rule| context.peers(&rule.peers, &by_selector)).collect()
+        });
         context
     }
 
@@ -515,27 +529,7 @@ impl<'a> Context<'a> {
     /// other, and each is a pure function of the subject, so the result
     /// does not depend on the number of threads.
     fn policy_maps(&self, subjects: &[(usize, Identity)]) -> Vec<Arc<PolicyMap>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(subjects.len()).max(1);
-        let next = AtomicUsize::new(0);
-        let mut done: Vec<(usize, Arc<PolicyMap>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&(subject, identity)) = subjects.get(n) else { break };
-                            done.push((n, Arc::new(self.policy_map(subject, identity))));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            // A worker only panics on a bug; re-raise it here.
-            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-        });
-        done.sort_by_key(|(n, _)| *n);
-        done.into_iter().map(|(_, map)| map).collect()
+        crate::parallel::map(subjects, |&(subject, identity)| Arc::new(self.policy_map(subject, identity)))
     }
 
     /// The policy map of endpoint `subject`, whose identity is `identity`.

@@ -8,11 +8,13 @@ use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::specialize::specialize;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The bundle format this loader reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a bundle is refused.
 #[derive(Debug)]
@@ -88,6 +90,7 @@ struct MapFile {
 #[derive(Debug, Deserialize)]
 struct EndpointFile {
     name: String,
+    stem: String,
     id: u16,
     addresses: Vec<String>,
     policy_file: String,
@@ -225,9 +228,14 @@ impl Bundle {
         let to_template = read(dir, &manifest.programs.to, &mut hasher)?;
         let mut policy = Vec::new();
         let mut endpoints = Vec::new();
+        // Endpoints of one identity share a policy file: read each once.
+        let mut policy_texts: HashMap<&str, String> = HashMap::new();
         for e in &manifest.endpoints {
-            let policy_text = text(dir, &e.policy_file, &mut hasher)?;
-            policy.extend(entries::policy(&e.policy_file, &policy_text, e.id, &cookies).map_err(entry)?);
+            let policy_text = match policy_texts.entry(&e.policy_file) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(text(dir, &e.policy_file, &mut hasher)?),
+            };
+            policy.extend(entries::policy(&e.policy_file, policy_text, e.id, &cookies).map_err(entry)?);
             let config = endpoint_config(e)?;
             let program = |path: &str, template: &[u8]| {
                 specialize(template, &config).map_err(|err| BundleError::Program(format!("`{path}`: {err}")))
@@ -241,10 +249,11 @@ impl Bundle {
                     a.parse().map_err(|_| BundleError::Manifest(format!("endpoint `{}`: bad address `{a}`", e.name)))
                 })
                 .collect::<Result<_, _>>()?;
-            let stem =
-                e.policy_file.strip_prefix("maps/policy/").and_then(|f| f.strip_suffix(".txt")).ok_or_else(|| {
-                    BundleError::Manifest(format!("endpoint `{}`: unexpected policy file name", e.name))
-                })?;
+            // The stem names pinned links: one plain file name.
+            let stem = e.stem.as_str();
+            if stem.is_empty() || stem.starts_with('.') || stem.contains('/') {
+                return Err(BundleError::Manifest(format!("endpoint `{}`: bad stem `{stem}`", e.name)));
+            }
             endpoints.push(BundleEndpoint {
                 name: e.name.clone(),
                 stem: stem.to_string(),

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod diff;
 pub mod explain;
 pub mod graph;
+pub mod phases;
 pub mod query;
 
 use crate::analysis::{connectivity, trace};
@@ -108,6 +109,9 @@ pub struct CompileArgs {
     /// Lint rule settings.
     #[command(flatten)]
     pub lint: crate::lint::LintOptions,
+    /// Print how long each phase took (read, lint, resolve, emit, write).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Output format of `trace`.
@@ -209,19 +213,26 @@ pub fn report(loaded: &Loaded, format: Format) -> bool {
 
 /// Checks the lint options, loads `paths`, runs the lint rules and
 /// reports every diagnostic; `Err` holds the exit code of bad options.
-pub(crate) fn load_and_lint(paths: &[PathBuf], lint: &crate::lint::LintOptions, format: Format) -> Result<Loaded, u8> {
+pub(crate) fn load_and_lint(
+    paths: &[PathBuf],
+    lint: &crate::lint::LintOptions,
+    format: Format,
+    phases: &mut phases::Phases,
+) -> Result<Loaded, u8> {
     if let Err(e) = lint.check() {
         eprintln!("error: {e}");
         return Err(EXIT_USAGE);
     }
     let mut loaded = load(paths);
+    phases.mark("read");
     crate::lint::run(&mut loaded, lint);
+    phases.mark("lint");
     report(&loaded, format);
     Ok(loaded)
 }
 
 fn lint(args: &LintArgs) -> u8 {
-    let loaded = match load_and_lint(&args.paths, &args.lint, args.format) {
+    let loaded = match load_and_lint(&args.paths, &args.lint, args.format, &mut phases::Phases::start()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };

@@ -19,7 +19,7 @@ use policyc_ebpf::config::EndpointConfig;
 use serde::Serialize;
 
 /// Version of the bundle layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// One shared BPF map of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -82,13 +82,18 @@ pub struct ProgramFiles {
 pub struct EndpointSpec {
     /// `<ns>/<pod>`.
     pub name: String,
+    /// A file-system-safe name (`<ns>.<pod>`,
+    /// [`super::maps::endpoint_stem`]): the loader names the endpoint's
+    /// pinned links after it.
+    pub stem: String,
     /// Endpoint id on the node.
     pub id: u16,
     /// Its identity.
     pub identity: u32,
     /// Its addresses (none for a host-network pod or a workload).
     pub addresses: Vec<String>,
-    /// Its policy map's text file.
+    /// Its policy map's text file (shared by the endpoints of one identity
+    /// whose maps are equal).
     pub policy_file: String,
     /// Entries of its policy map.
     pub policy_entries: usize,

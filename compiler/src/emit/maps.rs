@@ -15,6 +15,8 @@
 //!   the rules giving the verdict, and `,+<more>` how many others do (left
 //!   out if none). By key.
 
+use crate::emit::programs::lookups;
+use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
@@ -23,7 +25,6 @@ use policyc_ir::policy_map::{MapVerdict, PolicyMap};
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Lines joined with `\n`, with a final newline unless empty.
@@ -73,36 +74,64 @@ pub fn identities(resolved: &Resolved) -> Vec<String> {
     resolved.identities.values().map(|info| identity_line(info).to_string()).collect()
 }
 
-/// `ipcache.txt` of `node`: its own addresses resolve to `host`.
-pub fn ipcache(resolved: &Resolved, node: &str) -> Vec<String> {
-    resolved
-        .ipcache
-        .iter()
-        .map(|e| {
-            let mut line = e.prefix.to_string();
-            line.push(' ');
-            let (identity, source) = match &e.source {
-                IpcacheSource::World => (e.identity, Cow::Borrowed("world")),
-                IpcacheSource::Cidr => (e.identity, Cow::Borrowed("cidr")),
-                IpcacheSource::Node(name) if name == node => (Identity::HOST, Cow::Borrowed("host")),
-                IpcacheSource::Node(name) => (e.identity, Cow::Owned(format!("node:{name}"))),
-                IpcacheSource::Endpoint(i) => {
-                    line.reserve(resolved.endpoints[*i].name.len() + 20);
-                    (e.identity, Cow::Borrowed(""))
+/// `ipcache.txt`, rendered once for every node: only the lines of nodes'
+/// own addresses differ between nodes (a node's own addresses resolve to
+/// `host`).
+#[derive(Clone, Debug)]
+pub struct Ipcache {
+    /// Every line in prefix order, as other nodes see it, and for a node's
+    /// address the node's name and the line as that node sees it.
+    lines: Vec<(String, Option<(String, String)>)>,
+}
+
+impl Ipcache {
+    /// Renders the ipcache of `resolved`.
+    pub fn new(resolved: &Resolved) -> Ipcache {
+        let lines = resolved
+            .ipcache
+            .iter()
+            .map(|e| {
+                let mut line = e.prefix.to_string();
+                line.push(' ');
+                let mut own = None;
+                match &e.source {
+                    IpcacheSource::World | IpcacheSource::Cidr => {
+                        push_number(&mut line, e.identity.get());
+                        line.push_str(if e.source == IpcacheSource::World { " world" } else { " cidr" });
+                    }
+                    IpcacheSource::Node(name) => {
+                        let mut host = line.clone();
+                        push_number(&mut host, Identity::HOST.get());
+                        host.push_str(" host");
+                        own = Some((name.clone(), host));
+                        push_number(&mut line, e.identity.get());
+                        line.push_str(" node:");
+                        line.push_str(name);
+                    }
+                    IpcacheSource::Endpoint(i) => {
+                        push_number(&mut line, e.identity.get());
+                        line.push_str(" endpoint:");
+                        line.push_str(&resolved.endpoints[*i].name);
+                    }
                 }
-            };
-            push_number(&mut line, identity.get());
-            line.push(' ');
-            match &e.source {
-                IpcacheSource::Endpoint(i) => {
-                    line.push_str("endpoint:");
-                    line.push_str(&resolved.endpoints[*i].name);
-                }
-                _ => line.push_str(&source),
+                (line, own)
+            })
+            .collect();
+        Ipcache { lines }
+    }
+
+    /// The text of `ipcache.txt` on `node` and its number of lines.
+    pub fn text(&self, node: &str) -> (String, usize) {
+        let mut out = String::with_capacity(self.lines.iter().map(|(line, _)| line.len() + 8).sum());
+        for (line, own) in &self.lines {
+            match own {
+                Some((of, host)) if of == node => out.push_str(host),
+                _ => out.push_str(line),
             }
-            line
-        })
-        .collect()
+            out.push('\n');
+        }
+        (out, self.lines.len())
+    }
 }
 
 /// The endpoints running on `node`, in cluster order.
@@ -157,14 +186,51 @@ pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec
     lines.into_iter().map(|(_, line)| line).collect()
 }
 
-/// File stem of an endpoint's policy map: `<ns>.<pod>`, or
-/// `<ns>.<name>.<kind>` for a workload standing for its pods.
-pub fn policy_file_stem(cluster: &Cluster, endpoint: usize) -> String {
+/// A file-system-safe name of an endpoint: `<ns>.<pod>`, or
+/// `<ns>.<name>.<kind>` for a workload standing for its pods. It names the
+/// endpoint's pinned links on the node and tells apart the policy files of
+/// one identity's endpoints whose maps differ.
+pub fn endpoint_stem(cluster: &Cluster, endpoint: usize) -> String {
     let e = &cluster.endpoints[endpoint];
     match &e.kind {
         EndpointKind::Pod => format!("{}.{}", e.namespace, e.name),
         EndpointKind::Workload(kind) => format!("{}.{}.{}", e.namespace, e.name, kind.to_lowercase()),
     }
+}
+
+/// The policy file of each of `local` (a node's endpoints), in order.
+/// Endpoints sharing one map (see [`ResolvedEndpoint::policy`]) share one
+/// file, named after their identity: `maps/policy/<identity>.txt`. Pods of
+/// one identity have different maps only when their named ports differ;
+/// then each of that identity's maps is named after the first endpoint
+/// using it: `maps/policy/<identity>.<ns>.<pod>.txt`.
+pub fn policy_files(cluster: &Cluster, local: &[&ResolvedEndpoint]) -> Vec<String> {
+    // Per identity, its maps (by address: a key only, never dereferenced)
+    // and the first endpoint of each by name.
+    let mut by_identity: HashMap<u32, HashMap<usize, &ResolvedEndpoint>> = HashMap::new();
+    for e in local {
+        let first = by_identity
+            .entry(e.identity.map_or(0, |i| i.get()))
+            .or_default()
+            .entry(Arc::as_ptr(&e.policy) as usize)
+            .or_insert(e);
+        if e.name < first.name {
+            *first = e;
+        }
+    }
+    local
+        .iter()
+        .map(|e| {
+            let identity = e.identity.map_or(0, |i| i.get());
+            let maps = &by_identity[&identity];
+            if maps.len() == 1 {
+                format!("maps/policy/{identity}.txt")
+            } else {
+                let first = maps[&(Arc::as_ptr(&e.policy) as usize)];
+                format!("maps/policy/{identity}.{}.txt", endpoint_stem(cluster, first.index))
+            }
+        })
+        .collect()
 }
 
 /// The display name of every rule of the cluster ([`rule_name`]), built
@@ -257,19 +323,19 @@ fn push_number(out: &mut String, mut n: u32) {
 /// Rendered policy maps, shared by the endpoints (on any node) whose maps
 /// are one shared map (see [`policyc_ir::resolve::ResolvedEndpoint`]):
 /// each distinct map is rendered once, on every available core, before
-/// the bundles are assembled.
+/// the bundles are assembled, together with the lookups its programs need.
 #[derive(Debug, Default)]
-pub struct PolicyTexts {
-    /// Text and line count per map, by the map's address (the maps live in
-    /// the [`Resolved`] for the whole emission; the address is only a key,
-    /// never dereferenced, and nothing iterates this map).
-    by_map: HashMap<usize, (String, usize)>,
+pub struct RenderedMaps {
+    /// Text and lookups per map, by the map's address (the maps live in the
+    /// [`Resolved`] for the whole emission; the address is only a key, never
+    /// dereferenced, and nothing iterates this map).
+    by_map: HashMap<usize, (String, EndpointConfig)>,
 }
 
-impl PolicyTexts {
+impl RenderedMaps {
     /// Renders the policy maps of the endpoints on `nodes` (every node if
     /// `None`).
-    pub fn new(resolved: &Resolved, nodes: Option<&[&str]>, names: &RuleNames) -> PolicyTexts {
+    pub fn new(resolved: &Resolved, nodes: Option<&[&str]>, names: &RuleNames) -> RenderedMaps {
         let mut maps: Vec<&Arc<PolicyMap>> = Vec::new();
         let mut seen = HashSet::new();
         for e in &resolved.endpoints {
@@ -282,32 +348,27 @@ impl PolicyTexts {
                 maps.push(&e.policy);
             }
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(maps.len()).max(1);
-        let next = AtomicUsize::new(0);
-        let by_map = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        while let Some(map) = maps.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            done.push((Arc::as_ptr(map) as usize, policy(names, map)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            // A worker only panics on a bug; re-raise it here.
-            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-        });
-        PolicyTexts { by_map }
+        let rendered = policyc_ir::parallel::map(&maps, |map| (policy(names, map).0, lookups(map)));
+        let by_map = maps.iter().map(|map| Arc::as_ptr(map) as usize).zip(rendered).collect();
+        RenderedMaps { by_map }
     }
 
-    /// The text and line count of `map` ([`policy`]).
-    pub fn get(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> (String, usize) {
+    /// The text of `map` ([`policy`]).
+    pub fn text(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> String {
         match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some(rendered) => rendered.clone(),
-            None => policy(names, map),
+            Some((text, _)) => text.clone(),
+            None => policy(names, map).0,
         }
+    }
+
+    /// The settings of endpoint `endpoint_id`'s programs, whose policy is
+    /// `map` ([`lookups`]).
+    pub fn config(&self, endpoint_id: u16, map: &Arc<PolicyMap>) -> EndpointConfig {
+        let lookups = match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
+            Some((_, lookups)) => *lookups,
+            None => lookups(map),
+        };
+        EndpointConfig { endpoint_id: u32::from(endpoint_id), ..lookups }
     }
 }
 

@@ -6,7 +6,7 @@
 //! <node>/maps/identities.txt      every identity with its labels
 //! <node>/maps/ipcache.txt         prefix → identity (this node's addresses are `host`)
 //! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
-//! <node>/maps/policy/<ns>.<pod>.txt   one endpoint's policy entries
+//! <node>/maps/policy/<identity>.txt  the policy entries of the endpoints of one identity
 //! <node>/maps/rules.txt           rule cookie → rule, for flow events
 //! <node>/programs/{from,to}_container.o   program templates (settings per endpoint in the manifest)
 //! ```
@@ -133,141 +133,139 @@ pub fn emit(
     only: Option<&str>,
     options: &BundleOptions,
 ) -> Result<Vec<Bundle>, EmitError> {
-    validate(resolved).map_err(EmitError::Invalid)?;
-    let nodes = node_names(cluster);
-    let selected: Vec<&String> = match only {
-        Some(name) => {
-            let node = nodes.iter().find(|n| *n == name).ok_or_else(|| EmitError::UnknownNode(name.to_string()))?;
-            vec![node]
-        }
-        None => nodes.iter().collect(),
-    };
-    let names = maps::RuleNames::new(cluster);
-    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
-    selected.into_iter().map(|node| emit_node_named(cluster, resolved, node, options, &names, &texts)).collect()
+    emit_each(cluster, resolved, only, options, Ok)
 }
 
-/// Emits the bundle of every node (or only of `only`) one at a time,
-/// handing each to `sink` before the next is built, so that only one
-/// node's bundle is in memory at once. Stops at the first error.
-pub fn emit_each(
+/// Emits the bundle of every node (or only of `only`), handing each to
+/// `sink` as soon as it is built, and returns what `sink` made of them in
+/// node order. Nodes are built on every available core, so memory holds a
+/// few nodes' bundles, not the cluster's. The first error in node order is
+/// returned (the same whatever the number of cores); a node after a
+/// failing one may be skipped.
+pub fn emit_each<T: Send>(
     cluster: &Cluster,
     resolved: &Resolved,
     only: Option<&str>,
     options: &BundleOptions,
-    mut sink: impl FnMut(Bundle) -> Result<(), EmitError>,
-) -> Result<(), EmitError> {
+    sink: impl Fn(Bundle) -> Result<T, EmitError> + Sync,
+) -> Result<Vec<T>, EmitError> {
     validate(resolved).map_err(EmitError::Invalid)?;
     let nodes = node_names(cluster);
-    if let Some(name) = only {
-        if !nodes.iter().any(|n| n == name) {
-            return Err(EmitError::UnknownNode(name.to_string()));
+    let selected: Vec<&str> = match only {
+        Some(name) => {
+            let node = nodes.iter().find(|n| *n == name).ok_or_else(|| EmitError::UnknownNode(name.to_string()))?;
+            vec![node.as_str()]
         }
-    }
-    let names = maps::RuleNames::new(cluster);
-    let texts = maps::PolicyTexts::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
-    for node in nodes.iter().filter(|n| only.is_none_or(|o| o == n.as_str())) {
-        sink(emit_node_named(cluster, resolved, node, options, &names, &texts)?)?;
-    }
-    Ok(())
-}
-
-/// Emits the bundle of `node`. `resolved` must be the resolution of
-/// `cluster` and pass validation ([`emit`] checks both).
-pub fn emit_node(
-    cluster: &Cluster,
-    resolved: &Resolved,
-    node: &str,
-    options: &BundleOptions,
-) -> Result<Bundle, EmitError> {
-    let names = maps::RuleNames::new(cluster);
-    let texts = maps::PolicyTexts::new(resolved, Some(&[node]), &names);
-    emit_node_named(cluster, resolved, node, options, &names, &texts)
-}
-
-fn emit_node_named(
-    cluster: &Cluster,
-    resolved: &Resolved,
-    node: &str,
-    options: &BundleOptions,
-    names: &maps::RuleNames,
-    texts: &maps::PolicyTexts,
-) -> Result<Bundle, EmitError> {
-    let local = maps::local_endpoints(resolved, node);
-    let ids = maps::endpoint_ids(&local);
-    let mut files = BTreeMap::new();
-    let programs: BTreeMap<String, Vec<u8>> = programs::templates().into_iter().collect();
-
-    let ipcache = maps::ipcache(resolved, node);
-    let endpoint_lines = maps::endpoints(&local, &ids);
-    let mut endpoints = Vec::new();
-    let mut rule_names = BTreeSet::new();
-    let mut policy_entries = 0;
-    for endpoint in &local {
-        let stem = maps::policy_file_stem(cluster, endpoint.index);
-        let (text, lines) = texts.get(names, &endpoint.policy);
-        check_capacity(node, &format!("policy/{stem}"), lines, options.policy_map_capacity)?;
-        policy_entries += lines;
-        rule_names.extend(endpoint.policy.entries.iter().map(|entry| names.get(entry.rule).into_owned()));
-        let id = ids.get(&endpoint.index).copied().unwrap_or(0);
-        let config = programs::endpoint_config(id, &endpoint.policy);
-        let policy_file = format!("maps/policy/{stem}.txt");
-        endpoints.push(manifest::EndpointSpec {
-            name: endpoint.name.clone(),
-            id,
-            identity: endpoint.identity.map_or(0, |i| i.get()),
-            addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
-            policy_file: policy_file.clone(),
-            policy_entries: lines,
-            config,
-        });
-        files.insert(policy_file, text);
-    }
-    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
-
-    let counts = [("ipcache", ipcache.len()), ("endpoints", endpoint_lines.len()), ("policy", policy_entries)];
-    for (name, entries) in counts {
-        let capacity = abi::generation_capacity(name).unwrap_or(0) as usize;
-        check_capacity(node, name, entries, capacity)?;
-    }
-    let specs = MAPS
-        .iter()
-        .map(|layout| {
-            let entries = counts.iter().find(|(name, _)| *name == layout.name).map(|&(_, n)| n);
-            manifest::MapSpec::new(layout, entries)
-        })
-        .collect();
-    files.insert("maps/ipcache.txt".to_string(), maps::join(&ipcache));
-    files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines));
-
-    let identities = maps::identities(resolved);
-    let cookies = rules::cookies(rule_names.iter().map(String::as_str));
-    let rules = rules::table(&cookies);
-    let tables = vec![
-        manifest::TableSpec {
-            name: "identities".into(),
-            file: "maps/identities.txt".into(),
-            entries: identities.len(),
-        },
-        manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rules.len() },
-    ];
-    files.insert("maps/identities.txt".to_string(), maps::join(&identities));
-    files.insert("maps/rules.txt".to_string(), maps::join(&rules));
-
-    let manifest = manifest::Manifest {
-        format_version: manifest::FORMAT_VERSION,
-        node: node.to_string(),
-        source_hash: options.source_hash.clone(),
-        maps: specs,
-        programs: manifest::ProgramFiles {
-            from: programs::template_path(Template::FromContainer),
-            to: programs::template_path(Template::ToContainer),
-        },
-        endpoints,
-        tables,
+        None => nodes.iter().map(String::as_str).collect(),
     };
-    files.insert("manifest.json".to_string(), manifest.to_json());
-    Ok(Bundle { node: node.to_string(), files, programs })
+    let shared = Shared::new(cluster, resolved, only, options);
+    policyc_ir::parallel::try_map(&selected, |node| shared.node(node).and_then(&sink))
+}
+
+/// What every node's bundle is built from, prepared once per emission.
+struct Shared<'a> {
+    cluster: &'a Cluster,
+    resolved: &'a Resolved,
+    options: &'a BundleOptions,
+    names: maps::RuleNames,
+    texts: maps::RenderedMaps,
+    /// `identities.txt`, the same on every node.
+    identities: (String, usize),
+    ipcache: maps::Ipcache,
+}
+
+impl<'a> Shared<'a> {
+    fn new(cluster: &'a Cluster, resolved: &'a Resolved, only: Option<&str>, options: &'a BundleOptions) -> Self {
+        let names = maps::RuleNames::new(cluster);
+        let texts = maps::RenderedMaps::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
+        let lines = maps::identities(resolved);
+        let identities = (maps::join(&lines), lines.len());
+        let ipcache = maps::Ipcache::new(resolved);
+        Shared { cluster, resolved, options, names, texts, identities, ipcache }
+    }
+
+    /// The bundle of `node`.
+    fn node(&self, node: &str) -> Result<Bundle, EmitError> {
+        let Shared { cluster, resolved, options, ref names, ref texts, .. } = *self;
+        let local = maps::local_endpoints(resolved, node);
+        let ids = maps::endpoint_ids(&local);
+        let mut files = BTreeMap::new();
+        let programs: BTreeMap<String, Vec<u8>> = programs::templates().into_iter().collect();
+
+        let (ipcache, ipcache_entries) = self.ipcache.text(node);
+        let endpoint_lines = maps::endpoints(&local, &ids);
+        let policy_files = maps::policy_files(cluster, &local);
+        let mut endpoints = Vec::new();
+        let mut rules_used = BTreeSet::new();
+        let mut policy_entries = 0;
+        for (endpoint, policy_file) in local.iter().zip(policy_files) {
+            let lines = endpoint.policy.entries.len();
+            let stem = maps::endpoint_stem(cluster, endpoint.index);
+            // Endpoints sharing a map share its file: render and check it once.
+            if !files.contains_key(&policy_file) {
+                check_capacity(node, &format!("policy/{stem}"), lines, options.policy_map_capacity)?;
+                rules_used.extend(endpoint.policy.entries.iter().map(|entry| entry.rule));
+                files.insert(policy_file.clone(), texts.text(names, &endpoint.policy));
+            }
+            policy_entries += lines;
+            let id = ids.get(&endpoint.index).copied().unwrap_or(0);
+            endpoints.push(manifest::EndpointSpec {
+                name: endpoint.name.clone(),
+                stem,
+                id,
+                identity: endpoint.identity.map_or(0, |i| i.get()),
+                addresses: endpoint.ips.iter().map(ToString::to_string).collect(),
+                policy_file,
+                policy_entries: lines,
+                config: texts.config(id, &endpoint.policy),
+            });
+        }
+        endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let counts = [("ipcache", ipcache_entries), ("endpoints", endpoint_lines.len()), ("policy", policy_entries)];
+        for (name, entries) in counts {
+            let capacity = abi::generation_capacity(name).unwrap_or(0) as usize;
+            check_capacity(node, name, entries, capacity)?;
+        }
+        let specs = MAPS
+            .iter()
+            .map(|layout| {
+                let entries = counts.iter().find(|(name, _)| *name == layout.name).map(|&(_, n)| n);
+                manifest::MapSpec::new(layout, entries)
+            })
+            .collect();
+        files.insert("maps/ipcache.txt".to_string(), ipcache);
+        files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines));
+
+        let rule_names: BTreeSet<String> = rules_used.into_iter().map(|rule| names.get(rule).into_owned()).collect();
+        let cookies = rules::cookies(rule_names.iter().map(String::as_str));
+        let rules = rules::table(&cookies);
+        let tables = vec![
+            manifest::TableSpec {
+                name: "identities".into(),
+                file: "maps/identities.txt".into(),
+                entries: self.identities.1,
+            },
+            manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rules.len() },
+        ];
+        files.insert("maps/identities.txt".to_string(), self.identities.0.clone());
+        files.insert("maps/rules.txt".to_string(), maps::join(&rules));
+
+        let manifest = manifest::Manifest {
+            format_version: manifest::FORMAT_VERSION,
+            node: node.to_string(),
+            source_hash: options.source_hash.clone(),
+            maps: specs,
+            programs: manifest::ProgramFiles {
+                from: programs::template_path(Template::FromContainer),
+                to: programs::template_path(Template::ToContainer),
+            },
+            endpoints,
+            tables,
+        };
+        files.insert("manifest.json".to_string(), manifest.to_json());
+        Ok(Bundle { node: node.to_string(), files, programs })
+    }
 }
 
 fn check_capacity(node: &str, map: &str, entries: usize, capacity: usize) -> Result<(), EmitError> {

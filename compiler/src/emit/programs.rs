@@ -7,14 +7,14 @@ use policyc_ebpf::Template;
 use policyc_ir::policy_map::PolicyMap;
 use policyc_ir::protocol::Direction;
 
-/// The settings of endpoint `endpoint_id` with policy `map`: which lookups
-/// its policy needs in each direction.
-pub fn endpoint_config(endpoint_id: u16, map: &PolicyMap) -> EndpointConfig {
+/// Which lookups policy `map` needs in each direction: the settings of the
+/// programs of an endpoint with that policy, but for its endpoint id (0).
+pub fn lookups(map: &PolicyMap) -> EndpointConfig {
     let has = |direction: Direction, any: bool| {
         map.entries.iter().any(|e| e.key.direction == direction && e.key.identity.is_any() == any)
     };
     EndpointConfig {
-        endpoint_id: u32::from(endpoint_id),
+        endpoint_id: 0,
         ingress_by_peer: has(Direction::Ingress, false),
         ingress_any_peer: has(Direction::Ingress, true),
         egress_by_peer: has(Direction::Egress, false),

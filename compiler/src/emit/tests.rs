@@ -1,6 +1,6 @@
 use super::*;
 use policyc_ir::cidr::Cidr;
-use policyc_ir::cluster::{Endpoint, EndpointKind, Node};
+use policyc_ir::cluster::{Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
@@ -78,6 +78,8 @@ fn renders_each_map_of_each_node() {
     let bundles = emit(&cluster, &resolved, None, &options()).unwrap();
     assert_eq!(bundles.iter().map(|b| b.node.as_str()).collect::<Vec<_>>(), ["node-a", "node-b"]);
     let a = &bundles[0];
+    let api = resolved.endpoints[0].identity.unwrap();
+    let web = resolved.endpoints[1].identity.unwrap();
     assert_eq!(
         a.files.keys().collect::<Vec<_>>(),
         [
@@ -85,13 +87,11 @@ fn renders_each_map_of_each_node() {
             "maps/endpoints.txt",
             "maps/identities.txt",
             "maps/ipcache.txt",
-            "maps/policy/shop.api.txt",
+            format!("maps/policy/{api}.txt").as_str(),
             "maps/rules.txt"
         ]
     );
     assert_eq!(a.programs.keys().collect::<Vec<_>>(), ["programs/from_container.o", "programs/to_container.o"]);
-    let api = resolved.endpoints[0].identity.unwrap();
-    let web = resolved.endpoints[1].identity.unwrap();
     let cidr = resolved.cidr_identities[&Cidr::parse_strict("203.0.113.0/24").unwrap()];
     assert!(cidr.is_cidr());
     assert_eq!(
@@ -102,7 +102,7 @@ fn renders_each_map_of_each_node() {
         )
     );
     assert_eq!(
-        a.files["maps/policy/shop.api.txt"],
+        a.files[&format!("maps/policy/{api}.txt")],
         format!(
             "ingress {web} 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
              ingress {cidr} 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
@@ -117,7 +117,7 @@ fn renders_each_map_of_each_node() {
     // node-b's ipcache sees node-a as a remote node and itself as host.
     assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
     let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
-    assert_eq!(manifest["format_version"], 3);
+    assert_eq!(manifest["format_version"], 4);
     assert_eq!(manifest["node"], "node-a");
     assert_eq!(manifest["source_hash"], "sha256:abc");
     let maps: Vec<(&str, Option<u64>)> = manifest["maps"]
@@ -142,6 +142,8 @@ fn renders_each_map_of_each_node() {
     // ingress entries for specific peers only, no egress entries.
     let endpoint = &manifest["endpoints"][0];
     assert_eq!(endpoint["name"], "shop/api");
+    assert_eq!(endpoint["stem"], "shop.api");
+    assert_eq!(endpoint["policy_file"], format!("maps/policy/{api}.txt"));
     assert_eq!(endpoint["id"].as_u64().unwrap().to_string(), ids[0]);
     assert_eq!(endpoint["config"]["endpoint_id"], endpoint["id"]);
     assert_eq!(endpoint["config"]["ingress_by_peer"], true);
@@ -219,4 +221,47 @@ fn identity_table_round_trips_through_identities_txt() {
     assert_eq!(maps::read_identity_table(&text).unwrap(), resolved.table);
     assert!(maps::read_identity_table("256 endpoint app").is_err());
     assert!(maps::read_identity_table("x endpoint app=a").is_err());
+}
+
+#[test]
+fn endpoints_of_one_identity_share_a_policy_file_unless_their_named_ports_differ() {
+    let mut cluster = cluster();
+    let http = |port| NamedPort { name: "http".into(), protocol: Protocol::Tcp, port };
+    for (name, ip, port) in [("api-1", "10.0.1.3", 8080), ("api-2", "10.0.1.4", 8080)] {
+        let mut p = pod(name, "api", ip, "node-a");
+        p.named_ports = vec![http(port)];
+        cluster.endpoints.push(p);
+    }
+    let named = |cluster: &mut Cluster| {
+        cluster.policies[0].rules[0].ports =
+            Some(vec![PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Named("http".into()) }]);
+    };
+    let files_of = |cluster: &Cluster| -> BTreeMap<String, String> {
+        let resolved = resolve(cluster);
+        let bundle = emit(cluster, &resolved, Some("node-a"), &options()).unwrap().remove(0);
+        let manifest: serde_json::Value = serde_json::from_str(&bundle.files["manifest.json"]).unwrap();
+        let files = manifest["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e["policy_file"].as_str().unwrap().to_string()))
+            .collect::<BTreeMap<_, _>>();
+        for file in files.values() {
+            assert!(bundle.files.contains_key(file), "{file} is not in the bundle");
+        }
+        let policy_files = bundle.files.keys().filter(|f| f.starts_with("maps/policy/")).count();
+        assert_eq!(policy_files, files.values().collect::<BTreeSet<_>>().len(), "a policy file nobody uses");
+        files
+    };
+    // A port policy: the three api pods have one map and one file.
+    let api = resolve(&cluster).endpoints[0].identity.unwrap();
+    let shared = format!("maps/policy/{api}.txt");
+    assert!(files_of(&cluster).values().all(|f| *f == shared));
+    // A named port: `api` (no such port) differs from `api-1` and `api-2`,
+    // so each map is named after its first endpoint.
+    named(&mut cluster);
+    let files = files_of(&cluster);
+    assert_eq!(files["shop/api"], format!("maps/policy/{api}.shop.api.txt"));
+    assert_eq!(files["shop/api-1"], format!("maps/policy/{api}.shop.api-1.txt"));
+    assert_eq!(files["shop/api-2"], files["shop/api-1"]);
 }

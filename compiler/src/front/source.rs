@@ -4,7 +4,6 @@ use super::Input;
 use crate::diag::{codes, Diagnostic, Location};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Extensions read when walking a directory.
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -32,30 +31,12 @@ pub fn read_paths(paths: &[PathBuf]) -> Input {
             files.push(path.clone());
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
-    let next = AtomicUsize::new(0);
-    let mut parts: Vec<(usize, Input)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else { break };
-                        let mut part = Input::default();
-                        read_one(path, &mut part);
-                        done.push((i, part));
-                    }
-                    done
-                })
-            })
-            .collect();
-        // A worker only panics on a bug; re-raise it here rather than lose
-        // its files.
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    let parts = policyc_ir::parallel::map(&files, |path| {
+        let mut part = Input::default();
+        read_one(path, &mut part);
+        part
     });
-    parts.sort_by_key(|(i, _)| *i);
-    for (_, part) in parts {
+    for part in parts {
         input.merge(part);
     }
     input

@@ -116,7 +116,7 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
             _ => {}
         }
     }
-    endpoints.sort_by_key(|(e, _)| (e.display_name(), e.ips.clone()));
+    endpoints.sort_by_cached_key(|(e, _)| (e.display_name(), e.ips.clone()));
     nodes.sort();
     lowered.cluster.namespaces = namespaces;
     (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.into_iter().unzip();
