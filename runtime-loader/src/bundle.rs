@@ -108,8 +108,8 @@ struct ProgramsFile {
 pub struct BundleEndpoint {
     /// `<ns>/<pod>`.
     pub name: String,
-    /// File stem of its policy and programs (`<ns>.<pod>`), also the name of
-    /// its pinned links.
+    /// A file-system-safe name (`<ns>.<pod>`): the name of its pinned
+    /// links.
     pub stem: String,
     /// Endpoint id on the node.
     pub id: u16,

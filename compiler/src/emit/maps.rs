@@ -7,7 +7,7 @@
 //!   `host` (this node), `node:<name>` or `endpoint:<ns>/<pod>`; by prefix.
 //! - `endpoints.txt`: `<ip> <endpoint id> <identity> <enforced> <ns>/<pod>`,
 //!   enforced `ingress`, `egress`, `ingress+egress` or `-`; by IP.
-//! - `policy/<ns>.<pod>.txt`: `<direction> <peer> <proto>/<port>/<len>
+//! - `policy/<identity>.txt` (see [`policy_files`]): `<direction> <peer> <proto>/<port>/<len>
 //!   <verdict> <rule>[,+<more>]`: peer an identity or `any`; `len` the
 //!   prefix length over the 24 bits `protocol|port` (0 every protocol, 8
 //!   one protocol, 24 one port); verdict `allow`, `deny` or
