@@ -5,6 +5,7 @@ use super::{load_and_lint, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 use crate::diag::render::{render, Format};
 use crate::diag::{codes, Diagnostic, Location};
 use crate::emit::maps::{endpoint_stem, read_identity_table};
+use crate::emit::write::Written;
 use crate::emit::{emit_each, Bundle, BundleOptions, CapacityError, EmitError};
 use crate::pipeline::Loaded;
 use policyc_ir::resolve::{resolve_with_previous, Resolved};
@@ -58,10 +59,11 @@ pub fn run(args: &CompileArgs) -> u8 {
     // Bundles are written to a staging directory as they are built, so
     // memory holds a few nodes' files, not the cluster's; they replace the
     // previous bundles only once every node has succeeded.
+    let written = Written::default();
     let emitted = emit_each(cluster, &resolved, args.node.as_deref(), &options, |bundle| {
         let stats = NodeStats::of(&resolved, &bundle);
         if let Some(staging) = &staging {
-            bundle.write_to(&staging.dir.join(&bundle.node))?;
+            bundle.write_shared(&staging.dir.join(&bundle.node), &written)?;
         }
         Ok(stats)
     });
@@ -195,7 +197,7 @@ impl NodeStats {
             largest: local.iter().map(|e| e.policy.entries.len()).max().unwrap_or(0),
             programs: bundle.programs.len(),
             files: bundle.files.len() + bundle.programs.len(),
-            bytes: bundle.files.values().map(String::len).sum::<usize>()
+            bytes: bundle.files.values().map(|text| text.len()).sum::<usize>()
                 + bundle.programs.values().map(Vec::len).sum::<usize>(),
         }
     }

@@ -329,7 +329,7 @@ pub struct RenderedMaps {
     /// Text and lookups per map, by the map's address (the maps live in the
     /// [`Resolved`] for the whole emission; the address is only a key, never
     /// dereferenced, and nothing iterates this map).
-    by_map: HashMap<usize, (String, EndpointConfig)>,
+    by_map: HashMap<usize, (Arc<str>, EndpointConfig)>,
 }
 
 impl RenderedMaps {
@@ -348,16 +348,17 @@ impl RenderedMaps {
                 maps.push(&e.policy);
             }
         }
-        let rendered = policyc_ir::parallel::map(&maps, |map| (policy(names, map).0, lookups(map)));
+        let rendered = policyc_ir::parallel::map(&maps, |map| (Arc::from(policy(names, map).0), lookups(map)));
         let by_map = maps.iter().map(|map| Arc::as_ptr(map) as usize).zip(rendered).collect();
         RenderedMaps { by_map }
     }
 
-    /// The text of `map` ([`policy`]).
-    pub fn text(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> String {
+    /// The text of `map` ([`policy`]): one text for every bundle that
+    /// holds the map, so that writing can tell it is the same file.
+    pub fn text(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> Arc<str> {
         match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some((text, _)) => text.clone(),
-            None => policy(names, map).0,
+            Some((text, _)) => Arc::clone(text),
+            None => Arc::from(policy(names, map).0),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod maps;
 pub mod programs;
 pub mod rules;
+pub mod write;
 
 use policyc_ebpf::abi::{self, MAPS};
 use policyc_ebpf::Template;
@@ -30,8 +31,8 @@ use policyc_ir::resolve::Resolved;
 use policyc_ir::validate::{validate, ValidationError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Default capacity of each endpoint's policy map (Cilium's default).
 pub const DEFAULT_POLICY_MAP_CAPACITY: usize = 16384;
@@ -57,8 +58,10 @@ pub struct Bundle {
     /// Node name (the bundle's directory name).
     pub node: String,
     /// Text files by path relative to the bundle directory
-    /// (`maps/ipcache.txt`).
-    pub files: BTreeMap<String, String>,
+    /// (`maps/ipcache.txt`). A text shared with other nodes' bundles (a
+    /// policy map's, `identities.txt`) is one allocation, which
+    /// [`Bundle::write_shared`] writes once.
+    pub files: BTreeMap<String, Arc<str>>,
     /// Program objects by path relative to the bundle directory
     /// (`programs/from_container.o`).
     pub programs: BTreeMap<String, Vec<u8>>,
@@ -170,7 +173,7 @@ struct Shared<'a> {
     names: maps::RuleNames,
     texts: maps::RenderedMaps,
     /// `identities.txt`, the same on every node.
-    identities: (String, usize),
+    identities: (Arc<str>, usize),
     ipcache: maps::Ipcache,
 }
 
@@ -179,7 +182,7 @@ impl<'a> Shared<'a> {
         let names = maps::RuleNames::new(cluster);
         let texts = maps::RenderedMaps::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
         let lines = maps::identities(resolved);
-        let identities = (maps::join(&lines), lines.len());
+        let identities = (Arc::from(maps::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
         Shared { cluster, resolved, options, names, texts, identities, ipcache }
     }
@@ -234,8 +237,8 @@ impl<'a> Shared<'a> {
                 manifest::MapSpec::new(layout, entries)
             })
             .collect();
-        files.insert("maps/ipcache.txt".to_string(), ipcache);
-        files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines));
+        files.insert("maps/ipcache.txt".to_string(), ipcache.into());
+        files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines).into());
 
         let rule_names: BTreeSet<String> = rules_used.into_iter().map(|rule| names.get(rule).into_owned()).collect();
         let cookies = rules::cookies(rule_names.iter().map(String::as_str));
@@ -248,8 +251,8 @@ impl<'a> Shared<'a> {
             },
             manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rules.len() },
         ];
-        files.insert("maps/identities.txt".to_string(), self.identities.0.clone());
-        files.insert("maps/rules.txt".to_string(), maps::join(&rules));
+        files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));
+        files.insert("maps/rules.txt".to_string(), maps::join(&rules).into());
 
         let manifest = manifest::Manifest {
             format_version: manifest::FORMAT_VERSION,
@@ -263,7 +266,7 @@ impl<'a> Shared<'a> {
             endpoints,
             tables,
         };
-        files.insert("manifest.json".to_string(), manifest.to_json());
+        files.insert("manifest.json".to_string(), manifest.to_json().into());
         Ok(Bundle { node: node.to_string(), files, programs })
     }
 }
@@ -286,29 +289,20 @@ impl Bundle {
     /// stale policy file survives; any other non-empty directory is left
     /// alone and reported.
     pub fn write_to(&self, dir: &Path) -> Result<(), EmitError> {
-        let io_error =
-            |what: &str, path: &Path, e: io::Error| EmitError::Io(format!("cannot {what} `{}`: {e}", path.display()));
-        if dir.exists() {
-            let is_bundle = dir.join("manifest.json").is_file();
-            let is_empty = std::fs::read_dir(dir).map_err(|e| io_error("read", dir, e))?.next().is_none();
-            if !is_bundle && !is_empty {
-                return Err(EmitError::Io(format!(
-                    "`{}` exists and is not a bundle; refusing to overwrite it",
-                    dir.display()
-                )));
-            }
-            if is_bundle {
-                std::fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))?;
-            }
+        self.write_shared(dir, &write::Written::default())
+    }
+
+    /// [`Bundle::write_to`], where a text this bundle shares with bundles
+    /// written before with the same `written` is hard-linked to the file
+    /// written first instead of written again (copied where the file system
+    /// cannot link).
+    pub fn write_shared(&self, dir: &Path, written: &write::Written) -> Result<(), EmitError> {
+        write::replace_dir(dir)?;
+        for (relative, text) in &self.files {
+            written.write(text, &dir.join(relative))?;
         }
-        let files = self.files.iter().map(|(p, text)| (p, text.as_bytes()));
-        let programs = self.programs.iter().map(|(p, bytes)| (p, bytes.as_slice()));
-        for (relative, content) in files.chain(programs) {
-            let path = dir.join(relative);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
-            }
-            std::fs::write(&path, content).map_err(|e| io_error("write", &path, e))?;
+        for (relative, bytes) in &self.programs {
+            write::write_file(&dir.join(relative), bytes)?;
         }
         Ok(())
     }

@@ -95,21 +95,21 @@ fn renders_each_map_of_each_node() {
     let cidr = resolved.cidr_identities[&Cidr::parse_strict("203.0.113.0/24").unwrap()];
     assert!(cidr.is_cidr());
     assert_eq!(
-        a.files["maps/ipcache.txt"],
+        *a.files["maps/ipcache.txt"],
         format!(
             "0.0.0.0/0 9 world\n10.0.1.2/32 {api} endpoint:shop/api\n10.0.2.2/32 {web} endpoint:shop/web\n\
              192.168.0.1/32 1 host\n192.168.0.2/32 6 node:node-b\n203.0.113.0/24 {cidr} cidr\n::/0 10 world\n"
         )
     );
     assert_eq!(
-        a.files[&format!("maps/policy/{api}.txt")],
+        *a.files[&format!("maps/policy/{api}.txt")],
         format!(
             "ingress {web} 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
              ingress {cidr} 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
         )
     );
     let ids = endpoint_ids_of(a);
-    assert_eq!(a.files["maps/endpoints.txt"], format!("10.0.1.2 {} {api} ingress shop/api\n", ids[0]));
+    assert_eq!(*a.files["maps/endpoints.txt"], format!("10.0.1.2 {} {api} ingress shop/api\n", ids[0]));
     let identities = &a.files["maps/identities.txt"];
     assert!(identities.starts_with("1 reserved reserved:host\n2 reserved reserved:world\n"));
     assert!(identities.contains(&format!("{api} endpoint app=api,io.kubernetes.pod.namespace=shop\n")));
@@ -205,7 +205,7 @@ fn writes_and_replaces_a_bundle_directory() {
     std::fs::write(dir.join("maps/policy/stale.txt"), "old").unwrap();
     bundle.write_to(&dir).unwrap();
     assert!(!dir.join("maps/policy/stale.txt").exists());
-    assert_eq!(std::fs::read_to_string(dir.join("maps/ipcache.txt")).unwrap(), bundle.files["maps/ipcache.txt"]);
+    assert_eq!(std::fs::read_to_string(dir.join("maps/ipcache.txt")).unwrap(), *bundle.files["maps/ipcache.txt"]);
     let other = root.join("not-a-bundle");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
