@@ -154,6 +154,9 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     out
 }
 
+/// An object by file, document and `Kind namespace/name`.
+type ObjectKey<'a> = (Option<&'a str>, Option<usize>, String);
+
 /// Adds the lint rules' warnings to `loaded.diagnostics` and removes every
 /// warning silenced by an annotation on its object or by `--allow`.
 pub fn run(loaded: &mut Loaded, options: &LintOptions) {
@@ -161,7 +164,7 @@ pub fn run(loaded: &mut Loaded, options: &LintOptions) {
     loaded.diagnostics.extend(found);
     // Annotations by file, document and object: the items of a `List`
     // share a document, and one item's annotation is not another's.
-    let ignored: BTreeMap<(Option<&str>, Option<usize>, String), &[String]> = loaded
+    let ignored: BTreeMap<ObjectKey, &[String]> = loaded
         .input
         .objects
         .iter()
