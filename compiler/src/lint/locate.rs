@@ -79,10 +79,12 @@ fn steps(path: &str) -> Option<Vec<Step<'_>>> {
         while !rest.is_empty() {
             let (index, after) = rest.split_once(']')?;
             out.push(Step::Index(index.parse().ok()?));
-            rest = after.strip_prefix('[').unwrap_or(after);
-            if !after.is_empty() && !after.starts_with('[') {
-                return None;
-            }
+            // Another index follows, or nothing.
+            rest = match after.strip_prefix('[') {
+                Some(next) if !next.is_empty() => next,
+                _ if after.is_empty() => after,
+                _ => return None,
+            };
         }
     }
     Some(out)
@@ -108,7 +110,7 @@ fn resolve<'n>(node: &'n Node, path: &str) -> Option<(Option<&'n Node>, &'n Node
 
 /// Where `node` starts. The reader places a block mapping at the colon
 /// after its first key; its first key is where it starts.
-pub(super) fn start(node: &Node) -> Pos {
+fn start(node: &Node) -> Pos {
     match &node.value {
         Value::Map(entries) => entries.first().map_or(node.pos, |(key, _)| node.pos.min(key.pos)),
         _ => node.pos,
@@ -197,6 +199,7 @@ items:
         assert_eq!(steps("a[0][2].b"), Some(vec![Field("a"), Index(0), Index(2), Field("b")]));
         assert_eq!(steps("a[x]"), None);
         assert_eq!(steps("a[0]b"), None);
+        assert_eq!(steps("a[0]["), None);
         assert_eq!(steps(""), None);
     }
 }
