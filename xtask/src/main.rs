@@ -12,7 +12,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci      format check, clippy (warnings are errors), the whole test suite
-  bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always)
+  bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always),
+          and the README's graph of the example (docs/example-graph.dot, .svg;
+          needs Graphviz `dot`)
   build-ebpf [--check]
           compile the C templates into the objects committed beside them
           (--check: rebuild into a scratch directory, fail if bytes differ)
@@ -73,5 +75,12 @@ fn ci() -> Result<(), String> {
 }
 
 fn bless() -> Result<(), String> {
+    // The README's picture: its DOT is pinned by compiler/tests/graph.rs,
+    // the SVG drawn from it (its bytes depend on Graphviz's version, so
+    // only the DOT and the drawn text are compared).
+    for (format, out) in [("dot", "docs/example-graph.dot"), ("svg", "docs/example-graph.svg")] {
+        let args = ["run", "-q", "-p", "policyc", "--", "graph", "examples/policies", "--format", format, "--out", out];
+        cargo(&args, &[])?;
+    }
     cargo(&["test", "--workspace"], &[("INSTA_UPDATE", "always")])
 }

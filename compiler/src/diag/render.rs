@@ -101,47 +101,143 @@ fn to_json(d: &Diagnostic) -> Value {
     })
 }
 
+/// SARIF 2.1.0, shaped for GitHub code scanning as well: every rule has
+/// the short and full description and help text it shows; every result
+/// has a `ruleId`, a `ruleIndex` and one location with a relative (or
+/// `file:`) URI and a 1-based `startLine`. GitHub rejects a whole upload
+/// if one result has no location, so diagnostics without a file (a node
+/// named on the command line that the input lacks) are tool execution
+/// notifications of the run's invocation instead of results.
 fn sarif(diags: &[Diagnostic]) -> Value {
-    let rules: Vec<Value> =
-        codes::ALL.iter().map(|c| json!({"id": c.id, "shortDescription": {"text": c.summary}})).collect();
-    let results: Vec<Value> = diags
+    let rules: Vec<Value> = codes::ALL
         .iter()
-        .map(|d| {
-            let mut message = d.message.clone();
-            if let Some(object) = &d.location.object {
-                message = format!(
-                    "{message} ({object}{})",
-                    d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default()
-                );
-            }
-            if let Some(help) = &d.help {
-                message = format!("{message}; help: {help}");
-            }
-            let mut result = json!({
-                "ruleId": d.code.id,
-                "level": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
-                "message": {"text": message},
-            });
-            if let Some(file) = &d.location.file {
-                let mut region = json!({});
-                if let Some(pos) = d.location.pos {
-                    region = json!({"startLine": pos.line, "startColumn": pos.col});
-                }
-                result["locations"] = json!([{
-                    "physicalLocation": {"artifactLocation": {"uri": file}, "region": region}
-                }]);
-            }
-            result
+        .map(|c| {
+            let level = if c.id.starts_with('W') { "warning" } else { "error" };
+            json!({
+                "id": c.id,
+                "shortDescription": {"text": c.summary},
+                "fullDescription": {"text": full_description(c)},
+                "help": {"text": rule_help(c)},
+                "defaultConfiguration": {"level": level},
+            })
         })
         .collect();
+    // -1 is SARIF's "not among the rules" (never the case for a catalogued code).
+    let rule_index = |d: &Diagnostic| codes::ALL.iter().position(|c| c.id == d.code.id).map_or(-1, |i| i as i64);
+    let level = |d: &Diagnostic| match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut results = Vec::new();
+    let mut notifications = Vec::new();
+    for d in diags {
+        let message = json!({"text": sarif_message(d)});
+        let Some(file) = &d.location.file else {
+            notifications.push(json!({
+                "associatedRule": {"id": d.code.id, "index": rule_index(d)},
+                "level": level(d),
+                "message": message,
+            }));
+            continue;
+        };
+        // A diagnostic about a whole file (one that cannot be read) points
+        // at its first line: code scanning needs a line.
+        let pos = d.location.pos.unwrap_or(crate::front::yaml::Pos { line: 1, col: 1 });
+        results.push(json!({
+            "ruleId": d.code.id,
+            "ruleIndex": rule_index(d),
+            "level": level(d),
+            "message": message,
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": artifact_uri(file)},
+                    "region": {"startLine": pos.line, "startColumn": pos.col},
+                }
+            }],
+        }));
+    }
+    let mut run = json!({
+        "tool": {"driver": {
+            "name": "policyc",
+            "version": env!("CARGO_PKG_VERSION"),
+            "rules": rules,
+        }},
+        // Columns count characters, as the YAML reader does.
+        "columnKind": "unicodeCodePoints",
+        "results": results,
+    });
+    if !notifications.is_empty() {
+        let failed = diags.iter().any(|d| d.location.file.is_none() && d.is_error());
+        run["invocations"] = json!([{
+            "executionSuccessful": !failed,
+            "toolExecutionNotifications": notifications,
+        }]);
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "policyc", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
-            "results": results,
-        }],
+        "runs": [run],
     })
+}
+
+/// A result's message: the diagnostic's, with its object, field path and
+/// help, which SARIF has no other place for.
+fn sarif_message(d: &Diagnostic) -> String {
+    let mut message = d.message.clone();
+    if let Some(object) = &d.location.object {
+        let path = d.location.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default();
+        let _ = write!(message, " ({object}{path})");
+    }
+    if let Some(help) = &d.help {
+        let _ = write!(message, "; help: {help}");
+    }
+    message
+}
+
+/// A rule's full description: its summary and what it does to a run.
+fn full_description(code: &codes::Code) -> String {
+    if code.id.starts_with('W') {
+        format!("{}. A warning: policyc still compiles the input.", capitalized(code.summary))
+    } else {
+        format!("{}. An error: policyc compiles nothing while it remains.", capitalized(code.summary))
+    }
+}
+
+/// A rule's help text: how to fix or silence what it reports.
+fn rule_help(code: &codes::Code) -> String {
+    if code.id.starts_with('W') {
+        format!(
+            "Each result says what to change. If the input is meant this way, silence the warning on its object \
+             with the annotation `policyc.io/ignore: {id}`, or everywhere with `policyc lint --allow {id}`.",
+            id = code.id
+        )
+    } else {
+        "Each result says what to change; errors cannot be silenced.".to_string()
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// A file name as given on the command line as a SARIF artifact URI: a
+/// relative reference (code scanning resolves it against the repository
+/// root, so `./` is dropped), or a `file:` URI for an absolute path, with
+/// every byte outside the URI path characters percent-encoded (`:` too, so
+/// that a relative path never reads as a scheme).
+pub fn artifact_uri(file: &str) -> String {
+    let relative = file.trim_start_matches("./");
+    let mut uri = if relative.starts_with('/') { "file://".to_string() } else { String::new() };
+    for b in relative.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=@/".contains(&b);
+        if keep {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri
 }
 
 fn github(diags: &[Diagnostic]) -> String {

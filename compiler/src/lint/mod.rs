@@ -16,14 +16,17 @@
 //! input has endpoints at all: a repository of policies without pods or
 //! workloads would otherwise warn on every selector.
 
+mod locate;
 mod peers;
 mod ports;
 mod selectors;
 pub mod shadow;
 
 use crate::diag::{codes, Diagnostic, Location, Severity};
+use crate::front::yaml::Node;
 use crate::pipeline::Loaded;
 use clap::Args;
+use locate::Trees;
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Policy, PolicyKind, Subject};
 use policyc_ir::selector::LabelSelector;
@@ -128,39 +131,62 @@ impl Facts {
     }
 }
 
-/// Every lint rule's warnings on `loaded`, before silencing.
+/// Every lint rule's warnings on `loaded`, before silencing. Each points
+/// at the line and column of the field it is about.
 pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     let facts = Facts::new(loaded);
+    let trees = Trees::new(&loaded.input.sources);
     let mut out = Vec::new();
-    selectors::unmatched_selectors(loaded, &facts, &mut out);
+    selectors::unmatched_selectors(loaded, &facts, &trees, &mut out);
     selectors::unprotected_pods(loaded, &facts, &mut out);
     selectors::policies_without_effect(loaded, &facts, &mut out);
-    ports::undefined_named_ports(loaded, &facts, &mut out);
-    peers::excepts_excluding_all(loaded, &mut out);
-    peers::world_ingress_all_ports(loaded, &mut out);
+    ports::undefined_named_ports(loaded, &facts, &trees, &mut out);
+    peers::excepts_excluding_all(loaded, &trees, &mut out);
+    peers::world_ingress_all_ports(loaded, &trees, &mut out);
     shadow::shadowed_rules_of_policies(loaded, &mut out);
+    // Rules name the object (whose location holds the object's position)
+    // and the field path; the position becomes the field's.
+    for d in &mut out {
+        if let Some(pos) = trees.position(&d.location, d.location.path.as_deref()) {
+            d.location.pos = Some(pos);
+        }
+    }
     out
 }
+
+/// An object by file, document and `Kind namespace/name`.
+type ObjectKey<'a> = (Option<&'a str>, Option<usize>, String);
 
 /// Adds the lint rules' warnings to `loaded.diagnostics` and removes every
 /// warning silenced by an annotation on its object or by `--allow`.
 pub fn run(loaded: &mut Loaded, options: &LintOptions) {
     let found = lint(loaded);
     loaded.diagnostics.extend(found);
-    let ignored: BTreeMap<(Option<&str>, Option<usize>), &[String]> = loaded
+    // Annotations by file, document and object: the items of a `List`
+    // share a document, and one item's annotation is not another's.
+    let ignored: BTreeMap<ObjectKey, &[String]> = loaded
         .input
         .objects
         .iter()
         .filter(|o| !o.meta.ignored_codes.is_empty())
-        .map(|o| ((o.meta.location.file.as_deref(), o.meta.location.document), o.meta.ignored_codes.as_slice()))
+        .map(|o| {
+            let location = &o.meta.location;
+            ((location.file.as_deref(), location.document, o.meta.display()), o.meta.ignored_codes.as_slice())
+        })
         .collect();
     let allowed: BTreeSet<&str> = options.allow.iter().map(String::as_str).collect();
     loaded.diagnostics.retain(|d| {
         if d.severity != Severity::Warning {
             return true;
         }
-        let key = (d.location.file.as_deref(), d.location.document);
-        let on_object = ignored.get(&key).is_some_and(|codes| codes.iter().any(|c| c == d.code.id));
+        let (file, document) = (d.location.file.as_deref(), d.location.document);
+        let silences = |codes: &&[String]| codes.iter().any(|c| c == d.code.id);
+        let on_object = match &d.location.object {
+            Some(object) => ignored.get(&(file, document, object.clone())).is_some_and(silences),
+            // Found before the object was named (in its `metadata`): any
+            // annotation of its document.
+            None => ignored.iter().any(|((f, doc, _), codes)| (*f, *doc) == (file, document) && silences(codes)),
+        };
         !on_object && !allowed.contains(d.code.id)
     });
     loaded.diagnostics.sort();
@@ -177,6 +203,12 @@ fn at_policy(loaded: &Loaded, p: usize, path: &str) -> Location {
     let mut location = loaded.lowered.policy_locations.get(p).cloned().unwrap_or_default();
     location.path = Some(path.to_string());
     location
+}
+
+/// The source node at `path` in policy `p`'s object, when the source is
+/// at hand.
+fn policy_node<'t>(loaded: &Loaded, trees: &'t Trees, p: usize, path: &str) -> Option<&'t Node> {
+    trees.node(loaded.lowered.policy_locations.get(p)?, path)
 }
 
 /// The field path of a policy's subject selector.

@@ -4,14 +4,14 @@
 //! Ingress named ports resolve against the selected (destination) pods;
 //! egress named ports against the peer pods.
 
-use super::{at_policy, Facts};
+use super::{at_policy, locate, policy_node, Facts, Trees};
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
 use policyc_ir::policy::{Entity, Peer, Peers, PortSpec};
 use policyc_ir::protocol::{Direction, Protocol};
 
 /// W0204.
-pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
+pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, trees: &Trees, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
     for (p, policy) in cluster.policies.iter().enumerate() {
         let subjects = &facts.subjects[p];
@@ -61,10 +61,15 @@ pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Ve
                         Direction::Ingress => "the pods the policy selects",
                         Direction::Egress => "the peer pods",
                     };
+                    // The first `port: NAME` of the rule: the name is what is wrong.
+                    let path = policy_node(loaded, trees, p, &rule.path).and_then(|node| {
+                        locate::find(node, &rule.path, &|field, n| field == "port" && n.as_str() == Some(name))
+                            .map(|(path, _)| path)
+                    });
                     out.push(
                         Diagnostic::new(
                             codes::UNDEFINED_NAMED_PORT,
-                            at_policy(loaded, p, &rule.path),
+                            at_policy(loaded, p, path.as_deref().unwrap_or(&rule.path)),
                             format!("named port `{name}` is defined by none of {whose}"),
                         )
                         .with_help("the rule covers no port; check the name against the pods' container ports"),

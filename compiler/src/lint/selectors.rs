@@ -2,8 +2,9 @@
 //! a pod left out in a namespace whose other pods are isolated (W0202), a
 //! policy that changes nothing (W0203).
 
-use super::{at_policy, subject_path, Facts};
+use super::{at_policy, policy_node, subject_path, Facts, Trees};
 use crate::diag::{codes, Diagnostic};
+use crate::front::yaml::Value;
 use crate::pipeline::Loaded;
 use policyc_ir::policy::{Peer, Peers, Subject};
 use policyc_ir::protocol::Direction;
@@ -13,7 +14,7 @@ use std::collections::BTreeSet;
 /// W0201: an endpoint selector (subject or peer) that matches no endpoint.
 /// A policy whose subject matches nothing is reported once, for the
 /// subject; its peers are not looked at.
-pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
+pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, trees: &Trees, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
     if cluster.endpoints.is_empty() {
         return;
@@ -35,22 +36,56 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
         }
         for rule in &policy.rules {
             let Peers::Only(peers) = &rule.peers else { continue };
-            for peer in peers {
-                if let Peer::Endpoints(selector) = peer {
-                    if !matches_any(selector) {
-                        out.push(
-                            Diagnostic::new(
-                                codes::UNMATCHED_SELECTOR,
-                                at_policy(loaded, p, &rule.path),
-                                format!("a peer selector matches no endpoint of the input (`{selector}`)"),
-                            )
-                            .with_help("a typo in a label or namespace makes a rule allow or deny nothing"),
-                        );
-                    }
+            let selectors: Vec<&LabelSelector> = peers
+                .iter()
+                .filter_map(|peer| match peer {
+                    Peer::Endpoints(selector) => Some(selector),
+                    _ => None,
+                })
+                .collect();
+            for (j, selector) in selectors.iter().enumerate() {
+                if !matches_any(selector) {
+                    let path = peer_path(loaded, trees, p, &rule.path, j, selectors.len());
+                    out.push(
+                        Diagnostic::new(
+                            codes::UNMATCHED_SELECTOR,
+                            at_policy(loaded, p, path.as_deref().unwrap_or(&rule.path)),
+                            format!("a peer selector matches no endpoint of the input (`{selector}`)"),
+                        )
+                        .with_help("a typo in a label or namespace makes a rule allow or deny nothing"),
+                    );
                 }
             }
         }
     }
+}
+
+/// The path of the `j`-th of a rule's `n` selector peers: the `j`-th
+/// entry of Cilium's `fromEndpoints`/`toEndpoints`, or the `j`-th entry
+/// without `ipBlock` of a NetworkPolicy's `from`/`to` (lowering keeps
+/// their order). `None` when the source does not line up with the peers
+/// (an entry that did not decode).
+fn peer_path(loaded: &Loaded, trees: &Trees, p: usize, rule_path: &str, j: usize, n: usize) -> Option<String> {
+    // The part of a Cilium rule split off for a `toPorts` entry's L7
+    // rules has the peers of the whole rule.
+    let rule_path = rule_path.split(".toPorts[").next().unwrap_or(rule_path);
+    let rule = policy_node(loaded, trees, p, rule_path)?;
+    let list = |field: &str| match &rule.get(field)?.value {
+        Value::Seq(items) => Some(items),
+        _ => None,
+    };
+    for field in ["fromEndpoints", "toEndpoints"] {
+        if let Some(items) = list(field) {
+            return (items.len() == n).then(|| format!("{rule_path}.{field}[{j}]"));
+        }
+    }
+    for field in ["from", "to"] {
+        if let Some(items) = list(field) {
+            let selectors: Vec<usize> = (0..items.len()).filter(|&i| items[i].get("ipBlock").is_none()).collect();
+            return (selectors.len() == n).then(|| format!("{rule_path}.{field}[{}]", selectors[j]));
+        }
+    }
+    None
 }
 
 /// W0202: a pod that no policy selects, in a namespace where some other
@@ -71,7 +106,8 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
     }
     for (i, e) in cluster.endpoints.iter().enumerate() {
         if !selected[i] && isolated_namespaces.contains(e.namespace.as_str()) {
-            let location = loaded.lowered.endpoint_locations.get(i).cloned().unwrap_or_default();
+            let mut location = loaded.lowered.endpoint_locations.get(i).cloned().unwrap_or_default();
+            location.path = Some("metadata.name".to_string());
             out.push(
                 Diagnostic::new(
                     codes::UNPROTECTED_POD,
