@@ -45,9 +45,6 @@
 #define DROP_UNKNOWN_TARGET -135 /* destination is not this endpoint */
 #define DROP_POLICY_DENY -181 /* an explicit deny entry matched */
 
-/* Reasons of a forwarded packet in the counters (reason 0 is "forwarded"). */
-#define REASON_FORWARDED 0
-
 /* Kinds of flow events. */
 #define EVENT_NEW_ALLOWED 1
 #define EVENT_DROP 2
@@ -56,6 +53,13 @@
 struct state_value {
 	__u32 generation;
 	__u32 serial; /* bumped by every apply, for `status` */
+};
+
+/* `clock[0]`, one per CPU: the coarse clock as last read on this CPU, and
+ * the jiffies it was read at (see `coarse_now` in conntrack.h). */
+struct clock_value {
+	__u64 jiffies;
+	__u64 ns;
 };
 
 /* ipcache: LPM trie from address to identity. `prefixlen` counts from
@@ -116,8 +120,10 @@ struct policy_value {
 	__u32 rule_cookie; /* names the rule in the bundle's rules.txt */
 };
 
-/* conntrack: shared by both hooks. A connection is keyed as its first
- * packet was seen, with the direction of the hook that allowed it. */
+/* conntrack6: shared by both hooks. A connection is keyed as its first
+ * packet was seen, with the direction of the hook that allowed it. Also
+ * the tuple the parser fills for every packet, of either family (IPv4
+ * addresses in the first 4 bytes). */
 struct ct_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -127,6 +133,20 @@ struct ct_key {
 	__u8 family;
 	__u8 direction;
 	__u8 pad;
+};
+
+/* conntrack4: the same for IPv4, in 16 bytes instead of 40. Hashing and
+ * comparing the key is most of what an established packet costs, so the
+ * IPv4 connections get a table of their own with the short key (measured
+ * with `cargo xtask bench datapath`; see the commit that split the table). */
+struct ct4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 direction;
+	__u16 pad;
 };
 
 /* Bits of `ct_value.flags`. */
@@ -143,14 +163,20 @@ struct ct_value {
 	__u16 flags;
 };
 
-/* metrics: per-CPU packet and byte counts per endpoint, direction and
- * reason (REASON_FORWARDED or the magnitude of a drop code). */
+/* metrics: per-CPU packet and byte counts of dropped packets per
+ * endpoint, direction and reason (the magnitude of a drop code). Forwarded
+ * packets are counted in `forwarded` instead (see maps.h). */
 struct metrics_key {
 	__u16 endpoint_id;
 	__u8 direction;
 	__u8 reason;
 };
 
+/* The index of an endpoint's forwarded-packet counter in `forwarded`. */
+#define FORWARDED_INDEX(endpoint_id, direction) ((__u32)(endpoint_id) * 2 + (direction))
+#define FORWARDED_ENTRIES (65536 * 2)
+
+/* One CPU's share of a counter, in `metrics` and `forwarded`. */
 struct metrics_value {
 	__u64 packets;
 	__u64 bytes;

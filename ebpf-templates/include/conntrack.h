@@ -7,6 +7,8 @@
  * pod's ingress. A packet is established if its own tuple is stored for its
  * hook's direction, and a reply if its reverse tuple is stored for the
  * opposite direction (the other hook of the same pod allowed the request).
+ * IPv4 connections are in `conntrack4` under a 16-byte key, IPv6 ones in
+ * `conntrack6` under the parsed tuple itself.
  */
 #ifndef POLICYC_CONNTRACK_H
 #define POLICYC_CONNTRACK_H
@@ -27,6 +29,32 @@
 #define CT_NEW 0
 #define CT_ESTABLISHED 1
 #define CT_REPLY 2
+
+/*
+ * The time in nanoseconds, as the coarse clock (`bpf_ktime_get_coarse_ns`,
+ * which moves once a tick) tells it. Calling that helper cost about 10 ns a
+ * packet here (a helper call and its return, with the CPU's return-stack
+ * mitigations), while `bpf_jiffies64` is inlined by the verifier into one
+ * load. So the clock is read once per tick and CPU: while jiffies has not
+ * moved, the coarse clock has not either (both move in the tick), and this
+ * CPU's copy is still its value, give or take the one tick that is the
+ * coarse clock's own resolution. Conntrack lifetimes are 10 s and more.
+ */
+static __always_inline __u64 coarse_now(void)
+{
+	__u32 zero = 0;
+	struct clock_value *c = bpf_map_lookup_elem(&clock, &zero);
+	__u64 jiffies = bpf_jiffies64();
+
+	if (!c)
+		return bpf_ktime_get_coarse_ns();
+	/* A zero `ns` is a slot no packet has filled yet. */
+	if (c->jiffies != jiffies || !c->ns) {
+		c->ns = bpf_ktime_get_coarse_ns();
+		c->jiffies = jiffies;
+	}
+	return c->ns;
+}
 
 static __always_inline __u64 ct_lifetime(const struct packet *p, __u16 flags)
 {
@@ -84,20 +112,56 @@ static __always_inline void ct_reverse(struct ct_key *rev, const struct ct_key *
 	rev->pad = 0;
 }
 
+/* The conntrack4 key of IPv4 tuple `t` (reversed if `reverse`). */
+static __always_inline void ct4_key_of(struct ct4_key *k, const struct ct_key *t, int reverse, __u8 direction)
+{
+	if (reverse) {
+		__builtin_memcpy(&k->saddr, t->daddr, 4);
+		__builtin_memcpy(&k->daddr, t->saddr, 4);
+		k->sport = t->dport;
+		k->dport = t->sport;
+	} else {
+		__builtin_memcpy(&k->saddr, t->saddr, 4);
+		__builtin_memcpy(&k->daddr, t->daddr, 4);
+		k->sport = t->sport;
+		k->dport = t->dport;
+	}
+	k->protocol = t->protocol;
+	k->direction = direction;
+	k->pad = 0;
+}
+
+/* The entry of packet `p`'s connection as its hook's direction stored it,
+ * or (`reverse`) as the opposite hook stored the connection `p` answers. */
+static __always_inline struct ct_value *ct_find(const struct packet *p, int reverse)
+{
+	__u8 direction = reverse ? p->tuple.direction ^ 1 : p->tuple.direction;
+	struct ct_key rev;
+
+	if (p->tuple.family == FAMILY_IPV4) {
+		struct ct4_key k;
+
+		ct4_key_of(&k, &p->tuple, reverse, direction);
+		return bpf_map_lookup_elem(&conntrack4, &k);
+	}
+	if (!reverse)
+		return bpf_map_lookup_elem(&conntrack6, &p->tuple);
+	ct_reverse(&rev, &p->tuple, direction);
+	return bpf_map_lookup_elem(&conntrack6, &rev);
+}
+
 /* Classifies packet `p` seen by the hook of `direction` (whose value is
  * already in `p->tuple.direction`). */
 static __always_inline int ct_lookup(const struct packet *p, __u64 now)
 {
-	struct ct_key rev;
 	struct ct_value *v;
 
-	v = bpf_map_lookup_elem(&conntrack, &p->tuple);
+	v = ct_find(p, 0);
 	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 0);
 		return CT_ESTABLISHED;
 	}
-	ct_reverse(&rev, &p->tuple, p->tuple.direction ^ 1);
-	v = bpf_map_lookup_elem(&conntrack, &rev);
+	v = ct_find(p, 1);
 	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 1);
 		return CT_REPLY;
@@ -113,7 +177,14 @@ static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 c
 	v.rule_cookie = cookie;
 	v.endpoint_id = (__u16)CONFIG(endpoint_id);
 	ct_refresh(&v, p, now, 0);
-	bpf_map_update_elem(&conntrack, &p->tuple, &v, BPF_ANY);
+	if (p->tuple.family == FAMILY_IPV4) {
+		struct ct4_key k;
+
+		ct4_key_of(&k, &p->tuple, 0, p->tuple.direction);
+		bpf_map_update_elem(&conntrack4, &k, &v, BPF_ANY);
+		return;
+	}
+	bpf_map_update_elem(&conntrack6, &p->tuple, &v, BPF_ANY);
 }
 
 #endif /* POLICYC_CONNTRACK_H */

@@ -52,7 +52,7 @@ static __always_inline __u32 ipcache_identity(__u8 generation, __u8 family, cons
 
 static __always_inline int drop(struct packet *p, __u8 direction, __s32 code)
 {
-	count(direction, DROP_REASON(code), p->length);
+	count_drop(direction, DROP_REASON(code), p->length);
 	return VERDICT_DROP;
 }
 
@@ -75,16 +75,21 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return drop(&p, direction, DROP_INVALID_PACKET);
 	p.tuple.direction = direction;
 	if (p.neighbor_discovery) {
-		count(direction, REASON_FORWARDED, p.length);
+		count_forwarded(direction, p.length);
 		return VERDICT_PASS;
 	}
 
-	/* Established and reply packets first: conntrack alone decides them
-	 * (an entry only serves the endpoint that made it), so they skip the
-	 * generation, endpoint and policy lookups. */
-	now = bpf_ktime_get_coarse_ns();
+	/* Established and reply packets first: conntrack alone decides them,
+	 * so they skip the generation, endpoint and policy lookups. That
+	 * keeps anti-spoofing: an entry is made only after this endpoint's
+	 * endpoint lookup accepted the tuple's address, and serves only the
+	 * endpoint that made it (`ct_usable`), so another pod sending with
+	 * that address finds no usable entry and takes the full path below.
+	 * Conntrack carries no policy, so there is no generation to read:
+	 * the state slot is read once, below, for a packet that needs policy. */
+	now = coarse_now();
 	if (ct_lookup(&p, now) != CT_NEW) {
-		count(direction, REASON_FORWARDED, p.length);
+		count_forwarded(direction, p.length);
 		return VERDICT_PASS;
 	}
 
@@ -119,7 +124,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ct_create(&p, now, r.rule_cookie);
 	info.kind = EVENT_NEW_ALLOWED;
 	emit_event(&p, &info);
-	count(direction, REASON_FORWARDED, p.length);
+	count_forwarded(direction, p.length);
 	return VERDICT_PASS;
 }
 

@@ -10,8 +10,22 @@
 #include "maps.h"
 #include "parse.h"
 
-/* Adds the packet to the endpoint's counters for `reason`. */
-static __always_inline void count(__u8 direction, __u8 reason, __u32 length)
+/* Counts a forwarded packet of the endpoint. */
+static __always_inline void count_forwarded(__u8 direction, __u32 length)
+{
+	__u32 index = FORWARDED_INDEX((__u16)CONFIG(endpoint_id), direction);
+	struct metrics_value *v = bpf_map_lookup_elem(&forwarded, &index);
+
+	/* Per-CPU values: no other CPU writes this copy. The lookup fails
+	 * only for an index beyond the array, which a __u16 id cannot make. */
+	if (v) {
+		v->packets += 1;
+		v->bytes += length;
+	}
+}
+
+/* Counts a packet of the endpoint dropped for `reason`. */
+static __always_inline void count_drop(__u8 direction, __u8 reason, __u32 length)
 {
 	struct metrics_key key = {
 		.endpoint_id = (__u16)CONFIG(endpoint_id),
@@ -21,7 +35,7 @@ static __always_inline void count(__u8 direction, __u8 reason, __u32 length)
 	struct metrics_value *v = bpf_map_lookup_elem(&metrics, &key);
 
 	if (v) {
-		/* Per-CPU values: no other CPU writes this copy. */
+		/* Per-CPU values, as above. */
 		v->packets += 1;
 		v->bytes += length;
 		return;

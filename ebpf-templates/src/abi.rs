@@ -112,6 +112,8 @@ pub const BPF_MAP_TYPE_HASH: u32 = 1;
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_PERCPU_HASH`.
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 /// `BPF_MAP_TYPE_LRU_HASH`.
 pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 /// `BPF_MAP_TYPE_LPM_TRIE`.
@@ -120,21 +122,46 @@ pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 /// Every shared map, in the order of `include/maps.h`.
-pub const MAPS: [MapLayout; 7] = [
+pub const MAPS: [MapLayout; 10] = [
     MapLayout { name: "state", map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
+    MapLayout { name: "clock", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 16, max_entries: 1 },
     MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
     MapLayout { name: "endpoints", map_type: BPF_MAP_TYPE_HASH, key_size: 20, value_size: 12, max_entries: 131_070 },
     MapLayout { name: "policy", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 16, value_size: 8, max_entries: 4_194_304 },
     MapLayout {
-        name: "conntrack",
+        name: "conntrack4",
+        map_type: BPF_MAP_TYPE_LRU_HASH,
+        key_size: 16,
+        value_size: 16,
+        max_entries: 262_144,
+    },
+    MapLayout {
+        name: "conntrack6",
         map_type: BPF_MAP_TYPE_LRU_HASH,
         key_size: 40,
         value_size: 16,
         max_entries: 262_144,
     },
     MapLayout { name: "metrics", map_type: BPF_MAP_TYPE_PERCPU_HASH, key_size: 4, value_size: 16, max_entries: 65_536 },
+    MapLayout {
+        name: "forwarded",
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 16,
+        max_entries: FORWARDED_ENTRIES,
+    },
     MapLayout { name: "events", map_type: BPF_MAP_TYPE_RINGBUF, key_size: 0, value_size: 0, max_entries: 1 << 20 },
 ];
+
+/// Entries of the `forwarded` counters: two directions of every endpoint
+/// id a `u16` can hold (`FORWARDED_ENTRIES` of `include/abi.h`).
+pub const FORWARDED_ENTRIES: u32 = 65_536 * 2;
+
+/// The index of the forwarded-packet counter of `endpoint_id` in
+/// `direction` (`FORWARDED_INDEX` of `include/abi.h`).
+pub fn forwarded_index(endpoint_id: u16, direction: u8) -> u32 {
+    u32::from(endpoint_id) * 2 + u32::from(direction)
+}
 
 /// The layout of the shared map `name`.
 pub fn map_layout(name: &str) -> Option<&'static MapLayout> {
@@ -184,6 +211,17 @@ impl StateValue {
             serial: u32::from_ne_bytes(get(bytes, offset_of!(StateValue, serial))),
         }
     }
+}
+
+/// `struct clock_value` (one CPU's copy): the datapath's cache of the
+/// coarse clock. Userspace never writes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockValue {
+    /// Jiffies when `ns` was read.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_coarse_ns` then.
+    pub ns: u64,
 }
 
 /// `struct ipcache_key` without its leading prefix length (aya's LPM key
@@ -416,7 +454,7 @@ impl PolicyValue {
     }
 }
 
-/// `struct ct_key`.
+/// `struct ct_key`: the key of `conntrack6`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
@@ -436,6 +474,26 @@ pub struct CtKey {
     pub direction: u8,
     /// Zero.
     pub pad: u8,
+}
+
+/// `struct ct4_key`: the key of `conntrack4`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ct4Key {
+    /// Source address of the connection's first packet (network order).
+    pub saddr: [u8; 4],
+    /// Its destination address (network order).
+    pub daddr: [u8; 4],
+    /// Source port (network order in the kernel).
+    pub sport: u16,
+    /// Destination port (network order in the kernel).
+    pub dport: u16,
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Direction of the hook that allowed it.
+    pub direction: u8,
+    /// Zero.
+    pub pad: u16,
 }
 
 /// `struct ct_value`.
@@ -460,7 +518,8 @@ pub struct MetricsKey {
     pub endpoint_id: u16,
     /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
     pub direction: u8,
-    /// 0 forwarded, otherwise the magnitude of a [`DropCode`].
+    /// The magnitude of a [`DropCode`] (forwarded packets are counted
+    /// in the `forwarded` map).
     pub reason: u8,
 }
 
@@ -589,6 +648,7 @@ pub fn layouts() -> Vec<StructLayout> {
     }
     vec![
         layout!("state_value", StateValue, [generation, serial]),
+        layout!("clock_value", ClockValue, [jiffies, ns]),
         layout!("ipcache_key", IpcacheKey, [prefixlen, generation, family, pad, addr]),
         layout!("ipcache_value", IpcacheValue, [identity, flags]),
         layout!("endpoint_key", EndpointKey, [generation, family, pad, addr]),
@@ -600,6 +660,7 @@ pub fn layouts() -> Vec<StructLayout> {
         ),
         layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie]),
         layout!("ct_key", CtKey, [saddr, daddr, sport, dport, protocol, family, direction, pad]),
+        layout!("ct4_key", Ct4Key, [saddr, daddr, sport, dport, protocol, direction, pad]),
         layout!("ct_value", CtValue, [expires_ns, rule_cookie, endpoint_id, flags]),
         layout!("metrics_key", MetricsKey, [endpoint_id, direction, reason]),
         layout!("metrics_value", MetricsValue, [packets, bytes]),

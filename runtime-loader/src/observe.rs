@@ -1,6 +1,7 @@
 //! `observe`: the flow events the programs put on the pinned `events` ring
 //! buffer (each drop and each new allowed connection), with pod names, and
-//! the per-endpoint counters of the pinned `metrics` map.
+//! the per-endpoint counters of the pinned `forwarded` (packets that
+//! passed) and `metrics` (drops by reason) maps.
 //!
 //! Names come from the node's own state: the record of the last apply
 //! (endpoint id → `ns/pod`) and the active generation of the `endpoints`
@@ -13,10 +14,10 @@ use crate::maps;
 use crate::paths::Paths;
 use crate::record::Record;
 use aya::maps::ring_buf::RingBuf;
-use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use policyc_ebpf::abi::{
-    DropCode, EndpointKey, EndpointValue, FlowEvent, MetricsKey, MetricsValue, DIR_EGRESS, EVENT_DROP,
-    EVENT_NEW_ALLOWED, FAMILY_IPV4,
+    forwarded_index, DropCode, EndpointKey, EndpointValue, FlowEvent, MetricsKey, MetricsValue, DIR_EGRESS,
+    DIR_INGRESS, EVENT_DROP, EVENT_NEW_ALLOWED, FAMILY_IPV4,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -234,31 +235,51 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// Every counter, sorted by endpoint id, direction and reason.
+/// Every counter with packets, sorted by endpoint id, direction and reason.
 pub fn counters(paths: &Paths) -> Result<Vec<Counter>, LoaderError> {
     let record = Record::read(paths)?.unwrap_or_default();
     let names: BTreeMap<u16, String> = record.endpoints.iter().map(|(n, e)| (e.id, n.clone())).collect();
-    let map: PerCpuHashMap<MapData, [u8; METRICS_KEY], [u8; METRICS_VALUE]> =
-        PerCpuHashMap::try_from(open(paths, "metrics")?).map_err(|e| kernel("metrics", e))?;
+    let counter =
+        |endpoint_id: u16, direction: u8, reason: u8, values: &mut dyn Iterator<Item = &[u8; METRICS_VALUE]>| {
+            let (packets, bytes) =
+                values.map(MetricsValue::from_bytes).fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes));
+            Counter {
+                endpoint: names.get(&endpoint_id).cloned().unwrap_or_else(|| format!("#{endpoint_id}")),
+                endpoint_id,
+                direction: if direction == DIR_EGRESS { "egress" } else { "ingress" },
+                reason,
+                reason_name: if reason == 0 {
+                    "forwarded"
+                } else {
+                    DropCode::from_code(-i32::from(reason)).map_or("unknown", DropCode::name)
+                },
+                packets,
+                bytes,
+            }
+        };
     let mut out = Vec::new();
-    for item in map.iter() {
+    // Forwarded packets: an array slot for every possible endpoint id and
+    // direction, read whole so that an endpoint the record no longer names
+    // still shows; slots that never counted a packet are left out.
+    let forwarded: PerCpuArray<MapData, [u8; METRICS_VALUE]> =
+        PerCpuArray::try_from(open(paths, "forwarded")?).map_err(|e| kernel("forwarded", e))?;
+    for endpoint_id in 0..=u16::MAX {
+        for direction in [DIR_INGRESS, DIR_EGRESS] {
+            let values = forwarded
+                .get(&forwarded_index(endpoint_id, direction), 0)
+                .map_err(|e| kernel("reading forwarded", e))?;
+            let c = counter(endpoint_id, direction, 0, &mut values.iter());
+            if c.packets > 0 {
+                out.push(c);
+            }
+        }
+    }
+    let drops: PerCpuHashMap<MapData, [u8; METRICS_KEY], [u8; METRICS_VALUE]> =
+        PerCpuHashMap::try_from(open(paths, "metrics")?).map_err(|e| kernel("metrics", e))?;
+    for item in drops.iter() {
         let (k, values) = item.map_err(|e| kernel("reading metrics", e))?;
         let key = MetricsKey::from_bytes(&k);
-        let (packets, bytes) =
-            values.iter().map(MetricsValue::from_bytes).fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes));
-        out.push(Counter {
-            endpoint: names.get(&key.endpoint_id).cloned().unwrap_or_else(|| format!("#{}", key.endpoint_id)),
-            endpoint_id: key.endpoint_id,
-            direction: if key.direction == DIR_EGRESS { "egress" } else { "ingress" },
-            reason: key.reason,
-            reason_name: if key.reason == 0 {
-                "forwarded"
-            } else {
-                DropCode::from_code(-i32::from(key.reason)).map_or("unknown", DropCode::name)
-            },
-            packets,
-            bytes,
-        });
+        out.push(counter(key.endpoint_id, key.direction, key.reason, &mut values.iter()));
     }
     out.sort_by(|a, b| (a.endpoint_id, a.direction, a.reason).cmp(&(b.endpoint_id, b.direction, b.reason)));
     Ok(out)

@@ -13,8 +13,9 @@ use crate::paths::Paths;
 use crate::programs::{self, LoadedEndpoint};
 use aya::maps::{HashMap, Map, MapData};
 use aya::programs::{TestRun, TestRunOptions};
-use policyc_ebpf::abi::{CtKey, StateValue};
+use policyc_ebpf::abi::{Ct4Key, CtKey, CtValue, StateValue};
 use policyc_ebpf::Template;
+use std::mem::size_of;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -123,17 +124,24 @@ impl Probe {
     /// Forgets every tracked connection, so the next packet of any flow is
     /// judged by policy again.
     pub fn clear_conntrack(&self) -> Result<(), LoaderError> {
-        let path = self.paths.map("conntrack");
-        let data = MapData::from_pin(&path).map_err(|e| kernel("conntrack", e))?;
-        let map = Map::from_map_data(data).map_err(|e| kernel("conntrack", e))?;
-        let mut ct: HashMap<MapData, [u8; std::mem::size_of::<CtKey>()], [u8; 16]> =
-            HashMap::try_from(map).map_err(|e| kernel("conntrack", e))?;
-        let keys: Vec<_> = ct.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            ct.remove(&k).map_err(|e| kernel("conntrack", e))?;
-        }
+        clear::<{ size_of::<Ct4Key>() }>(&self.paths, "conntrack4")?;
+        clear::<{ size_of::<CtKey>() }>(&self.paths, "conntrack6")?;
         Ok(())
     }
+}
+
+/// Removes every entry of the pinned hash map `name` (keys of `K` bytes).
+fn clear<const K: usize>(paths: &Paths, name: &str) -> Result<(), LoaderError> {
+    let path = paths.map(name);
+    let data = MapData::from_pin(&path).map_err(|e| kernel(name, e))?;
+    let map = Map::from_map_data(data).map_err(|e| kernel(name, e))?;
+    let mut ct: HashMap<MapData, [u8; K], [u8; size_of::<CtValue>()]> =
+        HashMap::try_from(map).map_err(|e| kernel(name, e))?;
+    let keys: Vec<_> = ct.keys().filter_map(Result::ok).collect();
+    for k in keys {
+        ct.remove(&k).map_err(|e| kernel(name, e))?;
+    }
+    Ok(())
 }
 
 impl Drop for Probe {

@@ -288,7 +288,7 @@ fn wrong_pinned_map_layout_is_refused() {
     let other_root = format!("{}-other", node.root);
     let other = Paths::new(Path::new("/sys/fs/bpf"), &other_root, &node.state.0.join(&other_root));
     std::fs::create_dir_all(other.maps()).unwrap();
-    std::fs::hard_link(node.paths.map("conntrack"), other.map("policy")).unwrap();
+    std::fs::hard_link(node.paths.map("conntrack6"), other.map("policy")).unwrap();
     struct Unpin(PathBuf);
     impl Drop for Unpin {
         fn drop(&mut self) {

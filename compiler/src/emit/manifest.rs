@@ -61,6 +61,7 @@ pub fn type_name(map_type: u32) -> &'static str {
         abi::BPF_MAP_TYPE_HASH => "hash",
         abi::BPF_MAP_TYPE_ARRAY => "array",
         abi::BPF_MAP_TYPE_PERCPU_HASH => "percpu_hash",
+        abi::BPF_MAP_TYPE_PERCPU_ARRAY => "percpu_array",
         abi::BPF_MAP_TYPE_LRU_HASH => "lru_hash",
         abi::BPF_MAP_TYPE_LPM_TRIE => "lpm_trie",
         abi::BPF_MAP_TYPE_RINGBUF => "ringbuf",

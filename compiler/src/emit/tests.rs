@@ -130,11 +130,14 @@ fn renders_each_map_of_each_node() {
         maps,
         [
             ("state", None),
+            ("clock", None),
             ("ipcache", Some(7)),
             ("endpoints", Some(1)),
             ("policy", Some(2)),
-            ("conntrack", None),
+            ("conntrack4", None),
+            ("conntrack6", None),
             ("metrics", None),
+            ("forwarded", None),
             ("events", None)
         ]
     );
