@@ -265,6 +265,7 @@ fn emit_node_named(
         },
         endpoints,
         tables,
+        files: manifest::file_digests(&files, &programs),
     };
     files.insert("manifest.json".to_string(), manifest.to_json());
     Ok(Bundle { node: node.to_string(), files, programs })
