@@ -432,6 +432,7 @@ fn an_overflowing_bundle_is_refused_before_any_write() {
         text.push_str(&format!("{}/32 2 cidr\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)));
     }
     std::fs::write(big.join("maps/ipcache.txt"), text).unwrap();
+    support::redigest(&big, "maps/ipcache.txt");
     let err = apply(&paths, &big, &opts).unwrap_err().to_string();
     assert!(err.contains("map `ipcache` would hold") && err.contains("at most 512000"), "{err}");
     assert_eq!(format!("{:?}", status(&paths).unwrap()), before, "nothing changed");

@@ -192,7 +192,10 @@ fn text_digest(text: &str) -> FileDigest {
 }
 
 /// The digests of a bundle's text files and program objects.
-pub fn file_digests(texts: &BTreeMap<String, String>, objects: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, FileDigest> {
+pub fn file_digests(
+    texts: &BTreeMap<String, String>,
+    objects: &BTreeMap<String, Vec<u8>>,
+) -> BTreeMap<String, FileDigest> {
     let texts = texts.iter().map(|(path, text)| (path.clone(), text_digest(text)));
     let objects = objects
         .iter()
@@ -235,7 +238,8 @@ mod tests {
         let mut new: Vec<&str> = old.split_inclusive('\n').collect();
         new.insert(10_000, "ingress 99999 6/80/24 allow\n");
         let n = text_digest(&new.concat());
-        let digests = |d: &FileDigest| d.pieces.iter().map(|p| p.sha256.clone()).collect::<std::collections::BTreeSet<_>>();
+        let digests =
+            |d: &FileDigest| d.pieces.iter().map(|p| p.sha256.clone()).collect::<std::collections::BTreeSet<_>>();
         let (a, b) = (digests(&d), digests(&n));
         assert_eq!(a.difference(&b).count(), 1);
         assert_eq!(b.difference(&a).count(), 1);
