@@ -2,6 +2,8 @@
 //! after themselves, and compiling a manifest directory into bundles.
 #![allow(dead_code)] // each test binary uses its own part of the support
 
+pub mod netns;
+
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::{load, Loaded};
 use policyc_loader::bundle::Bundle;
