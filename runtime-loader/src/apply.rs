@@ -1,27 +1,29 @@
 //! `apply`: put a bundle in force on this node, atomically and
 //! incrementally.
 //!
-//! 1. **Check** (no writes): read and check the bundle (format, layouts,
-//!    entries, capacities); take the appliers' lock; check the pinned maps
-//!    that exist; find each local endpoint's interface; specialize and load
-//!    through the verifier every program this apply will attach.
+//! 1. **Check** (no writes): read and check the bundle's manifest (format,
+//!    layouts, capacities); take the appliers' lock; check the pinned maps
+//!    that exist; find each local endpoint's interface.
 //! 2. **Plan**: the manifest of the bundle the inactive generation holds
 //!    is kept ([`crate::store`]); compared with the new manifest, it says
 //!    which pieces of which files changed, and only those are read and
 //!    diffed ([`crate::incremental`]): no map reads, and no reading of
 //!    what did not change. Where the record is not trusted or `--reconcile`
 //!    is given, the whole bundle is read and diffed against the live maps.
+//!    Every piece read is checked against its digest and parsed.
 //!    `--dry-run` stops here.
-//! 3. **Sync** the inactive generation (no packet reads it), after marking
+//! 3. **Verify**: specialize and load through the verifier every program
+//!    this apply will attach.
+//! 4. **Sync** the inactive generation (no packet reads it), after marking
 //!    it unknown in the record, and keep the pieces read.
-//! 4. **Prepare programs**: an endpoint whose new policy needs a lookup its
+//! 5. **Prepare programs**: an endpoint whose new policy needs a lookup its
 //!    attached program skips gets, before the switch, a program with the
 //!    lookups of both (settings only ever enable lookups, so it judges
 //!    either generation exactly).
-//! 5. **Switch**: one write of the `state` slot flips every program of the
+//! 6. **Switch**: one write of the `state` slot flips every program of the
 //!    node to the new generation at once. This is the only commit point:
 //!    killed before it, the old policy is in force; after it, the new one.
-//! 6. **Finish**: programs with exactly the new settings replace the
+//! 7. **Finish**: programs with exactly the new settings replace the
 //!    prepared ones (`BPF_LINK_UPDATE`), new endpoints are attached,
 //!    departed ones detached, and the record is written.
 //!
@@ -324,11 +326,14 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         skipped: manifest.endpoints.iter().filter(|e| e.addresses.is_empty()).map(|e| e.name.clone()).collect(),
         ..Default::default()
     };
+    // Planning reads (and checks) the changed pieces of the bundle: a
+    // corrupt one refuses it here, before any program is loaded or map
+    // pinned.
+    let Planned { plan, source, read } = plan_sync(paths, &record, trusted, target, options, &manifest)?;
+    report.diffed_against = source.into();
     if options.dry_run {
-        let planned = plan_sync(paths, &record, trusted, target, options, &manifest)?;
         report.dry_run = true;
-        report.diffed_against = planned.source.into();
-        report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         for p in &plans {
             for t in Template::ALL {
                 if p.prepare.is_some() {
@@ -344,6 +349,7 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         report.phases = phases.done;
         return Ok(report);
     }
+    phases.mark("plan");
 
     // The templates are read (and checked) only when a program changes.
     let templates = if plans.is_empty() { None } else { Some(manifest.templates()?) };
@@ -360,10 +366,6 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         ));
     }
     phases.mark("verify");
-
-    let Planned { plan, source, read } = plan_sync(paths, &record, trusted, target, options, &manifest)?;
-    report.diffed_against = source.into();
-    phases.mark("plan");
 
     // From here on the node changes. The record first says that the
     // target generation is unknown (and, if the record was not trusted,
