@@ -1,45 +1,54 @@
 //! `apply`: put a bundle in force on this node, atomically and
 //! incrementally.
 //!
-//! 1. **Check** (no writes): read and check the bundle (format, layouts,
-//!    entries, capacities); take the appliers' lock; check the pinned maps
-//!    that exist; find each local endpoint's interface; specialize and load
-//!    through the verifier every program this apply will attach.
-//! 2. **Plan**: the inactive generation's current content comes from the
-//!    record's copy of the bundle it holds (no map reads), or, where the
-//!    record is not trusted or `--reconcile` is given, from the live maps;
-//!    the plan is the difference to the new bundle. `--dry-run` stops here.
-//! 3. **Sync** the inactive generation (no packet reads it), after marking
-//!    it unknown in the record.
-//! 4. **Prepare programs**: an endpoint whose new policy needs a lookup its
+//! 1. **Check** (no writes): read and check the bundle's manifest (format,
+//!    layouts, capacities); take the appliers' lock; check the pinned maps
+//!    that exist; find each local endpoint's interface.
+//! 2. **Plan**: the manifest of the bundle the inactive generation holds
+//!    is kept ([`crate::store`]); compared with the new manifest, it says
+//!    which pieces of which files changed, and only those are read and
+//!    diffed ([`crate::incremental`]): no map reads, and no reading of
+//!    what did not change. Where the record is not trusted or `--reconcile`
+//!    is given, the whole bundle is read and diffed against the live maps.
+//!    Every piece read is checked against its digest and parsed.
+//!    `--dry-run` stops here.
+//! 3. **Verify**: specialize and load through the verifier every program
+//!    this apply will attach.
+//! 4. **Sync** the inactive generation (no packet reads it), after marking
+//!    it unknown in the record, and keep the pieces read.
+//! 5. **Prepare programs**: an endpoint whose new policy needs a lookup its
 //!    attached program skips gets, before the switch, a program with the
 //!    lookups of both (settings only ever enable lookups, so it judges
 //!    either generation exactly).
-//! 5. **Switch**: one write of the `state` slot flips every program of the
+//! 6. **Switch**: one write of the `state` slot flips every program of the
 //!    node to the new generation at once. This is the only commit point:
 //!    killed before it, the old policy is in force; after it, the new one.
-//! 6. **Finish**: programs with exactly the new settings replace the
+//! 7. **Finish**: programs with exactly the new settings replace the
 //!    prepared ones (`BPF_LINK_UPDATE`), new endpoints are attached,
 //!    departed ones detached, and the record is written.
 //!
 //! The old generation is left as it was until the next apply, which takes
-//! the lock and syncs it only after packets of this apply's switch are long
-//! done (a packet reads the slot once, and runs for microseconds).
+//! the lock and syncs it only once [`record::SWITCH_GRACE`] has passed since
+//! this apply's switch (recorded), so that packets that read the slot
+//! before the switch are done (a packet reads the slot once, and runs for
+//! microseconds).
 
 use crate::attach::{self, Attachment};
-use crate::bundle::{locate, Bundle, BundleEndpoint};
+use crate::bundle::{locate, Bundle};
 use crate::error::LoaderError;
+use crate::incremental;
+use crate::lock::{lock, LockWait};
+use crate::manifest::{BundleEndpoint, Manifest, Templates};
 use crate::maps::{self, Generation, MapOps, SyncPlan};
 use crate::paths::Paths;
 use crate::programs::{self, LoadedEndpoint};
 use crate::record::{self, Record, RecordedEndpoint};
 use crate::route;
+use crate::store;
 use policyc_ebpf::abi::{StateValue, MAPS};
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::Instant;
 
@@ -52,6 +61,8 @@ pub struct ApplyOptions {
     pub reconcile: bool,
     /// Plan only: write nothing, load nothing.
     pub dry_run: bool,
+    /// How long to wait for another applier.
+    pub lock: LockWait,
 }
 
 /// What happens to an endpoint's programs.
@@ -104,30 +115,11 @@ impl Phases {
     }
 }
 
-fn hash(from: &[u8], to: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(from);
-    h.update(to);
-    format!("{:x}", h.finalize())
-}
-
-/// Takes the appliers' lock; held until the returned file is dropped.
-pub fn lock(paths: &Paths) -> Result<File, LoaderError> {
-    std::fs::create_dir_all(&paths.state)
-        .map_err(|e| LoaderError::Record(format!("cannot create `{}`: {e}", paths.state.display())))?;
-    let file = File::create(paths.lock()).map_err(|e| LoaderError::Locked(e.to_string()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(LoaderError::Locked(format!("`{}` is held", paths.lock().display()))),
-        Err(TryLockError::Error(e)) => Err(LoaderError::Locked(e.to_string())),
-    }
-}
-
 /// The host-side interface of each endpoint that has addresses.
-fn interfaces(bundle: &Bundle, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
+fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
     let routes = route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?;
     let mut out = BTreeMap::new();
-    for e in bundle.endpoints.iter().filter(|e| !e.addresses.is_empty()) {
+    for e in manifest.endpoints.iter().filter(|e| !e.addresses.is_empty()) {
         let interface = match options.interfaces.get(&e.name) {
             Some(name) => name.clone(),
             None => {
@@ -167,13 +159,14 @@ struct EndpointPlan<'a> {
 }
 
 fn plan_programs<'a>(
-    bundle: &'a Bundle,
+    manifest: &'a Manifest,
     interfaces: &BTreeMap<String, String>,
     record: &Record,
     paths: &Paths,
 ) -> Vec<EndpointPlan<'a>> {
+    let templates = manifest.templates_digest();
     let mut out = Vec::new();
-    for e in &bundle.endpoints {
+    for e in &manifest.endpoints {
         let Some(interface) = interfaces.get(&e.name) else { continue };
         let recorded = record.endpoints.get(&e.name);
         let same_place = recorded.filter(|r| {
@@ -183,7 +176,7 @@ fn plan_programs<'a>(
                 && paths.link(&r.stem, "to").exists()
         });
         let plan = match same_place {
-            Some(r) if r.programs == hash(&e.from_program, &e.to_program) && r.config == e.config => continue,
+            Some(r) if r.programs == templates && r.config == e.config => continue,
             Some(r) => {
                 let union = e.config.union(&r.config);
                 let prepare = (!r.config.covers(&e.config)).then_some(union);
@@ -224,48 +217,59 @@ struct LoadedPrograms {
     finished: Option<LoadedEndpoint>,
 }
 
-fn load_all(paths: &Paths, bundle: &Bundle, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
+fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
     let mut out = Vec::new();
     for p in plans {
-        let e = p.endpoint;
+        let name = &p.endpoint.name;
         let prepared = match &p.prepare {
-            Some(config) => {
-                let union = BundleEndpoint {
-                    from_program: bundle.program(Template::FromContainer, config)?,
-                    to_program: bundle.program(Template::ToContainer, config)?,
-                    ..e.clone()
-                };
-                Some(programs::load_endpoint(paths, &union)?)
-            }
+            Some(config) => Some(programs::load_endpoint(paths, name, templates, config)?),
             None => None,
         };
-        let finished = if p.finish { Some(programs::load_endpoint(paths, e)?) } else { None };
+        let finished =
+            if p.finish { Some(programs::load_endpoint(paths, name, templates, &p.endpoint.config)?) } else { None };
         out.push(LoadedPrograms { prepared, finished });
     }
     Ok(out)
 }
 
-/// The inactive generation's current content, and where it came from.
-fn current_content(
+/// The map operations of an apply, and what its sync keeps in the store.
+struct Planned {
+    plan: SyncPlan,
+    /// What the plan was diffed against: `record`, `live maps` or `empty
+    /// maps`.
+    source: &'static str,
+    /// Pieces read from the new bundle, to keep; `None`: the whole bundle
+    /// was read, keep all of it.
+    read: Option<Vec<(String, String)>>,
+}
+
+/// Plans the sync of generation `target` to `manifest`'s bundle: from the
+/// changed pieces when the record says what the target holds and the store
+/// has it, else from the whole bundle and the live maps.
+fn plan_sync(
     paths: &Paths,
     record: &Record,
     trusted: bool,
     target: u8,
     options: &ApplyOptions,
-) -> Result<(Generation, &'static str), LoaderError> {
+    manifest: &Manifest,
+) -> Result<Planned, LoaderError> {
     if trusted && !options.reconcile {
-        if let Some(hash) = &record.generations[usize::from(target)] {
-            if let Ok(copy) = Bundle::read(&paths.generation_copy(target)) {
-                if copy.hash == *hash {
-                    return Ok((Generation::of_bundle(&copy, target), "record"));
-                }
+        let old =
+            record.generations[usize::from(target)].as_deref().and_then(|h| store::read_manifest(paths, target, h));
+        if let Some(old) = old {
+            if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
+                return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
             }
         }
     }
-    if !paths.map("state").exists() {
-        return Ok((Generation::default(), "empty maps"));
-    }
-    Ok((Generation::read_live(paths, target)?, "live maps"))
+    let bundle = Bundle::read_with(manifest.clone())?;
+    let (current, source) = if paths.map("state").exists() {
+        (Generation::read_live(paths, target)?, "live maps")
+    } else {
+        (Generation::default(), "empty maps")
+    };
+    Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&bundle, target)), source, read: None })
 }
 
 fn recorded_endpoint(
@@ -280,8 +284,8 @@ fn recorded_endpoint(
 /// Applies the bundle in `dir` (a bundle, or a directory holding one).
 pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
     let mut phases = Phases { start: Instant::now(), done: Vec::new() };
-    let bundle = Bundle::read(&locate(dir)?)?;
-    let _lock = lock(paths)?;
+    let manifest = Manifest::read(&locate(dir)?)?;
+    let _lock = lock(paths, &options.lock)?;
     let record = match Record::read(paths) {
         Ok(r) => r.unwrap_or_default(),
         Err(_) if options.reconcile => Record::default(),
@@ -290,8 +294,8 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     let existed = maps::check_pinned(paths)?;
     let state = if existed.contains(&"state") { maps::read_state(paths)? } else { StateValue::default() };
     let trusted = record.serial == state.serial && existed.len() == MAPS.len();
-    let interfaces = interfaces(&bundle, options)?;
-    let plans = plan_programs(&bundle, &interfaces, &record, paths);
+    let interfaces = interfaces(&manifest, options)?;
+    let plans = plan_programs(&manifest, &interfaces, &record, paths);
     let departed: Vec<(String, RecordedEndpoint)> = record
         .endpoints
         .iter()
@@ -300,14 +304,14 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         .collect();
     let in_force = trusted
         && !options.reconcile
-        && record.bundle_hash == bundle.hash
-        && record.generations[usize::from(record.generation)].as_deref() == Some(bundle.hash.as_str())
+        && record.bundle_hash == manifest.hash
+        && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
         && u32::from(record.generation) == state.generation
         && plans.is_empty()
         && departed.is_empty();
     if in_force {
         return Ok(ApplyReport {
-            bundle_hash: bundle.hash,
+            bundle_hash: manifest.hash,
             unchanged: true,
             generation: record.generation,
             ..Default::default()
@@ -317,16 +321,18 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
 
     let target = 1 - (state.generation & 1) as u8;
     let mut report = ApplyReport {
-        bundle_hash: bundle.hash.clone(),
+        bundle_hash: manifest.hash.clone(),
         generation: target,
-        skipped: bundle.endpoints.iter().filter(|e| e.addresses.is_empty()).map(|e| e.name.clone()).collect(),
+        skipped: manifest.endpoints.iter().filter(|e| e.addresses.is_empty()).map(|e| e.name.clone()).collect(),
         ..Default::default()
     };
+    // Planning reads (and checks) the changed pieces of the bundle: a
+    // corrupt one refuses it here, before any program is loaded or map
+    // pinned.
+    let Planned { plan, source, read } = plan_sync(paths, &record, trusted, target, options, &manifest)?;
+    report.diffed_against = source.into();
     if options.dry_run {
-        let (current, source) = current_content(paths, &record, trusted, target, options)?;
-        let plan = SyncPlan::new(&current, &Generation::of_bundle(&bundle, target));
         report.dry_run = true;
-        report.diffed_against = source.into();
         report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         for p in &plans {
             for t in Template::ALL {
@@ -343,9 +349,12 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         report.phases = phases.done;
         return Ok(report);
     }
+    phases.mark("plan");
 
-    let loaded = match load_all(paths, &bundle, &plans) {
-        Ok(loaded) => loaded,
+    // The templates are read (and checked) only when a program changes.
+    let templates = if plans.is_empty() { None } else { Some(manifest.templates()?) };
+    let loaded = match templates.as_ref().map(|t| load_all(paths, t, &plans)).transpose() {
+        Ok(loaded) => loaded.unwrap_or_default(),
         Err(e) => {
             remove_new_pins(paths, &existed);
             return Err(e);
@@ -358,11 +367,6 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     }
     phases.mark("verify");
 
-    let (current, source) = current_content(paths, &record, trusted, target, options)?;
-    let plan = SyncPlan::new(&current, &Generation::of_bundle(&bundle, target));
-    report.diffed_against = source.into();
-    phases.mark("plan");
-
     // From here on the node changes. The record first says that the
     // target generation is unknown (and, if the record was not trusted,
     // so is the other), so that a crash in what follows is read back.
@@ -373,8 +377,13 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     }
     record.generations[usize::from(target)] = None;
     record.write(paths)?;
+    std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
     plan.execute(paths)?;
-    record::save_generation(paths, target, &bundle.dir)?;
+    match &read {
+        Some(pieces) => store::save_pieces(paths, pieces.iter().map(|(d, t)| (d.as_str(), t.as_str())))?,
+        None => store::save_bundle(paths, &manifest)?,
+    }
+    store::save_manifest(paths, target, &manifest)?;
     phases.mark("sync");
 
     let mut loaded: Vec<(&EndpointPlan, Option<LoadedEndpoint>, Option<LoadedEndpoint>)> =
@@ -386,13 +395,10 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
                 let how = attach::attach(l.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix()))?;
                 report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
             }
-            let programs = hash(
-                &bundle.program(Template::FromContainer, &config)?,
-                &bundle.program(Template::ToContainer, &config)?,
+            record.endpoints.insert(
+                p.endpoint.name.clone(),
+                recorded_endpoint(p.endpoint, &p.interface, &config, manifest.templates_digest()),
             );
-            record
-                .endpoints
-                .insert(p.endpoint.name.clone(), recorded_endpoint(p.endpoint, &p.interface, &config, programs));
         }
     }
     record.write(paths)?;
@@ -400,12 +406,13 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
 
     let switched = StateValue { generation: u32::from(target), serial: state.serial.wrapping_add(1) };
     maps::write_state(paths, switched)?;
+    record.switched_at_ns = record::now_ns();
     record.serial = switched.serial;
     record.generation = target;
-    record.generations[usize::from(target)] = Some(bundle.hash.clone());
-    record.bundle_hash = bundle.hash.clone();
-    record.node = bundle.node.clone();
-    record.source_hash = bundle.source_hash.clone();
+    record.generations[usize::from(target)] = Some(manifest.hash.clone());
+    record.bundle_hash = manifest.hash.clone();
+    record.node = manifest.node.clone();
+    record.source_hash = manifest.source_hash.clone();
     record.write(paths)?;
     phases.mark("switch");
 
@@ -421,10 +428,9 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
             report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
         }
         let e = p.endpoint;
-        record.endpoints.insert(
-            e.name.clone(),
-            recorded_endpoint(e, &p.interface, &e.config, hash(&e.from_program, &e.to_program)),
-        );
+        record
+            .endpoints
+            .insert(e.name.clone(), recorded_endpoint(e, &p.interface, &e.config, manifest.templates_digest()));
     }
     for (name, old) in departed {
         for t in Template::ALL {
@@ -434,6 +440,10 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         report.detached.push(name);
     }
     record.write(paths)?;
+    // Pieces neither generation holds any more.
+    let other = 1 - target;
+    let kept = record.generations[usize::from(other)].as_deref().and_then(|h| store::read_manifest(paths, other, h));
+    store::collect_garbage(paths, &[&manifest].into_iter().chain(kept.as_ref()).collect::<Vec<_>>())?;
     phases.mark("finish");
     report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     report.phases = phases.done;

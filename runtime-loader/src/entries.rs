@@ -56,12 +56,13 @@ fn parse<T: std::str::FromStr>(file: &str, n: usize, what: &str, s: &str) -> Res
     s.parse().map_err(|_| EntryError { file: file.into(), line: n, message: format!("`{s}` is not a valid {what}") })
 }
 
-/// `ipcache.txt` as (key, value) pairs of generation 0.
-pub fn ipcache(file: &str, text: &str) -> Result<Vec<(IpcacheKey, IpcacheValue)>, EntryError> {
+/// `ipcache.txt` (or a piece of it starting at line `first`) as (key,
+/// value) pairs of generation 0.
+pub fn ipcache(file: &str, first: usize, text: &str) -> Result<Vec<(IpcacheKey, IpcacheValue)>, EntryError> {
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            let n = i + 1;
+            let n = first + i;
             let f = fields(file, n, line, 3)?;
             let (ip, len) = f[0].split_once('/').ok_or_else(|| EntryError {
                 file: file.into(),
@@ -81,13 +82,17 @@ pub fn ipcache(file: &str, text: &str) -> Result<Vec<(IpcacheKey, IpcacheValue)>
         .collect()
 }
 
-/// `endpoints.txt` as (key, value) pairs of generation 0, with the
-/// endpoint's name.
-pub fn endpoints(file: &str, text: &str) -> Result<Vec<(EndpointKey, EndpointValue, String)>, EntryError> {
+/// `endpoints.txt` (or a piece of it starting at line `first`) as (key,
+/// value) pairs of generation 0, with the endpoint's name.
+pub fn endpoints(
+    file: &str,
+    first: usize,
+    text: &str,
+) -> Result<Vec<(EndpointKey, EndpointValue, String)>, EntryError> {
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            let n = i + 1;
+            let n = first + i;
             let f = fields(file, n, line, 5)?;
             let (family, addr) = address_bytes(parse(file, n, "address", f[0])?);
             let flags = match f[3] {
@@ -124,9 +129,11 @@ pub fn rules(file: &str, text: &str) -> Result<BTreeMap<String, u32>, EntryError
         .collect()
 }
 
-/// One endpoint's policy file as (key, value) pairs of generation 0.
+/// An endpoint's policy file (or a piece of it starting at line `first`)
+/// as (key, value) pairs of generation 0.
 pub fn policy(
     file: &str,
+    first: usize,
     text: &str,
     endpoint_id: u16,
     cookies: &BTreeMap<String, u32>,
@@ -134,7 +141,7 @@ pub fn policy(
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            let n = i + 1;
+            let n = first + i;
             let err = |message: String| EntryError { file: file.into(), line: n, message };
             let f = fields(file, n, line, 4)?;
             let direction = match f[0] {
@@ -187,11 +194,11 @@ mod tests {
     #[test]
     fn reads_each_format() {
         let ip =
-            ipcache("ipcache.txt", "0.0.0.0/0 9 world\n10.0.1.2/32 256 endpoint:shop/api\n::/0 10 world\n").unwrap();
+            ipcache("ipcache.txt", 1, "0.0.0.0/0 9 world\n10.0.1.2/32 256 endpoint:shop/api\n::/0 10 world\n").unwrap();
         assert_eq!(ip[1].0.prefixlen, 64);
         assert_eq!(&ip[1].0.addr[..4], &[10, 0, 1, 2]);
         assert_eq!((ip[2].0.family, ip[2].0.prefixlen, ip[2].1.identity), (FAMILY_IPV6, 32, 10));
-        let eps = endpoints("endpoints.txt", "10.0.1.2 77 256 ingress shop/api\n").unwrap();
+        let eps = endpoints("endpoints.txt", 1, "10.0.1.2 77 256 ingress shop/api\n").unwrap();
         assert_eq!(
             (eps[0].1.endpoint_id, eps[0].1.flags, eps[0].2.as_str()),
             (77, ENDPOINT_ENFORCE_INGRESS, "shop/api")
@@ -199,6 +206,7 @@ mod tests {
         let cookies = rules("rules.txt", "42 CiliumNetworkPolicy/shop/api:spec.ingress[0]\n").unwrap();
         let p = policy(
             "policy/shop.api.txt",
+            1,
             "ingress 300 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\negress any 0/0/0 deny\n",
             77,
             &cookies,
@@ -212,9 +220,9 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = ipcache("ipcache.txt", "0.0.0.0/0 9 world\n10.0.1.2/33 256 x\n").unwrap_err();
+        let e = ipcache("ipcache.txt", 1, "0.0.0.0/0 9 world\n10.0.1.2/33 256 x\n").unwrap_err();
         assert_eq!(e.to_string(), "ipcache.txt:2: prefix length 33 > 32");
-        let e = policy("p.txt", "ingress 1 6/80/24 allow nosuchrule\n", 1, &BTreeMap::new()).unwrap_err();
-        assert_eq!(e.to_string(), "p.txt:1: rule `nosuchrule` is not in rules.txt");
+        let e = policy("p.txt", 7, "ingress 1 6/80/24 allow nosuchrule\n", 1, &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.to_string(), "p.txt:7: rule `nosuchrule` is not in rules.txt");
     }
 }

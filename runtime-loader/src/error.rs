@@ -61,7 +61,7 @@ impl fmt::Display for LoaderError {
             LoaderError::Interface { endpoint, reason } => {
                 write!(f, "endpoint `{endpoint}`: no host-side interface: {reason} (give one with --interface {endpoint}=IFNAME)")
             }
-            LoaderError::Locked(e) => write!(f, "another apply is running: {e}"),
+            LoaderError::Locked(e) => write!(f, "another apply or uninstall is running: {e}"),
             LoaderError::Record(e) => write!(f, "record of the last apply: {e}"),
             LoaderError::Kernel(e) => f.write_str(e),
         }

@@ -9,8 +9,11 @@
 //! that programs read per packet, and then attaches programs with tcx
 //! through pinned links ([`attach`]), updating them in place with
 //! `BPF_LINK_UPDATE`. Everything it pins lives under one bpffs root
-//! ([`paths`]); its record of the last apply and its lock live in a state
-//! directory.
+//! ([`paths`]); its record of the last apply, its copy of what each
+//! generation holds ([`store`]) and its lock live in a state directory.
+//! Each file of a bundle has its digest in the bundle's manifest
+//! ([`manifest`]), so an apply reads and parses only the files, and pieces
+//! of files, that changed ([`incremental`]).
 //!
 //! The datapath keeps enforcing while no loader runs: maps and links are
 //! pinned, so nothing depends on this process.
@@ -22,6 +25,9 @@ pub mod bpffs;
 pub mod bundle;
 pub mod entries;
 pub mod error;
+pub mod incremental;
+pub mod lock;
+pub mod manifest;
 pub mod maps;
 pub mod observe;
 pub mod packet;
@@ -31,4 +37,5 @@ pub mod programs;
 pub mod record;
 pub mod route;
 pub mod status;
+pub mod store;
 pub mod uninstall;

@@ -4,12 +4,13 @@ use clap::{Parser, Subcommand};
 use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
+use policyc_loader::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use policyc_loader::observe::{self, FlowFilter, Observer};
 use policyc_loader::packet::{self, ProbePacket};
 use policyc_loader::paths::Paths;
 use policyc_loader::probe::{HookVerdict, Probe};
 use policyc_loader::status::status;
-use policyc_loader::uninstall::uninstall;
+use policyc_loader::uninstall::uninstall_waiting;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,10 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Seconds `apply` and `uninstall` wait for another apply or uninstall
+    /// to finish before they refuse.
+    #[arg(long, global = true, default_value_t = DEFAULT_LOCK_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
+    lock_timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,9 +140,15 @@ fn observe_flows(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = Paths::new(&cli.bpffs, &cli.root, &cli.state.join(&cli.root));
+    let Ok(timeout) = std::time::Duration::try_from_secs_f64(cli.lock_timeout) else {
+        eprintln!("error: --lock-timeout `{}` is not a number of seconds", cli.lock_timeout);
+        return ExitCode::from(2);
+    };
+    let lock = LockWait { timeout, on_wait: Some(|message| eprintln!("policyc-loader: {message}")) };
     let result = match &cli.command {
         Command::Apply { bundle, interfaces, reconcile, dry_run } => {
-            let mut options = ApplyOptions { reconcile: *reconcile, dry_run: *dry_run, ..ApplyOptions::default() };
+            let mut options =
+                ApplyOptions { reconcile: *reconcile, dry_run: *dry_run, lock, ..ApplyOptions::default() };
             for spec in interfaces {
                 let Some((endpoint, interface)) = spec.split_once('=') else {
                     eprintln!("error: --interface `{spec}` is not NS/POD=IFNAME");
@@ -252,7 +263,7 @@ fn main() -> ExitCode {
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
         }
-        Command::Uninstall => uninstall(&paths).map(|r| {
+        Command::Uninstall => uninstall_waiting(&paths, &lock).map(|r| {
             if cli.json {
                 serde_json::to_string_pretty(&r).unwrap_or_default()
             } else {

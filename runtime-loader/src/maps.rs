@@ -6,7 +6,10 @@ use crate::error::{kernel, LoaderError};
 use crate::paths::Paths;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
-use policyc_ebpf::abi::{self, EndpointKey, IpcacheKey, PolicyKey, StateValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::abi::{
+    self, EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, StateValue, IPCACHE_KEY_DATA,
+    POLICY_KEY_DATA,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -97,28 +100,34 @@ pub struct Generation {
 impl Generation {
     /// `bundle`'s entries in generation `generation`.
     pub fn of_bundle(bundle: &Bundle, generation: u8) -> Generation {
-        Generation {
-            ipcache: bundle
-                .ipcache
-                .iter()
-                .map(|(k, v)| {
-                    let k = IpcacheKey { generation, ..*k };
-                    ((k.prefixlen, k.data()), v.to_bytes())
-                })
-                .collect(),
-            endpoints: bundle
-                .endpoint_entries
-                .iter()
-                .map(|(k, v)| (EndpointKey { generation, ..*k }.to_bytes(), v.to_bytes()))
-                .collect(),
-            policy: bundle
-                .policy
-                .iter()
-                .map(|(k, v)| {
-                    let k = PolicyKey { generation, ..*k };
-                    ((k.prefixlen, k.data()), v.to_bytes())
-                })
-                .collect(),
+        let mut out = Generation::default();
+        out.add_ipcache(generation, &bundle.ipcache);
+        out.add_endpoints(generation, bundle.endpoint_entries.iter().copied());
+        out.add_policy(generation, None, &bundle.policy);
+        out
+    }
+
+    /// Adds ipcache entries, in generation `generation`.
+    pub fn add_ipcache(&mut self, generation: u8, entries: &[(IpcacheKey, IpcacheValue)]) {
+        for (k, v) in entries {
+            let k = IpcacheKey { generation, ..*k };
+            self.ipcache.insert((k.prefixlen, k.data()), v.to_bytes());
+        }
+    }
+
+    /// Adds endpoints entries, in generation `generation`.
+    pub fn add_endpoints(&mut self, generation: u8, entries: impl IntoIterator<Item = (EndpointKey, EndpointValue)>) {
+        for (k, v) in entries {
+            self.endpoints.insert(EndpointKey { generation, ..k }.to_bytes(), v.to_bytes());
+        }
+    }
+
+    /// Adds policy entries, in generation `generation`, for endpoint
+    /// `endpoint_id` (`None`: the id the keys hold).
+    pub fn add_policy(&mut self, generation: u8, endpoint_id: Option<u16>, entries: &[(PolicyKey, PolicyValue)]) {
+        for (k, v) in entries {
+            let k = PolicyKey { generation, endpoint_id: endpoint_id.unwrap_or(k.endpoint_id), ..*k };
+            self.policy.insert((k.prefixlen, k.data()), v.to_bytes());
         }
     }
 
@@ -152,7 +161,7 @@ impl Generation {
 }
 
 /// The writes and removals of one map.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Changes<K, V> {
     writes: Vec<(K, V)>,
     removes: Vec<K>,
@@ -160,7 +169,7 @@ struct Changes<K, V> {
 
 /// The writes and removals that turn one generation's content into
 /// another's, per map.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncPlan {
     ipcache: Changes<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>,
     endpoints: Changes<[u8; ENDPOINT_KEY], [u8; 12]>,
@@ -182,6 +191,16 @@ impl SyncPlan {
         let (writes, removes, o) = diff(&current.policy, &wanted.policy);
         ops.insert("policy", o);
         SyncPlan { ipcache, endpoints, policy: Changes { writes, removes }, ops }
+    }
+
+    /// Counts as unchanged, per map, the entries of `totals` (entries of
+    /// the new generation) that the plan does not write: for a plan made
+    /// from the changed pieces only ([`crate::incremental`]).
+    pub fn count_unchanged(&mut self, totals: &[(&'static str, usize)]) {
+        for (map, total) in totals {
+            let ops = self.ops.entry(*map).or_default();
+            ops.unchanged = total.saturating_sub(ops.added + ops.updated);
+        }
     }
 
     /// Map writes and removals the plan makes.

@@ -48,9 +48,15 @@ impl Paths {
         self.state.join("applied.json")
     }
 
-    /// The copy of the bundle that generation `generation` holds.
+    /// The copy of the manifest of the bundle that generation
+    /// `generation` holds.
     pub fn generation_copy(&self, generation: u8) -> PathBuf {
-        self.state.join(format!("generation-{generation}"))
+        self.state.join(format!("generation-{generation}.json"))
+    }
+
+    /// The pieces of the text files the generations hold, by digest.
+    pub fn pieces(&self) -> PathBuf {
+        self.state.join("pieces")
     }
 
     /// The lock file serializing appliers.

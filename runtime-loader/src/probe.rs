@@ -72,7 +72,7 @@ impl Probe {
         // From here on, Drop cleans up whatever was pinned.
         let mut probe = Probe { paths, endpoints: Vec::new() };
         for e in &bundle.endpoints {
-            let loaded = programs::load_endpoint(&probe.paths, e)?;
+            let loaded = programs::load_endpoint(&probe.paths, &e.name, &bundle.templates, &e.config)?;
             probe.endpoints.push(ProbeEndpoint { addresses: e.addresses.clone(), loaded });
         }
         if probe.endpoints.is_empty() {

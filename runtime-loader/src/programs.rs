@@ -1,11 +1,12 @@
 //! Loading an endpoint's programs through the verifier, against the pinned
 //! maps (created and pinned by name on first use).
 
-use crate::bundle::BundleEndpoint;
 use crate::error::{kernel, LoaderError};
+use crate::manifest::Templates;
 use crate::paths::Paths;
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
+use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 
 /// One endpoint's programs, loaded and verified, not attached.
@@ -60,11 +61,17 @@ pub fn load(paths: &Paths, endpoint: &str, template: Template, object: &[u8]) ->
     Ok(ebpf)
 }
 
-/// Loads both programs of `endpoint`.
-pub fn load_endpoint(paths: &Paths, endpoint: &BundleEndpoint) -> Result<LoadedEndpoint, LoaderError> {
+/// Loads both programs of endpoint `name`: `templates` with `config`
+/// written in.
+pub fn load_endpoint(
+    paths: &Paths,
+    name: &str,
+    templates: &Templates,
+    config: &EndpointConfig,
+) -> Result<LoadedEndpoint, LoaderError> {
     Ok(LoadedEndpoint {
-        name: endpoint.name.clone(),
-        from: load(paths, &endpoint.name, Template::FromContainer, &endpoint.from_program)?,
-        to: load(paths, &endpoint.name, Template::ToContainer, &endpoint.to_program)?,
+        name: name.to_string(),
+        from: load(paths, name, Template::FromContainer, &templates.program(Template::FromContainer, config)?)?,
+        to: load(paths, name, Template::ToContainer, &templates.program(Template::ToContainer, config)?)?,
     })
 }

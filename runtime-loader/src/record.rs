@@ -1,13 +1,14 @@
 //! The record of what is applied, kept in the state directory, so that an
 //! apply can diff in memory instead of reading every live map entry:
-//! which bundle each generation holds (with a copy of that bundle), which
+//! which bundle each generation holds (its manifest and text files are kept
+//! by [`crate::store`]), which
 //! generation is active at which apply serial, and which programs sit on
 //! which interface with which settings.
 //!
 //! The record is trusted only when its serial equals the live `state`
 //! map's serial (an apply that died after its flip, or any other writer,
-//! leaves them different), and a generation's copy only when it hashes to
-//! the hash recorded for it. A generation is marked unknown before the
+//! leaves them different), and a generation's kept manifest only when it
+//! hashes to the hash recorded for it. A generation is marked unknown before the
 //! loader starts writing it, so a crash mid-write is never mistaken for a
 //! known state. What is not trusted is read back from the live maps.
 
@@ -16,7 +17,6 @@ use crate::paths::Paths;
 use policyc_ebpf::config::EndpointConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// What the loader has applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,36 @@ pub struct Record {
     pub generations: [Option<String>; 2],
     /// Endpoint name → its attached programs.
     pub endpoints: BTreeMap<String, RecordedEndpoint>,
+    /// When the last switch happened: nanoseconds since the Unix epoch.
+    #[serde(default)]
+    pub switched_at_ns: u64,
+}
+
+/// How long after a switch the generation it left stays untouched.
+///
+/// A packet reads the `state` slot once, at its start, and then looks up
+/// the generation it read; a program runs for microseconds, without being
+/// preempted (tc programs run with bottom halves off, under RCU). So once
+/// this has passed since a switch, no packet still reads the generation
+/// the switch left, and the next apply may rewrite it. Loaders run apart
+/// by more than this anyway; back-to-back applies (a script, the tests)
+/// wait out the rest.
+pub const SWITCH_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What is left of [`SWITCH_GRACE`] at `now_ns` after a switch at
+/// `switched_at_ns`. A clock that went back counts as no time passed: the
+/// wait stays bounded by the grace.
+pub fn grace_left(switched_at_ns: u64, now_ns: u64) -> std::time::Duration {
+    if switched_at_ns == 0 {
+        return std::time::Duration::ZERO;
+    }
+    SWITCH_GRACE.saturating_sub(std::time::Duration::from_nanos(now_ns.saturating_sub(switched_at_ns)))
 }
 
 /// One endpoint's attached programs.
@@ -46,7 +76,9 @@ pub struct RecordedEndpoint {
     pub interface: String,
     /// Endpoint id.
     pub id: u16,
-    /// SHA-256 of its two attached program objects.
+    /// The digests of the two templates its programs were made from
+    /// ([`crate::manifest::Manifest::templates_digest`]): with `config`,
+    /// what the programs are.
     pub programs: String,
     /// Their settings. Their lookups are at least what the attached
     /// programs make (the loader records before it switches), never less.
@@ -80,28 +112,18 @@ impl Record {
     }
 }
 
-/// Copies the bundle in `from` to the copy of generation `generation`
-/// (replacing it whole: written beside, then renamed over).
-pub fn save_generation(paths: &Paths, generation: u8, from: &Path) -> Result<(), LoaderError> {
-    let target = paths.generation_copy(generation);
-    let tmp = target.with_extension("tmp");
-    let err = |e: std::io::Error| LoaderError::Record(format!("cannot copy the bundle to `{}`: {e}", target.display()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    copy_dir(from, &tmp).map_err(err)?;
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&tmp, &target).map_err(err)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let dest = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), dest)?;
-        }
+    #[test]
+    fn grace_is_what_is_left_of_it_and_bounded() {
+        let switch = 1_000_000_000_000;
+        assert_eq!(grace_left(switch, switch), SWITCH_GRACE);
+        assert_eq!(grace_left(switch, switch + 4_000_000), SWITCH_GRACE - Duration::from_millis(4));
+        assert_eq!(grace_left(switch, switch + 60_000_000_000), Duration::ZERO);
+        assert_eq!(grace_left(switch, switch - 5), SWITCH_GRACE, "a clock gone back waits the grace, no more");
+        assert_eq!(grace_left(0, switch), Duration::ZERO, "no switch recorded");
     }
-    Ok(())
 }

@@ -1,9 +1,9 @@
 //! `uninstall`: detach and unpin everything under the loader's root, and
 //! nothing else.
 
-use crate::apply::lock;
 use crate::attach;
 use crate::error::{kernel, LoaderError};
+use crate::lock::{lock, LockWait};
 use crate::paths::Paths;
 
 /// What was removed.
@@ -15,9 +15,15 @@ pub struct Removed {
     pub maps: Vec<String>,
 }
 
-/// Detaches every pinned link and removes every pinned map of the root.
+/// Detaches every pinned link and removes every pinned map of the root,
+/// waiting for the appliers' lock as long as [`LockWait::default`] says.
 pub fn uninstall(paths: &Paths) -> Result<Removed, LoaderError> {
-    let _lock = lock(paths)?;
+    uninstall_waiting(paths, &LockWait::default())
+}
+
+/// [`uninstall`], waiting for the appliers' lock as `wait` says.
+pub fn uninstall_waiting(paths: &Paths, wait: &LockWait) -> Result<Removed, LoaderError> {
+    let _lock = lock(paths, wait)?;
     let mut removed = Removed::default();
     let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> =
@@ -40,10 +46,11 @@ pub fn uninstall(paths: &Paths) -> Result<Removed, LoaderError> {
         // Only empty directories go: anything else there is not ours.
         let _ = std::fs::remove_dir(&dir);
     }
+    // The copies of what each generation held go with the maps.
     for generation in [0, 1] {
-        // The copies of what each generation held go with the maps.
-        let _ = std::fs::remove_dir_all(paths.generation_copy(generation));
+        let _ = std::fs::remove_file(paths.generation_copy(generation));
     }
+    let _ = std::fs::remove_dir_all(paths.pieces());
     match std::fs::remove_file(paths.record()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 use support::{require_root, TempDir};
 
 const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
@@ -147,10 +148,14 @@ impl Node {
             .unwrap()
     }
 
-    fn apply(&self, bundle: &Path) -> Output {
+    fn apply_args(&self, bundle: &Path) -> Vec<String> {
         let client = format!("demo/client={}", self.interfaces[0]);
         let server = format!("demo/server={}", self.interfaces[1]);
-        self.loader(&["apply", bundle.to_str().unwrap(), "--interface", &client, "--interface", &server])
+        ["apply", bundle.to_str().unwrap(), "--interface", &client, "--interface", &server].map(String::from).to_vec()
+    }
+
+    fn apply(&self, bundle: &Path) -> Output {
+        self.loader(&self.apply_args(bundle).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// A copy of the new bundle to break.
@@ -266,6 +271,7 @@ fn verifier_rejection_keeps_the_old_bundle() {
     assert_ne!(elf[offset], 0x18, "the first instruction is a map load; pick another");
     elf[offset..offset + 8].copy_from_slice(&[0x79, 0x90, 0, 0, 0, 0, 0, 0]);
     std::fs::write(&object, &elf).unwrap();
+    support::redigest(&bad, "programs/to_container.o");
 
     let before = node.snapshot();
     let stderr = refused(
@@ -339,6 +345,7 @@ fn corrupt_bundle_map_and_corrupt_record_are_refused() {
     let line = text.lines().count() + 1;
     text.push_str("10.200.250.300/32 256 pod\n");
     std::fs::write(&ipcache, text).unwrap();
+    support::redigest(&bad, "maps/ipcache.txt");
     let before = node.snapshot();
     refused(&node.apply(&bad), &[&format!("maps/ipcache.txt:{line}:"), "`10.200.250.300` is not a valid address"]);
     assert_eq!(node.snapshot(), before);
@@ -357,17 +364,65 @@ fn corrupt_bundle_map_and_corrupt_record_are_refused() {
 }
 
 #[test]
-fn concurrent_apply_is_refused() {
+fn a_file_that_does_not_match_its_digest_is_refused() {
+    let node = Node::new("d");
+    // Both generations hold the old bundle, so the apply reads only what
+    // changed: the server's policy file among them.
+    let out = node.loader(&[
+        "apply",
+        node.old.to_str().unwrap(),
+        "--reconcile",
+        "--interface",
+        &format!("demo/client={}", node.interfaces[0]),
+        "--interface",
+        &format!("demo/server={}", node.interfaces[1]),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = node.copy_of_new("bad-digest");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bad.join("manifest.json")).unwrap()).unwrap();
+    let server = manifest["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "demo/server").unwrap();
+    let policy_file = server["policy_file"].as_str().unwrap();
+    let policy = bad.join(policy_file);
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("ingress any 6/22/24 allow\n");
+    std::fs::write(&policy, text).unwrap();
+    let before = node.snapshot();
+    let stderr = refused(&node.apply(&bad), &[&format!("`{policy_file}` does not match its digest")]);
+    assert_eq!(node.snapshot(), before, "a corrupt bundle changed the node:\n{stderr}");
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}
+
+#[test]
+fn a_second_applier_waits_for_the_lock_and_then_refuses_naming_the_holder() {
     let node = Node::new("l");
     let lock = File::options().write(true).open(node.paths.lock()).expect("the lock file exists after an apply");
     lock.lock().unwrap();
     let before = node.snapshot();
-    refused(&node.apply(&node.new), &["another apply is running", "is held"]);
+    let holder = format!("is held by pid {}", std::process::id());
+    let started = Instant::now();
+    let mut args = vec!["--lock-timeout".to_string(), "0.5".into()];
+    args.extend(node.apply_args(&node.new));
+    let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = refused(&out, &["another apply or uninstall is running", &holder, "still after 0.5 s"]);
+    assert!(started.elapsed() >= Duration::from_millis(500), "refused before the timeout");
+    assert!(stderr.contains("waiting up to 0.5 s for"), "the applier says it waits:\n{stderr}");
     assert_eq!(node.snapshot(), before);
-    refused(&node.loader(&["uninstall"]), &["another apply is running"]);
+    refused(&node.loader(&["--lock-timeout", "0.2", "uninstall"]), &["another apply or uninstall is running", &holder]);
     assert_eq!(node.snapshot(), before);
-    lock.unlock().unwrap();
-    let out = node.apply(&node.new);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Released while an apply waits (default timeout): the apply goes
+    // through once it may.
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            lock.unlock().unwrap();
+        });
+        node.apply(&node.new)
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting up to 5.0 s for"), "the applier says it waits:\n{stderr}");
     assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
 }

@@ -198,7 +198,7 @@ impl NodeStats {
             programs: bundle.programs.len(),
             files: bundle.files.len() + bundle.programs.len(),
             bytes: bundle.files.values().map(|text| text.len()).sum::<usize>()
-                + bundle.programs.values().map(Vec::len).sum::<usize>(),
+                + bundle.programs.values().map(|bytes| bytes.len()).sum::<usize>(),
         }
     }
 }

@@ -362,6 +362,11 @@ impl RenderedMaps {
         }
     }
 
+    /// Every rendered text.
+    pub fn texts(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_map.values().map(|(text, _)| text)
+    }
+
     /// The settings of endpoint `endpoint_id`'s programs, whose policy is
     /// `map` ([`lookups`]).
     pub fn config(&self, endpoint_id: u16, map: &Arc<PolicyMap>) -> EndpointConfig {

@@ -29,7 +29,7 @@ use policyc_ebpf::Template;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::resolve::Resolved;
 use policyc_ir::validate::{validate, ValidationError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub struct Bundle {
     pub files: BTreeMap<String, Arc<str>>,
     /// Program objects by path relative to the bundle directory
     /// (`programs/from_container.o`).
-    pub programs: BTreeMap<String, Vec<u8>>,
+    pub programs: BTreeMap<String, &'static [u8]>,
 }
 
 /// Why a bundle cannot be emitted.
@@ -175,6 +175,8 @@ struct Shared<'a> {
     /// `identities.txt`, the same on every node.
     identities: (Arc<str>, usize),
     ipcache: maps::Ipcache,
+    /// Digests of the texts and objects every bundle shares, by address.
+    shared_digests: HashMap<usize, manifest::FileDigest>,
 }
 
 impl<'a> Shared<'a> {
@@ -184,7 +186,30 @@ impl<'a> Shared<'a> {
         let lines = maps::identities(resolved);
         let identities = (Arc::from(maps::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
-        Shared { cluster, resolved, options, names, texts, identities, ipcache }
+        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
+        let digests = policyc_ir::parallel::map(&shared, |text| manifest::text_digest(text));
+        let mut shared_digests: HashMap<usize, manifest::FileDigest> =
+            shared.iter().map(|text| address(text)).zip(digests).collect();
+        shared_digests.extend(Template::ALL.map(|t| (t.bytes().as_ptr() as usize, manifest::object_digest(t.bytes()))));
+        Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests }
+    }
+
+    /// The digests of a bundle's files: hashed once per emission for the
+    /// texts several bundles share, here for the others.
+    fn digests(
+        &self,
+        texts: &BTreeMap<String, Arc<str>>,
+        objects: &BTreeMap<String, &'static [u8]>,
+    ) -> BTreeMap<String, manifest::FileDigest> {
+        let texts = texts.iter().map(|(path, text)| {
+            let digest = self.shared_digests.get(&address(text)).cloned();
+            (path.clone(), digest.unwrap_or_else(|| manifest::text_digest(text)))
+        });
+        let objects = objects.iter().map(|(path, bytes)| {
+            let digest = self.shared_digests.get(&(bytes.as_ptr() as usize)).cloned();
+            (path.clone(), digest.unwrap_or_else(|| manifest::object_digest(bytes)))
+        });
+        texts.chain(objects).collect()
     }
 
     /// The bundle of `node`.
@@ -193,7 +218,7 @@ impl<'a> Shared<'a> {
         let local = maps::local_endpoints(resolved, node);
         let ids = maps::endpoint_ids(&local);
         let mut files = BTreeMap::new();
-        let programs: BTreeMap<String, Vec<u8>> = programs::templates().into_iter().collect();
+        let programs: BTreeMap<String, &'static [u8]> = programs::templates().into_iter().collect();
 
         let (ipcache, ipcache_entries) = self.ipcache.text(node);
         let endpoint_lines = maps::endpoints(&local, &ids);
@@ -265,10 +290,16 @@ impl<'a> Shared<'a> {
             },
             endpoints,
             tables,
+            files: self.digests(&files, &programs),
         };
         files.insert("manifest.json".to_string(), manifest.to_json().into());
         Ok(Bundle { node: node.to_string(), files, programs })
     }
+}
+
+/// A text's address: the key of what is done once per shared text.
+pub(crate) fn address(text: &Arc<str>) -> usize {
+    Arc::as_ptr(text) as *const u8 as usize
 }
 
 fn check_capacity(node: &str, map: &str, entries: usize, capacity: usize) -> Result<(), EmitError> {

@@ -28,6 +28,6 @@ pub fn template_path(template: Template) -> String {
 }
 
 /// The templates with their bundle paths.
-pub fn templates() -> Vec<(String, Vec<u8>)> {
-    Template::ALL.into_iter().map(|t| (template_path(t), t.bytes().to_vec())).collect()
+pub fn templates() -> Vec<(String, &'static [u8])> {
+    Template::ALL.into_iter().map(|t| (template_path(t), t.bytes())).collect()
 }

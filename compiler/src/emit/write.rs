@@ -23,7 +23,7 @@ impl Written {
     /// Writes `text` to `path`, or links `path` to the file `text` was
     /// written to before. Threads writing the same text wait for the first.
     pub fn write(&self, text: &Arc<str>, path: &Path) -> Result<(), EmitError> {
-        let key = Arc::as_ptr(text) as *const u8 as usize;
+        let key = super::address(text);
         // Only texts shared with another bundle can be written twice.
         if Arc::strong_count(text) == 1 {
             return write_file(path, text.as_bytes());

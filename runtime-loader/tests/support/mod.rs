@@ -2,6 +2,8 @@
 //! after themselves, and compiling a manifest directory into bundles.
 #![allow(dead_code)] // each test binary uses its own part of the support
 
+pub mod netns;
+
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::{load, Loaded};
 use policyc_loader::bundle::Bundle;
@@ -22,7 +24,8 @@ pub fn require_root() {
 /// `uninstall`) would otherwise fork while another test's apply holds its
 /// lock file: the child shares that lock until it execs, and the next
 /// apply or uninstall of the other test finds the lock held (the loader
-/// refuses rather than waits). In a deployment one loader runs per node.
+/// waits a bounded time, and the fault test's own holder must not be
+/// confused with another test's). In a deployment one loader runs per node.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Takes this test's turn; a test that failed before does not block the
@@ -85,4 +88,21 @@ pub fn golden_inputs() -> Vec<PathBuf> {
     dirs.sort();
     dirs.push(root.join("examples/policies"));
     dirs
+}
+
+/// Rewrites the digest of `relative` in the manifest of the bundle in
+/// `dir` to match the file as it now is (a text file in one piece), as a
+/// policyc that wrote the file so would have: for tests that change a
+/// bundle's files.
+pub fn redigest(dir: &Path, relative: &str) {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(dir.join(relative)).unwrap();
+    let manifest = dir.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let mut digest = serde_json::json!({ "sha256": format!("{:x}", Sha256::digest(&bytes)) });
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        digest["lines"] = text.lines().count().into();
+    }
+    json["files"][relative] = digest;
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
 }

@@ -1,0 +1,198 @@
+//! The plan of an apply from what changed: the new bundle's manifest is
+//! compared with the kept manifest of the bundle the target generation
+//! holds ([`crate::store`]), and only the pieces of text files whose
+//! digests differ are read (the new ones from the bundle, each checked
+//! against its digest; the old ones from the store) and parsed. Their
+//! entries, diffed, are the map operations: a one-rule change reads one
+//! piece of each file it touches, whatever the size of the policy.
+//!
+//! This rests on each map file listing a key once (the compiler writes
+//! sorted, distinct entries): an entry of a piece present on both sides
+//! is then in neither side's changed pieces, so the changed pieces alone
+//! say what to write and what to remove. A policy entry's value holds the
+//! cookie of its rule from `rules.txt`; should a rule keep its name but
+//! change its cookie (a hash collision moved it) or vanish, every policy
+//! file is diffed whole.
+
+use crate::bundle::BundleError;
+use crate::entries;
+use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::maps::{Generation, SyncPlan};
+use crate::paths::Paths;
+use crate::store;
+use policyc_ebpf::abi::{EndpointKey, EndpointValue, PolicyKey, PolicyValue};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A piece to read: its index in the file, its first line, and it.
+type PieceAt = (usize, usize, Piece);
+
+/// The pieces of each side that the other side does not have.
+fn changed_pieces(old: Option<&FileDigest>, new: Option<&FileDigest>, whole: bool) -> (Vec<PieceAt>, Vec<PieceAt>) {
+    let located = |d: Option<&FileDigest>| -> Vec<PieceAt> {
+        let mut first = 1;
+        d.map(FileDigest::pieces)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let at = (i, first, p);
+                first += at.2.lines;
+                at
+            })
+            .collect()
+    };
+    let (old, new) = (located(old), located(new));
+    if whole {
+        return (old, new);
+    }
+    let digests = |v: &[PieceAt]| v.iter().map(|(_, _, p)| p.sha256.clone()).collect::<BTreeSet<_>>();
+    let (in_old, in_new) = (digests(&old), digests(&new));
+    (
+        old.into_iter().filter(|(_, _, p)| !in_new.contains(&p.sha256)).collect(),
+        new.into_iter().filter(|(_, _, p)| !in_old.contains(&p.sha256)).collect(),
+    )
+}
+
+/// What an incremental plan needs read, and what it read from the new
+/// bundle (to be stored once the apply writes).
+pub struct Incremental {
+    /// The map operations.
+    pub plan: SyncPlan,
+    /// The pieces read from the new bundle: `(digest, text)`.
+    pub read: Vec<(String, String)>,
+}
+
+/// Both sides' readers: the old from the store (`None`: not there, the
+/// plan cannot be made from the record), the new from the bundle.
+struct Sides<'a> {
+    paths: &'a Paths,
+    old: &'a Manifest,
+    new: &'a Manifest,
+    read: Vec<(String, String)>,
+}
+
+impl Sides<'_> {
+    fn old_piece(&self, file: &str, piece: &Piece) -> Option<String> {
+        store::read_piece(self.paths, file, piece)
+    }
+
+    fn new_piece(&mut self, file: &str, index: usize, piece: &Piece) -> Result<String, BundleError> {
+        let text = self.new.read_piece(file, index)?;
+        self.read.push((piece.sha256.clone(), text.clone()));
+        Ok(text)
+    }
+
+    fn old_rules(&self) -> Option<Result<BTreeMap<String, u32>, BundleError>> {
+        let mut text = String::new();
+        for piece in self.old.digest(RULES_FILE).ok()?.pieces() {
+            text.push_str(&self.old_piece(RULES_FILE, &piece)?);
+        }
+        Some(entries::rules(RULES_FILE, &text).map_err(BundleError::Entry))
+    }
+
+    fn new_rules(&mut self) -> Result<BTreeMap<String, u32>, BundleError> {
+        let mut text = String::new();
+        for (i, piece) in self.new.digest(RULES_FILE)?.pieces().iter().enumerate() {
+            text.push_str(&self.new_piece(RULES_FILE, i, piece)?);
+        }
+        entries::rules(RULES_FILE, &text).map_err(BundleError::Entry)
+    }
+}
+
+/// The plan turning generation `target`, which holds the bundle of `old`,
+/// into the bundle of `new`; `Ok(None)` when a piece of `old` is not in
+/// the store (the live maps must be read instead). A piece of the new
+/// bundle that does not match its digest, or does not parse, refuses it.
+pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result<Option<Incremental>, BundleError> {
+    let mut sides = Sides { paths, old, new, read: Vec::new() };
+    let mut before = Generation::default();
+    let mut after = Generation::default();
+    let entry = BundleError::Entry;
+
+    let (gone, came) = changed_pieces(old.files.get(IPCACHE_FILE), new.files.get(IPCACHE_FILE), false);
+    for (_, first, piece) in &gone {
+        let Some(text) = sides.old_piece(IPCACHE_FILE, piece) else { return Ok(None) };
+        let parsed = entries::ipcache(IPCACHE_FILE, *first, &text).map_err(entry)?;
+        before.add_ipcache(target, &parsed);
+    }
+    for (i, first, piece) in &came {
+        let text = sides.new_piece(IPCACHE_FILE, *i, piece)?;
+        after.add_ipcache(target, &entries::ipcache(IPCACHE_FILE, *first, &text).map_err(entry)?);
+    }
+
+    let (gone, came) = changed_pieces(old.files.get(ENDPOINTS_FILE), new.files.get(ENDPOINTS_FILE), false);
+    for (_, first, piece) in &gone {
+        let Some(text) = sides.old_piece(ENDPOINTS_FILE, piece) else { return Ok(None) };
+        before.add_endpoints(target, endpoint_entries(&text, *first)?);
+    }
+    for (i, first, piece) in &came {
+        let text = sides.new_piece(ENDPOINTS_FILE, *i, piece)?;
+        after.add_endpoints(target, endpoint_entries(&text, *first)?);
+    }
+
+    // Policy files by endpoint id (policy keys hold the id); several ids
+    // may name one file, whose changed pieces are then read and parsed once.
+    let by_id =
+        |m: &Manifest| -> BTreeMap<u16, String> { m.endpoints.iter().map(|e| (e.id, e.policy_file.clone())).collect() };
+    let (old_files, new_files) = (by_id(old), by_id(new));
+    let piece_list = |m: &Manifest, file: Option<&String>| {
+        file.and_then(|f| m.files.get(f)).map(|d| d.pieces().into_iter().map(|p| p.sha256).collect::<Vec<_>>())
+    };
+    let ids: BTreeSet<u16> = old_files.keys().chain(new_files.keys()).copied().collect();
+    let changed_ids: Vec<u16> =
+        ids.into_iter().filter(|id| piece_list(old, old_files.get(id)) != piece_list(new, new_files.get(id))).collect();
+    let rules_same = old.digest(RULES_FILE)?.sha256 == new.digest(RULES_FILE)?.sha256;
+    let mut whole = false;
+    let (old_cookies, new_cookies) = if rules_same && changed_ids.is_empty() {
+        (BTreeMap::new(), BTreeMap::new())
+    } else {
+        let new_cookies = sides.new_rules()?;
+        let old_cookies = if rules_same {
+            new_cookies.clone()
+        } else {
+            let Some(old_cookies) = sides.old_rules() else { return Ok(None) };
+            let old_cookies = old_cookies?;
+            whole = old_cookies.iter().any(|(name, cookie)| new_cookies.get(name) != Some(cookie));
+            old_cookies
+        };
+        (old_cookies, new_cookies)
+    };
+    let ids: Vec<u16> = if whole { old_files.keys().chain(new_files.keys()).copied().collect() } else { changed_ids };
+    let mut parsed_old: BTreeMap<(String, usize), Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
+    let mut parsed_new: BTreeMap<(String, usize), Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
+    for id in ids.into_iter().collect::<BTreeSet<_>>() {
+        let (of, nf) = (old_files.get(&id), new_files.get(&id));
+        let (gone, came) = changed_pieces(of.and_then(|f| old.files.get(f)), nf.and_then(|f| new.files.get(f)), whole);
+        if let Some(file) = of {
+            for (i, first, piece) in &gone {
+                let key = (file.clone(), *i);
+                if !parsed_old.contains_key(&key) {
+                    let Some(text) = sides.old_piece(file, piece) else { return Ok(None) };
+                    let parsed = entries::policy(file, *first, &text, 0, &old_cookies).map_err(entry)?;
+                    parsed_old.insert(key.clone(), parsed);
+                }
+                before.add_policy(target, Some(id), &parsed_old[&key]);
+            }
+        }
+        if let Some(file) = nf {
+            for (i, first, piece) in &came {
+                let key = (file.clone(), *i);
+                if !parsed_new.contains_key(&key) {
+                    let text = sides.new_piece(file, *i, piece)?;
+                    let parsed = entries::policy(file, *first, &text, 0, &new_cookies).map_err(entry)?;
+                    parsed_new.insert(key.clone(), parsed);
+                }
+                after.add_policy(target, Some(id), &parsed_new[&key]);
+            }
+        }
+    }
+
+    let mut plan = SyncPlan::new(&before, &after);
+    plan.count_unchanged(&new.entries()?);
+    Ok(Some(Incremental { plan, read: sides.read }))
+}
+
+fn endpoint_entries(text: &str, first: usize) -> Result<Vec<(EndpointKey, EndpointValue)>, BundleError> {
+    let parsed = entries::endpoints(ENDPOINTS_FILE, first, text).map_err(BundleError::Entry)?;
+    Ok(parsed.into_iter().map(|(k, v, _)| (k, v)).collect())
+}
