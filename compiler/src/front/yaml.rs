@@ -144,7 +144,14 @@ impl Builder {
                 Value::Seq(items) => items.push(node),
                 Value::Map(entries) => match pending_key.take() {
                     Some(key) => entries.push((key, node)),
-                    None => *pending_key = Some(node),
+                    None => {
+                        // The parser marks a block mapping where its first
+                        // key's `:` is; the mapping starts at that key.
+                        if entries.is_empty() && node.pos < parent.pos {
+                            parent.pos = node.pos;
+                        }
+                        *pending_key = Some(node)
+                    }
                 },
                 _ => unreachable!("only collections are pushed on the stack"),
             },
@@ -226,6 +233,16 @@ mod tests {
         assert_eq!(items[1].value, Value::Bool(true));
         assert_eq!(docs[1].root.get("c").unwrap().value, Value::Null);
         assert_eq!(docs[0].root.get("a").unwrap().pos, Pos { line: 1, col: 4 });
+        // Mappings start at their first key (block) or their `{` (flow).
+        assert_eq!(docs[0].root.pos, Pos { line: 1, col: 1 });
+        assert_eq!(docs[1].root.pos, Pos { line: 6, col: 1 });
+        let (docs, _) = parse_stream("spec:
+  podSelector:
+    app: x
+");
+        let selector = docs[0].root.get("spec").unwrap();
+        assert_eq!(selector.pos, Pos { line: 2, col: 3 });
+        assert_eq!(selector.get("podSelector").unwrap().pos, Pos { line: 3, col: 5 });
     }
 
     #[test]
