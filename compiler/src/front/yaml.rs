@@ -236,10 +236,12 @@ mod tests {
         // Mappings start at their first key (block) or their `{` (flow).
         assert_eq!(docs[0].root.pos, Pos { line: 1, col: 1 });
         assert_eq!(docs[1].root.pos, Pos { line: 6, col: 1 });
-        let (docs, _) = parse_stream("spec:
+        let (docs, _) = parse_stream(
+            "spec:
   podSelector:
     app: x
-");
+",
+        );
         let selector = docs[0].root.get("spec").unwrap();
         assert_eq!(selector.pos, Pos { line: 2, col: 3 });
         assert_eq!(selector.get("podSelector").unwrap().pos, Pos { line: 3, col: 5 });
