@@ -109,6 +109,7 @@ fn outputs() -> Vec<(String, Value)> {
         vec!["lint", "tests/lint", "--format", "sarif"],
         vec!["lint", "examples/policies", "--format", "sarif"],
         vec!["lint", "tests/lint/no-such-file.yaml", "--format", "sarif"],
+        vec!["compile", "examples/policies", "--dry-run", "--node", "no-such-node", "--format", "sarif"],
     ]
     .into_iter()
     .map(|args| (args.join(" "), policyc(&args)))
@@ -225,6 +226,9 @@ fn sarif_output_has_what_github_code_scanning_needs() {
     let notification = &log["runs"][0]["invocations"][0]["toolExecutionNotifications"][0];
     assert_eq!(notification["associatedRule"]["id"], "E0302");
     assert!(notification["message"]["text"].as_str().unwrap().contains("`no-such-node`"));
+    // `compile` prints it so: one log on stdout, with the notification.
+    let (_, compiled) = outputs().swap_remove(4);
+    assert_eq!(compiled["runs"][0]["invocations"][0]["toolExecutionNotifications"][0]["associatedRule"]["id"], "E0302");
     // The checks themselves catch what GitHub refuses.
     let (_, good) = outputs().swap_remove(1);
     let mut bad = good.clone();

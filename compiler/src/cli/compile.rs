@@ -1,7 +1,7 @@
 //! `policyc compile`: check, resolve and emit a bundle per node.
 
 use super::phases::Phases;
-use super::{load_and_lint, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
+use super::{load_and_lint, report, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 use crate::diag::render::{render, Format};
 use crate::diag::{codes, Diagnostic, Location};
 use crate::emit::maps::{endpoint_stem, read_identity_table};
@@ -20,11 +20,21 @@ pub fn run(args: &CompileArgs) -> u8 {
     // The model is not freed: `policyc compile` exits right after, and
     // freeing a large cluster's millions of small allocations one by one
     // took 6% of its compile time; the system takes the memory back at once.
-    let loaded = ManuallyDrop::new(match load_and_lint(&args.paths, &args.lint, args.format, &mut phases) {
+    let loaded = ManuallyDrop::new(match load_and_lint(&args.paths, &args.lint, &mut phases) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     });
+    // Human diagnostics are shown as soon as they are known; a machine
+    // format (JSON, SARIF, GitHub) is one document holding every
+    // diagnostic, an emission's too, printed once the compile is over.
+    let machine = args.format != Format::Human;
+    if !machine {
+        report(&loaded, args.format);
+    }
     if crate::lint::fails(&loaded, &args.lint) {
+        if machine {
+            report(&loaded, args.format);
+        }
         return EXIT_ERRORS;
     }
     let previous = match &args.previous {
@@ -77,6 +87,9 @@ pub fn run(args: &CompileArgs) -> u8 {
             return report_emit_error(&loaded, &resolved, e, args.format);
         }
     };
+    if machine {
+        report(&loaded, args.format);
+    }
     eprint!("{}", summary(&loaded, &resolved, &stats));
     let Some(staging) = staging else {
         eprintln!("dry run: nothing written");
@@ -103,7 +116,8 @@ pub fn run(args: &CompileArgs) -> u8 {
     }
 }
 
-/// Reports why no bundle was written; the exit code.
+/// Reports why no bundle was written (in a machine format, together with
+/// every other diagnostic); the exit code.
 fn report_emit_error(loaded: &Loaded, resolved: &Resolved, e: EmitError, format: Format) -> u8 {
     let d = match e {
         EmitError::Capacity(c) => capacity_diagnostic(loaded, resolved, &c),
@@ -116,11 +130,21 @@ fn report_emit_error(loaded: &Loaded, resolved: &Resolved, e: EmitError, format:
                 .with_help(hint)
         }
         e => {
+            if format != Format::Human {
+                report(loaded, format);
+            }
             eprintln!("error: {e}");
             return EXIT_ERRORS;
         }
     };
-    eprint!("{}", render(&[d], format, &loaded.input.sources));
+    match format {
+        Format::Human => eprint!("{}", render(&[d], format, &loaded.input.sources)),
+        _ => {
+            let mut all = loaded.diagnostics.clone();
+            all.push(d);
+            print!("{}", render(&all, format, &loaded.input.sources));
+        }
+    }
     EXIT_ERRORS
 }
 

@@ -213,10 +213,10 @@ pub fn report(loaded: &Loaded, format: Format) -> bool {
 
 /// Checks the lint options, loads `paths`, runs the lint rules and
 /// reports every diagnostic; `Err` holds the exit code of bad options.
+/// Reads, checks and lints `paths`; the caller reports the diagnostics.
 pub(crate) fn load_and_lint(
     paths: &[PathBuf],
     lint: &crate::lint::LintOptions,
-    format: Format,
     phases: &mut phases::Phases,
 ) -> Result<Loaded, u8> {
     if let Err(e) = lint.check() {
@@ -227,15 +227,15 @@ pub(crate) fn load_and_lint(
     phases.mark("read");
     crate::lint::run(&mut loaded, lint);
     phases.mark("lint");
-    report(&loaded, format);
     Ok(loaded)
 }
 
 fn lint(args: &LintArgs) -> u8 {
-    let loaded = match load_and_lint(&args.paths, &args.lint, args.format, &mut phases::Phases::start()) {
+    let loaded = match load_and_lint(&args.paths, &args.lint, &mut phases::Phases::start()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    report(&loaded, args.format);
     let errors = crate::lint::fails(&loaded, &args.lint);
     if args.format == Format::Human {
         let c = &loaded.lowered.cluster;
