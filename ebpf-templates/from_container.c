@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tcx ingress of a pod's host-side interface: traffic leaving the pod,
- * judged by the pod's egress policy. */
+/* The body for tcx ingress of a pod's host-side interface: traffic leaving
+ * the pod, judged by the pod's egress policy. Reached by a tail call from
+ * the endpoint's stub (endpoint.c). */
 #include "include/datapath.h"
 
 SEC("classifier")

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tcx egress of a pod's host-side interface: traffic entering the pod,
- * judged by the pod's ingress policy. */
+/* The body for tcx egress of a pod's host-side interface: traffic entering
+ * the pod, judged by the pod's ingress policy. Reached by a tail call from
+ * the endpoint's stub (endpoint.c). */
 #include "include/datapath.h"
 
 SEC("classifier")

@@ -45,6 +45,26 @@
 #define DROP_UNKNOWN_TARGET -135 /* destination is not this endpoint */
 #define DROP_POLICY_DENY -181 /* an explicit deny entry matched */
 
+/*
+ * Stubs and bodies. What runs at an endpoint's hook is a stub made for that
+ * endpoint (`endpoint.c`): it puts the endpoint's id in the packet's
+ * `cb[ENDPOINT_ID_CB]` and tail-calls a body (`from_container.c`,
+ * `to_container.c`, specialized by which lookups it makes) from the node's
+ * `bodies` program array. Endpoints with the same lookups share a body, so
+ * a node verifies at most BODY_SLOTS bodies plus one small stub per
+ * endpoint, where it verified two whole programs per endpoint.
+ */
+#define ENDPOINT_ID_CB 0
+#define BODY_SLOTS 32
+/* The first slot of each template's bodies; a body's slot is its
+ * template's first plus its LOOKUP_* bits. */
+#define BODY_SLOT_FROM_CONTAINER 0
+#define BODY_SLOT_TO_CONTAINER 16
+#define LOOKUP_INGRESS_BY_PEER (1 << 0)
+#define LOOKUP_INGRESS_ANY_PEER (1 << 1)
+#define LOOKUP_EGRESS_BY_PEER (1 << 2)
+#define LOOKUP_EGRESS_ANY_PEER (1 << 3)
+
 /* Kinds of flow events. */
 #define EVENT_NEW_ALLOWED 1
 #define EVENT_DROP 2

@@ -97,7 +97,7 @@ static __always_inline int ct_reopens(const struct packet *p, const struct ct_va
 /* Whether entry `v` is live and lets this endpoint's packet `p` through. */
 static __always_inline int ct_usable(const struct packet *p, const struct ct_value *v, __u64 now)
 {
-	return v && v->expires_ns > now && v->endpoint_id == (__u16)CONFIG(endpoint_id) && !ct_reopens(p, v);
+	return v && v->expires_ns > now && v->endpoint_id == p->endpoint_id && !ct_reopens(p, v);
 }
 
 static __always_inline void ct_reverse(struct ct_key *rev, const struct ct_key *fwd, __u8 direction)
@@ -175,7 +175,7 @@ static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 c
 	struct ct_value v = {};
 
 	v.rule_cookie = cookie;
-	v.endpoint_id = (__u16)CONFIG(endpoint_id);
+	v.endpoint_id = p->endpoint_id;
 	ct_refresh(&v, p, now, 0);
 	if (p->tuple.family == FAMILY_IPV4) {
 		struct ct4_key k;

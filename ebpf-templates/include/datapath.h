@@ -52,7 +52,7 @@ static __always_inline __u32 ipcache_identity(__u8 generation, __u8 family, cons
 
 static __always_inline int drop(struct packet *p, __u8 direction, __s32 code)
 {
-	count_drop(direction, DROP_REASON(code), p->length);
+	count_drop(p, direction, DROP_REASON(code));
 	return VERDICT_DROP;
 }
 
@@ -68,6 +68,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	__u64 now;
 	int ret;
 
+	p.endpoint_id = (__u16)skb->cb[ENDPOINT_ID_CB];
 	ret = parse_packet(skb, &p);
 	if (ret == PARSE_NOT_IP)
 		return VERDICT_PASS;
@@ -75,7 +76,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		return drop(&p, direction, DROP_INVALID_PACKET);
 	p.tuple.direction = direction;
 	if (p.neighbor_discovery) {
-		count_forwarded(direction, p.length);
+		count_forwarded(&p, direction);
 		return VERDICT_PASS;
 	}
 
@@ -89,7 +90,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	 * the state slot is read once, below, for a packet that needs policy. */
 	now = coarse_now();
 	if (ct_lookup(&p, now) != CT_NEW) {
-		count_forwarded(direction, p.length);
+		count_forwarded(&p, direction);
 		return VERDICT_PASS;
 	}
 
@@ -98,11 +99,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ek.family = p.tuple.family;
 	__builtin_memcpy(ek.addr, direction == DIR_EGRESS ? p.tuple.saddr : p.tuple.daddr, 16);
 	ep = bpf_map_lookup_elem(&endpoints, &ek);
-	if (!ep || ep->endpoint_id != CONFIG(endpoint_id))
+	if (!ep || ep->endpoint_id != p.endpoint_id)
 		return drop(&p, direction, direction == DIR_EGRESS ? DROP_INVALID_SOURCE : DROP_UNKNOWN_TARGET);
 
 	peer = ipcache_identity(generation, p.tuple.family, direction == DIR_EGRESS ? p.tuple.daddr : p.tuple.saddr);
-	r = policy_decide(generation, direction, peer, p.tuple.protocol, p.policy_port);
+	r = policy_decide(generation, direction, peer, &p);
 	enforce = direction == DIR_INGRESS ? ENDPOINT_ENFORCE_INGRESS : ENDPOINT_ENFORCE_EGRESS;
 
 	info.verdict = r.verdict;
@@ -124,7 +125,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ct_create(&p, now, r.rule_cookie);
 	info.kind = EVENT_NEW_ALLOWED;
 	emit_event(&p, &info);
-	count_forwarded(direction, p.length);
+	count_forwarded(&p, direction);
 	return VERDICT_PASS;
 }
 

@@ -10,25 +10,25 @@
 #include "maps.h"
 #include "parse.h"
 
-/* Counts a forwarded packet of the endpoint. */
-static __always_inline void count_forwarded(__u8 direction, __u32 length)
+/* Counts a forwarded packet `p` of its endpoint. */
+static __always_inline void count_forwarded(const struct packet *p, __u8 direction)
 {
-	__u32 index = FORWARDED_INDEX((__u16)CONFIG(endpoint_id), direction);
+	__u32 index = FORWARDED_INDEX(p->endpoint_id, direction);
 	struct metrics_value *v = bpf_map_lookup_elem(&forwarded, &index);
 
 	/* Per-CPU values: no other CPU writes this copy. The lookup fails
 	 * only for an index beyond the array, which a __u16 id cannot make. */
 	if (v) {
 		v->packets += 1;
-		v->bytes += length;
+		v->bytes += p->length;
 	}
 }
 
-/* Counts a packet of the endpoint dropped for `reason`. */
-static __always_inline void count_drop(__u8 direction, __u8 reason, __u32 length)
+/* Counts packet `p` of its endpoint, dropped for `reason`. */
+static __always_inline void count_drop(const struct packet *p, __u8 direction, __u8 reason)
 {
 	struct metrics_key key = {
-		.endpoint_id = (__u16)CONFIG(endpoint_id),
+		.endpoint_id = p->endpoint_id,
 		.direction = direction,
 		.reason = reason,
 	};
@@ -37,10 +37,10 @@ static __always_inline void count_drop(__u8 direction, __u8 reason, __u32 length
 	if (v) {
 		/* Per-CPU values, as above. */
 		v->packets += 1;
-		v->bytes += length;
+		v->bytes += p->length;
 		return;
 	}
-	struct metrics_value init = { .packets = 1, .bytes = length };
+	struct metrics_value init = { .packets = 1, .bytes = p->length };
 
 	bpf_map_update_elem(&metrics, &key, &init, BPF_NOEXIST);
 }
@@ -82,7 +82,7 @@ static __always_inline void emit_event(const struct packet *p, const struct even
 	ev.src_identity = info->src_identity;
 	ev.dst_identity = info->dst_identity;
 	ev.rule_cookie = info->rule_cookie;
-	ev.endpoint_id = (__u16)CONFIG(endpoint_id);
+	ev.endpoint_id = p->endpoint_id;
 	ev.verdict = info->verdict;
 	ev.length = p->length;
 	send_event(&ev);

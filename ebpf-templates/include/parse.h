@@ -30,6 +30,9 @@ struct packet {
 	__u8 tcp_flags;
 	__u8 neighbor_discovery; /* ICMPv6 NDP/MLD: link plumbing, always passes */
 	__u32 length;
+	/* The endpoint whose hook runs: its id on the node, from the stub
+	 * (`endpoint.c`) that tail-called this program. */
+	__u16 endpoint_id;
 };
 
 #define TCP_FLAG_FIN 0x01

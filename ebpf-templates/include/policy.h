@@ -21,16 +21,16 @@ struct policy_result {
 };
 
 static __always_inline void policy_consider(struct policy_result *r, __u8 generation, __u8 direction,
-					    __u32 peer, __u8 protocol, __be16 port)
+					    __u32 peer, const struct packet *p)
 {
 	struct policy_key key = {
 		.prefixlen = POLICY_KEY_FULL_BITS,
 		.generation = generation,
 		.direction = direction,
-		.endpoint_id = (__u16)CONFIG(endpoint_id),
+		.endpoint_id = p->endpoint_id,
 		.peer_identity = peer,
-		.protocol = protocol,
-		.port = port,
+		.protocol = p->tuple.protocol,
+		.port = p->policy_port,
 	};
 	struct policy_value *v = bpf_map_lookup_elem(&policy, &key);
 
@@ -40,19 +40,20 @@ static __always_inline void policy_consider(struct policy_result *r, __u8 genera
 	}
 }
 
-/* The verdict for traffic with `peer` in `direction`; lookups the
- * endpoint's policy never needs are pruned by its configuration. */
+/* The verdict for packet `p` of its endpoint, with `peer` in `direction`;
+ * lookups the endpoint's policy never needs are pruned by the program's
+ * configuration. */
 static __always_inline struct policy_result policy_decide(__u8 generation, __u8 direction, __u32 peer,
-							  __u8 protocol, __be16 port)
+							  const struct packet *p)
 {
 	struct policy_result r = {};
 	int by_peer = direction == DIR_INGRESS ? CONFIG(ingress_by_peer) : CONFIG(egress_by_peer);
 	int any_peer = direction == DIR_INGRESS ? CONFIG(ingress_any_peer) : CONFIG(egress_any_peer);
 
 	if (by_peer)
-		policy_consider(&r, generation, direction, peer, protocol, port);
+		policy_consider(&r, generation, direction, peer, p);
 	if (any_peer)
-		policy_consider(&r, generation, direction, 0, protocol, port);
+		policy_consider(&r, generation, direction, 0, p);
 	return r;
 }
 

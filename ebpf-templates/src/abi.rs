@@ -112,6 +112,8 @@ pub const BPF_MAP_TYPE_HASH: u32 = 1;
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_PERCPU_HASH`.
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
+/// `BPF_MAP_TYPE_PROG_ARRAY`.
+pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 /// `BPF_MAP_TYPE_LRU_HASH`.
@@ -120,6 +122,16 @@ pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 /// `BPF_MAP_TYPE_RINGBUF`.
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
+/// The `bodies` program array of the stub (`endpoint.c`): one pinned per
+/// pair of body templates, `BODY_SLOTS` slots (see "Stubs and bodies" in
+/// `include/abi.h`).
+pub const BODIES: MapLayout =
+    MapLayout { name: "bodies", map_type: BPF_MAP_TYPE_PROG_ARRAY, key_size: 4, value_size: 4, max_entries: 32 };
+
+/// Which of a packet's `cb` words carries the endpoint id from the stub to
+/// the body (`ENDPOINT_ID_CB`).
+pub const ENDPOINT_ID_CB: usize = 0;
 
 /// Every shared map, in the order of `include/maps.h`.
 pub const MAPS: [MapLayout; 10] = [

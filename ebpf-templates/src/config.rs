@@ -1,5 +1,7 @@
-//! The per-endpoint settings of `include/config.h`, which
-//! [`crate::specialize`] writes into a copy of a template.
+//! An endpoint's settings, and how they split between its stub
+//! (`endpoint.c`: its id and which lookups it needs) and the shared body it
+//! tail-calls (`include/config.h`: the lookups); [`crate::specialize`]
+//! writes them into copies of the objects.
 
 /// Settings of one endpoint's programs (also as bundle manifests and the
 /// loader's record write them, under the same field names).
@@ -18,15 +20,42 @@ pub struct EndpointConfig {
 }
 
 impl EndpointConfig {
-    /// `(symbol, bytes)` of every setting, in declaration order.
-    pub fn values(&self) -> [(&'static str, Vec<u8>); 5] {
-        [
-            ("config_endpoint_id", self.endpoint_id.to_ne_bytes().to_vec()),
+    /// The `LOOKUP_*` bits of `include/abi.h`: which lookups the policy
+    /// needs, and so which body the endpoint's stub calls.
+    pub fn lookups(&self) -> u8 {
+        u8::from(self.ingress_by_peer)
+            | u8::from(self.ingress_any_peer) << 1
+            | u8::from(self.egress_by_peer) << 2
+            | u8::from(self.egress_any_peer) << 3
+    }
+
+    /// The settings of a body with the `lookups` bits (see
+    /// [`EndpointConfig::lookups`]), with no endpoint.
+    pub fn of_lookups(lookups: u8) -> EndpointConfig {
+        EndpointConfig {
+            endpoint_id: 0,
+            ingress_by_peer: lookups & 1 != 0,
+            ingress_any_peer: lookups & 2 != 0,
+            egress_by_peer: lookups & 4 != 0,
+            egress_any_peer: lookups & 8 != 0,
+        }
+    }
+
+    /// `(symbol, bytes)` of the settings of a body (`include/config.h`), in
+    /// declaration order.
+    pub fn body_values(&self) -> Vec<(&'static str, Vec<u8>)> {
+        vec![
             ("config_ingress_by_peer", vec![u8::from(self.ingress_by_peer)]),
             ("config_ingress_any_peer", vec![u8::from(self.ingress_any_peer)]),
             ("config_egress_by_peer", vec![u8::from(self.egress_by_peer)]),
             ("config_egress_any_peer", vec![u8::from(self.egress_any_peer)]),
         ]
+    }
+
+    /// `(symbol, bytes)` of the settings of the endpoint's stub
+    /// (`endpoint.c`), in declaration order.
+    pub fn stub_values(&self) -> Vec<(&'static str, Vec<u8>)> {
+        vec![("config_endpoint_id", self.endpoint_id.to_ne_bytes().to_vec()), ("config_lookups", vec![self.lookups()])]
     }
 
     /// Whether `self` makes every lookup `other` makes.

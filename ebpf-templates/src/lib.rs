@@ -4,15 +4,22 @@
 //! `to_container.c`, shared code in `include/`) are compiled by
 //! `cargo xtask build-ebpf` into objects committed beside them, so building
 //! policyc needs only Rust; CI rebuilds them and fails if a byte differs.
-//! This crate embeds those objects ([`Template`]), mirrors the C ABI in
-//! `#[repr(C)]` types ([`abi`], checked against the objects' BTF by a test),
-//! and writes an endpoint's settings into a copy of a template
+//! This crate embeds those objects ([`Template`], [`ENDPOINT_STUB`]),
+//! mirrors the C ABI in `#[repr(C)]` types ([`abi`], checked against the
+//! objects' BTF by a test), and writes settings into copies of them
 //! ([`specialize`]).
 //!
 //! Programs are `SEC("classifier")` tc programs attached with tcx:
 //! `from_container` on the ingress of a pod's host-side interface (the
 //! pod's egress policy), `to_container` on its egress (the pod's ingress
 //! policy). They share the maps of [`abi::MAPS`], pinned by name.
+//!
+//! Both are *bodies*, specialized by the policy lookups they make and shared
+//! by every endpoint that needs those lookups. What runs at an endpoint's
+//! hook is its *stub* ([`ENDPOINT_STUB`]), which puts the endpoint's id in
+//! the packet's `cb[0]` and tail-calls its body from the node's `bodies`
+//! program array: a node of N endpoints verifies N tiny stubs and at most
+//! 32 bodies, not 2N whole programs.
 #![deny(missing_docs)]
 
 pub mod abi;
@@ -48,6 +55,16 @@ impl Template {
         }
     }
 
+    /// The first slot of this template's bodies in the `bodies` array
+    /// (`BODY_SLOT_*` of `include/abi.h`); a body's slot is this plus its
+    /// lookups ([`config::EndpointConfig::lookups`]).
+    pub fn first_body_slot(self) -> u32 {
+        match self {
+            Template::FromContainer => 0,
+            Template::ToContainer => 16,
+        }
+    }
+
     /// Suffix of the specialized object in a bundle (`<stem>.from.o`).
     pub fn suffix(self) -> &'static str {
         match self {
@@ -56,6 +73,11 @@ impl Template {
         }
     }
 }
+
+/// The stub every endpoint's hooks run (`endpoint.c`): it names the
+/// endpoint and tail-calls the body with its lookups from the node's
+/// `bodies` array ([`abi::BODIES`]).
+pub const ENDPOINT_STUB: &[u8] = include_bytes!("../endpoint.o");
 
 /// A tc program that only returns `TC_ACT_OK` (`bench/empty.c`): the floor
 /// that per-packet costs are compared with.

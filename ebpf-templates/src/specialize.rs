@@ -1,7 +1,8 @@
-//! Per-endpoint specialization: a copy of a template object with its
-//! `.rodata` settings overwritten. Only the bytes of the `config_*` symbols
-//! change; the loader then loads the file as is, and the verifier sees the
-//! settings as constants and prunes the branches they rule out.
+//! Specialization: a copy of an object with its `.rodata` settings
+//! overwritten, for a body (its lookups) or an endpoint's stub (its id and
+//! lookups). Only the bytes of the `config_*` symbols change; the loader
+//! then loads the copy as is, and the verifier sees the settings as
+//! constants and prunes the branches they rule out.
 
 use crate::config::EndpointConfig;
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -36,18 +37,22 @@ impl fmt::Display for SpecializeError {
 
 impl std::error::Error for SpecializeError {}
 
-/// Where each setting's bytes are in the file: `(symbol, file offset, size)`.
-pub fn setting_offsets(template: &[u8]) -> Result<Vec<(&'static str, usize, usize)>, SpecializeError> {
-    let file = object::File::parse(template).map_err(|e| SpecializeError::Parse(e.to_string()))?;
-    let rodata = file.section_by_name(".rodata").ok_or(SpecializeError::MissingSymbol("config_endpoint_id"))?;
+/// Where each of `settings` (`(symbol, bytes)`) is in the file:
+/// `(symbol, file offset, size)`, in the same order.
+fn setting_offsets(
+    object: &[u8],
+    settings: &[(&'static str, Vec<u8>)],
+) -> Result<Vec<(&'static str, usize, usize)>, SpecializeError> {
+    let file = object::File::parse(object).map_err(|e| SpecializeError::Parse(e.to_string()))?;
+    let first = settings.first().map_or("", |(s, _)| s);
+    let rodata = file.section_by_name(".rodata").ok_or(SpecializeError::MissingSymbol(first))?;
     let (section_offset, section_size) = rodata.file_range().ok_or_else(|| SpecializeError::BadSymbol {
-        symbol: "config_endpoint_id",
+        symbol: first,
         reason: "`.rodata` has no bytes in the file".into(),
     })?;
-    EndpointConfig::default()
-        .values()
-        .into_iter()
-        .map(|(symbol, bytes)| {
+    settings
+        .iter()
+        .map(|&(symbol, ref bytes)| {
             let sym = file.symbol_by_name(symbol).ok_or(SpecializeError::MissingSymbol(symbol))?;
             let bad = |reason: String| SpecializeError::BadSymbol { symbol, reason };
             if sym.section_index() != Some(rodata.index()) {
@@ -67,63 +72,96 @@ pub fn setting_offsets(template: &[u8]) -> Result<Vec<(&'static str, usize, usiz
         .collect()
 }
 
-/// A copy of `template` with `config`'s values in its settings.
-pub fn specialize(template: &[u8], config: &EndpointConfig) -> Result<Vec<u8>, SpecializeError> {
-    let offsets = setting_offsets(template)?;
-    let mut out = template.to_vec();
-    for ((_, offset, size), (_, bytes)) in offsets.into_iter().zip(config.values()) {
-        out[offset..offset + size].copy_from_slice(&bytes);
+/// A copy of `object` with `settings` (`(symbol, bytes)`) written in.
+fn specialize(object: &[u8], settings: &[(&'static str, Vec<u8>)]) -> Result<Vec<u8>, SpecializeError> {
+    let offsets = setting_offsets(object, settings)?;
+    let mut out = object.to_vec();
+    for ((_, offset, size), (_, bytes)) in offsets.into_iter().zip(settings) {
+        out[offset..offset + size].copy_from_slice(bytes);
     }
     Ok(out)
 }
 
-/// Reads the settings back from a specialized object.
-pub fn read_config(object: &[u8]) -> Result<EndpointConfig, SpecializeError> {
-    let offsets = setting_offsets(object)?;
-    let byte = |i: usize| object[offsets[i].1] != 0;
-    let (_, id_offset, _) = offsets[0];
+/// A copy of body `template` making the lookups of `config`.
+pub fn specialize_body(template: &[u8], config: &EndpointConfig) -> Result<Vec<u8>, SpecializeError> {
+    specialize(template, &config.body_values())
+}
+
+/// A copy of the stub `endpoint.o` (`stub`) for the endpoint of `config`.
+pub fn specialize_stub(stub: &[u8], config: &EndpointConfig) -> Result<Vec<u8>, SpecializeError> {
+    specialize(stub, &config.stub_values())
+}
+
+/// The bytes of each of `settings`' symbols in `object`.
+fn read_settings(object: &[u8], settings: &[(&'static str, Vec<u8>)]) -> Result<Vec<Vec<u8>>, SpecializeError> {
+    Ok(setting_offsets(object, settings)?.into_iter().map(|(_, at, size)| object[at..at + size].to_vec()).collect())
+}
+
+/// Reads the lookups back from a specialized body.
+pub fn read_body_config(object: &[u8]) -> Result<EndpointConfig, SpecializeError> {
+    let flags = read_settings(object, &EndpointConfig::default().body_values())?;
+    let lookups = flags.iter().enumerate().fold(0, |bits, (i, b)| bits | u8::from(b[0] != 0) << i);
+    Ok(EndpointConfig::of_lookups(lookups))
+}
+
+/// Reads the endpoint id and lookups back from a specialized stub.
+pub fn read_stub_config(object: &[u8]) -> Result<EndpointConfig, SpecializeError> {
+    let values = read_settings(object, &EndpointConfig::default().stub_values())?;
     let mut id = [0u8; 4];
-    id.copy_from_slice(&object[id_offset..id_offset + 4]);
-    Ok(EndpointConfig {
-        endpoint_id: u32::from_ne_bytes(id),
-        ingress_by_peer: byte(1),
-        ingress_any_peer: byte(2),
-        egress_by_peer: byte(3),
-        egress_any_peer: byte(4),
-    })
+    id.copy_from_slice(&values[0]);
+    Ok(EndpointConfig { endpoint_id: u32::from_ne_bytes(id), ..EndpointConfig::of_lookups(values[1][0]) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Template;
+    use crate::{Template, ENDPOINT_STUB};
+
+    const CONFIG: EndpointConfig = EndpointConfig {
+        endpoint_id: 0x1234,
+        ingress_by_peer: true,
+        ingress_any_peer: false,
+        egress_by_peer: false,
+        egress_any_peer: true,
+    };
+
+    /// The bytes of `b` that differ from `a` (same length).
+    fn changed(a: &[u8], b: &[u8]) -> usize {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).filter(|(x, y)| x != y).count()
+    }
 
     #[test]
-    fn round_trips_every_setting_in_both_templates() {
-        let config = EndpointConfig {
-            endpoint_id: 0x1234,
-            ingress_by_peer: true,
-            ingress_any_peer: false,
-            egress_by_peer: false,
-            egress_any_peer: true,
-        };
+    fn round_trips_the_lookups_of_both_bodies() {
         for template in Template::ALL {
-            let out = specialize(template.bytes(), &config).unwrap();
-            assert_eq!(read_config(&out).unwrap(), config);
-            assert_eq!(read_config(template.bytes()).unwrap(), EndpointConfig::default());
-            // Only the settings' bytes differ.
-            let changed = out.iter().zip(template.bytes()).filter(|(a, b)| a != b).count();
-            assert!(changed <= 6, "{changed} bytes changed");
-            assert_eq!(out.len(), template.bytes().len());
+            let out = specialize_body(template.bytes(), &CONFIG).unwrap();
+            assert_eq!(read_body_config(&out).unwrap(), EndpointConfig { endpoint_id: 0, ..CONFIG });
+            assert_eq!(read_body_config(template.bytes()).unwrap(), EndpointConfig::default());
+            assert!(changed(template.bytes(), &out) <= 4);
         }
+        for lookups in 0..16 {
+            assert_eq!(EndpointConfig::of_lookups(lookups).lookups(), lookups);
+        }
+    }
+
+    #[test]
+    fn round_trips_the_stub_settings() {
+        let out = specialize_stub(ENDPOINT_STUB, &CONFIG).unwrap();
+        assert_eq!(read_stub_config(&out).unwrap(), CONFIG);
+        assert_eq!(read_stub_config(ENDPOINT_STUB).unwrap(), EndpointConfig::default());
+        assert!(changed(ENDPOINT_STUB, &out) <= 5);
     }
 
     #[test]
     fn refuses_an_object_without_settings() {
         assert_eq!(
-            specialize(crate::EMPTY_PROGRAM, &EndpointConfig::default()),
+            specialize_stub(crate::EMPTY_PROGRAM, &CONFIG),
             Err(SpecializeError::MissingSymbol("config_endpoint_id"))
         );
-        assert!(matches!(specialize(b"not elf", &EndpointConfig::default()), Err(SpecializeError::Parse(_))));
+        assert_eq!(
+            specialize_body(ENDPOINT_STUB, &CONFIG),
+            Err(SpecializeError::MissingSymbol("config_ingress_by_peer"))
+        );
+        assert!(matches!(specialize_body(b"not elf", &CONFIG), Err(SpecializeError::Parse(_))));
     }
 }

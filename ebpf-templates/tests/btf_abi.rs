@@ -7,8 +7,8 @@
 //! object bytes.
 
 use object::{Object, ObjectSection};
-use policyc_ebpf::abi::{layouts, MAPS};
-use policyc_ebpf::Template;
+use policyc_ebpf::abi::{layouts, MapLayout, BODIES, MAPS};
+use policyc_ebpf::{Template, ENDPOINT_STUB};
 use std::collections::BTreeMap;
 
 /// A struct of the BTF: size and `(member, byte offset)`.
@@ -150,22 +150,29 @@ fn rust_structs_match_the_btf_of_both_templates() {
     }
 }
 
+/// Checks the `.maps` definitions of `object` (named `what`) against
+/// `layouts`, which must be all of them.
+fn check_maps(what: &str, object: &[u8], layouts: &[MapLayout]) {
+    let btf = parse_btf(object);
+    let maps = btf.maps();
+    let names: Vec<&str> = maps.keys().map(String::as_str).collect();
+    let mut expected: Vec<&str> = layouts.iter().map(|m| m.name).collect();
+    expected.sort();
+    assert_eq!(names, expected, "{what}: map names");
+    for layout in layouts {
+        let members: BTreeMap<&str, u32> = maps[layout.name].iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        assert_eq!(btf.map_uint(members["type"]), layout.map_type, "{what}: {}: type", layout.name);
+        assert_eq!(btf.map_uint(members["max_entries"]), layout.max_entries, "{what}: {}: max_entries", layout.name);
+        let key = members.get("key").map_or(0, |&t| btf.map_type_size(t));
+        let value = members.get("value").map_or(0, |&t| btf.map_type_size(t));
+        assert_eq!((key, value), (layout.key_size, layout.value_size), "{what}: {}: key and value size", layout.name);
+    }
+}
+
 #[test]
 fn map_definitions_match_the_rust_layouts() {
     for template in Template::ALL {
-        let btf = parse_btf(template.bytes());
-        let maps = btf.maps();
-        let names: Vec<&str> = maps.keys().map(String::as_str).collect();
-        let mut expected: Vec<&str> = MAPS.iter().map(|m| m.name).collect();
-        expected.sort();
-        assert_eq!(names, expected, "{template:?}: map names");
-        for layout in MAPS {
-            let members: BTreeMap<&str, u32> = maps[layout.name].iter().map(|(n, t)| (n.as_str(), *t)).collect();
-            assert_eq!(btf.map_uint(members["type"]), layout.map_type, "{}: type", layout.name);
-            assert_eq!(btf.map_uint(members["max_entries"]), layout.max_entries, "{}: max_entries", layout.name);
-            let key = members.get("key").map_or(0, |&t| btf.map_type_size(t));
-            let value = members.get("value").map_or(0, |&t| btf.map_type_size(t));
-            assert_eq!((key, value), (layout.key_size, layout.value_size), "{}: key and value size", layout.name);
-        }
+        check_maps(template.program_name(), template.bytes(), &MAPS);
     }
+    check_maps("endpoint.o", ENDPOINT_STUB, &[BODIES]);
 }

@@ -18,7 +18,23 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 /// fails no new item is started, but every item before it is finished, so
 /// the error returned is the same whatever the number of cores.
 pub fn try_map<T: Sync, R: Send, E: Send>(items: &[T], f: impl Fn(&T) -> Result<R, E> + Sync) -> Result<Vec<R>, E> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len()).max(1);
+    try_map_on(cores(), items, f)
+}
+
+/// The number of available cores: the threads [`map`] and [`try_map`] use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// [`try_map`] on up to `threads` threads: more than [`cores`] for work that
+/// mostly waits (the loader's tcx attaches each wait for an RCU grace
+/// period, which concurrent waiters share).
+pub fn try_map_on<T: Sync, R: Send, E: Send>(
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let threads = threads.min(items.len()).max(1);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let mut done: Vec<(usize, Result<R, E>)> = std::thread::scope(|scope| {
@@ -67,5 +83,6 @@ mod tests {
             assert_eq!(result, Err(13));
         }
         assert_eq!(try_map(&items, |&n| Ok::<_, ()>(n + 1)).unwrap()[499], 500);
+        assert_eq!(try_map_on(64, &items, |&n| if n > 300 { Err(n) } else { Ok(n) }), Err(301));
     }
 }

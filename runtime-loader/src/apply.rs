@@ -50,6 +50,7 @@ use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Settings of an apply.
@@ -118,6 +119,8 @@ impl Phases {
 /// The host-side interface of each endpoint that has addresses.
 fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
     let routes = route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?;
+    let present =
+        route::host_interfaces().map_err(|e| LoaderError::Kernel(format!("cannot list the interfaces: {e}")))?;
     let mut out = BTreeMap::new();
     for e in manifest.endpoints.iter().filter(|e| !e.addresses.is_empty()) {
         let interface = match options.interfaces.get(&e.name) {
@@ -132,7 +135,7 @@ fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<St
                     .to_string()
             }
         };
-        if !Path::new("/sys/class/net").join(&interface).exists() {
+        if !present.contains(&interface) {
             return Err(LoaderError::Interface {
                 endpoint: e.name.clone(),
                 reason: format!("interface `{interface}` does not exist"),
@@ -213,23 +216,53 @@ fn remove_new_pins(paths: &Paths, existed: &[&str]) {
 
 /// An endpoint's programs loaded for the steps of its plan.
 struct LoadedPrograms {
-    prepared: Option<LoadedEndpoint>,
-    finished: Option<LoadedEndpoint>,
+    prepared: Option<Mutex<LoadedEndpoint>>,
+    finished: Option<Mutex<LoadedEndpoint>>,
 }
 
 fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
-    let mut out = Vec::new();
+    let mut jobs = Vec::new();
     for p in plans {
-        let name = &p.endpoint.name;
-        let prepared = match &p.prepare {
-            Some(config) => Some(programs::load_endpoint(paths, name, templates, config)?),
-            None => None,
-        };
-        let finished =
-            if p.finish { Some(programs::load_endpoint(paths, name, templates, &p.endpoint.config)?) } else { None };
-        out.push(LoadedPrograms { prepared, finished });
+        jobs.extend(p.prepare.map(|config| (p.endpoint.name.as_str(), config)));
+        if p.finish {
+            jobs.push((p.endpoint.name.as_str(), p.endpoint.config));
+        }
     }
-    Ok(out)
+    let mut loaded = programs::load_endpoints(paths, templates, &jobs)?.into_iter();
+    Ok(plans
+        .iter()
+        .map(|p| LoadedPrograms {
+            prepared: p.prepare.and_then(|_| loaded.next()).map(Mutex::new),
+            finished: if p.finish { loaded.next().map(Mutex::new) } else { None },
+        })
+        .collect())
+}
+
+/// Threads attaching programs: a tcx attach mostly waits for an RCU grace
+/// period (about 10 ms here), which concurrent attaches share.
+const ATTACH_THREADS: usize = 64;
+
+/// Attaches the loaded programs of each endpoint (both hooks), on many
+/// threads; with `replace`, first detaches what a plan replaces (an old
+/// interface or stem). How each program went in, per endpoint, in order.
+fn attach_each(
+    paths: &Paths,
+    endpoints: &[(&EndpointPlan, &Mutex<LoadedEndpoint>)],
+    replace: bool,
+) -> Result<Vec<Vec<Attachment>>, LoaderError> {
+    policyc_ir::parallel::try_map_on(ATTACH_THREADS, endpoints, |(p, loaded)| {
+        if let Some(old) = p.replaces.as_ref().filter(|_| replace) {
+            for t in Template::ALL {
+                attach::detach(&paths.link(&old.stem, t.suffix()))?;
+            }
+        }
+        // Each endpoint's programs are attached by one thread only.
+        let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Template::ALL
+            .into_iter()
+            .map(|t| attach::attach(loaded.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix())))
+            .collect()
+    })
 }
 
 /// The map operations of an apply, and what its sync keeps in the store.
@@ -386,20 +419,17 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     store::save_manifest(paths, target, &manifest)?;
     phases.mark("sync");
 
-    let mut loaded: Vec<(&EndpointPlan, Option<LoadedEndpoint>, Option<LoadedEndpoint>)> =
-        plans.iter().zip(loaded).map(|(p, l)| (p, l.prepared, l.finished)).collect();
-    for (p, prepared, _) in &mut loaded {
-        if let Some(l) = prepared {
-            let config = p.prepare.unwrap_or(p.endpoint.config);
-            for t in Template::ALL {
-                let how = attach::attach(l.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix()))?;
-                report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
-            }
-            record.endpoints.insert(
-                p.endpoint.name.clone(),
-                recorded_endpoint(p.endpoint, &p.interface, &config, manifest.templates_digest()),
-            );
+    let loaded: Vec<(&EndpointPlan, LoadedPrograms)> = plans.iter().zip(loaded).collect();
+    let prepared: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.prepared.as_ref()?))).collect();
+    for (p, hows) in prepared.iter().zip(attach_each(paths, &prepared, false)?) {
+        let config = p.0.prepare.unwrap_or(p.0.endpoint.config);
+        for (t, how) in Template::ALL.into_iter().zip(hows) {
+            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
         }
+        record.endpoints.insert(
+            p.0.endpoint.name.clone(),
+            recorded_endpoint(p.0.endpoint, &p.0.interface, &config, manifest.templates_digest()),
+        );
     }
     record.write(paths)?;
     phases.mark("prepare");
@@ -416,21 +446,15 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
     record.write(paths)?;
     phases.mark("switch");
 
-    for (p, _, fin) in &mut loaded {
-        let Some(fin) = fin else { continue };
-        if let Some(old) = &p.replaces {
-            for t in Template::ALL {
-                attach::detach(&paths.link(&old.stem, t.suffix()))?;
-            }
+    let finished: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.finished.as_ref()?))).collect();
+    for (p, hows) in finished.iter().zip(attach_each(paths, &finished, true)?) {
+        for (t, how) in Template::ALL.into_iter().zip(hows) {
+            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
         }
-        for t in Template::ALL {
-            let how = attach::attach(fin.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix()))?;
-            report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
-        }
-        let e = p.endpoint;
+        let e = p.0.endpoint;
         record
             .endpoints
-            .insert(e.name.clone(), recorded_endpoint(e, &p.interface, &e.config, manifest.templates_digest()));
+            .insert(e.name.clone(), recorded_endpoint(e, &p.0.interface, &e.config, manifest.templates_digest()));
     }
     for (name, old) in departed {
         for t in Template::ALL {
@@ -440,6 +464,8 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
         report.detached.push(name);
     }
     record.write(paths)?;
+    // Bodies that no attached stub calls any more.
+    programs::remove_bodies_except(paths, &record.endpoints.values().map(|e| e.programs.clone()).collect())?;
     // Pieces neither generation holds any more.
     let other = 1 - target;
     let kept = record.generations[usize::from(other)].as_deref().and_then(|h| store::read_manifest(paths, other, h));

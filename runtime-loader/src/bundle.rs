@@ -7,7 +7,6 @@ use crate::entries::{self, EntryError};
 pub use crate::manifest::{BundleEndpoint, FORMAT_VERSION};
 use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
-use policyc_ebpf::config::EndpointConfig;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -89,11 +88,6 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// `template` with `config` written in.
-    pub fn program(&self, template: policyc_ebpf::Template, config: &EndpointConfig) -> Result<Vec<u8>, BundleError> {
-        self.templates.program(template, config)
-    }
-
     /// The bundle's hash ([`Manifest::hash`]).
     pub fn hash(&self) -> &str {
         &self.manifest.hash

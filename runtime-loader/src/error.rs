@@ -21,8 +21,9 @@ pub enum LoaderError {
     },
     /// The verifier refused a program.
     Verifier {
-        /// The endpoint.
-        endpoint: String,
+        /// Whose program: `endpoint `ns/pod``, or the body an endpoint
+        /// calls.
+        of: String,
         /// The program.
         program: String,
         /// The kernel's error.
@@ -55,8 +56,8 @@ impl fmt::Display for LoaderError {
                 "pinned map `{path}` does not match this datapath: {problem} \
                  (it was made by another version; `policyc-loader uninstall` removes it)"
             ),
-            LoaderError::Verifier { endpoint, program, error, log } => {
-                write!(f, "the verifier refused `{program}` of endpoint `{endpoint}`: {error}\nverifier log:\n{log}")
+            LoaderError::Verifier { of, program, error, log } => {
+                write!(f, "the verifier refused `{program}` of {of}: {error}\nverifier log:\n{log}")
             }
             LoaderError::Interface { endpoint, reason } => {
                 write!(f, "endpoint `{endpoint}`: no host-side interface: {reason} (give one with --interface {endpoint}=IFNAME)")

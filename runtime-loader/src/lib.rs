@@ -1,9 +1,10 @@
 //! policyc's node-side loader: puts a compiled bundle in force on a node.
 //!
 //! A bundle (see `policyc compile`) holds the node's map entries as sorted
-//! text and one pair of specialized tc programs per local endpoint. The
-//! loader checks all of it before touching the kernel ([`bundle`]), loads
-//! every changed program through the verifier, writes the *inactive*
+//! text, each local endpoint's settings, and the two program templates
+//! (bodies). The loader checks all of it before touching the kernel
+//! ([`bundle`]), loads each changed endpoint's stub and the bodies it calls
+//! through the verifier ([`programs`]), writes the *inactive*
 //! generation of the shared maps ([`maps`]; every policy-bearing map holds
 //! two generations told apart by a key byte), flips the one `state` slot
 //! that programs read per packet, and then attaches programs with tcx

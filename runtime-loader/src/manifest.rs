@@ -11,7 +11,7 @@
 use crate::bundle::BundleError;
 use policyc_ebpf::abi;
 use policyc_ebpf::config::EndpointConfig;
-use policyc_ebpf::specialize::specialize;
+use policyc_ebpf::specialize::specialize_body;
 use policyc_ebpf::Template;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// The bundle format this loader reads.
-pub const FORMAT_VERSION: u32 = 4;
+/// The bundle format this loader reads (5: its templates are bodies for
+/// this loader's endpoint stub, `policyc_ebpf::ENDPOINT_STUB`).
+pub const FORMAT_VERSION: u32 = 5;
 
 #[derive(Debug, Deserialize)]
 struct ManifestFile {
@@ -293,7 +294,7 @@ impl Manifest {
             }
             Ok(bytes)
         };
-        Ok(Templates { from: read(&self.programs[0])?, to: read(&self.programs[1])? })
+        Ok(Templates { from: read(&self.programs[0])?, to: read(&self.programs[1])?, digest: self.templates_digest() })
     }
 
     /// What an endpoint's programs are made of besides its settings: the
@@ -317,21 +318,29 @@ pub fn checked_text(path: &str, what: &str, piece: &Piece, bytes: Vec<u8>) -> Re
     Ok(text)
 }
 
-/// The two program templates of a bundle.
+/// The two body templates of a bundle.
 #[derive(Clone, Debug)]
 pub struct Templates {
     from: Vec<u8>,
     to: Vec<u8>,
+    digest: String,
 }
 
 impl Templates {
-    /// `template` with `config` written in.
-    pub fn program(&self, template: Template, config: &EndpointConfig) -> Result<Vec<u8>, BundleError> {
+    /// The body `template` making the lookups `lookups`
+    /// ([`EndpointConfig::lookups`]).
+    pub fn body(&self, template: Template, lookups: u8) -> Result<Vec<u8>, BundleError> {
         let bytes = match template {
             Template::FromContainer => &self.from,
             Template::ToContainer => &self.to,
         };
-        specialize(bytes, config).map_err(|e| BundleError::Program(format!("`{}`: {e}", template.program_name())))
+        specialize_body(bytes, &EndpointConfig::of_lookups(lookups))
+            .map_err(|e| BundleError::Program(format!("`{}`: {e}", template.program_name())))
+    }
+
+    /// What the bodies are made of: [`Manifest::templates_digest`].
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 }
 

@@ -30,6 +30,20 @@ impl Paths {
         self.maps().join(name)
     }
 
+    /// Directory of the bodies' program arrays, one subdirectory per pair
+    /// of body templates.
+    pub fn bodies(&self) -> PathBuf {
+        self.root.join("bodies")
+    }
+
+    /// Directory of the bodies made from the templates of `digest` (a
+    /// manifest's `templates_digest`): the pinned `array` the stubs call
+    /// through, and each filled slot's body pinned under its number.
+    pub fn bodies_of(&self, digest: &str) -> PathBuf {
+        let short: Vec<&str> = digest.split('+').map(|d| d.get(..16).unwrap_or(d)).collect();
+        self.bodies().join(short.join("-"))
+    }
+
     /// Directory of the pinned tcx links.
     pub fn links(&self) -> PathBuf {
         self.root.join("links")

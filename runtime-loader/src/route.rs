@@ -101,6 +101,18 @@ pub fn host_routes() -> std::io::Result<Vec<Route>> {
     Ok(routes)
 }
 
+/// Parses `/proc/net/dev`: the names of the interfaces.
+pub fn parse_interfaces(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines().skip(2).filter_map(|line| Some(line.split_once(':')?.0.trim().to_string())).collect()
+}
+
+/// The interfaces of this process's network namespace (from `/proc`, which
+/// follows the process's namespace, unlike `/sys/class/net`, which follows
+/// the namespace sysfs was mounted in).
+pub fn host_interfaces() -> std::io::Result<std::collections::BTreeSet<String>> {
+    Ok(parse_interfaces(&std::fs::read_to_string("/proc/net/dev")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +131,14 @@ mod tests {
         assert_eq!(interface_for(&routes, "10.200.1.3".parse().unwrap()), Some("eth0"));
         assert_eq!(interface_for(&routes, "fd00:200::102".parse().unwrap()), Some("pc-a"));
         assert_eq!(interface_for(&routes, "fd00:201::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn reads_interface_names() {
+        let dev = "Inter-|   Receive                            |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes\n\
+                   \x20   lo:     100       1    0    0    0     0          0         0      100\n\
+                   pc-a0:       0       0    0    0    0     0          0         0        0\n";
+        assert_eq!(parse_interfaces(dev).into_iter().collect::<Vec<_>>(), ["lo", "pc-a0"]);
     }
 }

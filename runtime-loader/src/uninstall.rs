@@ -42,6 +42,11 @@ pub fn uninstall_waiting(paths: &Paths, wait: &LockWait) -> Result<Removed, Load
             removed.maps.push(pin.display().to_string());
         }
     }
+    if paths.bodies().exists() {
+        std::fs::remove_dir_all(paths.bodies())
+            .map_err(|e| kernel(format!("cannot unpin `{}`", paths.bodies().display()), e))?;
+        removed.maps.push(paths.bodies().display().to_string());
+    }
     for dir in [paths.links(), paths.maps(), paths.root.clone()] {
         // Only empty directories go: anything else there is not ours.
         let _ = std::fs::remove_dir(&dir);

@@ -20,13 +20,12 @@
 mod support;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use aya::Ebpf;
-use policyc_ebpf::Template;
+
 use policyc_loader::apply::{apply, ApplyOptions};
 use policyc_loader::bundle::Bundle;
 use policyc_loader::packet::{ProbePacket, TCP};
 use policyc_loader::paths::Paths;
-use policyc_loader::programs;
+use policyc_loader::programs::{self, LoadedEndpoint};
 use policyc_loader::status::status;
 use policyc_loader::uninstall::uninstall;
 use std::collections::BTreeMap;
@@ -154,17 +153,16 @@ fn interface_args(options: &ApplyOptions) -> Vec<String> {
 /// The server's `to_container`, with the lookups of both bundles, bound
 /// to the live maps of `paths` (a program the apply never swaps: what it
 /// sees is the maps' doing alone).
-fn server_probe(paths: &Paths, bundle_dir: &Path) -> Ebpf {
+fn server_probe(paths: &Paths, bundle_dir: &Path) -> LoadedEndpoint {
     let bundle = Bundle::read(bundle_dir).unwrap();
     let server = bundle.endpoints.iter().find(|e| e.name == "demo/server").unwrap();
-    let object = bundle.program(Template::ToContainer, &server.config).unwrap();
-    programs::load(paths, "demo/server", Template::ToContainer, &object).unwrap()
+    programs::load_endpoint(paths, "demo/server", &bundle.templates, &server.config).unwrap()
 }
 
 /// Whether the server (`10.200.<net>.2`) admits a new connection from
 /// `10.200.<net>.<src>` to `port`.
-fn admits(probe: &Ebpf, net: u32, src: u8, port: u16, sport: u16) -> bool {
-    let program: &SchedClassifier = probe.program("to_container").unwrap().try_into().unwrap();
+fn admits(probe: &LoadedEndpoint, net: u32, src: u8, port: u16, sport: u16) -> bool {
+    let program: &SchedClassifier = probe.stub.program("to_container").unwrap().try_into().unwrap();
     let (src, dst) = (format!("10.200.{net}.{src}").parse().unwrap(), format!("10.200.{net}.2").parse().unwrap());
     let frame = ProbePacket { src, dst, protocol: TCP, sport, dport: port }.to_bytes();
     let result = program.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() }).unwrap();
@@ -173,7 +171,7 @@ fn admits(probe: &Ebpf, net: u32, src: u8, port: u16, sport: u16) -> bool {
 
 /// `[client:80, other:80, client:8080]`: A admits only the first, B the
 /// first and the third.
-fn verdicts(probe: &Ebpf, net: u32, sport: u16) -> [bool; 3] {
+fn verdicts(probe: &LoadedEndpoint, net: u32, sport: u16) -> [bool; 3] {
     [admits(probe, net, 3, 80, sport), admits(probe, net, 4, 80, sport), admits(probe, net, 3, 8080, sport)]
 }
 
@@ -185,7 +183,7 @@ const B: [bool; 3] = [true, false, true];
 /// probe program on the live maps. Fields drop in order: the root is
 /// uninstalled before the namespaces and files go.
 struct AB {
-    probe: Ebpf,
+    probe: LoadedEndpoint,
     paths: Paths,
     opts: ApplyOptions,
     a: PathBuf,

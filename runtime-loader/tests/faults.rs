@@ -258,8 +258,9 @@ fn elf_section(elf: &[u8], name: &str) -> (usize, usize) {
 fn verifier_rejection_keeps_the_old_bundle() {
     let node = Node::new("v");
     let bad = node.copy_of_new("bad-program");
-    // The bundle's one `to_container` template: every endpoint's copy of it
-    // is refused, the first one loaded (in name order) names the error.
+    // The bundle's one `to_container` template: every body made from it is
+    // refused; the error names the first endpoint (in name order) calling
+    // the first body loaded.
     let object = bad.join("programs/to_container.o");
     let mut elf = std::fs::read(&object).unwrap();
     let (offset, size) = elf_section(&elf, "classifier");
@@ -276,7 +277,12 @@ fn verifier_rejection_keeps_the_old_bundle() {
     let before = node.snapshot();
     let stderr = refused(
         &node.apply(&bad),
-        &["the verifier refused `to_container` of endpoint `demo/", "verifier log:", "R9 !read_ok"],
+        &[
+            "the verifier refused `to_container` of the body (slot ",
+            "that endpoint `demo/",
+            "verifier log:",
+            "R9 !read_ok",
+        ],
     );
     assert_eq!(node.snapshot(), before, "a verifier rejection changed the node:\n{stderr}");
 

@@ -16,9 +16,10 @@ const CLANG: &str = "clang-19";
 const STRIP: &str = "llvm-strip-19";
 
 /// Sources and the objects they build, relative to `ebpf-templates/`.
-const OBJECTS: [(&str, &str); 3] = [
+const OBJECTS: [(&str, &str); 4] = [
     ("from_container.c", "from_container.o"),
     ("to_container.c", "to_container.o"),
+    ("endpoint.c", "endpoint.o"),
     ("bench/empty.c", "bench/empty.o"),
 ];
 

@@ -29,8 +29,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// Version of the bundle layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 4;
+/// Version of the bundle layout; bumped on any incompatible change (5: the
+/// program templates are bodies that the loader's endpoint stub tail-calls
+/// with the endpoint's id in `cb[0]`).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// One shared BPF map of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
