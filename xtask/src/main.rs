@@ -19,8 +19,10 @@ commands:
           compile the C templates into the objects committed beside them
           (--check: rebuild into a scratch directory, fail if bytes differ)
   bench apply [--quick]
-          (root) time and map writes of applying a one-rule change to a
-          node's policy of 1k/10k/100k entries, beside iptables-restore
+          (root) applies of a one-rule and a one-pod change to a node of
+          50k policy entries, beside iptables-restore (legacy and nft) of a
+          50k-rule table, and an apply from scratch of 1000 endpoints
+          (--quick: 100)
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)
