@@ -183,6 +183,8 @@ fn each_kind_of_change_is_named_and_attributed() {
     assert_eq!(cause.now.verdict, Verdict::Deny);
     assert_eq!(cause.now.by[0].policy, "CiliumNetworkPolicy shop/db-deny-web");
     assert!(cause.now.by[0].file.as_deref().unwrap().ends_with("new/20-deny-web.yaml"));
+    // Cited at the deny rule's own line, not the object's.
+    assert_eq!((cause.now.by[0].line, cause.now.by[0].rule_line), (Some(2), Some(12)));
 
     let case = load_case("selector-typo");
     assert_eq!(only_change(&case), (Change::Closed, s("shop/web"), s("shop/db"), vec![s("TCP/5432")]));
