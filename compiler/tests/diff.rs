@@ -244,6 +244,24 @@ fn an_unrelated_namespace_renumbers_nothing_and_leaves_existing_maps_alone() {
     }
 }
 
+#[test]
+fn a_shared_policy_map_names_the_endpoints_using_it() {
+    let case = load_case("shared-policy-map");
+    let policy_maps: Vec<(&str, Vec<&str>)> = case
+        .diff
+        .maps
+        .iter()
+        .filter(|m| m.file.starts_with("maps/policy/"))
+        .map(|m| (m.node.as_str(), m.endpoints.iter().map(String::as_str).collect()))
+        .collect();
+    let on_a = ["shop/db-0", "shop/db-1", "shop/db-2", "shop/db-3", "shop/db-4", "shop/db-5"];
+    assert_eq!(policy_maps, [("node-a", on_a.to_vec()), ("node-b", vec!["shop/db-6"])]);
+    // Maps that are not an endpoint's policy name no endpoints.
+    assert!(case.diff.maps.iter().filter(|m| !m.file.starts_with("maps/policy/")).all(|m| m.endpoints.is_empty()));
+    let text = human(&case.diff, case.sides(), false);
+    assert!(text.contains("(used by shop/db-0, shop/db-1, shop/db-2, shop/db-3, shop/db-4 and 1 more)"), "{text}");
+}
+
 fn policyc(cwd: &Path, args: &[&str]) -> (u8, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_policyc")).current_dir(cwd).args(args).output().expect("run policyc");
     let code = out.status.code().expect("exit code") as u8;
