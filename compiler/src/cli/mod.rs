@@ -55,9 +55,9 @@ pub enum Command {
     /// List every allowed connection between the endpoints of the input
     /// (and outside addresses).
     Connectivity(ConnectivityArgs),
-    /// Compare two policy trees (paths or `git:REV:PATH`): connections
-    /// opened and closed and the policies responsible, identities and map
-    /// entries added and removed.
+    /// Compare two policy trees (paths or `git:REV:PATH`; several per side
+    /// with --old/--new): connections opened and closed and the policies
+    /// responsible, identities and map entries added and removed.
     Diff(diff::DiffArgs),
     /// Draw the allowed-connectivity graph (Graphviz DOT, or SVG/PNG with
     /// `dot` installed): namespaces as clusters, edges labelled with ports,
