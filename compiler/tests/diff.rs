@@ -183,6 +183,8 @@ fn each_kind_of_change_is_named_and_attributed() {
     assert_eq!(cause.now.verdict, Verdict::Deny);
     assert_eq!(cause.now.by[0].policy, "CiliumNetworkPolicy shop/db-deny-web");
     assert!(cause.now.by[0].file.as_deref().unwrap().ends_with("new/20-deny-web.yaml"));
+    // Cited at the deny rule's own line, not the object's.
+    assert_eq!((cause.now.by[0].line, cause.now.by[0].rule_line), (Some(2), Some(12)));
 
     let case = load_case("selector-typo");
     assert_eq!(only_change(&case), (Change::Closed, s("shop/web"), s("shop/db"), vec![s("TCP/5432")]));
@@ -242,6 +244,24 @@ fn an_unrelated_namespace_renumbers_nothing_and_leaves_existing_maps_alone() {
     }
 }
 
+#[test]
+fn a_shared_policy_map_names_the_endpoints_using_it() {
+    let case = load_case("shared-policy-map");
+    let policy_maps: Vec<(&str, Vec<&str>)> = case
+        .diff
+        .maps
+        .iter()
+        .filter(|m| m.file.starts_with("maps/policy/"))
+        .map(|m| (m.node.as_str(), m.endpoints.iter().map(String::as_str).collect()))
+        .collect();
+    let on_a = ["shop/db-0", "shop/db-1", "shop/db-2", "shop/db-3", "shop/db-4", "shop/db-5"];
+    assert_eq!(policy_maps, [("node-a", on_a.to_vec()), ("node-b", vec!["shop/db-6"])]);
+    // Maps that are not an endpoint's policy name no endpoints.
+    assert!(case.diff.maps.iter().filter(|m| !m.file.starts_with("maps/policy/")).all(|m| m.endpoints.is_empty()));
+    let text = human(&case.diff, case.sides(), false);
+    assert!(text.contains("(used by shop/db-0, shop/db-1, shop/db-2, shop/db-3, shop/db-4 and 1 more)"), "{text}");
+}
+
 fn policyc(cwd: &Path, args: &[&str]) -> (u8, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_policyc")).current_dir(cwd).args(args).output().expect("run policyc");
     let code = out.status.code().expect("exit code") as u8;
@@ -269,6 +289,37 @@ fn exit_codes() {
     assert_eq!(code, 2);
     assert!(err.contains("names no revision"), "{err}");
     assert_eq!(policyc(&dir, &["diff", "old"]).0, 2);
+    // Sides are OLD NEW or --old/--new, not a mix.
+    for args in [&["diff", "--old", "old"][..], &["diff", "old", "--new", "new"], &["diff", "--new", "new"]] {
+        assert_eq!(policyc(&dir, args).0, 2, "{args:?}");
+    }
+}
+
+#[test]
+fn several_paths_per_side() {
+    let dir = case_dir("rule-added");
+    let (code, whole, err) = policyc(&dir, &["diff", "--format", "json", "old", "new"]);
+    assert_eq!(code, 0, "{err}");
+    // The same trees, each given as two files (the cluster file is shared).
+    let args = ["diff", "--format", "json", "--old", "old/00-cluster.yaml", "old/10-db-ingress.yaml"];
+    let (code, split, err) =
+        policyc(&dir, &[&args[..], &["--new", "old/00-cluster.yaml", "new/10-db-ingress.yaml"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (mut whole, mut split): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&whole).unwrap(), serde_json::from_str(&split).unwrap());
+    assert_eq!(split["old"], "old/00-cluster.yaml old/10-db-ingress.yaml");
+    assert_eq!(split["new"], "old/00-cluster.yaml new/10-db-ingress.yaml");
+    for v in [&mut whole, &mut split] {
+        v["old"] = serde_json::Value::Null;
+        v["new"] = serde_json::Value::Null;
+    }
+    assert_eq!(whole, split);
+    // A path given on one side only is a change of its own: `--new` adds a
+    // second cluster file to the new tree, and its duplicate objects are
+    // errors of that tree.
+    let (code, _, err) = policyc(&dir, &["diff", "--old", "old", "--new", "new", "old/00-cluster.yaml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the tree `new old/00-cluster.yaml` has errors"), "{err}");
 }
 
 fn git(cwd: &Path, args: &[&str]) {
@@ -315,6 +366,16 @@ fn git_revision_against_the_work_tree() {
     assert_eq!((code, out.lines().nth(1)), (0, Some("no changes")));
     let (code, out, err) = policyc(&repo.join("policies"), &["diff", "--exit-code", "git:HEAD~1:.", "git:HEAD:."]);
     assert_eq!(code, 1, "{err}");
+    assert!(out.contains("+ ops/toolbox -> shop/db  TCP/5432"), "{out}");
+
+    // A side of several inputs, Git and work tree mixed: the old policy
+    // file from the revision, the cluster file from the work tree.
+    let args = ["diff", "--exit-code", "--old", "policies/00-cluster.yaml", "git:HEAD~1:policies/10-db-ingress.yaml"];
+    let (code, out, err) = policyc(repo, &[&args[..], &["--new", "git:HEAD:policies"]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(out.starts_with(
+        "policyc diff policies/00-cluster.yaml git:HEAD~1:policies/10-db-ingress.yaml git:HEAD:policies\n"
+    ));
     assert!(out.contains("+ ops/toolbox -> shop/db  TCP/5432"), "{out}");
 
     // A path or revision that is not there: a read error naming it, exit 1.

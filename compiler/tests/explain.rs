@@ -17,7 +17,7 @@ fn explained(name: &str) -> Explanation {
     let cluster = &loaded.lowered.cluster;
     let index = cluster.endpoint_by_name(name).expect(name);
     let resolved = policyc_ir::resolve::resolve(cluster);
-    explain(cluster, &loaded.lowered.policy_locations, &resolved, index)
+    explain(&loaded, &resolved, index)
 }
 
 fn relative(text: String) -> String {

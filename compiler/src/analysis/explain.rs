@@ -9,10 +9,8 @@
 //! reference evaluator and adjacent ports with the same reasons merge.
 
 use crate::analysis::connectivity::{address_segments, full_range, port_cuts, Side, PROTOCOLS};
-use crate::analysis::reason::{
-    policy_json, policy_ref, policy_text, reason, reason_json, reason_text, PolicyRef, Reason,
-};
-use crate::diag::Location;
+use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text, Citations, PolicyRef, Reason};
+use crate::pipeline::Loaded;
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::{eval, Party, Query};
 use policyc_ir::policy::{Action, Subject};
@@ -94,8 +92,11 @@ fn rule_kind(direction: Direction, action: Action) -> &'static str {
     }
 }
 
-/// Explains endpoint `index` of `cluster` (`resolved` is its resolution).
-pub fn explain(cluster: &Cluster, locations: &[Location], resolved: &Resolved, index: usize) -> Explanation {
+/// Explains endpoint `index` of `loaded`'s cluster (`resolved` is its
+/// resolution).
+pub fn explain(loaded: &Loaded, resolved: &Resolved, index: usize) -> Explanation {
+    let citations = Citations::new(loaded);
+    let cluster = citations.cluster();
     let e = &cluster.endpoints[index];
     let mut selected_by = Vec::new();
     let mut isolated_by: [Vec<PolicyRef>; 2] = Default::default();
@@ -106,21 +107,21 @@ pub fn explain(cluster: &Cluster, locations: &[Location], resolved: &Resolved, i
         }
         let isolates: Vec<Direction> = Direction::BOTH.into_iter().filter(|d| policy.enforces(*d)).collect();
         for d in &isolates {
-            isolated_by[d.index()].push(policy_ref(cluster, locations, p, None));
+            isolated_by[d.index()].push(citations.policy_ref(p, None));
         }
         let mut rules = BTreeMap::new();
         for r in &policy.rules {
             *rules.entry(rule_kind(r.direction, r.action)).or_default() += 1;
         }
-        selected_by.push(Selection { policy: policy_ref(cluster, locations, p, None), isolates, rules });
+        selected_by.push(Selection { policy: citations.policy_ref(p, None), isolates, rules });
     }
 
     let mut peers: Vec<Side> = (0..cluster.endpoints.len()).filter(|&i| i != index).map(Side::Endpoint).collect();
     peers.extend(address_segments(cluster, &[]).into_iter().map(|(a, b)| Side::Addresses(a, b)));
     let cuts = port_cuts(cluster);
     let me = Side::Endpoint(index);
-    let reached_by = peers.iter().flat_map(|p| flows(cluster, locations, p, &me, p, &cuts)).collect();
-    let reaches = peers.iter().flat_map(|p| flows(cluster, locations, &me, p, p, &cuts)).collect();
+    let reached_by = peers.iter().flat_map(|p| flows(&citations, p, &me, p, &cuts)).collect();
+    let reaches = peers.iter().flat_map(|p| flows(&citations, &me, p, p, &cuts)).collect();
 
     Explanation {
         name: e.display_name(),
@@ -157,13 +158,13 @@ type Reasons = (Option<Reason>, Option<Reason>);
 /// The allowed flows from `src` to `dst`, grouped by reasons; `peer` is
 /// the end that is not the explained endpoint.
 fn flows(
-    cluster: &Cluster,
-    locations: &[Location],
+    citations: &Citations,
     src: &Side,
     dst: &Side,
     peer: &Side,
     cuts: &[std::collections::BTreeSet<u32>; 4],
 ) -> Vec<Flow> {
+    let cluster = citations.cluster();
     let mut grouped: BTreeMap<Reasons, Vec<(Protocol, PortRange)>> = BTreeMap::new();
     for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
         let full = full_range(protocol);
@@ -175,7 +176,7 @@ fn flows(
             let range = PortRange { lo: start as u16, hi: end as u16 };
             let verdict = eval(cluster, &Query { src: party(src), dst: party(dst), protocol, port: range.lo });
             let step = verdict.allowed().then(|| {
-                let r = |d: &Option<policyc_ir::eval::Decision>| d.as_ref().map(|d| reason(cluster, locations, d));
+                let r = |d: &Option<policyc_ir::eval::Decision>| d.as_ref().map(|d| citations.reason(d));
                 (r(&verdict.egress), r(&verdict.ingress))
             });
             match (&mut run, step) {

@@ -1,11 +1,15 @@
 //! Why a direction was decided as it was, in terms a reviewer can look
-//! up: the verdict and the rules (object, field path, file and line) or
-//! the isolating policies behind it. Shared by `diff` and `explain`.
+//! up: the verdict and the rules (object, field path, file and the rule's
+//! own line) or the isolating policies behind it. Shared by `diff`,
+//! `explain` and `trace`.
 
 use crate::diag::Location;
+use crate::lint::locate::Trees;
+use crate::pipeline::Loaded;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{Decision, RuleRef};
 use serde_json::{json, Value};
+use std::cell::OnceCell;
 
 /// A policy, or one rule of it, with where it is written.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,6 +23,87 @@ pub struct PolicyRef {
     pub file: Option<String>,
     /// Line of the object.
     pub line: Option<u32>,
+    /// Line of the rule (its list item), where the source gives it.
+    pub rule_line: Option<u32>,
+}
+
+impl PolicyRef {
+    /// The line to cite: the rule's, else the object's.
+    pub fn cited_line(&self) -> Option<u32> {
+        self.rule_line.or(self.line)
+    }
+}
+
+/// Where the policies of one loaded tree and their rules are written.
+///
+/// Lowering records each policy object's location; rules keep only their
+/// field path (positions stay out of the IR). A rule's line is found in
+/// the source text the way lint warnings find theirs ([`Trees`]): a file
+/// is parsed again on the first citation of a rule in it, and each
+/// policy's rule lines are looked up once.
+pub struct Citations<'a> {
+    cluster: &'a Cluster,
+    locations: &'a [Location],
+    trees: Trees<'a>,
+    /// Per policy, the line of each of its rules, found on first use.
+    rule_lines: Vec<OnceCell<Vec<Option<u32>>>>,
+}
+
+impl<'a> Citations<'a> {
+    /// The citations of `loaded`'s policies.
+    pub fn new(loaded: &'a Loaded) -> Self {
+        let cluster = &loaded.lowered.cluster;
+        Citations {
+            cluster,
+            locations: &loaded.lowered.policy_locations,
+            trees: Trees::new(&loaded.input.sources),
+            rule_lines: cluster.policies.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    /// The cluster whose policies these are.
+    pub fn cluster(&self) -> &'a Cluster {
+        self.cluster
+    }
+
+    /// Policy `policy` (and its rule `rule`) with where it is written.
+    pub fn policy_ref(&self, policy: usize, rule: Option<usize>) -> PolicyRef {
+        let p = &self.cluster.policies[policy];
+        let location = self.locations.get(policy);
+        let rule_line = rule.and_then(|r| {
+            let lines = self.rule_lines[policy].get_or_init(|| {
+                p.rules
+                    .iter()
+                    .map(|rule| {
+                        let at = location.and_then(|l| self.trees.position(l, Some(&rule.path)));
+                        at.map(|pos| pos.line)
+                    })
+                    .collect()
+            });
+            lines.get(r).copied().flatten()
+        });
+        PolicyRef {
+            policy: p.origin.to_string(),
+            rule: rule.map(|r| p.rules[r].path.clone()),
+            file: location.and_then(|l| l.file.clone()),
+            line: location.and_then(|l| l.pos).map(|pos| pos.line),
+            rule_line,
+        }
+    }
+
+    /// The reason of decision `d`.
+    pub fn reason(&self, d: &Decision) -> Reason {
+        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule))).collect();
+        match d {
+            Decision::NotIsolated => Reason::new(Verdict::NotIsolated, Vec::new()),
+            Decision::Allowed(rs) => Reason::new(Verdict::Allow, rules(rs)),
+            Decision::Redirected(rs) => Reason::new(Verdict::Redirect, rules(rs)),
+            Decision::Denied(rs) => Reason::new(Verdict::Deny, rules(rs)),
+            Decision::DefaultDeny(ps) => {
+                Reason::new(Verdict::DefaultDeny, ps.iter().map(|&p| self.policy_ref(p, None)).collect())
+            }
+        }
+    }
 }
 
 /// How one direction was decided in one tree.
@@ -76,41 +161,14 @@ impl Reason {
     }
 }
 
-/// The reason of decision `d` of `cluster` (`locations`: per policy, where
-/// its object is).
-pub fn reason(cluster: &Cluster, locations: &[Location], d: &Decision) -> Reason {
-    let rules = |rs: &[RuleRef]| rs.iter().map(|r| policy_ref(cluster, locations, r.policy, Some(r.rule))).collect();
-    match d {
-        Decision::NotIsolated => Reason::new(Verdict::NotIsolated, Vec::new()),
-        Decision::Allowed(rs) => Reason::new(Verdict::Allow, rules(rs)),
-        Decision::Redirected(rs) => Reason::new(Verdict::Redirect, rules(rs)),
-        Decision::Denied(rs) => Reason::new(Verdict::Deny, rules(rs)),
-        Decision::DefaultDeny(ps) => {
-            Reason::new(Verdict::DefaultDeny, ps.iter().map(|&p| policy_ref(cluster, locations, p, None)).collect())
-        }
-    }
-}
-
-/// Policy `policy` (and its rule `rule`) with where it is written.
-pub fn policy_ref(cluster: &Cluster, locations: &[Location], policy: usize, rule: Option<usize>) -> PolicyRef {
-    let p = &cluster.policies[policy];
-    let location = locations.get(policy);
-    PolicyRef {
-        policy: p.origin.to_string(),
-        rule: rule.map(|r| p.rules[r].path.clone()),
-        file: location.and_then(|l| l.file.clone()),
-        line: location.and_then(|l| l.pos).map(|pos| pos.line),
-    }
-}
-
-/// `Kind ns/name rule (file:line)`.
+/// `Kind ns/name rule (file:line)`, the line being the rule's where known.
 pub fn policy_text(p: &PolicyRef) -> String {
     let mut s = p.policy.clone();
     if let Some(rule) = &p.rule {
         s.push(' ');
         s.push_str(rule);
     }
-    match (&p.file, p.line) {
+    match (&p.file, p.cited_line()) {
         (Some(f), Some(l)) => s.push_str(&format!(" ({f}:{l})")),
         (Some(f), None) => s.push_str(&format!(" ({f})")),
         _ => {}
@@ -134,9 +192,10 @@ pub fn reason_text(r: &Reason) -> String {
     }
 }
 
-/// A policy reference as JSON: `{policy, rule, file, line}`.
+/// A policy reference as JSON: `{policy, rule, file, line, rule_line}`
+/// (`line` is the object's, `rule_line` the rule's).
 pub fn policy_json(p: &PolicyRef) -> Value {
-    json!({"policy": p.policy, "rule": p.rule, "file": p.file, "line": p.line})
+    json!({"policy": p.policy, "rule": p.rule, "file": p.file, "line": p.line, "rule_line": p.rule_line})
 }
 
 /// A reason as JSON: `{verdict, missing, by}`.
@@ -146,4 +205,89 @@ pub fn reason_json(r: &Reason) -> Value {
         "missing": r.missing,
         "by": r.by.iter().map(policy_json).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::Input;
+    use crate::pipeline::load_input;
+    use policyc_ir::eval::{eval, Party, Query};
+    use policyc_ir::protocol::Protocol;
+
+    /// A `List` whose second item is a Cilium policy with a `specs` list.
+    const TEXT: &str = "\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: a, namespace: x, labels: {app: a}}
+    spec: {containers: [{name: c}]}
+    status: {podIP: 10.0.0.1}
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: p, namespace: x}
+    specs:
+      - endpointSelector: {matchLabels: {app: a}}
+        egress:
+          - toCIDR: [192.0.2.0/24]
+      - endpointSelector: {matchLabels: {app: a}}
+        egressDeny:
+          - toPorts: [{ports: [{port: \"22\"}]}]
+          - toCIDR: [198.51.100.0/24]
+";
+
+    fn loaded() -> Loaded {
+        let mut input = Input::default();
+        input.add_source("f.yaml", TEXT.to_string());
+        let loaded = load_input(input);
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        loaded
+    }
+
+    #[test]
+    fn rules_are_cited_at_their_own_line() {
+        let loaded = loaded();
+        let citations = Citations::new(&loaded);
+        let policies = &citations.cluster().policies;
+        let mut cited = Vec::new();
+        for (p, policy) in policies.iter().enumerate() {
+            for r in 0..policy.rules.len() {
+                let at = citations.policy_ref(p, Some(r));
+                assert_eq!(at.line, Some(9), "the object's line stays the object's");
+                cited.push((at.rule.unwrap(), at.rule_line));
+            }
+        }
+        cited.sort();
+        let want = [("specs[0].egress[0]", 15), ("specs[1].egressDeny[0]", 18), ("specs[1].egressDeny[1]", 19)];
+        assert_eq!(cited, want.map(|(path, line)| (path.to_string(), Some(line))));
+
+        // A deny decides: the text cites the rule's line, and so does trace.
+        let query = Query {
+            src: Party::Endpoint(0),
+            dst: Party::External("198.51.100.7".parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 443,
+        };
+        let verdict = eval(citations.cluster(), &query);
+        let reason = citations.reason(verdict.egress.as_ref().unwrap());
+        assert_eq!(
+            reason_text(&reason),
+            "denied by CiliumNetworkPolicy x/p specs[1] specs[1].egressDeny[1] (f.yaml:19)"
+        );
+        let json = crate::analysis::trace::render_json(&citations, &query, &verdict);
+        assert_eq!(json["egress"]["rules"][0]["rule_line"], 19);
+        assert_eq!(json["egress"]["rules"][0]["line"], 9);
+        let text = crate::analysis::trace::render_human(&citations, &query, &verdict);
+        assert!(text.contains("- CiliumNetworkPolicy x/p specs[1] specs[1].egressDeny[1] (f.yaml:19)"), "{text}");
+    }
+
+    #[test]
+    fn a_policy_as_a_whole_is_cited_at_its_object() {
+        let loaded = loaded();
+        let at = Citations::new(&loaded).policy_ref(0, None);
+        assert_eq!((at.rule.as_deref(), at.line, at.rule_line, at.cited_line()), (None, Some(9), None, Some(9)));
+        assert_eq!(policy_text(&at), "CiliumNetworkPolicy x/p specs[0] (f.yaml:9)");
+    }
 }

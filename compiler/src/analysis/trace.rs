@@ -1,7 +1,7 @@
 //! Packet traces: the verdict on one connection and the rules that decided
 //! it, for each direction, from the reference evaluator.
 
-use crate::diag::Location;
+use crate::analysis::reason::{policy_json, policy_text, Citations};
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{Decision, Party, Query, RuleRef, Verdict};
 use policyc_ir::protocol::Direction;
@@ -17,49 +17,31 @@ pub fn party_name(cluster: &Cluster, p: Party) -> String {
     }
 }
 
-fn rule_text(cluster: &Cluster, locations: &[Location], r: &RuleRef) -> String {
-    let policy = &cluster.policies[r.policy];
-    let rule = &policy.rules[r.rule];
-    let at = locations.get(r.policy).and_then(|l| l.file.clone()).map(|f| format!(" ({f})")).unwrap_or_default();
-    format!("{} {}{at}", policy.origin, rule.path)
+/// A deciding rule as JSON: the shared citation
+/// ([`policy_json`]) with the policy's kind, namespace and name apart.
+fn rule_json(citations: &Citations, r: &RuleRef) -> Value {
+    let origin = &citations.cluster().policies[r.policy].origin;
+    let mut value = policy_json(&citations.policy_ref(r.policy, Some(r.rule)));
+    value["kind"] = json!(origin.kind.name());
+    value["namespace"] = json!(origin.namespace);
+    value["name"] = json!(origin.name);
+    value
 }
 
-fn rule_json(cluster: &Cluster, locations: &[Location], r: &RuleRef) -> Value {
-    let policy = &cluster.policies[r.policy];
-    let loc = locations.get(r.policy);
-    json!({
-        "policy": policy.origin.to_string(),
-        "kind": policy.origin.kind.name(),
-        "namespace": policy.origin.namespace,
-        "name": policy.origin.name,
-        "rule": policy.rules[r.rule].path,
-        "file": loc.and_then(|l| l.file.clone()),
-        "line": loc.and_then(|l| l.pos).map(|p| p.line),
-    })
-}
-
-fn decision_text(cluster: &Cluster, locations: &[Location], d: &Decision) -> (String, Vec<String>) {
-    let rules = |rs: &[RuleRef]| rs.iter().map(|r| rule_text(cluster, locations, r)).collect::<Vec<_>>();
-    match d {
-        Decision::NotIsolated => ("allowed: no policy isolates this direction".into(), vec![]),
-        Decision::Allowed(rs) => ("allowed by".into(), rules(rs)),
-        Decision::Redirected(rs) => ("allowed through the L7 proxy by".into(), rules(rs)),
-        Decision::Denied(rs) => ("denied by".into(), rules(rs)),
-        Decision::DefaultDeny(ps) => (
-            "denied: isolated and no rule allows it; isolated by".into(),
-            ps.iter()
-                .map(|&p| {
-                    let at =
-                        locations.get(p).and_then(|l| l.file.clone()).map(|f| format!(" ({f})")).unwrap_or_default();
-                    format!("{}{at}", cluster.policies[p].origin)
-                })
-                .collect(),
-        ),
-    }
+fn decision_text(citations: &Citations, d: &Decision) -> (String, Vec<String>) {
+    let head = match d {
+        Decision::NotIsolated => "allowed: no policy isolates this direction",
+        Decision::Allowed(_) => "allowed by",
+        Decision::Redirected(_) => "allowed through the L7 proxy by",
+        Decision::Denied(_) => "denied by",
+        Decision::DefaultDeny(_) => "denied: isolated and no rule allows it; isolated by",
+    };
+    (head.to_string(), citations.reason(d).by.iter().map(policy_text).collect())
 }
 
 /// Human rendering of a trace.
-pub fn render_human(cluster: &Cluster, locations: &[Location], query: &Query, verdict: &Verdict) -> String {
+pub fn render_human(citations: &Citations, query: &Query, verdict: &Verdict) -> String {
+    let cluster = citations.cluster();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -79,7 +61,7 @@ pub fn render_human(cluster: &Cluster, locations: &[Location], query: &Query, ve
                 let _ = writeln!(out, "not an endpoint of the cluster, no policy applies");
             }
             Some(d) => {
-                let (head, rules) = decision_text(cluster, locations, d);
+                let (head, rules) = decision_text(citations, d);
                 let _ = writeln!(out, "{head}");
                 for r in rules {
                     let _ = writeln!(out, "    - {r}");
@@ -91,10 +73,11 @@ pub fn render_human(cluster: &Cluster, locations: &[Location], query: &Query, ve
 }
 
 /// JSON rendering of a trace.
-pub fn render_json(cluster: &Cluster, locations: &[Location], query: &Query, verdict: &Verdict) -> Value {
+pub fn render_json(citations: &Citations, query: &Query, verdict: &Verdict) -> Value {
+    let cluster = citations.cluster();
     let side = |d: &Option<Decision>| -> Value {
         let Some(d) = d else { return Value::Null };
-        let rules = |rs: &[RuleRef]| rs.iter().map(|r| rule_json(cluster, locations, r)).collect::<Vec<_>>();
+        let rules = |rs: &[RuleRef]| rs.iter().map(|r| rule_json(citations, r)).collect::<Vec<_>>();
         match d {
             Decision::NotIsolated => json!({"verdict": "allow", "reason": "not-isolated"}),
             Decision::Allowed(rs) => json!({"verdict": "allow", "reason": "rule", "rules": rules(rs)}),

@@ -1,4 +1,5 @@
-//! `policyc diff OLD NEW`: what changes between two policy trees.
+//! `policyc diff OLD NEW` (or `--old PATH... --new PATH...`): what
+//! changes between two policy trees.
 //!
 //! Exit codes: 0 (also when something changed, unless `--exit-code`),
 //! 1 with `--exit-code` when something changed, or when either tree has
@@ -9,7 +10,7 @@ use crate::analysis::diff::render::{human, markdown, to_json, Sides};
 use crate::analysis::diff::tree::Tree;
 use crate::analysis::diff::{diff, Diff};
 use crate::diag::render::Format;
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use std::io::IsTerminal;
 
 /// Output format of `diff`.
@@ -23,14 +24,28 @@ pub enum DiffFormat {
     Json,
 }
 
-/// Arguments of `diff`.
+/// Arguments of `diff`: `OLD NEW`, or `--old PATH... --new PATH...` for
+/// sides of several paths.
 #[derive(Debug, Args)]
+#[command(override_usage = "policyc diff [OPTIONS] OLD NEW\n       policyc diff [OPTIONS] --old PATH... --new PATH...")]
+#[command(group(ArgGroup::new("old_tree").required(true).args(["old", "old_paths"])))]
+#[command(group(ArgGroup::new("new_tree").required(true).args(["new", "new_paths"])))]
 pub struct DiffArgs {
     /// The old tree: a file, a directory, or `git:REV:PATH` (read from the
     /// repository holding the current directory).
-    pub old: String,
+    #[arg(value_name = "OLD", conflicts_with_all = ["old_paths", "new_paths"])]
+    pub old: Option<String>,
     /// The new tree, written the same way.
-    pub new: String,
+    #[arg(value_name = "NEW")]
+    pub new: Option<String>,
+    /// The old tree as several paths (each a file, a directory or
+    /// `git:REV:PATH`), read together as one tree; instead of OLD NEW,
+    /// with --new.
+    #[arg(long = "old", value_name = "PATH", num_args = 1..)]
+    pub old_paths: Vec<String>,
+    /// The new tree as several paths, written the same way; with --old.
+    #[arg(long = "new", value_name = "PATH", num_args = 1..)]
+    pub new_paths: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: DiffFormat,
@@ -41,7 +56,10 @@ pub struct DiffArgs {
 
 /// Runs `diff`.
 pub fn run(args: &DiffArgs) -> u8 {
-    let (old, new) = match (Tree::parse(&args.old), Tree::parse(&args.new)) {
+    // Clap lets through either OLD NEW or --old/--new, never both.
+    let old_args: Vec<&String> = args.old.iter().chain(&args.old_paths).collect();
+    let new_args: Vec<&String> = args.new.iter().chain(&args.new_paths).collect();
+    let (old, new) = match (Tree::parse(&old_args), Tree::parse(&new_args)) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");

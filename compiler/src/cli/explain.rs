@@ -34,7 +34,7 @@ pub fn run(args: &ExplainArgs) -> u8 {
         return EXIT_USAGE;
     };
     let resolved = policyc_ir::resolve::resolve(cluster);
-    let x = explain(cluster, &loaded.lowered.policy_locations, &resolved, index);
+    let x = explain(&loaded, &resolved, index);
     let out = match args.output {
         TraceOutput::Human => render_human(&x),
         TraceOutput::Json => serde_json::to_string_pretty(&render_json(&x)).expect("JSON values serialize") + "\n",

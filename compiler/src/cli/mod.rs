@@ -11,6 +11,7 @@ pub mod graph;
 pub mod phases;
 pub mod query;
 
+use crate::analysis::reason::Citations;
 use crate::analysis::{connectivity, trace};
 use crate::diag::render::{render, Format};
 use crate::pipeline::{load, Loaded};
@@ -54,9 +55,9 @@ pub enum Command {
     /// List every allowed connection between the endpoints of the input
     /// (and outside addresses).
     Connectivity(ConnectivityArgs),
-    /// Compare two policy trees (paths or `git:REV:PATH`): connections
-    /// opened and closed and the policies responsible, identities and map
-    /// entries added and removed.
+    /// Compare two policy trees (paths or `git:REV:PATH`; several per side
+    /// with --old/--new): connections opened and closed and the policies
+    /// responsible, identities and map entries added and removed.
     Diff(diff::DiffArgs),
     /// Draw the allowed-connectivity graph (Graphviz DOT, or SVG/PNG with
     /// `dot` installed): namespaces as clusters, edges labelled with ports,
@@ -300,7 +301,7 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Err(code) => return code,
     };
     let cluster = &loaded.lowered.cluster;
-    let locations = &loaded.lowered.policy_locations;
+    let citations = Citations::new(&loaded);
     // A selector may name several endpoints: every pair is traced (an
     // endpoint with itself is skipped), and JSON output becomes an array.
     let many = srcs.len() > 1 || dsts.len() > 1;
@@ -313,8 +314,8 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
             let verdict = policyc_ir::eval::eval(cluster, &query);
             all_allowed &= verdict.allowed();
             match args.output {
-                TraceOutput::Human => texts.push(trace::render_human(cluster, locations, &query, &verdict)),
-                TraceOutput::Json => values.push(trace::render_json(cluster, locations, &query, &verdict)),
+                TraceOutput::Human => texts.push(trace::render_human(&citations, &query, &verdict)),
+                TraceOutput::Json => values.push(trace::render_json(&citations, &query, &verdict)),
             }
         }
     }

@@ -1,4 +1,6 @@
-//! Where a warning points: the line and column of the field it is about.
+//! Where a warning points: the line and column of the field it is about;
+//! also where `explain`, `diff` and `trace` cite a deciding rule
+//! ([`crate::analysis::reason`]).
 //!
 //! Lowered policies keep field paths (`spec.ingress[0]`), not positions:
 //! positions stay out of the IR so that its dumps do not change with
@@ -16,13 +18,13 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 /// The YAML trees of the input files, parsed on first use.
-pub(super) struct Trees<'a> {
+pub(crate) struct Trees<'a> {
     files: BTreeMap<&'a str, (&'a str, OnceCell<Vec<Document>>)>,
 }
 
 impl<'a> Trees<'a> {
     /// Trees of `sources`, none parsed yet.
-    pub(super) fn new(sources: &'a Sources) -> Trees<'a> {
+    pub(crate) fn new(sources: &'a Sources) -> Trees<'a> {
         Trees { files: sources.iter().map(|(name, text)| (name.as_str(), (text.as_str(), OnceCell::new()))).collect() }
     }
 
@@ -52,7 +54,7 @@ impl<'a> Trees<'a> {
     /// points: a field's key (`podSelector:`), a list item's first
     /// character, or the object's first key when `path` is not in the
     /// source. `None` when the object itself cannot be found.
-    pub(super) fn position(&self, location: &Location, path: Option<&str>) -> Option<Pos> {
+    pub(crate) fn position(&self, location: &Location, path: Option<&str>) -> Option<Pos> {
         let object = self.object(location)?;
         let at =
             path.and_then(|path| resolve(object, path)).map(|(key, node)| key.map_or_else(|| start(node), |k| k.pos));

@@ -16,7 +16,7 @@
 //! input has endpoints at all: a repository of policies without pods or
 //! workloads would otherwise warn on every selector.
 
-mod locate;
+pub(crate) mod locate;
 mod peers;
 mod ports;
 mod selectors;

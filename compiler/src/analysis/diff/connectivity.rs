@@ -8,9 +8,8 @@
 //! same reasons merge into one port range.
 
 use crate::analysis::connectivity::{address_segments, full_range, port_cuts, PROTOCOLS};
-use crate::analysis::reason::reason;
+use crate::analysis::reason::Citations;
 pub use crate::analysis::reason::{PolicyRef, Reason, Verdict};
-use crate::diag::Location;
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::Cluster;
@@ -101,7 +100,7 @@ impl ConnectivityChange {
 /// One tree, ready to judge peers by name.
 struct Side<'a> {
     cluster: &'a Cluster,
-    locations: &'a [Location],
+    citations: Citations<'a>,
     by_name: BTreeMap<String, usize>,
 }
 
@@ -112,7 +111,7 @@ impl<'a> Side<'a> {
     fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
         let by_name = cluster.endpoints.iter().enumerate().map(|(i, e)| (e.display_name(), i)).collect();
-        Side { cluster, locations: &loaded.lowered.policy_locations, by_name }
+        Side { cluster, citations: Citations::new(loaded), by_name }
     }
 
     /// The party of `peer` in this tree; `None` if the endpoint is absent.
@@ -139,13 +138,8 @@ impl<'a> Side<'a> {
             return ([absent(src), absent(dst)], false);
         };
         let verdict = eval(self.cluster, &Query { src: s, dst: d, protocol, port });
-        let judged =
-            [verdict.egress.as_ref().map(|x| self.reason(x)), verdict.ingress.as_ref().map(|x| self.reason(x))];
-        (judged, verdict.allowed())
-    }
-
-    fn reason(&self, d: &Decision) -> Reason {
-        reason(self.cluster, self.locations, d)
+        let reason = |d: &Option<Decision>| d.as_ref().map(|d| self.citations.reason(d));
+        ([reason(&verdict.egress), reason(&verdict.ingress)], verdict.allowed())
     }
 }
 

@@ -2,7 +2,10 @@
 //! deletes a node's loader would make to go from one bundle to the other.
 //!
 //! Map files hold one entry per line, sorted, so an entry whose value
-//! changes shows as one line removed and one added.
+//! changes shows as one line removed and one added. A policy map file is
+//! named after an identity (`maps/policy/<identity>.txt`) and shared by
+//! that identity's endpoints on the node: each change to one names the
+//! endpoints that use it, as the bundles' `manifest.json` lists them.
 
 use crate::emit::Bundle;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +19,11 @@ const SKIPPED: &[&str] = &["maps/identities.txt"];
 pub struct MapChange {
     /// Node of the bundle.
     pub node: String,
-    /// File in the bundle (`maps/policy/shop.db-0.txt`).
+    /// File in the bundle (`maps/policy/16931.txt`).
     pub file: String,
+    /// The endpoints (`ns/pod`) whose policy map the file is, in the old
+    /// or the new bundle, sorted; empty for the other maps.
+    pub endpoints: Vec<String>,
     /// Lines only in the old bundle, sorted.
     pub removed: Vec<String>,
     /// Lines only in the new bundle, sorted.
@@ -39,6 +45,10 @@ pub fn changes(old: &[Bundle], new: &[Bundle]) -> Vec<MapChange> {
         out
     };
     let (o, n) = (files(old), files(new));
+    let mut users = policy_file_users(old);
+    for (key, names) in policy_file_users(new) {
+        users.entry(key).or_default().extend(names);
+    }
     let empty = BTreeSet::new();
     let keys: BTreeSet<&(String, String)> = o.keys().chain(n.keys()).collect();
     keys.into_iter()
@@ -49,9 +59,26 @@ pub fn changes(old: &[Bundle], new: &[Bundle]) -> Vec<MapChange> {
             (!removed.is_empty() || !added.is_empty()).then(|| MapChange {
                 node: key.0.clone(),
                 file: key.1.clone(),
+                endpoints: users.get(key).map(|names| names.iter().cloned().collect()).unwrap_or_default(),
                 removed,
                 added,
             })
         })
         .collect()
+}
+
+/// Per node and policy file, the endpoints using it, from each bundle's
+/// `manifest.json` (`endpoints[].name` and `.policy_file`).
+fn policy_file_users(bundles: &[Bundle]) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for b in bundles {
+        let Some(manifest) = b.files.get("manifest.json") else { continue };
+        let Ok(manifest) = serde_json::from_str::<serde_json::Value>(manifest) else { continue };
+        for e in manifest["endpoints"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(file)) = (e["name"].as_str(), e["policy_file"].as_str()) {
+                out.entry((b.node.clone(), file.to_string())).or_default().insert(name.to_string());
+            }
+        }
+    }
+    out
 }

@@ -3,6 +3,7 @@
 
 use super::connectivity::{Cause, Change, ConnectivityChange};
 use super::identities::{IdentityChange, IdentityLine};
+use super::maps::MapChange;
 use super::Diff;
 use crate::analysis::reason::reason_json;
 pub use crate::analysis::reason::reason_text;
@@ -119,7 +120,7 @@ pub fn human(diff: &Diff, sides: Sides, color: bool) -> String {
     if !diff.maps.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("map entries"));
         for m in &diff.maps {
-            let _ = writeln!(out, "  {} {}", m.node, m.file);
+            let _ = writeln!(out, "  {} {}{}", m.node, m.file, users(m, str::to_string));
             for l in &m.removed {
                 let _ = writeln!(out, "    {}", p.removed(&format!("- {l}")));
             }
@@ -129,6 +130,22 @@ pub fn human(diff: &Diff, sides: Sides, color: bool) -> String {
         }
     }
     out
+}
+
+/// How many endpoints of a policy file text and Markdown name; JSON
+/// names them all.
+const USERS_SHOWN: usize = 5;
+
+/// ` (used by a/x, b/y and 3 more)` for a policy file, each name written
+/// by `name`; empty for a file no endpoint uses as its policy map.
+fn users(m: &MapChange, name: impl Fn(&str) -> String) -> String {
+    if m.endpoints.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = m.endpoints.iter().take(USERS_SHOWN).map(|e| name(e)).collect();
+    let more = m.endpoints.len().saturating_sub(USERS_SHOWN);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!(" (used by {}{more})", shown.join(", "))
 }
 
 /// Text safe inside a Markdown table cell.
@@ -199,9 +216,10 @@ pub fn markdown(diff: &Diff, sides: Sides) -> String {
         for m in &diff.maps {
             let _ = writeln!(
                 out,
-                "<details><summary>{} <code>{}</code>: {} added, {} removed</summary>\n",
+                "<details><summary>{} <code>{}</code>{}: {} added, {} removed</summary>\n",
                 m.node,
                 m.file,
+                users(m, |e| format!("<code>{e}</code>")),
                 m.added.len(),
                 m.removed.len()
             );
@@ -222,7 +240,8 @@ fn identity_json(l: &IdentityLine) -> Value {
     json!({"identity": l.identity, "kind": l.kind, "labels": l.labels})
 }
 
-/// JSON: `{old, new, changed, summary, connections, endpoints, identities, maps}`.
+/// JSON: `{old, new, changed, summary, connections, endpoints, identities, maps}`;
+/// each of `maps` is `{node, file, endpoints, removed, added}`.
 pub fn to_json(diff: &Diff, sides: Sides) -> Value {
     let connections: Vec<Value> = diff
         .connectivity
@@ -256,7 +275,9 @@ pub fn to_json(diff: &Diff, sides: Sides) -> Value {
     let maps: Vec<Value> = diff
         .maps
         .iter()
-        .map(|m| json!({"node": m.node, "file": m.file, "removed": m.removed, "added": m.added}))
+        .map(|m| {
+            json!({"node": m.node, "file": m.file, "endpoints": m.endpoints, "removed": m.removed, "added": m.added})
+        })
         .collect();
     json!({
         "old": sides.old,
