@@ -22,13 +22,12 @@ pub fn try_map<T: Sync, R: Send, E: Send>(items: &[T], f: impl Fn(&T) -> Result<
 }
 
 /// The number of available cores: the threads [`map`] and [`try_map`] use.
-pub fn cores() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// [`try_map`] on up to `threads` threads: more than [`cores`] for work that
-/// mostly waits (the loader's tcx attaches each wait for an RCU grace
-/// period, which concurrent waiters share).
+/// mostly waits (the loader's tcx attaches).
 pub fn try_map_on<T: Sync, R: Send, E: Send>(
     threads: usize,
     items: &[T],

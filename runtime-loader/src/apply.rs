@@ -238,8 +238,11 @@ fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Res
         .collect())
 }
 
-/// Threads attaching programs: a tcx attach mostly waits for an RCU grace
-/// period (about 10 ms here), which concurrent attaches share.
+/// Threads attaching programs. The kernel serializes tcx attaches (under
+/// the rtnl lock, each waiting for an RCU grace period, about 13 ms here
+/// unless grace periods are expedited); threads overlap the rest (opening
+/// and pinning links). Measured with 100 new endpoints: attaching took
+/// 2.99 s on one thread, 2.74 s on these; 36 and 14 ms with expedited RCU.
 const ATTACH_THREADS: usize = 64;
 
 /// Attaches the loaded programs of each endpoint (both hooks), on many
