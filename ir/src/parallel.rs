@@ -26,7 +26,7 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// [`try_map`] on up to `threads` threads: more than [`cores`] for work that
+/// [`try_map`] on up to `threads` threads: more than the cores for work that
 /// mostly waits (the loader's tcx attaches).
 pub fn try_map_on<T: Sync, R: Send, E: Send>(
     threads: usize,
