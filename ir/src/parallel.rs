@@ -33,7 +33,12 @@ pub fn try_map_on<T: Sync, R: Send, E: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R, E> + Sync,
 ) -> Result<Vec<R>, E> {
-    let threads = threads.min(items.len()).max(1);
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        // Nothing to spread: no thread is started (an apply of a small
+        // change has no program to attach, for one).
+        return items.iter().map(f).collect();
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let mut done: Vec<(usize, Result<R, E>)> = std::thread::scope(|scope| {
