@@ -151,6 +151,7 @@ impl Drop for Probe {
             let _ = std::fs::remove_file(self.paths.map(layout.name));
         }
         let _ = std::fs::remove_dir(self.paths.maps());
+        let _ = std::fs::remove_dir_all(self.paths.bodies());
         let _ = std::fs::remove_dir(&self.paths.root);
     }
 }

@@ -130,4 +130,8 @@ fn every_packet_is_counted_once_where_it_was_decided() {
     let dropped = list.iter().find(|c| c.reason == policy).unwrap();
     assert_eq!((dropped.reason_name, dropped.direction), ("policy-denied", "ingress"));
     assert!(list.iter().filter(|c| c.reason == 0).all(|c| c.reason_name == "forwarded"));
+
+    // A probe leaves nothing pinned: maps, bodies and its root are gone.
+    drop(probe);
+    assert!(!paths.root.exists(), "the probe left pins under `{}`", paths.root.display());
 }
