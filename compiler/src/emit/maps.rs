@@ -21,7 +21,7 @@ use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
 use policyc_ir::labels::Labels;
-use policyc_ir::policy_map::{MapVerdict, PolicyMap};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -267,7 +267,14 @@ impl RuleNames {
 /// number of other rules that gave the same verdict (`,+2`), left out when
 /// there are none.
 pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
-    let mut out = String::with_capacity(map.entries.len() * 64);
+    // Room for every line at once: growing the text as it is written
+    // copied it over and over.
+    let longest_verdict = |entry: &PolicyEntry| match &entry.verdict {
+        MapVerdict::Redirect(parser) => "redirect:".len() + parser.len(),
+        _ => "allow".len(),
+    };
+    let capacity = map.entries.iter().map(|e| LINE_FIELDS + longest_verdict(e) + names.get(e.rule).len()).sum();
+    let mut out = String::with_capacity(capacity);
     for entry in &map.entries {
         let key = &entry.key;
         out.push_str(key.direction.name());
@@ -302,6 +309,10 @@ pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
     }
     (out, map.entries.len())
 }
+
+/// The longest a policy line is without its verdict and rule name:
+/// `ingress 4294967295 255/65535/24 ` and `,+4294967295` and the newline.
+const LINE_FIELDS: usize = 32 + 12 + 1;
 
 /// Appends the decimal digits of `n` (what `write!` does, without the
 /// formatting machinery, which dominated emission time).
