@@ -317,8 +317,11 @@ enum PeerSet {
 }
 
 impl PeerSet {
-    fn from_set(ids: BTreeSet<Identity>) -> PeerSet {
-        PeerSet::Ids(ids.into_iter().collect())
+    /// The set of `ids`, in any order and with repeats.
+    fn from_ids(mut ids: Vec<Identity>) -> PeerSet {
+        ids.sort_unstable();
+        ids.dedup();
+        PeerSet::Ids(ids)
     }
 }
 
@@ -501,7 +504,10 @@ impl<'a> Context<'a> {
             Peers::Any => return PeerSet::Any,
             Peers::Only(list) => list,
         };
-        let mut ids = BTreeSet::new();
+        // Gathered in a vector and sorted once: inserting thousands of
+        // identities (`toEntities: [cluster]`) into a set one by one, for
+        // each of thousands of rules, was the largest part of this step.
+        let mut ids = Vec::new();
         for peer in list {
             match peer {
                 Peer::Endpoints(selector) => ids.extend(by_selector(selector)),
@@ -520,7 +526,7 @@ impl<'a> Context<'a> {
                 Peer::Entity(entity) => ids.extend(self.entity(*entity)),
             }
         }
-        PeerSet::from_set(ids)
+        PeerSet::from_ids(ids)
     }
 
     /// Restricts `set` to identities whose selector labels meet every
