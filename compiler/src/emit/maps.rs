@@ -340,7 +340,23 @@ pub struct RenderedMaps {
     /// Text and lookups per map, by the map's address (the maps live in the
     /// [`Resolved`] for the whole emission; the address is only a key, never
     /// dereferenced, and nothing iterates this map).
-    by_map: HashMap<usize, (Arc<str>, EndpointConfig)>,
+    by_map: HashMap<usize, RenderedMap>,
+}
+
+/// One rendered policy map.
+#[derive(Debug)]
+struct RenderedMap {
+    text: Arc<str>,
+    lookups: EndpointConfig,
+    /// The rules its entries name, sorted, each once.
+    rules: Vec<RuleRef>,
+}
+
+impl RenderedMap {
+    fn new(names: &RuleNames, map: &PolicyMap) -> RenderedMap {
+        let rules: BTreeSet<RuleRef> = map.entries.iter().map(|entry| entry.rule).collect();
+        RenderedMap { text: Arc::from(policy(names, map).0), lookups: lookups(map), rules: rules.into_iter().collect() }
+    }
 }
 
 impl RenderedMaps {
@@ -359,7 +375,7 @@ impl RenderedMaps {
                 maps.push(&e.policy);
             }
         }
-        let rendered = policyc_ir::parallel::map(&maps, |map| (Arc::from(policy(names, map).0), lookups(map)));
+        let rendered = policyc_ir::parallel::map(&maps, |map| RenderedMap::new(names, map));
         let by_map = maps.iter().map(|map| Arc::as_ptr(map) as usize).zip(rendered).collect();
         RenderedMaps { by_map }
     }
@@ -368,21 +384,30 @@ impl RenderedMaps {
     /// holds the map, so that writing can tell it is the same file.
     pub fn text(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> Arc<str> {
         match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some((text, _)) => Arc::clone(text),
+            Some(rendered) => Arc::clone(&rendered.text),
             None => Arc::from(policy(names, map).0),
+        }
+    }
+
+    /// The rules the entries of `map` name, sorted, each once (gathered
+    /// once per map: a node's bundle lists the rules of all its maps).
+    pub fn rules(&self, map: &Arc<PolicyMap>) -> Vec<RuleRef> {
+        match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
+            Some(rendered) => rendered.rules.clone(),
+            None => map.entries.iter().map(|entry| entry.rule).collect::<BTreeSet<_>>().into_iter().collect(),
         }
     }
 
     /// Every rendered text.
     pub fn texts(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.by_map.values().map(|(text, _)| text)
+        self.by_map.values().map(|rendered| &rendered.text)
     }
 
     /// The settings of endpoint `endpoint_id`'s programs, whose policy is
     /// `map` ([`lookups`]).
     pub fn config(&self, endpoint_id: u16, map: &Arc<PolicyMap>) -> EndpointConfig {
         let lookups = match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some((_, lookups)) => *lookups,
+            Some(rendered) => rendered.lookups,
             None => lookups(map),
         };
         EndpointConfig { endpoint_id: u32::from(endpoint_id), ..lookups }

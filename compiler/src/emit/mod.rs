@@ -240,7 +240,7 @@ impl<'a> Shared<'a> {
             // Endpoints sharing a map share its file: render and check it once.
             if !files.contains_key(&policy_file) {
                 check_capacity(node, &format!("policy/{stem}"), lines, options.policy_map_capacity)?;
-                rules_used.extend(endpoint.policy.entries.iter().map(|entry| entry.rule));
+                rules_used.extend(texts.rules(&endpoint.policy));
                 files.insert(policy_file.clone(), texts.text(names, &endpoint.policy));
             }
             policy_entries += lines;
