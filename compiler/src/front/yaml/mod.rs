@@ -200,8 +200,11 @@ impl MarkedEventReceiver for Builder {
 }
 
 /// Resolves a plain scalar with the YAML 1.2 core schema.
-fn plain_scalar(text: String) -> Value {
-    match text.as_str() {
+/// `text` is owned (`yaml-rust2`'s events) or borrowed (the fast path's
+/// lines), so that only a string value is copied into a new allocation.
+fn plain_scalar<S: AsRef<str> + Into<String>>(owned: S) -> Value {
+    let text = owned.as_ref();
+    match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
@@ -226,7 +229,7 @@ fn plain_scalar(text: String) -> Value {
             return Value::Float(f);
         }
     }
-    Value::Str(text)
+    Value::Str(owned.into())
 }
 
 #[cfg(test)]
