@@ -17,7 +17,7 @@
 //! else in the cluster.
 
 use crate::labels::{Labels, RESERVED_PREFIX};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 /// A numeric security identity.
@@ -186,7 +186,10 @@ impl IdentityTable {
         label_sets: impl IntoIterator<Item = &'a Labels>,
         previous: Option<&IdentityTable>,
     ) -> Allocation {
-        let wanted: BTreeSet<&Labels> = label_sets.into_iter().collect();
+        // Many endpoints share a label set: deduplicate by hash, then sort
+        // the distinct sets (comparing label sets is slow, hashing is not).
+        let distinct: HashSet<&Labels> = label_sets.into_iter().collect();
+        let wanted: BTreeSet<&Labels> = distinct.into_iter().collect();
         let mut by_labels = BTreeMap::new();
         let mut used = BTreeSet::new();
         if let Some(previous) = previous {

@@ -134,7 +134,11 @@ pub fn resolve(cluster: &Cluster) -> Resolved {
 pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>) -> Resolved {
     let allocation = IdentityTable::allocate(cluster.endpoints.iter().map(|e| &e.labels), previous);
     let table = allocation.table;
-    let identity_of: Vec<Option<Identity>> = cluster.endpoints.iter().map(|e| table.get(&e.labels)).collect();
+    // Looked up by hash: comparing label sets, as the table's own lookup
+    // does, was most of this step at 10000 endpoints.
+    let by_labels: HashMap<&Labels, Identity> = table.iter().collect();
+    let identity_of: Vec<Option<Identity>> =
+        cluster.endpoints.iter().map(|e| by_labels.get(&e.labels).copied()).collect();
     let mut identities = BTreeMap::new();
     for id in Identity::RESERVED {
         let labels = id.reserved_labels().unwrap_or_default();
@@ -240,7 +244,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     // A policy map depends on the subject only through its labels (which
     // policies select it) and its named ports (ingress named ports are its
     // own), so pods of one workload share one computation and one map.
-    let mut distinct: BTreeMap<(&Labels, Vec<&NamedPort>), usize> = BTreeMap::new();
+    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>), usize> = HashMap::new();
     let mut subjects: Vec<(usize, Identity)> = Vec::new();
     let map_of: Vec<Option<usize>> = cluster
         .endpoints
@@ -313,8 +317,11 @@ enum PeerSet {
 }
 
 impl PeerSet {
-    fn from_set(ids: BTreeSet<Identity>) -> PeerSet {
-        PeerSet::Ids(ids.into_iter().collect())
+    /// The set of `ids`, in any order and with repeats.
+    fn from_ids(mut ids: Vec<Identity>) -> PeerSet {
+        ids.sort_unstable();
+        ids.dedup();
+        PeerSet::Ids(ids)
     }
 }
 
@@ -330,8 +337,22 @@ impl PeerSet {
 struct SpanCollector {
     spans: Vec<(u32, u32, MapVerdict, RuleRef)>,
     interned: HashMap<(u32, u32, MapVerdict, RuleRef), u32>,
-    /// (peer, direction, span index).
-    reaches: Vec<(Identity, Direction, u32)>,
+    /// (peer, direction, span index), packed by [`reach`] so that sorting
+    /// them (the largest step of building a large map) compares integers.
+    reaches: Vec<u64>,
+}
+
+/// `(peer, direction, span)` as one integer ordered as the triple is: the
+/// peer in the high 32 bits, the direction in the next one, the span index
+/// (below 2^31: a map has far fewer spans) in the low 31.
+fn reach(peer: Identity, direction: Direction, span: u32) -> u64 {
+    (u64::from(peer.get()) << 32) | ((direction.index() as u64) << 31) | u64::from(span & 0x7fff_ffff)
+}
+
+/// The `(peer, direction, span)` of a [`reach`].
+fn unpack(reach: u64) -> (Identity, Direction, u32) {
+    let direction = if reach >> 31 & 1 == 0 { Direction::Ingress } else { Direction::Egress };
+    (Identity((reach >> 32) as u32), direction, (reach & 0x7fff_ffff) as u32)
 }
 
 impl SpanCollector {
@@ -348,23 +369,24 @@ impl SpanCollector {
             self.spans.push(span);
             next
         });
-        self.reaches.extend(peers.iter().map(|&id| (id, direction, index)));
+        self.reaches.extend(peers.iter().map(|&id| reach(id, direction, index)));
     }
 
     /// The map entries, sorted by key.
     fn entries(mut self) -> Vec<PolicyEntry> {
         self.reaches.sort_unstable();
         self.reaches.dedup();
-        // Runs of one (peer, direction); the span indices of a run, in
-        // increasing order, are its signature.
-        let signatures: Vec<u32> = self.reaches.iter().map(|&(_, _, span)| span).collect();
+        // Runs of one (peer, direction) (one value of `reach >> 31`); the
+        // span indices of a run, in increasing order, are its signature.
+        let signatures: Vec<u32> = self.reaches.iter().map(|&r| unpack(r).2).collect();
         let mut block_lists: Vec<Vec<Block>> = Vec::new();
         let mut by_signature: HashMap<&[u32], usize> = HashMap::new();
         let mut entries = Vec::new();
         let mut start = 0;
         while start < self.reaches.len() {
-            let (identity, direction, _) = self.reaches[start];
-            let len = self.reaches[start..].iter().take_while(|r| r.0 == identity && r.1 == direction).count();
+            let (identity, direction, _) = unpack(self.reaches[start]);
+            let run = self.reaches[start] >> 31;
+            let len = self.reaches[start..].iter().take_while(|&&r| r >> 31 == run).count();
             let signature = &signatures[start..start + len];
             start += len;
             let list = *by_signature.entry(signature).or_insert_with(|| {
@@ -482,7 +504,10 @@ impl<'a> Context<'a> {
             Peers::Any => return PeerSet::Any,
             Peers::Only(list) => list,
         };
-        let mut ids = BTreeSet::new();
+        // Gathered in a vector and sorted once: inserting thousands of
+        // identities (`toEntities: [cluster]`) into a set one by one, for
+        // each of thousands of rules, was the largest part of this step.
+        let mut ids = Vec::new();
         for peer in list {
             match peer {
                 Peer::Endpoints(selector) => ids.extend(by_selector(selector)),
@@ -501,7 +526,7 @@ impl<'a> Context<'a> {
                 Peer::Entity(entity) => ids.extend(self.entity(*entity)),
             }
         }
-        PeerSet::from_set(ids)
+        PeerSet::from_ids(ids)
     }
 
     /// Restricts `set` to identities whose selector labels meet every
@@ -626,5 +651,26 @@ impl<'a> Context<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_reaches_sort_as_their_triples_and_unpack() {
+        let mut triples = Vec::new();
+        for peer in [Identity::ANY, Identity(u32::MAX), Identity(1), Identity(256), Identity(1 << 24 | 5)] {
+            for direction in Direction::BOTH {
+                for span in [0, 1, 7, 0x7fff_ffff] {
+                    triples.push((peer, direction, span));
+                }
+            }
+        }
+        let mut packed: Vec<u64> = triples.iter().rev().map(|&(p, d, s)| reach(p, d, s)).collect();
+        packed.sort_unstable();
+        triples.sort_unstable();
+        assert_eq!(packed.into_iter().map(unpack).collect::<Vec<_>>(), triples);
     }
 }

@@ -195,51 +195,70 @@ fn check_ipcache(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
     }
 }
 
+/// The broken invariants of `map`, the policy map of endpoint `name`.
+fn check_map(resolved: &Resolved, name: &str, map: &PolicyMap) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    let mut previous: Option<&PolicyKey> = None;
+    let mut previous_end: Option<(Identity, Direction, u32)> = None;
+    for entry in &map.entries {
+        let key = &entry.key;
+        if !key.identity.is_any() && !resolved.identities.contains_key(&key.identity) {
+            errors.push(ValidationError::UnknownIdentity {
+                at: format!("policy key `{key}` of `{name}`"),
+                identity: key.identity,
+            });
+        }
+        if key.prefix_len > PORT_SPACE_BITS || !key.is_aligned() {
+            errors.push(ValidationError::BadKey { endpoint: name.to_string(), key: key.clone() });
+            continue;
+        }
+        let Some((lo, hi)) = key.block() else { continue };
+        let overlaps =
+            previous_end.is_some_and(|(id, dir, end)| id == key.identity && dir == key.direction && lo <= end);
+        if previous.is_some_and(|p| p >= key) || overlaps {
+            errors.push(ValidationError::KeyOrder { endpoint: name.to_string(), key: key.clone() });
+        }
+        previous = Some(key);
+        previous_end = Some((key.identity, key.direction, hi));
+        let empty_parser = matches!(&entry.verdict, crate::policy_map::MapVerdict::Redirect(p) if p.is_empty());
+        if entry.rule_count == 0 || empty_parser {
+            errors.push(ValidationError::BadEntry { endpoint: name.to_string(), key: key.clone() });
+        }
+    }
+    errors
+}
+
 fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
     // Endpoints of one identity and named ports share one map; it is
-    // checked once, under the first endpoint's name.
+    // checked once, under the first endpoint's name. The maps hold most of
+    // what is checked, and are checked on every core.
     let mut checked_maps: HashSet<*const PolicyMap> = HashSet::new();
+    let mut first_users = Vec::new();
+    let mut before_map = Vec::new();
     for (i, endpoint) in resolved.endpoints.iter().enumerate() {
+        let mut found = Vec::new();
         let name = &endpoint.name;
         if endpoint.index != i {
-            errors.push(ValidationError::EndpointMismatch { endpoint: name.clone(), detail: format!("listed at {i}") });
+            found.push(ValidationError::EndpointMismatch { endpoint: name.clone(), detail: format!("listed at {i}") });
         }
         match endpoint.identity {
-            None => errors.push(ValidationError::EndpointWithoutIdentity { endpoint: name.clone() }),
+            None => found.push(ValidationError::EndpointWithoutIdentity { endpoint: name.clone() }),
             Some(id) if !resolved.identities.contains_key(&id) => {
-                errors.push(ValidationError::UnknownIdentity { at: format!("endpoint `{name}`"), identity: id });
+                found.push(ValidationError::UnknownIdentity { at: format!("endpoint `{name}`"), identity: id });
             }
             Some(_) => {}
         }
-        if !checked_maps.insert(Arc::as_ptr(&endpoint.policy)) {
-            continue;
+        if checked_maps.insert(Arc::as_ptr(&endpoint.policy)) {
+            first_users.push((i, endpoint));
         }
-        let mut previous: Option<&PolicyKey> = None;
-        let mut previous_end: Option<(Identity, Direction, u32)> = None;
-        for entry in &endpoint.policy.entries {
-            let key = &entry.key;
-            if !key.identity.is_any() && !resolved.identities.contains_key(&key.identity) {
-                errors.push(ValidationError::UnknownIdentity {
-                    at: format!("policy key `{key}` of `{name}`"),
-                    identity: key.identity,
-                });
-            }
-            if key.prefix_len > PORT_SPACE_BITS || !key.is_aligned() {
-                errors.push(ValidationError::BadKey { endpoint: name.clone(), key: key.clone() });
-                continue;
-            }
-            let Some((lo, hi)) = key.block() else { continue };
-            let overlaps =
-                previous_end.is_some_and(|(id, dir, end)| id == key.identity && dir == key.direction && lo <= end);
-            if previous.is_some_and(|p| p >= key) || overlaps {
-                errors.push(ValidationError::KeyOrder { endpoint: name.clone(), key: key.clone() });
-            }
-            previous = Some(key);
-            previous_end = Some((key.identity, key.direction, hi));
-            let empty_parser = matches!(&entry.verdict, crate::policy_map::MapVerdict::Redirect(p) if p.is_empty());
-            if entry.rule_count == 0 || empty_parser {
-                errors.push(ValidationError::BadEntry { endpoint: name.clone(), key: key.clone() });
-            }
+        before_map.push(found);
+    }
+    let map_errors = crate::parallel::map(&first_users, |(_, e)| check_map(resolved, &e.name, &e.policy));
+    let mut map_errors = first_users.iter().map(|(i, _)| *i).zip(map_errors).peekable();
+    for (i, found) in before_map.into_iter().enumerate() {
+        errors.extend(found);
+        if let Some((_, found)) = map_errors.next_if(|(index, _)| *index == i) {
+            errors.extend(found);
         }
     }
     let ipcache: BTreeSet<(Cidr, Identity)> = resolved.ipcache.iter().map(|e| (e.prefix, e.identity)).collect();

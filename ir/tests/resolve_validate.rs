@@ -8,7 +8,7 @@ use policyc_ir::identity::Identity;
 use policyc_ir::labels::Labels;
 use policyc_ir::lookup::{lookup, Packet};
 use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PolicyOrigin, Rule, Subject};
-use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyKey};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyKey, PolicyMap};
 use policyc_ir::protocol::{Direction, Protocol};
 use policyc_ir::resolve::{resolve, IpcacheSource, Resolved};
 use policyc_ir::selector::LabelSelector;
@@ -173,6 +173,26 @@ fn validator_reports_broken_invariants() {
         rule_count: 0,
     }];
     assert!(matches!(broken(&r)[..], [ValidationError::BadEntry { .. }]));
+
+    // Errors come in endpoint order, each endpoint's own before its map's,
+    // though maps are checked in parallel.
+    let mut r = good.clone();
+    for (i, e) in r.endpoints.iter_mut().enumerate() {
+        e.index = i + 10;
+        e.policy = Arc::new(PolicyMap { enforced: [true, true], entries: vec![entry(key(Identity::ANY, 80, 25))] });
+    }
+    let order: Vec<(&str, String)> = broken(&r)
+        .iter()
+        .map(|e| match e {
+            ValidationError::EndpointMismatch { endpoint, .. } => ("mismatch", endpoint.clone()),
+            ValidationError::BadKey { endpoint, .. } => ("key", endpoint.clone()),
+            other => ("other", other.to_string()),
+        })
+        .collect();
+    let names: Vec<String> = r.endpoints.iter().map(|e| e.name.clone()).collect();
+    let expected: Vec<(&str, String)> =
+        names.iter().flat_map(|n| [("mismatch", n.clone()), ("key", n.clone())]).collect();
+    assert_eq!(order, expected);
 
     let mut r = good.clone();
     r.endpoints[1].identity = None;

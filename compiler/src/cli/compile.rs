@@ -4,6 +4,7 @@ use super::phases::Phases;
 use super::{load_and_lint, report, CompileArgs, EXIT_ERRORS, EXIT_OK, EXIT_USAGE};
 use crate::diag::render::{render, Format};
 use crate::diag::{codes, Diagnostic, Location};
+use crate::emit::manifest::Digests;
 use crate::emit::maps::{endpoint_stem, read_identity_table};
 use crate::emit::write::Written;
 use crate::emit::{emit_each, Bundle, BundleOptions, CapacityError, EmitError};
@@ -53,7 +54,6 @@ pub fn run(args: &CompileArgs) -> u8 {
     let cluster = &loaded.lowered.cluster;
     let resolved = ManuallyDrop::new(resolve_with_previous(cluster, previous.as_ref()));
     phases.mark("resolve");
-    let options = BundleOptions { policy_map_capacity: args.policy_map_capacity, source_hash: source_hash(&loaded) };
     let staging = match &args.out {
         Some(out) if !args.dry_run => {
             match Staging::new(out, &crate::emit::node_names(cluster), args.node.as_deref()) {
@@ -66,6 +66,11 @@ pub fn run(args: &CompileArgs) -> u8 {
         }
         _ => None,
     };
+    // Without a bundle to write, only the lengths of the digests matter (to
+    // the bytes the summary reports), not their values.
+    let digests = if staging.is_some() { Digests::Sha256 } else { Digests::Placeholder };
+    let options =
+        BundleOptions { policy_map_capacity: args.policy_map_capacity, source_hash: source_hash(&loaded), digests };
     // Bundles are written to a staging directory as they are built, so
     // memory holds a few nodes' files, not the cluster's; they replace the
     // previous bundles only once every node has succeeded.

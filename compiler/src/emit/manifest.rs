@@ -174,8 +174,26 @@ pub struct Piece {
     pub sha256: String,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+/// What the digests of `files` hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Digests {
+    /// The SHA-256 of each file and piece.
+    #[default]
+    Sha256,
+    /// Zeros as long as a SHA-256 in hex, so that `manifest.json` has the
+    /// length it would have: for a dry run, which only measures the
+    /// bundles, and saves hashing every byte of them.
+    Placeholder,
+}
+
+impl Digests {
+    /// The digest of `bytes`, in hex.
+    fn of(self, bytes: &[u8]) -> String {
+        match self {
+            Digests::Sha256 => format!("{:x}", Sha256::digest(bytes)),
+            Digests::Placeholder => "0".repeat(64),
+        }
+    }
 }
 
 /// A hash of a line deciding where pieces end: eight bytes at a time (a
@@ -201,27 +219,37 @@ fn cut_hash(line: &[u8]) -> u64 {
 }
 
 /// The digests of a text file and of its pieces.
-pub fn text_digest(text: &str) -> FileDigest {
-    let mut pieces = Vec::new();
+pub fn text_digest(text: &str, digests: Digests) -> FileDigest {
+    // Cut first, hash after: a file of one piece (most policy files) has
+    // the file's digest as its piece's, and is hashed once, not twice.
+    let mut cuts = Vec::new();
     let (mut start, mut end, mut lines) = (0, 0, 0);
     for line in text.split_inclusive('\n') {
         end += line.len();
         lines += 1;
         if cut_hash(line.as_bytes()) < u64::MAX / PIECE_LINES || end == text.len() {
-            pieces.push(Piece { lines, bytes: end - start, sha256: sha256(&text.as_bytes()[start..end]) });
+            cuts.push((start..end, lines));
             (start, lines) = (end, 0);
         }
     }
-    let lines = pieces.iter().map(|p| p.lines).sum();
-    if pieces.len() == 1 {
-        pieces.clear();
-    }
-    FileDigest { sha256: sha256(text.as_bytes()), lines: Some(lines), pieces }
+    let lines = cuts.iter().map(|(_, lines)| lines).sum();
+    let sha256 = digests.of(text.as_bytes());
+    let pieces = if cuts.len() > 1 {
+        let piece = |(bytes, lines): (std::ops::Range<usize>, usize)| Piece {
+            lines,
+            bytes: bytes.len(),
+            sha256: digests.of(&text.as_bytes()[bytes]),
+        };
+        cuts.into_iter().map(piece).collect()
+    } else {
+        Vec::new()
+    };
+    FileDigest { sha256, lines: Some(lines), pieces }
 }
 
 /// The digest of a program object.
-pub fn object_digest(bytes: &[u8]) -> FileDigest {
-    FileDigest { sha256: sha256(bytes), lines: None, pieces: Vec::new() }
+pub fn object_digest(bytes: &[u8], digests: Digests) -> FileDigest {
+    FileDigest { sha256: digests.of(bytes), lines: None, pieces: Vec::new() }
 }
 
 impl Manifest {
@@ -242,22 +270,22 @@ mod tests {
 
     #[test]
     fn pieces_are_about_piece_lines_long() {
-        let d = text_digest(&lines(0..200_000));
+        let d = text_digest(&lines(0..200_000), Digests::Sha256);
         let average = 200_000 / d.pieces.len() as u64;
         assert!((PIECE_LINES / 2..PIECE_LINES * 2).contains(&average), "{} pieces", d.pieces.len());
     }
 
     #[test]
     fn a_short_file_is_one_piece() {
-        let d = text_digest("a\nb\n");
+        let d = text_digest("a\nb\n", Digests::Sha256);
         assert_eq!((d.lines, d.pieces.len()), (Some(2), 0));
-        assert_eq!(d.sha256, sha256(b"a\nb\n"));
+        assert_eq!(d.sha256, Digests::Sha256.of(b"a\nb\n"));
     }
 
     #[test]
     fn pieces_cover_the_file_and_a_new_line_changes_one() {
         let old = lines(0..20_000);
-        let d = text_digest(&old);
+        let d = text_digest(&old, Digests::Sha256);
         assert!(d.pieces.len() > 5, "{} pieces", d.pieces.len());
         assert_eq!(d.pieces.iter().map(|p| p.bytes).sum::<usize>(), old.len());
         assert_eq!(d.pieces.iter().map(|p| p.lines).sum::<usize>(), 20_000);
@@ -265,7 +293,7 @@ mod tests {
         // keeps its digest.
         let mut new: Vec<&str> = old.split_inclusive('\n').collect();
         new.insert(10_000, "ingress 99999 6/80/24 allow\n");
-        let n = text_digest(&new.concat());
+        let n = text_digest(&new.concat(), Digests::Sha256);
         let digests =
             |d: &FileDigest| d.pieces.iter().map(|p| p.sha256.clone()).collect::<std::collections::BTreeSet<_>>();
         let (a, b) = (digests(&d), digests(&n));

@@ -21,7 +21,7 @@ use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
 use policyc_ir::labels::Labels;
-use policyc_ir::policy_map::{MapVerdict, PolicyMap};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -267,7 +267,14 @@ impl RuleNames {
 /// number of other rules that gave the same verdict (`,+2`), left out when
 /// there are none.
 pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
-    let mut out = String::with_capacity(map.entries.len() * 64);
+    // Room for every line at once: growing the text as it is written
+    // copied it over and over.
+    let longest_verdict = |entry: &PolicyEntry| match &entry.verdict {
+        MapVerdict::Redirect(parser) => "redirect:".len() + parser.len(),
+        _ => "allow".len(),
+    };
+    let capacity = map.entries.iter().map(|e| LINE_FIELDS + longest_verdict(e) + names.get(e.rule).len()).sum();
+    let mut out = String::with_capacity(capacity);
     for entry in &map.entries {
         let key = &entry.key;
         out.push_str(key.direction.name());
@@ -303,6 +310,10 @@ pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
     (out, map.entries.len())
 }
 
+/// The longest a policy line is without its verdict and rule name:
+/// `ingress 4294967295 255/65535/24 ` and `,+4294967295` and the newline.
+const LINE_FIELDS: usize = 32 + 12 + 1;
+
 /// Appends the decimal digits of `n` (what `write!` does, without the
 /// formatting machinery, which dominated emission time).
 fn push_number(out: &mut String, mut n: u32) {
@@ -329,7 +340,23 @@ pub struct RenderedMaps {
     /// Text and lookups per map, by the map's address (the maps live in the
     /// [`Resolved`] for the whole emission; the address is only a key, never
     /// dereferenced, and nothing iterates this map).
-    by_map: HashMap<usize, (Arc<str>, EndpointConfig)>,
+    by_map: HashMap<usize, RenderedMap>,
+}
+
+/// One rendered policy map.
+#[derive(Debug)]
+struct RenderedMap {
+    text: Arc<str>,
+    lookups: EndpointConfig,
+    /// The rules its entries name, sorted, each once.
+    rules: Vec<RuleRef>,
+}
+
+impl RenderedMap {
+    fn new(names: &RuleNames, map: &PolicyMap) -> RenderedMap {
+        let rules: BTreeSet<RuleRef> = map.entries.iter().map(|entry| entry.rule).collect();
+        RenderedMap { text: Arc::from(policy(names, map).0), lookups: lookups(map), rules: rules.into_iter().collect() }
+    }
 }
 
 impl RenderedMaps {
@@ -348,7 +375,7 @@ impl RenderedMaps {
                 maps.push(&e.policy);
             }
         }
-        let rendered = policyc_ir::parallel::map(&maps, |map| (Arc::from(policy(names, map).0), lookups(map)));
+        let rendered = policyc_ir::parallel::map(&maps, |map| RenderedMap::new(names, map));
         let by_map = maps.iter().map(|map| Arc::as_ptr(map) as usize).zip(rendered).collect();
         RenderedMaps { by_map }
     }
@@ -357,21 +384,30 @@ impl RenderedMaps {
     /// holds the map, so that writing can tell it is the same file.
     pub fn text(&self, names: &RuleNames, map: &Arc<PolicyMap>) -> Arc<str> {
         match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some((text, _)) => Arc::clone(text),
+            Some(rendered) => Arc::clone(&rendered.text),
             None => Arc::from(policy(names, map).0),
+        }
+    }
+
+    /// The rules the entries of `map` name, sorted, each once (gathered
+    /// once per map: a node's bundle lists the rules of all its maps).
+    pub fn rules(&self, map: &Arc<PolicyMap>) -> Vec<RuleRef> {
+        match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
+            Some(rendered) => rendered.rules.clone(),
+            None => map.entries.iter().map(|entry| entry.rule).collect::<BTreeSet<_>>().into_iter().collect(),
         }
     }
 
     /// Every rendered text.
     pub fn texts(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.by_map.values().map(|(text, _)| text)
+        self.by_map.values().map(|rendered| &rendered.text)
     }
 
     /// The settings of endpoint `endpoint_id`'s programs, whose policy is
     /// `map` ([`lookups`]).
     pub fn config(&self, endpoint_id: u16, map: &Arc<PolicyMap>) -> EndpointConfig {
         let lookups = match self.by_map.get(&(Arc::as_ptr(map) as usize)) {
-            Some((_, lookups)) => *lookups,
+            Some(rendered) => rendered.lookups,
             None => lookups(map),
         };
         EndpointConfig { endpoint_id: u32::from(endpoint_id), ..lookups }

@@ -44,11 +44,17 @@ pub struct BundleOptions {
     pub policy_map_capacity: usize,
     /// Content hash of the input manifests, recorded in the manifest.
     pub source_hash: String,
+    /// What the manifest's file digests hold.
+    pub digests: manifest::Digests,
 }
 
 impl Default for BundleOptions {
     fn default() -> Self {
-        BundleOptions { policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY, source_hash: String::new() }
+        BundleOptions {
+            policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY,
+            source_hash: String::new(),
+            digests: manifest::Digests::Sha256,
+        }
     }
 }
 
@@ -187,10 +193,12 @@ impl<'a> Shared<'a> {
         let identities = (Arc::from(maps::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
         let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
-        let digests = policyc_ir::parallel::map(&shared, |text| manifest::text_digest(text));
+        let digests = policyc_ir::parallel::map(&shared, |text| manifest::text_digest(text, options.digests));
         let mut shared_digests: HashMap<usize, manifest::FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
-        shared_digests.extend(Template::ALL.map(|t| (t.bytes().as_ptr() as usize, manifest::object_digest(t.bytes()))));
+        shared_digests.extend(
+            Template::ALL.map(|t| (t.bytes().as_ptr() as usize, manifest::object_digest(t.bytes(), options.digests))),
+        );
         Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests }
     }
 
@@ -203,11 +211,11 @@ impl<'a> Shared<'a> {
     ) -> BTreeMap<String, manifest::FileDigest> {
         let texts = texts.iter().map(|(path, text)| {
             let digest = self.shared_digests.get(&address(text)).cloned();
-            (path.clone(), digest.unwrap_or_else(|| manifest::text_digest(text)))
+            (path.clone(), digest.unwrap_or_else(|| manifest::text_digest(text, self.options.digests)))
         });
         let objects = objects.iter().map(|(path, bytes)| {
             let digest = self.shared_digests.get(&(bytes.as_ptr() as usize)).cloned();
-            (path.clone(), digest.unwrap_or_else(|| manifest::object_digest(bytes)))
+            (path.clone(), digest.unwrap_or_else(|| manifest::object_digest(bytes, self.options.digests)))
         });
         texts.chain(objects).collect()
     }
@@ -232,7 +240,7 @@ impl<'a> Shared<'a> {
             // Endpoints sharing a map share its file: render and check it once.
             if !files.contains_key(&policy_file) {
                 check_capacity(node, &format!("policy/{stem}"), lines, options.policy_map_capacity)?;
-                rules_used.extend(endpoint.policy.entries.iter().map(|entry| entry.rule));
+                rules_used.extend(texts.rules(&endpoint.policy));
                 files.insert(policy_file.clone(), texts.text(names, &endpoint.policy));
             }
             policy_entries += lines;

@@ -68,7 +68,7 @@ fn cluster() -> Cluster {
 }
 
 fn options() -> BundleOptions {
-    BundleOptions { policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY, source_hash: "sha256:abc".into() }
+    BundleOptions { source_hash: "sha256:abc".into(), ..BundleOptions::default() }
 }
 
 #[test]
@@ -178,6 +178,29 @@ fn deterministic_and_endpoint_ids_stable() {
     let api_line =
         |b: &Bundle| b.files["maps/endpoints.txt"].lines().find(|l| l.ends_with("shop/api")).unwrap().to_string();
     assert_eq!(api_line(&first[0]), api_line(&after[0]));
+}
+
+#[test]
+fn placeholder_digests_leave_every_file_as_long_and_only_digests_differ() {
+    let cluster = cluster();
+    let resolved = resolve(&cluster);
+    let real = emit(&cluster, &resolved, None, &options()).unwrap();
+    let measured = BundleOptions { digests: manifest::Digests::Placeholder, ..options() };
+    let placeholder = emit(&cluster, &resolved, None, &measured).unwrap();
+    for (real, placeholder) in real.iter().zip(&placeholder) {
+        assert_eq!(real.programs, placeholder.programs);
+        assert_eq!(real.files.keys().collect::<Vec<_>>(), placeholder.files.keys().collect::<Vec<_>>());
+        for (path, text) in &real.files {
+            let other = &placeholder.files[path];
+            assert_eq!(text.len(), other.len(), "{path}");
+            if path != "manifest.json" {
+                assert_eq!(text, other, "{path}");
+            }
+        }
+        let zeros = "0".repeat(64);
+        assert!(placeholder.files["manifest.json"].contains(&zeros));
+        assert!(!real.files["manifest.json"].contains(&zeros));
+    }
 }
 
 #[test]

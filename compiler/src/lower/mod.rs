@@ -15,11 +15,12 @@
 //! - The same object twice is an error.
 
 use crate::diag::{codes, Diagnostic, Location};
-use crate::front::{Body, Input, Meta, PodTemplate};
+use crate::front::{Body, Input, Meta, Object, PodTemplate};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
     is_identity_relevant, Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT_LABEL,
 };
+use policyc_ir::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The lowered cluster, with where each policy came from.
@@ -74,55 +75,86 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         }
     }
 
+    // Each object lowers on its own (endpoints' identity labels are most of
+    // the work), on every core; the results are gathered in input order.
+    let objects: Vec<(&Object, bool)> = input.objects.iter().zip(duplicate).collect();
+    let parts = policyc_ir::parallel::map(&objects, |&(object, duplicate)| {
+        if duplicate {
+            return Part::Nothing;
+        }
+        lower_object(object, &owners, &namespaces)
+    });
     let mut lowered = Lowered::default();
-    let mut endpoints: Vec<(Endpoint, Location)> = Vec::new();
+    let mut endpoints: Vec<Box<(EndpointKey, Endpoint, Location)>> = Vec::new();
     let mut policies = Vec::new();
     let mut nodes = Vec::new();
-    for (i, object) in input.objects.iter().enumerate() {
-        if duplicate[i] {
-            continue;
-        }
-        let meta = &object.meta;
-        let location = meta.location.clone().with_object(meta);
-        match &object.body {
-            Body::Pod(pod) => {
-                let mut e = endpoint(meta, &pod.template, &namespaces, EndpointKind::Pod);
-                // A host-network pod's addresses are its node's: the ipcache
-                // maps them to the node, so the pod keeps its labels and
-                // policy (as Kubernetes analyses treat it) but no address.
-                if !pod.template.host_network {
-                    e.ips = pod.ips.clone();
-                }
-                e.node = pod.node.clone();
-                endpoints.push((e, location));
-            }
-            Body::Workload(w) => {
-                let owned = owners.contains(&(meta.namespace.clone(), meta.kind.clone(), meta.name.clone()));
-                if !owned {
-                    endpoints.push((
-                        endpoint(meta, &w.template, &namespaces, EndpointKind::Workload(meta.kind.clone())),
-                        location,
-                    ));
-                }
-            }
-            Body::Policy(ps) => {
-                for p in ps {
-                    policies.push((p.clone(), location.clone()));
-                }
-            }
-            Body::Node(n) => {
-                nodes.push(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() })
-            }
-            _ => {}
+    for part in parts {
+        match part {
+            Part::Endpoint(endpoint) => endpoints.push(endpoint),
+            Part::Policies(ps) => policies.extend(ps),
+            Part::Node(n) => nodes.push(n),
+            Part::Nothing => {}
         }
     }
-    endpoints.sort_by_cached_key(|(e, _)| (e.display_name(), e.ips.clone()));
+    // Stable: endpoints of one name and addresses keep their input order.
+    endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+    let endpoints = endpoints.into_iter().map(|endpoint| (endpoint.1, endpoint.2));
     nodes.sort();
     lowered.cluster.namespaces = namespaces;
-    (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.into_iter().unzip();
+    (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.unzip();
     (lowered.cluster.policies, lowered.policy_locations) = policies.into_iter().unzip();
     lowered.cluster.nodes = nodes;
     lowered
+}
+
+/// The order of endpoints in the cluster: display name, then addresses.
+type EndpointKey = (String, Vec<std::net::IpAddr>);
+
+/// What one object adds to the cluster.
+enum Part {
+    /// Boxed: an endpoint is several times larger than the other parts.
+    Endpoint(Box<(EndpointKey, Endpoint, Location)>),
+    Policies(Vec<(Policy, Location)>),
+    Node(Node),
+    Nothing,
+}
+
+/// What `object` (not a duplicate) adds to the cluster; `owners` are the
+/// owners of objects in the input, `namespaces` every namespace's labels.
+fn lower_object(
+    object: &Object,
+    owners: &BTreeSet<(Option<String>, String, String)>,
+    namespaces: &BTreeMap<String, Labels>,
+) -> Part {
+    let meta = &object.meta;
+    let located = || meta.location.clone().with_object(meta);
+    let endpoint_part = |e: Endpoint| Part::Endpoint(Box::new(((e.display_name(), e.ips.clone()), e, located())));
+    match &object.body {
+        Body::Pod(pod) => {
+            let mut e = endpoint(meta, &pod.template, namespaces, EndpointKind::Pod);
+            // A host-network pod's addresses are its node's: the ipcache
+            // maps them to the node, so the pod keeps its labels and
+            // policy (as Kubernetes analyses treat it) but no address.
+            if !pod.template.host_network {
+                e.ips = pod.ips.clone();
+            }
+            e.node = pod.node.clone();
+            endpoint_part(e)
+        }
+        Body::Workload(w) => {
+            let owned = owners.contains(&(meta.namespace.clone(), meta.kind.clone(), meta.name.clone()));
+            if owned {
+                return Part::Nothing;
+            }
+            endpoint_part(endpoint(meta, &w.template, namespaces, EndpointKind::Workload(meta.kind.clone())))
+        }
+        Body::Policy(ps) => {
+            let location = located();
+            Part::Policies(ps.iter().map(|p| (p.clone(), location.clone())).collect())
+        }
+        Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
+        _ => Part::Nothing,
+    }
 }
 
 /// An endpoint with Cilium's identity labels.
