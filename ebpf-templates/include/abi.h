@@ -117,7 +117,12 @@ struct endpoint_value {
  * (generation, direction, endpoint, peer identity, padding); the prefix then
  * runs over protocol (8 bits) and port (16 bits, network order), so a port
  * range is a few aligned blocks. Peer identity 0 is the wildcard (L4-only
- * entries).
+ * entries). Entries for a single port (the full prefix) live in
+ * `policy_exact`, a hash keyed by the same struct with `prefixlen` always
+ * POLICY_KEY_FULL_BITS, and only ranges in the trie: a full-prefix entry is
+ * the longest match there can be, so looking up the hash first and the trie
+ * on a miss answers as one trie holding both would, in a time that does not
+ * grow with the number of single-port entries.
  */
 struct policy_key {
 	__u32 prefixlen;

@@ -65,6 +65,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy SEC(".maps");
 
+/* The single-port entries of the policy (see `struct policy_key`). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4194304);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy_exact SEC(".maps");
+
 /* Connections by family (see `struct ct4_key` for why two tables); each
  * holds as many as the one shared table did. */
 struct {

@@ -2,7 +2,8 @@
 /*
  * Policy lookup: the peer's own entry (L3+L4) and the wildcard entry
  * (L4-only, peer identity 0) of the endpoint's policy, longest prefix over
- * protocol and port; the stronger verdict wins (deny, then redirect, then
+ * protocol and port (the single-port entries first, in their hash); the
+ * stronger verdict wins (deny, then redirect, then
  * allow). The compiler has already combined every rule into disjoint
  * blocks, so one lookup per peer kind is the whole answer.
  */
@@ -32,8 +33,10 @@ static __always_inline void policy_consider(struct policy_result *r, __u8 genera
 		.protocol = p->tuple.protocol,
 		.port = p->policy_port,
 	};
-	struct policy_value *v = bpf_map_lookup_elem(&policy, &key);
+	struct policy_value *v = bpf_map_lookup_elem(&policy_exact, &key);
 
+	if (!v)
+		v = bpf_map_lookup_elem(&policy, &key);
 	if (v && v->verdict > r->verdict) {
 		r->verdict = v->verdict;
 		r->rule_cookie = v->rule_cookie;

@@ -31,6 +31,9 @@ pub const ENDPOINT_ENFORCE_EGRESS: u32 = 1 << 1;
 /// direction, endpoint, peer, padding); the prefix runs over the 24 bits of
 /// protocol and port after them.
 pub const POLICY_KEY_EXACT_BITS: u32 = 72;
+/// The prefix length of a single-port policy entry: such entries live in
+/// the `policy_exact` hash (`POLICY_KEY_FULL_BITS`).
+pub const POLICY_KEY_FULL_BITS: u32 = POLICY_KEY_EXACT_BITS + 24;
 /// Bits of an ipcache key before the address (generation, family, padding).
 pub const IPCACHE_KEY_HEADER_BITS: u32 = 32;
 /// Flow event kind: a new connection was allowed.
@@ -134,12 +137,19 @@ pub const BODIES: MapLayout =
 pub const ENDPOINT_ID_CB: usize = 0;
 
 /// Every shared map, in the order of `include/maps.h`.
-pub const MAPS: [MapLayout; 10] = [
+pub const MAPS: [MapLayout; 11] = [
     MapLayout { name: "state", map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
     MapLayout { name: "clock", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 16, max_entries: 1 },
     MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
     MapLayout { name: "endpoints", map_type: BPF_MAP_TYPE_HASH, key_size: 20, value_size: 12, max_entries: 131_070 },
     MapLayout { name: "policy", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 16, value_size: 8, max_entries: 4_194_304 },
+    MapLayout {
+        name: "policy_exact",
+        map_type: BPF_MAP_TYPE_HASH,
+        key_size: 16,
+        value_size: 8,
+        max_entries: 4_194_304,
+    },
     MapLayout {
         name: "conntrack4",
         map_type: BPF_MAP_TYPE_LRU_HASH,

@@ -8,12 +8,22 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
 use policyc_ebpf::abi::{
     self, EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, StateValue, IPCACHE_KEY_DATA,
-    POLICY_KEY_DATA,
+    POLICY_KEY_DATA, POLICY_KEY_FULL_BITS,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
 
 const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
+const POLICY_KEY: usize = std::mem::size_of::<PolicyKey>();
+
+/// A single-port policy entry's key in `policy_exact`: the trie's key bytes
+/// (prefix length, then data).
+fn exact_key(data: &[u8; POLICY_KEY_DATA]) -> [u8; POLICY_KEY] {
+    let mut key = [0; POLICY_KEY];
+    key[..4].copy_from_slice(&POLICY_KEY_FULL_BITS.to_ne_bytes());
+    key[4..].copy_from_slice(data);
+    key
+}
 
 /// Checks every pinned map that exists against the datapath's layout;
 /// returns the names of those that exist.
@@ -132,7 +142,7 @@ impl Generation {
     }
 
     /// What the live maps hold in generation `generation` (reads every
-    /// entry of the three maps: one syscall each).
+    /// entry of the maps: one syscall each).
     pub fn read_live(paths: &Paths, generation: u8) -> Result<Generation, LoaderError> {
         let mut out = Generation::default();
         let ipcache = ipcache_map(paths)?;
@@ -154,6 +164,14 @@ impl Generation {
             let (key, value) = item.map_err(|e| kernel("reading policy", e))?;
             if key.data()[0] == generation {
                 out.policy.insert((key.prefix_len(), key.data()), value);
+            }
+        }
+        for item in policy_exact_map(paths)?.iter() {
+            let (key, value) = item.map_err(|e| kernel("reading policy_exact", e))?;
+            let mut data = [0; POLICY_KEY_DATA];
+            data.copy_from_slice(&key[4..]);
+            if data[0] == generation {
+                out.policy.insert((POLICY_KEY_FULL_BITS, data), value);
             }
         }
         Ok(out)
@@ -219,9 +237,15 @@ impl SyncPlan {
         for (k, v) in &self.endpoints.writes {
             endpoints.insert(k, v, 0).map_err(|e| kernel("writing endpoints", e))?;
         }
-        let mut policy = policy_map(paths)?;
+        // Single-port entries go to the hash, ranges to the trie (see
+        // `struct policy_key`); together they are the policy.
+        let (mut policy, mut exact) = (policy_map(paths)?, policy_exact_map(paths)?);
         for ((len, data), v) in &self.policy.writes {
-            policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
+            if *len == POLICY_KEY_FULL_BITS {
+                exact.insert(exact_key(data), v, 0).map_err(|e| kernel("writing policy_exact", e))?;
+            } else {
+                policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
+            }
         }
         for (len, data) in &self.ipcache.removes {
             ipcache.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from ipcache", e))?;
@@ -230,7 +254,11 @@ impl SyncPlan {
             endpoints.remove(k).map_err(|e| kernel("removing from endpoints", e))?;
         }
         for (len, data) in &self.policy.removes {
-            policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
+            if *len == POLICY_KEY_FULL_BITS {
+                exact.remove(&exact_key(data)).map_err(|e| kernel("removing from policy_exact", e))?;
+            } else {
+                policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
+            }
         }
         Ok(())
     }
@@ -246,6 +274,10 @@ fn endpoints_map(paths: &Paths) -> Result<HashMap<MapData, [u8; ENDPOINT_KEY], [
 
 fn policy_map(paths: &Paths) -> Result<LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]>, LoaderError> {
     LpmTrie::try_from(open(&paths.map("policy"))?).map_err(|e| kernel("policy", e))
+}
+
+fn policy_exact_map(paths: &Paths) -> Result<HashMap<MapData, [u8; POLICY_KEY], [u8; 8]>, LoaderError> {
+    HashMap::try_from(open(&paths.map("policy_exact"))?).map_err(|e| kernel("policy_exact", e))
 }
 
 /// Writes `bundle` into generation `generation`, reading what the live maps
@@ -294,6 +326,8 @@ pub fn fill_levels(paths: &Paths) -> Result<BTreeMap<&'static str, [usize; 2]>, 
     out.insert("endpoints", count(endpoints.keys().filter_map(Result::ok).map(|k| k[0]).collect()));
     let policy = policy_map(paths)?;
     out.insert("policy", count(policy.keys().filter_map(Result::ok).map(|k| k.data()[0]).collect()));
+    let exact = policy_exact_map(paths)?;
+    out.insert("policy_exact", count(exact.keys().filter_map(Result::ok).map(|k| k[4]).collect()));
     Ok(out)
 }
 

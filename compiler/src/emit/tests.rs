@@ -134,6 +134,7 @@ fn renders_each_map_of_each_node() {
             ("ipcache", Some(7)),
             ("endpoints", Some(1)),
             ("policy", Some(2)),
+            ("policy_exact", None),
             ("conntrack4", None),
             ("conntrack6", None),
             ("metrics", None),
