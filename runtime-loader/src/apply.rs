@@ -118,7 +118,14 @@ impl Phases {
 
 /// The host-side interface of each endpoint that has addresses.
 fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
-    let routes = route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?;
+    // The route tables are read only if an endpoint needs them.
+    let routed =
+        manifest.endpoints.iter().any(|e| !e.addresses.is_empty() && !options.interfaces.contains_key(&e.name));
+    let routes = if routed {
+        route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?
+    } else {
+        Vec::new()
+    };
     let present =
         route::host_interfaces().map_err(|e| LoaderError::Kernel(format!("cannot list the interfaces: {e}")))?;
     let mut out = BTreeMap::new();

@@ -2,9 +2,11 @@
 //! compared with the kept manifest of the bundle the target generation
 //! holds ([`crate::store`]), and only the pieces of text files whose
 //! digests differ are read (the new ones from the bundle, each checked
-//! against its digest; the old ones from the store) and parsed. Their
-//! entries, diffed, are the map operations: a one-rule change reads one
-//! piece of each file it touches, whatever the size of the policy.
+//! against its digest; the old ones from the store) and parsed (of a policy
+//! file's changed pieces, only the lines one side alone has: the others
+//! are entries that stay). Their entries, diffed, are the map operations: a
+//! one-rule change reads one piece of each file it touches, whatever the
+//! size of the policy.
 //!
 //! This rests on each map file listing a key once (the compiler writes
 //! sorted, distinct entries): an entry of a piece present on both sides
@@ -158,38 +160,99 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
         (old_cookies, new_cookies)
     };
     let ids: Vec<u16> = if whole { old_files.keys().chain(new_files.keys()).copied().collect() } else { changed_ids };
-    let mut parsed_old: BTreeMap<(String, usize), Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
-    let mut parsed_new: BTreeMap<(String, usize), Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
+    // The entries that differ between an endpoint's old and new policy
+    // files, parsed once per pair of files however many endpoints share it.
+    let cookies = (&old_cookies, &new_cookies);
+    let mut parsed: BTreeMap<(Option<&String>, Option<&String>), Differing> = BTreeMap::new();
     for id in ids.into_iter().collect::<BTreeSet<_>>() {
-        let (of, nf) = (old_files.get(&id), new_files.get(&id));
-        let (gone, came) = changed_pieces(of.and_then(|f| old.files.get(f)), nf.and_then(|f| new.files.get(f)), whole);
-        if let Some(file) = of {
-            for (i, first, piece) in &gone {
-                let key = (file.clone(), *i);
-                if !parsed_old.contains_key(&key) {
-                    let Some(text) = sides.old_piece(file, piece) else { return Ok(None) };
-                    let parsed = entries::policy(file, *first, &text, 0, &old_cookies).map_err(entry)?;
-                    parsed_old.insert(key.clone(), parsed);
-                }
-                before.add_policy(target, Some(id), &parsed_old[&key]);
+        let pair = (old_files.get(&id), new_files.get(&id));
+        let (old_entries, new_entries) = match parsed.entry(pair) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let Some(differing) = differing(&mut sides, pair, whole, cookies)? else { return Ok(None) };
+                e.insert(differing)
             }
-        }
-        if let Some(file) = nf {
-            for (i, first, piece) in &came {
-                let key = (file.clone(), *i);
-                if !parsed_new.contains_key(&key) {
-                    let text = sides.new_piece(file, *i, piece)?;
-                    let parsed = entries::policy(file, *first, &text, 0, &new_cookies).map_err(entry)?;
-                    parsed_new.insert(key.clone(), parsed);
-                }
-                after.add_policy(target, Some(id), &parsed_new[&key]);
-            }
-        }
+        };
+        before.add_policy(target, Some(id), old_entries);
+        after.add_policy(target, Some(id), new_entries);
     }
 
     let mut plan = SyncPlan::new(&before, &after);
     plan.count_unchanged(&new.entries()?);
     Ok(Some(Incremental { plan, read: sides.read }))
+}
+
+/// The policy entries only the old side has, and those only the new side
+/// has.
+type Differing = (Vec<(PolicyKey, PolicyValue)>, Vec<(PolicyKey, PolicyValue)>);
+
+/// Numbered lines: `(line number, line)`.
+type Numbered<'a> = Vec<(usize, &'a str)>;
+
+/// The entries that differ between old policy file `of` and new policy
+/// file `nf` (either absent), from their changed pieces; `None` when an old
+/// piece is not in the store. Unless cookies moved (`whole`: then every
+/// line's value may change and every line is parsed), a line on both sides
+/// is an entry that stays as it is, so only the lines of one side alone
+/// are parsed.
+fn differing(
+    sides: &mut Sides<'_>,
+    (of, nf): (Option<&String>, Option<&String>),
+    whole: bool,
+    (old_cookies, new_cookies): (&BTreeMap<String, u32>, &BTreeMap<String, u32>),
+) -> Result<Option<Differing>, BundleError> {
+    let (old, new) = (sides.old, sides.new);
+    let (gone, came) = changed_pieces(of.and_then(|f| old.files.get(f)), nf.and_then(|f| new.files.get(f)), whole);
+    let mut old_lines = Vec::new();
+    if let Some(file) = of {
+        for (_, first, piece) in &gone {
+            let Some(text) = sides.old_piece(file, piece) else { return Ok(None) };
+            old_lines.push((*first, text));
+        }
+    }
+    let mut new_lines = Vec::new();
+    if let Some(file) = nf {
+        for (i, first, piece) in &came {
+            new_lines.push((*first, sides.new_piece(file, *i, piece)?));
+        }
+    }
+    let (old_only, new_only) = if whole {
+        (numbered(&old_lines).collect(), numbered(&new_lines).collect())
+    } else {
+        one_sided(&old_lines, &new_lines)
+    };
+    let old_entries = of.map(|f| parse_policy_lines(f, &old_only, old_cookies)).transpose()?;
+    let new_entries = nf.map(|f| parse_policy_lines(f, &new_only, new_cookies)).transpose()?;
+    Ok(Some((old_entries.unwrap_or_default(), new_entries.unwrap_or_default())))
+}
+
+/// The lines of pieces `(first line number, text)`, numbered.
+fn numbered(pieces: &[(usize, String)]) -> impl Iterator<Item = (usize, &str)> {
+    pieces.iter().flat_map(|(first, text)| text.lines().enumerate().map(move |(i, line)| (first + i, line)))
+}
+
+/// The numbered lines of `old` that `new` does not have, and those of `new`
+/// that `old` does not have.
+fn one_sided<'a>(old: &'a [(usize, String)], new: &'a [(usize, String)]) -> (Numbered<'a>, Numbered<'a>) {
+    let in_old: std::collections::HashSet<&str> = numbered(old).map(|(_, l)| l).collect();
+    let in_new: std::collections::HashSet<&str> = numbered(new).map(|(_, l)| l).collect();
+    (
+        numbered(old).filter(|(_, l)| !in_new.contains(l)).collect(),
+        numbered(new).filter(|(_, l)| !in_old.contains(l)).collect(),
+    )
+}
+
+/// Policy entries of numbered lines of `file`.
+fn parse_policy_lines(
+    file: &str,
+    lines: &[(usize, &str)],
+    cookies: &BTreeMap<String, u32>,
+) -> Result<Vec<(PolicyKey, PolicyValue)>, BundleError> {
+    let mut out = Vec::with_capacity(lines.len());
+    for (n, line) in lines {
+        out.extend(entries::policy(file, *n, line, 0, cookies).map_err(BundleError::Entry)?);
+    }
+    Ok(out)
 }
 
 fn endpoint_entries(text: &str, first: usize) -> Result<Vec<(EndpointKey, EndpointValue)>, BundleError> {
