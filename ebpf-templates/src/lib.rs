@@ -55,14 +55,16 @@ impl Template {
         }
     }
 
-    /// The first slot of this template's bodies in the `bodies` array
-    /// (`BODY_SLOT_*` of `include/abi.h`); a body's slot is this plus its
-    /// lookups ([`config::EndpointConfig::lookups`]).
-    pub fn first_body_slot(self) -> u32 {
-        match self {
+    /// The slot in the `bodies` array of this template's body making the
+    /// `lookups` ([`config::EndpointConfig::lookups`]): the template's first
+    /// slot (`BODY_SLOT_*` of `include/abi.h`) plus the lookup bits, as the
+    /// stub computes it.
+    pub fn body_slot(self, lookups: u8) -> u32 {
+        let first = match self {
             Template::FromContainer => 0,
             Template::ToContainer => 16,
-        }
+        };
+        first + u32::from(lookups)
     }
 
     /// Suffix of the specialized object in a bundle (`<stem>.from.o`).

@@ -98,17 +98,26 @@ fn body_pin(dir: &Path, slot: u32) -> PathBuf {
     dir.join(slot.to_string())
 }
 
+/// The pin of the program array in a bodies directory.
+fn array_pin(dir: &Path) -> PathBuf {
+    dir.join("array")
+}
+
 /// Puts the bodies of `templates` that the stubs of `jobs` call in their
-/// array, loading those no earlier apply put there (a slot is filled
-/// before its body is pinned, so a pinned body is a filled slot).
-fn fill_bodies(paths: &Paths, templates: &Templates, jobs: &[(&str, EndpointConfig)]) -> Result<(), LoaderError> {
-    let dir = paths.bodies_of(templates.digest());
+/// array in `dir`, loading those no earlier apply put there (a slot is
+/// filled before its body is pinned, so a pinned body is a filled slot).
+fn fill_bodies(
+    paths: &Paths,
+    templates: &Templates,
+    jobs: &[(&str, EndpointConfig)],
+    dir: &Path,
+) -> Result<(), LoaderError> {
     // Each missing slot, with the first endpoint that calls it (for errors).
     let mut needed: BTreeMap<u32, (Template, u8, &str)> = BTreeMap::new();
     for (name, config) in jobs {
         for t in Template::ALL {
-            let slot = t.first_body_slot() + u32::from(config.lookups());
-            if !body_pin(&dir, slot).exists() {
+            let slot = t.body_slot(config.lookups());
+            if !body_pin(dir, slot).exists() {
                 needed.entry(slot).or_insert((t, config.lookups(), name));
             }
         }
@@ -122,15 +131,15 @@ fn fill_bodies(paths: &Paths, templates: &Templates, jobs: &[(&str, EndpointConf
         let what = format!("the body (slot {slot}) that endpoint `{endpoint}` calls");
         load(paths, &what, &object, &[template.program_name()], None)
     })?;
-    let array_pin = dir.join("array");
-    let what = || format!("cannot use `{}`", array_pin.display());
-    let data = MapData::from_pin(&array_pin).map_err(|e| kernel(what(), e))?;
+    let pin = array_pin(dir);
+    let what = || format!("cannot use `{}`", pin.display());
+    let data = MapData::from_pin(&pin).map_err(|e| kernel(what(), e))?;
     let mut array = ProgramArray::try_from(Map::ProgramArray(data)).map_err(|e| kernel(what(), e))?;
     for ((slot, (template, _, _)), ebpf) in needed.iter().zip(&mut loaded) {
         let body = program_of(ebpf, template.program_name())?;
         let fd = body.fd().map_err(|e| kernel(format!("body {slot}"), e))?;
         array.set(*slot, fd, 0).map_err(|e| kernel(format!("cannot fill slot {slot} of the bodies"), e))?;
-        body.pin(body_pin(&dir, *slot)).map_err(|e| kernel(format!("cannot pin body {slot}"), e))?;
+        body.pin(body_pin(dir, *slot)).map_err(|e| kernel(format!("cannot pin body {slot}"), e))?;
     }
     Ok(())
 }
@@ -163,7 +172,7 @@ fn load_stubs_and_bodies(
     dir: &Path,
 ) -> Result<Vec<LoadedEndpoint>, LoaderError> {
     std::fs::create_dir_all(dir).map_err(|e| kernel(format!("cannot create `{}`", dir.display()), e))?;
-    let array = dir.join("array");
+    let array = array_pin(dir);
     let names = Template::ALL.map(Template::program_name);
     // The first stub creates and pins the array the bodies go in.
     let stubs = load_each(jobs, |(name, config)| {
@@ -172,7 +181,7 @@ fn load_stubs_and_bodies(
         let stub = load(paths, &format!("endpoint `{name}`"), &object, &names, Some(&array))?;
         Ok(LoadedEndpoint { name: name.to_string(), stub })
     })?;
-    fill_bodies(paths, templates, jobs)?;
+    fill_bodies(paths, templates, jobs, dir)?;
     Ok(stubs)
 }
 

@@ -357,17 +357,16 @@ fn time_scratch(
     ip_batch(SCRATCH_NETNS, &up)?;
     let state = dir.join("state");
     let run = || -> Result<Applied, String> {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{SCRATCH_NETNS}")).arg(bin).args(["--root", SCRATCH_ROOT, "--state"]);
-        cmd.arg(&state).arg("--json").arg("apply").arg(&bundle);
-        let (took, json) = timed(&mut cmd)?;
+        // The loader, in the endpoints' network namespace.
+        let in_netns = || {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{SCRATCH_NETNS}")).arg(bin);
+            c.args(["--root", SCRATCH_ROOT, "--state"]).arg(&state);
+            c
+        };
+        let (took, json) = timed(in_netns().arg("--json").arg("apply").arg(&bundle))?;
         let applied = Applied::of(took, &json)?;
-        sh(Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{SCRATCH_NETNS}"))
-            .arg(bin)
-            .args(["--root", SCRATCH_ROOT, "--state"])
-            .arg(&state)
-            .arg("uninstall"))?;
+        sh(in_netns().arg("uninstall"))?;
         Ok(applied)
     };
     let default = run()?;
