@@ -25,11 +25,22 @@
 #define DIR_INGRESS 0
 #define DIR_EGRESS 1
 
-/* Policy verdicts; ordered by strength: deny beats redirect beats allow. */
-#define VERDICT_NONE 0
-#define VERDICT_ALLOW 1
-#define VERDICT_REDIRECT 2
-#define VERDICT_DENY 3
+/*
+ * The numbers below that userspace reads or writes (verdicts, drop codes,
+ * body slots and lookup bits) are enums rather than #defines so that the
+ * objects' BTF carries them (`struct abi_enums` at the end keeps them
+ * there), and the ABI test checks their members and values against the
+ * Rust mirror as it checks the structs.
+ */
+
+/* Policy verdicts (`policy_value.verdict`, `flow_event.verdict`); ordered
+ * by strength: deny beats redirect beats allow. */
+enum policy_verdict {
+	VERDICT_NONE = 0,
+	VERDICT_ALLOW = 1,
+	VERDICT_REDIRECT = 2,
+	VERDICT_DENY = 3,
+};
 
 /* Bits of `endpoint_value.flags`. */
 #define ENDPOINT_ENFORCE_INGRESS (1 << 0)
@@ -37,13 +48,30 @@
 
 /*
  * Drop codes: stable, negative, never renumbered (flow events, counters and
- * the loader's `observe` print them by name).
+ * the loader's `observe` print them by name). Each takes Cilium's number
+ * for the same reason, so that people and tools that know Cilium's codes
+ * read ours alike: cilium/cilium `bpf/lib/drop_reasons.h` (formerly in
+ * `bpf/lib/common.h`) and `pkg/monitor/api/drop.go`, whose names are given
+ * beside each. Unknown target was once -135, which is Cilium's
+ * DROP_CT_INVALID_HDR; it was renumbered to -150 once, before anything
+ * depended on it, and the codes do not change again.
  */
-#define DROP_INVALID_SOURCE -132 /* source address is not the endpoint's */
-#define DROP_POLICY -133 /* enforced direction, no entry allows it */
-#define DROP_INVALID_PACKET -134 /* truncated or malformed header */
-#define DROP_UNKNOWN_TARGET -135 /* destination is not this endpoint */
-#define DROP_POLICY_DENY -181 /* an explicit deny entry matched */
+enum drop_code {
+	/* DROP_INVALID_SIP, "Invalid source ip": the source address is not
+	 * the endpoint's. */
+	DROP_INVALID_SOURCE = -132,
+	/* DROP_POLICY, "Policy denied": the direction is enforced and no
+	 * entry allows the packet. */
+	DROP_POLICY = -133,
+	/* DROP_INVALID, "Invalid packet": a truncated or malformed header. */
+	DROP_INVALID_PACKET = -134,
+	/* DROP_UNKNOWN_TARGET, "Unknown L3 target address": the destination
+	 * is not this endpoint. */
+	DROP_UNKNOWN_TARGET = -150,
+	/* DROP_POLICY_DENY, "Policy denied by denylist": an explicit deny
+	 * entry matched. */
+	DROP_POLICY_DENY = -181,
+};
 
 /*
  * Stubs and bodies. What runs at an endpoint's hook is a stub made for that
@@ -55,15 +83,23 @@
  * endpoint, where it verified two whole programs per endpoint.
  */
 #define ENDPOINT_ID_CB 0
-#define BODY_SLOTS 32
-/* The first slot of each template's bodies; a body's slot is its
- * template's first plus its LOOKUP_* bits. */
-#define BODY_SLOT_FROM_CONTAINER 0
-#define BODY_SLOT_TO_CONTAINER 16
-#define LOOKUP_INGRESS_BY_PEER (1 << 0)
-#define LOOKUP_INGRESS_ANY_PEER (1 << 1)
-#define LOOKUP_EGRESS_BY_PEER (1 << 2)
-#define LOOKUP_EGRESS_ANY_PEER (1 << 3)
+
+/* Slots of the `bodies` array: the first of each template's bodies, and
+ * how many there are. A body's slot is its template's first plus its
+ * LOOKUP_* bits. */
+enum body_slot {
+	BODY_SLOT_FROM_CONTAINER = 0,
+	BODY_SLOT_TO_CONTAINER = 16,
+	BODY_SLOTS = 32,
+};
+
+/* The lookups a body makes (the stub's `config_lookups`), one bit each. */
+enum lookup {
+	LOOKUP_INGRESS_BY_PEER = 1 << 0,
+	LOOKUP_INGRESS_ANY_PEER = 1 << 1,
+	LOOKUP_EGRESS_BY_PEER = 1 << 2,
+	LOOKUP_EGRESS_ANY_PEER = 1 << 3,
+};
 
 /* Kinds of flow events. */
 #define EVENT_NEW_ALLOWED 1
@@ -227,5 +263,20 @@ struct flow_event {
 	__u8 pad;
 	__u32 length;
 };
+
+/*
+ * Keeps the enums above in the BTF of every object: clang emits a type's
+ * BTF only when something the object keeps refers to it, and the code
+ * uses the enums' constants, never their types. A constant global is
+ * always kept; it costs 16 bytes of `.rodata`, and no program reads it.
+ */
+struct abi_enums {
+	enum policy_verdict verdict;
+	enum drop_code drop_code;
+	enum body_slot body_slot;
+	enum lookup lookup;
+};
+
+const struct abi_enums abi_enums = {};
 
 #endif /* POLICYC_ABI_H */

@@ -9,7 +9,9 @@
  * set stays correct for either generation.
  *
  * Every setting is declared here, once, with its description; the Rust
- * mirror (`ebpf-templates/src/config.rs`) lists the same names.
+ * mirror (`ebpf-templates/src/config.rs`) writes them by name, and the ABI
+ * test checks its names and sizes against the `.rodata` of the objects'
+ * BTF.
  */
 #ifndef POLICYC_CONFIG_H
 #define POLICYC_CONFIG_H

@@ -5,7 +5,8 @@
 //! from the exact bytes the kernel stores (native byte order, except the
 //! fields the C header marks `__be16`, which are network order). A test
 //! compares every size and field offset with the BTF of the compiled
-//! objects.
+//! objects ([`layouts`]), and every member of the C enums (verdicts, drop
+//! codes, body slots, lookup bits) with the constants here ([`enums`]).
 
 use std::mem::{offset_of, size_of};
 
@@ -17,6 +18,8 @@ pub const FAMILY_IPV6: u8 = 6;
 pub const DIR_INGRESS: u8 = 0;
 /// Direction byte of egress (traffic leaving the endpoint).
 pub const DIR_EGRESS: u8 = 1;
+/// Verdict of no entry (`policy_verdict` of `include/abi.h`).
+pub const VERDICT_NONE: u8 = 0;
 /// Verdict of an allow entry.
 pub const VERDICT_ALLOW: u8 = 1;
 /// Verdict of an entry that redirects to an L7 proxy.
@@ -41,7 +44,8 @@ pub const EVENT_NEW_ALLOWED: u8 = 1;
 /// Flow event kind: a packet was dropped.
 pub const EVENT_DROP: u8 = 2;
 
-/// A stable drop code of the datapath.
+/// A stable drop code of the datapath (`drop_code` of `include/abi.h`),
+/// numbered as Cilium numbers the same reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropCode {
     /// The source address is not the endpoint's.
@@ -72,8 +76,19 @@ impl DropCode {
             DropCode::InvalidSource => -132,
             DropCode::Policy => -133,
             DropCode::InvalidPacket => -134,
-            DropCode::UnknownTarget => -135,
+            DropCode::UnknownTarget => -150,
             DropCode::PolicyDeny => -181,
+        }
+    }
+
+    /// The C enumerator's name.
+    pub fn c_name(self) -> &'static str {
+        match self {
+            DropCode::InvalidSource => "DROP_INVALID_SOURCE",
+            DropCode::Policy => "DROP_POLICY",
+            DropCode::InvalidPacket => "DROP_INVALID_PACKET",
+            DropCode::UnknownTarget => "DROP_UNKNOWN_TARGET",
+            DropCode::PolicyDeny => "DROP_POLICY_DENY",
         }
     }
 
@@ -126,11 +141,32 @@ pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 /// `BPF_MAP_TYPE_RINGBUF`.
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
+/// The first slot of the `from_container` bodies in `bodies`.
+pub const BODY_SLOT_FROM_CONTAINER: u32 = 0;
+/// The first slot of the `to_container` bodies in `bodies`.
+pub const BODY_SLOT_TO_CONTAINER: u32 = 16;
+/// Slots of `bodies`: every lookup combination of both templates.
+pub const BODY_SLOTS: u32 = 32;
+
+/// Lookup bit (`EndpointConfig::lookups`): ingress per-peer entries.
+pub const LOOKUP_INGRESS_BY_PEER: u8 = 1 << 0;
+/// Lookup bit: ingress wildcard-peer entries.
+pub const LOOKUP_INGRESS_ANY_PEER: u8 = 1 << 1;
+/// Lookup bit: egress per-peer entries.
+pub const LOOKUP_EGRESS_BY_PEER: u8 = 1 << 2;
+/// Lookup bit: egress wildcard-peer entries.
+pub const LOOKUP_EGRESS_ANY_PEER: u8 = 1 << 3;
+
 /// The `bodies` program array of the stub (`endpoint.c`): one pinned per
-/// pair of body templates, `BODY_SLOTS` slots (see "Stubs and bodies" in
+/// pair of body templates, [`BODY_SLOTS`] slots (see "Stubs and bodies" in
 /// `include/abi.h`).
-pub const BODIES: MapLayout =
-    MapLayout { name: "bodies", map_type: BPF_MAP_TYPE_PROG_ARRAY, key_size: 4, value_size: 4, max_entries: 32 };
+pub const BODIES: MapLayout = MapLayout {
+    name: "bodies",
+    map_type: BPF_MAP_TYPE_PROG_ARRAY,
+    key_size: 4,
+    value_size: 4,
+    max_entries: BODY_SLOTS,
+};
 
 /// Which of a packet's `cb` words carries the endpoint id from the stub to
 /// the body (`ENDPOINT_ID_CB`).
@@ -709,5 +745,46 @@ pub fn layouts() -> Vec<StructLayout> {
                 length
             ]
         ),
+    ]
+}
+
+/// The members of one C enum of the ABI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumLayout {
+    /// The C enum's tag.
+    pub name: &'static str,
+    /// `(enumerator, value)` in declaration order.
+    pub members: Vec<(&'static str, i64)>,
+}
+
+/// Every C enum of the ABI, for the comparison with the BTF.
+pub fn enums() -> Vec<EnumLayout> {
+    macro_rules! members {
+        ($($constant:ident),*) => {
+            vec![$((stringify!($constant), i64::from($constant))),*]
+        };
+    }
+    vec![
+        EnumLayout {
+            name: "policy_verdict",
+            members: members!(VERDICT_NONE, VERDICT_ALLOW, VERDICT_REDIRECT, VERDICT_DENY),
+        },
+        EnumLayout {
+            name: "drop_code",
+            members: DropCode::ALL.iter().map(|c| (c.c_name(), i64::from(c.code()))).collect(),
+        },
+        EnumLayout {
+            name: "body_slot",
+            members: members!(BODY_SLOT_FROM_CONTAINER, BODY_SLOT_TO_CONTAINER, BODY_SLOTS),
+        },
+        EnumLayout {
+            name: "lookup",
+            members: members!(
+                LOOKUP_INGRESS_BY_PEER,
+                LOOKUP_INGRESS_ANY_PEER,
+                LOOKUP_EGRESS_BY_PEER,
+                LOOKUP_EGRESS_ANY_PEER
+            ),
+        },
     ]
 }

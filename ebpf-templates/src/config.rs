@@ -3,6 +3,8 @@
 //! tail-calls (`include/config.h`: the lookups); [`crate::specialize`]
 //! writes them into copies of the objects.
 
+use crate::abi::{LOOKUP_EGRESS_ANY_PEER, LOOKUP_EGRESS_BY_PEER, LOOKUP_INGRESS_ANY_PEER, LOOKUP_INGRESS_BY_PEER};
+
 /// Settings of one endpoint's programs (also as bundle manifests and the
 /// loader's record write them, under the same field names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -23,10 +25,11 @@ impl EndpointConfig {
     /// The `LOOKUP_*` bits of `include/abi.h`: which lookups the policy
     /// needs, and so which body the endpoint's stub calls.
     pub fn lookups(&self) -> u8 {
-        u8::from(self.ingress_by_peer)
-            | u8::from(self.ingress_any_peer) << 1
-            | u8::from(self.egress_by_peer) << 2
-            | u8::from(self.egress_any_peer) << 3
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
+        bit(self.ingress_by_peer, LOOKUP_INGRESS_BY_PEER)
+            | bit(self.ingress_any_peer, LOOKUP_INGRESS_ANY_PEER)
+            | bit(self.egress_by_peer, LOOKUP_EGRESS_BY_PEER)
+            | bit(self.egress_any_peer, LOOKUP_EGRESS_ANY_PEER)
     }
 
     /// The settings of a body with the `lookups` bits (see
@@ -34,15 +37,16 @@ impl EndpointConfig {
     pub fn of_lookups(lookups: u8) -> EndpointConfig {
         EndpointConfig {
             endpoint_id: 0,
-            ingress_by_peer: lookups & 1 != 0,
-            ingress_any_peer: lookups & 2 != 0,
-            egress_by_peer: lookups & 4 != 0,
-            egress_any_peer: lookups & 8 != 0,
+            ingress_by_peer: lookups & LOOKUP_INGRESS_BY_PEER != 0,
+            ingress_any_peer: lookups & LOOKUP_INGRESS_ANY_PEER != 0,
+            egress_by_peer: lookups & LOOKUP_EGRESS_BY_PEER != 0,
+            egress_any_peer: lookups & LOOKUP_EGRESS_ANY_PEER != 0,
         }
     }
 
     /// `(symbol, bytes)` of the settings of a body (`include/config.h`), in
-    /// declaration order.
+    /// declaration order: what [`crate::specialize`] writes, and what the
+    /// ABI test checks against the `.rodata` of both templates' BTF.
     pub fn body_values(&self) -> Vec<(&'static str, Vec<u8>)> {
         vec![
             ("config_ingress_by_peer", vec![u8::from(self.ingress_by_peer)]),
@@ -53,7 +57,8 @@ impl EndpointConfig {
     }
 
     /// `(symbol, bytes)` of the settings of the endpoint's stub
-    /// (`endpoint.c`), in declaration order.
+    /// (`endpoint.c`), in declaration order (checked like
+    /// [`EndpointConfig::body_values`], against `endpoint.o`).
     pub fn stub_values(&self) -> Vec<(&'static str, Vec<u8>)> {
         vec![("config_endpoint_id", self.endpoint_id.to_ne_bytes().to_vec()), ("config_lookups", vec![self.lookups()])]
     }

@@ -61,8 +61,8 @@ impl Template {
     /// stub computes it.
     pub fn body_slot(self, lookups: u8) -> u32 {
         let first = match self {
-            Template::FromContainer => 0,
-            Template::ToContainer => 16,
+            Template::FromContainer => abi::BODY_SLOT_FROM_CONTAINER,
+            Template::ToContainer => abi::BODY_SLOT_TO_CONTAINER,
         };
         first + u32::from(lookups)
     }

@@ -1,13 +1,15 @@
 //! The Rust mirror of the ABI against the BTF of the compiled objects:
-//! every struct's size and every field's offset, and every map's type, key
-//! and value size and capacity.
+//! every struct's size and every field's offset, every enum's members and
+//! values, every map's type, key and value size and capacity, and the
+//! settings in `.rodata` against what `EndpointConfig` writes.
 //!
 //! The BTF is read here with a small parser of its documented layout
 //! (`Documentation/bpf/btf.rst`), so the test depends on nothing but the
 //! object bytes.
 
 use object::{Object, ObjectSection};
-use policyc_ebpf::abi::{layouts, MapLayout, BODIES, MAPS};
+use policyc_ebpf::abi::{enums, layouts, MapLayout, BODIES, MAPS};
+use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::{Template, ENDPOINT_STUB};
 use std::collections::BTreeMap;
 
@@ -20,6 +22,8 @@ struct BtfStruct {
 
 struct Btf {
     structs: BTreeMap<String, BtfStruct>,
+    /// Every named enum: `(enumerator, value)` in declaration order.
+    enums: BTreeMap<String, Vec<(String, i64)>>,
     /// Every type by id (1-based): `(kind, name, size_or_type, extra)`.
     types: Vec<(u32, String, u32, Vec<u32>)>,
     /// Member names of every struct type, by id (empty for other kinds).
@@ -29,6 +33,12 @@ struct Btf {
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_PTR: u32 = 2;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_ENUM64: u32 = 19;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
 
@@ -51,6 +61,7 @@ fn parse_btf(object: &[u8]) -> Btf {
         String::from_utf8_lossy(&s[..s.iter().position(|&c| c == 0).unwrap()]).into_owned()
     };
     let mut structs = BTreeMap::new();
+    let mut enums = BTreeMap::new();
     let mut types = Vec::new();
     let mut member_names = Vec::new();
     let mut at = 0;
@@ -81,10 +92,19 @@ fn parse_btf(object: &[u8]) -> Btf {
                 .collect();
             structs.insert(name(name_off), BtfStruct { size, members });
         }
+        // An enum's kflag says its values are signed.
+        if kind == KIND_ENUM {
+            let value = |v: u32| if kflag { i64::from(v as i32) } else { i64::from(v) };
+            enums.insert(name(name_off), extra.chunks(2).map(|m| (name(m[0]), value(m[1]))).collect());
+        }
+        if kind == KIND_ENUM64 {
+            let value = |lo: u32, hi: u32| (u64::from(hi) << 32 | u64::from(lo)) as i64;
+            enums.insert(name(name_off), extra.chunks(3).map(|m| (name(m[0]), value(m[1], m[2]))).collect());
+        }
         types.push((kind, name(name_off), size, extra));
         at += 4 * extra_words;
     }
-    Btf { structs, types, member_names }
+    Btf { structs, enums, types, member_names }
 }
 
 impl Btf {
@@ -116,6 +136,35 @@ impl Btf {
                 other => panic!("unexpected kind {other} for map type `{name}`"),
             }
         }
+    }
+
+    /// The variables of `.rodata`: `(name, size, type)`.
+    fn rodata(&self) -> Vec<(String, u32, u32)> {
+        let Some(datasec) = self.types.iter().find(|t| t.0 == KIND_DATASEC && t.1 == ".rodata") else {
+            return Vec::new();
+        };
+        datasec
+            .3
+            .chunks(3)
+            .map(|var| {
+                let (kind, name, var_type, _) = self.ty(var[0]);
+                assert_eq!(*kind, KIND_VAR);
+                (name.clone(), var[2], *var_type)
+            })
+            .collect()
+    }
+
+    /// The qualifier kinds (`volatile`, `const`, `restrict`) in front of
+    /// type `id`, through typedefs.
+    fn qualifiers(&self, mut id: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let (kind @ KIND_TYPEDEF..=KIND_RESTRICT, _, next, _) = self.ty(id) {
+            if *kind != KIND_TYPEDEF {
+                out.push(*kind);
+            }
+            id = *next;
+        }
+        out
     }
 
     /// The maps of `.maps`: name → definition members `(member, type)`.
@@ -175,4 +224,55 @@ fn map_definitions_match_the_rust_layouts() {
         check_maps(template.program_name(), template.bytes(), &MAPS);
     }
     check_maps("endpoint.o", ENDPOINT_STUB, &[BODIES]);
+}
+
+#[test]
+fn rust_constants_match_the_enums_in_the_btf_of_every_object() {
+    let objects = [
+        (Template::FromContainer.program_name(), Template::FromContainer.bytes()),
+        (Template::ToContainer.program_name(), Template::ToContainer.bytes()),
+        ("endpoint.o", ENDPOINT_STUB),
+    ];
+    for (what, object) in objects {
+        let btf = parse_btf(object);
+        for layout in enums() {
+            let name = layout.name;
+            let members = btf.enums.get(name).unwrap_or_else(|| panic!("{what}: no enum `{name}` in BTF"));
+            let members: Vec<(&str, i64)> = members.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            assert_eq!(members, layout.members, "{what}: members and values of enum `{name}`");
+        }
+    }
+}
+
+/// The global of `include/abi.h` that keeps the enums in the BTF; the only
+/// variable in `.rodata` that is not a setting.
+const ENUM_HOLDER: &str = "abi_enums";
+
+/// Checks that the settings in the `.rodata` of `object` (named `what`)
+/// are exactly `settings`, with their sizes (clang lays them out in its own
+/// order, so names are compared sorted), and are
+/// `volatile const` (so the verifier sees the written value, and clang
+/// cannot fold the default into the code).
+fn check_settings(what: &str, object: &[u8], settings: &[(&'static str, Vec<u8>)]) {
+    let btf = parse_btf(object);
+    let vars = btf.rodata();
+    let found: BTreeMap<&str, usize> =
+        vars.iter().filter(|(n, ..)| n != ENUM_HOLDER).map(|(n, size, _)| (n.as_str(), *size as usize)).collect();
+    let expected: BTreeMap<&str, usize> = settings.iter().map(|(n, bytes)| (*n, bytes.len())).collect();
+    assert_eq!(found, expected, "{what}: settings in `.rodata` (name, size)");
+    for (name, _, ty) in vars.iter().filter(|(n, ..)| n != ENUM_HOLDER) {
+        let mut qualifiers = btf.qualifiers(*ty);
+        qualifiers.sort();
+        assert_eq!(qualifiers, [KIND_VOLATILE, KIND_CONST], "{what}: `{name}` is `volatile const`");
+    }
+    assert!(vars.iter().any(|(n, ..)| n == ENUM_HOLDER), "{what}: `{ENUM_HOLDER}` in `.rodata`");
+}
+
+#[test]
+fn settings_in_rodata_match_what_endpoint_config_writes() {
+    let config = EndpointConfig::default();
+    for template in Template::ALL {
+        check_settings(template.program_name(), template.bytes(), &config.body_values());
+    }
+    check_settings("endpoint.o", ENDPOINT_STUB, &config.stub_values());
 }
