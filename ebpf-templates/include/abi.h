@@ -26,11 +26,10 @@
 #define DIR_EGRESS 1
 
 /*
- * The numbers below that userspace reads or writes (verdicts, drop codes,
- * body slots and lookup bits) are enums rather than #defines so that the
- * objects' BTF carries them (`struct abi_enums` at the end keeps them
- * there), and the ABI test checks their members and values against the
- * Rust mirror as it checks the structs.
+ * Verdicts, drop codes, body slots and lookup bits are enums rather than
+ * #defines so that the objects' BTF carries them (`struct abi_enums` at the
+ * end keeps them there), and the ABI test checks their members and values
+ * against the Rust mirror as it checks the structs.
  */
 
 /* Policy verdicts (`policy_value.verdict`, `flow_event.verdict`); ordered
