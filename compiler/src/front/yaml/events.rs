@@ -34,14 +34,13 @@ pub(super) fn parse(text: &str) -> (Vec<Document>, Option<SyntaxError>, Vec<Find
                     break Some(stop);
                 }
             }
-            Err(e) => {
-                break Some(SyntaxError {
-                    code: codes::YAML_SYNTAX,
-                    message: e.info().to_string(),
-                    pos: Pos::from_marker(e.marker()),
-                    documents_before: builder.documents.len(),
-                })
+            // The scanner has a nesting limit of its own for flow
+            // collections, which it may reach before this reader's.
+            Err(e) if e.info() == "recursion limit exceeded" => {
+                let message = format!("collections are nested more than {MAX_DEPTH} levels deep");
+                break Some(builder.stop(codes::NESTING_TOO_DEEP, Pos::from_marker(e.marker()), message));
             }
+            Err(e) => break Some(builder.stop(codes::YAML_SYNTAX, Pos::from_marker(e.marker()), e.info().to_string())),
         }
     };
     (builder.documents, error, builder.findings)
@@ -144,9 +143,11 @@ impl Builder {
                 }
             }
             Event::Alias(id) => {
+                // The parser knows anchors of earlier documents; YAML
+                // does not (and `Parser::load` refused them).
                 let Some((node, size)) = self.anchors.get(&id) else {
-                    self.push_value(Node { value: Value::Null, pos }, 0, 1);
-                    return Ok(());
+                    let message = "while parsing node, found unknown anchor".to_string();
+                    return Err(self.stop(codes::YAML_SYNTAX, pos, message));
                 };
                 let size = *size;
                 if !self.budget.allows(size) {
