@@ -270,3 +270,16 @@ fn pad(out: &mut String, text: &str, width: usize) {
     out.push_str(text);
     out.extend(std::iter::repeat_n(' ', width.saturating_sub(text.chars().count())));
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pads_past_the_width_a_format_allows() {
+        let mut out = String::new();
+        super::pad(&mut out, "é", 70_000);
+        assert_eq!(out.chars().count(), 70_000);
+        let mut short = String::new();
+        super::pad(&mut short, "abcdef", 3);
+        assert_eq!(short, "abcdef");
+    }
+}

@@ -6,6 +6,7 @@
 
 use super::{Document, Finding, Node, Pos, Value};
 use crate::diag::codes;
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Mappings of small size are checked pairwise, larger ones with a set.
@@ -34,29 +35,42 @@ pub(super) fn duplicate_keys(documents: &[Document]) -> Vec<Finding> {
 }
 
 fn check_mapping(entries: &[(Node, Node)], document: usize, findings: &mut Vec<Finding>) {
-    let mut report = |key: &Node, text: &str| {
+    let keys: Vec<Option<Cow<str>>> = entries.iter().map(|(k, _)| key_text(k)).collect();
+    let mut report = |i: usize, text: &str| {
         findings.push(Finding {
             code: codes::DUPLICATE_KEY,
-            pos: key.pos,
+            pos: entries[i].0.pos,
             message: format!("key `{text}` appears twice in a mapping"),
             document,
         })
     };
-    if entries.len() <= PAIRWISE_UP_TO {
-        for (i, (key, _)) in entries.iter().enumerate() {
-            let Some(text) = key.scalar_text() else { continue };
-            if entries[..i].iter().any(|(k, _)| k.scalar_text().as_deref() == Some(text.as_str())) {
-                report(key, &text);
+    if keys.len() <= PAIRWISE_UP_TO {
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(text) = key {
+                if keys[..i].iter().any(|k| k.as_ref() == Some(text)) {
+                    report(i, text);
+                }
             }
         }
     } else {
         let mut seen = HashSet::new();
-        for (key, _) in entries {
-            let Some(text) = key.scalar_text() else { continue };
-            if !seen.insert(text.clone()) {
-                report(key, &text);
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(text) = key {
+                if !seen.insert(text) {
+                    report(i, text);
+                }
             }
         }
+    }
+}
+
+/// A key as the API server's JSON sees it (`80` and `"80"` are one key);
+/// `None` for a collection, which no manifest uses as a key.
+fn key_text(key: &Node) -> Option<Cow<'_, str>> {
+    match &key.value {
+        Value::Str(s) => Some(Cow::Borrowed(s)),
+        Value::Null => Some(Cow::Borrowed("null")),
+        _ => key.scalar_text().map(Cow::Owned),
     }
 }
 
@@ -86,4 +100,28 @@ pub(super) fn version_directives(text: &str) -> Vec<Finding> {
         });
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use crate::diag::codes;
+
+    #[test]
+    fn finds_duplicate_keys_in_small_and_large_mappings() {
+        let large: String = (0..20).map(|i| format!("k{i}: 1\n")).collect::<String>() + "k7: 2\n";
+        for (text, line) in [("a: 1\nb: 2\na: 3\n", 3), (large.as_str(), 21), ("x: {1: a, \"1\": b}\n", 1)] {
+            let findings = parse(text).findings;
+            assert_eq!(findings.len(), 1, "{text:?}");
+            assert_eq!((findings[0].code, findings[0].pos.line), (codes::DUPLICATE_KEY, line));
+        }
+        assert!(parse("a: {b: 1}\nc: {b: 1}\n").findings.is_empty());
+    }
+
+    #[test]
+    fn accepts_yaml_1_only() {
+        assert!(parse("%YAML 1.1\n---\na: 1\n").findings.is_empty());
+        let findings = parse("%YAML 2.0\n---\na: 1\n").findings;
+        assert_eq!(findings[0].code, codes::YAML_VERSION);
+    }
 }
