@@ -145,6 +145,15 @@ fn deep_nesting_is_refused_by_every_command() {
         refused(&policyc(&dir.0, &["connectivity", file]), "E0011");
         refused(&policyc(&dir.0, &["trace", file, "--from", "demo/a", "--to", "demo/b", "--port", "80"]), "E0011");
     }
+    // Aliases of deep anchors nest no deeper.
+    let chained: String = (0..40)
+        .map(|i| {
+            let alias = if i == 0 { "x".to_string() } else { format!("*a{}", i - 1) };
+            format!("a{i}: &a{i} {}{alias}{}\n", "[".repeat(100), "]".repeat(100))
+        })
+        .collect();
+    dir.write("chained.yaml", chained);
+    refused(&policyc(&dir.0, &["lint", "chained.yaml"]), "E0011");
     // 200 levels are read.
     dir.write("deep-ok.yaml", "- ".repeat(199) + "x\n");
     let run = policyc(&dir.0, &["lint", "deep-ok.yaml"]);

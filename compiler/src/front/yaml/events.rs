@@ -47,12 +47,23 @@ pub(super) fn parse(text: &str) -> (Vec<Document>, Option<SyntaxError>, Vec<Find
 }
 
 /// An open collection: the node being filled, for mappings a key waiting
-/// for its value, its anchor, and how many nodes it holds so far.
+/// for its value, its anchor, how many nodes it holds so far and how many
+/// levels of collections (itself included).
 struct Open {
     node: Node,
     pending_key: Option<Node>,
     anchor: usize,
     size: u64,
+    height: usize,
+}
+
+/// An anchored node, with what copying it costs: its size in nodes and its
+/// height in levels of collections (an alias deep in a document may not
+/// take it past [`MAX_DEPTH`] either).
+struct Anchored {
+    node: Node,
+    size: u64,
+    height: usize,
 }
 
 /// Builds nodes from parser events.
@@ -61,21 +72,21 @@ struct Builder {
     documents: Vec<Document>,
     findings: Vec<Finding>,
     stack: Vec<Open>,
-    /// Anchored nodes with their sizes in nodes (what an alias costs).
-    anchors: HashMap<usize, (Node, u64)>,
+    anchors: HashMap<usize, Anchored>,
     budget: AliasBudget,
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize, size: u64) {
+    fn push_value(&mut self, node: Node, anchor: usize, size: u64, height: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, (node.clone(), size));
+            self.anchors.insert(anchor, Anchored { node: node.clone(), size, height });
         }
         let Some(open) = self.stack.last_mut() else {
             self.documents.push(Document { root: node });
             return;
         };
         open.size += size;
+        open.height = open.height.max(height + 1);
         match &mut open.node.value {
             Value::Seq(items) => items.push(node),
             Value::Map(entries) => match open.pending_key.take() {
@@ -108,7 +119,7 @@ impl Builder {
             }
         }
         self.budget.count(1);
-        self.stack.push(Open { node: Node { value, pos }, pending_key: None, anchor, size: 1 });
+        self.stack.push(Open { node: Node { value, pos }, pending_key: None, anchor, size: 1, height: 1 });
         Ok(())
     }
 
@@ -133,23 +144,27 @@ impl Builder {
                     },
                 };
                 self.budget.count(1);
-                self.push_value(Node { value, pos }, anchor, 1);
+                self.push_value(Node { value, pos }, anchor, 1, 0);
             }
             Event::SequenceStart(anchor, tag) => self.open(Value::Seq(Vec::new()), pos, anchor, tag)?,
             Event::MappingStart(anchor, tag) => self.open(Value::Map(Vec::new()), pos, anchor, tag)?,
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(open) = self.stack.pop() {
-                    self.push_value(open.node, open.anchor, open.size);
+                    self.push_value(open.node, open.anchor, open.size, open.height);
                 }
             }
             Event::Alias(id) => {
                 // The parser knows anchors of earlier documents; YAML
                 // does not (and `Parser::load` refused them).
-                let Some((node, size)) = self.anchors.get(&id) else {
+                let Some(anchored) = self.anchors.get(&id) else {
                     let message = "while parsing node, found unknown anchor".to_string();
                     return Err(self.stop(codes::YAML_SYNTAX, pos, message));
                 };
-                let size = *size;
+                let (size, height) = (anchored.size, anchored.height);
+                if self.stack.len() + height > MAX_DEPTH {
+                    let message = format!("an alias nests collections more than {MAX_DEPTH} levels deep");
+                    return Err(self.stop(codes::NESTING_TOO_DEEP, pos, message));
+                }
                 if !self.budget.allows(size) {
                     return Err(self.stop(
                         codes::EXCESSIVE_ALIASING,
@@ -157,8 +172,8 @@ impl Builder {
                         "aliases expand to far more nodes than the document holds".to_string(),
                     ));
                 }
-                let node = node.clone();
-                self.push_value(node, 0, size);
+                let node = anchored.node.clone();
+                self.push_value(node, 0, size, height);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
             Event::DocumentStart => {
