@@ -20,22 +20,23 @@ use std::sync::OnceLock;
 /// Extensions read when walking a directory.
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
-/// How much input policyc reads. The defaults are far above a real
-/// cluster's manifests (a 150 000-pod dump is a few hundred megabytes) and
-/// far below what would exhaust a CI runner.
+/// How much input policyc reads. The defaults are above a real cluster's
+/// manifests (`kubectl get -o yaml` of 150 000 pods, in one file, is about
+/// 600 MB) and keep a hostile input from exhausting a CI runner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Args)]
 pub struct Limits {
     /// Largest file read, in bytes (suffixes K, M, G: powers of 1024).
-    #[arg(long = "max-file-size", value_name = "BYTES", default_value = "256M", value_parser = parse_size, global = true)]
+    #[arg(long = "max-file-size", value_name = "BYTES", default_value = "1G", value_parser = parse_size, global = true)]
     pub max_file: u64,
     /// Largest total of all files read, in bytes (suffixes K, M, G).
-    #[arg(long = "max-input-size", value_name = "BYTES", default_value = "2G", value_parser = parse_size, global = true)]
+    #[arg(long = "max-input-size", value_name = "BYTES", default_value = "4G", value_parser = parse_size, global = true)]
     pub max_input: u64,
 }
 
+/// The same as the flags' defaults.
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file: 256 << 20, max_input: 2 << 30 }
+        Limits { max_file: 1 << 30, max_input: 4 << 30 }
     }
 }
 
@@ -272,4 +273,32 @@ fn warn(input: &mut Input, code: Code, path: &Path, message: String) {
 fn io_error(input: &mut Input, name: &str, e: &std::io::Error) {
     let location = Location { file: Some(name.to_string()), ..Location::default() };
     input.diagnostics.push(Diagnostic::new(codes::IO, location, format!("cannot read `{name}`: {e}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: Limits,
+    }
+
+    #[test]
+    fn the_flags_default_to_the_library_defaults() {
+        assert_eq!(Flags::parse_from(["policyc"]).limits, Limits::default());
+        let flags = Flags::parse_from(["policyc", "--max-file-size", "3K", "--max-input-size", "77"]);
+        assert_eq!(flags.limits, Limits { max_file: 3072, max_input: 77 });
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("12m"), Ok(12 << 20));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1K").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
 }
