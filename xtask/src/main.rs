@@ -5,13 +5,15 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_apply;
 mod bench_datapath;
+mod deps;
 mod ebpf;
 mod synth;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci      format check, clippy (warnings are errors), the whole test suite
+  ci      install what the checks need (root; otherwise print the command),
+          format check, clippy (warnings are errors), the whole test suite
   bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always),
           and the README's graph of the example (docs/example-graph.dot, .svg;
           needs Graphviz `dot`)
@@ -68,6 +70,12 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 }
 
 fn ci() -> Result<(), String> {
+    // The conformance test reads a corpus kept outside the repository.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    if !corpus.is_dir() {
+        return Err("`../shared/conformance` is missing (clone the repository beside `shared/`)".into());
+    }
+    deps::ensure()?;
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     // The committed datapath objects must be what their sources build.
     ebpf::run(&["--check".to_string()])?;

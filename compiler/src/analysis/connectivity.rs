@@ -247,9 +247,39 @@ pub fn to_table(cluster: &Cluster, rows: &[Row]) -> String {
     lines.sort();
     let w_src = lines.iter().map(|l| l.0.len()).max().unwrap_or(3).max(3);
     let w_dst = lines.iter().map(|l| l.1.len()).max().unwrap_or(3).max(3);
-    let mut out = format!("{:w_src$}    {:w_dst$}  ALLOWED\n", "SRC", "DST");
-    for (s, d, a) in lines {
-        out.push_str(&format!("{s:w_src$} -> {d:w_dst$}  {a}\n"));
+    let mut out = String::new();
+    for (s, arrow, d, a) in std::iter::once(("SRC", "  ", "DST", "ALLOWED"))
+        .chain(lines.iter().map(|(s, d, a)| (s.as_str(), "->", d.as_str(), a.as_str())))
+    {
+        pad(&mut out, s, w_src);
+        out.push(' ');
+        out.push_str(arrow);
+        out.push(' ');
+        pad(&mut out, d, w_dst);
+        out.push_str("  ");
+        out.push_str(a);
+        out.push('\n');
     }
     out
+}
+
+/// Appends `text` padded with spaces to `width` characters, as `{:width$}`
+/// would: a format width is limited to 65 535 and panics beyond it, and
+/// names from the input may be longer.
+fn pad(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(text.chars().count())));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pads_past_the_width_a_format_allows() {
+        let mut out = String::new();
+        super::pad(&mut out, "é", 70_000);
+        assert_eq!(out.chars().count(), 70_000);
+        let mut short = String::new();
+        super::pad(&mut short, "abcdef", 3);
+        assert_eq!(short, "abcdef");
+    }
 }

@@ -37,6 +37,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How much input every command reads (flags accepted after any
+    /// subcommand).
+    #[command(flatten)]
+    pub limits: crate::front::source::Limits,
 }
 
 /// The subcommands.
@@ -190,6 +194,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> u8 {
+    crate::front::source::set_limits(cli.limits);
     match cli.command {
         Command::Lint(a) => lint(&a),
         Command::Compile(a) => compile::run(&a),

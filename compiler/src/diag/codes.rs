@@ -30,6 +30,17 @@ codes! {
     UNKNOWN_FIELD = "W0006", "a field is not part of the schema and is ignored";
     DUPLICATE_OBJECT = "E0007", "the same object is defined twice";
     INVALID_NAME = "W0008", "an object name or namespace is not one the API server accepts";
+    DUPLICATE_KEY = "E0009", "a YAML mapping has the same key twice";
+    EXCESSIVE_ALIASING = "E0010", "YAML aliases expand to far more nodes than their document holds";
+    NESTING_TOO_DEEP = "E0011", "YAML collections are nested deeper than policyc reads";
+    FILE_TOO_LARGE = "E0012", "a file is larger than the limit on one file";
+    INPUT_TOO_LARGE = "E0013", "the inputs together are larger than the limit on all input";
+    NAME_TOO_LONG = "E0014", "an object name or namespace is longer than the API server accepts";
+    NOT_A_FILE = "W0015", "a directory entry is neither a regular file nor a directory and is skipped";
+    DIRECTORY_LOOP = "W0016", "a directory is reached a second time (through a link) and is read once";
+    UNKNOWN_TAG = "W0017", "a YAML tag is not one of the core schema and is ignored";
+    TAG_MISMATCH = "E0018", "a YAML tag does not fit the value it is on";
+    YAML_VERSION = "E0019", "a `%YAML` directive names a version other than 1.x";
     INVALID_CIDR = "E0101", "a CIDR is invalid";
     EXCEPT_OUTSIDE_CIDR = "E0102", "an `except` prefix is not inside its `cidr`";
     PORT_OUT_OF_RANGE = "E0103", "a port is out of range";

@@ -38,6 +38,7 @@ pub fn render(diags: &[Diagnostic], format: Format, sources: &Sources) -> String
 /// One diagnostic as human text, with a snippet when the source is known.
 pub fn human(diags: &[Diagnostic], sources: &Sources) -> String {
     let mut out = String::new();
+    let mut lines = LineIndex::new(sources);
     for d in diags {
         let _ = writeln!(out, "{}[{}]: {}", d.severity.name(), d.code.id, d.message);
         let loc = &d.location;
@@ -60,11 +61,7 @@ pub fn human(diags: &[Diagnostic], sources: &Sources) -> String {
         } else {
             let _ = writeln!(out, "  --> {place} ({})", context.join(", "));
         }
-        let line_text = loc
-            .file
-            .as_ref()
-            .zip(loc.pos)
-            .and_then(|(f, pos)| sources.get(f)?.lines().nth(pos.line.checked_sub(1)? as usize).map(|l| (pos, l)));
+        let line_text = loc.file.as_ref().zip(loc.pos).and_then(|(f, pos)| Some((pos, lines.line(f, pos.line)?)));
         if let Some((pos, text)) = line_text {
             let number = pos.line.to_string();
             let gutter = " ".repeat(number.len());
@@ -83,6 +80,27 @@ pub fn human(diags: &[Diagnostic], sources: &Sources) -> String {
         let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
     }
     out
+}
+
+/// The lines of each source, split on first use: looking a line up by
+/// walking the text from its start made rendering quadratic in the number
+/// of diagnostics of a file.
+struct LineIndex<'s> {
+    sources: &'s Sources,
+    lines: BTreeMap<&'s str, Vec<&'s str>>,
+}
+
+impl<'s> LineIndex<'s> {
+    fn new(sources: &'s Sources) -> Self {
+        LineIndex { sources, lines: BTreeMap::new() }
+    }
+
+    /// Line `number` (from 1) of `file`, as `str::lines` gives it.
+    fn line(&mut self, file: &str, number: u32) -> Option<&'s str> {
+        let (name, text) = self.sources.get_key_value(file)?;
+        let lines = self.lines.entry(name.as_str()).or_insert_with(|| text.lines().collect());
+        lines.get(number.checked_sub(1)? as usize).copied()
+    }
 }
 
 fn to_json(d: &Diagnostic) -> Value {

@@ -10,7 +10,8 @@
 //! entries skipped, sorted by path), a file named exactly is read whatever
 //! its extension. Sources are named `git:REV:path/of/file` in diagnostics.
 
-use super::Input;
+use super::yaml::utf8;
+use super::{source, Input};
 use crate::diag::{codes, Diagnostic, Location};
 use std::io::Write;
 use std::path::Path;
@@ -65,9 +66,13 @@ pub fn read_git(spec: &GitSpec, cwd: &Path) -> Input {
         Ok((entries, texts)) => {
             for (entry, text) in entries.iter().zip(texts) {
                 let file = format!("{GIT_PREFIX}{}:{}", spec.rev, entry.path);
-                match String::from_utf8(text) {
+                match utf8::decode(text) {
                     Ok(text) => input.add_source(&file, text),
-                    Err(_) => error(&mut input, &file, format!("cannot read `{file}`: the file is not UTF-8 text")),
+                    Err(e) => {
+                        let location = Location { file: Some(file.clone()), pos: Some(e.pos), ..Location::default() };
+                        let message = format!("`{file}` is not UTF-8: byte {} (0x{:02x}) is invalid", e.offset, e.byte);
+                        input.diagnostics.push(Diagnostic::new(codes::YAML_SYNTAX, location, message));
+                    }
                 }
             }
         }
@@ -91,7 +96,7 @@ fn git(cwd: &Path) -> Command {
 /// The blobs under `spec.path` at `spec.rev`, filtered and sorted.
 fn list(spec: &GitSpec, cwd: &Path) -> Result<Vec<Entry>, String> {
     let out = git(cwd)
-        .args(["ls-tree", "-r", "-z", &spec.rev, "--", &spec.path])
+        .args(["ls-tree", "-r", "-z", "--long", &spec.rev, "--", &spec.path])
         .output()
         .map_err(|e| format!("cannot run `git`: {e}"))?;
     if !out.status.success() {
@@ -99,12 +104,16 @@ fn list(spec: &GitSpec, cwd: &Path) -> Result<Vec<Entry>, String> {
         return Err(format!("`git ls-tree` failed: {}", stderr.lines().next().unwrap_or("no message").trim()));
     }
     let exact = spec.path.trim_start_matches("./");
+    let limits = source::limits();
+    let mut total: u64 = 0;
     let mut entries = Vec::new();
     for record in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
         let record = String::from_utf8_lossy(record);
         let Some((head, path)) = record.split_once('\t') else { continue };
-        let mut fields = head.split(' ');
+        // `--long` right-aligns the size with spaces.
+        let mut fields = head.split_whitespace();
         let (Some(mode), Some(kind), Some(object)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         // Submodules (`commit`) and symbolic links (`120000`) hold no manifest.
         if kind != "blob" || mode == "120000" {
             continue;
@@ -117,6 +126,14 @@ fn list(spec: &GitSpec, cwd: &Path) -> Result<Vec<Entry>, String> {
         let hidden = below.split('/').any(|c| c.starts_with('.'));
         let extension_ok = path.rsplit_once('.').is_some_and(|(_, e)| EXTENSIONS.contains(&e));
         if named || (!hidden && extension_ok) {
+            total = total.saturating_add(size);
+            if size > limits.max_file || total > limits.max_input {
+                return Err(format!(
+                    "`{path}` in revision `{}` would take the input past the limit of {} bytes on one file or {} on all \
+                     (raise them with `--max-file-size`, `--max-input-size`)",
+                    spec.rev, limits.max_file, limits.max_input
+                ));
+            }
             entries.push(Entry { object: object.to_string(), path: path.to_string() });
         }
     }

@@ -200,24 +200,12 @@ impl Input {
 
     /// Parses one source text (`name` is how diagnostics name it).
     pub fn add_source(&mut self, name: &str, text: String) {
-        let (documents, syntax_error) = yaml::parse_stream(&text);
-        for (index, doc) in documents.iter().enumerate() {
+        let parsed = yaml::parse(&text);
+        for (index, doc) in parsed.documents.iter().enumerate() {
             let mut ctx = Ctx { diags: &mut self.diagnostics, file: name.to_string(), document: index, object: None };
             decode_document(&mut ctx, &doc.root, &mut self.objects, &mut self.skipped);
         }
-        if let Some(e) = syntax_error {
-            let location = Location {
-                file: Some(name.to_string()),
-                document: Some(e.documents_before),
-                object: None,
-                path: None,
-                pos: Some(e.pos),
-            };
-            self.diagnostics.push(
-                Diagnostic::new(codes::YAML_SYNTAX, location, format!("invalid YAML: {}", e.message))
-                    .with_help("the documents after this point in the file were not read"),
-            );
-        }
+        self.diagnostics.extend(yaml::report::diagnostics(name, parsed.error, parsed.findings));
         self.sources.insert(name.to_string(), text);
     }
 }
@@ -322,7 +310,10 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
             return None;
         }
     };
-    if let Err(why) = check_object_name(&name) {
+    if name.len() > MAX_NAME {
+        let message = format!("name of {} characters is longer than the {MAX_NAME} Kubernetes accepts", name.len());
+        ctx.report(codes::NAME_TOO_LONG, fields.get("name"), "metadata.name", message, None);
+    } else if let Err(why) = check_object_name(&name) {
         ctx.report(
             codes::INVALID_NAME,
             fields.get("name"),
@@ -336,7 +327,11 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
         None => None,
     };
     if let Some(ns) = &namespace {
-        if let Err(why) = check_dns_label(ns) {
+        if ns.len() > MAX_NAMESPACE {
+            let message =
+                format!("namespace of {} characters is longer than the {MAX_NAMESPACE} Kubernetes accepts", ns.len());
+            ctx.report(codes::NAME_TOO_LONG, fields.get("namespace"), "metadata.namespace", message, None);
+        } else if let Err(why) = check_dns_label(ns) {
             let at = fields.get("namespace");
             ctx.report(codes::INVALID_NAME, at, "metadata.namespace", format!("invalid namespace `{ns}`: {why}"), None);
         }
@@ -368,6 +363,11 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
         .unwrap_or_default();
     Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location })
 }
+
+/// The longest object name the API server accepts (a DNS-1123 subdomain).
+pub const MAX_NAME: usize = 253;
+/// The longest namespace name it accepts (a DNS-1123 label).
+pub const MAX_NAMESPACE: usize = 63;
 
 /// Checks an object name as a DNS-1123 subdomain: at most 253 lower-case
 /// alphanumerics, `-` and `.`, starting and ending alphanumeric.

@@ -12,7 +12,7 @@
 //! because `yaml-rust2`, reading character by character through a token
 //! queue, was most of the time of reading a large cluster's manifests.
 
-use super::{plain_scalar, Document, Node, Pos, Value};
+use super::{plain_scalar, Document, Node, Pos, Value, MAX_DEPTH};
 
 /// One line holding a token (blank and comment lines are left out).
 #[derive(Clone, Copy)]
@@ -70,6 +70,8 @@ struct Reader<'t> {
     next: usize,
     /// Where the stream ends (the position of a value missing at the end).
     end: Pos,
+    /// Collections open around the one being read.
+    depth: usize,
 }
 
 impl<'t> Reader<'t> {
@@ -93,7 +95,7 @@ impl<'t> Reader<'t> {
             }
             lines.push(Line { number, indent: raw.len() - content.len(), text: raw });
         }
-        Some(Reader { lines, next: 0, end: Pos { line: number + 1, col: 1 } })
+        Some(Reader { lines, next: 0, end: Pos { line: number + 1, col: 1 }, depth: 0 })
     }
 
     fn peek(&self) -> Option<Line<'t>> {
@@ -125,9 +127,26 @@ impl<'t> Reader<'t> {
         }
     }
 
+    /// Reads a collection with `read` one level deeper; a text nested
+    /// deeper than [`MAX_DEPTH`] is left to the event reader, which reports
+    /// it (and this reader recurses once per level).
+    fn nest(&mut self, read: impl FnOnce(&mut Self) -> Option<Node>) -> Option<Node> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let node = read(self);
+        self.depth -= 1;
+        node
+    }
+
     /// A block sequence whose `-` are at `col`; `pos` is where the events
     /// say it starts.
     fn sequence(&mut self, col: usize, pos: Pos) -> Option<Node> {
+        self.nest(|reader| reader.sequence_items(col, pos))
+    }
+
+    fn sequence_items(&mut self, col: usize, pos: Pos) -> Option<Node> {
         let mut items = Vec::new();
         let mut line = self.peek()?;
         loop {
@@ -160,6 +179,10 @@ impl<'t> Reader<'t> {
 
     /// A block mapping whose keys are at `col`.
     fn mapping(&mut self, col: usize) -> Option<Node> {
+        self.nest(|reader| reader.mapping_entries(col))
+    }
+
+    fn mapping_entries(&mut self, col: usize) -> Option<Node> {
         let mut entries = Vec::new();
         let mut line = self.peek()?;
         let pos = line.pos(col);
@@ -257,7 +280,7 @@ fn scalar(text: &str, pos: Pos) -> Option<Node> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse_events;
+    use super::super::events::parse as parse_events;
     use super::*;
     use std::path::Path;
 
@@ -265,7 +288,7 @@ mod tests {
     /// than `yaml-rust2`.
     fn same(text: &str) -> bool {
         let Some(fast) = parse(text) else { return false };
-        let (slow, error) = parse_events(text);
+        let (slow, error, _) = parse_events(text);
         assert!(error.is_none(), "the fast path read a text yaml-rust2 refuses: {text:?}");
         assert_eq!(fast, slow, "{text:?}");
         true

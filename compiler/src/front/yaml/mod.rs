@@ -3,12 +3,25 @@
 //! after parsing, and diagnostics must point at the offending line. Texts
 //! in the plain block style most manifests are written in take a faster
 //! path ([`block`]) to the same nodes.
+//!
+//! Texts are untrusted: nesting is bounded ([`MAX_DEPTH`]), aliases expand
+//! only in proportion to their document ([`alias`]), and what Kubernetes
+//! would refuse (duplicate keys, tags outside the core schema, a `%YAML`
+//! directive other than 1.x) is reported ([`checks`], [`tags`]).
 
+mod alias;
 mod block;
+mod checks;
+mod events;
+pub mod report;
+mod tags;
+pub mod utf8;
 
-use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use crate::diag::Code;
+
+/// How deeply collections may nest. Manifests nest a dozen levels; every
+/// consumer of the nodes may then recurse without fear for its stack.
+pub const MAX_DEPTH: usize = 200;
 
 /// A 1-based line and column in a source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,12 +30,6 @@ pub struct Pos {
     pub line: u32,
     /// Column, from 1.
     pub col: u32,
-}
-
-impl Pos {
-    fn from_marker(m: &Marker) -> Pos {
-        Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
-    }
 }
 
 /// A YAML value.
@@ -102,9 +109,12 @@ pub struct Document {
     pub root: Node,
 }
 
-/// A syntax error, with where the parser stopped.
+/// What stopped the reading of a stream (a syntax error or a limit), with
+/// where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// [`crate::diag::codes::YAML_SYNTAX`], or the code of the limit reached.
+    pub code: Code,
     /// The parser's message.
     pub message: String,
     /// Where it stopped.
@@ -113,88 +123,51 @@ pub struct SyntaxError {
     pub documents_before: usize,
 }
 
+/// Something about a stream that did not stop its reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is.
+    pub code: Code,
+    /// Where.
+    pub pos: Pos,
+    /// Lower-case message.
+    pub message: String,
+    /// The document it is in, from 0.
+    pub document: usize,
+}
+
+/// A stream read: its documents, what stopped the reading if anything, and
+/// findings about what was read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    /// The documents read completely.
+    pub documents: Vec<Document>,
+    /// What stopped the reading, if it stopped before the end.
+    pub error: Option<SyntaxError>,
+    /// Findings, in document and position order.
+    pub findings: Vec<Finding>,
+}
+
+/// Reads every document of `text`, with what it finds about them.
+pub fn parse(text: &str) -> Parsed {
+    let (documents, error, mut findings) = match block::parse(text) {
+        Some(documents) => (documents, None, Vec::new()),
+        None => events::parse(text),
+    };
+    findings.extend(checks::version_directives(text));
+    findings.extend(checks::duplicate_keys(&documents));
+    findings.sort_by_key(|f| (f.document, f.pos));
+    Parsed { documents, error, findings }
+}
+
 /// Parses every document of `text`. Documents before a syntax error are
 /// returned along with it.
 pub fn parse_stream(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
     match block::parse(text) {
         Some(documents) => (documents, None),
-        None => parse_events(text),
-    }
-}
-
-/// [`parse_stream`] through `yaml-rust2`'s events, for any text.
-fn parse_events(text: &str) -> (Vec<Document>, Option<SyntaxError>) {
-    let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    let result = parser.load(&mut builder, true);
-    let error = result.err().map(|e| SyntaxError {
-        message: e.info().to_string(),
-        pos: Pos::from_marker(e.marker()),
-        documents_before: builder.documents.len(),
-    });
-    (builder.documents, error)
-}
-
-/// Builds nodes from parser events.
-#[derive(Default)]
-struct Builder {
-    documents: Vec<Document>,
-    /// Open collections: the node being filled and, for mappings, a key
-    /// waiting for its value.
-    stack: Vec<(Node, Option<Node>, usize)>,
-    anchors: HashMap<usize, Node>,
-}
-
-impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
-        }
-        match self.stack.last_mut() {
-            None => self.documents.push(Document { root: node }),
-            Some((parent, pending_key, _)) => match &mut parent.value {
-                Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match pending_key.take() {
-                    Some(key) => entries.push((key, node)),
-                    None => {
-                        // The parser marks a block mapping where its first
-                        // key's `:` is; the mapping starts at that key.
-                        if entries.is_empty() && node.pos < parent.pos {
-                            parent.pos = node.pos;
-                        }
-                        *pending_key = Some(node)
-                    }
-                },
-                _ => unreachable!("only collections are pushed on the stack"),
-            },
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos::from_marker(&mark);
-        match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
-                let value = if style == TScalarStyle::Plain { plain_scalar(text) } else { Value::Str(text) };
-                self.push_value(Node { value, pos }, anchor);
-            }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push((Node { value: Value::Seq(Vec::new()), pos }, None, anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push((Node { value: Value::Map(Vec::new()), pos }, None, anchor))
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, _, anchor)) = self.stack.pop() {
-                    self.push_value(node, anchor);
-                }
-            }
-            Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node { value: Value::Null, pos });
-                self.push_value(node, 0);
-            }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+        None => {
+            let (documents, error, _) = events::parse(text);
+            (documents, error)
         }
     }
 }

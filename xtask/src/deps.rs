@@ -1,0 +1,93 @@
+//! What `cargo xtask ci` needs beyond a Rust toolchain, and installing it.
+//!
+//! A fresh machine (the CI image, a new contributor's box) has cargo but
+//! not rustfmt, clippy, Graphviz or Debian's clang-19: the README's test
+//! command installs them itself when run as root, and otherwise prints the
+//! exact command to run and fails, so nobody has to read `.ci/run` to learn
+//! what is missing.
+
+use std::process::Command;
+
+/// Debian packages the test suite needs: `dot` renders `policyc graph
+/// --format svg`; the datapath objects are rebuilt with clang-19 and
+/// llvm-strip-19 against the kernel and libbpf headers and compared with the
+/// committed bytes.
+const PACKAGES: [&str; 5] = ["graphviz", "clang-19", "llvm-19", "libbpf-dev", "linux-libc-dev"];
+
+/// Toolchain components the format and lint steps run.
+const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
+
+/// Installs what is missing (as root), or names the command that would.
+pub fn ensure() -> Result<(), String> {
+    let components: Vec<&str> = COMPONENTS.into_iter().filter(|c| !has_component(c)).collect();
+    let packages: Vec<&str> = PACKAGES.into_iter().filter(|p| !has_package(p)).collect();
+    if components.is_empty() && packages.is_empty() {
+        return Ok(());
+    }
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    if !components.is_empty() {
+        commands.push(words(&["rustup", "component", "add"], &components));
+    }
+    if !packages.is_empty() {
+        commands.push(words(&["apt-get", "update", "-qq"], &[]));
+        commands.push(words(&["apt-get", "install", "-y", "-qq"], &packages));
+    }
+    if !is_root() {
+        let shown: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+        return Err(format!(
+            "missing {}; run as root, or install them first with:\n  {}",
+            components.iter().chain(&packages).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            shown.join(" && \\\n  ")
+        ));
+    }
+    for command in &commands {
+        run(command)?;
+    }
+    Ok(())
+}
+
+fn words(head: &[&str], tail: &[&str]) -> Vec<String> {
+    head.iter().chain(tail).map(|w| (*w).to_string()).collect()
+}
+
+fn run(command: &[String]) -> Result<(), String> {
+    eprintln!("xtask: {}", command.join(" "));
+    let status = Command::new(&command[0])
+        .args(&command[1..])
+        // apt must never stop to ask (tzdata and the like) on a CI runner.
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", command[0]))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", command.join(" ")))
+    }
+}
+
+/// Whether `cargo <component>` runs; clippy's subcommand is `cargo clippy`,
+/// rustfmt's is `cargo fmt`.
+fn has_component(component: &str) -> bool {
+    let subcommand = if component == "rustfmt" { "fmt" } else { component };
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether dpkg records `package` as installed (a package that was removed
+/// but kept its configuration files is reported as `deinstall ok
+/// config-files`, so the status is compared whole).
+fn has_package(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout == b"install ok installed")
+}
+
+/// The effective user is root: `/proc/self` belongs to the process's
+/// effective uid, which spares an `unsafe` call to `geteuid`.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
