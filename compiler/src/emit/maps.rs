@@ -20,8 +20,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-pub use policyc_bundle::join;
-
 /// An identity as `identities.txt` writes it.
 pub fn identity_line(info: &IdentityInfo) -> IdentityLine {
     let kind = match info.kind {
@@ -207,10 +205,8 @@ impl RuleNames {
     }
 }
 
-/// The text of one policy map (one line per entry, see the module
-/// documentation) and its number of lines. The rule field ends with the
-/// number of other rules that gave the same verdict (`,+2`), left out when
-/// there are none.
+/// The text of one policy map (one [`PolicyLine`] per entry) and its
+/// number of lines.
 pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
     // Room for every line at once: growing the text as it is written
     // copied it over and over.

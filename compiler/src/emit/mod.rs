@@ -192,7 +192,7 @@ impl<'a> Shared<'a> {
         let names = maps::RuleNames::new(cluster);
         let texts = maps::RenderedMaps::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
         let lines = maps::identities(resolved);
-        let identities = (Arc::from(maps::join(&lines)), lines.len());
+        let identities = (Arc::from(policyc_bundle::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
         let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
         let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
@@ -273,7 +273,7 @@ impl<'a> Shared<'a> {
             })
             .collect();
         files.insert("maps/ipcache.txt".to_string(), ipcache.into());
-        files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines).into());
+        files.insert("maps/endpoints.txt".to_string(), policyc_bundle::join(&endpoint_lines).into());
 
         let rule_names: Vec<_> = rules_used.into_iter().map(|rule| (names.cookie(rule), names.get(rule))).collect();
         let (rules, rule_lines) =

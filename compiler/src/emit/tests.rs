@@ -254,7 +254,7 @@ fn writes_and_replaces_a_bundle_directory() {
 fn identity_table_round_trips_through_identities_txt() {
     let cluster = cluster();
     let resolved = resolve(&cluster);
-    let text = maps::join(&maps::identities(&resolved));
+    let text = policyc_bundle::join(&maps::identities(&resolved));
     assert_eq!(maps::read_identity_table(&text).unwrap(), resolved.table);
     assert!(maps::read_identity_table("256 endpoint app").is_err());
     assert!(maps::read_identity_table("x endpoint app=a").is_err());
