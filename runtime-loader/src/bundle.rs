@@ -3,9 +3,11 @@
 //! every text map. (Each endpoint's settings meet the templates when its
 //! programs are made, which is also before anything is written.)
 
-use crate::entries::{self, EntryError};
+use crate::entries;
 pub use crate::manifest::{BundleEndpoint, FORMAT_VERSION};
 use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use policyc_bundle::rules::RuleLine;
+use policyc_bundle::LineError;
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +32,7 @@ pub enum BundleError {
     /// A file does not match its digest in the manifest.
     Digest(String),
     /// A text map line is malformed.
-    Entry(EntryError),
+    Entry(LineError),
     /// A program template cannot take an endpoint's settings.
     Program(String),
     /// One generation of a map would overflow.
@@ -133,13 +135,15 @@ impl Bundle {
             .into_iter()
             .map(|(k, v, _)| (k, v))
             .collect();
-        let cookies = entries::rules(RULES_FILE, &text(RULES_FILE)?).map_err(entry)?;
+        // Policy lines carry their cookies; the rule table is for flow
+        // events and people, checked here like every file of the bundle.
+        RuleLine::parse_all(RULES_FILE, 1, &text(RULES_FILE)?).map_err(entry)?;
         let templates = manifest.templates()?;
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
         for e in &manifest.endpoints {
             if !files.contains_key(e.policy_file.as_str()) {
-                let parsed = entries::policy(&e.policy_file, 1, &text(&e.policy_file)?, 0, &cookies).map_err(entry)?;
+                let parsed = entries::policy(&e.policy_file, 1, &text(&e.policy_file)?, 0).map_err(entry)?;
                 files.insert(&e.policy_file, parsed);
             }
         }

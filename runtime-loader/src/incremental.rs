@@ -11,17 +11,17 @@
 //! This rests on each map file listing a key once (the compiler writes
 //! sorted, distinct entries): an entry of a piece present on both sides
 //! is then in neither side's changed pieces, so the changed pieces alone
-//! say what to write and what to remove. A policy entry's value holds the
-//! cookie of its rule from `rules.txt`; should a rule keep its name but
-//! change its cookie (a hash collision moved it) or vanish, every policy
-//! file is diffed whole.
+//! say what to write and what to remove. A policy entry's value (its
+//! verdict and its rule's cookie) is all on its line, so a line's text is
+//! its entry: a value that changes changes the line.
 
 use crate::bundle::BundleError;
 use crate::entries;
-use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IPCACHE_FILE};
 use crate::maps::{Generation, SyncPlan};
 use crate::paths::Paths;
 use crate::store;
+use policyc_bundle::policy::PolicyLine;
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, PolicyKey, PolicyValue};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 type PieceAt = (usize, usize, Piece);
 
 /// The pieces of each side that the other side does not have.
-fn changed_pieces(old: Option<&FileDigest>, new: Option<&FileDigest>, whole: bool) -> (Vec<PieceAt>, Vec<PieceAt>) {
+fn changed_pieces(old: Option<&FileDigest>, new: Option<&FileDigest>) -> (Vec<PieceAt>, Vec<PieceAt>) {
     let located = |d: Option<&FileDigest>| -> Vec<PieceAt> {
         let mut first = 1;
         d.map(FileDigest::pieces)
@@ -44,9 +44,6 @@ fn changed_pieces(old: Option<&FileDigest>, new: Option<&FileDigest>, whole: boo
             .collect()
     };
     let (old, new) = (located(old), located(new));
-    if whole {
-        return (old, new);
-    }
     let digests = |v: &[PieceAt]| v.iter().map(|(_, _, p)| p.sha256.clone()).collect::<BTreeSet<_>>();
     let (in_old, in_new) = (digests(&old), digests(&new));
     (
@@ -83,22 +80,6 @@ impl Sides<'_> {
         self.read.push((piece.sha256.clone(), text.clone()));
         Ok(text)
     }
-
-    fn old_rules(&self) -> Option<Result<BTreeMap<String, u32>, BundleError>> {
-        let mut text = String::new();
-        for piece in self.old.digest(RULES_FILE).ok()?.pieces() {
-            text.push_str(&self.old_piece(RULES_FILE, &piece)?);
-        }
-        Some(entries::rules(RULES_FILE, &text).map_err(BundleError::Entry))
-    }
-
-    fn new_rules(&mut self) -> Result<BTreeMap<String, u32>, BundleError> {
-        let mut text = String::new();
-        for (i, piece) in self.new.digest(RULES_FILE)?.pieces().iter().enumerate() {
-            text.push_str(&self.new_piece(RULES_FILE, i, piece)?);
-        }
-        entries::rules(RULES_FILE, &text).map_err(BundleError::Entry)
-    }
 }
 
 /// The plan turning generation `target`, which holds the bundle of `old`,
@@ -111,7 +92,7 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
     let mut after = Generation::default();
     let entry = BundleError::Entry;
 
-    let (gone, came) = changed_pieces(old.files.get(IPCACHE_FILE), new.files.get(IPCACHE_FILE), false);
+    let (gone, came) = changed_pieces(old.files.get(IPCACHE_FILE), new.files.get(IPCACHE_FILE));
     for (_, first, piece) in &gone {
         let Some(text) = sides.old_piece(IPCACHE_FILE, piece) else { return Ok(None) };
         let parsed = entries::ipcache(IPCACHE_FILE, *first, &text).map_err(entry)?;
@@ -122,7 +103,7 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
         after.add_ipcache(target, &entries::ipcache(IPCACHE_FILE, *first, &text).map_err(entry)?);
     }
 
-    let (gone, came) = changed_pieces(old.files.get(ENDPOINTS_FILE), new.files.get(ENDPOINTS_FILE), false);
+    let (gone, came) = changed_pieces(old.files.get(ENDPOINTS_FILE), new.files.get(ENDPOINTS_FILE));
     for (_, first, piece) in &gone {
         let Some(text) = sides.old_piece(ENDPOINTS_FILE, piece) else { return Ok(None) };
         before.add_endpoints(target, endpoint_entries(&text, *first)?);
@@ -143,33 +124,15 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
     let ids: BTreeSet<u16> = old_files.keys().chain(new_files.keys()).copied().collect();
     let changed_ids: Vec<u16> =
         ids.into_iter().filter(|id| piece_list(old, old_files.get(id)) != piece_list(new, new_files.get(id))).collect();
-    let rules_same = old.digest(RULES_FILE)?.sha256 == new.digest(RULES_FILE)?.sha256;
-    let mut whole = false;
-    let (old_cookies, new_cookies) = if rules_same && changed_ids.is_empty() {
-        (BTreeMap::new(), BTreeMap::new())
-    } else {
-        let new_cookies = sides.new_rules()?;
-        let old_cookies = if rules_same {
-            new_cookies.clone()
-        } else {
-            let Some(old_cookies) = sides.old_rules() else { return Ok(None) };
-            let old_cookies = old_cookies?;
-            whole = old_cookies.iter().any(|(name, cookie)| new_cookies.get(name) != Some(cookie));
-            old_cookies
-        };
-        (old_cookies, new_cookies)
-    };
-    let ids: Vec<u16> = if whole { old_files.keys().chain(new_files.keys()).copied().collect() } else { changed_ids };
     // The entries that differ between an endpoint's old and new policy
     // files, parsed once per pair of files however many endpoints share it.
-    let cookies = (&old_cookies, &new_cookies);
     let mut parsed: BTreeMap<(Option<&String>, Option<&String>), Differing> = BTreeMap::new();
-    for id in ids.into_iter().collect::<BTreeSet<_>>() {
+    for id in changed_ids {
         let pair = (old_files.get(&id), new_files.get(&id));
         let (old_entries, new_entries) = match parsed.entry(pair) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let Some(differing) = differing(&mut sides, pair, whole, cookies)? else { return Ok(None) };
+                let Some(differing) = differing(&mut sides, pair)? else { return Ok(None) };
                 e.insert(differing)
             }
         };
@@ -191,18 +154,14 @@ type Numbered<'a> = Vec<(usize, &'a str)>;
 
 /// The entries that differ between old policy file `of` and new policy
 /// file `nf` (either absent), from their changed pieces; `None` when an old
-/// piece is not in the store. Unless cookies moved (`whole`: then every
-/// line's value may change and every line is parsed), a line on both sides
-/// is an entry that stays as it is, so only the lines of one side alone
-/// are parsed.
+/// piece is not in the store. A line on both sides is an entry that stays
+/// as it is, so only the lines of one side alone are parsed.
 fn differing(
     sides: &mut Sides<'_>,
     (of, nf): (Option<&String>, Option<&String>),
-    whole: bool,
-    (old_cookies, new_cookies): (&BTreeMap<String, u32>, &BTreeMap<String, u32>),
 ) -> Result<Option<Differing>, BundleError> {
     let (old, new) = (sides.old, sides.new);
-    let (gone, came) = changed_pieces(of.and_then(|f| old.files.get(f)), nf.and_then(|f| new.files.get(f)), whole);
+    let (gone, came) = changed_pieces(of.and_then(|f| old.files.get(f)), nf.and_then(|f| new.files.get(f)));
     let mut old_lines = Vec::new();
     if let Some(file) = of {
         for (_, first, piece) in &gone {
@@ -216,13 +175,9 @@ fn differing(
             new_lines.push((*first, sides.new_piece(file, *i, piece)?));
         }
     }
-    let (old_only, new_only) = if whole {
-        (numbered(&old_lines).collect(), numbered(&new_lines).collect())
-    } else {
-        one_sided(&old_lines, &new_lines)
-    };
-    let old_entries = of.map(|f| parse_policy_lines(f, &old_only, old_cookies)).transpose()?;
-    let new_entries = nf.map(|f| parse_policy_lines(f, &new_only, new_cookies)).transpose()?;
+    let (old_only, new_only) = one_sided(&old_lines, &new_lines);
+    let old_entries = of.map(|f| parse_policy_lines(f, &old_only)).transpose()?;
+    let new_entries = nf.map(|f| parse_policy_lines(f, &new_only)).transpose()?;
     Ok(Some((old_entries.unwrap_or_default(), new_entries.unwrap_or_default())))
 }
 
@@ -243,16 +198,14 @@ fn one_sided<'a>(old: &'a [(usize, String)], new: &'a [(usize, String)]) -> (Num
 }
 
 /// Policy entries of numbered lines of `file`.
-fn parse_policy_lines(
-    file: &str,
-    lines: &[(usize, &str)],
-    cookies: &BTreeMap<String, u32>,
-) -> Result<Vec<(PolicyKey, PolicyValue)>, BundleError> {
-    let mut out = Vec::with_capacity(lines.len());
-    for (n, line) in lines {
-        out.extend(entries::policy(file, *n, line, 0, cookies).map_err(BundleError::Entry)?);
-    }
-    Ok(out)
+fn parse_policy_lines(file: &str, lines: &[(usize, &str)]) -> Result<Vec<(PolicyKey, PolicyValue)>, BundleError> {
+    lines
+        .iter()
+        .map(|&(n, line)| {
+            let parsed = PolicyLine::parse(file, n, line).map_err(BundleError::Entry)?;
+            Ok(entries::policy_entry(&parsed, 0))
+        })
+        .collect()
 }
 
 fn endpoint_entries(text: &str, first: usize) -> Result<Vec<(EndpointKey, EndpointValue)>, BundleError> {

@@ -9,91 +9,17 @@
 //! bundle's hash: it covers every file through their digests.
 
 use crate::bundle::BundleError;
+use policyc_bundle::digest::sha256_hex;
+pub use policyc_bundle::digest::{FileDigest, Piece};
+use policyc_bundle::manifest::{self as format, ManifestError};
+pub use policyc_bundle::{ENDPOINTS_FILE, FORMAT_VERSION, IPCACHE_FILE, RULES_FILE};
 use policyc_ebpf::abi;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::specialize::specialize_body;
 use policyc_ebpf::Template;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
-/// The bundle format this loader reads (5: its templates are bodies for
-/// this loader's endpoint stub, `policyc_ebpf::ENDPOINT_STUB`).
-pub const FORMAT_VERSION: u32 = 5;
-
-#[derive(Debug, Deserialize)]
-struct ManifestFile {
-    node: String,
-    source_hash: String,
-    maps: Vec<MapFile>,
-    programs: ProgramsFile,
-    endpoints: Vec<EndpointFile>,
-    files: Option<BTreeMap<String, FileDigest>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MapFile {
-    name: String,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-}
-
-#[derive(Debug, Deserialize)]
-struct EndpointFile {
-    name: String,
-    stem: String,
-    id: u16,
-    addresses: Vec<String>,
-    policy_file: String,
-    config: EndpointConfig,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProgramsFile {
-    from: String,
-    to: String,
-}
-
-/// The content of one file of a bundle, as its manifest states it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct FileDigest {
-    /// SHA-256 of the file, in hex.
-    pub sha256: String,
-    /// Lines of a text file.
-    #[serde(default)]
-    pub lines: Option<usize>,
-    /// Its pieces when there are several (runs of whole lines cut where
-    /// the content says, so an edit changes only the pieces it falls in).
-    #[serde(default)]
-    pieces: Vec<Piece>,
-}
-
-/// A run of whole lines of a text file.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Piece {
-    /// Lines.
-    pub lines: usize,
-    /// Bytes; `None` for a file of one piece (the whole file).
-    #[serde(default)]
-    pub bytes: Option<usize>,
-    /// SHA-256 of those bytes, in hex.
-    pub sha256: String,
-}
-
-impl FileDigest {
-    /// The file's pieces in order: one, the whole file, unless the
-    /// manifest lists several.
-    pub fn pieces(&self) -> Vec<Piece> {
-        if self.pieces.is_empty() {
-            vec![Piece { lines: self.lines.unwrap_or(0), bytes: None, sha256: self.sha256.clone() }]
-        } else {
-            self.pieces.clone()
-        }
-    }
-}
 
 /// One local endpoint of a bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,17 +62,6 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileDigest>,
 }
 
-/// The text map files every bundle has.
-pub const IPCACHE_FILE: &str = "maps/ipcache.txt";
-/// See [`IPCACHE_FILE`].
-pub const ENDPOINTS_FILE: &str = "maps/endpoints.txt";
-/// See [`IPCACHE_FILE`].
-pub const RULES_FILE: &str = "maps/rules.txt";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 fn io(path: &Path, error: std::io::Error) -> BundleError {
     BundleError::Io { path: path.to_path_buf(), error }
 }
@@ -161,20 +76,12 @@ impl Manifest {
 
     /// Checks `text`, the manifest of the bundle in `dir`.
     pub fn parse(dir: &Path, text: String) -> Result<Manifest, BundleError> {
-        // The version first, so an unknown layout says so rather than
-        // failing on a field.
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| BundleError::Manifest(e.to_string()))?;
-        let version = value.get("format_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if version != u64::from(FORMAT_VERSION) {
-            return Err(BundleError::FormatVersion(version as u32));
-        }
-        let file: ManifestFile = serde_json::from_value(value).map_err(|e| BundleError::Manifest(e.to_string()))?;
-        check_layouts(&file.maps)?;
-        let files = file.files.ok_or_else(|| {
-            BundleError::Manifest(
-                "no `files` digests: the bundle was compiled by an older policyc; recompile it".into(),
-            )
+        let file = format::Manifest::from_json(&text).map_err(|e| match e {
+            ManifestError::FormatVersion(version) => BundleError::FormatVersion(version),
+            ManifestError::Json(e) => BundleError::Manifest(e),
         })?;
+        check_layouts(&file.maps)?;
+        let files = file.files;
         for path in files.keys() {
             check_path(path)?;
         }
@@ -352,7 +259,7 @@ fn check_path(relative: &str) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn check_layouts(maps: &[MapFile]) -> Result<(), BundleError> {
+fn check_layouts(maps: &[format::MapSpec]) -> Result<(), BundleError> {
     for layout in abi::MAPS {
         let m = maps
             .iter()
@@ -370,7 +277,7 @@ fn check_layouts(maps: &[MapFile]) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn endpoint(e: &EndpointFile, files: &BTreeMap<String, FileDigest>) -> Result<BundleEndpoint, BundleError> {
+fn endpoint(e: &format::EndpointSpec, files: &BTreeMap<String, FileDigest>) -> Result<BundleEndpoint, BundleError> {
     let bad = |what: String| BundleError::Manifest(format!("endpoint `{}`: {what}", e.name));
     if e.config.endpoint_id != u32::from(e.id) {
         return Err(bad(format!("settings name endpoint id {}, not {}", e.config.endpoint_id, e.id)));

@@ -1,57 +1,24 @@
-//! Text renderings of the maps, one entry per line, fields separated by one
-//! space, sorted:
-//!
-//! - `identities.txt`: `<identity> <kind> <labels>`, kind `reserved`,
-//!   `endpoint` or `cidr`; labels comma-separated (`-` if none).
-//! - `ipcache.txt`: `<prefix> <identity> <source>`, source `world`, `cidr`,
-//!   `host` (this node), `node:<name>` or `endpoint:<ns>/<pod>`; by prefix.
-//! - `endpoints.txt`: `<ip> <endpoint id> <identity> <enforced> <ns>/<pod>`,
-//!   enforced `ingress`, `egress`, `ingress+egress` or `-`; by IP.
-//! - `policy/<identity>.txt` (see [`policy_files`]): `<direction> <peer> <proto>/<port>/<len>
-//!   <verdict> <rule>[,+<more>]`: peer an identity or `any`; `len` the
-//!   prefix length over the 24 bits `protocol|port` (0 every protocol, 8
-//!   one protocol, 24 one port); verdict `allow`, `deny` or
-//!   `redirect:<parser>`; rule `<Kind>/<ns>/<name>:<path>`, the first of
-//!   the rules giving the verdict, and `,+<more>` how many others do (left
-//!   out if none). By key.
+//! The maps of the resolved cluster rendered as the bundle's text files,
+//! one entry per line, through the line types of [`policyc_bundle`] (which
+//! defines every format): `identities.txt`, `ipcache.txt`,
+//! `endpoints.txt` and the policy files (see [`policy_files`]).
 
 use crate::emit::programs::lookups;
+use policyc_bundle::endpoints::{EndpointLine, Enforced};
+use policyc_bundle::identities::IdentityLine;
+use policyc_bundle::ipcache::{IpcacheLine, Source};
+use policyc_bundle::policy::{self as policy_line, PolicyLine, Verdict};
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::RuleRef;
-use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
+use policyc_ir::identity::{Identity, IdentityTable};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
+use policyc_ir::protocol::Direction;
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-
-/// Lines joined with `\n`, with a final newline unless empty.
-pub fn join(lines: &[String]) -> String {
-    let mut out = lines.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
-}
-
-/// One line of `identities.txt`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IdentityLine {
-    /// The number.
-    pub identity: u32,
-    /// `reserved`, `endpoint` or `cidr`.
-    pub kind: &'static str,
-    /// Labels, comma-separated (`-` if none).
-    pub labels: String,
-}
-
-impl std::fmt::Display for IdentityLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.identity, self.kind, self.labels)
-    }
-}
 
 /// An identity as `identities.txt` writes it.
 pub fn identity_line(info: &IdentityInfo) -> IdentityLine {
@@ -60,13 +27,7 @@ pub fn identity_line(info: &IdentityInfo) -> IdentityLine {
         IdentityKind::Endpoint => "endpoint",
         IdentityKind::Cidr(_) => "cidr",
     };
-    let labels: Vec<String> = info
-        .labels
-        .iter()
-        .map(|(k, v)| if v.is_empty() && kind != "endpoint" { k.to_string() } else { format!("{k}={v}") })
-        .collect();
-    let labels = if labels.is_empty() { "-".to_string() } else { labels.join(",") };
-    IdentityLine { identity: info.identity.get(), kind, labels }
+    IdentityLine::new(info.identity.get(), kind, info.labels.iter())
 }
 
 /// `identities.txt`.
@@ -91,30 +52,20 @@ impl Ipcache {
             .ipcache
             .iter()
             .map(|e| {
-                let mut line = e.prefix.to_string();
-                line.push(' ');
-                let mut own = None;
+                let line = |identity: Identity, source| {
+                    let (addr, prefix_len) = (e.prefix.addr(), e.prefix.prefix_len());
+                    IpcacheLine { addr, prefix_len, identity: identity.get(), source }.to_string()
+                };
                 match &e.source {
-                    IpcacheSource::World | IpcacheSource::Cidr => {
-                        push_number(&mut line, e.identity.get());
-                        line.push_str(if e.source == IpcacheSource::World { " world" } else { " cidr" });
-                    }
+                    IpcacheSource::World => (line(e.identity, Source::World), None),
+                    IpcacheSource::Cidr => (line(e.identity, Source::Cidr), None),
                     IpcacheSource::Node(name) => {
-                        let mut host = line.clone();
-                        push_number(&mut host, Identity::HOST.get());
-                        host.push_str(" host");
-                        own = Some((name.clone(), host));
-                        push_number(&mut line, e.identity.get());
-                        line.push_str(" node:");
-                        line.push_str(name);
+                        (line(e.identity, Source::Node(name)), Some((name.clone(), line(Identity::HOST, Source::Host))))
                     }
                     IpcacheSource::Endpoint(i) => {
-                        push_number(&mut line, e.identity.get());
-                        line.push_str(" endpoint:");
-                        line.push_str(&resolved.endpoints[*i].name);
+                        (line(e.identity, Source::Endpoint(&resolved.endpoints[*i].name)), None)
                     }
                 }
-                (line, own)
             })
             .collect();
         Ipcache { lines }
@@ -139,47 +90,24 @@ pub fn local_endpoints<'a>(resolved: &'a Resolved, node: &str) -> Vec<&'a Resolv
     resolved.endpoints.iter().filter(|e| e.node.as_deref() == Some(node)).collect()
 }
 
-/// Stable endpoint ids (`1..=65535`) for the endpoints of one node: each
-/// name starts at a hash of itself and probes linearly, in name order, so
-/// adding a pod renumbers no other pod unless their hashes collide.
+/// Stable endpoint ids (`1..=65535`) for the endpoints of one node
+/// ([`policyc_bundle::ids::endpoint_ids`]), by endpoint index.
 pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<usize, u16> {
     let names: BTreeMap<&str, usize> = local.iter().map(|e| (e.name.as_str(), e.index)).collect();
-    let mut used = BTreeSet::new();
-    let mut ids = BTreeMap::new();
-    for (name, index) in names {
-        // More endpoints than ids: the endpoints map's capacity check fails
-        // the bundle, so these get no id instead of probing forever.
-        if used.len() >= usize::from(u16::MAX) {
-            ids.insert(index, 0);
-            continue;
-        }
-        // `% 65535 + 1` lies in 1..=65535.
-        let mut id = (fnv1a64(name.as_bytes()) % 65535) as u16 + 1;
-        while !used.insert(id) {
-            id = if id == u16::MAX { 1 } else { id + 1 };
-        }
-        ids.insert(index, id);
-    }
-    ids
+    let ids = policyc_bundle::ids::endpoint_ids(names.keys().copied());
+    names.iter().map(|(name, &index)| (index, ids.get(name).copied().unwrap_or(0))).collect()
 }
 
 /// `endpoints.txt`: one line per pod IP of the node's endpoints.
 pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec<String> {
     let mut lines: Vec<(std::net::IpAddr, String)> = Vec::new();
     for e in local {
-        let enforced = match e.policy.enforced {
-            [true, true] => "ingress+egress",
-            [true, false] => "ingress",
-            [false, true] => "egress",
-            [false, false] => "-",
-        };
+        let enforced = Enforced { ingress: e.policy.enforced[0], egress: e.policy.enforced[1] };
         // Validation guarantees every endpoint an identity.
         let identity = e.identity.map_or(0, |id| id.get());
-        for ip in &e.ips {
-            lines.push((
-                *ip,
-                format!("{ip} {} {identity} {enforced} {}", ids.get(&e.index).copied().unwrap_or(0), e.name),
-            ));
+        let id = ids.get(&e.index).copied().unwrap_or(0);
+        for &ip in &e.ips {
+            lines.push((ip, EndpointLine { ip, id, identity, enforced, name: &e.name }.to_string()));
         }
     }
     lines.sort();
@@ -237,17 +165,27 @@ pub fn policy_files(cluster: &Cluster, local: &[&ResolvedEndpoint]) -> Vec<Strin
 /// once per emission: a policy map names a rule on each of its lines.
 #[derive(Clone, Debug, Default)]
 pub struct RuleNames {
-    by_policy: Vec<Vec<String>>,
+    /// Per policy, per rule: its name and its cookie.
+    by_policy: Vec<Vec<(String, u32)>>,
 }
 
 impl RuleNames {
-    /// The names of every rule of `cluster`.
+    /// The names of every rule of `cluster`, and their cookies
+    /// ([`policyc_bundle::ids::rule_cookies`]), allocated over the whole
+    /// cluster so that a rule has one cookie on every node.
     pub fn new(cluster: &Cluster) -> RuleNames {
-        let by_policy = cluster
+        let names: Vec<Vec<String>> = cluster
             .policies
             .iter()
             .enumerate()
             .map(|(p, policy)| (0..policy.rules.len()).map(|r| rule_name(cluster, p, r)).collect())
+            .collect();
+        let cookies = policyc_bundle::ids::rule_cookies(names.iter().flatten().map(String::as_str));
+        let by_policy = names
+            .iter()
+            .map(|rules| {
+                rules.iter().map(|name| (name.clone(), cookies.get(name.as_str()).copied().unwrap_or(0))).collect()
+            })
             .collect();
         RuleNames { by_policy }
     }
@@ -256,16 +194,19 @@ impl RuleNames {
     /// which validation rules out).
     pub fn get(&self, rule: RuleRef) -> Cow<'_, str> {
         match self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)) {
-            Some(name) => Cow::Borrowed(name),
+            Some((name, _)) => Cow::Borrowed(name),
             None => Cow::Owned(format!("policy{}:rule{}", rule.policy, rule.rule)),
         }
     }
+
+    /// The cookie of `rule` (0, "no rule", for a rule the cluster lacks).
+    pub fn cookie(&self, rule: RuleRef) -> u32 {
+        self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)).map_or(0, |(_, cookie)| *cookie)
+    }
 }
 
-/// The text of one policy map (one line per entry, see the module
-/// documentation) and its number of lines. The rule field ends with the
-/// number of other rules that gave the same verdict (`,+2`), left out when
-/// there are none.
+/// The text of one policy map (one [`PolicyLine`] per entry) and its
+/// number of lines.
 pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
     // Room for every line at once: growing the text as it is written
     // copied it over and over.
@@ -273,62 +214,36 @@ pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
         MapVerdict::Redirect(parser) => "redirect:".len() + parser.len(),
         _ => "allow".len(),
     };
-    let capacity = map.entries.iter().map(|e| LINE_FIELDS + longest_verdict(e) + names.get(e.rule).len()).sum();
+    let capacity =
+        map.entries.iter().map(|e| PolicyLine::FIXED_LEN + longest_verdict(e) + names.get(e.rule).len()).sum();
     let mut out = String::with_capacity(capacity);
     for entry in &map.entries {
         let key = &entry.key;
-        out.push_str(key.direction.name());
-        out.push(' ');
-        if key.identity.is_any() {
-            out.push_str("any");
-        } else {
-            push_number(&mut out, key.identity.get());
+        let rule = names.get(entry.rule);
+        PolicyLine {
+            key: policy_line::PolicyKey {
+                direction: match key.direction {
+                    Direction::Ingress => policy_line::Direction::Ingress,
+                    Direction::Egress => policy_line::Direction::Egress,
+                },
+                peer: key.identity.get(),
+                protocol: key.protocol,
+                port: key.port,
+                prefix_len: key.prefix_len,
+            },
+            verdict: match &entry.verdict {
+                MapVerdict::Allow => Verdict::Allow,
+                MapVerdict::Deny => Verdict::Deny,
+                MapVerdict::Redirect(parser) => Verdict::Redirect(parser),
+            },
+            cookie: names.cookie(entry.rule),
+            rule: &rule,
+            others: entry.rule_count.saturating_sub(1),
         }
-        out.push(' ');
-        push_number(&mut out, u32::from(key.protocol));
-        out.push('/');
-        push_number(&mut out, u32::from(key.port));
-        out.push('/');
-        push_number(&mut out, u32::from(key.prefix_len));
-        out.push(' ');
-        match &entry.verdict {
-            MapVerdict::Allow => out.push_str("allow"),
-            MapVerdict::Deny => out.push_str("deny"),
-            MapVerdict::Redirect(parser) => {
-                out.push_str("redirect:");
-                out.push_str(parser);
-            }
-        }
-        out.push(' ');
-        out.push_str(&names.get(entry.rule));
-        if entry.rule_count > 1 {
-            out.push_str(",+");
-            push_number(&mut out, entry.rule_count - 1);
-        }
+        .write(&mut out);
         out.push('\n');
     }
     (out, map.entries.len())
-}
-
-/// The longest a policy line is without its verdict and rule name:
-/// `ingress 4294967295 255/65535/24 ` and `,+4294967295` and the newline.
-const LINE_FIELDS: usize = 32 + 12 + 1;
-
-/// Appends the decimal digits of `n` (what `write!` does, without the
-/// formatting machinery, which dominated emission time).
-fn push_number(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits are always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// Rendered policy maps, shared by the endpoints (on any node) whose maps
@@ -433,25 +348,18 @@ pub fn rule_name(cluster: &Cluster, policy: usize, rule: usize) -> String {
 /// ([`policyc_ir::resolve::resolve_with_previous`]). Reserved and CIDR lines
 /// are skipped; a malformed line is an error naming its number.
 pub fn read_identity_table(text: &str) -> Result<IdentityTable, String> {
+    let lines =
+        IdentityLine::parse_all("identities.txt", text).map_err(|e| format!("line {}: {}", e.line, e.message))?;
     let mut assignments = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut fields = line.splitn(3, ' ');
-        let (Some(id), Some(kind), Some(labels)) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(format!("line {}: expected `<identity> <kind> <labels>`", n + 1));
-        };
-        if kind != "endpoint" {
+    for (n, line) in lines.iter().enumerate() {
+        if line.kind != "endpoint" {
             continue;
         }
-        let id: u32 = id.parse().map_err(|_| format!("line {}: `{id}` is not an identity", n + 1))?;
         let mut set = Labels::new();
-        if labels != "-" {
-            for pair in labels.split(',') {
-                let (k, v) =
-                    pair.split_once('=').ok_or_else(|| format!("line {}: label `{pair}` has no `=`", n + 1))?;
-                set.insert(k, v);
-            }
+        for (k, v) in line.endpoint_labels().map_err(|e| format!("line {}: {e}", n + 1))? {
+            set.insert(k, v);
         }
-        assignments.push((set, Identity(id)));
+        assignments.push((set, Identity(line.identity)));
     }
     Ok(IdentityTable::from_assignments(assignments))
 }
@@ -464,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_policy_line_names_the_first_rule_and_counts_the_others() {
-        let names = RuleNames { by_policy: vec![vec!["CiliumNetworkPolicy/shop/api:spec.ingress[0]".into()]] };
+        let names = RuleNames { by_policy: vec![vec![("CiliumNetworkPolicy/shop/api:spec.ingress[0]".into(), 42)]] };
         let entry = |identity, port, prefix_len, verdict, rule_count| PolicyEntry {
             key: PolicyKey {
                 identity: Identity(identity),
@@ -480,7 +388,7 @@ mod tests {
         let map = PolicyMap {
             enforced: [false, true],
             entries: vec![
-                entry(0, 0, 0, MapVerdict::Deny, 1),
+                entry(0, 0, 8, MapVerdict::Deny, 1),
                 entry(4_294_967_295, 65535, 24, MapVerdict::Redirect("http".into()), 3),
             ],
         };
@@ -488,8 +396,8 @@ mod tests {
         assert_eq!(lines, 2);
         assert_eq!(
             text,
-            "egress any 6/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
-             egress 4294967295 6/65535/24 redirect:http CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
+            "egress any 6/0/8 deny 42 CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
+             egress 4294967295 6/65535/24 redirect:http 42 CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
         );
         // A rule the cluster lacks (validation rules it out) still renders.
         assert_eq!(names.get(RuleRef { policy: 3, rule: 1 }), "policy3:rule1");

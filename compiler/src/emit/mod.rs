@@ -13,17 +13,19 @@
 //!
 //! Every map file is one entry per line, fields separated by one space,
 //! sorted, with no header, so a review diff shows exactly the entries that
-//! change (formats in [`maps`]). Emission is pure: [`emit`] builds the files
+//! change; the formats, the manifest and the format version are defined
+//! once, in [`policyc_bundle`], which the loader reads through too. Emission is pure: [`emit`] builds the files
 //! in memory and [`Bundle::write_to`] is the only I/O. It starts by
 //! validating the resolved maps ([`policyc_ir::validate`]); after that it
 //! may fail (capacity, unknown node) but never panics.
 
-pub mod manifest;
 pub mod maps;
 pub mod programs;
 pub mod rules;
 pub mod write;
 
+use policyc_bundle::digest::{self, Digests, FileDigest};
+use policyc_bundle::manifest;
 use policyc_ebpf::abi::{self, MAPS};
 use policyc_ebpf::Template;
 use policyc_ir::cluster::Cluster;
@@ -45,7 +47,7 @@ pub struct BundleOptions {
     /// Content hash of the input manifests, recorded in the manifest.
     pub source_hash: String,
     /// What the manifest's file digests hold.
-    pub digests: manifest::Digests,
+    pub digests: Digests,
 }
 
 impl Default for BundleOptions {
@@ -53,7 +55,7 @@ impl Default for BundleOptions {
         BundleOptions {
             policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY,
             source_hash: String::new(),
-            digests: manifest::Digests::Sha256,
+            digests: Digests::Sha256,
         }
     }
 }
@@ -182,7 +184,7 @@ struct Shared<'a> {
     identities: (Arc<str>, usize),
     ipcache: maps::Ipcache,
     /// Digests of the texts and objects every bundle shares, by address.
-    shared_digests: HashMap<usize, manifest::FileDigest>,
+    shared_digests: HashMap<usize, FileDigest>,
 }
 
 impl<'a> Shared<'a> {
@@ -190,14 +192,14 @@ impl<'a> Shared<'a> {
         let names = maps::RuleNames::new(cluster);
         let texts = maps::RenderedMaps::new(resolved, only.map(|o| vec![o]).as_deref(), &names);
         let lines = maps::identities(resolved);
-        let identities = (Arc::from(maps::join(&lines)), lines.len());
+        let identities = (Arc::from(policyc_bundle::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
         let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
-        let digests = policyc_ir::parallel::map(&shared, |text| manifest::text_digest(text, options.digests));
-        let mut shared_digests: HashMap<usize, manifest::FileDigest> =
+        let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
+        let mut shared_digests: HashMap<usize, FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
         shared_digests.extend(
-            Template::ALL.map(|t| (t.bytes().as_ptr() as usize, manifest::object_digest(t.bytes(), options.digests))),
+            Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
         Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests }
     }
@@ -208,14 +210,14 @@ impl<'a> Shared<'a> {
         &self,
         texts: &BTreeMap<String, Arc<str>>,
         objects: &BTreeMap<String, &'static [u8]>,
-    ) -> BTreeMap<String, manifest::FileDigest> {
+    ) -> BTreeMap<String, FileDigest> {
         let texts = texts.iter().map(|(path, text)| {
             let digest = self.shared_digests.get(&address(text)).cloned();
-            (path.clone(), digest.unwrap_or_else(|| manifest::text_digest(text, self.options.digests)))
+            (path.clone(), digest.unwrap_or_else(|| digest::text_digest(text, self.options.digests)))
         });
         let objects = objects.iter().map(|(path, bytes)| {
             let digest = self.shared_digests.get(&(bytes.as_ptr() as usize)).cloned();
-            (path.clone(), digest.unwrap_or_else(|| manifest::object_digest(bytes, self.options.digests)))
+            (path.clone(), digest.unwrap_or_else(|| digest::object_digest(bytes, self.options.digests)))
         });
         texts.chain(objects).collect()
     }
@@ -271,24 +273,24 @@ impl<'a> Shared<'a> {
             })
             .collect();
         files.insert("maps/ipcache.txt".to_string(), ipcache.into());
-        files.insert("maps/endpoints.txt".to_string(), maps::join(&endpoint_lines).into());
+        files.insert("maps/endpoints.txt".to_string(), policyc_bundle::join(&endpoint_lines).into());
 
-        let rule_names: BTreeSet<String> = rules_used.into_iter().map(|rule| names.get(rule).into_owned()).collect();
-        let cookies = rules::cookies(rule_names.iter().map(String::as_str));
-        let rules = rules::table(&cookies);
+        let rule_names: Vec<_> = rules_used.into_iter().map(|rule| (names.cookie(rule), names.get(rule))).collect();
+        let (rules, rule_lines) =
+            rules::table(&rule_names.iter().map(|(cookie, name)| (*cookie, name.as_ref())).collect());
         let tables = vec![
             manifest::TableSpec {
                 name: "identities".into(),
                 file: "maps/identities.txt".into(),
                 entries: self.identities.1,
             },
-            manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rules.len() },
+            manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rule_lines },
         ];
         files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));
-        files.insert("maps/rules.txt".to_string(), maps::join(&rules).into());
+        files.insert("maps/rules.txt".to_string(), rules.into());
 
         let manifest = manifest::Manifest {
-            format_version: manifest::FORMAT_VERSION,
+            format_version: policyc_bundle::FORMAT_VERSION,
             node: node.to_string(),
             source_hash: options.source_hash.clone(),
             maps: specs,

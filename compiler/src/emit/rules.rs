@@ -1,34 +1,19 @@
-//! `rules.txt`: the rule cookies of a bundle. A policy entry's value names
-//! its deciding rule by a 32-bit cookie that flow events carry; this table
-//! turns cookies back into `<Kind>/<ns>/<name>:<rule path>`.
-//!
-//! A cookie is a hash of the rule's name (probing upwards on a collision, in
-//! name order), so it stays the same across compiles and an unrelated change
-//! rewrites no entry. Cookie 0 means "no rule" (the default decided).
+//! `rules.txt`: the rules a bundle's policy entries name, by their
+//! cluster-wide cookies ([`super::maps::RuleNames`]), so that the cookie a
+//! flow event carries turns back into `<Kind>/<ns>/<name>:<rule path>`.
 
-use policyc_ir::identity::fnv1a64;
-use std::collections::{BTreeMap, BTreeSet};
+use policyc_bundle::rules::RuleLine;
+use std::collections::BTreeMap;
 
-/// Cookies for `names`.
-pub fn cookies<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u32> {
-    let names: BTreeSet<&str> = names.into_iter().collect();
-    let mut used = BTreeSet::new();
-    let mut out = BTreeMap::new();
-    for name in names {
-        // `% u32::MAX + 1` lies in 1..=u32::MAX.
-        let mut cookie = (fnv1a64(name.as_bytes()) % u64::from(u32::MAX)) as u32 + 1;
-        while !used.insert(cookie) {
-            cookie = cookie.checked_add(1).unwrap_or(1);
-        }
-        out.insert(name.to_string(), cookie);
+/// The text of `rules.txt` for `rules` (cookie → name) and its number of
+/// lines.
+pub fn table(rules: &BTreeMap<u32, &str>) -> (String, usize) {
+    let mut out = String::new();
+    for (&cookie, rule) in rules {
+        RuleLine { cookie, rule }.write(&mut out);
+        out.push('\n');
     }
-    out
-}
-
-/// The lines of `rules.txt`: `<cookie> <rule>`, by cookie.
-pub fn table(cookies: &BTreeMap<String, u32>) -> Vec<String> {
-    let by_cookie: BTreeMap<u32, &str> = cookies.iter().map(|(name, &c)| (c, name.as_str())).collect();
-    by_cookie.into_iter().map(|(cookie, name)| format!("{cookie} {name}")).collect()
+    (out, rules.len())
 }
 
 #[cfg(test)]
@@ -36,15 +21,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_stable_distinct_and_never_zero() {
-        let a = cookies(["NetworkPolicy/shop/db:spec.ingress[0]", "CiliumNetworkPolicy/shop/api:spec.egress[1]"]);
-        let b = cookies(["NetworkPolicy/shop/db:spec.ingress[0]"]);
-        assert_eq!(a["NetworkPolicy/shop/db:spec.ingress[0]"], b["NetworkPolicy/shop/db:spec.ingress[0]"]);
-        let values: BTreeSet<u32> = a.values().copied().collect();
-        assert_eq!(values.len(), 2);
-        assert!(!values.contains(&0));
-        let lines = table(&a);
-        assert_eq!(lines.len(), 2);
-        assert!(lines.iter().all(|l| l.split_once(' ').unwrap().0.parse::<u32>().is_ok()));
+    fn one_line_per_rule_by_cookie() {
+        let rules = BTreeMap::from([
+            (43, "NetworkPolicy/shop/db:spec.ingress[1]"),
+            (7, "CiliumNetworkPolicy/shop/api:spec.egress[0]"),
+        ]);
+        assert_eq!(
+            table(&rules),
+            ("7 CiliumNetworkPolicy/shop/api:spec.egress[0]\n43 NetworkPolicy/shop/db:spec.ingress[1]\n".into(), 2)
+        );
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Endpoint, EndpointKind, NamedPort, Node};
+use policyc_ir::eval::RuleRef;
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
@@ -101,13 +102,22 @@ fn renders_each_map_of_each_node() {
              192.168.0.1/32 1 host\n192.168.0.2/32 6 node:node-b\n203.0.113.0/24 {cidr} cidr\n::/0 10 world\n"
         )
     );
+    // Cookies are the cluster's: the same whatever node a bundle is for.
+    let names = maps::RuleNames::new(&cluster);
+    let (allow, deny) = (names.cookie(RuleRef { policy: 0, rule: 0 }), names.cookie(RuleRef { policy: 0, rule: 1 }));
     assert_eq!(
         *a.files[&format!("maps/policy/{api}.txt")],
         format!(
-            "ingress {web} 6/8080/23 allow CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
-             ingress {cidr} 0/0/0 deny CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
+            "ingress {web} 6/8080/23 allow {allow} CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
+             ingress {cidr} 0/0/0 deny {deny} CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"
         )
     );
+    let mut table = [
+        format!("{allow} CiliumNetworkPolicy/shop/api:spec.ingress[0]\n"),
+        format!("{deny} CiliumNetworkPolicy/shop/api:spec.ingressDeny[0]\n"),
+    ];
+    table.sort_by_key(|line| line.split(' ').next().unwrap().parse::<u32>().unwrap());
+    assert_eq!(*a.files["maps/rules.txt"], table.concat());
     let ids = endpoint_ids_of(a);
     assert_eq!(*a.files["maps/endpoints.txt"], format!("10.0.1.2 {} {api} ingress shop/api\n", ids[0]));
     let identities = &a.files["maps/identities.txt"];
@@ -117,7 +127,7 @@ fn renders_each_map_of_each_node() {
     // node-b's ipcache sees node-a as a remote node and itself as host.
     assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
     let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
-    assert_eq!(manifest["format_version"], 5);
+    assert_eq!(manifest["format_version"], 6);
     assert_eq!(manifest["node"], "node-a");
     assert_eq!(manifest["source_hash"], "sha256:abc");
     let maps: Vec<(&str, Option<u64>)> = manifest["maps"]
@@ -186,7 +196,7 @@ fn placeholder_digests_leave_every_file_as_long_and_only_digests_differ() {
     let cluster = cluster();
     let resolved = resolve(&cluster);
     let real = emit(&cluster, &resolved, None, &options()).unwrap();
-    let measured = BundleOptions { digests: manifest::Digests::Placeholder, ..options() };
+    let measured = BundleOptions { digests: Digests::Placeholder, ..options() };
     let placeholder = emit(&cluster, &resolved, None, &measured).unwrap();
     for (real, placeholder) in real.iter().zip(&placeholder) {
         assert_eq!(real.programs, placeholder.programs);
@@ -244,7 +254,7 @@ fn writes_and_replaces_a_bundle_directory() {
 fn identity_table_round_trips_through_identities_txt() {
     let cluster = cluster();
     let resolved = resolve(&cluster);
-    let text = maps::join(&maps::identities(&resolved));
+    let text = policyc_bundle::join(&maps::identities(&resolved));
     assert_eq!(maps::read_identity_table(&text).unwrap(), resolved.table);
     assert!(maps::read_identity_table("256 endpoint app").is_err());
     assert!(maps::read_identity_table("x endpoint app=a").is_err());

@@ -5,7 +5,7 @@
 //! *renumbered*, which invalidates every map entry naming it on every node.
 
 use crate::emit::maps::identity_line;
-pub use crate::emit::maps::IdentityLine;
+pub use policyc_bundle::identities::IdentityLine;
 use policyc_ir::resolve::Resolved;
 use std::collections::BTreeMap;
 
