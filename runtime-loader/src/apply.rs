@@ -33,19 +33,20 @@
 //! before the switch are done (a packet reads the slot once, and runs for
 //! microseconds).
 
-use crate::attach::{self, Attachment};
-use crate::bundle::{locate, Bundle};
+use crate::attach::Attachment;
+use crate::desired::DesiredState;
 use crate::error::LoaderError;
 use crate::incremental;
+use crate::kernel::aya::AyaKernel;
+use crate::kernel::Kernel;
 use crate::lock::{lock, LockWait};
 use crate::manifest::{BundleEndpoint, Manifest, Templates};
-use crate::maps::{self, Generation, MapOps, SyncPlan};
+use crate::maps::{Generation, MapOps, SyncPlan};
 use crate::paths::Paths;
-use crate::programs::{self, LoadedEndpoint};
 use crate::record::{self, Record, RecordedEndpoint};
 use crate::route;
 use crate::store;
-use policyc_ebpf::abi::{StateValue, MAPS};
+use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 use std::collections::BTreeMap;
@@ -117,19 +118,17 @@ impl Phases {
 }
 
 /// The host-side interface of each endpoint that has addresses.
-fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
+fn interfaces(
+    kernel: &impl Kernel,
+    endpoints: &[BundleEndpoint],
+    options: &ApplyOptions,
+) -> Result<BTreeMap<String, String>, LoaderError> {
     // The route tables are read only if an endpoint needs them.
-    let routed =
-        manifest.endpoints.iter().any(|e| !e.addresses.is_empty() && !options.interfaces.contains_key(&e.name));
-    let routes = if routed {
-        route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?
-    } else {
-        Vec::new()
-    };
-    let present =
-        route::host_interfaces().map_err(|e| LoaderError::Kernel(format!("cannot list the interfaces: {e}")))?;
+    let routed = endpoints.iter().any(|e| !e.addresses.is_empty() && !options.interfaces.contains_key(&e.name));
+    let routes = if routed { kernel.host_routes()? } else { Vec::new() };
+    let present = kernel.host_interfaces()?;
     let mut out = BTreeMap::new();
-    for e in manifest.endpoints.iter().filter(|e| !e.addresses.is_empty()) {
+    for e in endpoints.iter().filter(|e| !e.addresses.is_empty()) {
         let interface = match options.interfaces.get(&e.name) {
             Some(name) => name.clone(),
             None => {
@@ -169,21 +168,22 @@ struct EndpointPlan<'a> {
 }
 
 fn plan_programs<'a>(
-    manifest: &'a Manifest,
+    kernel: &impl Kernel,
+    desired: &'a DesiredState,
     interfaces: &BTreeMap<String, String>,
     record: &Record,
     paths: &Paths,
 ) -> Vec<EndpointPlan<'a>> {
-    let templates = manifest.templates_digest();
+    let templates = desired.manifest().templates_digest();
     let mut out = Vec::new();
-    for e in &manifest.endpoints {
+    for e in desired.endpoints() {
         let Some(interface) = interfaces.get(&e.name) else { continue };
         let recorded = record.endpoints.get(&e.name);
         let same_place = recorded.filter(|r| {
             r.interface == *interface
                 && r.stem == e.stem
-                && paths.link(&r.stem, "from").exists()
-                && paths.link(&r.stem, "to").exists()
+                && kernel.is_pinned(&paths.link(&r.stem, "from"))
+                && kernel.is_pinned(&paths.link(&r.stem, "to"))
         });
         let plan = match same_place {
             Some(r) if r.programs == templates && r.config == e.config => continue,
@@ -211,23 +211,17 @@ fn plan_programs<'a>(
     out
 }
 
-/// Removes map pins that this apply created, after a refusal.
-fn remove_new_pins(paths: &Paths, existed: &[&str]) {
-    for layout in MAPS {
-        if !existed.contains(&layout.name) {
-            // Best effort: the apply is failing already, with its own error.
-            let _ = std::fs::remove_file(paths.map(layout.name));
-        }
-    }
-}
-
 /// An endpoint's programs loaded for the steps of its plan.
-struct LoadedPrograms {
-    prepared: Option<Mutex<LoadedEndpoint>>,
-    finished: Option<Mutex<LoadedEndpoint>>,
+struct LoadedPrograms<P> {
+    prepared: Option<Mutex<P>>,
+    finished: Option<Mutex<P>>,
 }
 
-fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
+fn load_all<K: Kernel>(
+    kernel: &K,
+    templates: &Templates,
+    plans: &[EndpointPlan],
+) -> Result<Vec<LoadedPrograms<K::Program>>, LoaderError> {
     let mut jobs = Vec::new();
     for p in plans {
         jobs.extend(p.prepare.map(|config| (p.endpoint.name.as_str(), config)));
@@ -235,7 +229,7 @@ fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Res
             jobs.push((p.endpoint.name.as_str(), p.endpoint.config));
         }
     }
-    let mut loaded = programs::load_endpoints(paths, templates, &jobs)?.into_iter();
+    let mut loaded = kernel.load(templates, &jobs)?.into_iter();
     Ok(plans
         .iter()
         .map(|p| LoadedPrograms {
@@ -255,22 +249,23 @@ const ATTACH_THREADS: usize = 64;
 /// Attaches the loaded programs of each endpoint (both hooks), on many
 /// threads; with `replace`, first detaches what a plan replaces (an old
 /// interface or stem). How each program went in, per endpoint, in order.
-fn attach_each(
+fn attach_each<K: Kernel>(
+    kernel: &K,
     paths: &Paths,
-    endpoints: &[(&EndpointPlan, &Mutex<LoadedEndpoint>)],
+    endpoints: &[(&EndpointPlan, &Mutex<K::Program>)],
     replace: bool,
 ) -> Result<Vec<Vec<Attachment>>, LoaderError> {
     policyc_ir::parallel::try_map_on(ATTACH_THREADS, endpoints, |(p, loaded)| {
         if let Some(old) = p.replaces.as_ref().filter(|_| replace) {
             for t in Template::ALL {
-                attach::detach(&paths.link(&old.stem, t.suffix()))?;
+                kernel.detach(&paths.link(&old.stem, t.suffix()))?;
             }
         }
         // Each endpoint's programs are attached by one thread only.
         let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Template::ALL
             .into_iter()
-            .map(|t| attach::attach(loaded.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix())))
+            .map(|t| kernel.attach(&mut loaded, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix())))
             .collect()
     })
 }
@@ -286,35 +281,6 @@ struct Planned {
     read: Option<Vec<(String, String)>>,
 }
 
-/// Plans the sync of generation `target` to `manifest`'s bundle: from the
-/// changed pieces when the record says what the target holds and the store
-/// has it, else from the whole bundle and the live maps.
-fn plan_sync(
-    paths: &Paths,
-    record: &Record,
-    trusted: bool,
-    target: u8,
-    options: &ApplyOptions,
-    manifest: &Manifest,
-) -> Result<Planned, LoaderError> {
-    if trusted && !options.reconcile {
-        let old =
-            record.generations[usize::from(target)].as_deref().and_then(|h| store::read_manifest(paths, target, h));
-        if let Some(old) = old {
-            if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
-            }
-        }
-    }
-    let bundle = Bundle::read_with(manifest.clone())?;
-    let (current, source) = if paths.map("state").exists() {
-        (Generation::read_live(paths, target)?, "live maps")
-    } else {
-        (Generation::default(), "empty maps")
-    };
-    Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&bundle, target)), source, read: None })
-}
-
 fn recorded_endpoint(
     e: &BundleEndpoint,
     interface: &str,
@@ -326,58 +292,165 @@ fn recorded_endpoint(
 
 /// Applies the bundle in `dir` (a bundle, or a directory holding one).
 pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
-    let mut phases = Phases { start: Instant::now(), done: Vec::new() };
-    let manifest = Manifest::read(&locate(dir)?)?;
-    let _lock = lock(paths, &options.lock)?;
-    let record = match Record::read(paths) {
-        Ok(r) => r.unwrap_or_default(),
-        Err(_) if options.reconcile => Record::default(),
-        Err(e) => return Err(e),
-    };
-    let existed = maps::check_pinned(paths)?;
-    let state = if existed.contains(&"state") { maps::read_state(paths)? } else { StateValue::default() };
-    let trusted = record.serial == state.serial && existed.len() == MAPS.len();
-    let interfaces = interfaces(&manifest, options)?;
-    let plans = plan_programs(&manifest, &interfaces, &record, paths);
-    let departed: Vec<(String, RecordedEndpoint)> = record
-        .endpoints
-        .iter()
-        .filter(|(name, _)| !interfaces.contains_key(*name))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    let in_force = trusted
-        && !options.reconcile
-        && record.bundle_hash == manifest.hash
-        && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
-        && u32::from(record.generation) == state.generation
-        && plans.is_empty()
-        && departed.is_empty();
-    if in_force {
-        return Ok(ApplyReport {
-            bundle_hash: manifest.hash,
-            unchanged: true,
-            generation: record.generation,
-            ..Default::default()
-        });
-    }
-    phases.mark("check");
+    let started = Instant::now();
+    let desired = DesiredState::from_directory(dir)?;
+    apply_desired(&AyaKernel::new(paths), paths, &desired, options, started)
+}
 
-    let target = 1 - (state.generation & 1) as u8;
-    let mut report = ApplyReport {
-        bundle_hash: manifest.hash.clone(),
-        generation: target,
-        skipped: manifest.endpoints.iter().filter(|e| e.addresses.is_empty()).map(|e| e.name.clone()).collect(),
-        ..Default::default()
+/// Puts `desired` in force through `kernel`, in the phases the module
+/// describes; phase times count from `started`.
+pub fn apply_desired<K: Kernel>(
+    kernel: &K,
+    paths: &Paths,
+    desired: &DesiredState,
+    options: &ApplyOptions,
+    started: Instant,
+) -> Result<ApplyReport, LoaderError> {
+    let mut run = Run { kernel, paths, desired, options, phases: Phases { start: started, done: Vec::new() } };
+    let _lock = lock(paths, &options.lock)?;
+    let checked = match run.check()? {
+        Checked::InForce(report) => return Ok(report),
+        Checked::Go(checked) => checked,
     };
-    // Planning reads (and checks) the changed pieces of the bundle: a
-    // corrupt one refuses it here, before any program is loaded or map
-    // pinned.
-    let Planned { plan, source, read } = plan_sync(paths, &record, trusted, target, options, &manifest)?;
-    report.diffed_against = source.into();
+    let (planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
+        return Ok(run.dry_run(checked, planned, report));
+    }
+    let loaded = run.verify(&checked)?;
+    let record = run.sync(&checked, &planned)?;
+    let loaded: Vec<(&EndpointPlan, LoadedPrograms<K::Program>)> = checked.plans.iter().zip(loaded).collect();
+    let record = run.prepare(record, &loaded, &mut report)?;
+    let record = run.switch(&checked, record)?;
+    run.finish(checked.departed, record, &loaded, &mut report)?;
+    report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    report.phases = run.phases.done;
+    Ok(report)
+}
+
+/// One apply's inputs, and the time of its phases.
+struct Run<'a, K> {
+    kernel: &'a K,
+    paths: &'a Paths,
+    desired: &'a DesiredState,
+    options: &'a ApplyOptions,
+    phases: Phases,
+}
+
+/// What the check found, for the phases that follow.
+struct Ready<'a> {
+    record: Record,
+    /// The datapath maps pinned before this apply.
+    existed: Vec<&'static str>,
+    /// Whether the record describes the maps (its serial is the slot's).
+    trusted: bool,
+    /// The generation this apply writes.
+    target: u8,
+    plans: Vec<EndpointPlan<'a>>,
+    departed: Vec<(String, RecordedEndpoint)>,
+}
+
+enum Checked<'a> {
+    /// The desired state is in force already: nothing to do.
+    InForce(ApplyReport),
+    Go(Ready<'a>),
+}
+
+impl<'a, K: Kernel> Run<'a, K> {
+    /// **Check** (no writes): the record, the pinned maps, each local
+    /// endpoint's interface; what each endpoint's programs need.
+    fn check(&mut self) -> Result<Checked<'a>, LoaderError> {
+        let (kernel, paths, options) = (self.kernel, self.paths, self.options);
+        let manifest = self.desired.manifest();
+        let record = match Record::read(paths) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(_) if options.reconcile => Record::default(),
+            Err(e) => return Err(e),
+        };
+        let existed = kernel.existing_maps()?;
+        let state = if existed.contains(&"state") { kernel.read_state()? } else { StateValue::default() };
+        let trusted = record.serial == state.serial && existed.len() == policyc_ebpf::abi::MAPS.len();
+        let interfaces = interfaces(kernel, self.desired.endpoints(), options)?;
+        let plans = plan_programs(kernel, self.desired, &interfaces, &record, paths);
+        let departed: Vec<(String, RecordedEndpoint)> = record
+            .endpoints
+            .iter()
+            .filter(|(name, _)| !interfaces.contains_key(*name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        let in_force = trusted
+            && !options.reconcile
+            && record.bundle_hash == manifest.hash
+            && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
+            && u32::from(record.generation) == state.generation
+            && plans.is_empty()
+            && departed.is_empty();
+        if in_force {
+            return Ok(Checked::InForce(ApplyReport {
+                bundle_hash: manifest.hash.clone(),
+                unchanged: true,
+                generation: record.generation,
+                ..Default::default()
+            }));
+        }
+        self.phases.mark("check");
+        let target = 1 - (state.generation & 1) as u8;
+        Ok(Checked::Go(Ready { record, existed, trusted, target, plans, departed }))
+    }
+
+    /// **Plan**: the map operations that make the target generation hold
+    /// the desired state. Planning reads (and checks) the changed pieces of
+    /// a bundle: a corrupt one refuses it here, before any program is
+    /// loaded or map pinned.
+    fn plan(&mut self, ready: &Ready) -> Result<(Planned, ApplyReport), LoaderError> {
+        let manifest = self.desired.manifest();
+        let planned = self.plan_sync(ready)?;
+        let report = ApplyReport {
+            bundle_hash: manifest.hash.clone(),
+            generation: ready.target,
+            diffed_against: planned.source.into(),
+            skipped: self
+                .desired
+                .endpoints()
+                .iter()
+                .filter(|e| e.addresses.is_empty())
+                .map(|e| e.name.clone())
+                .collect(),
+            ..Default::default()
+        };
+        self.phases.mark("plan");
+        Ok((planned, report))
+    }
+
+    /// Plans the sync of the target generation: from the changed pieces
+    /// when the record says what the target holds and the store has it,
+    /// else from the whole desired state and the live maps.
+    fn plan_sync(&self, ready: &Ready) -> Result<Planned, LoaderError> {
+        let (paths, target) = (self.paths, ready.target);
+        if let (true, false, DesiredState::Directory(manifest)) = (ready.trusted, self.options.reconcile, self.desired)
+        {
+            let old = ready.record.generations[usize::from(target)]
+                .as_deref()
+                .and_then(|h| store::read_manifest(paths, target, h));
+            if let Some(old) = old {
+                if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
+                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
+                }
+            }
+        }
+        let whole = self.desired.whole()?;
+        let (current, source) = if self.kernel.is_pinned(&paths.map("state")) {
+            (Generation::read_live(self.kernel, target)?, "live maps")
+        } else {
+            (Generation::default(), "empty maps")
+        };
+        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None })
+    }
+
+    /// What a dry run reports: the plan, nothing written, nothing loaded.
+    fn dry_run(mut self, ready: Ready, planned: Planned, mut report: ApplyReport) -> ApplyReport {
         report.dry_run = true;
-        report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        for p in &plans {
+        report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for p in &ready.plans {
             for t in Template::ALL {
                 if p.prepare.is_some() {
                     report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, None));
@@ -387,109 +460,152 @@ pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyR
                 }
             }
         }
-        report.detached = departed.into_iter().map(|(n, _)| n).collect();
-        phases.mark("plan");
-        report.phases = phases.done;
-        return Ok(report);
+        report.detached = ready.departed.into_iter().map(|(n, _)| n).collect();
+        report.phases = std::mem::take(&mut self.phases.done);
+        report
     }
-    phases.mark("plan");
 
-    // The templates are read (and checked) only when a program changes.
-    let templates = if plans.is_empty() { None } else { Some(manifest.templates()?) };
-    let loaded = match templates.as_ref().map(|t| load_all(paths, t, &plans)).transpose() {
-        Ok(loaded) => loaded.unwrap_or_default(),
-        Err(e) => {
-            remove_new_pins(paths, &existed);
-            return Err(e);
+    /// **Verify**: specialize and load through the verifier every program
+    /// this apply will attach (the first load creates the maps that are not
+    /// pinned yet; a refusal unpins them again).
+    fn verify(&mut self, ready: &Ready) -> Result<Vec<LoadedPrograms<K::Program>>, LoaderError> {
+        // The templates are read (and checked) only when a program changes.
+        let templates = if ready.plans.is_empty() { None } else { Some(self.desired.templates()?) };
+        let loaded = match templates.as_ref().map(|t| load_all(self.kernel, t, &ready.plans)).transpose() {
+            Ok(loaded) => loaded.unwrap_or_default(),
+            Err(e) => {
+                self.kernel.unpin_maps_except(&ready.existed);
+                return Err(e);
+            }
+        };
+        if !self.kernel.is_pinned(&self.paths.map("state")) {
+            return Err(LoaderError::NoMaps);
         }
-    };
-    if !paths.map("state").exists() {
-        return Err(LoaderError::Kernel(
-            "the maps do not exist yet and no endpoint of this bundle has an interface to load programs for".into(),
-        ));
+        self.phases.mark("verify");
+        Ok(loaded)
     }
-    phases.mark("verify");
 
-    // From here on the node changes. The record first says that the
-    // target generation is unknown (and, if the record was not trusted,
-    // so is the other), so that a crash in what follows is read back.
-    let state = maps::read_state(paths)?;
-    let mut record = Record { serial: state.serial, ..record };
-    if !trusted {
-        record.generations = [None, None];
-    }
-    record.generations[usize::from(target)] = None;
-    record.write(paths)?;
-    std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
-    plan.execute(paths)?;
-    match &read {
-        Some(pieces) => store::save_pieces(paths, pieces.iter().map(|(d, t)| (d.as_str(), t.as_str())))?,
-        None => store::save_bundle(paths, &manifest)?,
-    }
-    store::save_manifest(paths, target, &manifest)?;
-    phases.mark("sync");
-
-    let loaded: Vec<(&EndpointPlan, LoadedPrograms)> = plans.iter().zip(loaded).collect();
-    let prepared: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.prepared.as_ref()?))).collect();
-    for (p, hows) in prepared.iter().zip(attach_each(paths, &prepared, false)?) {
-        let config = p.0.prepare.unwrap_or(p.0.endpoint.config);
-        for (t, how) in Template::ALL.into_iter().zip(hows) {
-            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
+    /// **Sync** the target generation (no packet reads it), after marking
+    /// it unknown in the record so that a crash in what follows is read
+    /// back, and keep what was read in the store.
+    fn sync(&mut self, ready: &Ready, planned: &Planned) -> Result<Record, LoaderError> {
+        let (paths, target) = (self.paths, ready.target);
+        let state = self.kernel.read_state()?;
+        let mut record = Record { serial: state.serial, ..ready.record.clone() };
+        if !ready.trusted {
+            record.generations = [None, None];
         }
-        record.endpoints.insert(
-            p.0.endpoint.name.clone(),
-            recorded_endpoint(p.0.endpoint, &p.0.interface, &config, manifest.templates_digest()),
-        );
-    }
-    // Each record write replaces a file (about 0.1 ms on ext4, which
-    // writes the new one back when it replaces the old): only when the
-    // endpoints it records changed.
-    if !prepared.is_empty() {
+        record.generations[usize::from(target)] = None;
         record.write(paths)?;
-    }
-    phases.mark("prepare");
-
-    let switched = StateValue { generation: u32::from(target), serial: state.serial.wrapping_add(1) };
-    maps::write_state(paths, switched)?;
-    record.switched_at_ns = record::now_ns();
-    record.serial = switched.serial;
-    record.generation = target;
-    record.generations[usize::from(target)] = Some(manifest.hash.clone());
-    record.bundle_hash = manifest.hash.clone();
-    record.node = manifest.node.clone();
-    record.source_hash = manifest.source_hash.clone();
-    record.write(paths)?;
-    phases.mark("switch");
-
-    let finished: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.finished.as_ref()?))).collect();
-    let endpoints_changed = !finished.is_empty() || !departed.is_empty();
-    for (p, hows) in finished.iter().zip(attach_each(paths, &finished, true)?) {
-        for (t, how) in Template::ALL.into_iter().zip(hows) {
-            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
+        std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
+        planned.plan.execute(self.kernel)?;
+        // Only a directory's pieces can be kept: an in-memory state is
+        // diffed against the live maps by the next apply.
+        if let DesiredState::Directory(manifest) = self.desired {
+            match &planned.read {
+                Some(pieces) => store::save_pieces(paths, pieces.iter().map(|(d, t)| (d.as_str(), t.as_str())))?,
+                None => store::save_bundle(paths, manifest)?,
+            }
+            store::save_manifest(paths, target, manifest)?;
         }
-        let e = p.0.endpoint;
-        record
-            .endpoints
-            .insert(e.name.clone(), recorded_endpoint(e, &p.0.interface, &e.config, manifest.templates_digest()));
+        self.phases.mark("sync");
+        Ok(record)
     }
-    for (name, old) in departed {
-        for t in Template::ALL {
-            attach::detach(&paths.link(&old.stem, t.suffix()))?;
+
+    /// **Prepare programs**: an endpoint whose new policy needs a lookup
+    /// its attached program skips gets, before the switch, a program with
+    /// the lookups of both (settings only ever enable lookups, so it judges
+    /// either generation exactly).
+    fn prepare(
+        &mut self,
+        mut record: Record,
+        loaded: &[(&EndpointPlan, LoadedPrograms<K::Program>)],
+        report: &mut ApplyReport,
+    ) -> Result<Record, LoaderError> {
+        let digest = self.desired.manifest().templates_digest();
+        let prepared: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.prepared.as_ref()?))).collect();
+        for (p, hows) in prepared.iter().zip(attach_each(self.kernel, self.paths, &prepared, false)?) {
+            let config = p.0.prepare.unwrap_or(p.0.endpoint.config);
+            for (t, how) in Template::ALL.into_iter().zip(hows) {
+                report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
+            }
+            record.endpoints.insert(
+                p.0.endpoint.name.clone(),
+                recorded_endpoint(p.0.endpoint, &p.0.interface, &config, digest.clone()),
+            );
         }
-        record.endpoints.remove(&name);
-        report.detached.push(name);
+        // Each record write replaces a file (about 0.1 ms on ext4, which
+        // writes the new one back when it replaces the old): only when the
+        // endpoints it records changed.
+        if !prepared.is_empty() {
+            record.write(self.paths)?;
+        }
+        self.phases.mark("prepare");
+        Ok(record)
     }
-    if endpoints_changed {
-        record.write(paths)?;
-        // Bodies that no attached stub calls any more.
-        programs::remove_bodies_except(paths, &record.endpoints.values().map(|e| e.programs.clone()).collect())?;
+
+    /// **Switch**: one write of the `state` slot flips every program of
+    /// the node to the new generation at once: the only commit point.
+    fn switch(&mut self, ready: &Ready, mut record: Record) -> Result<Record, LoaderError> {
+        let manifest = self.desired.manifest();
+        let switched = StateValue { generation: u32::from(ready.target), serial: record.serial.wrapping_add(1) };
+        self.kernel.switch(switched)?;
+        record.switched_at_ns = record::now_ns();
+        record.serial = switched.serial;
+        record.generation = ready.target;
+        record.generations[usize::from(ready.target)] = Some(manifest.hash.clone());
+        record.bundle_hash = manifest.hash.clone();
+        record.node = manifest.node.clone();
+        record.source_hash = manifest.source_hash.clone();
+        record.write(self.paths)?;
+        self.phases.mark("switch");
+        Ok(record)
     }
-    // Pieces neither generation holds any more.
-    let other = 1 - target;
-    let kept = record.generations[usize::from(other)].as_deref().and_then(|h| store::read_manifest(paths, other, h));
-    store::collect_garbage(paths, &[&manifest].into_iter().chain(kept.as_ref()).collect::<Vec<_>>())?;
-    phases.mark("finish");
-    report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    report.phases = phases.done;
-    Ok(report)
+
+    /// **Finish**: programs with exactly the new settings replace the
+    /// prepared ones, new endpoints are attached, departed ones detached,
+    /// the record is written, and what no generation holds any more goes.
+    fn finish(
+        &mut self,
+        departed: Vec<(String, RecordedEndpoint)>,
+        mut record: Record,
+        loaded: &[(&EndpointPlan, LoadedPrograms<K::Program>)],
+        report: &mut ApplyReport,
+    ) -> Result<(), LoaderError> {
+        let (kernel, paths, manifest) = (self.kernel, self.paths, self.desired.manifest());
+        let finished: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.finished.as_ref()?))).collect();
+        let endpoints_changed = !finished.is_empty() || !departed.is_empty();
+        for (p, hows) in finished.iter().zip(attach_each(kernel, paths, &finished, true)?) {
+            for (t, how) in Template::ALL.into_iter().zip(hows) {
+                report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
+            }
+            let e = p.0.endpoint;
+            record
+                .endpoints
+                .insert(e.name.clone(), recorded_endpoint(e, &p.0.interface, &e.config, manifest.templates_digest()));
+        }
+        for (name, old) in departed {
+            for t in Template::ALL {
+                kernel.detach(&paths.link(&old.stem, t.suffix()))?;
+            }
+            record.endpoints.remove(&name);
+            report.detached.push(name);
+        }
+        if endpoints_changed {
+            record.write(paths)?;
+            // Bodies that no attached stub calls any more.
+            kernel.unpin_bodies_except(&record.endpoints.values().map(|e| e.programs.clone()).collect())?;
+        }
+        // Pieces neither generation holds any more.
+        let other = 1 - record.generation;
+        let kept =
+            record.generations[usize::from(other)].as_deref().and_then(|h| store::read_manifest(paths, other, h));
+        let in_store: Option<&Manifest> = match self.desired {
+            DesiredState::Directory(m) => Some(m),
+            DesiredState::Memory(_) => None,
+        };
+        store::collect_garbage(paths, &in_store.into_iter().chain(kept.as_ref()).collect::<Vec<_>>())?;
+        self.phases.mark("finish");
+        Ok(())
+    }
 }
