@@ -609,3 +609,6 @@ impl<'a, K: Kernel> Run<'a, K> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
