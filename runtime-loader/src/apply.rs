@@ -33,12 +33,11 @@
 //! before the switch are done (a packet reads the slot once, and runs for
 //! microseconds).
 
-use crate::attach::Attachment;
 use crate::desired::DesiredState;
 use crate::error::LoaderError;
 use crate::incremental;
 use crate::kernel::aya::AyaKernel;
-use crate::kernel::Kernel;
+use crate::kernel::{Attachment, Kernel};
 use crate::lock::{lock, LockWait};
 use crate::manifest::{BundleEndpoint, Manifest, Templates};
 use crate::maps::{Generation, MapOps, SyncPlan};

@@ -6,8 +6,7 @@
 //! calls that changed something, in order, so that tests check what an
 //! apply did and when.
 
-use super::{Kernel, RawEntries};
-use crate::attach::Attachment;
+use super::{Attachment, Kernel, RawEntries};
 use crate::error::{KernelError, LoaderError, Operation};
 use crate::generation_maps::GenerationMap;
 use crate::manifest::Templates;

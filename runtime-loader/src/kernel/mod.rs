@@ -14,7 +14,6 @@
 pub mod aya;
 pub mod memory;
 
-use crate::attach::Attachment;
 use crate::error::LoaderError;
 use crate::generation_maps::GenerationMap;
 use crate::manifest::Templates;
@@ -24,6 +23,15 @@ use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 use std::collections::BTreeSet;
 use std::path::Path;
+
+/// How a program was put in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Attachment {
+    /// A new link on the interface.
+    Created,
+    /// The pinned link now runs the new program.
+    Replaced,
+}
 
 /// A map's entries as the kernel stores them: `(key, value)` bytes.
 pub type RawEntries = Vec<(Vec<u8>, Vec<u8>)>;

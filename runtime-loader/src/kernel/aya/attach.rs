@@ -3,6 +3,7 @@
 //! (atomic per hook: every packet sees the old program or the new one).
 
 use crate::error::{kernel, LoaderError, Operation};
+pub use crate::kernel::Attachment;
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
@@ -16,15 +17,6 @@ pub fn attach_type(template: Template) -> TcAttachType {
         Template::FromContainer => TcAttachType::Ingress,
         Template::ToContainer => TcAttachType::Egress,
     }
-}
-
-/// How a program was put in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Attachment {
-    /// A new link on the interface.
-    Created,
-    /// The pinned link now runs the new program.
-    Replaced,
 }
 
 /// Attaches `program` to `interface` at the hook of `template`, through

@@ -1,14 +1,16 @@
 //! The kernel through aya: pinned maps under the bpffs root, programs
-//! through the verifier ([`crate::programs`]), tcx links
-//! ([`crate::attach`]).
+//! through the verifier ([`programs`]), tcx links ([`attach`]). This is
+//! the one place the loader's apply reaches aya from.
 
+pub mod attach;
+pub mod programs;
+
+use super::Attachment;
 use super::{Kernel, RawEntries};
-use crate::attach::{self, Attachment};
 use crate::error::{kernel, LoaderError, Operation};
 use crate::generation_maps::{GenerationMap, ENDPOINTS, IPCACHE, POLICY, POLICY_EXACT};
 use crate::manifest::Templates;
 use crate::paths::Paths;
-use crate::programs::{self, LoadedEndpoint};
 use crate::route::{self, Route};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
@@ -16,6 +18,7 @@ use aya::programs::SchedClassifier;
 use policyc_ebpf::abi::{self, StateValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
+use programs::LoadedEndpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
