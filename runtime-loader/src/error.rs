@@ -28,6 +28,8 @@ pub enum LoaderError {
         program: String,
         /// The kernel's error.
         error: String,
+        /// Its errno.
+        errno: Option<i32>,
         /// The verifier's log.
         log: String,
     },
@@ -127,7 +129,7 @@ impl fmt::Display for LoaderError {
                 "pinned map `{path}` does not match this datapath: {problem} \
                  (it was made by another version; `policyc-loader uninstall` removes it)"
             ),
-            LoaderError::Verifier { of, program, error, log } => {
+            LoaderError::Verifier { of, program, error, log, .. } => {
                 write!(f, "the verifier refused `{program}` of {of}: {error}\nverifier log:\n{log}")
             }
             LoaderError::Object(e) => f.write_str(e),
@@ -154,10 +156,12 @@ impl From<BundleError> for LoaderError {
 }
 
 impl LoaderError {
-    /// The kernel's errno, when a syscall refused.
+    /// The kernel's errno, when a syscall refused (the verifier's load
+    /// included): what a caller decides on whether to retry.
     pub fn errno(&self) -> Option<i32> {
         match self {
             LoaderError::Kernel(e) => e.errno,
+            LoaderError::Verifier { errno, .. } => *errno,
             _ => None,
         }
     }
@@ -185,4 +189,35 @@ pub fn kernel(
 
 fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("map error")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_kernel_error_keeps_operation_object_and_the_errno_of_its_cause() {
+        let e =
+            kernel(Operation::WriteEntry, "ipcache", "writing ipcache", Outer(std::io::Error::from_raw_os_error(7)));
+        assert_eq!(e.errno(), Some(7));
+        let LoaderError::Kernel(k) = &e else { panic!("{e:?}") };
+        assert_eq!((k.operation, k.object.as_str()), (Operation::WriteEntry, "ipcache"));
+        let shown = e.to_string();
+        assert!(shown.starts_with("writing ipcache: map error: "), "{shown}");
+    }
 }

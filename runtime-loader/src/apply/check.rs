@@ -4,7 +4,7 @@
 use super::*;
 
 /// The host-side interface of each endpoint that has addresses.
-pub(super) fn interfaces(
+fn interfaces(
     kernel: &impl Kernel,
     endpoints: &[BundleEndpoint],
     options: &ApplyOptions,

@@ -101,7 +101,7 @@ impl<K: Kernel> Run<'_, K> {
     /// Plans the sync of the target generation: from the changed pieces
     /// when the record says what the target holds and the store has it,
     /// else from the whole desired state and the live maps.
-    pub(super) fn plan_sync(&self, ready: &Ready) -> Result<Planned, LoaderError> {
+    fn plan_sync(&self, ready: &Ready) -> Result<Planned, LoaderError> {
         let (paths, target) = (self.paths, ready.target);
         if let (true, false, DesiredState::Directory(manifest)) = (ready.trusted, self.options.reconcile, self.desired)
         {

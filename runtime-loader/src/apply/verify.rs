@@ -9,7 +9,7 @@ pub(super) struct LoadedPrograms<P> {
     pub(super) finished: Option<Mutex<P>>,
 }
 
-pub(super) fn load_all<K: Kernel>(
+fn load_all<K: Kernel>(
     kernel: &K,
     templates: &Templates,
     plans: &[EndpointPlan],

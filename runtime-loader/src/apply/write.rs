@@ -8,12 +8,12 @@ use super::*;
 /// unless grace periods are expedited); threads overlap the rest (opening
 /// and pinning links). Measured with 100 new endpoints: attaching took
 /// 2.99 s on one thread, 2.74 s on these; 36 and 14 ms with expedited RCU.
-pub(super) const ATTACH_THREADS: usize = 64;
+const ATTACH_THREADS: usize = 64;
 
 /// Attaches the loaded programs of each endpoint (both hooks), on many
 /// threads; with `replace`, first detaches what a plan replaces (an old
 /// interface or stem). How each program went in, per endpoint, in order.
-pub(super) fn attach_each<K: Kernel>(
+fn attach_each<K: Kernel>(
     kernel: &K,
     paths: &Paths,
     endpoints: &[(&EndpointPlan, &Mutex<K::Program>)],
@@ -34,7 +34,7 @@ pub(super) fn attach_each<K: Kernel>(
     })
 }
 
-pub(super) fn recorded_endpoint(
+fn recorded_endpoint(
     e: &BundleEndpoint,
     interface: &str,
     config: &EndpointConfig,

@@ -79,6 +79,7 @@ fn load(paths: &Paths, what: &str, object: &[u8], names: &[&str], bodies: Option
                 of: what.to_string(),
                 program: name.to_string(),
                 error: io_error.to_string(),
+                errno: io_error.raw_os_error(),
                 log: verifier_log.to_string(),
             },
             other => kernel(Operation::LoadProgram, what, format!("cannot load `{name}` of {what}"), other),
