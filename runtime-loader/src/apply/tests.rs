@@ -97,6 +97,15 @@ impl Fixture {
     }
 }
 
+/// Where an apply's desired state comes from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// A bundle directory: planned from the changed pieces.
+    Directory,
+    /// Memory: planned against the live maps (their reads can fail too).
+    Memory,
+}
+
 const PODS: [&str; 4] = ["server", "client", "other", "newcomer"];
 
 fn options() -> ApplyOptions {
@@ -122,7 +131,16 @@ impl Node {
     }
 
     fn apply(&self, bundle: &Path) -> Result<ApplyReport, LoaderError> {
-        self.apply_with(&DesiredState::from_directory(bundle)?, &options())
+        self.apply_as(bundle, Source::Directory)
+    }
+
+    /// Applies `bundle` as a directory, or read whole into memory.
+    fn apply_as(&self, bundle: &Path, from: Source) -> Result<ApplyReport, LoaderError> {
+        let desired = match from {
+            Source::Directory => DesiredState::from_directory(bundle)?,
+            Source::Memory => DesiredState::Memory(Bundle::read(bundle)?),
+        };
+        self.apply_with(&desired, &options())
     }
 
     fn apply_with(&self, desired: &DesiredState, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
@@ -179,13 +197,13 @@ impl Node {
 }
 
 /// The calls an apply of `to` after `from` makes, per call.
-fn calls_of(from: Option<&Path>, to: &Path) -> Vec<(Call, usize)> {
+fn calls_of(from: Option<&Path>, to: &Path, how: Source) -> Vec<(Call, usize)> {
     let node = Node::new();
     if let Some(from) = from {
         node.apply(from).unwrap();
     }
     let before: Vec<usize> = Call::ALL.iter().map(|c| node.kernel.calls(*c)).collect();
-    node.apply(to).unwrap();
+    node.apply_as(to, how).unwrap();
     Call::ALL.iter().zip(before).map(|(c, b)| (*c, node.kernel.calls(*c) - b)).collect()
 }
 
@@ -269,10 +287,10 @@ fn nothing_is_written_before_every_check_passed() {
 /// every index), and checks what is in force afterwards: the previous
 /// bundle if the switch did not happen, else the new one; and that
 /// applying again converges.
-fn fail_each_call(from: Option<&Path>, to: &Path) {
+fn fail_each_call(from: Option<&Path>, to: &Path, how: Source) {
     const EIO: i32 = 5;
     let mut cases = 0;
-    for (call, count) in calls_of(from, to) {
+    for (call, count) in calls_of(from, to, how) {
         for nth in 1..=count {
             let node = Node::new();
             if let Some(from) = from {
@@ -280,7 +298,7 @@ fn fail_each_call(from: Option<&Path>, to: &Path) {
             }
             let (switches, running) = (node.kernel.calls(Call::Switch), node.running());
             node.kernel.fail(call, nth, EIO);
-            let err = node.apply(to).expect_err("an injected failure refuses the apply");
+            let err = node.apply_as(to, how).expect_err("an injected failure refuses the apply");
             assert_eq!(err.errno(), Some(EIO), "{call:?} #{nth}: {err}");
             let switched = node.kernel.calls(Call::Switch) > switches && call != Call::Switch;
             let after = match (switched, from) {
@@ -297,7 +315,7 @@ fn fail_each_call(from: Option<&Path>, to: &Path) {
             let lost: Vec<&String> = running.difference(&now).collect();
             let kept = Bundle::read(to).unwrap().endpoints.iter().all(|e| !lost.contains(&&e.name));
             assert!(kept, "{call:?} #{nth}: endpoints left without a program: {lost:?}");
-            node.apply(to).unwrap_or_else(|e| panic!("{call:?} #{nth}: the rerun: {e}"));
+            node.apply_as(to, how).unwrap_or_else(|e| panic!("{call:?} #{nth}: the rerun: {e}"));
             node.in_force(to).unwrap_or_else(|e| panic!("{call:?} #{nth}: after the rerun: {e}"));
             cases += 1;
         }
@@ -308,13 +326,21 @@ fn fail_each_call(from: Option<&Path>, to: &Path) {
 #[test]
 fn a_failure_at_any_call_of_a_change_leaves_old_or_new_in_force() {
     let fixture = Fixture::new();
-    fail_each_call(Some(&fixture.a), &fixture.b);
+    fail_each_call(Some(&fixture.a), &fixture.b, Source::Directory);
+}
+
+#[test]
+fn a_failure_at_any_call_of_a_change_in_memory_leaves_old_or_new_in_force() {
+    let fixture = Fixture::new();
+    let calls = calls_of(Some(&fixture.a), &fixture.b, Source::Memory);
+    assert!(calls.contains(&(Call::Entries, 4)), "the plan reads the live maps: {calls:?}");
+    fail_each_call(Some(&fixture.a), &fixture.b, Source::Memory);
 }
 
 #[test]
 fn a_failure_at_any_call_of_a_first_apply_leaves_nothing_attached() {
     let fixture = Fixture::new();
-    fail_each_call(None, &fixture.a);
+    fail_each_call(None, &fixture.a, Source::Directory);
 }
 
 #[test]
