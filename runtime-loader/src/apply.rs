@@ -32,20 +32,25 @@
 //! this apply's switch (recorded), so that packets that read the slot
 //! before the switch are done (a packet reads the slot once, and runs for
 //! microseconds).
+//!
+//! The phases are the methods of one run ([`apply_desired`]), each in a
+//! file of its own, over a [`DesiredState`] that a bundle directory or
+//! memory provides. They reach the kernel only through [`Kernel`], so unit
+//! tests drive them through the in-memory kernel and fail any call.
 
-use crate::attach::{self, Attachment};
-use crate::bundle::{locate, Bundle};
+use crate::desired::DesiredState;
 use crate::error::LoaderError;
 use crate::incremental;
+use crate::kernel::aya::AyaKernel;
+use crate::kernel::{Attachment, Kernel};
 use crate::lock::{lock, LockWait};
 use crate::manifest::{BundleEndpoint, Manifest, Templates};
-use crate::maps::{self, Generation, MapOps, SyncPlan};
+use crate::maps::{Generation, MapOps, SyncPlan};
 use crate::paths::Paths;
-use crate::programs::{self, LoadedEndpoint};
 use crate::record::{self, Record, RecordedEndpoint};
 use crate::route;
 use crate::store;
-use policyc_ebpf::abi::{StateValue, MAPS};
+use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 use std::collections::BTreeMap;
@@ -116,380 +121,59 @@ impl Phases {
     }
 }
 
-/// The host-side interface of each endpoint that has addresses.
-fn interfaces(manifest: &Manifest, options: &ApplyOptions) -> Result<BTreeMap<String, String>, LoaderError> {
-    // The route tables are read only if an endpoint needs them.
-    let routed =
-        manifest.endpoints.iter().any(|e| !e.addresses.is_empty() && !options.interfaces.contains_key(&e.name));
-    let routes = if routed {
-        route::host_routes().map_err(|e| LoaderError::Kernel(format!("cannot read the route tables: {e}")))?
-    } else {
-        Vec::new()
-    };
-    let present =
-        route::host_interfaces().map_err(|e| LoaderError::Kernel(format!("cannot list the interfaces: {e}")))?;
-    let mut out = BTreeMap::new();
-    for e in manifest.endpoints.iter().filter(|e| !e.addresses.is_empty()) {
-        let interface = match options.interfaces.get(&e.name) {
-            Some(name) => name.clone(),
-            None => {
-                let ip = e.addresses[0];
-                route::interface_for(&routes, ip)
-                    .ok_or_else(|| LoaderError::Interface {
-                        endpoint: e.name.clone(),
-                        reason: format!("no route to {ip}"),
-                    })?
-                    .to_string()
-            }
-        };
-        if !present.contains(&interface) {
-            return Err(LoaderError::Interface {
-                endpoint: e.name.clone(),
-                reason: format!("interface `{interface}` does not exist"),
-            });
-        }
-        out.insert(e.name.clone(), interface);
-    }
-    Ok(out)
-}
-
-/// One endpoint's program work.
-struct EndpointPlan<'a> {
-    endpoint: &'a BundleEndpoint,
-    interface: String,
-    /// Settings of the programs to put in place before the switch: those
-    /// of old and new policy together, when the new policy needs a lookup
-    /// the attached programs skip.
-    prepare: Option<EndpointConfig>,
-    /// Whether the exact new programs go in after the switch (not needed
-    /// when the prepared ones are already exactly them).
-    finish: bool,
-    /// A previous attachment on another interface or stem, to detach.
-    replaces: Option<RecordedEndpoint>,
-}
-
-fn plan_programs<'a>(
-    manifest: &'a Manifest,
-    interfaces: &BTreeMap<String, String>,
-    record: &Record,
-    paths: &Paths,
-) -> Vec<EndpointPlan<'a>> {
-    let templates = manifest.templates_digest();
-    let mut out = Vec::new();
-    for e in &manifest.endpoints {
-        let Some(interface) = interfaces.get(&e.name) else { continue };
-        let recorded = record.endpoints.get(&e.name);
-        let same_place = recorded.filter(|r| {
-            r.interface == *interface
-                && r.stem == e.stem
-                && paths.link(&r.stem, "from").exists()
-                && paths.link(&r.stem, "to").exists()
-        });
-        let plan = match same_place {
-            Some(r) if r.programs == templates && r.config == e.config => continue,
-            Some(r) => {
-                let union = e.config.union(&r.config);
-                let prepare = (!r.config.covers(&e.config)).then_some(union);
-                EndpointPlan {
-                    endpoint: e,
-                    interface: interface.clone(),
-                    finish: prepare.is_none() || union != e.config,
-                    prepare,
-                    replaces: None,
-                }
-            }
-            None => EndpointPlan {
-                endpoint: e,
-                interface: interface.clone(),
-                prepare: None,
-                finish: true,
-                replaces: recorded.cloned(),
-            },
-        };
-        out.push(plan);
-    }
-    out
-}
-
-/// Removes map pins that this apply created, after a refusal.
-fn remove_new_pins(paths: &Paths, existed: &[&str]) {
-    for layout in MAPS {
-        if !existed.contains(&layout.name) {
-            // Best effort: the apply is failing already, with its own error.
-            let _ = std::fs::remove_file(paths.map(layout.name));
-        }
-    }
-}
-
-/// An endpoint's programs loaded for the steps of its plan.
-struct LoadedPrograms {
-    prepared: Option<Mutex<LoadedEndpoint>>,
-    finished: Option<Mutex<LoadedEndpoint>>,
-}
-
-fn load_all(paths: &Paths, templates: &Templates, plans: &[EndpointPlan]) -> Result<Vec<LoadedPrograms>, LoaderError> {
-    let mut jobs = Vec::new();
-    for p in plans {
-        jobs.extend(p.prepare.map(|config| (p.endpoint.name.as_str(), config)));
-        if p.finish {
-            jobs.push((p.endpoint.name.as_str(), p.endpoint.config));
-        }
-    }
-    let mut loaded = programs::load_endpoints(paths, templates, &jobs)?.into_iter();
-    Ok(plans
-        .iter()
-        .map(|p| LoadedPrograms {
-            prepared: p.prepare.and_then(|_| loaded.next()).map(Mutex::new),
-            finished: if p.finish { loaded.next().map(Mutex::new) } else { None },
-        })
-        .collect())
-}
-
-/// Threads attaching programs. The kernel serializes tcx attaches (under
-/// the rtnl lock, each waiting for an RCU grace period, about 13 ms here
-/// unless grace periods are expedited); threads overlap the rest (opening
-/// and pinning links). Measured with 100 new endpoints: attaching took
-/// 2.99 s on one thread, 2.74 s on these; 36 and 14 ms with expedited RCU.
-const ATTACH_THREADS: usize = 64;
-
-/// Attaches the loaded programs of each endpoint (both hooks), on many
-/// threads; with `replace`, first detaches what a plan replaces (an old
-/// interface or stem). How each program went in, per endpoint, in order.
-fn attach_each(
-    paths: &Paths,
-    endpoints: &[(&EndpointPlan, &Mutex<LoadedEndpoint>)],
-    replace: bool,
-) -> Result<Vec<Vec<Attachment>>, LoaderError> {
-    policyc_ir::parallel::try_map_on(ATTACH_THREADS, endpoints, |(p, loaded)| {
-        if let Some(old) = p.replaces.as_ref().filter(|_| replace) {
-            for t in Template::ALL {
-                attach::detach(&paths.link(&old.stem, t.suffix()))?;
-            }
-        }
-        // Each endpoint's programs are attached by one thread only.
-        let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Template::ALL
-            .into_iter()
-            .map(|t| attach::attach(loaded.program(t)?, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix())))
-            .collect()
-    })
-}
-
-/// The map operations of an apply, and what its sync keeps in the store.
-struct Planned {
-    plan: SyncPlan,
-    /// What the plan was diffed against: `record`, `live maps` or `empty
-    /// maps`.
-    source: &'static str,
-    /// Pieces read from the new bundle, to keep; `None`: the whole bundle
-    /// was read, keep all of it.
-    read: Option<Vec<(String, String)>>,
-}
-
-/// Plans the sync of generation `target` to `manifest`'s bundle: from the
-/// changed pieces when the record says what the target holds and the store
-/// has it, else from the whole bundle and the live maps.
-fn plan_sync(
-    paths: &Paths,
-    record: &Record,
-    trusted: bool,
-    target: u8,
-    options: &ApplyOptions,
-    manifest: &Manifest,
-) -> Result<Planned, LoaderError> {
-    if trusted && !options.reconcile {
-        let old =
-            record.generations[usize::from(target)].as_deref().and_then(|h| store::read_manifest(paths, target, h));
-        if let Some(old) = old {
-            if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
-            }
-        }
-    }
-    let bundle = Bundle::read_with(manifest.clone())?;
-    let (current, source) = if paths.map("state").exists() {
-        (Generation::read_live(paths, target)?, "live maps")
-    } else {
-        (Generation::default(), "empty maps")
-    };
-    Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&bundle, target)), source, read: None })
-}
-
-fn recorded_endpoint(
-    e: &BundleEndpoint,
-    interface: &str,
-    config: &EndpointConfig,
-    programs: String,
-) -> RecordedEndpoint {
-    RecordedEndpoint { stem: e.stem.clone(), interface: interface.to_string(), id: e.id, programs, config: *config }
-}
-
 /// Applies the bundle in `dir` (a bundle, or a directory holding one).
 pub fn apply(paths: &Paths, dir: &Path, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
-    let mut phases = Phases { start: Instant::now(), done: Vec::new() };
-    let manifest = Manifest::read(&locate(dir)?)?;
+    let started = Instant::now();
+    let desired = DesiredState::from_directory(dir)?;
+    apply_desired(&AyaKernel::new(paths), paths, &desired, options, started)
+}
+
+/// Puts `desired` in force through `kernel`, in the phases the module
+/// describes; phase times count from `started`.
+pub fn apply_desired<K: Kernel>(
+    kernel: &K,
+    paths: &Paths,
+    desired: &DesiredState,
+    options: &ApplyOptions,
+    started: Instant,
+) -> Result<ApplyReport, LoaderError> {
+    let mut run = Run { kernel, paths, desired, options, phases: Phases { start: started, done: Vec::new() } };
     let _lock = lock(paths, &options.lock)?;
-    let record = match Record::read(paths) {
-        Ok(r) => r.unwrap_or_default(),
-        Err(_) if options.reconcile => Record::default(),
-        Err(e) => return Err(e),
+    let checked = match run.check()? {
+        Checked::InForce(report) => return Ok(report),
+        Checked::Go(checked) => checked,
     };
-    let existed = maps::check_pinned(paths)?;
-    let state = if existed.contains(&"state") { maps::read_state(paths)? } else { StateValue::default() };
-    let trusted = record.serial == state.serial && existed.len() == MAPS.len();
-    let interfaces = interfaces(&manifest, options)?;
-    let plans = plan_programs(&manifest, &interfaces, &record, paths);
-    let departed: Vec<(String, RecordedEndpoint)> = record
-        .endpoints
-        .iter()
-        .filter(|(name, _)| !interfaces.contains_key(*name))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    let in_force = trusted
-        && !options.reconcile
-        && record.bundle_hash == manifest.hash
-        && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
-        && u32::from(record.generation) == state.generation
-        && plans.is_empty()
-        && departed.is_empty();
-    if in_force {
-        return Ok(ApplyReport {
-            bundle_hash: manifest.hash,
-            unchanged: true,
-            generation: record.generation,
-            ..Default::default()
-        });
-    }
-    phases.mark("check");
-
-    let target = 1 - (state.generation & 1) as u8;
-    let mut report = ApplyReport {
-        bundle_hash: manifest.hash.clone(),
-        generation: target,
-        skipped: manifest.endpoints.iter().filter(|e| e.addresses.is_empty()).map(|e| e.name.clone()).collect(),
-        ..Default::default()
-    };
-    // Planning reads (and checks) the changed pieces of the bundle: a
-    // corrupt one refuses it here, before any program is loaded or map
-    // pinned.
-    let Planned { plan, source, read } = plan_sync(paths, &record, trusted, target, options, &manifest)?;
-    report.diffed_against = source.into();
+    let (planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
-        report.dry_run = true;
-        report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        for p in &plans {
-            for t in Template::ALL {
-                if p.prepare.is_some() {
-                    report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, None));
-                }
-                if p.finish {
-                    report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, None));
-                }
-            }
-        }
-        report.detached = departed.into_iter().map(|(n, _)| n).collect();
-        phases.mark("plan");
-        report.phases = phases.done;
-        return Ok(report);
+        return Ok(run.dry_run(checked, planned, report));
     }
-    phases.mark("plan");
-
-    // The templates are read (and checked) only when a program changes.
-    let templates = if plans.is_empty() { None } else { Some(manifest.templates()?) };
-    let loaded = match templates.as_ref().map(|t| load_all(paths, t, &plans)).transpose() {
-        Ok(loaded) => loaded.unwrap_or_default(),
-        Err(e) => {
-            remove_new_pins(paths, &existed);
-            return Err(e);
-        }
-    };
-    if !paths.map("state").exists() {
-        return Err(LoaderError::Kernel(
-            "the maps do not exist yet and no endpoint of this bundle has an interface to load programs for".into(),
-        ));
-    }
-    phases.mark("verify");
-
-    // From here on the node changes. The record first says that the
-    // target generation is unknown (and, if the record was not trusted,
-    // so is the other), so that a crash in what follows is read back.
-    let state = maps::read_state(paths)?;
-    let mut record = Record { serial: state.serial, ..record };
-    if !trusted {
-        record.generations = [None, None];
-    }
-    record.generations[usize::from(target)] = None;
-    record.write(paths)?;
-    std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
-    plan.execute(paths)?;
-    match &read {
-        Some(pieces) => store::save_pieces(paths, pieces.iter().map(|(d, t)| (d.as_str(), t.as_str())))?,
-        None => store::save_bundle(paths, &manifest)?,
-    }
-    store::save_manifest(paths, target, &manifest)?;
-    phases.mark("sync");
-
-    let loaded: Vec<(&EndpointPlan, LoadedPrograms)> = plans.iter().zip(loaded).collect();
-    let prepared: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.prepared.as_ref()?))).collect();
-    for (p, hows) in prepared.iter().zip(attach_each(paths, &prepared, false)?) {
-        let config = p.0.prepare.unwrap_or(p.0.endpoint.config);
-        for (t, how) in Template::ALL.into_iter().zip(hows) {
-            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, Some(how)));
-        }
-        record.endpoints.insert(
-            p.0.endpoint.name.clone(),
-            recorded_endpoint(p.0.endpoint, &p.0.interface, &config, manifest.templates_digest()),
-        );
-    }
-    // Each record write replaces a file (about 0.1 ms on ext4, which
-    // writes the new one back when it replaces the old): only when the
-    // endpoints it records changed.
-    if !prepared.is_empty() {
-        record.write(paths)?;
-    }
-    phases.mark("prepare");
-
-    let switched = StateValue { generation: u32::from(target), serial: state.serial.wrapping_add(1) };
-    maps::write_state(paths, switched)?;
-    record.switched_at_ns = record::now_ns();
-    record.serial = switched.serial;
-    record.generation = target;
-    record.generations[usize::from(target)] = Some(manifest.hash.clone());
-    record.bundle_hash = manifest.hash.clone();
-    record.node = manifest.node.clone();
-    record.source_hash = manifest.source_hash.clone();
-    record.write(paths)?;
-    phases.mark("switch");
-
-    let finished: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.finished.as_ref()?))).collect();
-    let endpoints_changed = !finished.is_empty() || !departed.is_empty();
-    for (p, hows) in finished.iter().zip(attach_each(paths, &finished, true)?) {
-        for (t, how) in Template::ALL.into_iter().zip(hows) {
-            report.programs.push((p.0.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, Some(how)));
-        }
-        let e = p.0.endpoint;
-        record
-            .endpoints
-            .insert(e.name.clone(), recorded_endpoint(e, &p.0.interface, &e.config, manifest.templates_digest()));
-    }
-    for (name, old) in departed {
-        for t in Template::ALL {
-            attach::detach(&paths.link(&old.stem, t.suffix()))?;
-        }
-        record.endpoints.remove(&name);
-        report.detached.push(name);
-    }
-    if endpoints_changed {
-        record.write(paths)?;
-        // Bodies that no attached stub calls any more.
-        programs::remove_bodies_except(paths, &record.endpoints.values().map(|e| e.programs.clone()).collect())?;
-    }
-    // Pieces neither generation holds any more.
-    let other = 1 - target;
-    let kept = record.generations[usize::from(other)].as_deref().and_then(|h| store::read_manifest(paths, other, h));
-    store::collect_garbage(paths, &[&manifest].into_iter().chain(kept.as_ref()).collect::<Vec<_>>())?;
-    phases.mark("finish");
-    report.maps = plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    report.phases = phases.done;
+    let loaded = run.verify(&checked)?;
+    let record = run.sync(&checked, &planned)?;
+    let loaded: Vec<(&EndpointPlan, LoadedPrograms<K::Program>)> = checked.plans.iter().zip(loaded).collect();
+    let record = run.prepare(record, &loaded, &mut report)?;
+    let record = run.switch(&checked, record)?;
+    run.finish(checked.departed, record, &loaded, &mut report)?;
+    report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    report.phases = run.phases.done;
     Ok(report)
 }
+
+/// One apply's inputs, and the time of its phases.
+struct Run<'a, K> {
+    kernel: &'a K,
+    paths: &'a Paths,
+    desired: &'a DesiredState,
+    options: &'a ApplyOptions,
+    phases: Phases,
+}
+
+mod check;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod verify;
+mod write;
+
+use check::{Checked, Ready};
+use plan::{plan_programs, EndpointPlan, Planned};
+use verify::LoadedPrograms;

@@ -16,17 +16,26 @@
 //! ([`manifest`]), so an apply reads and parses only the files, and pieces
 //! of files, that changed ([`incremental`]).
 //!
+//! Everything an apply asks of the kernel goes through one trait
+//! ([`kernel::Kernel`]): aya's implementation on a node, an in-memory one
+//! in unit tests. An apply runs named phases ([`apply`]) over a desired
+//! state ([`desired`]) that a bundle directory or memory provides; the maps
+//! it writes per generation are declared once ([`generation_maps`]), and
+//! its errors keep the operation, the object and the errno ([`error`]).
+//!
 //! The datapath keeps enforcing while no loader runs: maps and links are
 //! pinned, so nothing depends on this process.
 #![deny(missing_docs)]
 
 pub mod apply;
-pub mod attach;
 pub mod bpffs;
 pub mod bundle;
+pub mod desired;
 pub mod entries;
 pub mod error;
+pub mod generation_maps;
 pub mod incremental;
+pub mod kernel;
 pub mod lock;
 pub mod manifest;
 pub mod maps;
@@ -34,9 +43,11 @@ pub mod observe;
 pub mod packet;
 pub mod paths;
 pub mod probe;
-pub mod programs;
 pub mod record;
 pub mod route;
 pub mod status;
 pub mod store;
 pub mod uninstall;
+
+// Where they were before the kernel seam: the tests and `probe` use them.
+pub use kernel::aya::{attach, programs};

@@ -1,55 +1,33 @@
-//! The shared pinned maps: layout checks, one generation's sync, the
-//! generation flip, fill levels.
+//! One generation of the policy-bearing maps ([`crate::generation_maps`]):
+//! its entries, the plan that syncs it, and fill levels.
 
 use crate::bundle::Bundle;
-use crate::error::{kernel, LoaderError};
-use crate::paths::Paths;
-use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
+use crate::error::LoaderError;
+use crate::generation_maps::{GenerationMap, ENDPOINTS, GENERATION_MAPS, IPCACHE, POLICY, POLICY_EXACT};
+use crate::kernel::Kernel;
 use policyc_ebpf::abi::{
-    self, EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, StateValue, IPCACHE_KEY_DATA,
-    POLICY_KEY_DATA, POLICY_KEY_FULL_BITS,
+    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA,
+    POLICY_KEY_FULL_BITS,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
 
 const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
 const POLICY_KEY: usize = std::mem::size_of::<PolicyKey>();
+const IPCACHE_KEY: usize = std::mem::size_of::<IpcacheKey>();
 
-/// A single-port policy entry's key in `policy_exact`: the trie's key bytes
-/// (prefix length, then data).
-fn exact_key(data: &[u8; POLICY_KEY_DATA]) -> [u8; POLICY_KEY] {
-    let mut key = [0; POLICY_KEY];
-    key[..4].copy_from_slice(&POLICY_KEY_FULL_BITS.to_ne_bytes());
+/// A trie key as the kernel stores it: prefix length, then data. A
+/// single-port policy entry's key in `policy_exact` has the same bytes.
+fn trie_key<const N: usize, const D: usize>(len: u32, data: &[u8; D]) -> [u8; N] {
+    let mut key = [0; N];
+    key[..4].copy_from_slice(&len.to_ne_bytes());
     key[4..].copy_from_slice(data);
     key
 }
 
-/// Checks every pinned map that exists against the datapath's layout;
-/// returns the names of those that exist.
-pub fn check_pinned(paths: &Paths) -> Result<Vec<&'static str>, LoaderError> {
-    let mut existing = Vec::new();
-    for layout in abi::MAPS {
-        let path = paths.map(layout.name);
-        if !path.exists() {
-            continue;
-        }
-        let problem = |problem: String| LoaderError::PinnedMap { path: path.display().to_string(), problem };
-        let info = MapInfo::from_pin(&path).map_err(|e| problem(format!("cannot open it: {e}")))?;
-        let map_type = info.map_type().map(|t| t as u32).map_err(|e| problem(e.to_string()))?;
-        let got = (map_type, info.key_size(), info.value_size(), info.max_entries());
-        let want = (layout.map_type, layout.key_size, layout.value_size, layout.max_entries);
-        if got != want {
-            return Err(problem(format!("(type, key size, value size, max entries) is {got:?}, expected {want:?}")));
-        }
-        existing.push(layout.name);
-    }
-    Ok(existing)
-}
-
-fn open(path: &Path) -> Result<Map, LoaderError> {
-    let data = MapData::from_pin(path).map_err(|e| kernel(format!("cannot open `{}`", path.display()), e))?;
-    Map::from_map_data(data).map_err(|e| kernel(format!("cannot use `{}`", path.display()), e))
+/// A trie key's prefix length and data, from the kernel's bytes.
+fn trie_parts<const D: usize>(key: &[u8]) -> Option<(u32, [u8; D])> {
+    let (len, data) = key.split_at_checked(4)?;
+    Some((u32::from_ne_bytes(len.try_into().ok()?), data.try_into().ok()?))
 }
 
 /// Map operations of a sync, per map.
@@ -143,38 +121,32 @@ impl Generation {
 
     /// What the live maps hold in generation `generation` (reads every
     /// entry of the maps: one syscall each).
-    pub fn read_live(paths: &Paths, generation: u8) -> Result<Generation, LoaderError> {
+    pub fn read_live(kernel: &impl Kernel, generation: u8) -> Result<Generation, LoaderError> {
         let mut out = Generation::default();
-        let ipcache = ipcache_map(paths)?;
-        for item in ipcache.iter() {
-            let (key, value) = item.map_err(|e| kernel("reading ipcache", e))?;
-            if key.data()[0] == generation {
-                out.ipcache.insert((key.prefix_len(), key.data()), value);
-            }
-        }
-        let endpoints = endpoints_map(paths)?;
-        for item in endpoints.iter() {
-            let (key, value) = item.map_err(|e| kernel("reading endpoints", e))?;
-            if key[0] == generation {
-                out.endpoints.insert(key, value);
-            }
-        }
-        let policy = policy_map(paths)?;
-        for item in policy.iter() {
-            let (key, value) = item.map_err(|e| kernel("reading policy", e))?;
-            if key.data()[0] == generation {
-                out.policy.insert((key.prefix_len(), key.data()), value);
-            }
-        }
-        for item in policy_exact_map(paths)?.iter() {
-            let (key, value) = item.map_err(|e| kernel("reading policy_exact", e))?;
-            let mut data = [0; POLICY_KEY_DATA];
-            data.copy_from_slice(&key[4..]);
-            if data[0] == generation {
-                out.policy.insert((POLICY_KEY_FULL_BITS, data), value);
+        for map in &GENERATION_MAPS {
+            for (key, value) in kernel.entries(map)? {
+                if map.generation_of(&key) == Some(generation) {
+                    out.insert_raw(map, &key, &value)?;
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Adds an entry of `map` as the kernel stores it.
+    fn insert_raw(&mut self, map: &GenerationMap, key: &[u8], value: &[u8]) -> Result<(), LoaderError> {
+        let malformed = || LoaderError::Object(format!("an entry of `{}` of another layout", map.name));
+        if map.name == IPCACHE.name {
+            let key = trie_parts(key).ok_or_else(malformed)?;
+            self.ipcache.insert(key, value.try_into().map_err(|_| malformed())?);
+        } else if map.name == ENDPOINTS.name {
+            self.endpoints.insert(key.try_into().map_err(|_| malformed())?, value.try_into().map_err(|_| malformed())?);
+        } else {
+            // `policy` and `policy_exact` together hold the policy.
+            let key = trie_parts(key).ok_or_else(malformed)?;
+            self.policy.insert(key, value.try_into().map_err(|_| malformed())?);
+        }
+        Ok(())
     }
 }
 
@@ -228,106 +200,65 @@ impl SyncPlan {
 
     /// Carries the plan out on the pinned maps: writes before removals, so
     /// that a longer prefix never disappears before what replaces it.
-    pub fn execute(&self, paths: &Paths) -> Result<(), LoaderError> {
-        let mut ipcache = ipcache_map(paths)?;
+    pub fn execute(&self, kernel: &impl Kernel) -> Result<(), LoaderError> {
         for ((len, data), v) in &self.ipcache.writes {
-            ipcache.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing ipcache", e))?;
+            kernel.write(&IPCACHE, &trie_key::<IPCACHE_KEY, IPCACHE_KEY_DATA>(*len, data), v)?;
         }
-        let mut endpoints = endpoints_map(paths)?;
         for (k, v) in &self.endpoints.writes {
-            endpoints.insert(k, v, 0).map_err(|e| kernel("writing endpoints", e))?;
+            kernel.write(&ENDPOINTS, k, v)?;
         }
-        // Single-port entries go to the hash, ranges to the trie (see
-        // `struct policy_key`); together they are the policy.
-        let (mut policy, mut exact) = (policy_map(paths)?, policy_exact_map(paths)?);
         for ((len, data), v) in &self.policy.writes {
-            if *len == POLICY_KEY_FULL_BITS {
-                exact.insert(exact_key(data), v, 0).map_err(|e| kernel("writing policy_exact", e))?;
-            } else {
-                policy.insert(&Key::new(*len, *data), v, 0).map_err(|e| kernel("writing policy", e))?;
-            }
+            kernel.write(policy_map(*len), &trie_key::<POLICY_KEY, POLICY_KEY_DATA>(*len, data), v)?;
         }
         for (len, data) in &self.ipcache.removes {
-            ipcache.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from ipcache", e))?;
+            kernel.delete(&IPCACHE, &trie_key::<IPCACHE_KEY, IPCACHE_KEY_DATA>(*len, data))?;
         }
         for k in &self.endpoints.removes {
-            endpoints.remove(k).map_err(|e| kernel("removing from endpoints", e))?;
+            kernel.delete(&ENDPOINTS, k)?;
         }
         for (len, data) in &self.policy.removes {
-            if *len == POLICY_KEY_FULL_BITS {
-                exact.remove(&exact_key(data)).map_err(|e| kernel("removing from policy_exact", e))?;
-            } else {
-                policy.remove(&Key::new(*len, *data)).map_err(|e| kernel("removing from policy", e))?;
-            }
+            kernel.delete(policy_map(*len), &trie_key::<POLICY_KEY, POLICY_KEY_DATA>(*len, data))?;
         }
         Ok(())
     }
 }
 
-fn ipcache_map(paths: &Paths) -> Result<LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]>, LoaderError> {
-    LpmTrie::try_from(open(&paths.map("ipcache"))?).map_err(|e| kernel("ipcache", e))
-}
-
-fn endpoints_map(paths: &Paths) -> Result<HashMap<MapData, [u8; ENDPOINT_KEY], [u8; 12]>, LoaderError> {
-    HashMap::try_from(open(&paths.map("endpoints"))?).map_err(|e| kernel("endpoints", e))
-}
-
-fn policy_map(paths: &Paths) -> Result<LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]>, LoaderError> {
-    LpmTrie::try_from(open(&paths.map("policy"))?).map_err(|e| kernel("policy", e))
-}
-
-fn policy_exact_map(paths: &Paths) -> Result<HashMap<MapData, [u8; POLICY_KEY], [u8; 8]>, LoaderError> {
-    HashMap::try_from(open(&paths.map("policy_exact"))?).map_err(|e| kernel("policy_exact", e))
+/// Where a policy entry of prefix length `len` lives: single-port entries
+/// in the hash, ranges in the trie (see `struct policy_key`); together they
+/// are the policy.
+fn policy_map(len: u32) -> &'static GenerationMap {
+    if len == POLICY_KEY_FULL_BITS {
+        &POLICY_EXACT
+    } else {
+        &POLICY
+    }
 }
 
 /// Writes `bundle` into generation `generation`, reading what the live maps
 /// hold there to write only the difference; the other generation is not
 /// touched.
 pub fn write_generation(
-    paths: &Paths,
+    kernel: &impl Kernel,
     bundle: &Bundle,
     generation: u8,
 ) -> Result<BTreeMap<&'static str, MapOps>, LoaderError> {
-    let plan = SyncPlan::new(&Generation::read_live(paths, generation)?, &Generation::of_bundle(bundle, generation));
-    plan.execute(paths)?;
+    let plan = SyncPlan::new(&Generation::read_live(kernel, generation)?, &Generation::of_bundle(bundle, generation));
+    plan.execute(kernel)?;
     Ok(plan.ops)
 }
 
-/// The active generation and apply serial.
-pub fn read_state(paths: &Paths) -> Result<StateValue, LoaderError> {
-    let state: Array<MapData, [u8; 8]> = Array::try_from(open(&paths.map("state"))?).map_err(|e| kernel("state", e))?;
-    let bytes = state.get(&0, 0).map_err(|e| kernel("reading state", e))?;
-    Ok(StateValue::from_bytes(&bytes))
-}
-
-/// Makes `state` the node's state: the single write that switches every
-/// program to another generation at once.
-pub fn write_state(paths: &Paths, state: StateValue) -> Result<(), LoaderError> {
-    let mut map: Array<MapData, [u8; 8]> =
-        Array::try_from(open(&paths.map("state"))?).map_err(|e| kernel("state", e))?;
-    map.set(0, state.to_bytes(), 0).map_err(|e| kernel("switching generation", e))
-}
-
-/// Entries per generation of the policy-bearing maps: `name → [gen0, gen1]`.
-pub fn fill_levels(paths: &Paths) -> Result<BTreeMap<&'static str, [usize; 2]>, LoaderError> {
+/// Entries per generation of each generation map: `name → [gen0, gen1]`.
+pub fn fill_levels(kernel: &impl Kernel) -> Result<BTreeMap<&'static str, [usize; 2]>, LoaderError> {
     let mut out = BTreeMap::new();
-    let count = |first_bytes: Vec<u8>| {
+    for map in &GENERATION_MAPS {
         let mut n = [0usize; 2];
-        for g in first_bytes {
-            if let Some(slot) = n.get_mut(usize::from(g)) {
+        for (key, _) in kernel.entries(map)? {
+            if let Some(slot) = map.generation_of(&key).and_then(|g| n.get_mut(usize::from(g))) {
                 *slot += 1;
             }
         }
-        n
-    };
-    let ipcache = ipcache_map(paths)?;
-    out.insert("ipcache", count(ipcache.keys().filter_map(Result::ok).map(|k| k.data()[0]).collect()));
-    let endpoints = endpoints_map(paths)?;
-    out.insert("endpoints", count(endpoints.keys().filter_map(Result::ok).map(|k| k[0]).collect()));
-    let policy = policy_map(paths)?;
-    out.insert("policy", count(policy.keys().filter_map(Result::ok).map(|k| k.data()[0]).collect()));
-    let exact = policy_exact_map(paths)?;
-    out.insert("policy_exact", count(exact.keys().filter_map(Result::ok).map(|k| k[4]).collect()));
+        out.insert(map.name, n);
+    }
     Ok(out)
 }
 

@@ -9,8 +9,9 @@
 //! pod. Reading the ring buffer consumes its events: like `hubble observe`
 //! on one node, there is meant to be one reader at a time.
 
-use crate::error::{kernel, LoaderError};
-use crate::maps;
+use crate::error::{kernel, LoaderError, Operation};
+use crate::kernel::aya::AyaKernel;
+use crate::kernel::Kernel;
 use crate::paths::Paths;
 use crate::record::Record;
 use aya::maps::ring_buf::RingBuf;
@@ -29,8 +30,10 @@ const METRICS_VALUE: usize = std::mem::size_of::<MetricsValue>();
 
 fn open(paths: &Paths, name: &str) -> Result<Map, LoaderError> {
     let path = paths.map(name);
-    let data = MapData::from_pin(&path).map_err(|e| kernel(format!("cannot open `{}`", path.display()), e))?;
-    Map::from_map_data(data).map_err(|e| kernel(format!("cannot use `{}`", path.display()), e))
+    let data = MapData::from_pin(&path)
+        .map_err(|e| kernel(Operation::OpenMap, path.display(), format!("cannot open `{}`", path.display()), e))?;
+    Map::from_map_data(data)
+        .map_err(|e| kernel(Operation::OpenMap, path.display(), format!("cannot use `{}`", path.display()), e))
 }
 
 /// A flow event with its addresses and names resolved.
@@ -156,15 +159,17 @@ impl Observer {
     /// Opens the pinned ring buffer and reads the names of the node's
     /// endpoints.
     pub fn open(paths: &Paths) -> Result<Observer, LoaderError> {
-        let ring = RingBuf::try_from(open(paths, "events")?).map_err(|e| kernel("events", e))?;
+        let ring =
+            RingBuf::try_from(open(paths, "events")?).map_err(|e| kernel(Operation::OpenMap, "events", "events", e))?;
         let record = Record::read(paths)?.unwrap_or_default();
         let endpoints: BTreeMap<u16, String> = record.endpoints.iter().map(|(n, e)| (e.id, n.clone())).collect();
-        let generation = maps::read_state(paths)?.generation as u8;
+        let generation = AyaKernel::new(paths).read_state()?.generation as u8;
         let map: HashMap<MapData, [u8; ENDPOINT_KEY], [u8; ENDPOINT_VALUE]> =
-            HashMap::try_from(open(paths, "endpoints")?).map_err(|e| kernel("endpoints", e))?;
+            HashMap::try_from(open(paths, "endpoints")?)
+                .map_err(|e| kernel(Operation::OpenMap, "endpoints", "endpoints", e))?;
         let mut pods = BTreeMap::new();
         for item in map.iter() {
-            let (k, v) = item.map_err(|e| kernel("reading endpoints", e))?;
+            let (k, v) = item.map_err(|e| kernel(Operation::ReadMap, "endpoints", "reading endpoints", e))?;
             let (k, v) = (EndpointKey::from_bytes(&k), EndpointValue::from_bytes(&v));
             if k.generation != generation {
                 continue;
@@ -261,13 +266,13 @@ pub fn counters(paths: &Paths) -> Result<Vec<Counter>, LoaderError> {
     // Forwarded packets: an array slot for every possible endpoint id and
     // direction, read whole so that an endpoint the record no longer names
     // still shows; slots that never counted a packet are left out.
-    let forwarded: PerCpuArray<MapData, [u8; METRICS_VALUE]> =
-        PerCpuArray::try_from(open(paths, "forwarded")?).map_err(|e| kernel("forwarded", e))?;
+    let forwarded: PerCpuArray<MapData, [u8; METRICS_VALUE]> = PerCpuArray::try_from(open(paths, "forwarded")?)
+        .map_err(|e| kernel(Operation::OpenMap, "forwarded", "forwarded", e))?;
     for endpoint_id in 0..=u16::MAX {
         for direction in [DIR_INGRESS, DIR_EGRESS] {
             let values = forwarded
                 .get(&forwarded_index(endpoint_id, direction), 0)
-                .map_err(|e| kernel("reading forwarded", e))?;
+                .map_err(|e| kernel(Operation::ReadMap, "forwarded", "reading forwarded", e))?;
             let c = counter(endpoint_id, direction, 0, &mut values.iter());
             if c.packets > 0 {
                 out.push(c);
@@ -275,9 +280,10 @@ pub fn counters(paths: &Paths) -> Result<Vec<Counter>, LoaderError> {
         }
     }
     let drops: PerCpuHashMap<MapData, [u8; METRICS_KEY], [u8; METRICS_VALUE]> =
-        PerCpuHashMap::try_from(open(paths, "metrics")?).map_err(|e| kernel("metrics", e))?;
+        PerCpuHashMap::try_from(open(paths, "metrics")?)
+            .map_err(|e| kernel(Operation::OpenMap, "metrics", "metrics", e))?;
     for item in drops.iter() {
-        let (k, values) = item.map_err(|e| kernel("reading metrics", e))?;
+        let (k, values) = item.map_err(|e| kernel(Operation::ReadMap, "metrics", "reading metrics", e))?;
         let key = MetricsKey::from_bytes(&k);
         out.push(counter(key.endpoint_id, key.direction, key.reason, &mut values.iter()));
     }

@@ -6,7 +6,9 @@
 //! the programs against `ir::eval`, and the benchmark to time them.
 
 use crate::bundle::Bundle;
-use crate::error::{kernel, LoaderError};
+use crate::error::{kernel, LoaderError, Operation};
+use crate::kernel::aya::AyaKernel;
+use crate::kernel::Kernel;
 use crate::maps;
 use crate::packet::ProbePacket;
 use crate::paths::Paths;
@@ -67,7 +69,7 @@ impl Probe {
     /// maps pinned under `paths.root`, which must not exist yet.
     pub fn load(paths: Paths, bundle: &Bundle) -> Result<Probe, LoaderError> {
         if paths.root.exists() {
-            return Err(LoaderError::Kernel(format!("probe root `{}` exists already", paths.root.display())));
+            return Err(LoaderError::Probe(format!("probe root `{}` exists already", paths.root.display())));
         }
         // From here on, Drop cleans up whatever was pinned.
         let mut probe = Probe { paths, endpoints: Vec::new() };
@@ -76,10 +78,11 @@ impl Probe {
             probe.endpoints.push(ProbeEndpoint { addresses: e.addresses.clone(), loaded });
         }
         if probe.endpoints.is_empty() {
-            return Err(LoaderError::Kernel("the bundle has no endpoint to probe".into()));
+            return Err(LoaderError::Probe("the bundle has no endpoint to probe".into()));
         }
-        maps::write_generation(&probe.paths, bundle, 1)?;
-        maps::write_state(&probe.paths, StateValue { generation: 1, serial: 1 })?;
+        let kernel = AyaKernel::new(&probe.paths);
+        maps::write_generation(&kernel, bundle, 1)?;
+        kernel.switch(StateValue { generation: 1, serial: 1 })?;
         Ok(probe)
     }
 
@@ -101,10 +104,12 @@ impl Probe {
             .endpoints
             .iter()
             .position(|e| e.addresses.contains(&ip))
-            .ok_or_else(|| LoaderError::Kernel(format!("no endpoint of the bundle has address {ip}")))?;
+            .ok_or_else(|| LoaderError::Probe(format!("no endpoint of the bundle has address {ip}")))?;
         let program = self.endpoints[index].loaded.program(template)?;
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
-        let result = program.test_run(opts).map_err(|e| kernel("BPF_PROG_TEST_RUN", e))?;
+        let result = program
+            .test_run(opts)
+            .map_err(|e| kernel(Operation::TestRun, "BPF_PROG_TEST_RUN", "BPF_PROG_TEST_RUN", e))?;
         Ok((result.return_value, result.duration))
     }
 
@@ -133,13 +138,13 @@ impl Probe {
 /// Removes every entry of the pinned hash map `name` (keys of `K` bytes).
 fn clear<const K: usize>(paths: &Paths, name: &str) -> Result<(), LoaderError> {
     let path = paths.map(name);
-    let data = MapData::from_pin(&path).map_err(|e| kernel(name, e))?;
-    let map = Map::from_map_data(data).map_err(|e| kernel(name, e))?;
+    let data = MapData::from_pin(&path).map_err(|e| kernel(Operation::OpenMap, name, name, e))?;
+    let map = Map::from_map_data(data).map_err(|e| kernel(Operation::OpenMap, name, name, e))?;
     let mut ct: HashMap<MapData, [u8; K], [u8; size_of::<CtValue>()]> =
-        HashMap::try_from(map).map_err(|e| kernel(name, e))?;
+        HashMap::try_from(map).map_err(|e| kernel(Operation::OpenMap, name, name, e))?;
     let keys: Vec<_> = ct.keys().filter_map(Result::ok).collect();
     for k in keys {
-        ct.remove(&k).map_err(|e| kernel(name, e))?;
+        ct.remove(&k).map_err(|e| kernel(Operation::DeleteEntry, name, name, e))?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `status`: what this node runs.
 
 use crate::error::LoaderError;
+use crate::kernel::aya::AyaKernel;
+use crate::kernel::Kernel;
 use crate::maps;
 use crate::paths::Paths;
 use crate::record::Record;
@@ -22,15 +24,16 @@ pub struct Status {
 /// Reads the status.
 pub fn status(paths: &Paths) -> Result<Status, LoaderError> {
     let record = Record::read(paths)?;
-    let has_maps = paths.map("state").exists();
+    let kernel = AyaKernel::new(paths);
+    let has_maps = kernel.is_pinned(&paths.map("state"));
     let generation = if has_maps {
-        let s = maps::read_state(paths)?;
+        let s = kernel.read_state()?;
         Some((s.generation, s.serial))
     } else {
         None
     };
     let fill = if has_maps {
-        maps::fill_levels(paths)?.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        maps::fill_levels(&kernel)?.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     } else {
         BTreeMap::new()
     };

@@ -2,7 +2,7 @@
 //! nothing else.
 
 use crate::attach;
-use crate::error::{kernel, LoaderError};
+use crate::error::{kernel, LoaderError, Operation};
 use crate::lock::{lock, LockWait};
 use crate::paths::Paths;
 
@@ -38,13 +38,20 @@ pub fn uninstall_waiting(paths: &Paths, wait: &LockWait) -> Result<Removed, Load
     for layout in policyc_ebpf::abi::MAPS {
         let pin = paths.map(layout.name);
         if pin.exists() {
-            std::fs::remove_file(&pin).map_err(|e| kernel(format!("cannot unpin `{}`", pin.display()), e))?;
+            std::fs::remove_file(&pin)
+                .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot unpin `{}`", pin.display()), e))?;
             removed.maps.push(pin.display().to_string());
         }
     }
     if paths.bodies().exists() {
-        std::fs::remove_dir_all(paths.bodies())
-            .map_err(|e| kernel(format!("cannot unpin `{}`", paths.bodies().display()), e))?;
+        std::fs::remove_dir_all(paths.bodies()).map_err(|e| {
+            kernel(
+                Operation::Unpin,
+                paths.bodies().display(),
+                format!("cannot unpin `{}`", paths.bodies().display()),
+                e,
+            )
+        })?;
         removed.maps.push(paths.bodies().display().to_string());
     }
     for dir in [paths.links(), paths.maps(), paths.root.clone()] {

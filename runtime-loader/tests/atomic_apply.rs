@@ -21,8 +21,11 @@ mod support;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 
+use policyc_ebpf::Template;
 use policyc_loader::apply::{apply, ApplyOptions};
 use policyc_loader::bundle::Bundle;
+use policyc_loader::kernel::aya::AyaKernel;
+use policyc_loader::kernel::Kernel;
 use policyc_loader::packet::{ProbePacket, TCP};
 use policyc_loader::paths::Paths;
 use policyc_loader::programs::{self, LoadedEndpoint};
@@ -578,6 +581,12 @@ fn programs_gaining_a_lookup_switch_before_the_flip() {
     let to_a = apply(&paths, &a, &opts).unwrap();
     let steps = server_steps(&to_a);
     assert_eq!(steps, [("from_container", ProgramStep::Finish), ("to_container", ProgramStep::Finish)]);
+    // What the kernel runs on the server's interface (BPF_PROG_QUERY): one
+    // program per hook, through its pinned link.
+    let kernel = AyaKernel::new(&paths);
+    for t in Template::ALL {
+        assert_eq!(kernel.attached(&veths.0[0], t).unwrap().len(), 1, "{}", t.program_name());
+    }
     let record = policyc_loader::record::Record::read(&paths).unwrap().unwrap();
     let server = &record.endpoints["demo/server"];
     let c = server.config;

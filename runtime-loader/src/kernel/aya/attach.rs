@@ -2,7 +2,8 @@
 //! apply and afterwards switched to the new program with `BPF_LINK_UPDATE`
 //! (atomic per hook: every packet sees the old program or the new one).
 
-use crate::error::{kernel, LoaderError};
+use crate::error::{kernel, LoaderError, Operation};
+pub use crate::kernel::Attachment;
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
@@ -18,15 +19,6 @@ pub fn attach_type(template: Template) -> TcAttachType {
     }
 }
 
-/// How a program was put in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Attachment {
-    /// A new link on the interface.
-    Created,
-    /// The pinned link now runs the new program.
-    Replaced,
-}
-
 /// Attaches `program` to `interface` at the hook of `template`, through
 /// the link pinned at `pin` if there is one (and it is on the same
 /// interface, which the caller checks), else a new link pinned there.
@@ -36,23 +28,29 @@ pub fn attach(
     interface: &str,
     pin: &Path,
 ) -> Result<Attachment, LoaderError> {
-    let what = |action: &str| format!("{action} `{}` on `{interface}`", template.program_name());
+    let object = format!("`{}` on `{interface}`", template.program_name());
+    let what = |action: &str| format!("{action} {object}");
     if pin.exists() {
-        let pinned = PinnedLink::from_pin(pin).map_err(|e| kernel(what("cannot open the link of"), e))?;
+        let pinned = PinnedLink::from_pin(pin)
+            .map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot open the link of"), e))?;
         let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-            .map_err(|e| kernel(what("cannot use the link of"), e))?;
-        program.attach_to_link(link).map_err(|e| kernel(what("cannot replace"), e))?;
+            .map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot use the link of"), e))?;
+        program.attach_to_link(link).map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot replace"), e))?;
         return Ok(Attachment::Replaced);
     }
     if let Some(dir) = pin.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| kernel(format!("cannot create `{}`", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            kernel(Operation::CreateDirectory, dir.display(), format!("cannot create `{}`", dir.display()), e)
+        })?;
     }
     let id = program
         .attach_with_options(interface, attach_type(template), TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(|e| kernel(what("cannot attach"), e))?;
-    let link = program.take_link(id).map_err(|e| kernel(what("cannot keep the link of"), e))?;
-    let fd_link = FdLink::try_from(link).map_err(|e| kernel(what("cannot pin the link of"), e))?;
-    fd_link.pin(pin).map_err(|e| kernel(what("cannot pin the link of"), e))?;
+        .map_err(|e| kernel(Operation::Attach, &object, what("cannot attach"), e))?;
+    let link =
+        program.take_link(id).map_err(|e| kernel(Operation::Attach, &object, what("cannot keep the link of"), e))?;
+    let fd_link =
+        FdLink::try_from(link).map_err(|e| kernel(Operation::PinLink, &object, what("cannot pin the link of"), e))?;
+    fd_link.pin(pin).map_err(|e| kernel(Operation::PinLink, &object, what("cannot pin the link of"), e))?;
     Ok(Attachment::Created)
 }
 
@@ -62,9 +60,12 @@ pub fn detach(pin: &Path) -> Result<bool, LoaderError> {
     if !pin.exists() {
         return Ok(false);
     }
-    let pinned = PinnedLink::from_pin(pin).map_err(|e| kernel(format!("cannot open `{}`", pin.display()), e))?;
+    let pinned = PinnedLink::from_pin(pin)
+        .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot open `{}`", pin.display()), e))?;
     // Unpinning drops the last reference once the fd closes: the kernel
     // detaches the program.
-    pinned.unpin().map_err(|e| kernel(format!("cannot unpin `{}`", pin.display()), e))?;
+    pinned
+        .unpin()
+        .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot unpin `{}`", pin.display()), e))?;
     Ok(true)
 }

@@ -9,7 +9,7 @@
 //! only the bodies no earlier apply filled and one stub per changed
 //! endpoint.
 
-use crate::error::{kernel, LoaderError};
+use crate::error::{kernel, LoaderError, Operation};
 use crate::manifest::Templates;
 use crate::paths::Paths;
 use aya::maps::{Map, MapData, ProgramArray};
@@ -41,8 +41,8 @@ impl LoadedEndpoint {
 
 fn program_of<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, LoaderError> {
     let program =
-        ebpf.program_mut(name).ok_or_else(|| LoaderError::Kernel(format!("`{name}` is not in the object")))?;
-    program.try_into().map_err(|e: ProgramError| kernel(name, e))
+        ebpf.program_mut(name).ok_or_else(|| LoaderError::Object(format!("`{name}` is not in the object")))?;
+    program.try_into().map_err(|e: ProgramError| kernel(Operation::LoadProgram, name, name, e))
 }
 
 thread_local! {
@@ -56,8 +56,14 @@ thread_local! {
 /// maps come from (or are pinned into) the loader's maps directory, and
 /// the stub's `bodies` from `bodies` when given.
 fn load(paths: &Paths, what: &str, object: &[u8], names: &[&str], bodies: Option<&Path>) -> Result<Ebpf, LoaderError> {
-    std::fs::create_dir_all(paths.maps())
-        .map_err(|e| kernel(format!("cannot create `{}`", paths.maps().display()), e))?;
+    std::fs::create_dir_all(paths.maps()).map_err(|e| {
+        kernel(
+            Operation::CreateDirectory,
+            paths.maps().display(),
+            format!("cannot create `{}`", paths.maps().display()),
+            e,
+        )
+    })?;
     let mut ebpf = LOADER
         .with_borrow_mut(|loader| {
             loader.default_map_pin_directory(paths.maps());
@@ -66,16 +72,17 @@ fn load(paths: &Paths, what: &str, object: &[u8], names: &[&str], bodies: Option
             }
             loader.load(object)
         })
-        .map_err(|e| kernel(format!("cannot load the objects of {what}"), e))?;
+        .map_err(|e| kernel(Operation::LoadObject, what, format!("cannot load the objects of {what}"), e))?;
     for name in names {
         program_of(&mut ebpf, name)?.load().map_err(|e| match e {
             ProgramError::LoadError { io_error, verifier_log } => LoaderError::Verifier {
                 of: what.to_string(),
                 program: name.to_string(),
                 error: io_error.to_string(),
+                errno: io_error.raw_os_error(),
                 log: verifier_log.to_string(),
             },
-            other => kernel(format!("cannot load `{name}` of {what}"), other),
+            other => kernel(Operation::LoadProgram, what, format!("cannot load `{name}` of {what}"), other),
         })?;
     }
     Ok(ebpf)
@@ -133,13 +140,17 @@ fn fill_bodies(
     })?;
     let pin = array_pin(dir);
     let what = || format!("cannot use `{}`", pin.display());
-    let data = MapData::from_pin(&pin).map_err(|e| kernel(what(), e))?;
-    let mut array = ProgramArray::try_from(Map::ProgramArray(data)).map_err(|e| kernel(what(), e))?;
+    let data = MapData::from_pin(&pin).map_err(|e| kernel(Operation::FillBody, pin.display(), what(), e))?;
+    let mut array = ProgramArray::try_from(Map::ProgramArray(data))
+        .map_err(|e| kernel(Operation::FillBody, pin.display(), what(), e))?;
     for ((slot, (template, _, _)), ebpf) in needed.iter().zip(&mut loaded) {
         let body = program_of(ebpf, template.program_name())?;
-        let fd = body.fd().map_err(|e| kernel(format!("body {slot}"), e))?;
-        array.set(*slot, fd, 0).map_err(|e| kernel(format!("cannot fill slot {slot} of the bodies"), e))?;
-        body.pin(body_pin(dir, *slot)).map_err(|e| kernel(format!("cannot pin body {slot}"), e))?;
+        let fd = body.fd().map_err(|e| kernel(Operation::FillBody, slot, format!("body {slot}"), e))?;
+        array
+            .set(*slot, fd, 0)
+            .map_err(|e| kernel(Operation::FillBody, slot, format!("cannot fill slot {slot} of the bodies"), e))?;
+        body.pin(body_pin(dir, *slot))
+            .map_err(|e| kernel(Operation::FillBody, slot, format!("cannot pin body {slot}"), e))?;
     }
     Ok(())
 }
@@ -171,13 +182,15 @@ fn load_stubs_and_bodies(
     jobs: &[(&str, EndpointConfig)],
     dir: &Path,
 ) -> Result<Vec<LoadedEndpoint>, LoaderError> {
-    std::fs::create_dir_all(dir).map_err(|e| kernel(format!("cannot create `{}`", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        kernel(Operation::CreateDirectory, dir.display(), format!("cannot create `{}`", dir.display()), e)
+    })?;
     let array = array_pin(dir);
     let names = Template::ALL.map(Template::program_name);
     // The first stub creates and pins the array the bodies go in.
     let stubs = load_each(jobs, |(name, config)| {
         let object = specialize_stub(ENDPOINT_STUB, config)
-            .map_err(|e| LoaderError::Kernel(format!("the endpoint stub: {e}")))?;
+            .map_err(|e| LoaderError::Object(format!("the endpoint stub: {e}")))?;
         let stub = load(paths, &format!("endpoint `{name}`"), &object, &names, Some(&array))?;
         Ok(LoadedEndpoint { name: name.to_string(), stub })
     })?;
@@ -193,7 +206,7 @@ pub fn load_endpoint(
     config: &EndpointConfig,
 ) -> Result<LoadedEndpoint, LoaderError> {
     let mut loaded = load_endpoints(paths, templates, &[(name, *config)])?;
-    loaded.pop().ok_or_else(|| LoaderError::Kernel(format!("`{name}`: nothing loaded")))
+    loaded.pop().ok_or_else(|| LoaderError::Object(format!("`{name}`: nothing loaded")))
 }
 
 /// Unpins the bodies of every pair of templates but `keep` (their arrays
@@ -203,7 +216,8 @@ pub fn remove_bodies_except(paths: &Paths, keep: &BTreeSet<String>) -> Result<()
     let Ok(dirs) = std::fs::read_dir(paths.bodies()) else { return Ok(()) };
     for dir in dirs.filter_map(|d| d.ok()).map(|d| d.path()) {
         if !kept.contains(&dir) {
-            std::fs::remove_dir_all(&dir).map_err(|e| kernel(format!("cannot unpin `{}`", dir.display()), e))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| kernel(Operation::Unpin, dir.display(), format!("cannot unpin `{}`", dir.display()), e))?;
         }
     }
     Ok(())

@@ -1,0 +1,144 @@
+//! **Plan**: which programs each endpoint needs and which map operations
+//! make the target generation hold the desired state.
+
+use super::*;
+
+/// One endpoint's program work.
+pub(super) struct EndpointPlan<'a> {
+    pub(super) endpoint: &'a BundleEndpoint,
+    pub(super) interface: String,
+    /// Settings of the programs to put in place before the switch: those
+    /// of old and new policy together, when the new policy needs a lookup
+    /// the attached programs skip.
+    pub(super) prepare: Option<EndpointConfig>,
+    /// Whether the exact new programs go in after the switch (not needed
+    /// when the prepared ones are already exactly them).
+    pub(super) finish: bool,
+    /// A previous attachment on another interface or stem, to detach.
+    pub(super) replaces: Option<RecordedEndpoint>,
+}
+
+pub(super) fn plan_programs<'a>(
+    kernel: &impl Kernel,
+    desired: &'a DesiredState,
+    interfaces: &BTreeMap<String, String>,
+    record: &Record,
+    paths: &Paths,
+) -> Vec<EndpointPlan<'a>> {
+    let templates = desired.manifest().templates_digest();
+    let mut out = Vec::new();
+    for e in desired.endpoints() {
+        let Some(interface) = interfaces.get(&e.name) else { continue };
+        let recorded = record.endpoints.get(&e.name);
+        let same_place = recorded.filter(|r| {
+            r.interface == *interface
+                && r.stem == e.stem
+                && kernel.is_pinned(&paths.link(&r.stem, "from"))
+                && kernel.is_pinned(&paths.link(&r.stem, "to"))
+        });
+        let plan = match same_place {
+            Some(r) if r.programs == templates && r.config == e.config => continue,
+            Some(r) => {
+                let union = e.config.union(&r.config);
+                let prepare = (!r.config.covers(&e.config)).then_some(union);
+                EndpointPlan {
+                    endpoint: e,
+                    interface: interface.clone(),
+                    finish: prepare.is_none() || union != e.config,
+                    prepare,
+                    replaces: None,
+                }
+            }
+            None => EndpointPlan {
+                endpoint: e,
+                interface: interface.clone(),
+                prepare: None,
+                finish: true,
+                replaces: recorded.cloned(),
+            },
+        };
+        out.push(plan);
+    }
+    out
+}
+
+/// The map operations of an apply, and what its sync keeps in the store.
+pub(super) struct Planned {
+    pub(super) plan: SyncPlan,
+    /// What the plan was diffed against: `record`, `live maps` or `empty
+    /// maps`.
+    pub(super) source: &'static str,
+    /// Pieces read from the new bundle, to keep; `None`: the whole bundle
+    /// was read, keep all of it.
+    pub(super) read: Option<Vec<(String, String)>>,
+}
+
+impl<K: Kernel> Run<'_, K> {
+    /// **Plan**: the map operations that make the target generation hold
+    /// the desired state. Planning reads (and checks) the changed pieces of
+    /// a bundle: a corrupt one refuses it here, before any program is
+    /// loaded or map pinned.
+    pub(super) fn plan(&mut self, ready: &Ready) -> Result<(Planned, ApplyReport), LoaderError> {
+        let manifest = self.desired.manifest();
+        let planned = self.plan_sync(ready)?;
+        let report = ApplyReport {
+            bundle_hash: manifest.hash.clone(),
+            generation: ready.target,
+            diffed_against: planned.source.into(),
+            skipped: self
+                .desired
+                .endpoints()
+                .iter()
+                .filter(|e| e.addresses.is_empty())
+                .map(|e| e.name.clone())
+                .collect(),
+            ..Default::default()
+        };
+        self.phases.mark("plan");
+        Ok((planned, report))
+    }
+
+    /// Plans the sync of the target generation: from the changed pieces
+    /// when the record says what the target holds and the store has it,
+    /// else from the whole desired state and the live maps.
+    fn plan_sync(&self, ready: &Ready) -> Result<Planned, LoaderError> {
+        let (paths, target) = (self.paths, ready.target);
+        if let (true, false, DesiredState::Directory(manifest)) = (ready.trusted, self.options.reconcile, self.desired)
+        {
+            let old = ready.record.generations[usize::from(target)]
+                .as_deref()
+                .and_then(|h| store::read_manifest(paths, target, h));
+            if let Some(old) = old {
+                if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
+                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
+                }
+            }
+        }
+        let whole = self.desired.whole()?;
+        let (current, source) = if self.kernel.is_pinned(&paths.map("state")) {
+            (Generation::read_live(self.kernel, target)?, "live maps")
+        } else {
+            (Generation::default(), "empty maps")
+        };
+        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None })
+    }
+
+    /// What a dry run reports: the plan, nothing written, nothing loaded.
+    pub(super) fn dry_run(mut self, ready: Ready, planned: Planned, mut report: ApplyReport) -> ApplyReport {
+        report.dry_run = true;
+        report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for p in &ready.plans {
+            for t in Template::ALL {
+                if p.prepare.is_some() {
+                    report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Prepare, None));
+                }
+                if p.finish {
+                    report.programs.push((p.endpoint.name.clone(), t.program_name(), ProgramStep::Finish, None));
+                }
+            }
+        }
+        report.detached = ready.departed.into_iter().map(|(n, _)| n).collect();
+        report.phases = std::mem::take(&mut self.phases.done);
+        report
+    }
+}

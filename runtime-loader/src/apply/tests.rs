@@ -1,0 +1,360 @@
+//! The phases of an apply driven through the in-memory kernel (no root):
+//! what each writes and when, and that a refusal at any call leaves the
+//! previous generation in force.
+
+use super::*;
+use crate::bundle::Bundle;
+use crate::kernel::memory::{Call, Change, MemoryKernel};
+use crate::maps::Generation;
+use policyc::emit::{emit, BundleOptions};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("policyc-apply-unit-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pod(name: &str, role: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: demo\n  labels:\n    role: {role}\n\
+         spec:\n  nodeName: node-a\n  containers:\n    - name: main\n      image: demo\n\
+         status:\n  podIP: {ip}\n  podIPs:\n    - ip: {ip}\n---\n"
+    )
+}
+
+/// `pods` (name, role, last address byte) on one node, and a policy
+/// admitting role `client` to the server on port 80, plus `extra` rules.
+fn cluster(pods: &[(&str, &str, u8)], extra: &str) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\nstatus:\n  addresses:\n    - type: InternalIP\n      address: 10.200.255.1\n---\n",
+    );
+    for (name, role, ip) in pods {
+        out += &pod(name, role, &format!("10.200.50.{ip}"));
+    }
+    out += "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server\n  namespace: demo\n\
+            spec:\n  endpointSelector:\n    matchLabels:\n      role: server\n  ingress:\n    - fromEndpoints:\n\
+            \x20       - matchLabels:\n            role: client\n      toPorts:\n        - ports:\n\
+            \x20           - port: \"80\"\n              protocol: TCP\n";
+    out + extra
+}
+
+/// Compiles `text` into the bundle directory `out/name`.
+fn compile(out: &Path, name: &str, text: &str) -> PathBuf {
+    let input = out.join(format!("{name}-input"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("cluster.yaml"), text).unwrap();
+    let loaded = policyc::pipeline::load(&[input]);
+    assert!(!loaded.has_errors(), "the test cluster compiles");
+    let cluster = &loaded.lowered.cluster;
+    let resolved = policyc_ir::resolve::resolve(cluster);
+    let mut bundles = emit(cluster, &resolved, None, &BundleOptions::default()).expect("emit");
+    assert_eq!(bundles.len(), 1, "one node");
+    let dir = out.join(name);
+    bundles.remove(0).write_to(&dir).unwrap();
+    dir
+}
+
+/// Two bundles of one node: `a`, and `b`, where the server gains a port
+/// open to every peer (a lookup its programs skip: prepared before the
+/// switch), `other` leaves (detached after it) and `newcomer` arrives
+/// (attached after it).
+struct Fixture {
+    dir: Scratch,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = Scratch::new("bundles");
+        let a =
+            compile(&dir.0, "a", &cluster(&[("server", "server", 2), ("client", "client", 3), ("other", "z", 4)], ""));
+        let open = "    - toPorts:\n        - ports:\n            - port: \"8443\"\n              protocol: TCP\n";
+        let b = compile(
+            &dir.0,
+            "b",
+            &cluster(&[("server", "server", 2), ("client", "client", 3), ("newcomer", "client", 5)], open),
+        );
+        Fixture { dir, a, b }
+    }
+}
+
+/// Where an apply's desired state comes from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// A bundle directory: planned from the changed pieces.
+    Directory,
+    /// Memory: planned against the live maps (their reads can fail too).
+    Memory,
+}
+
+const PODS: [&str; 4] = ["server", "client", "other", "newcomer"];
+
+fn options() -> ApplyOptions {
+    let interfaces = PODS.iter().map(|p| (format!("demo/{p}"), format!("veth-{p}"))).collect();
+    ApplyOptions { interfaces, ..ApplyOptions::default() }
+}
+
+/// A node: an empty in-memory kernel with the pods' interfaces, and a
+/// state directory of its own.
+struct Node {
+    _state: Scratch,
+    paths: Paths,
+    kernel: MemoryKernel,
+}
+
+impl Node {
+    fn new() -> Node {
+        let state = Scratch::new("node");
+        let paths = Paths::new(&state.0.join("bpffs"), "policyc", &state.0.join("state"));
+        let interfaces: Vec<String> = PODS.iter().map(|p| format!("veth-{p}")).collect();
+        let kernel = MemoryKernel::new(&paths, &interfaces.iter().map(String::as_str).collect::<Vec<_>>());
+        Node { _state: state, paths, kernel }
+    }
+
+    fn apply(&self, bundle: &Path) -> Result<ApplyReport, LoaderError> {
+        self.apply_as(bundle, Source::Directory)
+    }
+
+    /// Applies `bundle` as a directory, or read whole into memory.
+    fn apply_as(&self, bundle: &Path, from: Source) -> Result<ApplyReport, LoaderError> {
+        let desired = match from {
+            Source::Directory => DesiredState::from_directory(bundle)?,
+            Source::Memory => DesiredState::Memory(Bundle::read(bundle)?),
+        };
+        self.apply_with(&desired, &options())
+    }
+
+    fn apply_with(&self, desired: &DesiredState, options: &ApplyOptions) -> Result<ApplyReport, LoaderError> {
+        apply_desired(&self.kernel, &self.paths, desired, options, Instant::now())
+    }
+
+    /// The generation the state slot puts in force (none: no maps).
+    fn active(&self) -> Option<u8> {
+        let memory = self.kernel.memory();
+        let state = memory.maps.get("state")?;
+        let bytes: [u8; 8] = state.get(&Vec::new()).map_or([0; 8], |v| v[..].try_into().unwrap());
+        Some(StateValue::from_bytes(&bytes).generation as u8)
+    }
+
+    /// Whether `bundle` is in force: the active generation holds exactly
+    /// its entries, and each of its endpoints runs a program at both hooks
+    /// on its interface.
+    fn in_force(&self, bundle: &Path) -> Result<(), String> {
+        self.maps_in_force(bundle)?;
+        let bundle = Bundle::read(bundle).unwrap();
+        let running = self.running();
+        match bundle.endpoints.iter().find(|e| !running.contains(&e.name)) {
+            Some(e) => Err(format!("`{}` does not run a program at both hooks", e.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the active generation holds exactly `bundle`'s entries.
+    fn maps_in_force(&self, bundle: &Path) -> Result<(), String> {
+        let bundle = Bundle::read(bundle).unwrap();
+        let active = self.active().ok_or("no maps")?;
+        let live = Generation::read_live(&self.kernel, active).map_err(|e| e.to_string())?;
+        if live != Generation::of_bundle(&bundle, active) {
+            return Err(format!("generation {active} does not hold the bundle's entries"));
+        }
+        Ok(())
+    }
+
+    /// The pods that run one program at each hook of their interface,
+    /// through their pinned links.
+    fn running(&self) -> BTreeSet<String> {
+        let memory = self.kernel.memory();
+        PODS.iter()
+            .filter(|pod| {
+                Template::ALL.iter().all(|t| {
+                    let attached = self.kernel.attached(&format!("veth-{pod}"), *t).unwrap();
+                    let pin = self.paths.link(&format!("demo.{pod}"), t.suffix());
+                    attached.len() == 1 && memory.links.get(&pin).is_some_and(|l| l.program == attached[0])
+                })
+            })
+            .map(|pod| format!("demo/{pod}"))
+            .collect()
+    }
+}
+
+/// The calls an apply of `to` after `from` makes, per call.
+fn calls_of(from: Option<&Path>, to: &Path, how: Source) -> Vec<(Call, usize)> {
+    let node = Node::new();
+    if let Some(from) = from {
+        node.apply(from).unwrap();
+    }
+    let before: Vec<usize> = Call::ALL.iter().map(|c| node.kernel.calls(*c)).collect();
+    node.apply_as(to, how).unwrap();
+    Call::ALL.iter().zip(before).map(|(c, b)| (*c, node.kernel.calls(*c) - b)).collect()
+}
+
+#[test]
+fn the_flip_is_the_one_commit_point() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    node.in_force(&fixture.a).unwrap();
+    let journal_before = node.kernel.memory().journal.len();
+    let report = node.apply(&fixture.b).unwrap();
+    node.in_force(&fixture.b).unwrap();
+    let journal = node.kernel.memory().journal.split_off(journal_before);
+
+    let switches: Vec<usize> =
+        journal.iter().enumerate().filter(|(_, c)| matches!(c, Change::Switch(_))).map(|(i, _)| i).collect();
+    assert_eq!(switches.len(), 1, "one write of the state slot: {journal:?}");
+    let (before, after) = journal.split_at(switches[0]);
+    assert!(
+        after.iter().all(|c| !matches!(c, Change::Write(_) | Change::Delete(_) | Change::CreateMap(_))),
+        "no map entry changes after the switch: {after:?}"
+    );
+    assert!(before.iter().any(|c| matches!(c, Change::Write(_))), "the sync writes before the switch");
+    // Before the switch, only programs with the lookups of both bundles
+    // replace what runs: the server's, judging either generation exactly.
+    let prepared: Vec<&Change> = before.iter().filter(|c| matches!(c, Change::Attach { .. })).collect();
+    let server = Bundle::read(&fixture.b).unwrap().endpoints.into_iter().find(|e| e.name == "demo/server").unwrap();
+    let server_pins: Vec<PathBuf> = Template::ALL.iter().map(|t| node.paths.link(&server.stem, t.suffix())).collect();
+    assert_eq!(prepared.len(), 2, "{before:?}");
+    assert!(prepared.iter().all(|c| matches!(c, Change::Attach { pin, .. } if server_pins.contains(pin))));
+    assert!(report.programs.iter().any(|(e, _, step, _)| e == "demo/server" && *step == ProgramStep::Prepare));
+    // After it: the newcomer attached, `other` detached.
+    assert!(after.iter().any(|c| matches!(c, Change::Detach(_))), "{after:?}");
+    assert_eq!(report.detached, ["demo/other"]);
+
+    // Applying it again changes nothing.
+    let again = node.apply(&fixture.b).unwrap();
+    assert!(again.unchanged);
+}
+
+#[test]
+fn nothing_is_written_before_every_check_passed() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    let journal = node.kernel.memory().journal.len();
+
+    // A missing interface, a corrupt map file, a failing check call: each
+    // refuses the apply with nothing changed.
+    let mut missing = options();
+    missing.interfaces.insert("demo/newcomer".into(), "nowhere".into());
+    let desired = DesiredState::from_directory(&fixture.b).unwrap();
+    let err = node.apply_with(&desired, &missing).unwrap_err();
+    assert!(err.to_string().contains("interface `nowhere` does not exist"), "{err}");
+
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let corrupt = compile(&fixture.dir.0, "corrupt", &text);
+    let ipcache = corrupt.join(crate::manifest::IPCACHE_FILE);
+    let text = std::fs::read_to_string(&ipcache).unwrap();
+    std::fs::write(&ipcache, text.replacen("10.200", "10.201", 1)).unwrap();
+    let err = node.apply(&corrupt).unwrap_err();
+    assert!(matches!(err, LoaderError::Bundle(_)), "{err}");
+
+    for call in [Call::ExistingMaps, Call::ReadState, Call::HostInterfaces] {
+        node.kernel.fail(call, 1, 5);
+        let err = node.apply(&fixture.b).unwrap_err();
+        assert_eq!(err.errno(), Some(5), "{call:?}: {err}");
+    }
+    // A dry run loads nothing and writes nothing.
+    let dry = ApplyOptions { dry_run: true, ..options() };
+    let loads = node.kernel.calls(Call::Load);
+    let report = node.apply_with(&DesiredState::from_directory(&fixture.b).unwrap(), &dry).unwrap();
+    assert!(report.dry_run && report.maps.values().any(|o| o.added > 0));
+    assert_eq!(node.kernel.calls(Call::Load), loads);
+
+    assert_eq!(node.kernel.memory().journal.len(), journal, "{:?}", node.kernel.memory().journal);
+    node.in_force(&fixture.a).unwrap();
+}
+
+/// Fails each call an apply makes, one at a time (every kind of call ×
+/// every index), and checks what is in force afterwards: the previous
+/// bundle if the switch did not happen, else the new one; and that
+/// applying again converges.
+fn fail_each_call(from: Option<&Path>, to: &Path, how: Source) {
+    const EIO: i32 = 5;
+    let mut cases = 0;
+    for (call, count) in calls_of(from, to, how) {
+        for nth in 1..=count {
+            let node = Node::new();
+            if let Some(from) = from {
+                node.apply(from).unwrap();
+            }
+            let (switches, running) = (node.kernel.calls(Call::Switch), node.running());
+            node.kernel.fail(call, nth, EIO);
+            let err = node.apply_as(to, how).expect_err("an injected failure refuses the apply");
+            assert_eq!(err.errno(), Some(EIO), "{call:?} #{nth}: {err}");
+            let switched = node.kernel.calls(Call::Switch) > switches && call != Call::Switch;
+            let after = match (switched, from) {
+                // After the switch the new generation is in force; what
+                // finishing did not do (attach a new endpoint, detach a
+                // departed one) the next apply does.
+                (true, _) => node.maps_in_force(to),
+                (false, Some(from)) => node.in_force(from),
+                (false, None) if node.kernel.memory().links.is_empty() => Ok(()),
+                (false, None) => Err("links attached before the first switch".into()),
+            };
+            after.unwrap_or_else(|e| panic!("{call:?} #{nth} failed, then: {e}"));
+            let now = node.running();
+            let lost: Vec<&String> = running.difference(&now).collect();
+            let kept = Bundle::read(to).unwrap().endpoints.iter().all(|e| !lost.contains(&&e.name));
+            assert!(kept, "{call:?} #{nth}: endpoints left without a program: {lost:?}");
+            node.apply_as(to, how).unwrap_or_else(|e| panic!("{call:?} #{nth}: the rerun: {e}"));
+            node.in_force(to).unwrap_or_else(|e| panic!("{call:?} #{nth}: after the rerun: {e}"));
+            cases += 1;
+        }
+    }
+    assert!(cases > 10, "{cases} cases");
+}
+
+#[test]
+fn a_failure_at_any_call_of_a_change_leaves_old_or_new_in_force() {
+    let fixture = Fixture::new();
+    fail_each_call(Some(&fixture.a), &fixture.b, Source::Directory);
+}
+
+#[test]
+fn a_failure_at_any_call_of_a_change_in_memory_leaves_old_or_new_in_force() {
+    let fixture = Fixture::new();
+    let calls = calls_of(Some(&fixture.a), &fixture.b, Source::Memory);
+    assert!(calls.contains(&(Call::Entries, 4)), "the plan reads the live maps: {calls:?}");
+    fail_each_call(Some(&fixture.a), &fixture.b, Source::Memory);
+}
+
+#[test]
+fn a_failure_at_any_call_of_a_first_apply_leaves_nothing_attached() {
+    let fixture = Fixture::new();
+    fail_each_call(None, &fixture.a, Source::Directory);
+}
+
+#[test]
+fn a_desired_state_in_memory_is_applied_like_its_directory() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply_with(&DesiredState::Memory(Bundle::read(&fixture.a).unwrap()), &options()).unwrap();
+    node.in_force(&fixture.a).unwrap();
+    let report = node.apply_with(&DesiredState::Memory(Bundle::read(&fixture.b).unwrap()), &options()).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.b).unwrap();
+    // A directory after it is diffed against the live maps too: the store
+    // does not hold what an in-memory state put there.
+    let report = node.apply(&fixture.a).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.a).unwrap();
+}
