@@ -7,7 +7,8 @@ use crate::diag::Location;
 use crate::lint::locate::Trees;
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{Decision, RuleRef};
+use policyc_ir::eval::Decision;
+use policyc_ir::ids::{PolicyId, RuleRef};
 use serde_json::{json, Value};
 use std::cell::OnceCell;
 
@@ -67,11 +68,11 @@ impl<'a> Citations<'a> {
     }
 
     /// Policy `policy` (and its rule `rule`) with where it is written.
-    pub fn policy_ref(&self, policy: usize, rule: Option<usize>) -> PolicyRef {
-        let p = &self.cluster.policies[policy];
-        let location = self.locations.get(policy);
+    pub fn policy_ref(&self, policy: PolicyId, rule: Option<usize>) -> PolicyRef {
+        let p = self.cluster.policy(policy);
+        let location = self.locations.get(policy.index());
         let rule_line = rule.and_then(|r| {
-            let lines = self.rule_lines[policy].get_or_init(|| {
+            let lines = self.rule_lines[policy.index()].get_or_init(|| {
                 p.rules
                     .iter()
                     .map(|rule| {
@@ -93,7 +94,7 @@ impl<'a> Citations<'a> {
 
     /// The reason of decision `d`.
     pub fn reason(&self, d: &Decision) -> Reason {
-        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule))).collect();
+        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule_index()))).collect();
         match d {
             Decision::NotIsolated => Reason::new(Verdict::NotIsolated, Vec::new()),
             Decision::Allowed(rs) => Reason::new(Verdict::Allow, rules(rs)),
@@ -213,6 +214,7 @@ mod tests {
     use crate::front::Input;
     use crate::pipeline::load_input;
     use policyc_ir::eval::{eval, Party, Query};
+    use policyc_ir::ids::EndpointId;
     use policyc_ir::protocol::Protocol;
 
     /// A `List` whose second item is a Cilium policy with a `specs` list.
@@ -254,7 +256,7 @@ items:
         let mut cited = Vec::new();
         for (p, policy) in policies.iter().enumerate() {
             for r in 0..policy.rules.len() {
-                let at = citations.policy_ref(p, Some(r));
+                let at = citations.policy_ref(PolicyId::new(p), Some(r));
                 assert_eq!(at.line, Some(9), "the object's line stays the object's");
                 cited.push((at.rule.unwrap(), at.rule_line));
             }
@@ -265,7 +267,7 @@ items:
 
         // A deny decides: the text cites the rule's line, and so does trace.
         let query = Query {
-            src: Party::Endpoint(0),
+            src: Party::Endpoint(EndpointId::new(0)),
             dst: Party::External("198.51.100.7".parse().unwrap()),
             protocol: Protocol::Tcp,
             port: 443,
@@ -286,7 +288,7 @@ items:
     #[test]
     fn a_policy_as_a_whole_is_cited_at_its_object() {
         let loaded = loaded();
-        let at = Citations::new(&loaded).policy_ref(0, None);
+        let at = Citations::new(&loaded).policy_ref(PolicyId::new(0), None);
         assert_eq!((at.rule.as_deref(), at.line, at.rule_line, at.cited_line()), (None, Some(9), None, Some(9)));
         assert_eq!(policy_text(&at), "CiliumNetworkPolicy x/p specs[0] (f.yaml:9)");
     }

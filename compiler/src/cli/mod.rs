@@ -333,7 +333,7 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
             }
         };
         let matches = |side: &connectivity::Side| match side {
-            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoints[*i].labels),
+            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoint(*i).labels),
             connectivity::Side::Addresses(..) => false,
         };
         rows.retain(|r| matches(&r.src) || matches(&r.dst));

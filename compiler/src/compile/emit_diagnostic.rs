@@ -6,6 +6,7 @@ use crate::diag::{codes, Diagnostic, Location};
 use crate::emit::maps::endpoint_stem;
 use crate::emit::{CapacityError, EmitError};
 use crate::pipeline::Loaded;
+use policyc_ir::ids::PolicyId;
 use policyc_ir::resolve::Resolved;
 use std::collections::BTreeMap;
 
@@ -35,19 +36,19 @@ fn capacity_diagnostic(loaded: &Loaded, resolved: &Resolved, c: &CapacityError) 
     let endpoint = resolved.endpoints.iter().find(|e| {
         e.node.as_deref() == Some(c.node.as_str()) && endpoint_stem(&loaded.lowered.cluster, e.index) == c_map
     });
-    let mut per_policy: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut per_policy: BTreeMap<PolicyId, usize> = BTreeMap::new();
     let mut location = Location::default();
     if let Some(e) = endpoint {
         for entry in &e.policy.entries {
             *per_policy.entry(entry.rule.policy).or_default() += 1;
         }
-        location = loaded.lowered.endpoint_locations.get(e.index).cloned().unwrap_or_default();
+        location = loaded.lowered.endpoint_locations.get(e.index.index()).cloned().unwrap_or_default();
     }
-    let mut ranked: Vec<(usize, usize)> = per_policy.into_iter().collect();
+    let mut ranked: Vec<(PolicyId, usize)> = per_policy.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let cluster = &loaded.lowered.cluster;
     let names: Vec<String> =
-        ranked.iter().take(5).map(|(p, n)| format!("{} ({n} entries)", cluster.policies[*p].origin)).collect();
+        ranked.iter().take(5).map(|(p, n)| format!("{} ({n} entries)", cluster.policy(*p).origin)).collect();
     let who = endpoint.map(|e| e.name.clone()).unwrap_or_else(|| c.map.clone());
     Diagnostic::new(
         codes::POLICY_MAP_CAPACITY,

@@ -18,8 +18,8 @@
 use crate::emit::programs::lookups;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{fnv1a64, Identity, IdentityTable};
+use policyc_ir::ids::{EndpointId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
@@ -111,7 +111,7 @@ impl Ipcache {
                     IpcacheSource::Endpoint(i) => {
                         push_number(&mut line, e.identity.get());
                         line.push_str(" endpoint:");
-                        line.push_str(&resolved.endpoints[*i].name);
+                        line.push_str(&resolved.endpoints[i.index()].name);
                     }
                 }
                 (line, own)
@@ -142,8 +142,8 @@ pub fn local_endpoints<'a>(resolved: &'a Resolved, node: &str) -> Vec<&'a Resolv
 /// Stable endpoint ids (`1..=65535`) for the endpoints of one node: each
 /// name starts at a hash of itself and probes linearly, in name order, so
 /// adding a pod renumbers no other pod unless their hashes collide.
-pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<usize, u16> {
-    let names: BTreeMap<&str, usize> = local.iter().map(|e| (e.name.as_str(), e.index)).collect();
+pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<EndpointId, u16> {
+    let names: BTreeMap<&str, EndpointId> = local.iter().map(|e| (e.name.as_str(), e.index)).collect();
     let mut used = BTreeSet::new();
     let mut ids = BTreeMap::new();
     for (name, index) in names {
@@ -164,7 +164,7 @@ pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<usize, u16> {
 }
 
 /// `endpoints.txt`: one line per pod IP of the node's endpoints.
-pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec<String> {
+pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<EndpointId, u16>) -> Vec<String> {
     let mut lines: Vec<(std::net::IpAddr, String)> = Vec::new();
     for e in local {
         let enforced = match e.policy.enforced {
@@ -190,8 +190,8 @@ pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec
 /// `<ns>.<name>.<kind>` for a workload standing for its pods. It names the
 /// endpoint's pinned links on the node and tells apart the policy files of
 /// one identity's endpoints whose maps differ.
-pub fn endpoint_stem(cluster: &Cluster, endpoint: usize) -> String {
-    let e = &cluster.endpoints[endpoint];
+pub fn endpoint_stem(cluster: &Cluster, endpoint: EndpointId) -> String {
+    let e = cluster.endpoint(endpoint);
     match &e.kind {
         EndpointKind::Pod => format!("{}.{}", e.namespace, e.name),
         EndpointKind::Workload(kind) => format!("{}.{}.{}", e.namespace, e.name, kind.to_lowercase()),
@@ -255,7 +255,7 @@ impl RuleNames {
     /// The name of `rule` (a placeholder for a rule the cluster lacks,
     /// which validation rules out).
     pub fn get(&self, rule: RuleRef) -> Cow<'_, str> {
-        match self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)) {
+        match self.by_policy.get(rule.policy.index()).and_then(|p| p.get(rule.rule_index())) {
             Some(name) => Cow::Borrowed(name),
             None => Cow::Owned(format!("policy{}:rule{}", rule.policy, rule.rule)),
         }
@@ -459,6 +459,7 @@ pub fn read_identity_table(text: &str) -> Result<IdentityTable, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policyc_ir::ids::PolicyId;
     use policyc_ir::policy_map::{PolicyEntry, PolicyKey};
     use policyc_ir::protocol::Direction;
 
@@ -474,7 +475,7 @@ mod tests {
                 prefix_len,
             },
             verdict,
-            rule: RuleRef { policy: 0, rule: 0 },
+            rule: RuleRef::new(PolicyId::new(0), 0),
             rule_count,
         };
         let map = PolicyMap {
@@ -492,6 +493,6 @@ mod tests {
              egress 4294967295 6/65535/24 redirect:http CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
         );
         // A rule the cluster lacks (validation rules it out) still renders.
-        assert_eq!(names.get(RuleRef { policy: 3, rule: 1 }), "policy3:rule1");
+        assert_eq!(names.get(RuleRef::new(PolicyId::new(3), 1)), "policy3:rule1");
     }
 }
