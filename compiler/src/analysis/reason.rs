@@ -4,13 +4,12 @@
 //! `explain` and `trace`.
 
 use crate::diag::Location;
-use crate::lint::locate::Trees;
+use crate::front::spans::PolicySpans;
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::Decision;
 use policyc_ir::ids::{PolicyId, RuleRef};
 use serde_json::{json, Value};
-use std::cell::OnceCell;
 
 /// A policy, or one rule of it, with where it is written.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,29 +36,20 @@ impl PolicyRef {
 
 /// Where the policies of one loaded tree and their rules are written.
 ///
-/// Lowering records each policy object's location; rules keep only their
-/// field path (positions stay out of the IR). A rule's line is found in
-/// the source text the way lint warnings find theirs ([`Trees`]): a file
-/// is parsed again on the first citation of a rule in it, and each
-/// policy's rule lines are looked up once.
+/// Lowering records each policy object's location and, beside the IR
+/// (positions stay out of it), where each rule is written, as the front
+/// end found it when it parsed the rule.
 pub struct Citations<'a> {
     cluster: &'a Cluster,
     locations: &'a [Location],
-    trees: Trees<'a>,
-    /// Per policy, the line of each of its rules, found on first use.
-    rule_lines: Vec<OnceCell<Vec<Option<u32>>>>,
+    spans: &'a [PolicySpans],
 }
 
 impl<'a> Citations<'a> {
     /// The citations of `loaded`'s policies.
     pub fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
-        Citations {
-            cluster,
-            locations: &loaded.lowered.policy_locations,
-            trees: Trees::new(&loaded.input.sources),
-            rule_lines: cluster.policies.iter().map(|_| OnceCell::new()).collect(),
-        }
+        Citations { cluster, locations: &loaded.lowered.policy_locations, spans: &loaded.lowered.policy_spans }
     }
 
     /// The cluster whose policies these are.
@@ -71,18 +61,7 @@ impl<'a> Citations<'a> {
     pub fn policy_ref(&self, policy: PolicyId, rule: Option<usize>) -> PolicyRef {
         let p = self.cluster.policy(policy);
         let location = self.locations.get(policy.index());
-        let rule_line = rule.and_then(|r| {
-            let lines = self.rule_lines[policy.index()].get_or_init(|| {
-                p.rules
-                    .iter()
-                    .map(|rule| {
-                        let at = location.and_then(|l| self.trees.position(l, Some(&rule.path)));
-                        at.map(|pos| pos.line)
-                    })
-                    .collect()
-            });
-            lines.get(r).copied().flatten()
-        });
+        let rule_line = rule.and_then(|r| self.spans.get(policy.index())?.rules.get(r)).map(|pos| pos.line);
         PolicyRef {
             policy: p.origin.to_string(),
             rule: rule.map(|r| p.rules[r].path.clone()),

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod git;
 pub mod k8s;
 pub mod source;
+pub mod spans;
 pub mod workload;
 pub mod yaml;
 
@@ -17,7 +18,7 @@ use crate::diag::{codes, Diagnostic, Location};
 use decode::{plain_key, Ctx};
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
-use policyc_ir::policy::Policy;
+use spans::SpannedPolicy;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use yaml::{Node, Value};
@@ -143,8 +144,8 @@ pub enum Body {
     /// A workload standing for its pods.
     Workload(WorkloadObject),
     /// `NetworkPolicy`, `CiliumNetworkPolicy`, `CiliumClusterwideNetworkPolicy`:
-    /// one normalized policy per spec.
-    Policy(Vec<Policy>),
+    /// one normalized policy per spec, with where its parts are written.
+    Policy(Vec<SpannedPolicy>),
     /// `Service`.
     Service(ServiceObject),
     /// `EndpointSlice` or `Endpoints`.

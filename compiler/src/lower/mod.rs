@@ -15,6 +15,7 @@
 //! - The same object twice is an error.
 
 use crate::diag::{codes, Diagnostic, Location};
+use crate::front::spans::PolicySpans;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
@@ -30,6 +31,8 @@ pub struct Lowered {
     pub cluster: Cluster,
     /// Per policy of `cluster.policies`: the location of its object.
     pub policy_locations: Vec<Location>,
+    /// Per policy of `cluster.policies`: where its parts are written.
+    pub policy_spans: Vec<PolicySpans>,
     /// Per endpoint of `cluster.endpoints`: the location of its object.
     pub endpoint_locations: Vec<Location>,
 }
@@ -102,7 +105,11 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
     nodes.sort();
     lowered.cluster.namespaces = namespaces;
     (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.unzip();
-    (lowered.cluster.policies, lowered.policy_locations) = policies.into_iter().unzip();
+    for (policy, location, spans) in policies {
+        lowered.cluster.policies.push(policy);
+        lowered.policy_locations.push(location);
+        lowered.policy_spans.push(spans);
+    }
     lowered.cluster.nodes = nodes;
     lowered
 }
@@ -114,7 +121,7 @@ type EndpointKey = (String, Vec<std::net::IpAddr>);
 enum Part {
     /// Boxed: an endpoint is several times larger than the other parts.
     Endpoint(Box<(EndpointKey, Endpoint, Location)>),
-    Policies(Vec<(Policy, Location)>),
+    Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
     Nothing,
 }
@@ -150,7 +157,7 @@ fn lower_object(
         }
         Body::Policy(ps) => {
             let location = located();
-            Part::Policies(ps.iter().map(|p| (p.clone(), location.clone())).collect())
+            Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
         }
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
         _ => Part::Nothing,

@@ -14,6 +14,7 @@ mod rule;
 mod tests;
 
 use super::decode::{index, join, Ctx};
+use super::spans::{PolicySpans, SpannedPolicy};
 use super::yaml::Node;
 use super::{Body, Meta};
 use crate::diag::codes;
@@ -116,7 +117,7 @@ fn decode_object(ctx: &mut Ctx, meta: &Meta, root: &Node, scope: &Scope) -> Opti
     Some(Body::Policy(policies))
 }
 
-fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &str) -> Option<Policy> {
+fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &str) -> Option<SpannedPolicy> {
     let fields = ctx.fields(node, path, SPEC_FIELDS)?;
     let subject = subject(ctx, scope, node, path, fields.get("endpointSelector"), fields.get("nodeSelector"));
 
@@ -133,6 +134,7 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
     let host = matches!(subject, Some(Subject::Nodes(_)));
     let mut requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut rules = Vec::new();
+    let mut spans = PolicySpans::default();
     let mut has_rules = [false, false];
     for kind in rule::RULE_KINDS {
         let Some(list) = fields.get(kind.field) else { continue };
@@ -142,7 +144,10 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         for (i, item) in items.iter().enumerate() {
             let rule_path = index(&list_path, i);
             let reqs = &mut requires[kind.direction.index()];
-            rules.extend(rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs));
+            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs) {
+                rules.push(rule);
+                spans.rules.push(pos);
+            }
         }
     }
 
@@ -166,7 +171,8 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         name: meta.name.clone(),
         spec_path: path.to_string(),
     };
-    Some(Policy { origin, subject: subject?, default_deny, requires, rules })
+    let policy = Policy { origin, subject: subject?, default_deny, requires, rules };
+    Some(SpannedPolicy { policy, spans })
 }
 
 /// The subject: exactly one of `endpointSelector` and `nodeSelector`.
