@@ -61,7 +61,7 @@ impl<'a> Citations<'a> {
     pub fn policy_ref(&self, policy: PolicyId, rule: Option<usize>) -> PolicyRef {
         let p = self.cluster.policy(policy);
         let location = self.locations.get(policy.index());
-        let rule_line = rule.and_then(|r| self.spans.get(policy.index())?.rules.get(r)).map(|pos| pos.line);
+        let rule_line = rule.and_then(|r| self.spans.get(policy.index())?.rules.get(r)).map(|rule| rule.pos.line);
         PolicyRef {
             policy: p.origin.to_string(),
             rule: rule.map(|r| p.rules[r].path.clone()),

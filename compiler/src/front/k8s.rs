@@ -10,7 +10,7 @@
 //! that `lint` prints honest.
 
 use super::decode::{check_port_name, index, join, plain_key, Ctx, PortValue};
-use super::spans::{start, PolicySpans, SpannedPolicy};
+use super::spans::{cite_rule, key_pos, start, PolicySpans, RuleSpans, SpannedPolicy};
 use super::yaml::{Node, Value};
 use super::{Body, Meta};
 use crate::diag::{codes, did_you_mean, Diagnostic};
@@ -71,7 +71,12 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         fields.get("policyTypes").and_then(|types| policy_types(ctx, types)).unwrap_or([true, !lists[1].is_empty()]);
 
     let mut rules = Vec::new();
-    let mut spans = PolicySpans::default();
+    let mut spans = PolicySpans {
+        object: meta.start,
+        spec: key_pos(root, "spec"),
+        subject: key_pos(spec, "podSelector"),
+        rules: Vec::new(),
+    };
     for (d, list) in DIRECTIONS.iter().zip(lists) {
         let enforced = default_deny[d.direction.index()];
         if !enforced && !list.is_empty() {
@@ -89,7 +94,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
             if let Some(rule) = rule(ctx, d, node, &path, &namespace) {
                 if enforced {
                     rules.push(rule);
-                    spans.rules.push(start(node));
+                    spans.rules.push(RuleSpans { pos: start(node), cited: cite_rule(node, &path) });
                 }
             }
         }

@@ -21,7 +21,7 @@ use policyc_ir::labels::Labels;
 use spans::SpannedPolicy;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use yaml::{Node, Value};
+use yaml::{Node, Pos, Value};
 
 /// The annotation that silences warnings on an object: a comma-separated
 /// list of codes.
@@ -46,6 +46,10 @@ pub struct Meta {
     pub ignored_codes: Vec<String>,
     /// File, document and position of the object.
     pub location: Location,
+    /// Where the object starts (its first key).
+    pub start: Pos,
+    /// Where `metadata.name` is written (its key).
+    pub name_pos: Pos,
 }
 
 impl Meta {
@@ -367,7 +371,9 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
         .and_then(Node::as_str)
         .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
         .unwrap_or_default();
-    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location })
+    let start = spans::start(root);
+    let name_pos = spans::key_pos(md, "name").unwrap_or(start);
+    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location, start, name_pos })
 }
 
 /// Checks an object name as a DNS-1123 subdomain: at most 253 lower-case

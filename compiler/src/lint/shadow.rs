@@ -12,7 +12,7 @@
 //! effect. `compiler/tests/lint.rs` checks this against `policyc_ir::eval`
 //! on random policies.
 
-use super::at_policy;
+use super::{at_policy, rule_spans};
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::Cidr;
@@ -140,7 +140,14 @@ pub(super) fn shadowed_rules_of_policies(loaded: &Loaded, out: &mut Vec<Diagnost
                     "remove the rule, or check whether the broader rule is wider than intended",
                 ),
             };
-            out.push(Diagnostic::new(codes::SHADOWED_RULE, at_policy(loaded, p, &rule.path), message).with_help(help));
+            out.push(
+                Diagnostic::new(
+                    codes::SHADOWED_RULE,
+                    at_policy(loaded, p, &rule.path, rule_spans(loaded, p, shadowed.rule).map(|s| s.pos)),
+                    message,
+                )
+                .with_help(help),
+            );
         }
     }
 }

@@ -16,6 +16,7 @@
 
 use crate::diag::{codes, Diagnostic, Location};
 use crate::front::spans::PolicySpans;
+use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
@@ -35,6 +36,9 @@ pub struct Lowered {
     pub policy_spans: Vec<PolicySpans>,
     /// Per endpoint of `cluster.endpoints`: the location of its object.
     pub endpoint_locations: Vec<Location>,
+    /// Per endpoint of `cluster.endpoints`: where its object's
+    /// `metadata.name` is written.
+    pub endpoint_name_positions: Vec<Pos>,
 }
 
 /// Lowers the objects of `input`, appending diagnostics to `diags`.
@@ -88,7 +92,7 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         lower_object(object, &owners, &namespaces)
     });
     let mut lowered = Lowered::default();
-    let mut endpoints: Vec<Box<(EndpointKey, Endpoint, Location)>> = Vec::new();
+    let mut endpoints: Vec<Box<(EndpointKey, Endpoint, Location, Pos)>> = Vec::new();
     let mut policies = Vec::new();
     let mut nodes = Vec::new();
     for part in parts {
@@ -101,10 +105,15 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
     }
     // Stable: endpoints of one name and addresses keep their input order.
     endpoints.sort_by(|a, b| a.0.cmp(&b.0));
-    let endpoints = endpoints.into_iter().map(|endpoint| (endpoint.1, endpoint.2));
+
     nodes.sort();
     lowered.cluster.namespaces = namespaces;
-    (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.unzip();
+    for endpoint in endpoints {
+        let (_, endpoint, location, name_pos) = *endpoint;
+        lowered.cluster.endpoints.push(endpoint);
+        lowered.endpoint_locations.push(location);
+        lowered.endpoint_name_positions.push(name_pos);
+    }
     for (policy, location, spans) in policies {
         lowered.cluster.policies.push(policy);
         lowered.policy_locations.push(location);
@@ -120,7 +129,7 @@ type EndpointKey = (String, Vec<std::net::IpAddr>);
 /// What one object adds to the cluster.
 enum Part {
     /// Boxed: an endpoint is several times larger than the other parts.
-    Endpoint(Box<(EndpointKey, Endpoint, Location)>),
+    Endpoint(Box<(EndpointKey, Endpoint, Location, Pos)>),
     Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
     Nothing,
@@ -135,7 +144,8 @@ fn lower_object(
 ) -> Part {
     let meta = &object.meta;
     let located = || meta.location.clone().with_object(meta);
-    let endpoint_part = |e: Endpoint| Part::Endpoint(Box::new(((e.display_name(), e.ips.clone()), e, located())));
+    let endpoint_part =
+        |e: Endpoint| Part::Endpoint(Box::new(((e.display_name(), e.ips.clone()), e, located(), meta.name_pos)));
     match &object.body {
         Body::Pod(pod) => {
             let mut e = endpoint(meta, &pod.template, namespaces, EndpointKind::Pod);

@@ -596,7 +596,7 @@ fn each_rule_records_where_it_is_written() {
         .rules
         .iter()
         .zip(&p[0].spans.rules)
-        .map(|(rule, pos)| (rule.path.clone(), pos.line, pos.col))
+        .map(|(rule, spans)| (rule.path.clone(), spans.pos.line, spans.pos.col))
         .collect();
     // The part split off for the L7 rules is cited at its `toPorts` entry.
     let want = [("spec.ingress[0]", 7, 7), ("spec.ingress[0].toPorts[1]", 10, 11), ("spec.egress[0]", 13, 5)];
