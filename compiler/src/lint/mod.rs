@@ -26,6 +26,7 @@ use crate::front::spans::{Cited, RuleSpans};
 use crate::front::yaml::Pos;
 use crate::pipeline::Loaded;
 use clap::Args;
+use policyc_ir::ids::{PolicyId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Policy, PolicyKind, Subject};
 use policyc_ir::selector::LabelSelector;
@@ -193,36 +194,31 @@ pub fn fails(loaded: &Loaded, options: &LintOptions) -> bool {
 /// The location of policy `p`'s object, pointing at `path` inside it,
 /// which is written at `pos` (when the source does not have it, the
 /// location points at the object's start).
-fn at_policy(loaded: &Loaded, p: usize, path: &str, pos: Option<Pos>) -> Location {
-    let mut location = loaded.lowered.policy_locations.get(p).cloned().unwrap_or_default();
+fn at_policy(loaded: &Loaded, p: PolicyId, path: &str, pos: Option<Pos>) -> Location {
+    let mut location = loaded.lowered.policy_locations.get(p.index()).cloned().unwrap_or_default();
     location.path = Some(path.to_string());
-    if let Some(at) = pos.or_else(|| Some(loaded.lowered.policy_spans.get(p)?.object)) {
+    if let Some(at) = pos.or_else(|| Some(loaded.lowered.policy_spans.get(p.index())?.object)) {
         location.pos = Some(at);
     }
     location
 }
 
-/// Where rule `r` of policy `p` and its parts are written.
-fn rule_spans(loaded: &Loaded, p: usize, r: usize) -> Option<&RuleSpans> {
-    loaded.lowered.policy_spans.get(p)?.rules.get(r)
+/// Where rule `r` and its parts are written.
+fn rule_spans(loaded: &Loaded, r: RuleRef) -> Option<&RuleSpans> {
+    loaded.lowered.policy_spans.get(r.policy.index())?.rules.get(r.rule_index())
 }
 
-/// The location of rule `r` of policy `p`, pointing at the first part of
+/// The location of rule `r`, pointing at the first part of
 /// it, in source order, that `found` picks (and gives a path and position
 /// for); at the rule itself when none is picked.
-fn at_rule<'a>(
-    loaded: &'a Loaded,
-    p: usize,
-    r: usize,
-    found: impl Fn(&'a Cited) -> Option<(&'a str, Pos)>,
-) -> Location {
-    let rule = &loaded.lowered.cluster.policies[p].rules[r];
-    let spans = rule_spans(loaded, p, r);
+fn at_rule<'a>(loaded: &'a Loaded, r: RuleRef, found: impl Fn(&'a Cited) -> Option<(&'a str, Pos)>) -> Location {
+    let rule = loaded.lowered.cluster.rule(r);
+    let spans = rule_spans(loaded, r);
     let inside = |c: &&Cited| c.path.strip_prefix(&rule.path).is_some_and(|rest| rest.starts_with(['.', '[']));
     let picked = spans.and_then(|s| s.cited.iter().filter(inside).find_map(found));
     match picked {
-        Some((path, pos)) => at_policy(loaded, p, path, Some(pos)),
-        None => at_policy(loaded, p, &rule.path, spans.map(|s| s.pos)),
+        Some((path, pos)) => at_policy(loaded, r.policy, path, Some(pos)),
+        None => at_policy(loaded, r.policy, &rule.path, spans.map(|s| s.pos)),
     }
 }
 

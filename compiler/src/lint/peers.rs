@@ -5,13 +5,14 @@ use super::at_rule;
 use crate::diag::{codes, Diagnostic};
 use crate::front::spans::CitedKind;
 use crate::pipeline::Loaded;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::policy::{Action, Entity, Peer, Peers};
 use policyc_ir::protocol::Direction;
 
 /// W0205: `except` holds a prefix that contains the rule's `cidr`, so the
 /// peer selects no address.
 pub(super) fn excepts_excluding_all(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies.iter().enumerate() {
+    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
         for (r, rule) in policy.rules.iter().enumerate() {
             let Peers::Only(peers) = &rule.peers else { continue };
             for peer in peers {
@@ -19,7 +20,7 @@ pub(super) fn excepts_excluding_all(loaded: &Loaded, out: &mut Vec<Diagnostic>) 
                 if let Some(e) = except.iter().find(|e| e.covers(*cidr)) {
                     // The `except` entry, in the block (`ipBlock`, a
                     // `CIDRSet` entry) with this `cidr`.
-                    let location = at_rule(loaded, p, r, |c| match &c.what {
+                    let location = at_rule(loaded, RuleRef::new(p, r), |c| match &c.what {
                         CitedKind::Block(block, excepts) if block == cidr => {
                             excepts.iter().find(|(x, _, _)| x == e).map(|(_, path, pos)| (path.as_str(), *pos))
                         }
@@ -43,7 +44,7 @@ pub(super) fn excepts_excluding_all(loaded: &Loaded, out: &mut Vec<Diagnostic>) 
 /// (`world`, `all`, `0.0.0.0/0` or `::/0` without `except`) and that has
 /// no port restriction.
 pub(super) fn world_ingress_all_ports(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies.iter().enumerate() {
+    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
         for (r, rule) in policy.rules.iter().enumerate() {
             if rule.direction != Direction::Ingress || rule.action != Action::Allow || rule.ports.is_some() {
                 continue;
@@ -61,7 +62,9 @@ pub(super) fn world_ingress_all_ports(loaded: &Loaded, out: &mut Vec<Diagnostic>
                     Peer::Endpoints(_) => unreachable!("only entities and CIDRs are the world"),
                 };
                 // The entity or prefix that names the world.
-                let location = at_rule(loaded, p, r, |c| names_peer(&c.what, peer).then_some((c.path.as_str(), c.pos)));
+                let location = at_rule(loaded, RuleRef::new(p, r), |c| {
+                    names_peer(&c.what, peer).then_some((c.path.as_str(), c.pos))
+                });
                 out.push(
                     Diagnostic::new(
                         codes::WORLD_INGRESS_ALL_PORTS,

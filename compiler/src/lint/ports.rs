@@ -8,14 +8,15 @@ use super::{at_rule, Facts};
 use crate::diag::{codes, Diagnostic};
 use crate::front::spans::CitedKind;
 use crate::pipeline::Loaded;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::policy::{Entity, Peer, Peers, PortSpec};
 use policyc_ir::protocol::{Direction, Protocol};
 
 /// W0204.
 pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies.iter().enumerate() {
-        let subjects = &facts.subjects[p];
+    for (p, policy) in cluster.policies_with_ids() {
+        let subjects = &facts.subjects[p.index()];
         if subjects.is_empty() {
             continue; // W0201 already says the policy selects nothing
         }
@@ -63,7 +64,7 @@ pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Ve
                         Direction::Egress => "the peer pods",
                     };
                     // The first `port: NAME` of the rule: the name is what is wrong.
-                    let location = at_rule(loaded, p, r, |c| match &c.what {
+                    let location = at_rule(loaded, RuleRef::new(p, r), |c| match &c.what {
                         CitedKind::Port(written) if written == name => Some((c.path.as_str(), c.pos)),
                         _ => None,
                     });

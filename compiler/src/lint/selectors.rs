@@ -6,6 +6,7 @@ use super::{at_policy, rule_spans, subject_path, Facts};
 use crate::diag::{codes, Diagnostic, Location};
 use crate::front::spans::{Cited, CitedKind};
 use crate::pipeline::Loaded;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::policy::{Peer, Peers, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::LabelSelector;
@@ -20,7 +21,7 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
         return;
     }
     let matches_any = |selector: &LabelSelector| facts.matches_any(selector);
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         if let Subject::Endpoints(selector) = &policy.subject {
             if !matches_any(selector) {
                 out.push(
@@ -30,7 +31,7 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
                             loaded,
                             p,
                             &subject_path(policy),
-                            loaded.lowered.policy_spans.get(p).and_then(|s| s.subject),
+                            loaded.lowered.policy_spans.get(p.index()).and_then(|s| s.subject),
                         ),
                         format!("the policy selects no endpoint of the input (`{selector}`)"),
                     )
@@ -53,7 +54,7 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
                     out.push(
                         Diagnostic::new(
                             codes::UNMATCHED_SELECTOR,
-                            peer_location(loaded, p, r, j, selectors.len()),
+                            peer_location(loaded, RuleRef::new(p, r), j, selectors.len()),
                             format!("a peer selector matches no endpoint of the input (`{selector}`)"),
                         )
                         .with_help("a typo in a label or namespace makes a rule allow or deny nothing"),
@@ -71,15 +72,15 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
 /// peers (an entry that did not decode). The part of a Cilium rule split
 /// off for a `toPorts` entry's L7 rules has the peers of the whole rule,
 /// and cites them.
-fn peer_location(loaded: &Loaded, p: usize, r: usize, j: usize, n: usize) -> Location {
-    let selectors: Vec<&Cited> = rule_spans(loaded, p, r)
+fn peer_location(loaded: &Loaded, r: RuleRef, j: usize, n: usize) -> Location {
+    let selectors: Vec<&Cited> = rule_spans(loaded, r)
         .map(|s| s.cited.iter().filter(|c| c.what == CitedKind::Selector).collect())
         .unwrap_or_default();
     match selectors.get(j).filter(|_| selectors.len() == n) {
-        Some(c) => at_policy(loaded, p, &c.path, Some(c.pos)),
+        Some(c) => at_policy(loaded, r.policy, &c.path, Some(c.pos)),
         None => {
-            let rule = &loaded.lowered.cluster.policies[p].rules[r];
-            at_policy(loaded, p, &rule.path, rule_spans(loaded, p, r).map(|s| s.pos))
+            let rule = loaded.lowered.cluster.rule(r);
+            at_policy(loaded, r.policy, &rule.path, rule_spans(loaded, r).map(|s| s.pos))
         }
     }
 }
@@ -91,9 +92,9 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
     let cluster = &loaded.lowered.cluster;
     let mut selected = vec![false; cluster.endpoints.len()];
     let mut isolated_namespaces: BTreeSet<&str> = BTreeSet::new();
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         let enforces = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
-        for &i in &facts.subjects[p] {
+        for &i in &facts.subjects[p.index()] {
             selected[i] = true;
             if enforces {
                 isolated_namespaces.insert(cluster.endpoints[i].namespace.as_str());
@@ -125,9 +126,9 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
 /// direction, so it changes nothing.
 pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         let isolates = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
-        if policy.rules.is_empty() && !isolates && !facts.subjects[p].is_empty() {
+        if policy.rules.is_empty() && !isolates && !facts.subjects[p.index()].is_empty() {
             out.push(
                 Diagnostic::new(
                     codes::POLICY_WITHOUT_EFFECT,
@@ -135,7 +136,7 @@ pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut 
                         loaded,
                         p,
                         &policy.origin.spec_path,
-                        loaded.lowered.policy_spans.get(p).and_then(|s| s.spec),
+                        loaded.lowered.policy_spans.get(p.index()).and_then(|s| s.spec),
                     ),
                     "the policy has no rules and isolates no direction: it changes nothing".to_string(),
                 )
