@@ -7,10 +7,15 @@
 //! identity labels, normalized policies); `policyc_ir` resolves identities
 //! and policy maps and holds the reference evaluator; [`emit`] writes a
 //! deterministic bundle per node.
+//!
+//! [`compile::compile`] runs the whole pipeline as one library call; the
+//! `policyc` command ([`cli`]) only parses arguments, calls it and renders
+//! what it reports.
 #![deny(missing_docs)]
 
 pub mod analysis;
 pub mod cli;
+pub mod compile;
 pub mod diag;
 pub mod emit;
 pub mod front;

@@ -6,6 +6,7 @@ use crate::lower::{lower, Lowered};
 use std::path::PathBuf;
 
 /// Inputs read, checked and lowered.
+#[derive(Debug)]
 pub struct Loaded {
     /// What was read (sources, objects, skipped kinds).
     pub input: Input,

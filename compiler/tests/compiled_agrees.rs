@@ -35,7 +35,7 @@ fn compiled_maps_agree_with_eval() {
         let resolved = resolve(cluster);
         let datapath = Datapath::new(&resolved);
         let mut peers: Vec<(IpAddr, Party)> = Vec::new();
-        for (i, e) in cluster.endpoints.iter().enumerate() {
+        for (i, e) in cluster.endpoints_with_ids() {
             if let Some(ip) = e.ips.first() {
                 peers.push((*ip, Party::Endpoint(i)));
             }

@@ -9,6 +9,7 @@ use policyc::pipeline::load;
 use policyc_ir::cidr::to_u128;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::Party;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::PortRange;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -76,7 +77,7 @@ fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
 
 /// A peer name of expected.txt mapped to what policyc computes on.
 enum Target {
-    Endpoint(usize),
+    Endpoint(EndpointId),
     Addresses(u128, u128),
 }
 

@@ -25,7 +25,7 @@ fn example_table_holds() {
     let loaded = load(&[root().join("examples/policies")]);
     let c = &loaded.lowered.cluster;
     let pod = |prefix: &str| {
-        let i = c.endpoints.iter().position(|e| e.display_name().starts_with(prefix)).expect(prefix);
+        let (i, _) = c.endpoints_with_ids().find(|(_, e)| e.display_name().starts_with(prefix)).expect(prefix);
         Party::Endpoint(i)
     };
     let ip = |s: &str| Party::External(s.parse().unwrap());

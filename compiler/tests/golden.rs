@@ -4,7 +4,7 @@
 //! with `cargo xtask bless` and reviewed in the diff.
 
 use policyc::analysis::connectivity::{connectivity, to_table};
-use policyc::cli::compile::source_hash;
+use policyc::compile::source_hash;
 use policyc::diag::render::{render, Format};
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::load;

@@ -107,7 +107,7 @@ fn edges_between_endpoints_are_the_connectivity_table() {
         .into_iter()
         .filter_map(|r| {
             let name = |s: &policyc::analysis::connectivity::Side| match s {
-                policyc::analysis::connectivity::Side::Endpoint(i) => Some(cluster.endpoints[*i].display_name()),
+                policyc::analysis::connectivity::Side::Endpoint(i) => Some(cluster.endpoint(*i).display_name()),
                 _ => None,
             };
             let items = if r.allowed.is_all() { "all".to_string() } else { r.allowed.items().join(",") };

@@ -419,7 +419,7 @@ mod shadowed_rules {
     /// The peers to probe: every endpoint, addresses around the CIDR
     /// options of the generators, and every reserved peer.
     fn parties(cluster: &Cluster) -> Vec<Party> {
-        let mut out: Vec<Party> = (0..cluster.endpoints.len()).map(Party::Endpoint).collect();
+        let mut out: Vec<Party> = cluster.endpoints_with_ids().map(|(i, _)| Party::Endpoint(i)).collect();
         let external = ["192.0.2.1", "192.0.2.70", "192.0.2.130", "192.0.3.1", "198.51.100.7", "203.0.113.70"];
         let more = ["203.0.113.1", "10.1.2.3", "10.1.200.1", "10.200.99.99", "8.8.8.8"];
         let v6 = ["2001:db8::1", "2001:db8:1::1", "2001:db8:2::9", "2606:4700::1"];
@@ -453,7 +453,7 @@ mod shadowed_rules {
         let Subject::Endpoints(selector) = &cluster.policies[p].subject else { return Vec::new() };
         let parties = parties(cluster);
         let mut out = Vec::new();
-        for (subject, _) in cluster.endpoints.iter().enumerate().filter(|(_, e)| selector.matches(&e.labels)) {
+        for (subject, _) in cluster.endpoints_with_ids().filter(|(_, e)| selector.matches(&e.labels)) {
             for &peer in &parties {
                 for dir in policyc_ir::protocol::Direction::BOTH {
                     for protocol in Protocol::ALL {

@@ -2,8 +2,9 @@
 //! their pods), nodes and normalized policies. The front end builds it; the
 //! reference evaluator and identity resolution read it.
 
+use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::Labels;
-use crate::policy::Policy;
+use crate::policy::{Policy, Rule};
 use crate::protocol::Protocol;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -98,12 +99,37 @@ pub struct Cluster {
 
 impl Cluster {
     /// The endpoint with display name `name` (`ns/pod` or `ns/name[Kind]`).
-    pub fn endpoint_by_name(&self, name: &str) -> Option<usize> {
-        self.endpoints.iter().position(|e| e.display_name() == name)
+    pub fn endpoint_by_name(&self, name: &str) -> Option<EndpointId> {
+        self.endpoints.iter().position(|e| e.display_name() == name).map(EndpointId::new)
     }
 
     /// The endpoint that owns `ip`, if any.
-    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<usize> {
-        self.endpoints.iter().position(|e| e.ips.contains(&ip))
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<EndpointId> {
+        self.endpoints.iter().position(|e| e.ips.contains(&ip)).map(EndpointId::new)
+    }
+
+    /// The endpoint `id`.
+    pub fn endpoint(&self, id: EndpointId) -> &Endpoint {
+        &self.endpoints[id.index()]
+    }
+
+    /// The policy `id`.
+    pub fn policy(&self, id: PolicyId) -> &Policy {
+        &self.policies[id.index()]
+    }
+
+    /// The rule `r`.
+    pub fn rule(&self, r: RuleRef) -> &Rule {
+        &self.policy(r.policy).rules[r.rule_index()]
+    }
+
+    /// Every endpoint with its id, in order.
+    pub fn endpoints_with_ids(&self) -> impl Iterator<Item = (EndpointId, &Endpoint)> {
+        self.endpoints.iter().enumerate().map(|(i, e)| (EndpointId::new(i), e))
+    }
+
+    /// Every policy with its id, in order.
+    pub fn policies_with_ids(&self) -> impl Iterator<Item = (PolicyId, &Policy)> {
+        self.policies.iter().enumerate().map(|(i, p)| (PolicyId::new(i), p))
     }
 }

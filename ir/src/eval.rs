@@ -15,6 +15,7 @@
 //! A connection needs the source's egress and the destination's ingress.
 
 use crate::cluster::{Cluster, Endpoint};
+use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
@@ -24,7 +25,7 @@ use std::net::IpAddr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Party {
     /// An endpoint of the cluster, by index into [`Cluster::endpoints`].
-    Endpoint(usize),
+    Endpoint(EndpointId),
     /// An address outside the cluster.
     External(IpAddr),
     /// A reserved peer that is not a pod: `host`, `remote-node`,
@@ -45,15 +46,6 @@ pub struct Query {
     pub port: u16,
 }
 
-/// A rule, by position: `cluster.policies[policy].rules[rule]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct RuleRef {
-    /// Index of the policy.
-    pub policy: usize,
-    /// Index of the rule in the policy.
-    pub rule: usize,
-}
-
 /// How one direction was decided.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Decision {
@@ -66,7 +58,7 @@ pub enum Decision {
     /// Dropped by these deny rules.
     Denied(Vec<RuleRef>),
     /// Isolated, and no rule allows it; these policies isolate it.
-    DefaultDeny(Vec<usize>),
+    DefaultDeny(Vec<PolicyId>),
 }
 
 impl Decision {
@@ -107,32 +99,34 @@ pub fn eval(cluster: &Cluster, query: &Query) -> Verdict {
 /// The decision of endpoint `subject` on traffic with `peer` in `dir`.
 pub fn decide(
     cluster: &Cluster,
-    subject: usize,
+    subject: EndpointId,
     peer: Party,
     dir: Direction,
     protocol: Protocol,
     port: u16,
 ) -> Decision {
-    let endpoint = &cluster.endpoints[subject];
-    let selecting: Vec<usize> = (0..cluster.policies.len())
-        .filter(|&p| match &cluster.policies[p].subject {
+    let endpoint = cluster.endpoint(subject);
+    let selecting: Vec<PolicyId> = cluster
+        .policies_with_ids()
+        .filter(|(_, policy)| match &policy.subject {
             Subject::Endpoints(sel) => sel.matches(&endpoint.labels),
             Subject::Nodes(_) => false,
         })
+        .map(|(p, _)| p)
         .collect();
-    let isolating: Vec<usize> = selecting.iter().copied().filter(|&p| cluster.policies[p].enforces(dir)).collect();
+    let isolating: Vec<PolicyId> = selecting.iter().copied().filter(|&p| cluster.policy(p).enforces(dir)).collect();
     let requirements_met = selecting
         .iter()
-        .flat_map(|&p| &cluster.policies[p].requires[dir.index()])
+        .flat_map(|&p| &cluster.policy(p).requires[dir.index()])
         .all(|req| req.matches(&party_labels(cluster, peer)));
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
-        for (r, rule) in cluster.policies[p].rules.iter().enumerate() {
+        for (r, rule) in cluster.policy(p).rules.iter().enumerate() {
             if rule.direction != dir || !rule_matches(cluster, rule, endpoint, peer, dir, protocol, port) {
                 continue;
             }
-            let at = RuleRef { policy: p, rule: r };
+            let at = RuleRef::new(p, r);
             match rule.action {
                 Action::Deny => denies.push(at),
                 Action::Allow if !requirements_met => {}
@@ -176,7 +170,7 @@ fn rule_matches(
     let destination = match dir {
         Direction::Ingress => Some(subject),
         Direction::Egress => match peer {
-            Party::Endpoint(i) => Some(&cluster.endpoints[i]),
+            Party::Endpoint(i) => Some(cluster.endpoint(i)),
             _ => None,
         },
     };
@@ -199,7 +193,7 @@ fn port_matches(m: &PortMatch, destination: Option<&Endpoint>, protocol: Protoco
 /// Whether `peer` (one entry of a rule) selects `party`.
 pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
     match (peer, party) {
-        (Peer::Endpoints(sel), Party::Endpoint(i)) => sel.matches(&cluster.endpoints[i].labels),
+        (Peer::Endpoints(sel), Party::Endpoint(i)) => sel.matches(&cluster.endpoint(i).labels),
         (Peer::Endpoints(_), _) => false,
         (Peer::Cidr { cidr, except }, Party::External(ip)) => {
             cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
@@ -224,7 +218,7 @@ pub fn entity_matches(entity: Entity, party: Party) -> bool {
 /// The labels a `fromRequires`/`toRequires` selector is tested against.
 fn party_labels(cluster: &Cluster, party: Party) -> Labels {
     match party {
-        Party::Endpoint(i) => cluster.endpoints[i].labels.clone(),
+        Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
         Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),
         Party::Reserved(e) => Labels::from_pairs([(format!("{RESERVED_PREFIX}{}", e.name()), "")]),
     }

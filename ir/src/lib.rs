@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod dump;
 pub mod eval;
 pub mod identity;
+pub mod ids;
 pub mod labels;
 pub mod lookup;
 pub mod parallel;

@@ -5,6 +5,7 @@
 
 use crate::cidr_trie::CidrTrie;
 use crate::identity::Identity;
+use crate::ids::EndpointId;
 use crate::policy_map::MapDecision;
 use crate::protocol::{Direction, Protocol};
 use crate::resolve::{IpcacheSource, Resolved};
@@ -26,9 +27,8 @@ pub struct Packet {
 /// One direction's decision, with the lookups that led to it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SideVerdict {
-    /// The endpoint whose policy map decided (index into the cluster's
-    /// endpoints).
-    pub endpoint: usize,
+    /// The endpoint whose policy map decided.
+    pub endpoint: EndpointId,
     /// The peer's identity from the subject's node's ipcache.
     pub peer: Identity,
     /// The policy map's decision.
@@ -101,7 +101,7 @@ impl<'a> Datapath<'a> {
     pub fn judge(&self, packet: &Packet) -> PacketVerdict {
         let side = |subject_ip: IpAddr, peer_ip: IpAddr, dir: Direction| {
             let &endpoint = self.resolved.endpoint_ips.get(&subject_ip)?;
-            let subject = &self.resolved.endpoints[endpoint];
+            let subject = &self.resolved.endpoints[endpoint.index()];
             // An address the ipcache does not know is world, as the
             // programs treat a miss (the ipcache always holds both /0s).
             let peer = self.identity_of(peer_ip, subject.node.as_deref()).unwrap_or(Identity::WORLD);

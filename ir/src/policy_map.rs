@@ -11,8 +11,8 @@
 //! and the wildcard identity [`Identity::ANY`] and takes the stronger
 //! verdict; see [`PolicyMap::decide`].
 
-use crate::eval::RuleRef;
 use crate::identity::Identity;
+use crate::ids::RuleRef;
 use crate::protocol::Direction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -319,10 +319,11 @@ pub fn range_to_prefixes(lo: u32, hi: u32) -> Vec<(u32, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::PolicyId;
     use proptest::prelude::*;
 
-    const R0: RuleRef = RuleRef { policy: 0, rule: 0 };
-    const R1: RuleRef = RuleRef { policy: 0, rule: 1 };
+    const R0: RuleRef = RuleRef::new(PolicyId::new(0), 0);
+    const R1: RuleRef = RuleRef::new(PolicyId::new(0), 1);
 
     #[test]
     fn prefixes_of_ranges() {
@@ -377,7 +378,7 @@ mod tests {
             let mut space = VerdictSpace::new();
             for &(a, b, v, r) in &spans {
                 let verdict = match v { 0 => MapVerdict::Allow, 1 => MapVerdict::Redirect("http".into()), 2 => MapVerdict::Redirect("dns".into()), _ => MapVerdict::Deny };
-                space.add(a.min(b), a.max(b), verdict, RuleRef { policy: 0, rule: r });
+                space.add(a.min(b), a.max(b), verdict, RuleRef::new(PolicyId::new(0), r));
             }
             let blocks = space.blocks();
             let mut last_end = None;

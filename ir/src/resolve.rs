@@ -18,8 +18,8 @@
 
 use crate::cidr::Cidr;
 use crate::cluster::{Cluster, NamedPort};
-use crate::eval::RuleRef;
 use crate::identity::{fnv1a64, Identity, IdentityTable, CIDR_INDEX_MAX};
+use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortSpec, Rule, Subject};
 use crate::policy_map::{
@@ -68,8 +68,8 @@ pub enum IpcacheSource {
     Cidr,
     /// An address of this node (the emitter maps the local node's to `host`).
     Node(String),
-    /// An IP of this endpoint (index into [`Cluster::endpoints`]).
-    Endpoint(usize),
+    /// An IP of this endpoint.
+    Endpoint(EndpointId),
 }
 
 /// One ipcache entry: prefix → identity.
@@ -87,8 +87,9 @@ pub struct IpcacheEntry {
 /// endpoints of the same identity and named ports, whose maps are equal).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ResolvedEndpoint {
-    /// Index into [`Cluster::endpoints`].
-    pub index: usize,
+    /// Its place in [`Cluster::endpoints`] (not the datapath's endpoint
+    /// id, which the bundle allocates per node).
+    pub index: EndpointId,
     /// Display name (`ns/pod`).
     pub name: String,
     /// Namespace.
@@ -121,7 +122,7 @@ pub struct Resolved {
     /// Every endpoint of the cluster, in cluster order.
     pub endpoints: Vec<ResolvedEndpoint>,
     /// The endpoint owning each pod IP (the first one, if several claim it).
-    pub endpoint_ips: BTreeMap<IpAddr, usize>,
+    pub endpoint_ips: BTreeMap<IpAddr, EndpointId>,
 }
 
 /// Resolves `cluster`, numbering identities from scratch.
@@ -228,15 +229,15 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         }
     }
     let mut endpoint_ips = BTreeMap::new();
-    for (i, endpoint) in cluster.endpoints.iter().enumerate() {
-        let Some(identity) = identity_of[i] else { continue };
+    for (id, endpoint) in cluster.endpoints_with_ids() {
+        let Some(identity) = identity_of[id.index()] else { continue };
         for &ip in &endpoint.ips {
             if endpoint_ips.contains_key(&ip) {
                 continue;
             }
-            endpoint_ips.insert(ip, i);
+            endpoint_ips.insert(ip, id);
             let prefix = Cidr::host(ip);
-            ipcache.insert(prefix, IpcacheEntry { prefix, identity, source: IpcacheSource::Endpoint(i) });
+            ipcache.insert(prefix, IpcacheEntry { prefix, identity, source: IpcacheSource::Endpoint(id) });
         }
     }
 
@@ -245,17 +246,15 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     // policies select it) and its named ports (ingress named ports are its
     // own), so pods of one workload share one computation and one map.
     let mut distinct: HashMap<(&Labels, Vec<&NamedPort>), usize> = HashMap::new();
-    let mut subjects: Vec<(usize, Identity)> = Vec::new();
+    let mut subjects: Vec<(EndpointId, Identity)> = Vec::new();
     let map_of: Vec<Option<usize>> = cluster
-        .endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let id = identity_of[i]?;
+        .endpoints_with_ids()
+        .map(|(endpoint, e)| {
+            let id = identity_of[endpoint.index()]?;
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
             Some(*distinct.entry((&e.labels, ports)).or_insert_with(|| {
-                subjects.push((i, id));
+                subjects.push((endpoint, id));
                 subjects.len() - 1
             }))
         })
@@ -267,7 +266,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         .iter()
         .enumerate()
         .map(|(i, e)| ResolvedEndpoint {
-            index: i,
+            index: EndpointId::new(i),
             name: e.display_name(),
             namespace: e.namespace.clone(),
             identity: identity_of[i],
@@ -292,7 +291,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
 /// made one: pods of one identity whose named ports differ have equal maps
 /// unless a rule names one of those ports, and endpoints sharing a map
 /// share its file in the bundle.
-fn share_equal_maps(subjects: &[(usize, Identity)], mut maps: Vec<Arc<PolicyMap>>) -> Vec<Arc<PolicyMap>> {
+fn share_equal_maps(subjects: &[(EndpointId, Identity)], mut maps: Vec<Arc<PolicyMap>>) -> Vec<Arc<PolicyMap>> {
     let mut by_identity: HashMap<Identity, Vec<usize>> = HashMap::new();
     for (i, &(_, identity)) in subjects.iter().enumerate() {
         let kept = by_identity.entry(identity).or_default();
@@ -429,10 +428,10 @@ struct Context<'a> {
     identities: &'a BTreeMap<Identity, IdentityInfo>,
     cidr_identities: &'a BTreeMap<Cidr, Identity>,
     /// Endpoint identities and, for each, the endpoints that carry it.
-    endpoints_of: BTreeMap<Identity, Vec<usize>>,
+    endpoints_of: BTreeMap<Identity, Vec<EndpointId>>,
     /// Per endpoint identity, the policies whose subject selects it, in
     /// policy order.
-    selecting: BTreeMap<Identity, Vec<usize>>,
+    selecting: BTreeMap<Identity, Vec<PolicyId>>,
     /// Per policy and rule: the rule's peers (before `fromRequires` /
     /// `toRequires`, which depend on the subject).
     rule_peers: Vec<Vec<PeerSet>>,
@@ -445,18 +444,18 @@ impl<'a> Context<'a> {
         identities: &'a BTreeMap<Identity, IdentityInfo>,
         cidr_identities: &'a BTreeMap<Cidr, Identity>,
     ) -> Self {
-        let mut endpoints_of: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
+        let mut endpoints_of: BTreeMap<Identity, Vec<EndpointId>> = BTreeMap::new();
         for (i, id) in identity_of.iter().enumerate() {
             if let Some(id) = *id {
-                endpoints_of.entry(id).or_default().push(i);
+                endpoints_of.entry(id).or_default().push(EndpointId::new(i));
             }
         }
         // Selectors are matched against endpoint identities (label sets),
         // not endpoints: a selector sees nothing but labels.
         let endpoint_identities: Vec<Identity> = endpoints_of.keys().copied().collect();
         let index = SelectorIndex::new(endpoint_identities.iter().map(|id| &identities[id].labels));
-        let mut selecting: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
-        for (p, policy) in cluster.policies.iter().enumerate() {
+        let mut selecting: BTreeMap<Identity, Vec<PolicyId>> = BTreeMap::new();
+        for (p, policy) in cluster.policies_with_ids() {
             if let Subject::Endpoints(selector) = &policy.subject {
                 for position in index.matching(selector).iter() {
                     selecting.entry(endpoint_identities[position]).or_default().push(p);
@@ -553,17 +552,17 @@ impl<'a> Context<'a> {
     /// computed on every available core: they are independent of each
     /// other, and each is a pure function of the subject, so the result
     /// does not depend on the number of threads.
-    fn policy_maps(&self, subjects: &[(usize, Identity)]) -> Vec<Arc<PolicyMap>> {
+    fn policy_maps(&self, subjects: &[(EndpointId, Identity)]) -> Vec<Arc<PolicyMap>> {
         crate::parallel::map(subjects, |&(subject, identity)| Arc::new(self.policy_map(subject, identity)))
     }
 
     /// The policy map of endpoint `subject`, whose identity is `identity`.
-    fn policy_map(&self, subject: usize, identity: Identity) -> PolicyMap {
+    fn policy_map(&self, subject: EndpointId, identity: Identity) -> PolicyMap {
         let selecting = self.selecting.get(&identity).map_or(&[][..], Vec::as_slice);
         let mut enforced = [false; 2];
         let mut requirements: [Vec<&LabelSelector>; 2] = [Vec::new(), Vec::new()];
         for &p in selecting {
-            let policy = &self.cluster.policies[p];
+            let policy = self.cluster.policy(p);
             for dir in Direction::BOTH {
                 enforced[dir.index()] |= policy.enforces(dir);
                 requirements[dir.index()].extend(&policy.requires[dir.index()]);
@@ -572,8 +571,8 @@ impl<'a> Context<'a> {
 
         let mut spans = SpanCollector::default();
         for &p in selecting {
-            for (r, rule) in self.cluster.policies[p].rules.iter().enumerate() {
-                let at = RuleRef { policy: p, rule: r };
+            for (r, rule) in self.cluster.policy(p).rules.iter().enumerate() {
+                let at = RuleRef::new(p, r);
                 self.add_rule(&mut spans, subject, rule, at, &requirements[rule.direction.index()]);
             }
         }
@@ -583,7 +582,7 @@ impl<'a> Context<'a> {
     fn add_rule(
         &self,
         spans: &mut SpanCollector,
-        subject: usize,
+        subject: EndpointId,
         rule: &Rule,
         at: RuleRef,
         requirements: &[&LabelSelector],
@@ -594,7 +593,7 @@ impl<'a> Context<'a> {
             (Action::Allow, Some(l7)) => MapVerdict::Redirect(l7.parser.clone()),
             (Action::Allow, None) => MapVerdict::Allow,
         };
-        let cached = &self.rule_peers[at.policy][at.rule];
+        let cached = &self.rule_peers[at.policy.index()][at.rule_index()];
         let required;
         let peers = if rule.action == Action::Allow && !requirements.is_empty() {
             required = self.require(cached, requirements);
@@ -627,7 +626,7 @@ impl<'a> Context<'a> {
                     }
                     PortSpec::Named(name) => match dir {
                         Direction::Ingress => {
-                            if let Some(port) = self.cluster.endpoints[subject].named_port(name, protocol) {
+                            if let Some(port) = self.cluster.endpoint(subject).named_port(name, protocol) {
                                 let point = port_space_point(n, port);
                                 spans.add(keys, dir, point, point, &verdict, at);
                             }
@@ -639,7 +638,7 @@ impl<'a> Context<'a> {
                             for id in self.endpoint_ids(peers) {
                                 let ports: BTreeSet<u16> = self.endpoints_of[&id]
                                     .iter()
-                                    .filter_map(|&e| self.cluster.endpoints[e].named_port(name, protocol))
+                                    .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
                                     .collect();
                                 for port in ports {
                                     let point = port_space_point(n, port);

@@ -238,7 +238,7 @@ fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
     for (i, endpoint) in resolved.endpoints.iter().enumerate() {
         let mut found = Vec::new();
         let name = &endpoint.name;
-        if endpoint.index != i {
+        if endpoint.index.index() != i {
             found.push(ValidationError::EndpointMismatch { endpoint: name.clone(), detail: format!("listed at {i}") });
         }
         match endpoint.identity {
@@ -263,7 +263,7 @@ fn check_endpoints(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
     }
     let ipcache: BTreeSet<(Cidr, Identity)> = resolved.ipcache.iter().map(|e| (e.prefix, e.identity)).collect();
     for (&ip, &index) in &resolved.endpoint_ips {
-        let Some(endpoint) = resolved.endpoints.get(index) else {
+        let Some(endpoint) = resolved.endpoints.get(index.index()) else {
             errors.push(ValidationError::EndpointMismatch {
                 endpoint: format!("#{index}"),
                 detail: format!("owner of `{ip}` does not exist"),

@@ -8,6 +8,7 @@ mod random_cluster;
 
 use policyc_ir::eval::{eval, Decision, Query};
 use policyc_ir::identity::Identity;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::lookup::{lookup, Packet, SideVerdict};
 use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject};
 use policyc_ir::policy_map::MapVerdict;
@@ -20,8 +21,8 @@ use random_cluster::*;
 use std::net::IpAddr;
 
 /// The map verdict class eval's decision corresponds to, and its rules.
-fn expected(decision: &Decision) -> (u8, Vec<(usize, usize)>) {
-    let refs = |rs: &[policyc_ir::eval::RuleRef]| rs.iter().map(|r| (r.policy, r.rule)).collect();
+fn expected(decision: &Decision) -> (u8, Vec<RuleRef>) {
+    let refs = |rs: &[RuleRef]| rs.to_vec();
     match decision {
         Decision::NotIsolated | Decision::DefaultDeny(_) => (0, vec![]),
         Decision::Allowed(rs) => (1, refs(rs)),
@@ -30,9 +31,9 @@ fn expected(decision: &Decision) -> (u8, Vec<(usize, usize)>) {
     }
 }
 
-fn actual(side: &SideVerdict) -> (u8, Vec<(usize, usize)>) {
+fn actual(side: &SideVerdict) -> (u8, Vec<RuleRef>) {
     let rank = side.decision.verdict.as_ref().map_or(0, MapVerdict::rank);
-    (rank, side.decision.rules.iter().map(|r| (r.policy, r.rule)).collect())
+    (rank, side.decision.rules.clone())
 }
 
 proptest! {

@@ -3,8 +3,8 @@
 
 use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
-use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::Identity;
+use policyc_ir::ids::{EndpointId, PolicyId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::lookup::{lookup, Packet};
 use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PolicyOrigin, Rule, Subject};
@@ -80,7 +80,7 @@ fn pods_and_nodes_shadow_cidr_prefixes() {
     assert_eq!(validate(&resolved), Ok(()));
     let b = resolved.endpoints[1].identity.unwrap();
     let entry = resolved.ipcache.iter().find(|e| e.prefix == cidr("10.200.0.2/32")).unwrap();
-    assert_eq!((entry.identity, &entry.source), (b, &IpcacheSource::Endpoint(1)));
+    assert_eq!((entry.identity, &entry.source), (b, &IpcacheSource::Endpoint(EndpointId::new(1))));
     // The /32 still has a CIDR identity (a rule names it), just no address
     // resolves to it.
     assert!(resolved.cidr_identities.contains_key(&cidr("10.200.0.2/32")));
@@ -146,7 +146,7 @@ fn validator_reports_broken_invariants() {
         prefix_len,
     };
     let entry =
-        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef { policy: 0, rule: 0 }, rule_count: 1 };
+        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef::new(PolicyId::new(0), 0), rule_count: 1 };
 
     let mut r = good.clone();
     Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity::ANY, 81, 23))];
@@ -169,7 +169,7 @@ fn validator_reports_broken_invariants() {
     Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![PolicyEntry {
         key: key(Identity::ANY, 80, 24),
         verdict: MapVerdict::Redirect(String::new()),
-        rule: RuleRef { policy: 0, rule: 0 },
+        rule: RuleRef::new(PolicyId::new(0), 0),
         rule_count: 0,
     }];
     assert!(matches!(broken(&r)[..], [ValidationError::BadEntry { .. }]));
@@ -178,7 +178,7 @@ fn validator_reports_broken_invariants() {
     // though maps are checked in parallel.
     let mut r = good.clone();
     for (i, e) in r.endpoints.iter_mut().enumerate() {
-        e.index = i + 10;
+        e.index = EndpointId::new(i + 10);
         e.policy = Arc::new(PolicyMap { enforced: [true, true], entries: vec![entry(key(Identity::ANY, 80, 25))] });
     }
     let order: Vec<(&str, String)> = broken(&r)
@@ -199,7 +199,7 @@ fn validator_reports_broken_invariants() {
     assert!(broken(&r).iter().any(|e| matches!(e, ValidationError::EndpointWithoutIdentity { .. })));
 
     let mut r = good.clone();
-    r.endpoint_ips.insert(ip("10.200.0.9"), 0);
+    r.endpoint_ips.insert(ip("10.200.0.9"), EndpointId::new(0));
     assert!(matches!(broken(&r)[..], [ValidationError::EndpointMismatch { .. }]));
 
     let mut r = good;

@@ -33,7 +33,7 @@ fn programs_agree_with_eval_on_golden_cases() {
             probes.insert(node.clone(), Probe::load(paths, bundle).expect("probe loads"));
         }
         let mut peers: Vec<(IpAddr, Party, Option<String>)> = Vec::new();
-        for (i, e) in cluster.endpoints.iter().enumerate() {
+        for (i, e) in cluster.endpoints_with_ids() {
             for ip in &e.ips {
                 peers.push((*ip, Party::Endpoint(i), e.node.clone()));
             }

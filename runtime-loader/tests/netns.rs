@@ -28,6 +28,7 @@
 mod support;
 
 use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::Protocol;
 use policyc_loader::apply::{apply, ApplyOptions};
 use policyc_loader::observe::{counters, Flow, Observer};
@@ -75,7 +76,7 @@ impl Probe {
             Probe::Echo if v4 => (Protocol::Icmp, 8),
             Probe::Echo => (Protocol::Icmpv6, 128),
         };
-        Query { src: Party::Endpoint(src), dst: Party::Endpoint(dst), protocol, port }
+        Query { src: Party::Endpoint(EndpointId::new(src)), dst: Party::Endpoint(EndpointId::new(dst)), protocol, port }
     }
 }
 

@@ -11,6 +11,7 @@
 use policyc_ir::cidr::{from_u128, Cidr};
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Peer, Peers, PortSpec};
 use policyc_ir::protocol::{PortRange, Protocol};
 use std::collections::BTreeSet;
@@ -22,8 +23,8 @@ pub const PROTOCOLS: [Protocol; 4] = [Protocol::Tcp, Protocol::Udp, Protocol::Sc
 /// One side of a row: an endpoint, or a range of outside addresses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Side {
-    /// An endpoint, by index.
-    Endpoint(usize),
+    /// An endpoint.
+    Endpoint(EndpointId),
     /// The inclusive range of outside addresses `[first, last]`.
     Addresses(IpAddr, IpAddr),
 }
@@ -87,7 +88,7 @@ pub fn full_range(p: Protocol) -> PortRange {
 pub fn connectivity(cluster: &Cluster, externals: &[IpAddr]) -> Vec<Row> {
     let segments = address_segments(cluster, externals);
     let cuts = port_cuts(cluster);
-    let mut peers: Vec<Side> = (0..cluster.endpoints.len()).map(Side::Endpoint).collect();
+    let mut peers: Vec<Side> = cluster.endpoints_with_ids().map(|(i, _)| Side::Endpoint(i)).collect();
     peers.extend(segments.iter().map(|&(a, b)| Side::Addresses(a, b)));
     let mut rows = Vec::new();
     for src in &peers {
@@ -213,7 +214,7 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
 /// (`ip:ADDR` for a single address).
 pub fn peer_name(cluster: &Cluster, p: &Side) -> String {
     match p {
-        Side::Endpoint(i) => cluster.endpoints[*i].display_name(),
+        Side::Endpoint(i) => cluster.endpoint(*i).display_name(),
         Side::Addresses(a, b) if a == b => format!("ip:{a}"),
         Side::Addresses(a, b) => format!("ip:{a}-{b}"),
     }

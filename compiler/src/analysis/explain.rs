@@ -13,6 +13,7 @@ use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
@@ -94,13 +95,13 @@ fn rule_kind(direction: Direction, action: Action) -> &'static str {
 
 /// Explains endpoint `index` of `loaded`'s cluster (`resolved` is its
 /// resolution).
-pub fn explain(loaded: &Loaded, resolved: &Resolved, index: usize) -> Explanation {
+pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Explanation {
     let citations = Citations::new(loaded);
     let cluster = citations.cluster();
-    let e = &cluster.endpoints[index];
+    let e = cluster.endpoint(index);
     let mut selected_by = Vec::new();
     let mut isolated_by: [Vec<PolicyRef>; 2] = Default::default();
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         let Subject::Endpoints(sel) = &policy.subject else { continue };
         if !sel.matches(&e.labels) {
             continue;
@@ -116,7 +117,8 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: usize) -> Explanatio
         selected_by.push(Selection { policy: citations.policy_ref(p, None), isolates, rules });
     }
 
-    let mut peers: Vec<Side> = (0..cluster.endpoints.len()).filter(|&i| i != index).map(Side::Endpoint).collect();
+    let mut peers: Vec<Side> =
+        cluster.endpoints_with_ids().map(|(i, _)| i).filter(|&i| i != index).map(Side::Endpoint).collect();
     peers.extend(address_segments(cluster, &[]).into_iter().map(|(a, b)| Side::Addresses(a, b)));
     let cuts = port_cuts(cluster);
     let me = Side::Endpoint(index);
@@ -131,7 +133,7 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: usize) -> Explanatio
         },
         node: e.node.clone(),
         ips: e.ips.iter().map(ToString::to_string).collect(),
-        identity: resolved.endpoints.get(index).and_then(|r| r.identity).map(|i| i.get()),
+        identity: resolved.endpoints.get(index.index()).and_then(|r| r.identity).map(|i| i.get()),
         labels: e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         named_ports: e.named_ports.iter().map(|p| format!("{}={}/{}", p.name, p.protocol, p.port)).collect(),
         selected_by,

@@ -18,6 +18,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::eval::Party;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
 use std::collections::BTreeMap;
@@ -102,7 +103,7 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     let cuts = port_cuts(cluster);
     let segments = address_segments(cluster, &[]);
     let n = cluster.endpoints.len();
-    let party = |i: usize| if i < n { Party::Endpoint(i) } else { Party::External(segments[i - n].0) };
+    let party = |i: usize| if i < n { Party::Endpoint(EndpointId::new(i)) } else { Party::External(segments[i - n].0) };
 
     // Every edge between parties (endpoint indices, then segments).
     let mut edges: Vec<(usize, usize, GraphEdge)> = Vec::new();

@@ -4,12 +4,12 @@
 //! `explain` and `trace`.
 
 use crate::diag::Location;
-use crate::lint::locate::Trees;
+use crate::front::spans::PolicySpans;
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{Decision, RuleRef};
+use policyc_ir::eval::Decision;
+use policyc_ir::ids::{PolicyId, RuleRef};
 use serde_json::{json, Value};
-use std::cell::OnceCell;
 
 /// A policy, or one rule of it, with where it is written.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,29 +36,20 @@ impl PolicyRef {
 
 /// Where the policies of one loaded tree and their rules are written.
 ///
-/// Lowering records each policy object's location; rules keep only their
-/// field path (positions stay out of the IR). A rule's line is found in
-/// the source text the way lint warnings find theirs ([`Trees`]): a file
-/// is parsed again on the first citation of a rule in it, and each
-/// policy's rule lines are looked up once.
+/// Lowering records each policy object's location and, beside the IR
+/// (positions stay out of it), where each rule is written, as the front
+/// end found it when it parsed the rule.
 pub struct Citations<'a> {
     cluster: &'a Cluster,
     locations: &'a [Location],
-    trees: Trees<'a>,
-    /// Per policy, the line of each of its rules, found on first use.
-    rule_lines: Vec<OnceCell<Vec<Option<u32>>>>,
+    spans: &'a [PolicySpans],
 }
 
 impl<'a> Citations<'a> {
     /// The citations of `loaded`'s policies.
     pub fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
-        Citations {
-            cluster,
-            locations: &loaded.lowered.policy_locations,
-            trees: Trees::new(&loaded.input.sources),
-            rule_lines: cluster.policies.iter().map(|_| OnceCell::new()).collect(),
-        }
+        Citations { cluster, locations: &loaded.lowered.policy_locations, spans: &loaded.lowered.policy_spans }
     }
 
     /// The cluster whose policies these are.
@@ -67,21 +58,10 @@ impl<'a> Citations<'a> {
     }
 
     /// Policy `policy` (and its rule `rule`) with where it is written.
-    pub fn policy_ref(&self, policy: usize, rule: Option<usize>) -> PolicyRef {
-        let p = &self.cluster.policies[policy];
-        let location = self.locations.get(policy);
-        let rule_line = rule.and_then(|r| {
-            let lines = self.rule_lines[policy].get_or_init(|| {
-                p.rules
-                    .iter()
-                    .map(|rule| {
-                        let at = location.and_then(|l| self.trees.position(l, Some(&rule.path)));
-                        at.map(|pos| pos.line)
-                    })
-                    .collect()
-            });
-            lines.get(r).copied().flatten()
-        });
+    pub fn policy_ref(&self, policy: PolicyId, rule: Option<usize>) -> PolicyRef {
+        let p = self.cluster.policy(policy);
+        let location = self.locations.get(policy.index());
+        let rule_line = rule.and_then(|r| self.spans.get(policy.index())?.rules.get(r)).map(|rule| rule.pos.line);
         PolicyRef {
             policy: p.origin.to_string(),
             rule: rule.map(|r| p.rules[r].path.clone()),
@@ -93,7 +73,7 @@ impl<'a> Citations<'a> {
 
     /// The reason of decision `d`.
     pub fn reason(&self, d: &Decision) -> Reason {
-        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule))).collect();
+        let rules = |rs: &[RuleRef]| rs.iter().map(|r| self.policy_ref(r.policy, Some(r.rule_index()))).collect();
         match d {
             Decision::NotIsolated => Reason::new(Verdict::NotIsolated, Vec::new()),
             Decision::Allowed(rs) => Reason::new(Verdict::Allow, rules(rs)),
@@ -213,6 +193,7 @@ mod tests {
     use crate::front::Input;
     use crate::pipeline::load_input;
     use policyc_ir::eval::{eval, Party, Query};
+    use policyc_ir::ids::EndpointId;
     use policyc_ir::protocol::Protocol;
 
     /// A `List` whose second item is a Cilium policy with a `specs` list.
@@ -254,7 +235,7 @@ items:
         let mut cited = Vec::new();
         for (p, policy) in policies.iter().enumerate() {
             for r in 0..policy.rules.len() {
-                let at = citations.policy_ref(p, Some(r));
+                let at = citations.policy_ref(PolicyId::new(p), Some(r));
                 assert_eq!(at.line, Some(9), "the object's line stays the object's");
                 cited.push((at.rule.unwrap(), at.rule_line));
             }
@@ -265,7 +246,7 @@ items:
 
         // A deny decides: the text cites the rule's line, and so does trace.
         let query = Query {
-            src: Party::Endpoint(0),
+            src: Party::Endpoint(EndpointId::new(0)),
             dst: Party::External("198.51.100.7".parse().unwrap()),
             protocol: Protocol::Tcp,
             port: 443,
@@ -286,7 +267,7 @@ items:
     #[test]
     fn a_policy_as_a_whole_is_cited_at_its_object() {
         let loaded = loaded();
-        let at = Citations::new(&loaded).policy_ref(0, None);
+        let at = Citations::new(&loaded).policy_ref(PolicyId::new(0), None);
         assert_eq!((at.rule.as_deref(), at.line, at.rule_line, at.cited_line()), (None, Some(9), None, Some(9)));
         assert_eq!(policy_text(&at), "CiliumNetworkPolicy x/p specs[0] (f.yaml:9)");
     }

@@ -3,7 +3,8 @@
 
 use crate::analysis::reason::{policy_json, policy_text, Citations};
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{Decision, Party, Query, RuleRef, Verdict};
+use policyc_ir::eval::{Decision, Party, Query, Verdict};
+use policyc_ir::ids::RuleRef;
 use policyc_ir::protocol::Direction;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -11,7 +12,7 @@ use std::fmt::Write;
 /// Names a party as output shows it.
 pub fn party_name(cluster: &Cluster, p: Party) -> String {
     match p {
-        Party::Endpoint(i) => cluster.endpoints[i].display_name(),
+        Party::Endpoint(i) => cluster.endpoint(i).display_name(),
         Party::External(ip) => format!("ip:{ip}"),
         Party::Reserved(e) => format!("reserved:{}", e.name()),
     }
@@ -20,8 +21,8 @@ pub fn party_name(cluster: &Cluster, p: Party) -> String {
 /// A deciding rule as JSON: the shared citation
 /// ([`policy_json`]) with the policy's kind, namespace and name apart.
 fn rule_json(citations: &Citations, r: &RuleRef) -> Value {
-    let origin = &citations.cluster().policies[r.policy].origin;
-    let mut value = policy_json(&citations.policy_ref(r.policy, Some(r.rule)));
+    let origin = &citations.cluster().policy(r.policy).origin;
+    let mut value = policy_json(&citations.policy_ref(r.policy, Some(r.rule_index())));
     value["kind"] = json!(origin.kind.name());
     value["namespace"] = json!(origin.namespace);
     value["name"] = json!(origin.name);
@@ -86,7 +87,7 @@ pub fn render_json(citations: &Citations, query: &Query, verdict: &Verdict) -> V
             Decision::DefaultDeny(ps) => json!({
                 "verdict": "deny",
                 "reason": "default-deny",
-                "isolated_by": ps.iter().map(|&p| cluster.policies[p].origin.to_string()).collect::<Vec<_>>(),
+                "isolated_by": ps.iter().map(|&p| cluster.policy(p).origin.to_string()).collect::<Vec<_>>(),
             }),
         }
     };

@@ -8,7 +8,6 @@ pub mod compile;
 pub mod diff;
 pub mod explain;
 pub mod graph;
-pub mod phases;
 pub mod query;
 
 use crate::analysis::reason::Citations;
@@ -217,29 +216,13 @@ pub fn report(loaded: &Loaded, format: Format) -> bool {
     loaded.has_errors()
 }
 
-/// Checks the lint options, loads `paths`, runs the lint rules and
-/// reports every diagnostic; `Err` holds the exit code of bad options.
-/// Reads, checks and lints `paths`; the caller reports the diagnostics.
-pub(crate) fn load_and_lint(
-    paths: &[PathBuf],
-    lint: &crate::lint::LintOptions,
-    phases: &mut phases::Phases,
-) -> Result<Loaded, u8> {
-    if let Err(e) = lint.check() {
-        eprintln!("error: {e}");
-        return Err(EXIT_USAGE);
-    }
-    let mut loaded = load(paths);
-    phases.mark("read");
-    crate::lint::run(&mut loaded, lint);
-    phases.mark("lint");
-    Ok(loaded)
-}
-
 fn lint(args: &LintArgs) -> u8 {
-    let loaded = match load_and_lint(&args.paths, &args.lint, &mut phases::Phases::start()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+    let loaded = match crate::compile::check(crate::compile::Inputs::Paths(args.paths.clone()), &args.lint) {
+        Ok(checked) => checked.loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
     };
     report(&loaded, args.format);
     let errors = crate::lint::fails(&loaded, &args.lint);
@@ -355,7 +338,7 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
             }
         };
         let matches = |side: &connectivity::Side| match side {
-            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoints[*i].labels),
+            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoint(*i).labels),
             connectivity::Side::Addresses(..) => false,
         };
         rows.retain(|r| matches(&r.src) || matches(&r.dst));

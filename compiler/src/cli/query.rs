@@ -3,6 +3,7 @@
 
 use crate::select::{matching_endpoints, parse_selector};
 use policyc_ir::cluster::Cluster;
+use policyc_ir::ids::EndpointId;
 
 /// Whether `arg` reads as an endpoint name rather than a selector: it has a
 /// `/` and none of the selector operators or separators.
@@ -12,7 +13,7 @@ fn looks_like_name(arg: &str) -> bool {
 
 /// The endpoints `arg` names, in cluster order; an error message (for
 /// exit code 2) if it names none or is a malformed selector.
-pub fn endpoints(cluster: &Cluster, arg: &str, flag: &str) -> Result<Vec<usize>, String> {
+pub fn endpoints(cluster: &Cluster, arg: &str, flag: &str) -> Result<Vec<EndpointId>, String> {
     if let Some(i) = cluster.endpoint_by_name(arg) {
         return Ok(vec![i]);
     }

@@ -10,8 +10,8 @@ use policyc_bundle::ipcache::{IpcacheLine, Source};
 use policyc_bundle::policy::{self as policy_line, PolicyLine, Verdict};
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::RuleRef;
 use policyc_ir::identity::{Identity, IdentityTable};
+use policyc_ir::ids::{EndpointId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
 use policyc_ir::protocol::Direction;
@@ -63,7 +63,7 @@ impl Ipcache {
                         (line(e.identity, Source::Node(name)), Some((name.clone(), line(Identity::HOST, Source::Host))))
                     }
                     IpcacheSource::Endpoint(i) => {
-                        (line(e.identity, Source::Endpoint(&resolved.endpoints[*i].name)), None)
+                        (line(e.identity, Source::Endpoint(&resolved.endpoints[i.index()].name)), None)
                     }
                 }
             })
@@ -91,15 +91,15 @@ pub fn local_endpoints<'a>(resolved: &'a Resolved, node: &str) -> Vec<&'a Resolv
 }
 
 /// Stable endpoint ids (`1..=65535`) for the endpoints of one node
-/// ([`policyc_bundle::ids::endpoint_ids`]), by endpoint index.
-pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<usize, u16> {
-    let names: BTreeMap<&str, usize> = local.iter().map(|e| (e.name.as_str(), e.index)).collect();
+/// ([`policyc_bundle::ids::endpoint_ids`]), by endpoint.
+pub fn endpoint_ids(local: &[&ResolvedEndpoint]) -> BTreeMap<EndpointId, u16> {
+    let names: BTreeMap<&str, EndpointId> = local.iter().map(|e| (e.name.as_str(), e.index)).collect();
     let ids = policyc_bundle::ids::endpoint_ids(names.keys().copied());
     names.iter().map(|(name, &index)| (index, ids.get(name).copied().unwrap_or(0))).collect()
 }
 
 /// `endpoints.txt`: one line per pod IP of the node's endpoints.
-pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec<String> {
+pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<EndpointId, u16>) -> Vec<String> {
     let mut lines: Vec<(std::net::IpAddr, String)> = Vec::new();
     for e in local {
         let enforced = Enforced { ingress: e.policy.enforced[0], egress: e.policy.enforced[1] };
@@ -118,8 +118,8 @@ pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<usize, u16>) -> Vec
 /// `<ns>.<name>.<kind>` for a workload standing for its pods. It names the
 /// endpoint's pinned links on the node and tells apart the policy files of
 /// one identity's endpoints whose maps differ.
-pub fn endpoint_stem(cluster: &Cluster, endpoint: usize) -> String {
-    let e = &cluster.endpoints[endpoint];
+pub fn endpoint_stem(cluster: &Cluster, endpoint: EndpointId) -> String {
+    let e = cluster.endpoint(endpoint);
     match &e.kind {
         EndpointKind::Pod => format!("{}.{}", e.namespace, e.name),
         EndpointKind::Workload(kind) => format!("{}.{}.{}", e.namespace, e.name, kind.to_lowercase()),
@@ -193,7 +193,7 @@ impl RuleNames {
     /// The name of `rule` (a placeholder for a rule the cluster lacks,
     /// which validation rules out).
     pub fn get(&self, rule: RuleRef) -> Cow<'_, str> {
-        match self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)) {
+        match self.by_policy.get(rule.policy.index()).and_then(|p| p.get(rule.rule_index())) {
             Some((name, _)) => Cow::Borrowed(name),
             None => Cow::Owned(format!("policy{}:rule{}", rule.policy, rule.rule)),
         }
@@ -201,7 +201,7 @@ impl RuleNames {
 
     /// The cookie of `rule` (0, "no rule", for a rule the cluster lacks).
     pub fn cookie(&self, rule: RuleRef) -> u32 {
-        self.by_policy.get(rule.policy).and_then(|p| p.get(rule.rule)).map_or(0, |(_, cookie)| *cookie)
+        self.by_policy.get(rule.policy.index()).and_then(|p| p.get(rule.rule_index())).map_or(0, |(_, cookie)| *cookie)
     }
 }
 
@@ -367,6 +367,7 @@ pub fn read_identity_table(text: &str) -> Result<IdentityTable, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policyc_ir::ids::PolicyId;
     use policyc_ir::policy_map::{PolicyEntry, PolicyKey};
     use policyc_ir::protocol::Direction;
 
@@ -382,7 +383,7 @@ mod tests {
                 prefix_len,
             },
             verdict,
-            rule: RuleRef { policy: 0, rule: 0 },
+            rule: RuleRef::new(PolicyId::new(0), 0),
             rule_count,
         };
         let map = PolicyMap {
@@ -400,6 +401,6 @@ mod tests {
              egress 4294967295 6/65535/24 redirect:http 42 CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
         );
         // A rule the cluster lacks (validation rules it out) still renders.
-        assert_eq!(names.get(RuleRef { policy: 3, rule: 1 }), "policy3:rule1");
+        assert_eq!(names.get(RuleRef::new(PolicyId::new(3), 1)), "policy3:rule1");
     }
 }

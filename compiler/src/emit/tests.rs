@@ -1,7 +1,7 @@
 use super::*;
 use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Endpoint, EndpointKind, NamedPort, Node};
-use policyc_ir::eval::RuleRef;
+use policyc_ir::ids::{PolicyId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
@@ -104,7 +104,8 @@ fn renders_each_map_of_each_node() {
     );
     // Cookies are the cluster's: the same whatever node a bundle is for.
     let names = maps::RuleNames::new(&cluster);
-    let (allow, deny) = (names.cookie(RuleRef { policy: 0, rule: 0 }), names.cookie(RuleRef { policy: 0, rule: 1 }));
+    let (allow, deny) =
+        (names.cookie(RuleRef::new(PolicyId::new(0), 0)), names.cookie(RuleRef::new(PolicyId::new(0), 1)));
     assert_eq!(
         *a.files[&format!("maps/policy/{api}.txt")],
         format!(

@@ -10,6 +10,7 @@
 //! that `lint` prints honest.
 
 use super::decode::{check_port_name, index, join, plain_key, Ctx, PortValue};
+use super::spans::{cite_rule, key_pos, start, PolicySpans, RuleSpans, SpannedPolicy};
 use super::yaml::{Node, Value};
 use super::{Body, Meta};
 use crate::diag::{codes, did_you_mean, Diagnostic};
@@ -70,6 +71,12 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         fields.get("policyTypes").and_then(|types| policy_types(ctx, types)).unwrap_or([true, !lists[1].is_empty()]);
 
     let mut rules = Vec::new();
+    let mut spans = PolicySpans {
+        object: meta.start,
+        spec: key_pos(root, "spec"),
+        subject: key_pos(spec, "podSelector"),
+        rules: Vec::new(),
+    };
     for (d, list) in DIRECTIONS.iter().zip(lists) {
         let enforced = default_deny[d.direction.index()];
         if !enforced && !list.is_empty() {
@@ -87,6 +94,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
             if let Some(rule) = rule(ctx, d, node, &path, &namespace) {
                 if enforced {
                     rules.push(rule);
+                    spans.rules.push(RuleSpans { pos: start(node), cited: cite_rule(node, &path) });
                 }
             }
         }
@@ -104,7 +112,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         requires: [Vec::new(), Vec::new()],
         rules,
     };
-    Some(Body::Policy(vec![policy]))
+    Some(Body::Policy(vec![SpannedPolicy { policy, spans }]))
 }
 
 /// `[ingress, egress]` from `policyTypes`; `None` if the list is empty
@@ -423,7 +431,7 @@ mod tests {
         let mut input = Input::default();
         input.add_source("t.yaml", text);
         let policy = input.objects.into_iter().find_map(|o| match o.body {
-            Body::Policy(mut p) => p.pop(),
+            Body::Policy(mut p) => p.pop().map(|p| p.policy),
             _ => None,
         });
         (policy, input.diagnostics)
@@ -725,6 +733,6 @@ mod tests {
                 .into(),
         );
         let Body::Policy(p) = &input.objects[0].body else { panic!() };
-        assert_eq!(p[0].subject, Subject::Endpoints(LabelSelector::everything().with(in_ns("default"))));
+        assert_eq!(p[0].policy.subject, Subject::Endpoints(LabelSelector::everything().with(in_ns("default"))));
     }
 }

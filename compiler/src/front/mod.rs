@@ -9,6 +9,7 @@ pub mod decode;
 pub mod git;
 pub mod k8s;
 pub mod source;
+pub mod spans;
 pub mod workload;
 pub mod yaml;
 
@@ -17,10 +18,10 @@ use crate::diag::{codes, Diagnostic, Location};
 use decode::{plain_key, Ctx};
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
-use policyc_ir::policy::Policy;
+use spans::SpannedPolicy;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use yaml::{Node, Value};
+use yaml::{Node, Pos, Value};
 
 /// The annotation that silences warnings on an object: a comma-separated
 /// list of codes.
@@ -45,6 +46,10 @@ pub struct Meta {
     pub ignored_codes: Vec<String>,
     /// File, document and position of the object.
     pub location: Location,
+    /// Where the object starts (its first key).
+    pub start: Pos,
+    /// Where `metadata.name` is written (its key).
+    pub name_pos: Pos,
 }
 
 impl Meta {
@@ -143,8 +148,8 @@ pub enum Body {
     /// A workload standing for its pods.
     Workload(WorkloadObject),
     /// `NetworkPolicy`, `CiliumNetworkPolicy`, `CiliumClusterwideNetworkPolicy`:
-    /// one normalized policy per spec.
-    Policy(Vec<Policy>),
+    /// one normalized policy per spec, with where its parts are written.
+    Policy(Vec<SpannedPolicy>),
     /// `Service`.
     Service(ServiceObject),
     /// `EndpointSlice` or `Endpoints`.
@@ -361,7 +366,9 @@ fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> 
         .and_then(Node::as_str)
         .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
         .unwrap_or_default();
-    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location })
+    let start = spans::start(root);
+    let name_pos = spans::key_pos(md, "name").unwrap_or(start);
+    Some(Meta { kind: kind.to_string(), namespace, name, labels, owner, ignored_codes, location, start, name_pos })
 }
 
 /// The longest object name the API server accepts (a DNS-1123 subdomain).

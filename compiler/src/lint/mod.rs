@@ -16,17 +16,17 @@
 //! input has endpoints at all: a repository of policies without pods or
 //! workloads would otherwise warn on every selector.
 
-pub(crate) mod locate;
 mod peers;
 mod ports;
 mod selectors;
 pub mod shadow;
 
 use crate::diag::{codes, Diagnostic, Location, Severity};
-use crate::front::yaml::Node;
+use crate::front::spans::{Cited, RuleSpans};
+use crate::front::yaml::Pos;
 use crate::pipeline::Loaded;
 use clap::Args;
-use locate::Trees;
+use policyc_ir::ids::{PolicyId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{Policy, PolicyKind, Subject};
 use policyc_ir::selector::LabelSelector;
@@ -132,25 +132,18 @@ impl Facts {
 }
 
 /// Every lint rule's warnings on `loaded`, before silencing. Each points
-/// at the line and column of the field it is about.
+/// at the line and column of the field it is about, as the front end
+/// recorded them.
 pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     let facts = Facts::new(loaded);
-    let trees = Trees::new(&loaded.input.sources);
     let mut out = Vec::new();
-    selectors::unmatched_selectors(loaded, &facts, &trees, &mut out);
+    selectors::unmatched_selectors(loaded, &facts, &mut out);
     selectors::unprotected_pods(loaded, &facts, &mut out);
     selectors::policies_without_effect(loaded, &facts, &mut out);
-    ports::undefined_named_ports(loaded, &facts, &trees, &mut out);
-    peers::excepts_excluding_all(loaded, &trees, &mut out);
-    peers::world_ingress_all_ports(loaded, &trees, &mut out);
+    ports::undefined_named_ports(loaded, &facts, &mut out);
+    peers::excepts_excluding_all(loaded, &mut out);
+    peers::world_ingress_all_ports(loaded, &mut out);
     shadow::shadowed_rules_of_policies(loaded, &mut out);
-    // Rules name the object (whose location holds the object's position)
-    // and the field path; the position becomes the field's.
-    for d in &mut out {
-        if let Some(pos) = trees.position(&d.location, d.location.path.as_deref()) {
-            d.location.pos = Some(pos);
-        }
-    }
     out
 }
 
@@ -198,17 +191,35 @@ pub fn fails(loaded: &Loaded, options: &LintOptions) -> bool {
     loaded.has_errors() || (options.deny_warnings && !loaded.diagnostics.is_empty())
 }
 
-/// The location of policy `p`'s object, pointing at `path` inside it.
-fn at_policy(loaded: &Loaded, p: usize, path: &str) -> Location {
-    let mut location = loaded.lowered.policy_locations.get(p).cloned().unwrap_or_default();
+/// The location of policy `p`'s object, pointing at `path` inside it,
+/// which is written at `pos` (when the source does not have it, the
+/// location points at the object's start).
+fn at_policy(loaded: &Loaded, p: PolicyId, path: &str, pos: Option<Pos>) -> Location {
+    let mut location = loaded.lowered.policy_locations.get(p.index()).cloned().unwrap_or_default();
     location.path = Some(path.to_string());
+    if let Some(at) = pos.or_else(|| Some(loaded.lowered.policy_spans.get(p.index())?.object)) {
+        location.pos = Some(at);
+    }
     location
 }
 
-/// The source node at `path` in policy `p`'s object, when the source is
-/// at hand.
-fn policy_node<'t>(loaded: &Loaded, trees: &'t Trees, p: usize, path: &str) -> Option<&'t Node> {
-    trees.node(loaded.lowered.policy_locations.get(p)?, path)
+/// Where rule `r` and its parts are written.
+fn rule_spans(loaded: &Loaded, r: RuleRef) -> Option<&RuleSpans> {
+    loaded.lowered.policy_spans.get(r.policy.index())?.rules.get(r.rule_index())
+}
+
+/// The location of rule `r`, pointing at the first part of
+/// it, in source order, that `found` picks (and gives a path and position
+/// for); at the rule itself when none is picked.
+fn at_rule<'a>(loaded: &'a Loaded, r: RuleRef, found: impl Fn(&'a Cited) -> Option<(&'a str, Pos)>) -> Location {
+    let rule = loaded.lowered.cluster.rule(r);
+    let spans = rule_spans(loaded, r);
+    let inside = |c: &&Cited| c.path.strip_prefix(&rule.path).is_some_and(|rest| rest.starts_with(['.', '[']));
+    let picked = spans.and_then(|s| s.cited.iter().filter(inside).find_map(found));
+    match picked {
+        Some((path, pos)) => at_policy(loaded, r.policy, path, Some(pos)),
+        None => at_policy(loaded, r.policy, &rule.path, spans.map(|s| s.pos)),
+    }
 }
 
 /// The field path of a policy's subject selector.

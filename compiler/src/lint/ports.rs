@@ -4,21 +4,23 @@
 //! Ingress named ports resolve against the selected (destination) pods;
 //! egress named ports against the peer pods.
 
-use super::{at_policy, locate, policy_node, Facts, Trees};
+use super::{at_rule, Facts};
 use crate::diag::{codes, Diagnostic};
+use crate::front::spans::CitedKind;
 use crate::pipeline::Loaded;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::policy::{Entity, Peer, Peers, PortSpec};
 use policyc_ir::protocol::{Direction, Protocol};
 
 /// W0204.
-pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, trees: &Trees, out: &mut Vec<Diagnostic>) {
+pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies.iter().enumerate() {
-        let subjects = &facts.subjects[p];
+    for (p, policy) in cluster.policies_with_ids() {
+        let subjects = &facts.subjects[p.index()];
         if subjects.is_empty() {
             continue; // W0201 already says the policy selects nothing
         }
-        for rule in &policy.rules {
+        for (r, rule) in policy.rules.iter().enumerate() {
             let Some(matches) = &rule.ports else { continue };
             if !matches.iter().any(|m| matches!(m.ports, PortSpec::Named(_))) {
                 continue;
@@ -62,14 +64,14 @@ pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, trees: &Tree
                         Direction::Egress => "the peer pods",
                     };
                     // The first `port: NAME` of the rule: the name is what is wrong.
-                    let path = policy_node(loaded, trees, p, &rule.path).and_then(|node| {
-                        locate::find(node, &rule.path, &|field, n| field == "port" && n.as_str() == Some(name))
-                            .map(|(path, _)| path)
+                    let location = at_rule(loaded, RuleRef::new(p, r), |c| match &c.what {
+                        CitedKind::Port(written) if written == name => Some((c.path.as_str(), c.pos)),
+                        _ => None,
                     });
                     out.push(
                         Diagnostic::new(
                             codes::UNDEFINED_NAMED_PORT,
-                            at_policy(loaded, p, path.as_deref().unwrap_or(&rule.path)),
+                            location,
                             format!("named port `{name}` is defined by none of {whose}"),
                         )
                         .with_help("the rule covers no port; check the name against the pods' container ports"),

@@ -2,10 +2,11 @@
 //! a pod left out in a namespace whose other pods are isolated (W0202), a
 //! policy that changes nothing (W0203).
 
-use super::{at_policy, policy_node, subject_path, Facts, Trees};
-use crate::diag::{codes, Diagnostic};
-use crate::front::yaml::Value;
+use super::{at_policy, rule_spans, subject_path, Facts};
+use crate::diag::{codes, Diagnostic, Location};
+use crate::front::spans::{Cited, CitedKind};
 use crate::pipeline::Loaded;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::policy::{Peer, Peers, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::LabelSelector;
@@ -14,19 +15,24 @@ use std::collections::BTreeSet;
 /// W0201: an endpoint selector (subject or peer) that matches no endpoint.
 /// A policy whose subject matches nothing is reported once, for the
 /// subject; its peers are not looked at.
-pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, trees: &Trees, out: &mut Vec<Diagnostic>) {
+pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
     if cluster.endpoints.is_empty() {
         return;
     }
     let matches_any = |selector: &LabelSelector| facts.matches_any(selector);
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         if let Subject::Endpoints(selector) = &policy.subject {
             if !matches_any(selector) {
                 out.push(
                     Diagnostic::new(
                         codes::UNMATCHED_SELECTOR,
-                        at_policy(loaded, p, &subject_path(policy)),
+                        at_policy(
+                            loaded,
+                            p,
+                            &subject_path(policy),
+                            loaded.lowered.policy_spans.get(p.index()).and_then(|s| s.subject),
+                        ),
                         format!("the policy selects no endpoint of the input (`{selector}`)"),
                     )
                     .with_help("check the labels and the namespace against the pods or workloads it is meant for"),
@@ -34,7 +40,7 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, trees: &Trees,
                 continue;
             }
         }
-        for rule in &policy.rules {
+        for (r, rule) in policy.rules.iter().enumerate() {
             let Peers::Only(peers) = &rule.peers else { continue };
             let selectors: Vec<&LabelSelector> = peers
                 .iter()
@@ -45,11 +51,10 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, trees: &Trees,
                 .collect();
             for (j, selector) in selectors.iter().enumerate() {
                 if !matches_any(selector) {
-                    let path = peer_path(loaded, trees, p, &rule.path, j, selectors.len());
                     out.push(
                         Diagnostic::new(
                             codes::UNMATCHED_SELECTOR,
-                            at_policy(loaded, p, path.as_deref().unwrap_or(&rule.path)),
+                            peer_location(loaded, RuleRef::new(p, r), j, selectors.len()),
                             format!("a peer selector matches no endpoint of the input (`{selector}`)"),
                         )
                         .with_help("a typo in a label or namespace makes a rule allow or deny nothing"),
@@ -60,32 +65,24 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, trees: &Trees,
     }
 }
 
-/// The path of the `j`-th of a rule's `n` selector peers: the `j`-th
-/// entry of Cilium's `fromEndpoints`/`toEndpoints`, or the `j`-th entry
-/// without `ipBlock` of a NetworkPolicy's `from`/`to` (lowering keeps
-/// their order). `None` when the source does not line up with the peers
-/// (an entry that did not decode).
-fn peer_path(loaded: &Loaded, trees: &Trees, p: usize, rule_path: &str, j: usize, n: usize) -> Option<String> {
-    // The part of a Cilium rule split off for a `toPorts` entry's L7
-    // rules has the peers of the whole rule.
-    let rule_path = rule_path.split(".toPorts[").next().unwrap_or(rule_path);
-    let rule = policy_node(loaded, trees, p, rule_path)?;
-    let list = |field: &str| match &rule.get(field)?.value {
-        Value::Seq(items) => Some(items),
-        _ => None,
-    };
-    for field in ["fromEndpoints", "toEndpoints"] {
-        if let Some(items) = list(field) {
-            return (items.len() == n).then(|| format!("{rule_path}.{field}[{j}]"));
+/// Where the `j`-th of rule `r`'s `n` selector peers is written: the
+/// `j`-th entry of Cilium's `fromEndpoints`/`toEndpoints`, or the `j`-th
+/// entry without `ipBlock` of a NetworkPolicy's `from`/`to` (lowering keeps
+/// their order). The rule itself when the source does not line up with the
+/// peers (an entry that did not decode). The part of a Cilium rule split
+/// off for a `toPorts` entry's L7 rules has the peers of the whole rule,
+/// and cites them.
+fn peer_location(loaded: &Loaded, r: RuleRef, j: usize, n: usize) -> Location {
+    let selectors: Vec<&Cited> = rule_spans(loaded, r)
+        .map(|s| s.cited.iter().filter(|c| c.what == CitedKind::Selector).collect())
+        .unwrap_or_default();
+    match selectors.get(j).filter(|_| selectors.len() == n) {
+        Some(c) => at_policy(loaded, r.policy, &c.path, Some(c.pos)),
+        None => {
+            let rule = loaded.lowered.cluster.rule(r);
+            at_policy(loaded, r.policy, &rule.path, rule_spans(loaded, r).map(|s| s.pos))
         }
     }
-    for field in ["from", "to"] {
-        if let Some(items) = list(field) {
-            let selectors: Vec<usize> = (0..items.len()).filter(|&i| items[i].get("ipBlock").is_none()).collect();
-            return (selectors.len() == n).then(|| format!("{rule_path}.{field}[{}]", selectors[j]));
-        }
-    }
-    None
 }
 
 /// W0202: a pod that no policy selects, in a namespace where some other
@@ -95,9 +92,9 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
     let cluster = &loaded.lowered.cluster;
     let mut selected = vec![false; cluster.endpoints.len()];
     let mut isolated_namespaces: BTreeSet<&str> = BTreeSet::new();
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         let enforces = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
-        for &i in &facts.subjects[p] {
+        for &i in &facts.subjects[p.index()] {
             selected[i] = true;
             if enforces {
                 isolated_namespaces.insert(cluster.endpoints[i].namespace.as_str());
@@ -108,6 +105,7 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
         if !selected[i] && isolated_namespaces.contains(e.namespace.as_str()) {
             let mut location = loaded.lowered.endpoint_locations.get(i).cloned().unwrap_or_default();
             location.path = Some("metadata.name".to_string());
+            location.pos = loaded.lowered.endpoint_name_positions.get(i).copied().or(location.pos);
             out.push(
                 Diagnostic::new(
                     codes::UNPROTECTED_POD,
@@ -128,13 +126,18 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
 /// direction, so it changes nothing.
 pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies.iter().enumerate() {
+    for (p, policy) in cluster.policies_with_ids() {
         let isolates = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
-        if policy.rules.is_empty() && !isolates && !facts.subjects[p].is_empty() {
+        if policy.rules.is_empty() && !isolates && !facts.subjects[p.index()].is_empty() {
             out.push(
                 Diagnostic::new(
                     codes::POLICY_WITHOUT_EFFECT,
-                    at_policy(loaded, p, &policy.origin.spec_path),
+                    at_policy(
+                        loaded,
+                        p,
+                        &policy.origin.spec_path,
+                        loaded.lowered.policy_spans.get(p.index()).and_then(|s| s.spec),
+                    ),
                     "the policy has no rules and isolates no direction: it changes nothing".to_string(),
                 )
                 .with_help(

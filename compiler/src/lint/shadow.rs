@@ -12,10 +12,11 @@
 //! effect. `compiler/tests/lint.rs` checks this against `policyc_ir::eval`
 //! on random policies.
 
-use super::at_policy;
+use super::{at_policy, rule_spans};
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::Cidr;
+use policyc_ir::ids::RuleRef;
 use policyc_ir::labels::NAMESPACE_LABEL;
 use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PortMatch, PortSpec, Rule};
 use policyc_ir::protocol::{PortRange, Protocol};
@@ -117,7 +118,7 @@ pub fn shadowed_rules(policy: &Policy) -> Vec<ShadowedRule> {
 
 /// W0207.
 pub(super) fn shadowed_rules_of_policies(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies.iter().enumerate() {
+    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
         for shadowed in shadowed_rules(policy) {
             let rule = &policy.rules[shadowed.rule];
             let (message, help) = match shadowed.by {
@@ -140,7 +141,14 @@ pub(super) fn shadowed_rules_of_policies(loaded: &Loaded, out: &mut Vec<Diagnost
                     "remove the rule, or check whether the broader rule is wider than intended",
                 ),
             };
-            out.push(Diagnostic::new(codes::SHADOWED_RULE, at_policy(loaded, p, &rule.path), message).with_help(help));
+            out.push(
+                Diagnostic::new(
+                    codes::SHADOWED_RULE,
+                    at_policy(loaded, p, &rule.path, rule_spans(loaded, RuleRef::new(p, shadowed.rule)).map(|s| s.pos)),
+                    message,
+                )
+                .with_help(help),
+            );
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - The same object twice is an error.
 
 use crate::diag::{codes, Diagnostic, Location};
+use crate::front::spans::PolicySpans;
+use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
@@ -30,8 +32,13 @@ pub struct Lowered {
     pub cluster: Cluster,
     /// Per policy of `cluster.policies`: the location of its object.
     pub policy_locations: Vec<Location>,
+    /// Per policy of `cluster.policies`: where its parts are written.
+    pub policy_spans: Vec<PolicySpans>,
     /// Per endpoint of `cluster.endpoints`: the location of its object.
     pub endpoint_locations: Vec<Location>,
+    /// Per endpoint of `cluster.endpoints`: where its object's
+    /// `metadata.name` is written.
+    pub endpoint_name_positions: Vec<Pos>,
 }
 
 /// Lowers the objects of `input`, appending diagnostics to `diags`.
@@ -85,7 +92,7 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         lower_object(object, &owners, &namespaces)
     });
     let mut lowered = Lowered::default();
-    let mut endpoints: Vec<Box<(EndpointKey, Endpoint, Location)>> = Vec::new();
+    let mut endpoints: Vec<Box<(EndpointKey, Endpoint, Location, Pos)>> = Vec::new();
     let mut policies = Vec::new();
     let mut nodes = Vec::new();
     for part in parts {
@@ -98,11 +105,20 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
     }
     // Stable: endpoints of one name and addresses keep their input order.
     endpoints.sort_by(|a, b| a.0.cmp(&b.0));
-    let endpoints = endpoints.into_iter().map(|endpoint| (endpoint.1, endpoint.2));
+
     nodes.sort();
     lowered.cluster.namespaces = namespaces;
-    (lowered.cluster.endpoints, lowered.endpoint_locations) = endpoints.unzip();
-    (lowered.cluster.policies, lowered.policy_locations) = policies.into_iter().unzip();
+    for endpoint in endpoints {
+        let (_, endpoint, location, name_pos) = *endpoint;
+        lowered.cluster.endpoints.push(endpoint);
+        lowered.endpoint_locations.push(location);
+        lowered.endpoint_name_positions.push(name_pos);
+    }
+    for (policy, location, spans) in policies {
+        lowered.cluster.policies.push(policy);
+        lowered.policy_locations.push(location);
+        lowered.policy_spans.push(spans);
+    }
     lowered.cluster.nodes = nodes;
     lowered
 }
@@ -113,8 +129,8 @@ type EndpointKey = (String, Vec<std::net::IpAddr>);
 /// What one object adds to the cluster.
 enum Part {
     /// Boxed: an endpoint is several times larger than the other parts.
-    Endpoint(Box<(EndpointKey, Endpoint, Location)>),
-    Policies(Vec<(Policy, Location)>),
+    Endpoint(Box<(EndpointKey, Endpoint, Location, Pos)>),
+    Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
     Nothing,
 }
@@ -128,7 +144,8 @@ fn lower_object(
 ) -> Part {
     let meta = &object.meta;
     let located = || meta.location.clone().with_object(meta);
-    let endpoint_part = |e: Endpoint| Part::Endpoint(Box::new(((e.display_name(), e.ips.clone()), e, located())));
+    let endpoint_part =
+        |e: Endpoint| Part::Endpoint(Box::new(((e.display_name(), e.ips.clone()), e, located(), meta.name_pos)));
     match &object.body {
         Body::Pod(pod) => {
             let mut e = endpoint(meta, &pod.template, namespaces, EndpointKind::Pod);
@@ -150,7 +167,7 @@ fn lower_object(
         }
         Body::Policy(ps) => {
             let location = located();
-            Part::Policies(ps.iter().map(|p| (p.clone(), location.clone())).collect())
+            Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
         }
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
         _ => Part::Nothing,

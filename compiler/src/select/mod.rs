@@ -19,6 +19,7 @@ mod parser;
 pub use parser::{parse_selector, SelectorError};
 
 use policyc_ir::cluster::Cluster;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::selector::LabelSelector;
 
 /// The shorthand key for the pod's namespace.
@@ -26,6 +27,6 @@ pub const NAMESPACE_SHORTHAND: &str = "ns";
 
 /// Indices of the endpoints of `cluster` that `selector` matches, in
 /// cluster order.
-pub fn matching_endpoints(cluster: &Cluster, selector: &LabelSelector) -> Vec<usize> {
-    (0..cluster.endpoints.len()).filter(|&i| selector.matches(&cluster.endpoints[i].labels)).collect()
+pub fn matching_endpoints(cluster: &Cluster, selector: &LabelSelector) -> Vec<EndpointId> {
+    cluster.endpoints_with_ids().filter(|(_, e)| selector.matches(&e.labels)).map(|(i, _)| i).collect()
 }

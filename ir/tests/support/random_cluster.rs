@@ -15,6 +15,7 @@
 use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::eval::Party;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL};
 use policyc_ir::policy::{
     Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
@@ -292,7 +293,7 @@ pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node:
     match side {
         Side::Pod(i) => {
             let i = i % pods;
-            (cluster.endpoints[i].ips[usize::from(v6)], Party::Endpoint(i))
+            (cluster.endpoints[i].ips[usize::from(v6)], Party::Endpoint(EndpointId::new(i)))
         }
         Side::External(i) => {
             let ip = if v6 { ip(EXTERNAL_V6[i % EXTERNAL_V6.len()]) } else { ip(EXTERNAL_V4[i]) };

@@ -14,6 +14,7 @@ use crate::pipeline::Loaded;
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{eval, Decision, Party, Query};
+use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -101,7 +102,7 @@ impl ConnectivityChange {
 struct Side<'a> {
     cluster: &'a Cluster,
     citations: Citations<'a>,
-    by_name: BTreeMap<String, usize>,
+    by_name: BTreeMap<String, EndpointId>,
 }
 
 /// One direction as judged in one tree (`None` for an outside peer).
@@ -110,7 +111,7 @@ type Judged = [Option<Reason>; 2];
 impl<'a> Side<'a> {
     fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
-        let by_name = cluster.endpoints.iter().enumerate().map(|(i, e)| (e.display_name(), i)).collect();
+        let by_name = cluster.endpoints_with_ids().map(|(i, e)| (e.display_name(), i)).collect();
         Side { cluster, citations: Citations::new(loaded), by_name }
     }
 

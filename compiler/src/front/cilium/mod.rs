@@ -14,13 +14,15 @@ mod rule;
 mod tests;
 
 use super::decode::{index, join, Ctx};
-use super::yaml::Node;
+use super::spans::{cite_rule, key_pos, start, PolicySpans, RuleSpans, SpannedPolicy};
+use super::yaml::{Node, Pos};
 use super::{Body, Meta};
 use crate::diag::codes;
 use policyc_ir::labels::{NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESERVED_PREFIX};
 use policyc_ir::policy::{Policy, PolicyKind, PolicyOrigin, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+use std::sync::Arc;
 
 /// Fields of a CNP/CCNP object, besides what `metadata` decoding checks.
 const OBJECT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs", "status"];
@@ -92,14 +94,15 @@ fn decode_object(ctx: &mut Ctx, meta: &Meta, root: &Node, scope: &Scope) -> Opti
     let spec = fields.get("spec");
     let specs = fields.get("specs");
     if let Some(spec) = spec {
-        policies.extend(decode_spec(ctx, meta, scope, spec, "spec"));
+        let at = key_pos(root, "spec");
+        policies.extend(decode_spec(ctx, meta, scope, spec, "spec", at));
     }
     let mut listed = 0;
     if let Some(specs) = specs {
         let items = ctx.list(specs, "specs");
         listed = items.len();
         for (i, spec) in items.iter().enumerate() {
-            policies.extend(decode_spec(ctx, meta, scope, spec, &index("specs", i)));
+            policies.extend(decode_spec(ctx, meta, scope, spec, &index("specs", i), Some(start(spec))));
         }
     }
     if spec.is_none() && listed == 0 {
@@ -116,7 +119,15 @@ fn decode_object(ctx: &mut Ctx, meta: &Meta, root: &Node, scope: &Scope) -> Opti
     Some(Body::Policy(policies))
 }
 
-fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &str) -> Option<Policy> {
+/// One spec at `path`, written at `at`.
+fn decode_spec(
+    ctx: &mut Ctx,
+    meta: &Meta,
+    scope: &Scope,
+    node: &Node,
+    path: &str,
+    at: Option<Pos>,
+) -> Option<SpannedPolicy> {
     let fields = ctx.fields(node, path, SPEC_FIELDS)?;
     let subject = subject(ctx, scope, node, path, fields.get("endpointSelector"), fields.get("nodeSelector"));
 
@@ -133,6 +144,8 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
     let host = matches!(subject, Some(Subject::Nodes(_)));
     let mut requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut rules = Vec::new();
+    let mut spans =
+        PolicySpans { object: meta.start, spec: at, subject: key_pos(node, "endpointSelector"), rules: Vec::new() };
     let mut has_rules = [false, false];
     for kind in rule::RULE_KINDS {
         let Some(list) = fields.get(kind.field) else { continue };
@@ -142,7 +155,11 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         for (i, item) in items.iter().enumerate() {
             let rule_path = index(&list_path, i);
             let reqs = &mut requires[kind.direction.index()];
-            rules.extend(rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs));
+            let cited = cite_rule(item, &rule_path);
+            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs) {
+                rules.push(rule);
+                spans.rules.push(RuleSpans { pos, cited: Arc::clone(&cited) });
+            }
         }
     }
 
@@ -166,7 +183,8 @@ fn decode_spec(ctx: &mut Ctx, meta: &Meta, scope: &Scope, node: &Node, path: &st
         name: meta.name.clone(),
         spec_path: path.to_string(),
     };
-    Some(Policy { origin, subject: subject?, default_deny, requires, rules })
+    let policy = Policy { origin, subject: subject?, default_deny, requires, rules };
+    Some(SpannedPolicy { policy, spans })
 }
 
 /// The subject: exactly one of `endpointSelector` and `nodeSelector`.

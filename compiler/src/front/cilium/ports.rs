@@ -3,7 +3,8 @@
 use super::rule::RuleKind;
 use crate::diag::{codes, did_you_mean};
 use crate::front::decode::{index, join, Ctx, PortValue};
-use crate::front::yaml::{Node, Value};
+use crate::front::spans::start;
+use crate::front::yaml::{Node, Pos, Value};
 use policyc_ir::policy::{Action, L7Rules, PortMatch, PortSpec};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 
@@ -11,6 +12,8 @@ use policyc_ir::protocol::{Direction, PortRange, Protocol};
 pub(super) struct PortEntry {
     /// Index in `toPorts`.
     pub index: usize,
+    /// Where the entry is written.
+    pub pos: Pos,
     /// The ports it names.
     pub matches: Vec<PortMatch>,
     /// Its L7 rules, if any.
@@ -89,7 +92,7 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind, h
                 ),
             );
         }
-        out.push(PortEntry { index: i, matches, l7 });
+        out.push(PortEntry { index: i, pos: start(item), matches, l7 });
     }
     out
 }

@@ -5,7 +5,8 @@ use super::ports::{self, PortEntry};
 use super::{normalize_key, Scope};
 use crate::diag::{codes, did_you_mean};
 use crate::front::decode::{index, join, Ctx, Fields};
-use crate::front::yaml::Node;
+use crate::front::spans::start;
+use crate::front::yaml::{Node, Pos};
 use policyc_ir::cidr::Cidr;
 use policyc_ir::policy::{Action, Entity, Peer, Peers, PortMatch, Rule};
 use policyc_ir::protocol::Direction;
@@ -82,7 +83,8 @@ const EGRESS_DENY_FIELDS: &[&str] = &[
 const WORLD_FAMILIES: [(&str, bool); 2] = [("world-ipv4", false), ("world-ipv6", true)];
 
 /// Decodes one rule into one or more IR rules (one more per `toPorts`
-/// entry with L7 rules, since L7 rules apply to that entry's ports only).
+/// entry with L7 rules, since L7 rules apply to that entry's ports only),
+/// each with where it is written.
 /// `fromRequires`/`toRequires` selectors go into `requires`.
 pub(super) fn decode_rule(
     ctx: &mut Ctx,
@@ -92,7 +94,7 @@ pub(super) fn decode_rule(
     kind: RuleKind,
     host: bool,
     requires: &mut Vec<LabelSelector>,
-) -> Vec<Rule> {
+) -> Vec<(Rule, Pos)> {
     let known = match (kind.direction, kind.action) {
         (Direction::Ingress, Action::Allow) => INGRESS_FIELDS,
         (Direction::Ingress, Action::Deny) => INGRESS_DENY_FIELDS,
@@ -144,25 +146,25 @@ pub(super) fn decode_rule(
         l7,
     };
     if !has_ports {
-        return vec![make(path.to_string(), None, None)];
+        return vec![(make(path.to_string(), None, None), start(node))];
     }
 
     let mut plain = Vec::new();
     let mut with_l7 = Vec::new();
     for entry in entries {
         match entry.l7 {
-            Some(l7) => with_l7.push((entry.index, entry.matches, l7)),
+            Some(l7) => with_l7.push((entry.index, entry.pos, entry.matches, l7)),
             None => plain.extend(entry.matches),
         }
     }
     plain.extend(icmp);
     let mut rules = Vec::new();
     if !plain.is_empty() || with_l7.is_empty() {
-        rules.push(make(path.to_string(), Some(plain), None));
+        rules.push((make(path.to_string(), Some(plain), None), start(node)));
     }
     debug_assert!(!deny || with_l7.is_empty(), "deny rules never carry L7 rules");
-    for (i, matches, l7) in with_l7 {
-        rules.push(make(index(&join(path, "toPorts"), i), Some(matches), Some(l7)));
+    for (i, pos, matches, l7) in with_l7 {
+        rules.push((make(index(&join(path, "toPorts"), i), Some(matches), Some(l7)), pos));
     }
     rules
 }

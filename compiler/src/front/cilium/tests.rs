@@ -31,7 +31,7 @@ fn policies(input: &Input) -> Vec<Policy> {
         .objects
         .iter()
         .flat_map(|o| match &o.body {
-            Body::Policy(p) => p.clone(),
+            Body::Policy(p) => p.iter().map(|p| p.policy.clone()).collect(),
             _ => Vec::new(),
         })
         .collect()
@@ -583,4 +583,22 @@ fn cnp_peer_selectors_on_namespace_labels_span_namespaces() {
     let r = rule(&ccnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'io.cilium.k8s.namespace.labels.team': a}}]}]}"));
     let exists = Requirement { key: NAMESPACE_LABEL.into(), operator: Operator::Exists, values: vec![] };
     assert_eq!(r.peers, Peers::Only(vec![Peer::Endpoints(sel(vec![team, exists]))]));
+}
+
+#[test]
+fn each_rule_records_where_it_is_written() {
+    let input = parse(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: prod}\nspec:\n  endpointSelector: {}\n  ingress:\n    - fromEntities: [world]\n      toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n        - ports: [{port: \"8080\", protocol: TCP}]\n          rules: {http: [{path: /api}]}\n  egress:\n  - toEntities: [cluster]\n",
+    );
+    let Body::Policy(p) = &input.objects[0].body else { panic!("a policy") };
+    let at: Vec<(String, u32, u32)> = p[0]
+        .policy
+        .rules
+        .iter()
+        .zip(&p[0].spans.rules)
+        .map(|(rule, spans)| (rule.path.clone(), spans.pos.line, spans.pos.col))
+        .collect();
+    // The part split off for the L7 rules is cited at its `toPorts` entry.
+    let want = [("spec.ingress[0]", 7, 7), ("spec.ingress[0].toPorts[1]", 10, 11), ("spec.egress[0]", 13, 5)];
+    assert_eq!(at, want.map(|(path, line, col)| (path.to_string(), line, col)));
 }

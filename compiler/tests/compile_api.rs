@@ -1,0 +1,120 @@
+//! The library compile API ([`policyc::compile`]) gives what `policyc
+//! compile` writes: the example cluster compiled in memory from texts is
+//! byte for byte the bundle the command writes from files.
+
+use policyc::compile::{compile, CompileError, CompileOptions, Inputs, Output};
+use policyc::front::Input;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies")
+}
+
+/// The example's manifests as in-memory sources, named by file name.
+fn example_input() -> Input {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut input = Input::default();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        input.add_source(&name, std::fs::read_to_string(&f).unwrap());
+    }
+    input
+}
+
+/// Every file under `dir`, by path relative to it.
+fn files_under(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            files_under(&path, &format!("{name}/"), out);
+        } else {
+            out.insert(name, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn in_memory_compile_gives_the_bundles_the_command_writes() {
+    let scratch = Scratch(std::env::temp_dir().join(format!("policyc-compile-api-{}", std::process::id())));
+    let status = Command::new(env!("CARGO_BIN_EXE_policyc"))
+        .arg("compile")
+        .arg(examples())
+        .arg("--out")
+        .arg(&scratch.0)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+
+    let options = CompileOptions { output: Output::Memory, ..CompileOptions::default() };
+    let report = compile(Inputs::Read(example_input()), &options).expect("the example compiles");
+    assert!(report.written.is_empty());
+    let nodes: Vec<&str> = report.built.bundles.iter().map(|b| b.node.as_str()).collect();
+    assert!(nodes.len() >= 2, "{nodes:?}");
+    for bundle in &report.built.bundles {
+        let mut on_disk = BTreeMap::new();
+        files_under(&scratch.0.join(&bundle.node), "", &mut on_disk);
+        let in_memory: BTreeMap<String, Vec<u8>> = bundle
+            .files
+            .iter()
+            .map(|(path, text)| (path.clone(), text.as_bytes().to_vec()))
+            .chain(bundle.programs.iter().map(|(path, bytes)| (path.clone(), bytes.to_vec())))
+            .collect();
+        assert_eq!(
+            in_memory.keys().collect::<Vec<_>>(),
+            on_disk.keys().collect::<Vec<_>>(),
+            "files of node {}",
+            bundle.node
+        );
+        for (path, bytes) in &in_memory {
+            assert!(on_disk[path] == *bytes, "{}/{path} differs from the command's", bundle.node);
+        }
+    }
+}
+
+#[test]
+fn input_errors_reject_the_compile_with_their_diagnostics() {
+    let mut input = example_input();
+    input.add_source(
+        "99-broken.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 70000\n"
+            .to_string(),
+    );
+    match compile(Inputs::Read(input), &CompileOptions::default()) {
+        Err(CompileError::Rejected(e)) => {
+            assert!(!e.diagnostics.is_empty());
+            assert!(e.diagnostics.iter().all(|d| d.is_error()), "{:?}", e.diagnostics);
+            assert!(e.diagnostics.iter().any(|d| d.location.file.as_deref() == Some("99-broken.yaml")));
+        }
+        other => panic!("expected a rejection, got {:?}", other.map(|r| r.built.nodes)),
+    }
+}
+
+#[test]
+fn an_unknown_node_is_a_diagnostic_with_a_suggestion() {
+    let options = CompileOptions { node: Some("node-x".to_string()), ..CompileOptions::default() };
+    match compile(Inputs::Read(example_input()), &options) {
+        Err(CompileError::Emit(failure)) => {
+            let d = failure.diagnostic.expect("an unknown node is about the input");
+            assert_eq!(d.message, "no node `node-x` in the input");
+            assert!(d.help.is_some());
+        }
+        other => panic!("expected an emission failure, got {:?}", other.map(|r| r.built.nodes)),
+    }
+}
