@@ -2,7 +2,7 @@
 //! by IP; enforced `ingress`, `egress`, `ingress+egress` or `-`.
 
 use crate::error::LineError;
-use crate::text::{parse_lines, push_number, Fields};
+use crate::text::{display_by_write, parse_lines, push_number, Fields};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -83,13 +83,7 @@ impl<'a> EndpointLine<'a> {
     }
 }
 
-impl fmt::Display for EndpointLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        self.write(&mut out);
-        f.write_str(&out)
-    }
-}
+display_by_write!(EndpointLine);
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! another node) or `endpoint:<ns>/<pod>`.
 
 use crate::error::LineError;
-use crate::text::{parse_lines, push_number, Fields};
+use crate::text::{display_by_write, parse_lines, push_number, Fields};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -97,13 +97,7 @@ impl<'a> IpcacheLine<'a> {
     }
 }
 
-impl fmt::Display for IpcacheLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        self.write(&mut out);
-        f.write_str(&out)
-    }
-}
+display_by_write!(IpcacheLine);
 
 /// `addr` with the bits after `len` cleared.
 fn masked(addr: IpAddr, len: u8) -> IpAddr {

@@ -12,8 +12,7 @@
 //! and `,+<more>` how many others do (left out if none).
 
 use crate::error::LineError;
-use crate::text::{parse_lines, push_number, Fields};
-use std::fmt;
+use crate::text::{display_by_write, parse_lines, push_number, Fields};
 
 /// Bits of the `protocol|port` space a policy key's prefix covers.
 pub const KEY_SPACE_BITS: u8 = 24;
@@ -183,13 +182,7 @@ impl<'a> PolicyLine<'a> {
     }
 }
 
-impl fmt::Display for PolicyLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        self.write(&mut out);
-        f.write_str(&out)
-    }
-}
+display_by_write!(PolicyLine);
 
 #[cfg(test)]
 mod tests {

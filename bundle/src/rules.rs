@@ -5,8 +5,7 @@
 //! every node's bundle.
 
 use crate::error::LineError;
-use crate::text::{parse_lines, push_number, Fields};
-use std::fmt;
+use crate::text::{display_by_write, parse_lines, push_number, Fields};
 
 /// One line of `rules.txt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,13 +39,7 @@ impl<'a> RuleLine<'a> {
     }
 }
 
-impl fmt::Display for RuleLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        self.write(&mut out);
-        f.write_str(&out)
-    }
-}
+display_by_write!(RuleLine);
 
 #[cfg(test)]
 mod tests {

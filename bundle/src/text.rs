@@ -161,6 +161,21 @@ pub(crate) fn parse_lines<'a, L, K: Eq + Hash>(
     Ok(out)
 }
 
+/// `Display` for a line type through its `write` method, so that
+/// `to_string()` and the writer can never disagree.
+macro_rules! display_by_write {
+    ($line:ident) => {
+        impl std::fmt::Display for $line<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut out = String::new();
+                self.write(&mut out);
+                f.write_str(&out)
+            }
+        }
+    };
+}
+pub(crate) use display_by_write;
+
 #[cfg(test)]
 mod tests {
     use super::*;
