@@ -29,7 +29,8 @@ const KEYS: [&str; 4] = ["app", "tier", "io.kubernetes.pod.namespace", "io.ciliu
 const VALUES: [&str; 4] = ["web", "db", "prod", "default"];
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const PORT_NAMES: [&str; 2] = ["http", "dns"];
-const PARSERS: [&str; 4] = ["http", "dns", "kafka", ""];
+/// L7 parsers; never empty: lowering names one for every L7 rule.
+const PARSERS: [&str; 3] = ["http", "dns", "kafka"];
 
 /// Small numbers, so that collections stay small and values collide.
 fn small(u: &mut Unstructured, max: usize) -> arbitrary::Result<usize> {
