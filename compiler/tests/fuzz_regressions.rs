@@ -36,3 +36,25 @@ fn an_ipcache_entry_of_a_missing_endpoint_is_invalid_and_emission_fails() {
     let emitted = emit(&cluster, &resolved, None, &BundleOptions::default());
     assert!(matches!(emitted, Err(EmitError::Invalid(_))), "{emitted:?}");
 }
+
+/// `ir`: an L7 rule with an empty parser (`l7proto: ""`) became a
+/// redirect to no proxy, which the validator refused, so `compile` ended
+/// in an internal error; the front end now reports it.
+#[test]
+fn an_empty_l7proto_is_an_input_error() {
+    let text = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules: {l7proto: "", l7: [{a: b}]}
+"#;
+    let mut input = policyc::front::Input::default();
+    input.add_source("p.yaml", text.to_string());
+    let loaded = policyc::pipeline::load_input(input);
+    let found = loaded.diagnostics.iter().find(|d| d.message == "`l7proto` is empty");
+    assert!(found.is_some_and(|d| d.code == policyc::diag::codes::INVALID_L7), "{:?}", loaded.diagnostics);
+}
