@@ -93,6 +93,8 @@ impl fmt::Display for LabelSelector {
             match (r.operator, r.values.as_slice()) {
                 (Operator::In, [v]) => write!(f, "{}={v}", r.key)?,
                 (Operator::In, vs) => write!(f, "{} in ({})", r.key, vs.join(","))?,
+                // A query's value list holds no empty value, `k!=` does.
+                (Operator::NotIn, [v]) if v.is_empty() => write!(f, "{}!=", r.key)?,
                 (Operator::NotIn, vs) => write!(f, "{} notin ({})", r.key, vs.join(","))?,
                 (Operator::Exists, _) => write!(f, "{}", r.key)?,
                 (Operator::DoesNotExist, _) => write!(f, "!{}", r.key)?,

@@ -7,7 +7,7 @@ use crate::identity::Identity;
 use crate::labels::Labels;
 use crate::policy_map::{PolicyKey, PolicyMap, PORT_SPACE_BITS};
 use crate::protocol::Direction;
-use crate::resolve::{IdentityKind, Resolved};
+use crate::resolve::{IdentityKind, IpcacheSource, Resolved};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -185,6 +185,15 @@ fn check_ipcache(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
         if entry.identity.is_any() || !resolved.identities.contains_key(&entry.identity) {
             errors
                 .push(ValidationError::UnknownIdentity { at: format!("ipcache `{prefix}`"), identity: entry.identity });
+        }
+        // The emitter names an endpoint's entries after the endpoint.
+        if let IpcacheSource::Endpoint(index) = entry.source {
+            if index >= resolved.endpoints.len() {
+                errors.push(ValidationError::EndpointMismatch {
+                    endpoint: format!("#{index}"),
+                    detail: format!("owner of ipcache `{prefix}` does not exist"),
+                });
+            }
         }
     }
     for (ipv6, identity) in [(false, Identity::WORLD_IPV4), (true, Identity::WORLD_IPV6)] {

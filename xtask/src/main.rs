@@ -7,13 +7,15 @@ mod bench_apply;
 mod bench_datapath;
 mod deps;
 mod ebpf;
+mod fuzz;
 mod synth;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci      install what the checks need (root; otherwise print the command),
-          format check, clippy (warnings are errors), the whole test suite
+          format check, clippy (warnings are errors), the whole test suite,
+          15 s of each fuzz target
   bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always),
           and the README's graph of the example (docs/example-graph.dot, .svg;
           needs Graphviz `dot`)
@@ -28,6 +30,10 @@ commands:
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)
+  fuzz [--seconds N | --runs N]
+          build the libFuzzer targets of `fuzz/` (installs cargo-fuzz when
+          missing), seed their corpora from the repository's manifests, run
+          each target for N seconds (default 60) or N runs; fails on a crash
   bench datapath
           per-packet cost of the tc programs (BPF_PROG_TEST_RUN, root)
           beside the empty program, by policy and ipcache size";
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
         Some("bench") if args.get(1).map(String::as_str) == Some("datapath") => bench_datapath::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("build-ebpf") => ebpf::run(&args[1..]),
+        Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -81,7 +88,9 @@ fn ci() -> Result<(), String> {
     ebpf::run(&["--check".to_string()])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     // Golden files are compared, never rewritten, in CI.
-    cargo(&["test", "--workspace", "--no-fail-fast"], &[("INSTA_UPDATE", "no"), ("CI", "true")])
+    cargo(&["test", "--workspace", "--no-fail-fast"], &[("INSTA_UPDATE", "no"), ("CI", "true")])?;
+    // A short pass of every fuzz target: the long campaigns run by hand.
+    fuzz::run(fuzz::Budget::Seconds(fuzz::CI_SECONDS))
 }
 
 fn bless() -> Result<(), String> {

@@ -284,6 +284,12 @@ fn l7_rules(ctx: &mut Ctx, node: &Node, path: &str) -> Option<L7Rules> {
     match fields.get("l7proto") {
         Some(p) => {
             let name = ctx.string(p, &join(path, "l7proto"))?;
+            // An empty parser would reach the maps as a redirect to no
+            // proxy, which the validator refuses (found by `fuzz/` `ir`).
+            if name.is_empty() {
+                ctx.report(codes::INVALID_L7, Some(p), &join(path, "l7proto"), "`l7proto` is empty", None);
+                return None;
+            }
             parsers.push(name.to_string());
         }
         None if l7.is_some() => {
