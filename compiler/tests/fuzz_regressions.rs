@@ -4,6 +4,7 @@
 use policyc::emit::{emit, BundleOptions, EmitError};
 use policyc::select::parse_selector;
 use policyc_ir::cluster::Cluster;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::resolve::{resolve, IpcacheSource};
 use policyc_ir::validate::{validate, ValidationError};
 
@@ -27,7 +28,7 @@ fn a_selector_with_an_empty_value_prints_as_a_query_that_parses_back() {
 fn an_ipcache_entry_of_a_missing_endpoint_is_invalid_and_emission_fails() {
     let cluster = Cluster::default();
     let mut resolved = resolve(&cluster);
-    resolved.ipcache[0].source = IpcacheSource::Endpoint(0);
+    resolved.ipcache[0].source = IpcacheSource::Endpoint(EndpointId::new(0));
     let errors = validate(&resolved).unwrap_err();
     assert!(
         errors.iter().any(|e| matches!(e, ValidationError::EndpointMismatch { endpoint, .. } if endpoint == "#0")),

@@ -12,6 +12,7 @@ use policyc::emit::{emit, BundleOptions};
 use policyc_ir::cidr::{max_len, Cidr};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::identity::Identity;
+use policyc_ir::ids::EndpointId;
 use policyc_ir::labels::Labels;
 use policyc_ir::policy::{
     Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
@@ -206,7 +207,7 @@ fn apply(resolved: &mut Resolved, edit: Edit) {
             entry.prefix = Cidr::new(addr, len % (max_len(addr) + 1));
         }
         Edit::IpcacheOwner(i, owner) if n_ipcache > 0 => {
-            resolved.ipcache[i % n_ipcache].source = IpcacheSource::Endpoint(owner % 16)
+            resolved.ipcache[i % n_ipcache].source = IpcacheSource::Endpoint(EndpointId::new(owner % 16))
         }
         Edit::DropIpcache(i) if n_ipcache > 0 => {
             resolved.ipcache.remove(i % n_ipcache);
@@ -214,13 +215,15 @@ fn apply(resolved: &mut Resolved, edit: Edit) {
         Edit::EndpointIdentity(i, id) if n_endpoints > 0 => {
             resolved.endpoints[i % n_endpoints].identity = id.map(Identity)
         }
-        Edit::EndpointIndex(i, index) if n_endpoints > 0 => resolved.endpoints[i % n_endpoints].index = index % 16,
+        Edit::EndpointIndex(i, index) if n_endpoints > 0 => {
+            resolved.endpoints[i % n_endpoints].index = EndpointId::new(index % 16)
+        }
         Edit::EndpointNode(i, node) if n_endpoints > 0 => {
             resolved.endpoints[i % n_endpoints].node = node.map(|n| NODES[usize::from(n) % NODES.len()].into());
         }
         Edit::EndpointIpOwner(ip, owner) => {
             if let Some(key) = resolved.endpoint_ips.keys().nth(ip % 8).copied() {
-                resolved.endpoint_ips.insert(key, owner % 16);
+                resolved.endpoint_ips.insert(key, EndpointId::new(owner % 16));
             }
         }
         Edit::KeyIdentity(e, k, id) => edit_key(resolved, e, k, |key| key.identity = Identity(id)),

@@ -188,7 +188,7 @@ fn check_ipcache(resolved: &Resolved, errors: &mut Vec<ValidationError>) {
         }
         // The emitter names an endpoint's entries after the endpoint.
         if let IpcacheSource::Endpoint(index) = entry.source {
-            if index >= resolved.endpoints.len() {
+            if index.index() >= resolved.endpoints.len() {
                 errors.push(ValidationError::EndpointMismatch {
                     endpoint: format!("#{index}"),
                     detail: format!("owner of ipcache `{prefix}` does not exist"),
