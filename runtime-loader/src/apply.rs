@@ -2,7 +2,8 @@
 //! incrementally.
 //!
 //! 1. **Check** (no writes): read and check the bundle's manifest (format,
-//!    layouts, capacities); take the appliers' lock; check the pinned maps
+//!    layouts, capacities) and the desired state as a whole
+//!    ([`crate::validate`]); take the appliers' lock; check the pinned maps
 //!    that exist; find each local endpoint's interface.
 //! 2. **Plan**: the manifest of the bundle the inactive generation holds
 //!    is kept ([`crate::store`]); compared with the new manifest, it says
@@ -50,6 +51,7 @@ use crate::paths::Paths;
 use crate::record::{self, Record, RecordedEndpoint};
 use crate::route;
 use crate::store;
+use crate::validate;
 use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
@@ -138,6 +140,7 @@ pub fn apply_desired<K: Kernel>(
     started: Instant,
 ) -> Result<ApplyReport, LoaderError> {
     let mut run = Run { kernel, paths, desired, options, phases: Phases { start: started, done: Vec::new() } };
+    validate::desired(desired)?;
     let _lock = lock(paths, &options.lock)?;
     let checked = match run.check()? {
         Checked::InForce(report) => return Ok(report),

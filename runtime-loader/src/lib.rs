@@ -48,6 +48,7 @@ pub mod route;
 pub mod status;
 pub mod store;
 pub mod uninstall;
+pub mod validate;
 
 // Where they were before the kernel seam: the tests and `probe` use them.
 pub use kernel::aya::{attach, programs};

@@ -282,10 +282,8 @@ fn endpoint(e: &format::EndpointSpec, files: &BTreeMap<String, FileDigest>) -> R
     if e.config.endpoint_id != u32::from(e.id) {
         return Err(bad(format!("settings name endpoint id {}, not {}", e.config.endpoint_id, e.id)));
     }
-    // The stem names pinned links: one plain file name.
-    if e.stem.is_empty() || e.stem.starts_with('.') || e.stem.contains('/') {
-        return Err(bad(format!("bad stem `{}`", e.stem)));
-    }
+    // The stem names pinned links: a file name bpffs takes.
+    policyc_bundle::stem::check_stem(&e.stem).map_err(|error| bad(error.to_string()))?;
     if !files.contains_key(&e.policy_file) {
         return Err(bad(format!("policy file `{}` has no digest in `files`", e.policy_file)));
     }

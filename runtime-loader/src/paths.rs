@@ -50,11 +50,9 @@ impl Paths {
     }
 
     /// Pin of the link of endpoint `stem`'s program with `suffix`
-    /// (`from`/`to`). bpffs refuses names with a `.`, which stems have
-    /// (`<ns>.<pod>`); Kubernetes names never contain `_`, so `_` stands in
-    /// for it without two stems meeting.
+    /// (`from`/`to`), named by [`policyc_bundle::stem::link_pin_name`].
     pub fn link(&self, stem: &str, suffix: &str) -> PathBuf {
-        self.links().join(format!("{}_{suffix}", stem.replace('.', "_")))
+        self.links().join(policyc_bundle::stem::link_pin_name(stem, suffix))
     }
 
     /// The record of the last apply.

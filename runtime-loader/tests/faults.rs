@@ -432,3 +432,43 @@ fn a_second_applier_waits_for_the_lock_and_then_refuses_naming_the_holder() {
     assert!(stderr.contains("waiting up to 5.0 s for"), "the applier says it waits:\n{stderr}");
     assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
 }
+
+#[test]
+fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied() {
+    let mut node = Node::new("l");
+    let (namespace, pod) = ("n".repeat(63), "p".repeat(253));
+    let input = node.work.0.join("long-input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(
+        input.join("20-long.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels:\n    app: long\n\
+             spec:\n  nodeName: node-a\n  containers:\n    - name: main\n\
+             status:\n  phase: Running\n  podIP: 10.200.250.13\n  podIPs:\n    - ip: 10.200.250.13\n"
+        ),
+    )
+    .unwrap();
+    let bundle = compile(&[data("cluster"), input], &node.work.0.join("long"));
+    let interface = format!("pcf{}l2", std::process::id() % 100_000);
+    ip(&["link", "add", &interface, "type", "veth", "peer", "name", &format!("{interface}p")]);
+    node.interfaces.push(interface.clone());
+    ip(&["link", "set", &interface, "up"]);
+
+    let mut args = node.apply_args(&bundle);
+    args.extend(["--interface".into(), format!("{namespace}/{pod}={interface}")]);
+    let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let links: Vec<String> = std::fs::read_dir(node.paths.links())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(&namespace))
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(links.iter().all(|l| l.len() <= 255 && l.contains('+')), "{links:?}");
+    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (_, programs) = SchedClassifier::query_tcx(&interface, t).expect("query tcx");
+        assert_eq!(programs.len(), 1, "{t:?}");
+    }
+}

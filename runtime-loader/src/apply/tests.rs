@@ -358,3 +358,42 @@ fn a_desired_state_in_memory_is_applied_like_its_directory() {
     assert_eq!(report.diffed_against, "live maps");
     node.in_force(&fixture.a).unwrap();
 }
+
+#[test]
+fn a_pod_with_the_longest_legal_name_is_pinned_under_a_hashed_stem() {
+    let dir = Scratch::new("long");
+    let long = "p".repeat(253);
+    let bundle = compile(&dir.0, "long", &cluster(&[(&long, "server", 2), ("client", "client", 3)], ""));
+    let node = Node::new();
+    let mut options = options();
+    options.interfaces.insert(format!("demo/{long}"), "veth-server".into());
+    node.apply_with(&DesiredState::from_directory(&bundle).unwrap(), &options).unwrap();
+    let stem = &Bundle::read(&bundle).unwrap().endpoints.iter().find(|e| e.name.len() > 200).unwrap().stem.clone();
+    assert!(stem.starts_with("demo.ppp") && stem.len() <= policyc_bundle::stem::MAX_STEM_BYTES, "{stem}");
+    let memory = node.kernel.memory();
+    for t in Template::ALL {
+        let pin = node.paths.link(stem, t.suffix());
+        assert!(pin.file_name().unwrap().len() <= 255);
+        let attached = node.kernel.attached("veth-server", t).unwrap();
+        assert!(memory.links.get(&pin).is_some_and(|l| attached == [l.program]), "{t:?}");
+    }
+}
+
+#[test]
+fn an_unpinnable_stem_is_refused_before_anything_is_written() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    for stem in ["demo.".to_string() + &"s".repeat(251), "demo.a b".into(), "demo.a\nb".into(), "demo.*".into()] {
+        let mut bundle = Bundle::read(&fixture.b).unwrap();
+        bundle.endpoints.iter_mut().find(|e| e.name == "demo/server").unwrap().stem = stem.clone();
+        for dry_run in [false, true] {
+            let err = node.apply_with(&DesiredState::Memory(bundle.clone()), &ApplyOptions { dry_run, ..options() });
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains("endpoint `demo/server`: stem"), "{stem:?}: {err}");
+        }
+    }
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.in_force(&fixture.a).unwrap();
+}
