@@ -12,9 +12,10 @@
 //!    what did not change. Where the record is not trusted or `--reconcile`
 //!    is given, the whole bundle is read and diffed against the live maps.
 //!    Every piece read is checked against its digest and parsed.
-//!    `--dry-run` stops here.
 //! 3. **Verify**: specialize and load through the verifier every program
-//!    this apply will attach.
+//!    this apply will attach. `--dry-run` loads them into a scratch root
+//!    that it removes, and stops here: it refuses what `apply` refuses
+//!    before its first write.
 //! 4. **Sync** the inactive generation (no packet reads it), after marking
 //!    it unknown in the record, and keep the pieces read.
 //! 5. **Prepare programs**: an endpoint whose new policy needs a lookup its
@@ -67,7 +68,8 @@ pub struct ApplyOptions {
     pub interfaces: BTreeMap<String, String>,
     /// Read the live maps rather than trust the record.
     pub reconcile: bool,
-    /// Plan only: write nothing, load nothing.
+    /// Check, plan and verify only: write nothing, load programs only into
+    /// a scratch root.
     pub dry_run: bool,
     /// How long to wait for another applier.
     pub lock: LockWait,
@@ -148,6 +150,7 @@ pub fn apply_desired<K: Kernel>(
     };
     let (planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
+        run.verify_dry(&checked)?;
         return Ok(run.dry_run(checked, planned, report));
     }
     let loaded = run.verify(&checked)?;

@@ -52,8 +52,9 @@ enum Command {
         /// apply, and repair any drift.
         #[arg(long)]
         reconcile: bool,
-        /// Print the plan (map operations, program switches) and change
-        /// nothing.
+        /// Run every check `apply` runs (programs through the verifier,
+        /// into a scratch root), print the plan (map operations, program
+        /// switches) and change nothing.
         #[arg(long)]
         dry_run: bool,
     },

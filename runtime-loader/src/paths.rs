@@ -20,6 +20,14 @@ impl Paths {
         Paths { root: bpffs.join(root), state: state.to_path_buf() }
     }
 
+    /// A root beside this one, of this process alone, for what `apply
+    /// --dry-run` loads (bpffs refuses a `.` in names, hence the `-`).
+    pub fn scratch(&self) -> Paths {
+        let name = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let root = self.root.with_file_name(format!("{name}-dry-run-{}", std::process::id()));
+        Paths { root, state: self.state.clone() }
+    }
+
     /// Directory of the pinned maps.
     pub fn maps(&self) -> PathBuf {
         self.root.join("maps")

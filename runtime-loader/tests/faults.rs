@@ -472,3 +472,77 @@ fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied(
         assert_eq!(programs.len(), 1, "{t:?}");
     }
 }
+
+/// A change to a copy of a bundle (in `dir`).
+type Mutation = fn(&Path);
+
+fn rewrite_template(dir: &Path, relative: &str, change: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join(relative);
+    let mut bytes = std::fs::read(&path).unwrap();
+    change(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+    support::redigest(dir, relative);
+}
+
+#[test]
+fn dry_run_refuses_every_bundle_apply_refuses() {
+    const TO: &str = "programs/to_container.o";
+    const FROM: &str = "programs/from_container.o";
+    let cases: [(&str, Mutation, &[&str]); 6] = [
+        ("corrupt", |d| rewrite_template(d, TO, |b| b[16..64].fill(0xff)), &["to_container"]),
+        ("truncated", |d| rewrite_template(d, TO, |b| b.truncate(b.len() / 2)), &["to_container"]),
+        ("empty", |d| rewrite_template(d, TO, Vec::clear), &["to_container"]),
+        // A big-endian object (`EI_DATA` 2), as built for s390x.
+        ("foreign", |d| rewrite_template(d, TO, |b| b[5] = 2), &["to_container"]),
+        (
+            "swapped",
+            |d| {
+                let (from, to) = (std::fs::read(d.join(FROM)).unwrap(), std::fs::read(d.join(TO)).unwrap());
+                rewrite_template(d, FROM, |b| *b = to);
+                rewrite_template(d, TO, |b| *b = from);
+            },
+            &["_container"],
+        ),
+        (
+            "unpinnable-stem",
+            |d| {
+                let manifest = d.join("manifest.json");
+                let mut json: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+                let endpoints = json["endpoints"].as_array_mut().unwrap();
+                endpoints[0]["stem"] = format!("demo.{}", "s".repeat(300)).into();
+                std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+            },
+            &["endpoint `demo/", "is longer than 200 bytes"],
+        ),
+    ];
+    let node = Node::new("d");
+    let before = node.snapshot();
+    for (tag, mutate, needles) in cases {
+        let bad = node.copy_of_new(tag);
+        mutate(&bad);
+        let mut dry = node.apply_args(&bad);
+        dry.push("--dry-run".into());
+        let out = node.loader(&dry.iter().map(String::as_str).collect::<Vec<_>>());
+        let dry_err = refused(&out, needles);
+        assert_eq!(node.snapshot(), before, "{tag}: the dry run changed the node:\n{dry_err}");
+        let err = refused(&node.apply(&bad), needles);
+        assert_eq!(node.snapshot(), before, "{tag}: the refused apply changed the node:\n{err}");
+        let scratch = node.paths.scratch().root;
+        let leftovers = std::fs::read_dir("/sys/fs/bpf")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}-dry-run-", node.root)))
+            .count();
+        assert_eq!(leftovers, 0, "{tag}: a dry run left a scratch root such as `{}`", scratch.display());
+    }
+    // The intact bundle passes both.
+    let mut dry = node.apply_args(&node.new);
+    dry.push("--dry-run".into());
+    let out = node.loader(&dry.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(node.snapshot(), before);
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}

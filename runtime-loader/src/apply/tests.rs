@@ -272,12 +272,19 @@ fn nothing_is_written_before_every_check_passed() {
         let err = node.apply(&fixture.b).unwrap_err();
         assert_eq!(err.errno(), Some(5), "{call:?}: {err}");
     }
-    // A dry run loads nothing and writes nothing.
+    // A dry run loads nothing and writes nothing: it checks its programs
+    // through the verifier in a scratch root, and refuses what that
+    // refuses.
     let dry = ApplyOptions { dry_run: true, ..options() };
     let loads = node.kernel.calls(Call::Load);
+    let checks = node.kernel.calls(Call::CheckLoad);
     let report = node.apply_with(&DesiredState::from_directory(&fixture.b).unwrap(), &dry).unwrap();
     assert!(report.dry_run && report.maps.values().any(|o| o.added > 0));
     assert_eq!(node.kernel.calls(Call::Load), loads);
+    assert!(node.kernel.calls(Call::CheckLoad) > checks);
+    node.kernel.fail(Call::CheckLoad, 1, 22);
+    let err = node.apply_with(&DesiredState::from_directory(&fixture.b).unwrap(), &dry).unwrap_err();
+    assert_eq!(err.errno(), Some(22), "{err}");
 
     assert_eq!(node.kernel.memory().journal.len(), journal, "{:?}", node.kernel.memory().journal);
     node.in_force(&fixture.a).unwrap();
