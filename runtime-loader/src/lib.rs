@@ -30,6 +30,7 @@
 pub mod apply;
 pub mod bpffs;
 pub mod bundle;
+pub mod bundle_file;
 pub mod desired;
 pub mod entries;
 pub mod error;

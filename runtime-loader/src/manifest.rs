@@ -9,6 +9,7 @@
 //! bundle's hash: it covers every file through their digests.
 
 use crate::bundle::BundleError;
+use crate::bundle_file;
 use policyc_bundle::digest::sha256_hex;
 pub use policyc_bundle::digest::{FileDigest, Piece};
 use policyc_bundle::manifest::{self as format, ManifestError};
@@ -67,11 +68,18 @@ fn io(path: &Path, error: std::io::Error) -> BundleError {
 }
 
 impl Manifest {
-    /// Reads and checks `dir/manifest.json`; reads no other file.
+    /// Reads and checks `dir/manifest.json`; reads no other file, but
+    /// checks that each file it lists is a regular file (before an apply
+    /// takes its lock, so that none can block it there).
     pub fn read(dir: &Path) -> Result<Manifest, BundleError> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        Manifest::parse(dir, text)
+        let bytes = bundle_file::read(&path)?;
+        let text = String::from_utf8(bytes).map_err(|_| BundleError::Manifest("not UTF-8 text".into()))?;
+        let manifest = Manifest::parse(dir, text)?;
+        for path in manifest.files.keys() {
+            bundle_file::check(&dir.join(path))?;
+        }
+        Ok(manifest)
     }
 
     /// Checks `text`, the manifest of the bundle in `dir`.
@@ -147,11 +155,10 @@ impl Manifest {
         let piece = pieces.get(index).ok_or_else(|| BundleError::Manifest(format!("`{path}` has no piece {index}")))?;
         let full = self.dir.join(path);
         let bytes = match piece.bytes {
-            None => std::fs::read(&full).map_err(|e| io(&full, e))?,
+            None => bundle_file::read(&full)?,
             Some(len) => {
                 let offset: usize = pieces[..index].iter().map(|p| p.bytes.unwrap_or(0)).sum();
-                let mut file = std::fs::File::open(&full).map_err(|e| io(&full, e))?;
-                let size = file.metadata().map_err(|e| io(&full, e))?.len();
+                let (mut file, size) = bundle_file::open(&full)?;
                 let listed: usize = pieces.iter().map(|p| p.bytes.unwrap_or(0)).sum();
                 if size != listed as u64 {
                     return Err(BundleError::Digest(format!("`{path}` has {size} bytes, its pieces {listed}")));
@@ -169,8 +176,7 @@ impl Manifest {
 
     /// Reads text file `path` whole, piece by piece, each checked.
     pub fn read_text(&self, path: &str) -> Result<String, BundleError> {
-        let full = self.dir.join(path);
-        let bytes = std::fs::read(&full).map_err(|e| io(&full, e))?;
+        let bytes = bundle_file::read(&self.dir.join(path))?;
         let digest = self.digest(path)?;
         if sha256_hex(&bytes) != digest.sha256 {
             return Err(BundleError::Digest(format!("`{path}` does not match its digest in manifest.json")));
@@ -195,7 +201,7 @@ impl Manifest {
     pub fn templates(&self) -> Result<Templates, BundleError> {
         let read = |path: &str| {
             let full = self.dir.join(path);
-            let bytes = std::fs::read(&full).map_err(|e| io(&full, e))?;
+            let bytes = bundle_file::read(&full)?;
             if sha256_hex(&bytes) != self.digest(path)?.sha256 {
                 return Err(BundleError::Digest(format!("`{path}` does not match its digest in manifest.json")));
             }

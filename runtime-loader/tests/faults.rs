@@ -435,7 +435,7 @@ fn a_second_applier_waits_for_the_lock_and_then_refuses_naming_the_holder() {
 
 #[test]
 fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied() {
-    let mut node = Node::new("l");
+    let mut node = Node::new("n");
     let (namespace, pod) = ("n".repeat(63), "p".repeat(253));
     let input = node.work.0.join("long-input");
     std::fs::create_dir_all(&input).unwrap();
@@ -450,7 +450,7 @@ fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied(
     )
     .unwrap();
     let bundle = compile(&[data("cluster"), input], &node.work.0.join("long"));
-    let interface = format!("pcf{}l2", std::process::id() % 100_000);
+    let interface = format!("pcf{}n2", std::process::id() % 100_000);
     ip(&["link", "add", &interface, "type", "veth", "peer", "name", &format!("{interface}p")]);
     node.interfaces.push(interface.clone());
     ip(&["link", "set", &interface, "up"]);
@@ -516,7 +516,7 @@ fn dry_run_refuses_every_bundle_apply_refuses() {
             &["endpoint `demo/", "is longer than 200 bytes"],
         ),
     ];
-    let node = Node::new("d");
+    let node = Node::new("r");
     let before = node.snapshot();
     for (tag, mutate, needles) in cases {
         let bad = node.copy_of_new(tag);
@@ -545,4 +545,31 @@ fn dry_run_refuses_every_bundle_apply_refuses() {
     let out = node.apply(&node.new);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let node = Node::new("p");
+    let closed = |args: &[String]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_policyc-loader"))
+            .args(["--bpffs", "/sys/fs/bpf", "--root", &node.root, "--state"])
+            .arg(&node.state.0)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the loader writes a byte.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    let before = node.snapshot();
+    let out = closed(&node.apply_args(&node.new));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the apply went in");
+    let out = closed(&["status".to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A refused apply still says so, in its exit code, with its reader gone.
+    let out = closed(&node.apply_args(&node.work.0.join("nowhere")));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }

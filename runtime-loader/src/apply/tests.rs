@@ -404,3 +404,19 @@ fn an_unpinnable_stem_is_refused_before_anything_is_written() {
     assert_eq!(node.kernel.memory().journal.len(), journal);
     node.in_force(&fixture.a).unwrap();
 }
+
+#[test]
+fn a_map_file_that_is_not_a_regular_file_is_refused_before_the_lock() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "fifo", &text);
+    let ipcache = bundle.join(crate::manifest::IPCACHE_FILE);
+    std::fs::remove_file(&ipcache).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&ipcache).status().unwrap().success());
+    let err = DesiredState::from_directory(&bundle).unwrap_err().to_string();
+    assert!(err.contains("ipcache.txt` is not a regular file"), "{err}");
+    std::fs::remove_file(&ipcache).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &ipcache).unwrap();
+    let err = DesiredState::from_directory(&bundle).unwrap_err().to_string();
+    assert!(err.contains("ipcache.txt` is not a regular file"), "{err}");
+}
