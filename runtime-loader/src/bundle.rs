@@ -5,7 +5,8 @@
 
 use crate::entries;
 pub use crate::manifest::{BundleEndpoint, FORMAT_VERSION};
-use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
+use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::rules::RuleLine;
 use policyc_bundle::LineError;
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
@@ -135,9 +136,11 @@ impl Bundle {
             .into_iter()
             .map(|(k, v, _)| (k, v))
             .collect();
-        // Policy lines carry their cookies; the rule table is for flow
-        // events and people, checked here like every file of the bundle.
+        // Policy lines carry their cookies and identities; the rule and
+        // identity tables are for flow events and people, checked here
+        // like every file of the bundle.
         RuleLine::parse_all(RULES_FILE, 1, &text(RULES_FILE)?).map_err(entry)?;
+        IdentityLine::parse_all(IDENTITIES_FILE, &text(IDENTITIES_FILE)?).map_err(entry)?;
         let templates = manifest.templates()?;
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();

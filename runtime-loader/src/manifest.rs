@@ -13,7 +13,7 @@ use crate::bundle_file;
 use policyc_bundle::digest::sha256_hex;
 pub use policyc_bundle::digest::{FileDigest, Piece};
 use policyc_bundle::manifest::{self as format, ManifestError};
-pub use policyc_bundle::{ENDPOINTS_FILE, FORMAT_VERSION, IPCACHE_FILE, RULES_FILE};
+pub use policyc_bundle::{ENDPOINTS_FILE, FORMAT_VERSION, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use policyc_ebpf::abi;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::specialize::specialize_body;
@@ -108,8 +108,9 @@ impl Manifest {
             endpoints,
             files,
         };
-        for path in
-            [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE].into_iter().chain(manifest.programs.iter().map(String::as_str))
+        for path in [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE, IDENTITIES_FILE]
+            .into_iter()
+            .chain(manifest.programs.iter().map(String::as_str))
         {
             manifest.digest(path)?;
         }

@@ -420,3 +420,32 @@ fn a_map_file_that_is_not_a_regular_file_is_refused_before_the_lock() {
     let err = DesiredState::from_directory(&bundle).unwrap_err().to_string();
     assert!(err.contains("ipcache.txt` is not a regular file"), "{err}");
 }
+
+#[test]
+fn identities_txt_is_checked_against_its_digest() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let corrupt = compile(&fixture.dir.0, "identities", &text);
+    let identities = corrupt.join(crate::manifest::IDENTITIES_FILE);
+    let text = std::fs::read_to_string(&identities).unwrap();
+    let changed = text.replacen("role=", "role=x", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&identities, changed).unwrap();
+    // Read whole (a first apply) and by changed pieces (the target
+    // generation holds `a`, recorded).
+    let node = Node::new();
+    let err = node.apply(&corrupt).unwrap_err().to_string();
+    assert!(err.contains("identities.txt") && err.contains("digest"), "{err}");
+    assert!(node.kernel.memory().journal.is_empty());
+    let c = compile(&fixture.dir.0, "c", &cluster(&[("server", "server", 2), ("client", "client", 3)], ""));
+    node.apply(&fixture.a).unwrap();
+    node.apply(&c).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    let err = node.apply(&corrupt).unwrap_err().to_string();
+    assert!(err.contains("identities.txt") && err.contains("digest"), "{err}");
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.maps_in_force(&c).unwrap();
+    // That apply was planned from the record: so is the intact one.
+    let report = node.apply(&fixture.b).unwrap();
+    assert_eq!(report.diffed_against, "record");
+}
