@@ -449,3 +449,76 @@ fn identities_txt_is_checked_against_its_digest() {
     let report = node.apply(&fixture.b).unwrap();
     assert_eq!(report.diffed_against, "record");
 }
+
+#[test]
+fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    let good = Bundle::read(&fixture.b).unwrap();
+    let endpoint = |b: &mut Bundle, name: &str| -> usize { b.endpoints.iter().position(|e| e.name == name).unwrap() };
+    type Mutation = fn(&mut Bundle, &dyn Fn(&mut Bundle, &str) -> usize);
+    let cases: [(&str, Mutation, &str); 9] = [
+        (
+            "same id",
+            |b, at| {
+                let (s, c) = (at(b, "demo/server"), at(b, "demo/client"));
+                b.endpoints[c].id = b.endpoints[s].id;
+            },
+            "have one id",
+        ),
+        (
+            "same name",
+            |b, at| {
+                let c = at(b, "demo/client");
+                b.endpoints[c].name = "demo/server".into();
+            },
+            "have one name `demo/server`",
+        ),
+        (
+            "same stem",
+            |b, at| {
+                let c = at(b, "demo/client");
+                b.endpoints[c].stem = "demo.server".into();
+            },
+            "have one stem `demo.server`",
+        ),
+        (
+            "same address",
+            |b, at| {
+                let (s, c) = (at(b, "demo/server"), at(b, "demo/client"));
+                b.endpoints[c].addresses = b.endpoints[s].addresses.clone();
+            },
+            "have one address",
+        ),
+        ("stem with a newline", |b, _| b.endpoints[0].stem = "demo.a\nb".into(), "stem `demo.a\\nb`"),
+        ("stem with a space", |b, _| b.endpoints[0].stem = "demo.a b".into(), "stem `demo.a b`"),
+        ("stem with a star", |b, _| b.endpoints[0].stem = "demo.*".into(), "stem `demo.*`"),
+        ("identity 0 in the ipcache", |b, _| b.ipcache[0].1.identity = 0, "map `ipcache` has identity 0"),
+        (
+            "one prefix with two identities",
+            |b, _| {
+                let mut twin = b.ipcache[0];
+                twin.1.identity += 1;
+                b.ipcache.push(twin);
+            },
+            "map `ipcache` repeats the key",
+        ),
+    ];
+    for (case, mutate, needle) in cases {
+        let mut bundle = good.clone();
+        mutate(&mut bundle, &endpoint);
+        for dry_run in [false, true] {
+            let err = node.apply_with(&DesiredState::Memory(bundle.clone()), &ApplyOptions { dry_run, ..options() });
+            let err = err.expect_err(case).to_string();
+            assert!(err.contains(needle), "{case} (dry run: {dry_run}): {err}");
+        }
+    }
+    let mut zero = good.clone();
+    zero.endpoint_entries[0].1.identity = 0;
+    let err = node.apply_with(&DesiredState::Memory(zero), &options()).unwrap_err().to_string();
+    assert!(err.contains("map `endpoints` has identity 0"), "{err}");
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.in_force(&fixture.a).unwrap();
+}
