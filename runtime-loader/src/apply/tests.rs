@@ -522,3 +522,27 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
     assert_eq!(node.kernel.memory().journal.len(), journal);
     node.in_force(&fixture.a).unwrap();
 }
+
+#[test]
+fn a_policy_entry_naming_a_rule_the_rule_table_lacks_is_refused() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "rules", &text);
+    let rules = bundle.join(crate::manifest::RULES_FILE);
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&rules, rest).unwrap();
+    // Listed with its new digest: only the cross-reference is wrong.
+    let manifest = bundle.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    json["files"][crate::manifest::RULES_FILE] = serde_json::json!({
+        "sha256": policyc_bundle::digest::sha256_hex(rest.as_bytes()),
+        "lines": rest.lines().count(),
+    });
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let cookie = first.split(' ').next().unwrap();
+    let node = Node::new();
+    let err = node.apply(&bundle).unwrap_err().to_string();
+    assert!(err.contains(&format!("names rule cookie {cookie}, which `maps/rules.txt` does not list")), "{err}");
+    assert!(node.kernel.memory().journal.is_empty());
+}
