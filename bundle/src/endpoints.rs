@@ -63,7 +63,7 @@ impl<'a> EndpointLine<'a> {
         let mut f = Fields::new(file, line, text);
         let ip = f.next_address()?;
         let id = f.next_number("endpoint id")?;
-        let identity = f.next_number("identity")?;
+        let identity = f.next_identity()?;
         let enforced = match f.next("enforcement")? {
             "ingress+egress" => Enforced { ingress: true, egress: true },
             "ingress" => Enforced { ingress: true, egress: false },
@@ -98,6 +98,7 @@ mod tests {
         for (bad, message) in [
             ("10.0.1.2 65536 256 - shop/api", "`65536` is not a valid endpoint id"),
             ("10.0.1.2 7 256 both shop/api", "unknown enforcement `both`"),
+            ("10.0.1.2 7 0 - shop/api", "identity 0 is no identity"),
             ("10.0.1.2 7 256 - shop/api x", "unexpected `x` at the end of the line"),
         ] {
             let e = EndpointLine::parse("endpoints.txt", 4, bad).unwrap_err();

@@ -47,7 +47,7 @@ impl IdentityLine {
     /// Parses `text`, line `line` of `file`.
     pub fn parse(file: &str, line: usize, text: &str) -> Result<Self, LineError> {
         let mut f = Fields::new(file, line, text);
-        let identity = f.next_number("identity")?;
+        let identity = f.next_identity()?;
         let kind = f.next("kind")?;
         let kind = KINDS.into_iter().find(|k| *k == kind).ok_or_else(|| f.error(format!("unknown kind `{kind}`")))?;
         let labels = f.last("labels")?.to_string();

@@ -75,7 +75,7 @@ impl<'a> IpcacheLine<'a> {
         if masked(addr, prefix_len) != addr {
             return Err(f.error(format!("`{prefix}` has host bits set")));
         }
-        let identity = f.next_number("identity")?;
+        let identity = f.next_identity()?;
         let source = f.last("source")?;
         let source = match source {
             "world" => Source::World,
@@ -126,6 +126,7 @@ mod tests {
         for (bad, message) in [
             ("10.0.1.2/33 256 cidr", "prefix length 33 > 32"),
             ("10.0.1.2/24 256 cidr", "`10.0.1.2/24` has host bits set"),
+            ("10.0.1.0/24 0 cidr", "identity 0 is no identity"),
             ("10.0.1.0/24 0256 cidr", "`0256` is not a valid identity"),
             ("10.0.1.0/24 256 nowhere", "unknown source `nowhere`"),
             ("10.0.1.0/24 256", "no source"),

@@ -26,7 +26,7 @@
 //! cuts long text files into content-defined pieces ([`digest`]), so a
 //! loader reads only what changed. Ids that must stay put across compiles
 //! (endpoint ids on a node, rule cookies across the cluster) are allocated
-//! by [`ids`]. Nothing here does I/O: every function works on text or
+//! by [`ids`]; endpoint stems, which name pinned links, by [`stem`]. Nothing here does I/O: every function works on text or
 //! bytes in memory.
 #![deny(missing_docs)]
 
@@ -39,6 +39,7 @@ pub mod ipcache;
 pub mod manifest;
 pub mod policy;
 pub mod rules;
+pub mod stem;
 mod text;
 
 pub use error::LineError;

@@ -85,6 +85,16 @@ impl<'f, 'a> Fields<'f, 'a> {
         self.number(what, s)
     }
 
+    /// The next field as an identity: a number other than 0, which the
+    /// datapath reads as no identity (policy lines write a peer of any
+    /// identity as `any`).
+    pub(crate) fn next_identity(&mut self) -> Result<u32, LineError> {
+        match self.next_number("identity")? {
+            0 => Err(self.error("identity 0 is no identity".into())),
+            identity => Ok(identity),
+        }
+    }
+
     /// The next field as an address ([`Fields::address`]).
     pub(crate) fn next_address(&mut self) -> Result<IpAddr, LineError> {
         let s = self.next("address")?;

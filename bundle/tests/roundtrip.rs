@@ -105,7 +105,7 @@ proptest! {
     }
 
     #[test]
-    fn ipcache_lines(lines in proptest::collection::btree_map(prefix(), (any::<u32>(), 0u8..5, name()), 1..20), how in any::<usize>(), at in any::<usize>()) {
+    fn ipcache_lines(lines in proptest::collection::btree_map(prefix(), (1u32.., 0u8..5, name()), 1..20), how in any::<usize>(), at in any::<usize>()) {
         let lines: Vec<IpcacheLine> = lines.iter().map(|((addr, len), (identity, source, name))| IpcacheLine {
             addr: *addr,
             prefix_len: *len,
@@ -129,7 +129,7 @@ proptest! {
     }
 
     #[test]
-    fn endpoint_lines(lines in proptest::collection::btree_map(address(), (any::<u16>(), any::<u32>(), any::<(bool, bool)>(), name()), 1..20), how in any::<usize>(), at in any::<usize>()) {
+    fn endpoint_lines(lines in proptest::collection::btree_map(address(), (any::<u16>(), 1u32.., any::<(bool, bool)>(), name()), 1..20), how in any::<usize>(), at in any::<usize>()) {
         let lines: Vec<EndpointLine> = lines.iter().map(|(ip, (id, identity, (ingress, egress), name))| EndpointLine {
             ip: *ip,
             id: *id,
@@ -161,7 +161,7 @@ proptest! {
     }
 
     #[test]
-    fn identity_lines(lines in proptest::collection::btree_map(any::<u32>(), (0usize..3, proptest::collection::vec(("[a-z.:]{1,8}", "[a-z0-9]{0,4}"), 0..4)), 1..20)) {
+    fn identity_lines(lines in proptest::collection::btree_map(1u32.., (0usize..3, proptest::collection::vec(("[a-z.:]{1,8}", "[a-z0-9]{0,4}"), 0..4)), 1..20)) {
         let lines: Vec<IdentityLine> = lines.iter().map(|(identity, (kind, labels))| {
             let kind = ["reserved", "endpoint", "cidr"][*kind];
             IdentityLine::new(*identity, kind, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))

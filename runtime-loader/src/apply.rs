@@ -2,7 +2,8 @@
 //! incrementally.
 //!
 //! 1. **Check** (no writes): read and check the bundle's manifest (format,
-//!    layouts, capacities); take the appliers' lock; check the pinned maps
+//!    layouts, capacities) and the desired state as a whole
+//!    ([`crate::validate`]); take the appliers' lock; check the pinned maps
 //!    that exist; find each local endpoint's interface.
 //! 2. **Plan**: the manifest of the bundle the inactive generation holds
 //!    is kept ([`crate::store`]); compared with the new manifest, it says
@@ -11,9 +12,10 @@
 //!    what did not change. Where the record is not trusted or `--reconcile`
 //!    is given, the whole bundle is read and diffed against the live maps.
 //!    Every piece read is checked against its digest and parsed.
-//!    `--dry-run` stops here.
 //! 3. **Verify**: specialize and load through the verifier every program
-//!    this apply will attach.
+//!    this apply will attach. `--dry-run` loads them into a scratch root
+//!    that it removes, and stops here: it refuses what `apply` refuses
+//!    before its first write.
 //! 4. **Sync** the inactive generation (no packet reads it), after marking
 //!    it unknown in the record, and keep the pieces read.
 //! 5. **Prepare programs**: an endpoint whose new policy needs a lookup its
@@ -50,6 +52,7 @@ use crate::paths::Paths;
 use crate::record::{self, Record, RecordedEndpoint};
 use crate::route;
 use crate::store;
+use crate::validate;
 use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
@@ -65,7 +68,8 @@ pub struct ApplyOptions {
     pub interfaces: BTreeMap<String, String>,
     /// Read the live maps rather than trust the record.
     pub reconcile: bool,
-    /// Plan only: write nothing, load nothing.
+    /// Check, plan and verify only: write nothing, load programs only into
+    /// a scratch root.
     pub dry_run: bool,
     /// How long to wait for another applier.
     pub lock: LockWait,
@@ -138,6 +142,7 @@ pub fn apply_desired<K: Kernel>(
     started: Instant,
 ) -> Result<ApplyReport, LoaderError> {
     let mut run = Run { kernel, paths, desired, options, phases: Phases { start: started, done: Vec::new() } };
+    validate::desired(desired)?;
     let _lock = lock(paths, &options.lock)?;
     let checked = match run.check()? {
         Checked::InForce(report) => return Ok(report),
@@ -145,6 +150,7 @@ pub fn apply_desired<K: Kernel>(
     };
     let (planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
+        run.verify_dry(&checked)?;
         return Ok(run.dry_run(checked, planned, report));
     }
     let loaded = run.verify(&checked)?;

@@ -5,11 +5,12 @@
 
 use crate::entries;
 pub use crate::manifest::{BundleEndpoint, FORMAT_VERSION};
-use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
+use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::rules::RuleLine;
 use policyc_bundle::LineError;
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -135,15 +136,31 @@ impl Bundle {
             .into_iter()
             .map(|(k, v, _)| (k, v))
             .collect();
-        // Policy lines carry their cookies; the rule table is for flow
-        // events and people, checked here like every file of the bundle.
-        RuleLine::parse_all(RULES_FILE, 1, &text(RULES_FILE)?).map_err(entry)?;
+        // Policy lines carry their cookies and identities; the rule and
+        // identity tables are for flow events and people, checked here
+        // like every file of the bundle.
+        let rules = text(RULES_FILE)?;
+        let cookies: BTreeSet<u32> =
+            RuleLine::parse_all(RULES_FILE, 1, &rules).map_err(entry)?.iter().map(|r| r.cookie).collect();
+        IdentityLine::parse_all(IDENTITIES_FILE, &text(IDENTITIES_FILE)?).map_err(entry)?;
         let templates = manifest.templates()?;
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
         for e in &manifest.endpoints {
             if !files.contains_key(e.policy_file.as_str()) {
                 let parsed = entries::policy(&e.policy_file, 1, &text(&e.policy_file)?, 0).map_err(entry)?;
+                // Flow events name a rule by its cookie: every entry's
+                // must be in the rule table.
+                if let Some((n, (_, v))) =
+                    parsed.iter().enumerate().find(|(_, (_, v))| !cookies.contains(&v.rule_cookie))
+                {
+                    return Err(BundleError::Manifest(format!(
+                        "`{}`: entry {} names rule cookie {}, which `{RULES_FILE}` does not list",
+                        e.policy_file,
+                        n + 1,
+                        v.rule_cookie
+                    )));
+                }
                 files.insert(&e.policy_file, parsed);
             }
         }

@@ -54,6 +54,9 @@ pub enum LoaderError {
     Record(String),
     /// A syscall failed.
     Kernel(KernelError),
+    /// The output cannot be written (other than to a closed pipe, which
+    /// ends it quietly).
+    Output(std::io::Error),
 }
 
 /// What the loader asked of the kernel when it refused.
@@ -143,6 +146,7 @@ impl fmt::Display for LoaderError {
             LoaderError::Locked(e) => write!(f, "another apply or uninstall is running: {e}"),
             LoaderError::Record(e) => write!(f, "record of the last apply: {e}"),
             LoaderError::Kernel(e) => e.fmt(f),
+            LoaderError::Output(e) => write!(f, "cannot write the output: {e}"),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! file's changed pieces, only the lines one side alone has: the others
 //! are entries that stay). Their entries, diffed, are the map operations: a
 //! one-rule change reads one piece of each file it touches, whatever the
-//! size of the policy.
+//! size of the policy. The changed pieces of the tables no map holds
+//! (rules, identities) are read and checked too, and planned for nothing.
 //!
 //! This rests on each map file listing a key once (the compiler writes
 //! sorted, distinct entries): an entry of a piece present on both sides
@@ -17,11 +18,13 @@
 
 use crate::bundle::BundleError;
 use crate::entries;
-use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IPCACHE_FILE};
+use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use crate::maps::{Generation, SyncPlan};
 use crate::paths::Paths;
 use crate::store;
+use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::policy::PolicyLine;
+use policyc_bundle::rules::RuleLine;
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, PolicyKey, PolicyValue};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -138,6 +141,26 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
         };
         before.add_policy(target, Some(id), old_entries);
         after.add_policy(target, Some(id), new_entries);
+    }
+
+    // The tables no map holds (rules, identities) are read where they
+    // changed: each new piece checked against its digest and parsed, as a
+    // whole read checks them.
+    for file in [RULES_FILE, IDENTITIES_FILE] {
+        let (_, came) = changed_pieces(old.files.get(file), new.files.get(file));
+        for (i, first, _) in came {
+            let text = new.read_piece(file, i)?;
+            let parsed = if file == RULES_FILE {
+                RuleLine::parse_all(file, first, &text).map(drop)
+            } else {
+                // Identity lines number from the piece's start.
+                IdentityLine::parse_all(file, &text).map(drop).map_err(|mut e| {
+                    e.line += first - 1;
+                    e
+                })
+            };
+            parsed.map_err(entry)?;
+        }
     }
 
     let mut plan = SyncPlan::new(&before, &after);

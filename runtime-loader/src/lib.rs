@@ -30,6 +30,7 @@
 pub mod apply;
 pub mod bpffs;
 pub mod bundle;
+pub mod bundle_file;
 pub mod desired;
 pub mod entries;
 pub mod error;
@@ -48,6 +49,7 @@ pub mod route;
 pub mod status;
 pub mod store;
 pub mod uninstall;
+pub mod validate;
 
 // Where they were before the kernel seam: the tests and `probe` use them.
 pub use kernel::aya::{attach, programs};

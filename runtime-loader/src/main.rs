@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
+use policyc_loader::error::LoaderError;
 use policyc_loader::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use policyc_loader::observe::{self, FlowFilter, Observer};
 use policyc_loader::packet::{self, ProbePacket};
@@ -11,6 +12,7 @@ use policyc_loader::paths::Paths;
 use policyc_loader::probe::{HookVerdict, Probe};
 use policyc_loader::status::status;
 use policyc_loader::uninstall::uninstall_waiting;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,8 +54,9 @@ enum Command {
         /// apply, and repair any drift.
         #[arg(long)]
         reconcile: bool,
-        /// Print the plan (map operations, program switches) and change
-        /// nothing.
+        /// Run every check `apply` runs (programs through the verifier,
+        /// into a scratch root), print the plan (map operations, program
+        /// switches) and change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -104,6 +107,18 @@ enum Command {
     },
 }
 
+/// Writes `text` and a newline to stdout; `false` once the reader is gone
+/// (a closed pipe, as `| head` leaves): what was done is done, and the
+/// output ends quietly rather than with a panic.
+fn print_line(text: &str) -> Result<bool, LoaderError> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(LoaderError::Output(e)),
+    }
+}
+
 /// Prints flow events as they are read; returns what is left to print
 /// (nothing: events are printed as they come, so a long `--follow` does
 /// not hold them).
@@ -113,7 +128,7 @@ fn observe_flows(
     follow: bool,
     count: Option<usize>,
     json: bool,
-) -> Result<String, policyc_loader::error::LoaderError> {
+) -> Result<String, LoaderError> {
     let mut observer = Observer::open(paths)?;
     let mut shown = 0usize;
     loop {
@@ -121,10 +136,9 @@ fn observe_flows(
             if count.is_some_and(|n| shown >= n) {
                 return Ok(String::new());
             }
-            if json {
-                println!("{}", serde_json::to_string(&flow).unwrap_or_default());
-            } else {
-                println!("{}", flow.render());
+            let line = if json { serde_json::to_string(&flow).unwrap_or_default() } else { flow.render() };
+            if !print_line(&line)? {
+                return Ok(String::new());
             }
             shown += 1;
         }
@@ -271,13 +285,8 @@ fn main() -> ExitCode {
             }
         }),
     };
-    match result {
-        Ok(text) => {
-            if !text.is_empty() {
-                println!("{}", text.trim_end());
-            }
-            ExitCode::SUCCESS
-        }
+    match result.and_then(|text| if text.is_empty() { Ok(true) } else { print_line(text.trim_end()) }) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -9,10 +9,11 @@
 //! bundle's hash: it covers every file through their digests.
 
 use crate::bundle::BundleError;
+use crate::bundle_file;
 use policyc_bundle::digest::sha256_hex;
 pub use policyc_bundle::digest::{FileDigest, Piece};
 use policyc_bundle::manifest::{self as format, ManifestError};
-pub use policyc_bundle::{ENDPOINTS_FILE, FORMAT_VERSION, IPCACHE_FILE, RULES_FILE};
+pub use policyc_bundle::{ENDPOINTS_FILE, FORMAT_VERSION, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use policyc_ebpf::abi;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::specialize::specialize_body;
@@ -67,11 +68,18 @@ fn io(path: &Path, error: std::io::Error) -> BundleError {
 }
 
 impl Manifest {
-    /// Reads and checks `dir/manifest.json`; reads no other file.
+    /// Reads and checks `dir/manifest.json`; reads no other file, but
+    /// checks that each file it lists is a regular file (before an apply
+    /// takes its lock, so that none can block it there).
     pub fn read(dir: &Path) -> Result<Manifest, BundleError> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        Manifest::parse(dir, text)
+        let bytes = bundle_file::read(&path)?;
+        let text = String::from_utf8(bytes).map_err(|_| BundleError::Manifest("not UTF-8 text".into()))?;
+        let manifest = Manifest::parse(dir, text)?;
+        for path in manifest.files.keys() {
+            bundle_file::check(&dir.join(path))?;
+        }
+        Ok(manifest)
     }
 
     /// Checks `text`, the manifest of the bundle in `dir`.
@@ -100,8 +108,9 @@ impl Manifest {
             endpoints,
             files,
         };
-        for path in
-            [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE].into_iter().chain(manifest.programs.iter().map(String::as_str))
+        for path in [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE, IDENTITIES_FILE]
+            .into_iter()
+            .chain(manifest.programs.iter().map(String::as_str))
         {
             manifest.digest(path)?;
         }
@@ -147,11 +156,10 @@ impl Manifest {
         let piece = pieces.get(index).ok_or_else(|| BundleError::Manifest(format!("`{path}` has no piece {index}")))?;
         let full = self.dir.join(path);
         let bytes = match piece.bytes {
-            None => std::fs::read(&full).map_err(|e| io(&full, e))?,
+            None => bundle_file::read(&full)?,
             Some(len) => {
                 let offset: usize = pieces[..index].iter().map(|p| p.bytes.unwrap_or(0)).sum();
-                let mut file = std::fs::File::open(&full).map_err(|e| io(&full, e))?;
-                let size = file.metadata().map_err(|e| io(&full, e))?.len();
+                let (mut file, size) = bundle_file::open(&full)?;
                 let listed: usize = pieces.iter().map(|p| p.bytes.unwrap_or(0)).sum();
                 if size != listed as u64 {
                     return Err(BundleError::Digest(format!("`{path}` has {size} bytes, its pieces {listed}")));
@@ -169,8 +177,7 @@ impl Manifest {
 
     /// Reads text file `path` whole, piece by piece, each checked.
     pub fn read_text(&self, path: &str) -> Result<String, BundleError> {
-        let full = self.dir.join(path);
-        let bytes = std::fs::read(&full).map_err(|e| io(&full, e))?;
+        let bytes = bundle_file::read(&self.dir.join(path))?;
         let digest = self.digest(path)?;
         if sha256_hex(&bytes) != digest.sha256 {
             return Err(BundleError::Digest(format!("`{path}` does not match its digest in manifest.json")));
@@ -195,7 +202,7 @@ impl Manifest {
     pub fn templates(&self) -> Result<Templates, BundleError> {
         let read = |path: &str| {
             let full = self.dir.join(path);
-            let bytes = std::fs::read(&full).map_err(|e| io(&full, e))?;
+            let bytes = bundle_file::read(&full)?;
             if sha256_hex(&bytes) != self.digest(path)?.sha256 {
                 return Err(BundleError::Digest(format!("`{path}` does not match its digest in manifest.json")));
             }
@@ -282,10 +289,8 @@ fn endpoint(e: &format::EndpointSpec, files: &BTreeMap<String, FileDigest>) -> R
     if e.config.endpoint_id != u32::from(e.id) {
         return Err(bad(format!("settings name endpoint id {}, not {}", e.config.endpoint_id, e.id)));
     }
-    // The stem names pinned links: one plain file name.
-    if e.stem.is_empty() || e.stem.starts_with('.') || e.stem.contains('/') {
-        return Err(bad(format!("bad stem `{}`", e.stem)));
-    }
+    // The stem names pinned links: a file name bpffs takes.
+    policyc_bundle::stem::check_stem(&e.stem).map_err(|error| bad(error.to_string()))?;
     if !files.contains_key(&e.policy_file) {
         return Err(bad(format!("policy file `{}` has no digest in `files`", e.policy_file)));
     }

@@ -20,6 +20,14 @@ impl Paths {
         Paths { root: bpffs.join(root), state: state.to_path_buf() }
     }
 
+    /// A root beside this one, of this process alone, for what `apply
+    /// --dry-run` loads (bpffs refuses a `.` in names, hence the `-`).
+    pub fn scratch(&self) -> Paths {
+        let name = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let root = self.root.with_file_name(format!("{name}-dry-run-{}", std::process::id()));
+        Paths { root, state: self.state.clone() }
+    }
+
     /// Directory of the pinned maps.
     pub fn maps(&self) -> PathBuf {
         self.root.join("maps")
@@ -50,11 +58,9 @@ impl Paths {
     }
 
     /// Pin of the link of endpoint `stem`'s program with `suffix`
-    /// (`from`/`to`). bpffs refuses names with a `.`, which stems have
-    /// (`<ns>.<pod>`); Kubernetes names never contain `_`, so `_` stands in
-    /// for it without two stems meeting.
+    /// (`from`/`to`), named by [`policyc_bundle::stem::link_pin_name`].
     pub fn link(&self, stem: &str, suffix: &str) -> PathBuf {
-        self.links().join(format!("{}_{suffix}", stem.replace('.', "_")))
+        self.links().join(policyc_bundle::stem::link_pin_name(stem, suffix))
     }
 
     /// The record of the last apply.

@@ -432,3 +432,144 @@ fn a_second_applier_waits_for_the_lock_and_then_refuses_naming_the_holder() {
     assert!(stderr.contains("waiting up to 5.0 s for"), "the applier says it waits:\n{stderr}");
     assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
 }
+
+#[test]
+fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied() {
+    let mut node = Node::new("n");
+    let (namespace, pod) = ("n".repeat(63), "p".repeat(253));
+    let input = node.work.0.join("long-input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(
+        input.join("20-long.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels:\n    app: long\n\
+             spec:\n  nodeName: node-a\n  containers:\n    - name: main\n\
+             status:\n  phase: Running\n  podIP: 10.200.250.13\n  podIPs:\n    - ip: 10.200.250.13\n"
+        ),
+    )
+    .unwrap();
+    let bundle = compile(&[data("cluster"), input], &node.work.0.join("long"));
+    let interface = format!("pcf{}n2", std::process::id() % 100_000);
+    ip(&["link", "add", &interface, "type", "veth", "peer", "name", &format!("{interface}p")]);
+    node.interfaces.push(interface.clone());
+    ip(&["link", "set", &interface, "up"]);
+
+    let mut args = node.apply_args(&bundle);
+    args.extend(["--interface".into(), format!("{namespace}/{pod}={interface}")]);
+    let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let links: Vec<String> = std::fs::read_dir(node.paths.links())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(&namespace))
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(links.iter().all(|l| l.len() <= 255 && l.contains('+')), "{links:?}");
+    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (_, programs) = SchedClassifier::query_tcx(&interface, t).expect("query tcx");
+        assert_eq!(programs.len(), 1, "{t:?}");
+    }
+}
+
+/// A change to a copy of a bundle (in `dir`).
+type Mutation = fn(&Path);
+
+fn rewrite_template(dir: &Path, relative: &str, change: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join(relative);
+    let mut bytes = std::fs::read(&path).unwrap();
+    change(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+    support::redigest(dir, relative);
+}
+
+#[test]
+fn dry_run_refuses_every_bundle_apply_refuses() {
+    const TO: &str = "programs/to_container.o";
+    const FROM: &str = "programs/from_container.o";
+    let cases: [(&str, Mutation, &[&str]); 6] = [
+        ("corrupt", |d| rewrite_template(d, TO, |b| b[16..64].fill(0xff)), &["to_container"]),
+        ("truncated", |d| rewrite_template(d, TO, |b| b.truncate(b.len() / 2)), &["to_container"]),
+        ("empty", |d| rewrite_template(d, TO, Vec::clear), &["to_container"]),
+        // A big-endian object (`EI_DATA` 2), as built for s390x.
+        ("foreign", |d| rewrite_template(d, TO, |b| b[5] = 2), &["to_container"]),
+        (
+            "swapped",
+            |d| {
+                let (from, to) = (std::fs::read(d.join(FROM)).unwrap(), std::fs::read(d.join(TO)).unwrap());
+                rewrite_template(d, FROM, |b| *b = to);
+                rewrite_template(d, TO, |b| *b = from);
+            },
+            &["_container"],
+        ),
+        (
+            "unpinnable-stem",
+            |d| {
+                let manifest = d.join("manifest.json");
+                let mut json: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+                let endpoints = json["endpoints"].as_array_mut().unwrap();
+                endpoints[0]["stem"] = format!("demo.{}", "s".repeat(300)).into();
+                std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+            },
+            &["endpoint `demo/", "is longer than 200 bytes"],
+        ),
+    ];
+    let node = Node::new("r");
+    let before = node.snapshot();
+    for (tag, mutate, needles) in cases {
+        let bad = node.copy_of_new(tag);
+        mutate(&bad);
+        let mut dry = node.apply_args(&bad);
+        dry.push("--dry-run".into());
+        let out = node.loader(&dry.iter().map(String::as_str).collect::<Vec<_>>());
+        let dry_err = refused(&out, needles);
+        assert_eq!(node.snapshot(), before, "{tag}: the dry run changed the node:\n{dry_err}");
+        let err = refused(&node.apply(&bad), needles);
+        assert_eq!(node.snapshot(), before, "{tag}: the refused apply changed the node:\n{err}");
+        let scratch = node.paths.scratch().root;
+        let leftovers = std::fs::read_dir("/sys/fs/bpf")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}-dry-run-", node.root)))
+            .count();
+        assert_eq!(leftovers, 0, "{tag}: a dry run left a scratch root such as `{}`", scratch.display());
+    }
+    // The intact bundle passes both.
+    let mut dry = node.apply_args(&node.new);
+    dry.push("--dry-run".into());
+    let out = node.loader(&dry.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(node.snapshot(), before);
+    let out = node.apply(&node.new);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the snapshot cannot see an apply");
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let node = Node::new("p");
+    let closed = |args: &[String]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_policyc-loader"))
+            .args(["--bpffs", "/sys/fs/bpf", "--root", &node.root, "--state"])
+            .arg(&node.state.0)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the loader writes a byte.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    let before = node.snapshot();
+    let out = closed(&node.apply_args(&node.new));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(node.snapshot(), before, "the apply went in");
+    let out = closed(&["status".to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A refused apply still says so, in its exit code, with its reader gone.
+    let out = closed(&node.apply_args(&node.work.0.join("nowhere")));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -8,6 +8,7 @@ use policyc_bundle::endpoints::{EndpointLine, Enforced};
 use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::{IpcacheLine, Source};
 use policyc_bundle::policy::{self as policy_line, PolicyLine, Verdict};
+use policyc_bundle::stem;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::identity::{Identity, IdentityTable};
@@ -114,15 +115,16 @@ pub fn endpoints(local: &[&ResolvedEndpoint], ids: &BTreeMap<EndpointId, u16>) -
     lines.into_iter().map(|(_, line)| line).collect()
 }
 
-/// A file-system-safe name of an endpoint: `<ns>.<pod>`, or
-/// `<ns>.<name>.<kind>` for a workload standing for its pods. It names the
-/// endpoint's pinned links on the node and tells apart the policy files of
-/// one identity's endpoints whose maps differ.
+/// A file-system-safe name of an endpoint ([`policyc_bundle::stem`]):
+/// `<ns>.<pod>`, or `<ns>.<name>.<kind>` for a workload standing for its
+/// pods, hashed when too long to pin. It names the endpoint's pinned links
+/// on the node and tells apart the policy files of one identity's
+/// endpoints whose maps differ.
 pub fn endpoint_stem(cluster: &Cluster, endpoint: EndpointId) -> String {
     let e = cluster.endpoint(endpoint);
     match &e.kind {
-        EndpointKind::Pod => format!("{}.{}", e.namespace, e.name),
-        EndpointKind::Workload(kind) => format!("{}.{}.{}", e.namespace, e.name, kind.to_lowercase()),
+        EndpointKind::Pod => stem::endpoint_stem(&[&e.namespace, &e.name]),
+        EndpointKind::Workload(kind) => stem::endpoint_stem(&[&e.namespace, &e.name, &kind.to_lowercase()]),
     }
 }
 

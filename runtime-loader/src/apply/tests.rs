@@ -272,12 +272,19 @@ fn nothing_is_written_before_every_check_passed() {
         let err = node.apply(&fixture.b).unwrap_err();
         assert_eq!(err.errno(), Some(5), "{call:?}: {err}");
     }
-    // A dry run loads nothing and writes nothing.
+    // A dry run loads nothing and writes nothing: it checks its programs
+    // through the verifier in a scratch root, and refuses what that
+    // refuses.
     let dry = ApplyOptions { dry_run: true, ..options() };
     let loads = node.kernel.calls(Call::Load);
+    let checks = node.kernel.calls(Call::CheckLoad);
     let report = node.apply_with(&DesiredState::from_directory(&fixture.b).unwrap(), &dry).unwrap();
     assert!(report.dry_run && report.maps.values().any(|o| o.added > 0));
     assert_eq!(node.kernel.calls(Call::Load), loads);
+    assert!(node.kernel.calls(Call::CheckLoad) > checks);
+    node.kernel.fail(Call::CheckLoad, 1, 22);
+    let err = node.apply_with(&DesiredState::from_directory(&fixture.b).unwrap(), &dry).unwrap_err();
+    assert_eq!(err.errno(), Some(22), "{err}");
 
     assert_eq!(node.kernel.memory().journal.len(), journal, "{:?}", node.kernel.memory().journal);
     node.in_force(&fixture.a).unwrap();
@@ -357,4 +364,185 @@ fn a_desired_state_in_memory_is_applied_like_its_directory() {
     let report = node.apply(&fixture.a).unwrap();
     assert_eq!(report.diffed_against, "live maps");
     node.in_force(&fixture.a).unwrap();
+}
+
+#[test]
+fn a_pod_with_the_longest_legal_name_is_pinned_under_a_hashed_stem() {
+    let dir = Scratch::new("long");
+    let long = "p".repeat(253);
+    let bundle = compile(&dir.0, "long", &cluster(&[(&long, "server", 2), ("client", "client", 3)], ""));
+    let node = Node::new();
+    let mut options = options();
+    options.interfaces.insert(format!("demo/{long}"), "veth-server".into());
+    node.apply_with(&DesiredState::from_directory(&bundle).unwrap(), &options).unwrap();
+    let stem = &Bundle::read(&bundle).unwrap().endpoints.iter().find(|e| e.name.len() > 200).unwrap().stem.clone();
+    assert!(stem.starts_with("demo.ppp") && stem.len() <= policyc_bundle::stem::MAX_STEM_BYTES, "{stem}");
+    let memory = node.kernel.memory();
+    for t in Template::ALL {
+        let pin = node.paths.link(stem, t.suffix());
+        assert!(pin.file_name().unwrap().len() <= 255);
+        let attached = node.kernel.attached("veth-server", t).unwrap();
+        assert!(memory.links.get(&pin).is_some_and(|l| attached == [l.program]), "{t:?}");
+    }
+}
+
+#[test]
+fn an_unpinnable_stem_is_refused_before_anything_is_written() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    for stem in ["demo.".to_string() + &"s".repeat(251), "demo.a b".into(), "demo.a\nb".into(), "demo.*".into()] {
+        let mut bundle = Bundle::read(&fixture.b).unwrap();
+        bundle.endpoints.iter_mut().find(|e| e.name == "demo/server").unwrap().stem = stem.clone();
+        for dry_run in [false, true] {
+            let err = node.apply_with(&DesiredState::Memory(bundle.clone()), &ApplyOptions { dry_run, ..options() });
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains("endpoint `demo/server`: stem"), "{stem:?}: {err}");
+        }
+    }
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.in_force(&fixture.a).unwrap();
+}
+
+#[test]
+fn a_map_file_that_is_not_a_regular_file_is_refused_before_the_lock() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "fifo", &text);
+    let ipcache = bundle.join(crate::manifest::IPCACHE_FILE);
+    std::fs::remove_file(&ipcache).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&ipcache).status().unwrap().success());
+    let err = DesiredState::from_directory(&bundle).unwrap_err().to_string();
+    assert!(err.contains("ipcache.txt` is not a regular file"), "{err}");
+    std::fs::remove_file(&ipcache).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &ipcache).unwrap();
+    let err = DesiredState::from_directory(&bundle).unwrap_err().to_string();
+    assert!(err.contains("ipcache.txt` is not a regular file"), "{err}");
+}
+
+#[test]
+fn identities_txt_is_checked_against_its_digest() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let corrupt = compile(&fixture.dir.0, "identities", &text);
+    let identities = corrupt.join(crate::manifest::IDENTITIES_FILE);
+    let text = std::fs::read_to_string(&identities).unwrap();
+    let changed = text.replacen("role=", "role=x", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&identities, changed).unwrap();
+    // Read whole (a first apply) and by changed pieces (the target
+    // generation holds `a`, recorded).
+    let node = Node::new();
+    let err = node.apply(&corrupt).unwrap_err().to_string();
+    assert!(err.contains("identities.txt") && err.contains("digest"), "{err}");
+    assert!(node.kernel.memory().journal.is_empty());
+    let c = compile(&fixture.dir.0, "c", &cluster(&[("server", "server", 2), ("client", "client", 3)], ""));
+    node.apply(&fixture.a).unwrap();
+    node.apply(&c).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    let err = node.apply(&corrupt).unwrap_err().to_string();
+    assert!(err.contains("identities.txt") && err.contains("digest"), "{err}");
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.maps_in_force(&c).unwrap();
+    // That apply was planned from the record: so is the intact one.
+    let report = node.apply(&fixture.b).unwrap();
+    assert_eq!(report.diffed_against, "record");
+}
+
+#[test]
+fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply(&fixture.a).unwrap();
+    let journal = node.kernel.memory().journal.len();
+    let good = Bundle::read(&fixture.b).unwrap();
+    let endpoint = |b: &mut Bundle, name: &str| -> usize { b.endpoints.iter().position(|e| e.name == name).unwrap() };
+    type Mutation = fn(&mut Bundle, &dyn Fn(&mut Bundle, &str) -> usize);
+    let cases: [(&str, Mutation, &str); 9] = [
+        (
+            "same id",
+            |b, at| {
+                let (s, c) = (at(b, "demo/server"), at(b, "demo/client"));
+                b.endpoints[c].id = b.endpoints[s].id;
+            },
+            "have one id",
+        ),
+        (
+            "same name",
+            |b, at| {
+                let c = at(b, "demo/client");
+                b.endpoints[c].name = "demo/server".into();
+            },
+            "have one name `demo/server`",
+        ),
+        (
+            "same stem",
+            |b, at| {
+                let c = at(b, "demo/client");
+                b.endpoints[c].stem = "demo.server".into();
+            },
+            "have one stem `demo.server`",
+        ),
+        (
+            "same address",
+            |b, at| {
+                let (s, c) = (at(b, "demo/server"), at(b, "demo/client"));
+                b.endpoints[c].addresses = b.endpoints[s].addresses.clone();
+            },
+            "have one address",
+        ),
+        ("stem with a newline", |b, _| b.endpoints[0].stem = "demo.a\nb".into(), "stem `demo.a\\nb`"),
+        ("stem with a space", |b, _| b.endpoints[0].stem = "demo.a b".into(), "stem `demo.a b`"),
+        ("stem with a star", |b, _| b.endpoints[0].stem = "demo.*".into(), "stem `demo.*`"),
+        ("identity 0 in the ipcache", |b, _| b.ipcache[0].1.identity = 0, "map `ipcache` has identity 0"),
+        (
+            "one prefix with two identities",
+            |b, _| {
+                let mut twin = b.ipcache[0];
+                twin.1.identity += 1;
+                b.ipcache.push(twin);
+            },
+            "map `ipcache` repeats the key",
+        ),
+    ];
+    for (case, mutate, needle) in cases {
+        let mut bundle = good.clone();
+        mutate(&mut bundle, &endpoint);
+        for dry_run in [false, true] {
+            let err = node.apply_with(&DesiredState::Memory(bundle.clone()), &ApplyOptions { dry_run, ..options() });
+            let err = err.expect_err(case).to_string();
+            assert!(err.contains(needle), "{case} (dry run: {dry_run}): {err}");
+        }
+    }
+    let mut zero = good.clone();
+    zero.endpoint_entries[0].1.identity = 0;
+    let err = node.apply_with(&DesiredState::Memory(zero), &options()).unwrap_err().to_string();
+    assert!(err.contains("map `endpoints` has identity 0"), "{err}");
+    assert_eq!(node.kernel.memory().journal.len(), journal);
+    node.in_force(&fixture.a).unwrap();
+}
+
+#[test]
+fn a_policy_entry_naming_a_rule_the_rule_table_lacks_is_refused() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "rules", &text);
+    let rules = bundle.join(crate::manifest::RULES_FILE);
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&rules, rest).unwrap();
+    // Listed with its new digest: only the cross-reference is wrong.
+    let manifest = bundle.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    json["files"][crate::manifest::RULES_FILE] = serde_json::json!({
+        "sha256": policyc_bundle::digest::sha256_hex(rest.as_bytes()),
+        "lines": rest.lines().count(),
+    });
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let cookie = first.split(' ').next().unwrap();
+    let node = Node::new();
+    let err = node.apply(&bundle).unwrap_err().to_string();
+    assert!(err.contains(&format!("names rule cookie {cookie}, which `maps/rules.txt` does not list")), "{err}");
+    assert!(node.kernel.memory().journal.is_empty());
 }

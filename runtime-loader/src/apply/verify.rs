@@ -9,11 +9,8 @@ pub(super) struct LoadedPrograms<P> {
     pub(super) finished: Option<Mutex<P>>,
 }
 
-fn load_all<K: Kernel>(
-    kernel: &K,
-    templates: &Templates,
-    plans: &[EndpointPlan],
-) -> Result<Vec<LoadedPrograms<K::Program>>, LoaderError> {
+/// The programs `plans` load: `(endpoint, settings)`, in order.
+fn jobs<'a>(plans: &'a [EndpointPlan]) -> Vec<(&'a str, EndpointConfig)> {
     let mut jobs = Vec::new();
     for p in plans {
         jobs.extend(p.prepare.map(|config| (p.endpoint.name.as_str(), config)));
@@ -21,7 +18,15 @@ fn load_all<K: Kernel>(
             jobs.push((p.endpoint.name.as_str(), p.endpoint.config));
         }
     }
-    let mut loaded = kernel.load(templates, &jobs)?.into_iter();
+    jobs
+}
+
+fn load_all<K: Kernel>(
+    kernel: &K,
+    templates: &Templates,
+    plans: &[EndpointPlan],
+) -> Result<Vec<LoadedPrograms<K::Program>>, LoaderError> {
+    let mut loaded = kernel.load(templates, &jobs(plans))?.into_iter();
     Ok(plans
         .iter()
         .map(|p| LoadedPrograms {
@@ -50,5 +55,22 @@ impl<K: Kernel> Run<'_, K> {
         }
         self.phases.mark("verify");
         Ok(loaded)
+    }
+}
+
+impl<K: Kernel> Run<'_, K> {
+    /// **Verify** for `--dry-run`: what [`Run::verify`] loads, loaded
+    /// through the verifier into a scratch root, and its refusal when no
+    /// maps would exist; nothing of the node changes.
+    pub(super) fn verify_dry(&mut self, ready: &Ready) -> Result<(), LoaderError> {
+        if ready.plans.is_empty() {
+            if !self.kernel.is_pinned(&self.paths.map("state")) {
+                return Err(LoaderError::NoMaps);
+            }
+        } else {
+            self.kernel.check_load(&self.desired.templates()?, &jobs(&ready.plans))?;
+        }
+        self.phases.mark("verify");
+        Ok(())
     }
 }

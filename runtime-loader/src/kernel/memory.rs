@@ -36,6 +36,8 @@ pub enum Call {
     Delete,
     /// [`Kernel::load`] (once per program loaded).
     Load,
+    /// [`Kernel::check_load`] (once per program checked).
+    CheckLoad,
     /// [`Kernel::attach`].
     Attach,
     /// [`Kernel::detach`].
@@ -52,7 +54,7 @@ pub enum Call {
 
 impl Call {
     /// Every call.
-    pub const ALL: [Call; 13] = [
+    pub const ALL: [Call; 14] = [
         Call::ExistingMaps,
         Call::ReadState,
         Call::Switch,
@@ -60,6 +62,7 @@ impl Call {
         Call::Write,
         Call::Delete,
         Call::Load,
+        Call::CheckLoad,
         Call::Attach,
         Call::Detach,
         Call::UnpinBodies,
@@ -76,7 +79,7 @@ impl Call {
             Call::Entries => Operation::ReadMap,
             Call::Write => Operation::WriteEntry,
             Call::Delete => Operation::DeleteEntry,
-            Call::Load => Operation::LoadProgram,
+            Call::Load | Call::CheckLoad => Operation::LoadProgram,
             Call::Attach => Operation::Attach,
             Call::Detach | Call::UnpinBodies => Operation::Unpin,
             Call::Attached => Operation::QueryAttached,
@@ -303,6 +306,13 @@ impl Kernel for MemoryKernel {
             out.push(MemoryProgram { id: m.next_program, endpoint: endpoint.to_string(), config: *config });
         }
         Ok(out)
+    }
+
+    fn check_load(&self, _templates: &Templates, jobs: &[(&str, EndpointConfig)]) -> Result<(), LoaderError> {
+        for (endpoint, _) in jobs {
+            drop(self.call(Call::CheckLoad, format!("endpoint `{endpoint}`"))?);
+        }
+        Ok(())
     }
 
     fn attach(

@@ -71,6 +71,11 @@ pub trait Kernel: Sync {
     /// and pins the maps that are not pinned yet.
     fn load(&self, templates: &Templates, jobs: &[(&str, EndpointConfig)]) -> Result<Vec<Self::Program>, LoaderError>;
 
+    /// Loads what [`Kernel::load`] would for `jobs` through the verifier,
+    /// but against maps and bodies of a scratch root that is removed
+    /// afterwards: nothing of the node changes (for `apply --dry-run`).
+    fn check_load(&self, templates: &Templates, jobs: &[(&str, EndpointConfig)]) -> Result<(), LoaderError>;
+
     /// Attaches `program`'s hook `template` to `interface` through the
     /// link pinned at `pin` (updated in place) or a new link pinned there.
     fn attach(

@@ -180,6 +180,15 @@ impl Kernel for AyaKernel {
         programs::load_endpoints(&self.paths, templates, jobs)
     }
 
+    fn check_load(&self, templates: &Templates, jobs: &[(&str, EndpointConfig)]) -> Result<(), LoaderError> {
+        let scratch = self.paths.scratch();
+        let loaded = programs::load_endpoints(&scratch, templates, jobs).map(drop);
+        // The programs are unloaded once dropped; their maps and bodies
+        // once unpinned. Best effort: the check's own result is what counts.
+        let _ = std::fs::remove_dir_all(&scratch.root);
+        loaded
+    }
+
     fn attach(
         &self,
         program: &mut LoadedEndpoint,
