@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The targets, in the order they run (`fuzz/Cargo.toml` declares them).
-const TARGETS: [&str; 4] = ["yaml", "manifests", "selector", "ir"];
+const TARGETS: [&str; 5] = ["yaml", "manifests", "selector", "ir", "bundle"];
 
 /// Folders whose `.yaml`, `.yml` and `.json` files seed the `yaml` and
 /// `manifests` corpora.
@@ -16,6 +16,16 @@ const MANIFEST_DIRS: [&str; 3] = ["examples", "tests", "runtime-loader/tests"];
 /// Seeds of the `selector` corpus: every form of the grammar.
 const SELECTOR_SEEDS: [&str; 6] =
     ["app=web", "app==web,ns=prod", "env!=dev", "tier in (a,b)", "zone notin (x),!legacy", "k8s:io.cilium/app"];
+
+/// Seeds of the `bundle` corpus: a line kind (the first byte, as the
+/// target reads it) and lines of that kind as the compiler writes them.
+const BUNDLE_SEEDS: [(u8, &str); 5] = [
+    (0, "0.0.0.0/0 9 world\n10.200.1.10/32 256 endpoint:shop/api\nfd00::/8 16777217 cidr\n"),
+    (1, "10.200.1.10 77 256 ingress shop/api\nfd00::2 78 257 - shop/web\n"),
+    (2, "ingress 256 6/5432/24 allow 42 NetworkPolicy/shop/db:spec.ingress[0]\negress any 0/0/0 deny 43 CiliumNetworkPolicy/shop/x:spec.egressDeny[0],+2\n"),
+    (3, "42 NetworkPolicy/shop/db:spec.ingress[0]\n"),
+    (4, "1 reserved reserved:host\n256 endpoint app=api,io.kubernetes.pod.namespace=shop\n"),
+];
 
 /// Seconds a target runs in `cargo xtask ci`.
 pub const CI_SECONDS: u64 = 15;
@@ -144,6 +154,12 @@ fn seed(root: &Path, fuzz: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&corpus).map_err(|e| format!("cannot create `{}`: {e}", corpus.display()))?;
     for (i, query) in SELECTOR_SEEDS.iter().enumerate() {
         std::fs::write(corpus.join(format!("seed-{i}")), query).map_err(|e| format!("cannot write a seed: {e}"))?;
+    }
+    let corpus = fuzz.join("corpus").join("bundle");
+    std::fs::create_dir_all(&corpus).map_err(|e| format!("cannot create `{}`: {e}", corpus.display()))?;
+    for (i, (kind, lines)) in BUNDLE_SEEDS.iter().enumerate() {
+        let seed = [&[*kind][..], lines.as_bytes()].concat();
+        std::fs::write(corpus.join(format!("seed-{i}")), seed).map_err(|e| format!("cannot write a seed: {e}"))?;
     }
     Ok(())
 }
