@@ -41,6 +41,8 @@ codes! {
     UNKNOWN_TAG = "W0017", "a YAML tag is not one of the core schema and is ignored";
     TAG_MISMATCH = "E0018", "a YAML tag does not fit the value it is on";
     YAML_VERSION = "E0019", "a `%YAML` directive names a version other than 1.x";
+    POLICY_KIND_NOT_COMPILED = "W0020", "an object of a network-policy kind policyc does not compile is skipped";
+    UNKNOWN_API_VERSION = "W0021", "an object of a kind policyc reads has an `apiVersion` it does not read and is skipped";
     INVALID_CIDR = "E0101", "a CIDR is invalid";
     EXCEPT_OUTSIDE_CIDR = "E0102", "an `except` prefix is not inside its `cidr`";
     PORT_OUT_OF_RANGE = "E0103", "a port is out of range";
@@ -52,7 +54,7 @@ codes! {
     UNKNOWN_OPERATOR = "E0109", "a selector operator is unknown";
     OPERATOR_VALUES = "E0110", "a selector operator has values it must not have, or lacks values it needs";
     SELECTOR_CHOICE = "E0111", "a Cilium rule has both or neither of `endpointSelector` and `nodeSelector`";
-    FQDN_NOT_COMPILABLE = "W0112", "`toFQDNs` cannot be resolved ahead of time and is not enforced";
+    FQDN_NOT_COMPILABLE = "W0112", "`toFQDNs` cannot be resolved ahead of time: the traffic it would allow is denied";
     UNKNOWN_ENTITY = "E0113", "an entity is not one Cilium knows";
     INVALID_POLICY_TYPE = "E0114", "a `policyTypes` entry is neither `Ingress` nor `Egress`";
     INVALID_PORT_NAME = "E0115", "a named port is not a valid port name";

@@ -60,10 +60,15 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
     let namespace = meta.namespace.clone().unwrap_or_else(|| "default".to_string());
     let fields = ctx.fields(spec, "spec", &["podSelector", "policyTypes", "ingress", "egress"])?;
 
-    let subject = ctx
-        .required(&fields, "podSelector", spec, "spec")
-        .and_then(|n| ctx.selector(n, "spec.podSelector", plain_key))
-        .map(|sel| Subject::Endpoints(sel.with(Requirement::equals(NAMESPACE_LABEL, &namespace))));
+    // `podSelector` is a value, not a pointer, in `k8s.io/api`'s
+    // `networking/v1/types.go`: the API server decodes a missing or null
+    // one as the empty selector, which "matches all pods in this namespace"
+    // (NetworkPolicySpec in the API reference).
+    let subject = match fields.get("podSelector") {
+        Some(n) => ctx.selector(n, "spec.podSelector", plain_key),
+        None => Some(LabelSelector::everything()),
+    }
+    .map(|sel| Subject::Endpoints(sel.with(Requirement::equals(NAMESPACE_LABEL, &namespace))));
 
     let lists = DIRECTIONS.map(|d| fields.get(d.list).map(|n| ctx.list(n, &join("spec", d.list))).unwrap_or(&[]));
     // The API server's defaulting: `Ingress`, and `Egress` if there are egress rules.
@@ -685,9 +690,33 @@ mod tests {
         assert_eq!(unknown[0].help.as_deref(), Some("did you mean `podSelector`?"));
         assert_eq!(unknown[1].location.path.as_deref(), Some("spec.ingress[0].port"));
         assert_eq!(unknown[1].help.as_deref(), Some("did you mean `ports`?"));
-        // `podSelector` is required.
-        assert!(diags.iter().any(|d| d.code == codes::MISSING_FIELD && d.message == "missing field `podSelector`"));
-        assert!(p.is_none());
+        // A missing `podSelector` is the empty one, as the API server decodes it.
+        assert!(!diags.iter().any(|d| d.code == codes::MISSING_FIELD), "{diags:#?}");
+        assert_eq!(p.expect("a policy").subject, Subject::Endpoints(LabelSelector::everything().with(in_ns("prod"))));
+    }
+
+    #[test]
+    fn null_or_missing_pod_selector_selects_the_whole_namespace() {
+        let all = Subject::Endpoints(LabelSelector::everything().with(in_ns("prod")));
+        assert_eq!(
+            ok("podSelector: null
+policyTypes: [Ingress]")
+            .subject,
+            all
+        );
+        assert_eq!(
+            ok("podSelector:
+policyTypes: [Ingress]")
+            .subject,
+            all
+        );
+        assert_eq!(ok("policyTypes: [Ingress]").subject, all);
+        assert_eq!(
+            ok("podSelector: {}
+policyTypes: [Ingress]")
+            .subject,
+            all
+        );
     }
 
     #[test]

@@ -1,20 +1,23 @@
 //! The front end: reads files, directories and stdin; splits YAML/JSON
 //! streams into documents; flattens `List` kinds; checks every object and
 //! decodes the kinds policyc uses into [`Object`]s. Kinds it does not use
-//! are counted and skipped. All diagnostics are collected.
+//! are counted and skipped, with a warning for policy kinds it does not
+//! compile and for known kinds under an unknown `apiVersion` (see
+//! [`kinds`]). All diagnostics are collected.
 
 pub mod cilium;
 pub mod core;
 pub mod decode;
 pub mod git;
 pub mod k8s;
+pub mod kinds;
 pub mod source;
 pub mod spans;
 pub mod workload;
 pub mod yaml;
 
 use crate::diag::render::Sources;
-use crate::diag::{codes, Diagnostic, Location};
+use crate::diag::{codes, did_you_mean, Diagnostic, Location};
 use decode::{plain_key, Ctx};
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
@@ -208,7 +211,7 @@ impl Input {
         let parsed = yaml::parse(&text);
         for (index, doc) in parsed.documents.iter().enumerate() {
             let mut ctx = Ctx { diags: &mut self.diagnostics, file: name.to_string(), document: index, object: None };
-            decode_document(&mut ctx, &doc.root, &mut self.objects, &mut self.skipped);
+            decode_document(&mut ctx, &doc.root, None, &mut self.objects, &mut self.skipped);
         }
         self.diagnostics.extend(yaml::report::diagnostics(name, parsed.error, parsed.findings));
         self.sources.insert(name.to_string(), text);
@@ -218,7 +221,21 @@ impl Input {
 /// A kind's decoder: checks the object and returns its body.
 type Decoder = fn(&mut Ctx, &Meta, &Node) -> Option<Body>;
 
-fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skipped: &mut BTreeMap<String, usize>) {
+/// The `kind` and `apiVersion` a typed List gives its items, which the API
+/// server writes without them (`PodList` items are pods).
+#[derive(Clone, Copy)]
+struct ItemType<'a> {
+    kind: &'a str,
+    api_version: Option<&'a str>,
+}
+
+fn decode_document(
+    ctx: &mut Ctx,
+    root: &Node,
+    list: Option<ItemType>,
+    objects: &mut Vec<Object>,
+    skipped: &mut BTreeMap<String, usize>,
+) {
     if root.value == Value::Null {
         return; // an empty document (`---` at the end of a file)
     }
@@ -232,7 +249,7 @@ fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skippe
         );
         return;
     };
-    let Some(kind) = root.get("kind").and_then(Node::as_str).map(str::to_string) else {
+    let Some(kind) = root.get("kind").and_then(Node::as_str).or(list.map(|l| l.kind)).map(str::to_string) else {
         ctx.report(
             codes::NOT_AN_OBJECT,
             Some(root),
@@ -242,30 +259,50 @@ fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skippe
         );
         return;
     };
+    let api_version = root.get("apiVersion").and_then(Node::as_str).or(list.and_then(|l| l.api_version));
     if kind == "List" || kind.ends_with("List") && root.get("items").is_some() {
         let items = root.get("items").map(|n| ctx.list(n, "items")).unwrap_or(&[]);
+        let item_type = kinds::item_kind(&kind).map(|kind| ItemType { kind, api_version });
         for item in items {
-            decode_document(ctx, item, objects, skipped);
+            decode_document(ctx, item, item_type, objects, skipped);
         }
         return;
     }
-    let api_version = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    let decoder: Option<Decoder> = match (kind.as_str(), api_group(api_version)) {
-        ("NetworkPolicy", "networking.k8s.io") => Some(k8s::network_policy),
-        ("CiliumNetworkPolicy", "cilium.io") => Some(cilium::network_policy),
-        ("CiliumClusterwideNetworkPolicy", "cilium.io") => Some(cilium::clusterwide_network_policy),
-        ("Pod", "") => Some(core::pod),
-        ("Namespace", "") => Some(|_, _, _| Some(Body::Namespace)),
-        ("Service", "") => Some(core::service),
-        ("Endpoints", "") => Some(core::endpoints),
-        ("EndpointSlice", "discovery.k8s.io") => Some(core::endpoint_slice),
-        ("Node", "") => Some(core::node),
-        (k, _) if WORKLOAD_KINDS.contains(&k) => Some(workload::workload),
-        _ => None,
-    };
-    let Some(decoder) = decoder else {
-        *skipped.entry(kind).or_default() += 1;
-        return;
+    let decoder: Decoder = match kinds::disposition(&kind, api_version) {
+        kinds::Disposition::Read => match kind.as_str() {
+            "NetworkPolicy" => k8s::network_policy,
+            "CiliumNetworkPolicy" => cilium::network_policy,
+            "CiliumClusterwideNetworkPolicy" => cilium::clusterwide_network_policy,
+            "Pod" => core::pod,
+            "Namespace" => |_, _, _| Some(Body::Namespace),
+            "Service" => core::service,
+            "Endpoints" => core::endpoints,
+            "EndpointSlice" => core::endpoint_slice,
+            "Node" => core::node,
+            _ => workload::workload,
+        },
+        kinds::Disposition::UnknownApiVersion(versions) => {
+            report_unknown_api_version(ctx, root, &kind, api_version, versions);
+            *skipped.entry(kind).or_default() += 1;
+            return;
+        }
+        kinds::Disposition::PolicyNotCompiled => {
+            ctx.object = Some(peek_display(root, &kind));
+            ctx.report(
+                codes::POLICY_KIND_NOT_COMPILED,
+                Some(root),
+                "",
+                format!("`{kind}` is not compiled by policyc: its rules are neither checked nor enforced"),
+                Some("the bundle enforces the other policies as if this object did not exist".into()),
+            );
+            ctx.object = None;
+            *skipped.entry(kind).or_default() += 1;
+            return;
+        }
+        kinds::Disposition::Other => {
+            *skipped.entry(kind).or_default() += 1;
+            return;
+        }
     };
     let cluster_scoped = matches!(kind.as_str(), "Namespace" | "Node" | "CiliumClusterwideNetworkPolicy");
     let Some(meta) = decode_meta(ctx, root, &kind, cluster_scoped) else { return };
@@ -276,9 +313,55 @@ fn decode_document(ctx: &mut Ctx, root: &Node, objects: &mut Vec<Object>, skippe
     ctx.object = None;
 }
 
-/// The group of an `apiVersion` (`networking.k8s.io/v1` → `networking.k8s.io`; `v1` → ``).
-fn api_group(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+/// Warns that an object of a kind policyc reads is skipped because of its
+/// `apiVersion` (missing, misspelt, or a version policyc does not read).
+fn report_unknown_api_version(ctx: &mut Ctx, root: &Node, kind: &str, api_version: Option<&str>, versions: &[&str]) {
+    ctx.object = Some(peek_display(root, kind));
+    let known = versions.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+    match (api_version, kinds::misspelt_api_version(root)) {
+        (None, Some(key)) => {
+            let written = key.as_str().unwrap_or_default();
+            ctx.report(
+                codes::UNKNOWN_API_VERSION,
+                Some(key),
+                written,
+                format!("`{kind}` has `{written}` instead of `apiVersion`; the object is skipped"),
+                Some("did you mean `apiVersion`?".into()),
+            );
+        }
+        (None, None) => ctx.report(
+            codes::UNKNOWN_API_VERSION,
+            Some(root),
+            "",
+            format!("`{kind}` has no `apiVersion`; the object is skipped"),
+            Some(format!("policyc reads `{kind}` as {known}")),
+        ),
+        (Some(v), _) => {
+            let at = root.get("apiVersion");
+            let help = did_you_mean(v, versions.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("policyc reads `{kind}` as {known}"));
+            ctx.report(
+                codes::UNKNOWN_API_VERSION,
+                at,
+                "apiVersion",
+                format!("`{kind}` of `apiVersion: {v}` is not one policyc reads; the object is skipped"),
+                Some(help),
+            );
+        }
+    }
+    ctx.object = None;
+}
+
+/// `Kind namespace/name` of an object that is not decoded, from what its
+/// metadata holds, for diagnostics about it.
+fn peek_display(root: &Node, kind: &str) -> String {
+    let md = root.get("metadata");
+    let name = md.and_then(|m| m.get("name")).and_then(Node::scalar_text).unwrap_or_else(|| "<unnamed>".into());
+    match md.and_then(|m| m.get("namespace")).and_then(Node::scalar_text) {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
 }
 
 fn decode_meta(ctx: &mut Ctx, root: &Node, kind: &str, cluster_scoped: bool) -> Option<Meta> {

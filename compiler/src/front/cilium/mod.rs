@@ -18,7 +18,7 @@ use super::spans::{cite_rule, key_pos, start, PolicySpans, RuleSpans, SpannedPol
 use super::yaml::{Node, Pos};
 use super::{Body, Meta};
 use crate::diag::codes;
-use policyc_ir::labels::{NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESERVED_PREFIX};
+use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESERVED_PREFIX};
 use policyc_ir::policy::{Policy, PolicyKind, PolicyOrigin, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
@@ -79,6 +79,50 @@ impl Scope {
         };
         selector.requirements.push(requirement);
         selector
+    }
+}
+
+/// Scopes the `endpointSelector` of a CiliumNetworkPolicy to the policy's
+/// namespace `ns` as Cilium's `ParseToCiliumRule`
+/// (`pkg/k8s/apis/cilium.io/utils/utils.go`) does: it sets the `matchLabels`
+/// entry `k8s:io.kubernetes.pod.namespace` to `ns` (`AddMatch`, replacing
+/// what the user wrote under that exact key) and keeps everything else. A
+/// namespace named another way (without the `k8s:` source, which Cilium
+/// reads as `any:`, or in `matchExpressions`) stays beside it, so a
+/// selector naming another namespace that way matches nothing, never the
+/// other namespace's pods.
+fn subject_namespace(ctx: &mut Ctx, es: &Node, es_path: &str, ns: &str, selector: &mut LabelSelector) {
+    let own = Requirement::equals(NAMESPACE_LABEL, ns);
+    let k8s_key = format!("k8s:{NAMESPACE_LABEL}");
+    let replaced = es.get("matchLabels").and_then(|ml| ml.get(&k8s_key)).and_then(Node::scalar_text);
+    if let Some(value) = &replaced {
+        let written = Requirement::equals(NAMESPACE_LABEL, value.as_str());
+        if let Some(i) = selector.requirements.iter().position(|r| *r == written) {
+            selector.requirements.remove(i);
+        }
+        if *value != ns {
+            ctx.report(
+                codes::SUBJECT_NAMESPACE_OVERRIDDEN,
+                Some(es),
+                es_path,
+                format!("the `endpointSelector` of a CiliumNetworkPolicy always selects pods of its own namespace `{ns}`"),
+                Some(format!("Cilium replaces `{k8s_key}: {value}` with `{ns}`; use a CiliumClusterwideNetworkPolicy to select pods of other namespaces")),
+            );
+        }
+    }
+    let in_own = Labels::from_pairs([(NAMESPACE_LABEL, ns)]);
+    let kept_other = selector.requirements.iter().any(|r| r.key == NAMESPACE_LABEL && !r.matches(&in_own));
+    if kept_other {
+        ctx.report(
+            codes::SUBJECT_NAMESPACE_OVERRIDDEN,
+            Some(es),
+            es_path,
+            format!("this `endpointSelector` selects no pod: it names a namespace other than the policy's own `{ns}`"),
+            Some(format!("Cilium adds `{k8s_key}: {ns}` and keeps this requirement, as it replaces only a `{k8s_key}` entry of `matchLabels`")),
+        );
+    }
+    if !selector.requirements.contains(&own) {
+        selector.requirements.push(own);
     }
 }
 
@@ -221,22 +265,7 @@ fn subject(
             let es_path = join(path, "endpointSelector");
             let mut selector = ctx.selector(es, &es_path, normalize_key)?;
             if let Some(ns) = &scope.namespace {
-                let own = Requirement::equals(NAMESPACE_LABEL, ns.clone());
-                let other = selector.requirements.iter().any(|r| r.key == NAMESPACE_LABEL && *r != own);
-                if other {
-                    ctx.report(
-                        codes::SUBJECT_NAMESPACE_OVERRIDDEN,
-                        Some(es),
-                        &es_path,
-                        format!("the `endpointSelector` of a CiliumNetworkPolicy always selects pods of its own namespace `{ns}`"),
-                        Some(format!("Cilium ignores the `{NAMESPACE_LABEL}` requirement here; use a CiliumClusterwideNetworkPolicy to select pods of other namespaces")),
-                    );
-                }
-                // Cilium overwrites the `matchLabels` entry and keeps any
-                // `matchExpressions` (so `NotIn [<own>]` still selects nothing).
-                let is_match_label = |r: &Requirement| r.operator == Operator::In && r.values.len() == 1;
-                selector.requirements.retain(|r| !(r.key == NAMESPACE_LABEL && is_match_label(r)));
-                selector.requirements.push(own);
+                subject_namespace(ctx, es, &es_path, ns, &mut selector);
             }
             Some(Subject::Endpoints(selector))
         }

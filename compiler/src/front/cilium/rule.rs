@@ -283,39 +283,33 @@ fn peers(
         }
     }
 
+    // Each says why the peers cannot be compiled; the message says what
+    // that does: an allow rule allows nothing for them (fail closed), a
+    // deny rule drops nothing for them.
     let unenforced: [(&str, &str); 4] = [
-        ("Nodes", "node selectors are not enforced by policyc"),
-        ("Groups", "cloud provider groups are not enforced by policyc"),
-        ("Services", "`toServices` is not enforced yet"),
-        ("FQDNs", ""),
+        ("Nodes", "node selectors are not compiled by policyc"),
+        ("Groups", "cloud provider groups cannot be resolved ahead of time"),
+        ("Services", "`toServices` is not compiled yet"),
+        ("FQDNs", "DNS names cannot be resolved ahead of time"),
     ];
-    for (suffix, message) in unenforced {
+    for (suffix, reason) in unenforced {
         let key = format!("{side}{suffix}");
         // Fields outside the schema (`toFQDNs` in a deny rule) were
         // already reported as unknown.
         let Some(node) = fields.get(&key).filter(|_| known.contains(&key.as_str())) else { continue };
         has_peer_field = true;
         let field_path = join(path, &key);
-        let effect = if deny {
-            "this deny rule drops nothing for these peers, so it drops less than written"
+        let message = if deny {
+            format!("not dropped: {reason}, so this deny rule drops no traffic {side} its `{key}` peers")
         } else {
-            "this rule allows nothing for these peers"
+            format!("denied: {reason}, so this rule allows no traffic {side} its `{key}` peers")
         };
-        if suffix == "FQDNs" {
-            ctx.report(
-                codes::FQDN_NOT_COMPILABLE,
-                Some(node),
-                &field_path,
-                "`toFQDNs` cannot be resolved ahead of time and is not enforced",
-                Some(format!("{effect}; name the addresses with `toCIDR` or `toCIDRSet` instead")),
-            );
-        } else {
-            let help = match suffix {
-                "Services" => format!("{effect}; allow the service's pods with `toEndpoints`"),
-                _ => effect.to_string(),
-            };
-            ctx.report(codes::UNSUPPORTED_FIELD, Some(node), &field_path, message, Some(help));
-        }
+        let (code, help) = match suffix {
+            "FQDNs" => (codes::FQDN_NOT_COMPILABLE, "name the addresses with `toCIDR` or `toCIDRSet` instead"),
+            "Services" => (codes::UNSUPPORTED_FIELD, "allow the service's pods with `toEndpoints`"),
+            _ => (codes::UNSUPPORTED_FIELD, "name the peers with endpoint selectors, entities or CIDRs instead"),
+        };
+        ctx.report(code, Some(node), &field_path, message, Some(help.to_string()));
     }
     (peers, has_peer_field)
 }

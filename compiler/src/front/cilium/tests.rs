@@ -113,6 +113,23 @@ fn cnp_subject_namespace_of_another_namespace_is_replaced_with_a_warning() {
     assert_eq!(p.subject, Subject::Endpoints(sel(vec![ns("prod")])));
 }
 
+/// Cilium's `ParseToCiliumRule` replaces only the `k8s:`-prefixed
+/// `matchLabels` entry: another namespace named without the source or in
+/// `matchExpressions` stays beside the policy's own, so the subject is
+/// empty, never the other namespace's pods.
+#[test]
+fn cnp_subject_namespace_named_another_way_selects_nothing() {
+    for es in [
+        "{matchLabels: {'io.kubernetes.pod.namespace': dev}}",
+        "{matchLabels: {'any:io.kubernetes.pod.namespace': dev}}",
+        "{matchExpressions: [{key: 'k8s:io.kubernetes.pod.namespace', operator: In, values: [dev]}]}",
+    ] {
+        let (ps, codes) = with_codes(&cnp(&format!("{{endpointSelector: {es}}}")));
+        assert_eq!(codes, ["W0128"], "{es}");
+        assert_eq!(ps[0].subject, Subject::Endpoints(sel(vec![ns("dev"), ns("prod")])), "{es}");
+    }
+}
+
 #[test]
 fn ccnp_subject_is_cluster_wide() {
     let p = clean(&ccnp("{endpointSelector: {matchLabels: {'any:app': web}}}"));
