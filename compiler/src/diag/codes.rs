@@ -75,6 +75,8 @@ codes! {
     SUBJECT_NAMESPACE_OVERRIDDEN = "W0128", "an `endpointSelector` of a CiliumNetworkPolicy names a namespace, which Cilium replaces with the policy's own";
     CONTAINER_PORT_WITHOUT_NUMBER = "W0129", "a container port has no `containerPort` and is ignored";
     CILIUM_REJECTED_RULE = "E0130", "a Cilium rule combines fields or values that Cilium rejects together";
+    END_PORT_IGNORED = "W0131", "`endPort` with a named port, which Cilium ignores";
+    EXTENDED_PROTOCOL_NOT_MATCHED = "W0132", "a protocol without ports (VRRP, IGMP) that policyc's datapath does not match: the entry matches nothing";
     UNMATCHED_SELECTOR = "W0201", "a selector matches no endpoint of the input";
     UNPROTECTED_POD = "W0202", "a pod is selected by no policy in a namespace where other pods are isolated";
     POLICY_WITHOUT_EFFECT = "W0203", "a policy selects endpoints but neither allows, denies nor isolates anything";

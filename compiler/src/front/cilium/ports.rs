@@ -2,7 +2,7 @@
 
 use super::rule::RuleKind;
 use crate::diag::{codes, did_you_mean};
-use crate::front::decode::{index, join, Ctx, PortValue};
+use crate::front::decode::{index, join, Ctx, Fields, PortValue};
 use crate::front::spans::start;
 use crate::front::yaml::{Node, Pos, Value};
 use policyc_ir::policy::{Action, L7Rules, PortMatch, PortSpec};
@@ -62,7 +62,11 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind, h
             // A port rule without ports covers every port of TCP, UDP and SCTP.
             vec![PortMatch { protocol: None, ports: PortSpec::All }]
         } else {
-            listed.iter().enumerate().filter_map(|(j, p)| port_protocol(ctx, p, &index(&ports_path, j))).collect()
+            listed
+                .iter()
+                .enumerate()
+                .filter_map(|(j, p)| port_protocol(ctx, p, &index(&ports_path, j), action))
+                .collect()
         };
         let rules_path = join(&entry_path, "rules");
         let l7 = match fields.get("rules") {
@@ -148,15 +152,30 @@ fn l7_allowed_here(
     }
 }
 
+/// IP protocols without ports that Cilium accepts in `toPorts` (with
+/// `--enable-extended-ip-protocols`; host policies use them, e.g. VRRP
+/// between load balancers), with their IP protocol numbers.
+const EXTENDED_PROTOCOLS: &[(&str, u8)] = &[("VRRP", 112), ("IGMP", 2)];
+
 /// One `ports[j]` entry: `port`, `endPort`, `protocol`.
-fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
+fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str, action: Action) -> Option<PortMatch> {
     let fields = ctx.fields(node, path, &["port", "endPort", "protocol"])?;
+    if let Some(p) = fields.get("protocol") {
+        let extended = p.as_str().and_then(|t| EXTENDED_PROTOCOLS.iter().find(|(n, _)| n.eq_ignore_ascii_case(t)));
+        if let Some(&(name, number)) = extended {
+            extended_protocol(ctx, &fields, p, path, name, number, action);
+            return None;
+        }
+    }
     let protocol = match fields.get("protocol") {
         Some(p) => protocol(ctx, p, &join(path, "protocol"))?,
         None => None,
     };
     let port = match fields.get("port") {
-        Some(p) => Some((ctx.port(p, &join(path, "port"), 0)?, p)),
+        // Cilium lowercases a port name (`PortProtocol.Validate` in
+        // `pkg/policy/api/rule_validation.go`: "Normalize for case
+        // insensitive comparison"), so `HTTP` names the port `http`.
+        Some(p) => Some((ctx.port(&lowercased_name(p), &join(path, "port"), 0)?, p)),
         None => {
             ctx.report(
                 codes::MISSING_FIELD,
@@ -204,15 +223,17 @@ fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
             );
             return None;
         }
+        // Cilium's `PortProtocol`: "EndPort is ignored if Port is a named
+        // port" (`pkg/policy/api/l4.go`).
         (Some((PortValue::Name(name), _)), Some((_, e_node))) => {
             ctx.report(
-                codes::END_PORT_WITH_NAMED_PORT,
+                codes::END_PORT_IGNORED,
                 Some(e_node),
                 &end_path,
-                format!("`endPort` cannot be used with the named port `{name}`"),
-                Some("use a port number, or remove `endPort`".into()),
+                format!("`endPort` is ignored: `port` is the named port `{name}`"),
+                Some("Cilium matches the named port alone; remove `endPort`, or give `port` as a number".into()),
             );
-            return None;
+            PortSpec::Named(name)
         }
         (_, Some((_, e_node))) => {
             ctx.report(
@@ -226,6 +247,51 @@ fn port_protocol(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PortMatch> {
         }
     };
     Some(PortMatch { protocol, ports })
+}
+
+/// A port value as Cilium reads it: a port name lowercased, anything else
+/// as written.
+fn lowercased_name(node: &Node) -> Node {
+    match &node.value {
+        Value::Str(s) if s.bytes().any(|b| b.is_ascii_uppercase()) => {
+            Node { value: Value::Str(s.to_ascii_lowercase()), ..node.clone() }
+        }
+        _ => node.clone(),
+    }
+}
+
+/// Checks an entry of an extended protocol (no ports: `port` absent or 0,
+/// as Cilium demands) and reports what policyc does with it: its datapath
+/// matches TCP, UDP, SCTP and ICMP only, so the entry matches nothing. An
+/// allow rule then allows none of that traffic (denied where the endpoint
+/// is default-deny), a deny rule drops none of it.
+fn extended_protocol(ctx: &mut Ctx, fields: &Fields, p: &Node, path: &str, name: &str, number: u8, action: Action) {
+    let zero =
+        |n: &Node| matches!(&n.value, Value::Int(0)) || matches!(&n.value, Value::Str(s) if s == "0" || s.is_empty());
+    if let Some(port) = fields.get("port").filter(|n| !zero(n)) {
+        ctx.report(
+            codes::CILIUM_REJECTED_RULE,
+            Some(port),
+            &join(path, "port"),
+            format!("`{name}` has no ports: `port` must be empty or 0"),
+            Some("remove `port`".into()),
+        );
+        return;
+    }
+    let message = if action == Action::Deny {
+        format!("not dropped: policyc's datapath does not match `{name}` (IP protocol {number}), so this deny rule drops none of it")
+    } else {
+        format!(
+            "denied: policyc's datapath does not match `{name}` (IP protocol {number}), so this rule allows none of it"
+        )
+    };
+    ctx.report(
+        codes::EXTENDED_PROTOCOL_NOT_MATCHED,
+        Some(p),
+        &join(path, "protocol"),
+        message,
+        Some("the other ports of the rule are compiled as written".into()),
+    );
 }
 
 /// A `protocol`: `Some(None)` for `ANY`, `None` when invalid.

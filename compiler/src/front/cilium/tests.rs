@@ -380,6 +380,44 @@ fn port_numbers_names_and_wildcards() {
     );
 }
 
+/// Cilium's `PortProtocol`: "EndPort is ignored if Port is a named port".
+#[test]
+fn end_port_with_a_named_port_is_ignored_with_a_warning() {
+    let cnp_text = cnp("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: http, endPort: 80}]}]}]}");
+    let (ps, codes) = with_codes(&cnp_text);
+    assert_eq!(codes, ["W0131"]);
+    assert_eq!(ps[0].rules[0].ports, Some(vec![PortMatch { protocol: None, ports: PortSpec::Named("http".into()) }]));
+}
+
+/// Cilium lowercases port names before comparing them
+/// (`PortProtocol.Validate`, `pkg/policy/api/rule_validation.go`).
+#[test]
+fn port_names_compare_case_insensitively() {
+    assert_eq!(
+        ports_of("{port: HTTP, protocol: TCP}"),
+        [PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Named("http".into()) }]
+    );
+}
+
+/// `VRRP` and `IGMP` are valid without a port; policyc's datapath does not
+/// match them, so the entry matches nothing, and the warning says so.
+#[test]
+fn extended_protocols_are_accepted_and_match_nothing() {
+    let allow =
+        cnp("{endpointSelector: {}, egress: [{toPorts: [{ports: [{port: '443', protocol: TCP}, {protocol: VRRP}]}]}]}");
+    let (ps, found) = with_codes(&allow);
+    assert_eq!(found, ["W0132"]);
+    let only_tcp = PortMatch { protocol: Some(Protocol::Tcp), ports: PortSpec::Range(PortRange::single(443)) };
+    assert_eq!(ps[0].rules[0].ports, Some(vec![only_tcp]));
+    let input =
+        parse(&cnp("{endpointSelector: {}, egressDeny: [{toPorts: [{ports: [{port: '0', protocol: igmp}]}]}]}"));
+    assert_eq!(codes(&input), ["W0132"]);
+    assert!(input.diagnostics[0].message.starts_with("not dropped"), "{}", input.diagnostics[0].message);
+    assert_eq!(policies(&input)[0].rules[0].ports, Some(vec![]));
+    let with_port = "{endpointSelector: {}, egress: [{toPorts: [{ports: [{port: '80', protocol: VRRP}]}]}]}";
+    assert_eq!(codes_of(with_port), ["E0130"]);
+}
+
 #[test]
 fn a_port_rule_without_ports_covers_every_port() {
     let r = rule(&cnp("{endpointSelector: {}, ingress: [{toPorts: [{}]}]}"));
@@ -390,7 +428,6 @@ fn a_port_rule_without_ports_covers_every_port() {
 fn port_errors() {
     let spec = |p: &str| format!("{{endpointSelector: {{}}, ingress: [{{toPorts: [{{ports: [{p}]}}]}}]}}");
     assert_eq!(codes_of(&spec("{port: '90', endPort: 80}")), ["E0104"]);
-    assert_eq!(codes_of(&spec("{port: http, endPort: 80}")), ["E0105"]);
     assert_eq!(codes_of(&spec("{port: '0', endPort: 80}")), ["E0105"]);
     assert_eq!(codes_of(&spec("{protocol: TCP}")), ["E0005"]);
     assert_eq!(codes_of(&spec("{port: '70000'}")), ["E0103"]);
