@@ -102,6 +102,69 @@ pub fn misspelt_api_version(root: &Node) -> Option<&Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::codes;
+    use crate::front::{Body, Input};
+
+    fn read(text: &str) -> Input {
+        let mut input = Input::default();
+        input.add_source("t.yaml", text.to_string());
+        input
+    }
+
+    #[test]
+    fn items_of_a_typed_list_take_its_kind_and_api_version() {
+        let input = read(
+            "apiVersion: v1\nkind: NamespaceList\nitems:\n- metadata: {name: a}\n- metadata: {name: b}\n\
+             metadata: {resourceVersion: '1'}\n",
+        );
+        assert!(input.diagnostics.is_empty(), "{:#?}", input.diagnostics);
+        let names: Vec<_> = input.objects.iter().map(|o| o.meta.display()).collect();
+        assert_eq!(names, ["Namespace a", "Namespace b"]);
+        let input = read(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n\
+             - metadata: {name: deny, namespace: shop}\n  spec: {podSelector: {}}\n",
+        );
+        assert!(input.diagnostics.is_empty(), "{:#?}", input.diagnostics);
+        assert!(matches!(input.objects[0].body, Body::Policy(_)));
+        assert_eq!(input.objects[0].meta.display(), "NetworkPolicy shop/deny");
+    }
+
+    #[test]
+    fn items_of_an_untyped_list_still_need_a_kind() {
+        let input = read("apiVersion: v1\nkind: List\nitems:\n- metadata: {name: a}\n");
+        assert_eq!(input.diagnostics.len(), 1);
+        assert_eq!(input.diagnostics[0].code, codes::NOT_AN_OBJECT);
+    }
+
+    #[test]
+    fn skipped_policies_are_named_in_a_warning() {
+        let input = read("apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: shop}\n");
+        assert_eq!(input.diagnostics.len(), 1);
+        let d = &input.diagnostics[0];
+        assert_eq!(d.code, codes::UNKNOWN_API_VERSION);
+        assert_eq!(d.location.object.as_deref(), Some("CiliumNetworkPolicy shop/p"));
+        assert_eq!(d.help.as_deref(), Some("did you mean `cilium.io/v2`?"));
+        assert!(input.objects.is_empty());
+
+        let input = read("apiversion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n");
+        let d = &input.diagnostics[0];
+        assert_eq!((d.code, d.help.as_deref()), (codes::UNKNOWN_API_VERSION, Some("did you mean `apiVersion`?")));
+        assert_eq!(d.location.path.as_deref(), Some("apiversion"));
+
+        let input = read("kind: NetworkPolicy\nmetadata: {name: p}\n");
+        assert_eq!(input.diagnostics[0].code, codes::UNKNOWN_API_VERSION);
+        assert!(input.diagnostics[0].message.contains("no `apiVersion`"));
+
+        let input =
+            read("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: a}\n");
+        assert_eq!(input.diagnostics[0].code, codes::POLICY_KIND_NOT_COMPILED);
+        assert_eq!(input.diagnostics[0].location.object.as_deref(), Some("AdminNetworkPolicy a"));
+        assert_eq!(input.skipped.get("AdminNetworkPolicy"), Some(&1));
+
+        let input = read("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+        assert!(input.diagnostics.is_empty());
+        assert_eq!(input.skipped.get("ConfigMap"), Some(&1));
+    }
 
     #[test]
     fn read_kinds_need_a_known_api_version() {

@@ -51,8 +51,8 @@ pub(super) fn to_ports(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind, h
                     codes::UNSUPPORTED_FIELD,
                     Some(n),
                     &join(&entry_path, f),
-                    format!("`{f}` is not enforced by policyc"),
-                    Some("the ports of this entry are allowed at L4 without it".into()),
+                    format!("allowed without it: `{f}` is not enforced by policyc, so the ports of this entry are allowed at L4"),
+                    Some("the bundle does not filter by TLS server name or proxy listener".into()),
                 );
             }
         }
