@@ -8,9 +8,10 @@ use crate::front::decode::{index, join, Ctx, Fields};
 use crate::front::spans::start;
 use crate::front::yaml::{Node, Pos};
 use policyc_ir::cidr::Cidr;
+use policyc_ir::labels::RESERVED_PREFIX;
 use policyc_ir::policy::{Action, Entity, Peer, Peers, PortMatch, Rule};
 use policyc_ir::protocol::Direction;
-use policyc_ir::selector::LabelSelector;
+use policyc_ir::selector::{LabelSelector, Operator};
 
 /// A list of rules in a spec: its field, direction and action.
 #[derive(Clone, Copy, Debug)]
@@ -237,7 +238,7 @@ fn peers(
     if let Some(list) = fields.get(&key) {
         has_peer_field = true;
         for sel in selectors(ctx, list, &join(path, &key)) {
-            peers.push(Peer::Endpoints(scope.peer_selector(sel)));
+            peers.push(reserved_peer(&sel).unwrap_or_else(|| Peer::Endpoints(scope.peer_selector(sel))));
         }
     }
 
@@ -312,6 +313,29 @@ fn peers(
         ctx.report(code, Some(node), &field_path, message, Some(help.to_string()));
     }
     (peers, has_peer_field)
+}
+
+/// The peer a selector on one `reserved:` label stands for. Reserved
+/// identities carry the label `reserved:<name>` (Cilium's `pkg/labels`),
+/// and `getEndpointSelector` (`pkg/k8s/apis/cilium.io/utils/utils.go`)
+/// leaves a selector with a `reserved:` key unscoped, so
+/// `fromEndpoints: [{matchLabels: {"reserved:world": ""}}]` selects what
+/// the entity `world` selects; `reserved:world-ipv4` (`-ipv6`) is the
+/// IPv4 (IPv6) half of it. Any other selector stays an endpoint selector
+/// (one that also names other labels matches no reserved identity).
+fn reserved_peer(selector: &LabelSelector) -> Option<Peer> {
+    let [only] = selector.requirements.as_slice() else { return None };
+    let name = only.key.strip_prefix(RESERVED_PREFIX)?;
+    if only.operator != Operator::In || only.values != [""] {
+        return None;
+    }
+    match name {
+        "world-ipv4" => Some(Peer::Cidr { cidr: Cidr::all(false), except: Vec::new() }),
+        "world-ipv6" => Some(Peer::Cidr { cidr: Cidr::all(true), except: Vec::new() }),
+        // `all`, `cluster` and `none` are entities, not reserved identities.
+        "all" | "cluster" | "none" => None,
+        _ => Entity::parse(name).map(Peer::Entity),
+    }
 }
 
 fn selectors(ctx: &mut Ctx, list: &Node, path: &str) -> Vec<LabelSelector> {

@@ -261,7 +261,18 @@ fn ccnp_peer_selectors_mean_pods_of_any_namespace() {
 #[test]
 fn reserved_label_selectors_are_not_namespace_scoped() {
     let r = rule(&cnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'reserved:host': ''}}]}]}"));
-    assert_eq!(r.peers, Peers::Only(vec![Peer::Endpoints(sel(vec![Requirement::equals("reserved:host", "")]))]));
+    assert_eq!(r.peers, Peers::Only(vec![Peer::Entity(Entity::Host)]));
+    let r =
+        rule(&cnp("{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'reserved:world-ipv6': ''}}]}]}"));
+    assert_eq!(r.peers, Peers::Only(vec![Peer::Cidr { cidr: Cidr::all(true), except: vec![] }]));
+    // With another label it names no reserved identity and stays a selector.
+    let r = rule(&cnp(
+        "{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {'reserved:world': '', app: web}}]}]}",
+    ));
+    assert_eq!(
+        r.peers,
+        Peers::Only(vec![Peer::Endpoints(sel(vec![app("web"), Requirement::equals("reserved:world", "")]))])
+    );
 }
 
 #[test]
