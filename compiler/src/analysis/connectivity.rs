@@ -10,7 +10,7 @@
 
 use policyc_ir::cidr::{from_u128, Cidr};
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::eval::{eval, Decision, Party, Query, Verdict};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Peer, Peers, PortSpec};
 use policyc_ir::protocol::{PortRange, Protocol};
@@ -34,6 +34,10 @@ pub enum Side {
 pub struct Allowed {
     /// Per protocol of [`PROTOCOLS`]: allowed port (ICMP type) ranges.
     pub ranges: [Vec<PortRange>; 4],
+    /// Per protocol: the parts of `ranges` allowed only through the L7
+    /// proxy (an allow rule with L7 `rules`), with the parser (`http`,
+    /// `kafka`, `dns`; several joined by `+`).
+    pub l7: [Vec<(PortRange, String)>; 4],
 }
 
 impl Allowed {
@@ -45,6 +49,45 @@ impl Allowed {
     /// Whether everything is allowed (every port of every protocol).
     pub fn is_all(&self) -> bool {
         PROTOCOLS.iter().zip(&self.ranges).all(|(p, r)| r.as_slice() == [full_range(*p)])
+    }
+
+    /// Items with the ports allowed only through the L7 proxy marked, as
+    /// `connectivity` prints them: `TCP/80 (L7 http)`, `TCP/81-65535`;
+    /// without L7, as [`Allowed::items`].
+    pub fn marked_items(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((p, ranges), l7) in PROTOCOLS.iter().zip(&self.ranges).zip(&self.l7) {
+            for range in ranges {
+                let inside: Vec<&(PortRange, String)> =
+                    l7.iter().filter(|(r, _)| r.lo <= range.hi && r.hi >= range.lo).collect();
+                if inside.is_empty() && *range == full_range(*p) {
+                    out.push(p.name().to_string());
+                    continue;
+                }
+                let mut next = u32::from(range.lo);
+                for (r, parser) in inside {
+                    let (lo, hi) = (r.lo.max(range.lo), r.hi.min(range.hi));
+                    if u32::from(lo) > next {
+                        out.push(format!("{}/{}", p.name(), PortRange { lo: next as u16, hi: lo - 1 }));
+                    }
+                    out.push(format!("{}/{} (L7 {parser})", p.name(), PortRange { lo, hi }));
+                    next = u32::from(hi) + 1;
+                }
+                if next <= u32::from(range.hi) {
+                    out.push(format!("{}/{}", p.name(), PortRange { lo: next as u16, hi: range.hi }));
+                }
+            }
+        }
+        out
+    }
+
+    /// What `connectivity` prints: `all`, or the marked items.
+    pub fn summary(&self) -> Vec<String> {
+        if self.is_all() && self.l7.iter().all(Vec::is_empty) {
+            vec!["all".to_string()]
+        } else {
+            self.marked_items()
+        }
     }
 
     /// Items as the JSON contract writes them: `TCP`, `TCP/80`, `UDP/53-54`, `ICMP/8`.
@@ -121,6 +164,7 @@ pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeS
         let starts: Vec<u32> =
             cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
         let mut ranges: Vec<PortRange> = Vec::new();
+        let mut l7: Vec<(PortRange, String)> = Vec::new();
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).map(|n| n - 1).unwrap_or(u32::from(full.hi));
             let verdict = eval(cluster, &Query { src, dst, protocol, port: start as u16 });
@@ -132,10 +176,33 @@ pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeS
                 Some(last) if u32::from(last.hi) + 1 == start => last.hi = hi,
                 _ => ranges.push(PortRange { lo, hi }),
             }
+            if let Some(parser) = l7_parser(cluster, &verdict) {
+                match l7.last_mut() {
+                    Some((last, p)) if u32::from(last.hi) + 1 == start && *p == parser => last.hi = hi,
+                    _ => l7.push((PortRange { lo, hi }, parser)),
+                }
+            }
         }
         allowed.ranges[pi] = ranges;
+        allowed.l7[pi] = l7;
     }
     allowed
+}
+
+/// The L7 parsers of the rules that let an allowed connection through
+/// the proxy (either end's decision), joined by `+`; `None` without L7.
+fn l7_parser(cluster: &Cluster, verdict: &Verdict) -> Option<String> {
+    let parsers: BTreeSet<&str> = [&verdict.egress, &verdict.ingress]
+        .into_iter()
+        .flatten()
+        .filter_map(|d| match d {
+            Decision::Redirected(rules) => Some(rules),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|r| cluster.policy(r.policy).rules[r.rule_index()].l7.as_ref().map(|l7| l7.parser.as_str()))
+        .collect();
+    (!parsers.is_empty()).then(|| parsers.into_iter().collect::<Vec<_>>().join("+"))
 }
 
 /// Per protocol, the ports where a verdict may change: the first port of
@@ -225,8 +292,8 @@ pub fn to_json(cluster: &Cluster, rows: &[Row]) -> serde_json::Value {
     let mut items: Vec<(String, String, serde_json::Value)> = rows
         .iter()
         .map(|r| {
-            let allowed =
-                if r.allowed.is_all() { serde_json::json!("all") } else { serde_json::json!(r.allowed.items()) };
+            let summary = r.allowed.summary();
+            let allowed = if summary == ["all"] { serde_json::json!("all") } else { serde_json::json!(summary) };
             (peer_name(cluster, &r.src), peer_name(cluster, &r.dst), allowed)
         })
         .collect();
@@ -241,7 +308,7 @@ pub fn to_table(cluster: &Cluster, rows: &[Row]) -> String {
     let mut lines: Vec<(String, String, String)> = rows
         .iter()
         .map(|r| {
-            let allowed = if r.allowed.is_all() { "all".to_string() } else { r.allowed.items().join(",") };
+            let allowed = r.allowed.summary().join(",");
             (peer_name(cluster, &r.src), peer_name(cluster, &r.dst), allowed)
         })
         .collect();
@@ -282,5 +349,23 @@ mod tests {
         let mut short = String::new();
         super::pad(&mut short, "abcdef", 3);
         assert_eq!(short, "abcdef");
+    }
+
+    #[test]
+    fn l7_restricted_ports_are_marked() {
+        use super::{full_range, Allowed, PortRange, Protocol};
+        let mut a = Allowed::default();
+        a.ranges[0] = vec![PortRange { lo: 80, hi: 90 }];
+        a.l7[0] = vec![(PortRange { lo: 80, hi: 80 }, "http".into()), (PortRange { lo: 85, hi: 86 }, "kafka".into())];
+        assert_eq!(a.summary(), ["TCP/80 (L7 http)", "TCP/81-84", "TCP/85-86 (L7 kafka)", "TCP/87-90"]);
+        assert_eq!(a.items(), ["TCP/80-90"]);
+        // Everything allowed, part of it through the proxy: not `all`.
+        let mut all = Allowed::default();
+        for (i, p) in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp].into_iter().enumerate() {
+            all.ranges[i] = vec![full_range(p)];
+        }
+        assert_eq!(all.summary(), ["all"]);
+        all.l7[0] = vec![(PortRange { lo: 1, hi: 65535 }, "http".into())];
+        assert_eq!(all.summary(), ["TCP/1-65535 (L7 http)", "UDP", "SCTP", "ICMP"]);
     }
 }
