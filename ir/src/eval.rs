@@ -17,7 +17,7 @@
 use crate::cluster::{Cluster, Endpoint};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
-use crate::policy::{Action, Entity, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
+use crate::policy::{Action, Entity, Peer, Peers, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
 use std::net::IpAddr;
 
@@ -123,7 +123,8 @@ pub fn decide(
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
         for (r, rule) in cluster.policy(p).rules.iter().enumerate() {
-            if rule.direction != dir || !rule_matches(cluster, rule, endpoint, peer, dir, protocol, port) {
+            let kind = cluster.policy(p).origin.kind;
+            if rule.direction != dir || !rule_matches(cluster, rule, kind, endpoint, peer, dir, protocol, port) {
                 continue;
             }
             let at = RuleRef::new(p, r);
@@ -148,9 +149,11 @@ pub fn decide(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rule_matches(
     cluster: &Cluster,
     rule: &Rule,
+    kind: PolicyKind,
     subject: &Endpoint,
     peer: Party,
     dir: Direction,
@@ -165,19 +168,22 @@ fn rule_matches(
         return false;
     }
     let Some(ports) = &rule.ports else { return true };
-    // Named ports name a port of the destination: the subject itself on
-    // ingress, the peer on egress (only pods have named ports).
-    let destination = match dir {
-        Direction::Ingress => Some(subject),
+    // A named port on ingress is the subject's own. On egress, Kubernetes
+    // names a port of the destination pod ("resolved per destination pod");
+    // Cilium resolves the name across the cluster's pods whatever the peer
+    // (see `Cluster::cluster_named_port`).
+    let resolve = |name: &str| match dir {
+        Direction::Ingress => subject.named_port(name, protocol),
+        Direction::Egress if kind.is_cilium() => cluster.cluster_named_port(name, protocol),
         Direction::Egress => match peer {
-            Party::Endpoint(i) => Some(cluster.endpoint(i)),
+            Party::Endpoint(i) => cluster.endpoint(i).named_port(name, protocol),
             _ => None,
         },
     };
-    ports.iter().any(|m| port_matches(m, destination, protocol, port))
+    ports.iter().any(|m| port_matches(m, &resolve, protocol, port))
 }
 
-fn port_matches(m: &PortMatch, destination: Option<&Endpoint>, protocol: Protocol, port: u16) -> bool {
+fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: Protocol, port: u16) -> bool {
     let protocol_ok = match m.protocol {
         Some(p) => p == protocol,
         None => Protocol::WITH_PORTS.contains(&protocol),
@@ -186,7 +192,7 @@ fn port_matches(m: &PortMatch, destination: Option<&Endpoint>, protocol: Protoco
         && match &m.ports {
             PortSpec::All => true,
             PortSpec::Range(range) => range.contains(port),
-            PortSpec::Named(name) => destination.and_then(|d| d.named_port(name, protocol)) == Some(port),
+            PortSpec::Named(name) => resolve(name) == Some(port),
         }
 }
 

@@ -31,6 +31,12 @@ impl PolicyKind {
             PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
         }
     }
+
+    /// Whether Cilium's rules apply: a Cilium policy (egress named ports
+    /// resolve across the cluster, see `Cluster::cluster_named_port`).
+    pub fn is_cilium(self) -> bool {
+        matches!(self, PolicyKind::CiliumNetworkPolicy | PolicyKind::CiliumClusterwideNetworkPolicy)
+    }
 }
 
 /// The object (and, for Cilium `specs:` lists, the spec) a policy came from.

@@ -631,9 +631,17 @@ impl<'a> Context<'a> {
                                 spans.add(keys, dir, point, point, &verdict, at);
                             }
                         }
-                        // The peer's named port: per identity, every number
-                        // its endpoints give the name (exact when endpoints
-                        // sharing an identity agree on their ports).
+                        // Cilium: one number for the whole cluster, whatever
+                        // the peer (`Cluster::cluster_named_port`).
+                        Direction::Egress if self.cluster.policy(at.policy).origin.kind.is_cilium() => {
+                            if let Some(port) = self.cluster.cluster_named_port(name, protocol) {
+                                let point = port_space_point(n, port);
+                                spans.add(keys, dir, point, point, &verdict, at);
+                            }
+                        }
+                        // Kubernetes: the peer's named port: per identity,
+                        // every number its endpoints give the name (exact
+                        // when endpoints sharing an identity agree).
                         Direction::Egress => {
                             for id in self.endpoint_ids(peers) {
                                 let ports: BTreeSet<u16> = self.endpoints_of[&id]

@@ -142,9 +142,20 @@ fn deny_wins_cidr_except_and_named_ports() {
         };
         lookup(&resolved, &Packet { src, dst, protocol, port }).allowed()
     };
-    // db's `http` port is 80: named ports on egress are the peer's.
-    assert!(pass("web", db_ip, Protocol::Tcp, 80));
+    // web calls its `http` port 8080, db 80: a Cilium egress rule resolves
+    // the name across the cluster, and pods that disagree leave it nothing.
+    assert!(!pass("web", db_ip, Protocol::Tcp, 80));
     assert!(!pass("web", db_ip, Protocol::Tcp, 8080));
+    // A Kubernetes NetworkPolicy names the destination pod's port (deny
+    // rules dropped: Kubernetes has none).
+    let mut k8s = cluster.clone();
+    k8s.policies[0].origin.kind = PolicyKind::NetworkPolicy;
+    k8s.policies[0].rules.retain(|r| r.action == Action::Allow);
+    let k8s_resolved = resolve(&k8s);
+    let k8s_pass =
+        |port| lookup(&k8s_resolved, &Packet { src: web_ip, dst: db_ip, protocol: Protocol::Tcp, port }).allowed();
+    assert!(k8s_pass(80));
+    assert!(!k8s_pass(8080));
     assert!(pass("web", ip("192.0.2.9"), Protocol::Udp, 1));
     assert!(!pass("web", ip("192.0.2.200"), Protocol::Udp, 1));
     assert!(!pass("web", ip("198.51.100.1"), Protocol::Udp, 1));
