@@ -100,10 +100,10 @@ pub struct Cluster {
 impl Cluster {
     /// The number a named port in the egress rule of a Cilium policy
     /// stands for: Cilium resolves it across the pods of the cluster, not
-    /// per destination (the agent's `NamedPortMultiMap`, `pkg/policy/types`:
-    /// a name with one number per protocol resolves to it; pods that give
-    /// it different numbers make it resolve to nothing, as does a name no
-    /// pod defines).
+    /// per destination (the agent's named-port map, `pkg/policy/types`: a
+    /// name with one number per protocol resolves to it; pods that give it
+    /// different numbers make the lookup fail with "duplicate named ports",
+    /// so it resolves to nothing, as does a name no pod defines).
     pub fn cluster_named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
         let mut numbers = self.endpoints.iter().filter_map(|e| e.named_port(name, protocol));
         let first = numbers.next()?;
