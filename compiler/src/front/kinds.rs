@@ -187,6 +187,13 @@ mod tests {
     }
 
     #[test]
+    fn every_workload_kind_is_read() {
+        for kind in crate::front::WORKLOAD_KINDS {
+            assert!(READ.iter().any(|(k, _)| k == kind), "{kind} has no apiVersion policyc reads");
+        }
+    }
+
+    #[test]
     fn typed_lists_name_their_items_kind() {
         assert_eq!(item_kind("PodList"), Some("Pod"));
         assert_eq!(item_kind("CiliumNetworkPolicyList"), Some("CiliumNetworkPolicy"));
