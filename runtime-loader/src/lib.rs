@@ -27,6 +27,7 @@
 //! pinned, so nothing depends on this process.
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod apply;
 pub mod bpffs;
 pub mod bundle;
