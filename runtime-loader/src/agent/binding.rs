@@ -116,7 +116,9 @@ fn held_reason(compiled: &Compiled, cluster: &ClusterView, name: &str) -> Result
         .ok_or_else(|| format!("its label set `{}` is not in the bundle", pod.labels))?;
     let of = compiled.templates.get(&identity).map(Vec::as_slice).unwrap_or_default();
     if of.is_empty() {
-        return Err(format!("identity {identity} has no policy in this node's bundle"));
+        return Err(format!(
+            "identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)"
+        ));
     }
     let index = of.iter().position(|t| t.endpoint.name == name).unwrap_or(0);
     Ok((identity, index))

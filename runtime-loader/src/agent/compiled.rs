@@ -3,6 +3,13 @@
 //! that do not name a pod (world, CIDR, nodes, this node), and per
 //! identity the endpoint of the bundle whose policy and program settings a
 //! pod of that identity takes.
+//!
+//! A bundle endpoint's enforcement (which directions are default-deny) is
+//! written only in `endpoints.txt`, one line per address: so only
+//! endpoints compiled with addresses (pods of a `kubectl get` snapshot)
+//! serve as models. Address-less ones (workloads, unscheduled pods) would
+//! need their enforcement in the manifest, a format change not made yet;
+//! pods of such an identity are held default-deny and reported.
 
 use crate::bundle::{locate, Bundle, BundleError};
 use crate::entries;

@@ -11,6 +11,7 @@ use super::sandboxes::Sandboxes;
 use super::server::Call;
 use super::{log, AgentOptions};
 use crate::apply::{apply_desired, ApplyOptions, ApplyReport};
+use crate::error::LoaderError;
 use crate::kernel::aya::AyaKernel;
 use crate::lock::LockWait;
 use policyc_cni::protocol::{Reply, Request};
@@ -80,6 +81,7 @@ pub struct Controller {
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
     dirty_since: Option<Instant>,
     last_held: Vec<Held>,
+    last_error: Option<String>,
     health: Arc<std::sync::Mutex<Health>>,
 }
 
@@ -102,6 +104,7 @@ impl Controller {
             // The first apply binds what a previous agent left.
             dirty_since: Some(Instant::now()),
             last_held: Vec::new(),
+            last_error: None,
             health,
         })
     }
@@ -258,17 +261,32 @@ impl Controller {
                 lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
                 ..ApplyOptions::default()
             };
-            let report = apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now())
-                .map_err(|e| e.to_string())?;
-            Ok((binding, report))
+            match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {
+                Ok(report) => Ok((binding, report)),
+                // A node with no pod yet and nothing pinned: there is
+                // nothing to enforce, and no program to create the maps
+                // with until the first pod comes.
+                Err(LoaderError::NoMaps) if binding.endpoints() == 0 => {
+                    let report = ApplyReport { unchanged: true, ..ApplyReport::default() };
+                    Ok((binding, report))
+                }
+                Err(e) => Err(e.to_string()),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(format!("the apply panicked: {e}")));
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok((binding, report)) => self.applied(binding, report, seconds),
+            Ok((binding, report)) => {
+                self.last_error = None;
+                self.applied(binding, report, seconds)
+            }
             Err(message) => {
-                log(&format!("apply failed, keeping what is in force: {message}"));
+                // A failure that repeats is logged once.
+                if self.last_error.as_ref() != Some(&message) {
+                    log(&format!("apply failed, keeping what is in force (retrying every {RETRY:?}): {message}"));
+                    self.last_error = Some(message.clone());
+                }
                 let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 health.failed_applies += 1;
                 drop(health);
