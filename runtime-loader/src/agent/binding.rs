@@ -264,3 +264,223 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     });
     Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::Route;
+    use policyc::compile::{compile, CompileOptions, Inputs, Output};
+    use policyc_cni::protocol::Sandbox;
+    use std::path::PathBuf;
+
+    const REPOSITORY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.200.9.254}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: web, labels: {app: server}}
+spec: {nodeName: n1, containers: [{name: main}]}
+status: {podIP: 10.200.9.201, podIPs: [{ip: 10.200.9.201}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: web, labels: {app: client}}
+spec: {nodeName: n2, containers: [{name: main}]}
+status: {podIP: 10.200.8.202, podIPs: [{ip: 10.200.8.202}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-from-client, namespace: web}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+"#;
+
+    struct Fixture {
+        dir: PathBuf,
+        compiled: Compiled,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture(tag: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("policyc-agent-binding-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("repo")).unwrap();
+        std::fs::write(dir.join("repo/cluster.yaml"), REPOSITORY).unwrap();
+        let options = CompileOptions {
+            node: Some("n1".into()),
+            output: Output::Directory(dir.join("out")),
+            ..Default::default()
+        };
+        compile(Inputs::Paths(vec![dir.join("repo")]), &options).unwrap();
+        let compiled = Compiled::read(&dir.join("out/n1")).unwrap();
+        Fixture { dir, compiled }
+    }
+
+    /// The live cluster: `pods` as `(name, app, node, ip)`.
+    fn cluster(f: &Fixture, pods: &[(&str, &str, &str, Option<&str>)]) -> ClusterView {
+        let mut text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n".to_string();
+        for (name, app, node, ip) in pods {
+            let status = ip.map_or(String::new(), |ip| format!("\nstatus: {{podIPs: [{{ip: {ip}}}]}}"));
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web, labels: {{app: {app}}}}}\n\
+                 spec: {{nodeName: {node}, containers: [{{name: main}}]}}{status}\n"
+            ));
+        }
+        let dir = f.dir.join("live");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pods.yaml"), text).unwrap();
+        ClusterView::read(&dir).unwrap()
+    }
+
+    fn sandboxes(f: &Fixture, list: &[(&str, &str, &str)]) -> Sandboxes {
+        let dir = f.dir.join(format!("sandboxes-{}", list.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut s, _) = Sandboxes::load(&dir).unwrap();
+        for (pod, interface, ip) in list {
+            s.add(Sandbox {
+                container_id: format!("c-{pod}"),
+                namespace: "web".into(),
+                pod: (*pod).into(),
+                netns: "/run/netns/x".into(),
+                interface: (*interface).into(),
+                addresses: vec![ip.parse().unwrap()],
+            })
+            .unwrap();
+        }
+        s
+    }
+
+    fn host(interfaces: &[&str], routes: &[(&str, u8, &str)]) -> Host {
+        Host {
+            routes: routes
+                .iter()
+                .map(|(dest, prefix_len, interface)| Route {
+                    dest: dest.parse().unwrap(),
+                    prefix_len: *prefix_len,
+                    metric: 0,
+                    interface: (*interface).into(),
+                })
+                .collect(),
+            interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn ipcache_identity(b: &Bundle, ip: &str) -> Option<u32> {
+        let (family, addr) = address_bytes(ip.parse().unwrap());
+        b.ipcache
+            .iter()
+            .find(|(k, _)| k.family == family && k.addr == addr && k.prefixlen == IPCACHE_KEY_HEADER_BITS + 32)
+            .map(|(_, v)| v.identity)
+    }
+
+    fn whole(binding: &Binding) -> &Bundle {
+        match &binding.desired {
+            DesiredState::Memory(b) => b,
+            DesiredState::Directory(_) => unreachable!("binding builds memory states"),
+        }
+    }
+
+    #[test]
+    fn a_cni_pod_takes_its_identitys_policy_at_its_live_address() {
+        let f = fixture("live");
+        let view = cluster(&f, &[("server", "server", "n1", None), ("client", "client", "n2", Some("10.200.7.5"))]);
+        let binding = bind(
+            &f.compiled,
+            &view,
+            &sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]),
+            "n1",
+            &host(&["veth-s"], &[]),
+        );
+        let b = whole(&binding);
+        assert!(binding.held.is_empty(), "{:?}", binding.held);
+        assert_eq!(binding.interfaces["web/server"], "veth-s");
+        let server =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("server")).map(|(_, i)| *i).unwrap();
+        let client =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("client")).map(|(_, i)| *i).unwrap();
+        // Live addresses in; the snapshot's (10.200.9.201, 10.200.8.202) out.
+        assert_eq!(ipcache_identity(b, "10.200.9.33"), Some(server));
+        assert_eq!(ipcache_identity(b, "10.200.7.5"), Some(client));
+        assert_eq!(ipcache_identity(b, "10.200.9.201"), None);
+        assert_eq!(ipcache_identity(b, "10.200.8.202"), None);
+        assert_eq!(ipcache_identity(b, "10.200.9.254"), Some(Identity::HOST.get()), "the node's own address stays");
+        let e = &b.endpoints[0];
+        assert_eq!((e.name.as_str(), e.addresses.len()), ("web/server", 1));
+        let t = f.compiled.template(server, "web/server").unwrap();
+        assert_eq!(b.policy.len(), t.policy.len());
+        assert!(!b.policy.is_empty() && b.policy.iter().all(|(k, _)| k.endpoint_id == e.id));
+        assert_eq!(b.endpoint_entries[0].1.flags, t.flags);
+        assert_ne!(t.flags & ENDPOINT_ENFORCE_INGRESS, 0, "the server is isolated for ingress");
+    }
+
+    #[test]
+    fn unknown_labels_are_held_default_deny_and_reported() {
+        let f = fixture("held");
+        let view = cluster(&f, &[("stranger", "stranger", "n1", None)]);
+        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40"), ("late", "veth-b", "10.200.9.41")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a", "veth-b"], &[]));
+        let reasons: Vec<(&str, &str)> = binding.held.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
+        assert_eq!(reasons[0].0, "web/late");
+        assert_eq!(reasons[0].1, "its labels are not known yet (not in the cluster source)");
+        assert_eq!(reasons[1].0, "web/stranger");
+        assert!(reasons[1].1.contains("label set `app=stranger,") && reasons[1].1.ends_with("is not in the bundle"));
+        let b = whole(&binding);
+        assert!(b.policy.is_empty());
+        for (_, v) in &b.endpoint_entries {
+            assert_eq!(
+                (v.identity, v.flags),
+                (Identity::INIT.get(), ENDPOINT_ENFORCE_INGRESS | ENDPOINT_ENFORCE_EGRESS)
+            );
+        }
+        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(Identity::INIT.get()));
+    }
+
+    #[test]
+    fn only_an_exact_host_route_binds_a_pod_without_a_cni_add() {
+        let f = fixture("routes");
+        let view = cluster(&f, &[("server", "server", "n1", Some("10.200.9.50"))]);
+        let none = sandboxes(&f, &[]);
+        let broad = bind(
+            &f.compiled,
+            &view,
+            &none,
+            "n1",
+            &host(&["eth0"], &[("10.200.9.0", 24, "eth0"), ("0.0.0.0", 0, "eth0")]),
+        );
+        assert_eq!(broad.endpoints(), 0, "never the uplink");
+        assert_eq!(broad.unbound[0].reason, "no /32 or /128 host route to 10.200.9.50 (and no CNI ADD)");
+        let exact = bind(
+            &f.compiled,
+            &view,
+            &none,
+            "n1",
+            &host(&["eth0", "veth9"], &[("10.200.9.0", 24, "eth0"), ("10.200.9.50", 32, "veth9")]),
+        );
+        assert_eq!(exact.interfaces["web/server"], "veth9");
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_hash_and_a_relabel_another() {
+        let f = fixture("hash");
+        let boxes = sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]);
+        let h = host(&["veth-s"], &[]);
+        let hash = |view: &ClusterView| bind(&f.compiled, view, &boxes, "n1", &h).desired.manifest().hash.clone();
+        let first = hash(&cluster(&f, &[("server", "server", "n1", None)]));
+        assert_eq!(hash(&cluster(&f, &[("server", "server", "n1", None)])), first);
+        assert_ne!(hash(&cluster(&f, &[("server", "client", "n1", None)])), first);
+        assert_ne!(first, f.compiled.hash(), "the binding is part of the hash");
+    }
+}
