@@ -253,22 +253,23 @@ impl Controller {
         let sandboxes = self.sandboxes.clone();
         let (node, paths) = (self.options.node.clone(), self.options.paths.clone());
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport), String> {
+        let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport, f64), String> {
             let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
             let binding = bind(&compiled, &cluster, &sandboxes, &node, &host);
+            let bind_ms = started.elapsed().as_secs_f64() * 1000.0;
             let options = ApplyOptions {
                 interfaces: binding.interfaces.clone(),
                 lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
                 ..ApplyOptions::default()
             };
             match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {
-                Ok(report) => Ok((binding, report)),
+                Ok(report) => Ok((binding, report, bind_ms)),
                 // A node with no pod yet and nothing pinned: there is
                 // nothing to enforce, and no program to create the maps
                 // with until the first pod comes.
                 Err(LoaderError::NoMaps) if binding.endpoints() == 0 => {
                     let report = ApplyReport { unchanged: true, ..ApplyReport::default() };
-                    Ok((binding, report))
+                    Ok((binding, report, bind_ms))
                 }
                 Err(e) => Err(e.to_string()),
             }
@@ -277,9 +278,9 @@ impl Controller {
         .unwrap_or_else(|e| Err(format!("the apply panicked: {e}")));
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok((binding, report)) => {
+            Ok((binding, report, bind_ms)) => {
                 self.last_error = None;
-                self.applied(binding, report, seconds)
+                self.applied(binding, report, seconds, bind_ms)
             }
             Err(message) => {
                 // A failure that repeats is logged once.
@@ -298,14 +299,17 @@ impl Controller {
         }
     }
 
-    fn applied(&mut self, binding: Binding, report: ApplyReport, seconds: f64) {
+    fn applied(&mut self, binding: Binding, report: ApplyReport, seconds: f64, bind_ms: f64) {
         if !report.unchanged {
+            let phases: Vec<String> = report.phases.iter().map(|(p, ms)| format!("{p} {ms:.1}")).collect();
             log(&format!(
-                "applied {} (generation {} active, {} endpoints, {:.1} ms)",
+                "applied {} (generation {} active, {} endpoints, {:.1} ms: bind {:.1}, {} ms)",
                 report.bundle_hash,
                 report.generation,
                 binding.endpoints(),
-                seconds * 1000.0
+                seconds * 1000.0,
+                bind_ms,
+                phases.join(", ")
             ));
         }
         if binding.held != self.last_held {
