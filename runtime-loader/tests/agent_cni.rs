@@ -18,6 +18,7 @@
 //!   changes nothing;
 //! - a pod whose label set the bundle does not know is held default-deny
 //!   and reported;
+//! - a bundle update (recompiled in place) is picked up and applied;
 //! - `kill -9` of the agent leaves enforcement as it was, and the
 //!   restarted agent adopts what is pinned without a flip (same generation
 //!   and serial in the loader's record); it is ready on `/readyz`;
@@ -92,6 +93,14 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     assert_eq!(held.len(), 1, "{report}");
     assert_eq!(held[0]["pod"], "web/stranger");
     assert!(held[0]["reason"].as_str().unwrap().contains("is not in the bundle"), "{report}");
+
+    // A bundle update: the policy admits intruders too, then no more.
+    bed.recompile(&["client", "intruder"]);
+    bed.converge("intruder", "server", true, "a bundle admitting app=intruder");
+    bed.expect("client", "server", true, "a bundle admitting app=intruder");
+    bed.expect("stranger", "server", false, "a bundle admitting app=intruder");
+    bed.recompile(&["client"]);
+    bed.converge("intruder", "server", false, "the bundle back");
 
     // kill -9 under traffic: enforcement unchanged; the restart adopts
     // what is pinned without a flip.

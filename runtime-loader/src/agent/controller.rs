@@ -74,8 +74,10 @@ pub struct Controller {
     options: AgentOptions,
     compiled: Option<Arc<Compiled>>,
     bundle_seen: Option<String>,
+    bundle_problem: Option<String>,
     cluster: Option<Arc<ClusterView>>,
     cluster_seen: Option<String>,
+    cluster_problem: Option<String>,
     sandboxes: Sandboxes,
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
@@ -96,8 +98,10 @@ impl Controller {
             options,
             compiled: None,
             bundle_seen: None,
+            bundle_problem: None,
             cluster: None,
             cluster_seen: None,
+            cluster_problem: None,
             sandboxes,
             in_force: BTreeSet::new(),
             waiting: Vec::new(),
@@ -193,56 +197,68 @@ impl Controller {
     /// Re-reads the bundle and the cluster directory if they changed; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
-        match super::watch::bundle_fingerprint(&self.options.bundle) {
-            Ok(seen) if self.bundle_seen.as_ref() != Some(&seen) => {
+        let (bundle, node) = (&self.options.bundle, &self.options.node);
+        let read = super::watch::bundle_fingerprint(bundle).and_then(|seen| {
+            if self.bundle_seen.as_ref() == Some(&seen) {
+                return Ok(None);
+            }
+            let c = Compiled::read(bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
+            if c.bundle.manifest.node != *node {
+                return Err(format!(
+                    "bundle `{}` is for node `{}`, not `{node}`",
+                    bundle.display(),
+                    c.bundle.manifest.node
+                ));
+            }
+            Ok(Some((seen, c)))
+        });
+        match read {
+            Ok(None) => {}
+            Ok(Some((seen, c))) => {
                 self.bundle_seen = Some(seen);
-                match Compiled::read(&self.options.bundle) {
-                    Ok(c) if c.bundle.manifest.node != self.options.node => log(&format!(
-                        "bundle `{}` is for node `{}`, not `{}`: keeping what is in force",
-                        self.options.bundle.display(),
-                        c.bundle.manifest.node,
-                        self.options.node
-                    )),
-                    Ok(c) => {
-                        log(&format!("bundle {} read", c.hash()));
-                        self.compiled = Some(Arc::new(c));
-                        self.mark_dirty();
-                    }
-                    Err(e) => log(&format!(
-                        "bundle `{}` refused, keeping what is in force: {e}",
-                        self.options.bundle.display()
-                    )),
+                self.bundle_problem = None;
+                if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
+                    log(&format!("bundle {} read", c.hash()));
+                    self.compiled = Some(Arc::new(c));
+                    self.mark_dirty();
                 }
             }
-            Ok(_) => {}
-            Err(e) if self.bundle_seen.is_some() => {
+            // Retried at every poll (a bundle replaced while it was read
+            // reads whole at the next), logged once.
+            Err(e) => {
                 self.bundle_seen = None;
-                log(&format!("bundle unavailable, keeping what is in force: {e}"));
-            }
-            Err(_) => {}
-        }
-        match super::watch::tree_fingerprint(&self.options.cluster) {
-            Ok(seen) if self.cluster_seen.as_ref() != Some(&seen) => {
-                self.cluster_seen = Some(seen);
-                match ClusterView::read(&self.options.cluster) {
-                    Ok(view) => {
-                        if self.cluster.as_deref() != Some(&view) {
-                            self.cluster = Some(Arc::new(view));
-                            self.mark_dirty();
-                        }
-                    }
-                    Err(e) => log(&format!(
-                        "cluster `{}` refused, keeping the pods bound: {e}",
-                        self.options.cluster.display()
-                    )),
+                if self.bundle_problem.as_ref() != Some(&e) {
+                    log(&format!("{e}; keeping what is in force"));
+                    self.bundle_problem = Some(e);
                 }
             }
-            Ok(_) => {}
-            Err(e) if self.cluster_seen.is_some() => {
-                self.cluster_seen = None;
-                log(&format!("cluster unavailable, keeping the pods bound: {e}"));
+        }
+        let cluster = &self.options.cluster;
+        let read = super::watch::tree_fingerprint(cluster).and_then(|seen| {
+            if self.cluster_seen.as_ref() == Some(&seen) {
+                return Ok(None);
             }
-            Err(_) => {}
+            let view =
+                ClusterView::read(cluster).map_err(|e| format!("cluster `{}` refused: {e}", cluster.display()))?;
+            Ok(Some((seen, view)))
+        });
+        match read {
+            Ok(None) => {}
+            Ok(Some((seen, view))) => {
+                self.cluster_seen = Some(seen);
+                self.cluster_problem = None;
+                if self.cluster.as_deref() != Some(&view) {
+                    self.cluster = Some(Arc::new(view));
+                    self.mark_dirty();
+                }
+            }
+            Err(e) => {
+                self.cluster_seen = None;
+                if self.cluster_problem.as_ref() != Some(&e) {
+                    log(&format!("{e}; keeping the pods bound"));
+                    self.cluster_problem = Some(e);
+                }
+            }
         }
     }
 

@@ -29,9 +29,9 @@ pub const CONVERGE: Duration = Duration::from_secs(15);
 
 /// The repository the bundle is compiled from: a snapshot of the cluster
 /// (pods with the addresses they had then, which the agent replaces with
-/// live ones) and the policy: `web/server` takes TCP 8080 from
-/// `app=client` only.
-pub fn repository(n: u32) -> String {
+/// live ones) and the policy: `web/server` takes TCP 8080 from the pods
+/// whose `app` is one of `from`.
+pub fn repository(n: u32, from: &[&str]) -> String {
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -51,9 +51,10 @@ spec:
   podSelector: {{matchLabels: {{app: server}}}}
   policyTypes: [Ingress]
   ingress:
-    - from: [{{podSelector: {{matchLabels: {{app: client}}}}}}]
+    - from: [{{podSelector: {{matchExpressions: [{{key: app, operator: In, values: [{from}]}}]}}}}]
       ports: [{{protocol: TCP, port: {PORT}}}]
 "#,
+        from = from.join(", "),
         pods = [("client", 201), ("server", 202), ("intruder", 203)]
             .iter()
             .map(|(pod, host)| pod_yaml(pod, pod, Some(&format!("10.200.{n}.{host}"))))
@@ -132,7 +133,7 @@ impl Bed {
         let dir = TempDir::new(tag);
         let root = format!("policyc-test-{tag}-{pid}");
         let paths = Paths::new(Path::new("/sys/fs/bpf"), &root, &dir.0.join("state").join(&root));
-        let (repo, cluster, out) = (dir.0.join("repo"), dir.0.join("cluster"), dir.0.join("bundles"));
+        let (repo, cluster) = (dir.0.join("repo"), dir.0.join("cluster"));
         let bed = Bed {
             tag: format!("{}{pid}", tag.replace('-', "")),
             n,
@@ -141,7 +142,7 @@ impl Bed {
             pods: Vec::new(),
             ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim().to_string(),
             stop: Arc::default(),
-            bundle: out.join(NODE),
+            bundle: dir.0.join("bundles").join(NODE),
             cluster: cluster.clone(),
             dir,
         };
@@ -150,10 +151,18 @@ impl Bed {
         for d in [&repo, &cluster] {
             std::fs::create_dir_all(d).unwrap();
         }
-        std::fs::write(repo.join("cluster.yaml"), repository(n)).unwrap();
+        bed.recompile(&["client"]);
+        bed
+    }
+
+    /// Compiles [`repository`] with `from` into the bundle the agent
+    /// reads, replacing it.
+    pub fn recompile(&self, from: &[&str]) {
+        let repo = self.dir.0.join("repo");
+        std::fs::write(repo.join("cluster.yaml"), repository(self.n, from)).unwrap();
+        let out = self.dir.0.join("bundles");
         let options = CompileOptions { node: Some(NODE.into()), output: Output::Directory(out), ..Default::default() };
         compile(Inputs::Paths(vec![repo]), &options).expect("the test repository compiles");
-        bed
     }
 
     pub fn state(&self) -> PathBuf {
