@@ -27,7 +27,7 @@
 //! force already, and applies nothing.
 
 use super::cluster::ClusterView;
-use super::compiled::Compiled;
+use super::compiled::{Compiled, Template};
 use super::sandboxes::Sandboxes;
 use crate::bundle::Bundle;
 use crate::desired::DesiredState;
@@ -107,21 +107,19 @@ struct Local {
     sandbox: Option<String>,
 }
 
-fn held_reason(compiled: &Compiled, cluster: &ClusterView, name: &str) -> Result<(u32, usize), String> {
+/// The identity of local pod `name` and the bundle endpoint whose policy
+/// it takes, or why it is held.
+fn model<'a>(compiled: &'a Compiled, cluster: &ClusterView, name: &str) -> Result<(u32, &'a Template), String> {
     let pod =
         cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
     let identity = *compiled
         .identities
         .get(&pod.labels)
         .ok_or_else(|| format!("its label set `{}` is not in the bundle", pod.labels))?;
-    let of = compiled.templates.get(&identity).map(Vec::as_slice).unwrap_or_default();
-    if of.is_empty() {
-        return Err(format!(
-            "identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)"
-        ));
-    }
-    let index = of.iter().position(|t| t.endpoint.name == name).unwrap_or(0);
-    Ok((identity, index))
+    let template = compiled.template(identity, name).ok_or_else(|| {
+        format!("identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)")
+    })?;
+    Ok((identity, template))
 }
 
 fn ipcache_entry(ip: IpAddr, identity: u32) -> (IpcacheKey, IpcacheValue) {
@@ -184,9 +182,8 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     for (name, l) in &local {
         let id = ids.get(name.as_str()).copied().unwrap_or(0);
         let (ns, pod) = name.split_once('/').unwrap_or(("", name));
-        let (identity, flags, config, policy_file) = match held_reason(compiled, cluster, name) {
-            Ok((identity, index)) => {
-                let t = &compiled.templates[&identity][index];
+        let (identity, flags, config, policy_file) = match model(compiled, cluster, name) {
+            Ok((identity, t)) => {
                 policy
                     .extend(t.policy.iter().map(|(k, v)| (policyc_ebpf::abi::PolicyKey { endpoint_id: id, ..*k }, *v)));
                 let config = EndpointConfig { endpoint_id: u32::from(id), ..t.endpoint.config };

@@ -83,7 +83,12 @@ pub fn render(health: &Health) -> String {
 /// Serves `/metrics`, `/healthz` and `/readyz` for ever.
 pub async fn serve(listener: TcpListener, health: Arc<Mutex<Health>>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: try again a little later rather
+            // than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         tokio::spawn(answer(stream, health.clone()));
     }
 }

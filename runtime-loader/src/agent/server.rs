@@ -33,7 +33,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 /// Accepts connections for ever, each served on a task of its own.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: try again a little later rather
+            // than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         tokio::spawn(connection(stream, calls.clone()));
     }
 }
