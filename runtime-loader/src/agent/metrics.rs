@@ -94,9 +94,24 @@ pub async fn serve(listener: TcpListener, health: Arc<Mutex<Health>>) {
 }
 
 async fn answer(mut stream: TcpStream, health: Arc<Mutex<Health>>) {
-    let mut buf = [0u8; 2048];
-    let Ok(n) = stream.read(&mut buf).await else { return };
-    let request = String::from_utf8_lossy(&buf[..n]);
+    // The request head, whole: a client may send it in several writes,
+    // and closing with a part unread would reset the connection.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let head = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if head != Ok(true) {
+        return;
+    }
+    let request = String::from_utf8_lossy(&buf);
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = {
         let health = health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -121,6 +136,33 @@ async fn answer(mut stream: TcpStream, health: Arc<Mutex<Health>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_a_request_sent_in_pieces() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let health = Arc::new(Mutex::new(Health::default()));
+            tokio::spawn(serve(listener, health.clone()));
+            let get = |pieces: &'static [&'static str]| async move {
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                for piece in pieces {
+                    stream.write_all(piece.as_bytes()).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.unwrap();
+                answer
+            };
+            let answer = get(&["GET /rea", "dyz HTTP/1.1\r\n", "Host: x\r\n\r\n"]).await;
+            assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+            health.lock().unwrap().ready = true;
+            assert!(get(&["GET /readyz HTTP/1.1\r\n\r\n"]).await.starts_with("HTTP/1.1 200 OK\r\n"));
+            assert!(get(&["GET /healthz HTTP/1.1\r\n\r\n"]).await.ends_with("\r\n\r\nok\n"));
+            assert!(get(&["GET /metrics HTTP/1.1\r\n\r\n"]).await.contains("policyc_agent_generation 0\n"));
+        });
+    }
 
     #[test]
     fn renders_histograms_cumulatively_and_the_digest_as_a_label() {
