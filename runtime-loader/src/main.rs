@@ -107,6 +107,9 @@ enum Command {
         /// Milliseconds over which changes are gathered into one apply.
         #[arg(long, default_value_t = 5)]
         batch_ms: u64,
+        /// Log one JSON object per line on stderr.
+        #[arg(long)]
+        log_json: bool,
     },
     /// Print flow events (drops and new connections) with pod names, or the
     /// counters.
@@ -302,7 +305,7 @@ fn main() -> ExitCode {
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
         }
-        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms } => {
+        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json } => {
             let options = AgentOptions {
                 node: node.clone(),
                 bundle: bundle.clone(),
@@ -312,6 +315,7 @@ fn main() -> ExitCode {
                 poll: std::time::Duration::from_millis(*poll_ms),
                 batch: std::time::Duration::from_millis(*batch_ms),
                 metrics: *metrics_address,
+                json_logs: *log_json,
             };
             bpffs::ensure_mounted(&cli.bpffs)
                 .and_then(|()| agent::run(options).map_err(LoaderError::Agent))

@@ -51,6 +51,8 @@ pub struct AgentOptions {
     pub batch: Duration,
     /// Where to serve metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Log JSON objects rather than text.
+    pub json_logs: bool,
 }
 
 impl AgentOptions {
@@ -60,13 +62,24 @@ impl AgentOptions {
     }
 }
 
-/// Writes a log line on stderr.
+/// Log lines as JSON objects (`--log-json`) rather than text.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes a log line on stderr: text, or with `--log-json` one JSON object
+/// (`ts`: Unix seconds, `msg`) per line, as log collectors read them.
 pub fn log(message: &str) {
-    eprintln!("policyc-loader run: {message}");
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let line = serde_json::json!({ "ts": ts.as_secs_f64(), "component": "policyc-loader run", "msg": message });
+        eprintln!("{line}");
+    } else {
+        eprintln!("policyc-loader run: {message}");
+    }
 }
 
 /// Runs the agent until SIGTERM or SIGINT; what is in force stays.
 pub fn run(options: AgentOptions) -> Result<(), String> {
+    JSON_LOGS.store(options.json_logs, std::sync::atomic::Ordering::Relaxed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
