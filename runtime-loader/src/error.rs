@@ -48,6 +48,8 @@ pub enum LoaderError {
     NoMaps,
     /// A probe cannot be set up.
     Probe(String),
+    /// The node agent cannot start.
+    Agent(String),
     /// Another apply holds the lock.
     Locked(String),
     /// The record of the last apply cannot be read or written.
@@ -143,6 +145,7 @@ impl fmt::Display for LoaderError {
                 "the maps do not exist yet and no endpoint of this bundle has an interface to load programs for",
             ),
             LoaderError::Probe(e) => f.write_str(e),
+            LoaderError::Agent(e) => f.write_str(e),
             LoaderError::Locked(e) => write!(f, "another apply or uninstall is running: {e}"),
             LoaderError::Record(e) => write!(f, "record of the last apply: {e}"),
             LoaderError::Kernel(e) => e.fmt(f),

@@ -23,10 +23,16 @@
 //! it writes per generation are declared once ([`generation_maps`]), and
 //! its errors keep the operation, the object and the errno ([`error`]).
 //!
+//! The node agent ([`agent`], `policyc-loader run`) builds that desired
+//! state live: the bundle's compiled policy bound to the pods a cluster
+//! source and the chained CNI plugin `policyc-cni` announce, re-applied
+//! as either changes.
+//!
 //! The datapath keeps enforcing while no loader runs: maps and links are
 //! pinned, so nothing depends on this process.
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod apply;
 pub mod bpffs;
 pub mod bundle;

@@ -1,6 +1,7 @@
 //! `policyc-loader`: the command line over the loader library.
 
 use clap::{Parser, Subcommand};
+use policyc_loader::agent::{self, AgentOptions};
 use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
@@ -83,6 +84,33 @@ enum Command {
     },
     /// Detach and unpin everything under the root.
     Uninstall,
+    /// Run the node agent: bind the live pods (the cluster directory, and
+    /// the sandboxes `policyc-cni` announces on `STATE/agent.sock`) to the
+    /// compiled bundle, and keep it in force as either changes.
+    Run {
+        /// This node's name.
+        #[arg(long, env = "NODE_NAME")]
+        node: String,
+        /// The compiled bundle (watched: re-applied when it changes).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// A directory of Pod, Namespace and Node manifests as `policyc
+        /// compile` reads them (watched: re-read when it changes).
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_address: Option<std::net::SocketAddr>,
+        /// Milliseconds between polls of the bundle and cluster directories.
+        #[arg(long, default_value_t = 200)]
+        poll_ms: u64,
+        /// Milliseconds over which changes are gathered into one apply.
+        #[arg(long, default_value_t = 5)]
+        batch_ms: u64,
+        /// Log one JSON object per line on stderr.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Print flow events (drops and new connections) with pod names, or the
     /// counters.
     Observe {
@@ -276,6 +304,22 @@ fn main() -> ExitCode {
                 let filter = FlowFilter { verdict: verdict.clone(), namespace: namespace.clone(), pod: pod.clone() };
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
+        }
+        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json } => {
+            let options = AgentOptions {
+                node: node.clone(),
+                bundle: bundle.clone(),
+                cluster: cluster.clone(),
+                socket: cli.state.join("agent.sock"),
+                paths: paths.clone(),
+                poll: std::time::Duration::from_millis(*poll_ms),
+                batch: std::time::Duration::from_millis(*batch_ms),
+                metrics: *metrics_address,
+                json_logs: *log_json,
+            };
+            bpffs::ensure_mounted(&cli.bpffs)
+                .and_then(|()| agent::run(options).map_err(LoaderError::Agent))
+                .map(|()| String::new())
         }
         Command::Uninstall => uninstall_waiting(&paths, &lock).map(|r| {
             if cli.json {

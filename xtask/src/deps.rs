@@ -11,8 +11,10 @@ use std::process::Command;
 /// Debian packages the test suite needs: `dot` renders `policyc graph
 /// --format svg`; the datapath objects are rebuilt with clang-19 and
 /// llvm-strip-19 against the kernel and libbpf headers and compared with the
-/// committed bytes.
-const PACKAGES: [&str; 5] = ["graphviz", "clang-19", "llvm-19", "libbpf-dev", "linux-libc-dev"];
+/// committed bytes; the node agent's kernel test makes pods with the
+/// reference CNI plugins (`ptp`, `host-local` in `/usr/lib/cni`).
+const PACKAGES: [&str; 6] =
+    ["graphviz", "clang-19", "llvm-19", "libbpf-dev", "linux-libc-dev", "containernetworking-plugins"];
 
 /// Toolchain components the format and lint steps run.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];

@@ -2,6 +2,7 @@
 //! after themselves, and compiling a manifest directory into bundles.
 #![allow(dead_code)] // each test binary uses its own part of the support
 
+pub mod cni;
 pub mod netns;
 
 use policyc::emit::{emit, BundleOptions};

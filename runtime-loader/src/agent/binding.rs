@@ -1,0 +1,483 @@
+//! Live binding: the desired state of the node from the compiled policy
+//! and the live pods.
+//!
+//! The bundle fixes identities (label sets), the policy of each identity
+//! and the CIDR and node entries of the ipcache; the live side says which
+//! address has which identity and which local interface is which
+//! endpoint. So:
+//!
+//! - every pod of the cluster with addresses and a label set the bundle
+//!   knows puts `/32` (`/128`) ipcache entries with that identity;
+//! - every local pod (a sandbox the CNI plugin bound, or a pod of this
+//!   node whose address has an exact `/32` (`/128`) host route: never a
+//!   broader route, which would be the node's uplink) becomes an endpoint
+//!   on its host-side interface, with the policy and program settings of
+//!   the bundle's endpoint of the same identity (of the same name first,
+//!   whose named ports are the pod's);
+//! - a local pod whose labels are not known yet, whose label set the
+//!   bundle does not know, or whose identity has no policy in this node's
+//!   bundle is **held default-deny**: the `init` identity, which Cilium
+//!   gives an endpoint whose labels it cannot determine yet
+//!   (<https://docs.cilium.io/en/latest/security/policy/lifecycle/>,
+//!   "Init Identity"), enforcement on in both directions and no policy
+//!   entry, so nothing passes; and it is reported.
+//!
+//! Binding is a pure function of its inputs, and so is the hash of what it
+//! builds: a restarted agent that binds the same pods finds its state in
+//! force already, and applies nothing.
+
+use super::cluster::ClusterView;
+use super::compiled::{Compiled, Template};
+use super::sandboxes::Sandboxes;
+use crate::bundle::Bundle;
+use crate::desired::DesiredState;
+use crate::entries::address_bytes;
+use crate::manifest::BundleEndpoint;
+use crate::route::{self, Route};
+use policyc_bundle::digest::sha256_hex;
+use policyc_ebpf::abi::{
+    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS,
+    IPCACHE_KEY_HEADER_BITS,
+};
+use policyc_ebpf::config::EndpointConfig;
+use policyc_ir::identity::Identity;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// What the node looks like: its exact host routes and its interfaces.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// Routes of the main table (only `/32` and `/128` ones are used).
+    pub routes: Vec<Route>,
+    /// Interface names.
+    pub interfaces: BTreeSet<String>,
+}
+
+impl Host {
+    /// This process's network namespace.
+    pub fn read() -> std::io::Result<Host> {
+        Ok(Host { routes: route::host_routes()?, interfaces: route::host_interfaces()? })
+    }
+
+    /// The interface of the exact host route to `ip`.
+    fn exact_interface(&self, ip: IpAddr) -> Option<String> {
+        let full = if ip.is_ipv4() { 32 } else { 128 };
+        let exact: Vec<Route> = self.routes.iter().filter(|r| r.prefix_len == full).cloned().collect();
+        route::interface_for(&exact, ip).map(str::to_string)
+    }
+}
+
+/// A local pod held default-deny, and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Held {
+    /// `<ns>/<pod>`.
+    pub pod: String,
+    /// Why its policy is not the bundle's.
+    pub reason: String,
+}
+
+/// The desired state of the node, and what binding found.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// What to apply (its manifest's hash covers the bundle and the
+    /// binding).
+    pub desired: DesiredState,
+    /// Host-side interface of each local endpoint.
+    pub interfaces: BTreeMap<String, String>,
+    /// Local pods held default-deny.
+    pub held: Vec<Held>,
+    /// Local pods not bound at all (no interface), and why.
+    pub unbound: Vec<Held>,
+    /// Cluster pods whose addresses are not in the ipcache, and why.
+    pub not_in_ipcache: Vec<Held>,
+    /// Container ids of the sandboxes this state binds.
+    pub sandboxes: BTreeSet<String>,
+}
+
+impl Binding {
+    /// Local endpoints bound.
+    pub fn endpoints(&self) -> usize {
+        self.desired.endpoints().len()
+    }
+}
+
+struct Local {
+    addresses: Vec<IpAddr>,
+    interface: String,
+    sandbox: Option<String>,
+}
+
+/// The identity of local pod `name` and the bundle endpoint whose policy
+/// it takes, or why it is held.
+fn model<'a>(compiled: &'a Compiled, cluster: &ClusterView, name: &str) -> Result<(u32, &'a Template), String> {
+    let pod =
+        cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
+    let identity = *compiled
+        .identities
+        .get(&pod.labels)
+        .ok_or_else(|| format!("its label set `{}` is not in the bundle", pod.labels))?;
+    let template = compiled.template(identity, name).ok_or_else(|| {
+        format!("identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)")
+    })?;
+    Ok((identity, template))
+}
+
+fn ipcache_entry(ip: IpAddr, identity: u32) -> (IpcacheKey, IpcacheValue) {
+    let (family, addr) = address_bytes(ip);
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    (
+        IpcacheKey { prefixlen: IPCACHE_KEY_HEADER_BITS + bits, generation: 0, family, pad: 0, addr },
+        IpcacheValue { identity, flags: 0 },
+    )
+}
+
+/// Binds the live pods to the compiled policy on `node`.
+pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, node: &str, host: &Host) -> Binding {
+    let mut unbound = Vec::new();
+    // Local pods: CNI sandboxes first, then this node's pods with an exact
+    // host route.
+    let mut local: BTreeMap<String, Local> = BTreeMap::new();
+    for s in sandboxes.iter() {
+        local.insert(
+            s.pod_name(),
+            Local {
+                addresses: s.addresses.clone(),
+                interface: s.interface.clone(),
+                sandbox: Some(s.container_id.clone()),
+            },
+        );
+    }
+    for pod in cluster.pods.iter().filter(|p| p.node.as_deref() == Some(node) && !p.ips.is_empty()) {
+        if local.contains_key(&pod.name) {
+            continue;
+        }
+        match host.exact_interface(pod.ips[0]) {
+            Some(interface) => {
+                local.insert(pod.name.clone(), Local { addresses: pod.ips.clone(), interface, sandbox: None });
+            }
+            None => unbound.push(Held {
+                pod: pod.name.clone(),
+                reason: format!("no /32 or /128 host route to {} (and no CNI ADD)", pod.ips[0]),
+            }),
+        }
+    }
+    local.retain(|name, l| {
+        let present = host.interfaces.contains(&l.interface);
+        if !present {
+            unbound.push(Held { pod: name.clone(), reason: format!("interface `{}` does not exist", l.interface) });
+        }
+        present
+    });
+
+    let ids = policyc_bundle::ids::endpoint_ids(local.keys().map(String::as_str));
+    let mut held = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut endpoint_entries = Vec::new();
+    let mut policy = Vec::new();
+    let mut interfaces = BTreeMap::new();
+    let mut bound_sandboxes = BTreeSet::new();
+    // Addresses of local pods, with their identity: these win over any
+    // cluster pod's stale address.
+    let mut addresses: BTreeMap<IpAddr, (u32, String)> = BTreeMap::new();
+    for (name, l) in &local {
+        let id = ids.get(name.as_str()).copied().unwrap_or(0);
+        let (ns, pod) = name.split_once('/').unwrap_or(("", name));
+        let (identity, flags, config, policy_file) = match model(compiled, cluster, name) {
+            Ok((identity, t)) => {
+                policy
+                    .extend(t.policy.iter().map(|(k, v)| (policyc_ebpf::abi::PolicyKey { endpoint_id: id, ..*k }, *v)));
+                let config = EndpointConfig { endpoint_id: u32::from(id), ..t.endpoint.config };
+                (identity, t.flags, config, t.endpoint.policy_file.clone())
+            }
+            Err(reason) => {
+                held.push(Held { pod: name.clone(), reason });
+                let config = EndpointConfig { endpoint_id: u32::from(id), ..EndpointConfig::default() };
+                (Identity::INIT.get(), ENDPOINT_ENFORCE_INGRESS | ENDPOINT_ENFORCE_EGRESS, config, String::new())
+            }
+        };
+        for &ip in &l.addresses {
+            let (family, addr) = address_bytes(ip);
+            endpoint_entries.push((
+                EndpointKey { generation: 0, family, pad: 0, addr },
+                EndpointValue { endpoint_id: u32::from(id), identity, flags },
+            ));
+            addresses.insert(ip, (identity, name.clone()));
+        }
+        endpoints.push(BundleEndpoint {
+            name: name.clone(),
+            stem: policyc_bundle::stem::endpoint_stem(&[ns, pod]),
+            id,
+            addresses: l.addresses.clone(),
+            policy_file,
+            config,
+        });
+        interfaces.insert(name.clone(), l.interface.clone());
+        bound_sandboxes.extend(l.sandbox.clone());
+    }
+
+    let mut not_in_ipcache = Vec::new();
+    for pod in cluster.pods.iter().filter(|p| !local.contains_key(&p.name) && !p.ips.is_empty()) {
+        let Some(&identity) = compiled.identities.get(&pod.labels) else {
+            not_in_ipcache.push(Held {
+                pod: pod.name.clone(),
+                reason: format!("its label set `{}` is not in the bundle", pod.labels),
+            });
+            continue;
+        };
+        for &ip in &pod.ips {
+            match addresses.get(&ip) {
+                Some((_, other)) => not_in_ipcache
+                    .push(Held { pod: pod.name.clone(), reason: format!("its address {ip} is `{other}`'s") }),
+                None => {
+                    addresses.insert(ip, (identity, pod.name.clone()));
+                }
+            }
+        }
+    }
+    let mut ipcache = compiled.base_ipcache.clone();
+    let taken: BTreeSet<(u32, [u8; 16], u8)> = ipcache.iter().map(|(k, _)| (k.prefixlen, k.addr, k.family)).collect();
+    for (&ip, (identity, name)) in &addresses {
+        let entry = ipcache_entry(ip, *identity);
+        if taken.contains(&(entry.0.prefixlen, entry.0.addr, entry.0.family)) {
+            not_in_ipcache.push(Held { pod: name.clone(), reason: format!("its address {ip} is a node's") });
+        } else {
+            ipcache.push(entry);
+        }
+    }
+
+    let bundle = &compiled.bundle;
+    let fingerprint =
+        format!("{}\n{endpoints:?}\n{interfaces:?}\n{ipcache:?}\n{endpoint_entries:?}\n{policy:?}", bundle.hash());
+    let mut manifest = bundle.manifest.clone();
+    manifest.hash = format!("sha256:{}", sha256_hex(fingerprint.as_bytes()));
+    manifest.endpoints = endpoints.clone();
+    let desired = DesiredState::Memory(Bundle {
+        manifest,
+        ipcache,
+        endpoint_entries,
+        policy,
+        endpoints,
+        templates: bundle.templates.clone(),
+    });
+    Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::Route;
+    use policyc::compile::{compile, CompileOptions, Inputs, Output};
+    use policyc_cni::protocol::Sandbox;
+    use std::path::PathBuf;
+
+    const REPOSITORY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.200.9.254}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server, namespace: web, labels: {app: server}}
+spec: {nodeName: n1, containers: [{name: main}]}
+status: {podIP: 10.200.9.201, podIPs: [{ip: 10.200.9.201}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: web, labels: {app: client}}
+spec: {nodeName: n2, containers: [{name: main}]}
+status: {podIP: 10.200.8.202, podIPs: [{ip: 10.200.8.202}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-from-client, namespace: web}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+"#;
+
+    struct Fixture {
+        dir: PathBuf,
+        compiled: Compiled,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture(tag: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("policyc-agent-binding-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("repo")).unwrap();
+        std::fs::write(dir.join("repo/cluster.yaml"), REPOSITORY).unwrap();
+        let options = CompileOptions {
+            node: Some("n1".into()),
+            output: Output::Directory(dir.join("out")),
+            ..Default::default()
+        };
+        compile(Inputs::Paths(vec![dir.join("repo")]), &options).unwrap();
+        let compiled = Compiled::read(&dir.join("out/n1")).unwrap();
+        Fixture { dir, compiled }
+    }
+
+    /// The live cluster: `pods` as `(name, app, node, ip)`.
+    fn cluster(f: &Fixture, pods: &[(&str, &str, &str, Option<&str>)]) -> ClusterView {
+        let mut text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n".to_string();
+        for (name, app, node, ip) in pods {
+            let status = ip.map_or(String::new(), |ip| format!("\nstatus: {{podIPs: [{{ip: {ip}}}]}}"));
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web, labels: {{app: {app}}}}}\n\
+                 spec: {{nodeName: {node}, containers: [{{name: main}}]}}{status}\n"
+            ));
+        }
+        let dir = f.dir.join("live");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pods.yaml"), text).unwrap();
+        ClusterView::read(&dir).unwrap()
+    }
+
+    fn sandboxes(f: &Fixture, list: &[(&str, &str, &str)]) -> Sandboxes {
+        let dir = f.dir.join(format!("sandboxes-{}", list.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut s, _) = Sandboxes::load(&dir).unwrap();
+        for (pod, interface, ip) in list {
+            s.add(Sandbox {
+                container_id: format!("c-{pod}"),
+                namespace: "web".into(),
+                pod: (*pod).into(),
+                netns: "/run/netns/x".into(),
+                interface: (*interface).into(),
+                addresses: vec![ip.parse().unwrap()],
+            })
+            .unwrap();
+        }
+        s
+    }
+
+    fn host(interfaces: &[&str], routes: &[(&str, u8, &str)]) -> Host {
+        Host {
+            routes: routes
+                .iter()
+                .map(|(dest, prefix_len, interface)| Route {
+                    dest: dest.parse().unwrap(),
+                    prefix_len: *prefix_len,
+                    metric: 0,
+                    interface: (*interface).into(),
+                })
+                .collect(),
+            interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn ipcache_identity(b: &Bundle, ip: &str) -> Option<u32> {
+        let (family, addr) = address_bytes(ip.parse().unwrap());
+        b.ipcache
+            .iter()
+            .find(|(k, _)| k.family == family && k.addr == addr && k.prefixlen == IPCACHE_KEY_HEADER_BITS + 32)
+            .map(|(_, v)| v.identity)
+    }
+
+    fn whole(binding: &Binding) -> &Bundle {
+        match &binding.desired {
+            DesiredState::Memory(b) => b,
+            DesiredState::Directory(_) => unreachable!("binding builds memory states"),
+        }
+    }
+
+    #[test]
+    fn a_cni_pod_takes_its_identitys_policy_at_its_live_address() {
+        let f = fixture("live");
+        let view = cluster(&f, &[("server", "server", "n1", None), ("client", "client", "n2", Some("10.200.7.5"))]);
+        let binding = bind(
+            &f.compiled,
+            &view,
+            &sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]),
+            "n1",
+            &host(&["veth-s"], &[]),
+        );
+        let b = whole(&binding);
+        assert!(binding.held.is_empty(), "{:?}", binding.held);
+        assert_eq!(binding.interfaces["web/server"], "veth-s");
+        let server =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("server")).map(|(_, i)| *i).unwrap();
+        let client =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("client")).map(|(_, i)| *i).unwrap();
+        // Live addresses in; the snapshot's (10.200.9.201, 10.200.8.202) out.
+        assert_eq!(ipcache_identity(b, "10.200.9.33"), Some(server));
+        assert_eq!(ipcache_identity(b, "10.200.7.5"), Some(client));
+        assert_eq!(ipcache_identity(b, "10.200.9.201"), None);
+        assert_eq!(ipcache_identity(b, "10.200.8.202"), None);
+        assert_eq!(ipcache_identity(b, "10.200.9.254"), Some(Identity::HOST.get()), "the node's own address stays");
+        let e = &b.endpoints[0];
+        assert_eq!((e.name.as_str(), e.addresses.len()), ("web/server", 1));
+        let t = f.compiled.template(server, "web/server").unwrap();
+        assert_eq!(b.policy.len(), t.policy.len());
+        assert!(!b.policy.is_empty() && b.policy.iter().all(|(k, _)| k.endpoint_id == e.id));
+        assert_eq!(b.endpoint_entries[0].1.flags, t.flags);
+        assert_ne!(t.flags & ENDPOINT_ENFORCE_INGRESS, 0, "the server is isolated for ingress");
+    }
+
+    #[test]
+    fn unknown_labels_are_held_default_deny_and_reported() {
+        let f = fixture("held");
+        let view = cluster(&f, &[("stranger", "stranger", "n1", None)]);
+        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40"), ("late", "veth-b", "10.200.9.41")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a", "veth-b"], &[]));
+        let reasons: Vec<(&str, &str)> = binding.held.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
+        assert_eq!(reasons[0].0, "web/late");
+        assert_eq!(reasons[0].1, "its labels are not known yet (not in the cluster source)");
+        assert_eq!(reasons[1].0, "web/stranger");
+        assert!(reasons[1].1.contains("label set `app=stranger,") && reasons[1].1.ends_with("is not in the bundle"));
+        let b = whole(&binding);
+        assert!(b.policy.is_empty());
+        for (_, v) in &b.endpoint_entries {
+            assert_eq!(
+                (v.identity, v.flags),
+                (Identity::INIT.get(), ENDPOINT_ENFORCE_INGRESS | ENDPOINT_ENFORCE_EGRESS)
+            );
+        }
+        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(Identity::INIT.get()));
+    }
+
+    #[test]
+    fn only_an_exact_host_route_binds_a_pod_without_a_cni_add() {
+        let f = fixture("routes");
+        let view = cluster(&f, &[("server", "server", "n1", Some("10.200.9.50"))]);
+        let none = sandboxes(&f, &[]);
+        let broad = bind(
+            &f.compiled,
+            &view,
+            &none,
+            "n1",
+            &host(&["eth0"], &[("10.200.9.0", 24, "eth0"), ("0.0.0.0", 0, "eth0")]),
+        );
+        assert_eq!(broad.endpoints(), 0, "never the uplink");
+        assert_eq!(broad.unbound[0].reason, "no /32 or /128 host route to 10.200.9.50 (and no CNI ADD)");
+        let exact = bind(
+            &f.compiled,
+            &view,
+            &none,
+            "n1",
+            &host(&["eth0", "veth9"], &[("10.200.9.0", 24, "eth0"), ("10.200.9.50", 32, "veth9")]),
+        );
+        assert_eq!(exact.interfaces["web/server"], "veth9");
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_hash_and_a_relabel_another() {
+        let f = fixture("hash");
+        let boxes = sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]);
+        let h = host(&["veth-s"], &[]);
+        let hash = |view: &ClusterView| bind(&f.compiled, view, &boxes, "n1", &h).desired.manifest().hash.clone();
+        let first = hash(&cluster(&f, &[("server", "server", "n1", None)]));
+        assert_eq!(hash(&cluster(&f, &[("server", "server", "n1", None)])), first);
+        assert_ne!(hash(&cluster(&f, &[("server", "client", "n1", None)])), first);
+        assert_ne!(first, f.compiled.hash(), "the binding is part of the hash");
+    }
+}

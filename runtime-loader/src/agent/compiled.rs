@@ -1,0 +1,109 @@
+//! The compiled policy of a bundle as the agent binds it: the bundle read
+//! whole, every endpoint identity by its label set, the ipcache entries
+//! that do not name a pod (world, CIDR, nodes, this node), and per
+//! identity the endpoint of the bundle whose policy and program settings a
+//! pod of that identity takes.
+//!
+//! A bundle endpoint's enforcement (which directions are default-deny) is
+//! written only in `endpoints.txt`, one line per address: so only
+//! endpoints compiled with addresses (pods of a `kubectl get` snapshot)
+//! serve as models. Address-less ones (workloads, unscheduled pods) would
+//! need their enforcement in the manifest, a format change not made yet;
+//! pods of such an identity are held default-deny and reported.
+
+use crate::bundle::{locate, Bundle, BundleError};
+use crate::entries;
+use crate::manifest::{BundleEndpoint, IDENTITIES_FILE, IPCACHE_FILE};
+use policyc_bundle::identities::IdentityLine;
+use policyc_bundle::ipcache::{IpcacheLine, Source};
+use policyc_ebpf::abi::{IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
+use policyc_ir::labels::Labels;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A bundle, ready to bind live pods to.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The bundle, read whole and checked.
+    pub bundle: Bundle,
+    /// Endpoint identities by their label set (`identities.txt`).
+    pub identities: BTreeMap<Labels, u32>,
+    /// ipcache entries that do not name a pod: pods are bound live.
+    pub base_ipcache: Vec<(IpcacheKey, IpcacheValue)>,
+    /// Per identity, the bundle endpoints that have it, by name: their
+    /// policy and settings serve every local pod of that identity.
+    pub templates: BTreeMap<u32, Vec<Template>>,
+}
+
+/// A bundle endpoint as the model for pods of its identity.
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// The bundle endpoint.
+    pub endpoint: BundleEndpoint,
+    /// Its `ENDPOINT_ENFORCE_*` flags.
+    pub flags: u32,
+    /// Its policy entries (with its endpoint id).
+    pub policy: Vec<(PolicyKey, PolicyValue)>,
+}
+
+impl Compiled {
+    /// Reads and checks the bundle in `dir` (a bundle, or a directory
+    /// holding one).
+    pub fn read(dir: &Path) -> Result<Compiled, BundleError> {
+        Compiled::of_bundle(Bundle::read(&locate(dir)?)?)
+    }
+
+    /// Indexes `bundle`.
+    pub fn of_bundle(bundle: Bundle) -> Result<Compiled, BundleError> {
+        let manifest = &bundle.manifest;
+        let mut identities = BTreeMap::new();
+        for line in IdentityLine::parse_all(IDENTITIES_FILE, &manifest.read_text(IDENTITIES_FILE)?)
+            .map_err(BundleError::Entry)?
+        {
+            if line.kind != "endpoint" {
+                continue;
+            }
+            let labels = line
+                .endpoint_labels()
+                .map_err(|e| BundleError::Manifest(format!("`{IDENTITIES_FILE}`: identity {}: {e}", line.identity)))?;
+            identities.insert(Labels::from_pairs(labels), line.identity);
+        }
+        let ipcache_text = manifest.read_text(IPCACHE_FILE)?;
+        let mut kept = String::new();
+        for (n, text) in ipcache_text.lines().enumerate() {
+            let line = IpcacheLine::parse(IPCACHE_FILE, n + 1, text).map_err(BundleError::Entry)?;
+            if !matches!(line.source, Source::Endpoint(_)) {
+                kept.push_str(text);
+                kept.push('\n');
+            }
+        }
+        let base_ipcache = entries::ipcache(IPCACHE_FILE, 1, &kept).map_err(BundleError::Entry)?;
+        let mut templates: BTreeMap<u32, Vec<Template>> = BTreeMap::new();
+        for e in &bundle.endpoints {
+            let id = u32::from(e.id);
+            let Some((_, value)) = bundle.endpoint_entries.iter().find(|(_, v)| v.endpoint_id == id) else {
+                continue;
+            };
+            let policy = bundle.policy.iter().filter(|(k, _)| k.endpoint_id == e.id).copied().collect();
+            templates.entry(value.identity).or_default().push(Template {
+                endpoint: e.clone(),
+                flags: value.flags,
+                policy,
+            });
+        }
+        Ok(Compiled { bundle, identities, base_ipcache, templates })
+    }
+
+    /// The bundle's hash.
+    pub fn hash(&self) -> &str {
+        self.bundle.hash()
+    }
+
+    /// The model for pod `name` of `identity`: the bundle endpoint of that
+    /// name if it has the identity (its named ports are the pod's), else
+    /// the first of the identity's.
+    pub fn template(&self, identity: u32, name: &str) -> Option<&Template> {
+        let of = self.templates.get(&identity)?;
+        of.iter().find(|t| t.endpoint.name == name).or_else(|| of.first())
+    }
+}
