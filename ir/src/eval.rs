@@ -122,14 +122,18 @@ pub fn decide(
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
-        for (r, rule) in cluster.policy(p).rules.iter().enumerate() {
+        let policy = cluster.policy(p);
+        // The built-in allow (`crate::localhost`) is outside the rules
+        // that `fromRequires` narrows.
+        let required = requirements_met || policy.is_builtin();
+        for (r, rule) in policy.rules.iter().enumerate() {
             if rule.direction != dir || !rule_matches(cluster, rule, endpoint, peer, dir, protocol, port) {
                 continue;
             }
             let at = RuleRef::new(p, r);
             match rule.action {
                 Action::Deny => denies.push(at),
-                Action::Allow if !requirements_met => {}
+                Action::Allow if !required => {}
                 Action::Allow if rule.l7.is_some() => redirects.push(at),
                 Action::Allow => allows.push(at),
             }

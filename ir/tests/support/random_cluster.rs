@@ -16,6 +16,7 @@ use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::eval::Party;
 use policyc_ir::ids::EndpointId;
+use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL};
 use policyc_ir::policy::{
     Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
@@ -322,10 +323,15 @@ pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
         app_ports(),
         proptest::collection::vec(policy(), 0..5),
         proptest::collection::vec(packet(), 48),
+        any::<bool>(),
     )
-        .prop_map(|(ns_count, teams, pods, ports, policies, packets)| {
+        .prop_map(|(ns_count, teams, pods, ports, policies, packets, allow_localhost)| {
             let mut cluster = build_cluster(ns_count, &teams, &pods, &ports);
             cluster.policies = policies;
+            // `--allow-localhost` on or off (`policyc_ir::localhost`).
+            if allow_localhost {
+                cluster.policies.push(allow_localhost_policy());
+            }
             (cluster, pods.len(), packets)
         })
 }
