@@ -133,6 +133,7 @@ fn check(case: &Path, input: &str, names: &BTreeMap<String, String>) -> Vec<Stri
                         Party::Endpoint(i) => peer_name(cluster, &Side::Endpoint(i)),
                         Party::External(ip) => format!("ip:{ip}"),
                         Party::Reserved(e) => e.name().to_string(),
+                        Party::Node(n) => format!("node:{}", cluster.nodes[n].name),
                     };
                     mismatches.push(format!(
                         "{input}: {src} -> {dst} (as {} -> {}): expected {want:?}, policyc says {got:?}",

@@ -21,7 +21,7 @@ pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<
         return;
     }
     let matches_any = |selector: &LabelSelector| facts.matches_any(selector);
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         if let Subject::Endpoints(selector) = &policy.subject {
             if !matches_any(selector) {
                 out.push(
@@ -92,7 +92,7 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
     let cluster = &loaded.lowered.cluster;
     let mut selected = vec![false; cluster.endpoints.len()];
     let mut isolated_namespaces: BTreeSet<&str> = BTreeSet::new();
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         let enforces = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
         for &i in &facts.subjects[p.index()] {
             selected[i] = true;
@@ -126,7 +126,7 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
 /// direction, so it changes nothing.
 pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         let isolates = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
         if policy.rules.is_empty() && !isolates && !facts.subjects[p.index()].is_empty() {
             out.push(

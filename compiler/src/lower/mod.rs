@@ -13,6 +13,9 @@
 //! - Host-network pods keep their labels and policies but not their
 //!   addresses, which belong to the node.
 //! - The same object twice is an error.
+//! - Under `--allow-localhost=always` (the default) the built-in policy
+//!   letting the local node reach its endpoints comes last
+//!   ([`policyc_ir::localhost`]).
 
 use crate::diag::{codes, Diagnostic, Location};
 use crate::front::spans::PolicySpans;
@@ -22,6 +25,8 @@ use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
     is_identity_relevant, Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT_LABEL,
 };
+use crate::semantics::{AllowLocalhost, Semantics};
+use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,8 +46,9 @@ pub struct Lowered {
     pub endpoint_name_positions: Vec<Pos>,
 }
 
-/// Lowers the objects of `input`, appending diagnostics to `diags`.
-pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
+/// Lowers the objects of `input` under `semantics`, appending diagnostics
+/// to `diags`.
+pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -> Lowered {
     let mut seen: BTreeMap<(String, Option<String>, String), &Location> = BTreeMap::new();
     let mut owners: BTreeSet<(Option<String>, String, String)> = BTreeSet::new();
     let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
@@ -118,6 +124,12 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         lowered.cluster.policies.push(policy);
         lowered.policy_locations.push(location);
         lowered.policy_spans.push(spans);
+    }
+    if semantics.allow_localhost == AllowLocalhost::Always {
+        // Last, so that the manifests' policies keep their numbers.
+        lowered.cluster.policies.push(allow_localhost_policy());
+        lowered.policy_locations.push(Location::default());
+        lowered.policy_spans.push(PolicySpans::default());
     }
     lowered.cluster.nodes = nodes;
     lowered

@@ -288,9 +288,10 @@ pub fn packet() -> impl Strategy<Value = PacketSpec> {
     )
 }
 
-/// The address of a side, and the eval party it stands for when judged on
-/// the node of the endpoint at the other end (`other_node`).
-pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node: Option<&str>) -> (IpAddr, Party) {
+/// The address of a side, and the eval party it stands for (a node is
+/// `host` or `remote-node` depending on the endpoint that judges it, which
+/// `eval` works out itself).
+pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side) -> (IpAddr, Party) {
     match side {
         Side::Pod(i) => {
             let i = i % pods;
@@ -301,9 +302,8 @@ pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node:
             (ip, Party::External(ip))
         }
         Side::Node(n) => {
-            let (name, v4, v6addr) = NODES[n];
-            let entity = if other_node == Some(name) { Entity::Host } else { Entity::RemoteNode };
-            (ip(if v6 { v6addr } else { v4 }), Party::Reserved(entity))
+            let (_, v4, v6addr) = NODES[n];
+            (ip(if v6 { v6addr } else { v4 }), Party::Node(n))
         }
     }
 }
