@@ -53,7 +53,7 @@ pub struct PolicyOrigin {
 impl fmt::Display for PolicyOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.kind == PolicyKind::Builtin {
-            return write!(f, "built-in policy {}", self.name);
+            return write!(f, "built-in {}", self.name);
         }
         match &self.namespace {
             Some(ns) => write!(f, "{} {ns}/{}", self.kind.name(), self.name)?,

@@ -313,7 +313,8 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let srcs = match resolve_parties(&loaded, args.from.as_deref(), args.from_cidr, args.from_node.as_deref(), "--from") {
+    let srcs = match resolve_parties(&loaded, args.from.as_deref(), args.from_cidr, args.from_node.as_deref(), "--from")
+    {
         Ok(p) => p,
         Err(code) => return code,
     };

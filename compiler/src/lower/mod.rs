@@ -21,11 +21,11 @@ use crate::diag::{codes, Diagnostic, Location};
 use crate::front::spans::PolicySpans;
 use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
+use crate::semantics::{AllowLocalhost, Semantics};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
     is_identity_relevant, Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT_LABEL,
 };
-use crate::semantics::{AllowLocalhost, Semantics};
 use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};

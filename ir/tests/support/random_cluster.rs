@@ -16,8 +16,8 @@ use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::eval::Party;
 use policyc_ir::ids::EndpointId;
-use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL};
+use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::{
     Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
 };
