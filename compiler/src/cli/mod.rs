@@ -373,7 +373,7 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
         };
         let matches = |side: &connectivity::Side| match side {
             connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoint(*i).labels),
-            connectivity::Side::Addresses(..) => false,
+            connectivity::Side::Node(_) | connectivity::Side::Addresses(..) => false,
         };
         rows.retain(|r| matches(&r.src) || matches(&r.dst));
     }
