@@ -23,3 +23,4 @@ pub mod lint;
 pub mod lower;
 pub mod pipeline;
 pub mod select;
+pub mod semantics;

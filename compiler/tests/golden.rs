@@ -1,13 +1,16 @@
 //! Golden tests: every `tests/golden/<case>/input/` is compiled and its
 //! rendered diagnostics, model dump and connectivity table are compared with
 //! `tests/golden/<case>/expected.snap`. A deliberate change is re-recorded
-//! with `cargo xtask bless` and reviewed in the diff.
+//! with `cargo xtask bless` and reviewed in the diff. A case's `flags`
+//! file sets semantics flags (`--allow-localhost=policy`).
 
 use policyc::analysis::connectivity::{connectivity, to_table};
 use policyc::compile::source_hash;
 use policyc::diag::render::{render, Format};
 use policyc::emit::{emit, BundleOptions};
-use policyc::pipeline::load;
+use policyc::front::source::read_paths;
+use policyc::pipeline::load_input_with;
+use policyc::semantics::{AllowLocalhost, Semantics};
 use std::path::{Path, PathBuf};
 
 fn cases() -> Vec<PathBuf> {
@@ -21,9 +24,22 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
+/// The semantics flags of a case: its `flags` file, if any (one flag a
+/// line; only `--allow-localhost=policy` so far).
+fn semantics(case: &Path) -> Semantics {
+    let mut semantics = Semantics::default();
+    for flag in std::fs::read_to_string(case.join("flags")).unwrap_or_default().lines() {
+        match flag.trim() {
+            "--allow-localhost=policy" => semantics.allow_localhost = AllowLocalhost::Policy,
+            other => panic!("{}: unknown flag `{other}`", case.display()),
+        }
+    }
+    semantics
+}
+
 /// Everything a reviewer checks about one case, as text.
 fn render_case(case: &Path) -> String {
-    let loaded = load(&[case.join("input")]);
+    let loaded = load_input_with(read_paths(&[case.join("input")]), semantics(case));
     let prefix = format!("{}/", case.display());
     let mut out = String::from("# diagnostics\n");
     out.push_str(&render(&loaded.diagnostics, Format::Human, &loaded.input.sources));

@@ -69,7 +69,10 @@ fn connectivity_filters_by_selector() {
     let expected: Vec<String> = all.lines().skip(1).filter(|l| l.contains("shop/db-0")).map(words).collect();
     let got: Vec<String> = out.lines().skip(1).map(words).collect();
     assert_eq!(got, expected);
-    assert_eq!(got.len(), 3);
+    // api and prometheus reach db, and so does db's own node (the
+    // built-in allow-localhost).
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().any(|l| l.starts_with("node:node-a -> shop/db-0")), "{got:#?}");
 }
 
 #[test]

@@ -120,6 +120,11 @@ impl Cluster {
         self.endpoints.iter().position(|e| e.ips.contains(&ip)).map(EndpointId::new)
     }
 
+    /// The node (index into [`Cluster::nodes`]) that has address `ip`, if any.
+    pub fn node_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.ips.contains(&ip))
+    }
+
     /// The endpoint `id`.
     pub fn endpoint(&self, id: EndpointId) -> &Endpoint {
         &self.endpoints[id.index()]
@@ -143,5 +148,11 @@ impl Cluster {
     /// Every policy with its id, in order.
     pub fn policies_with_ids(&self) -> impl Iterator<Item = (PolicyId, &Policy)> {
         self.policies.iter().enumerate().map(|(i, p)| (PolicyId::new(i), p))
+    }
+
+    /// The policies manifests wrote (every one but the built-in ones), with
+    /// their ids, in order.
+    pub fn written_policies(&self) -> impl Iterator<Item = (PolicyId, &Policy)> {
+        self.policies_with_ids().filter(|(_, p)| !p.is_builtin())
     }
 }

@@ -31,6 +31,24 @@ pub enum Party {
     /// A reserved peer that is not a pod: `host`, `remote-node`,
     /// `kube-apiserver`, `health`, `init`, `ingress` or `unmanaged`.
     Reserved(Entity),
+    /// A node of the cluster, by index into [`Cluster::nodes`] (one of its
+    /// addresses): to an endpoint on that node it is `host`, to the others
+    /// `remote-node`, as each node's ipcache maps it.
+    Node(usize),
+}
+
+impl Party {
+    /// The party as endpoint `subject` sees it: a node is `host` to the
+    /// endpoints that run on it and `remote-node` to the others.
+    pub fn seen_by(self, cluster: &Cluster, subject: &Endpoint) -> Party {
+        match self {
+            Party::Node(n) => {
+                let local = cluster.nodes.get(n).is_some_and(|node| subject.node.as_deref() == Some(&node.name));
+                Party::Reserved(if local { Entity::Host } else { Entity::RemoteNode })
+            }
+            other => other,
+        }
+    }
 }
 
 /// A packet (the first of a connection) to judge.
@@ -106,6 +124,7 @@ pub fn decide(
     port: u16,
 ) -> Decision {
     let endpoint = cluster.endpoint(subject);
+    let peer = peer.seen_by(cluster, endpoint);
     let selecting: Vec<PolicyId> = cluster
         .policies_with_ids()
         .filter(|(_, policy)| match &policy.subject {
@@ -122,15 +141,19 @@ pub fn decide(
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
-        for (r, rule) in cluster.policy(p).rules.iter().enumerate() {
-            let kind = cluster.policy(p).origin.kind;
+        let policy = cluster.policy(p);
+        // The built-in allow (`crate::localhost`) is outside the rules
+        // that `fromRequires` narrows.
+        let required = requirements_met || policy.is_builtin();
+        let kind = policy.origin.kind;
+        for (r, rule) in policy.rules.iter().enumerate() {
             if rule.direction != dir || !rule_matches(cluster, rule, kind, endpoint, peer, dir, protocol, port) {
                 continue;
             }
             let at = RuleRef::new(p, r);
             match rule.action {
                 Action::Deny => denies.push(at),
-                Action::Allow if !requirements_met => {}
+                Action::Allow if !required => {}
                 Action::Allow if rule.l7.is_some() => redirects.push(at),
                 Action::Allow => allows.push(at),
             }
@@ -216,6 +239,8 @@ pub fn entity_matches(entity: Entity, party: Party) -> bool {
         (Entity::None, _) => false,
         (Entity::World, party) => matches!(party, Party::External(_)),
         (Entity::Cluster, party) => !matches!(party, Party::External(_)),
+        // Whichever node it is, it is one of the two.
+        (Entity::Host | Entity::RemoteNode, Party::Node(_)) => true,
         (entity, Party::Reserved(reserved)) => entity == reserved,
         _ => false,
     }
@@ -227,5 +252,7 @@ fn party_labels(cluster: &Cluster, party: Party) -> Labels {
         Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
         Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),
         Party::Reserved(e) => Labels::from_pairs([(format!("{RESERVED_PREFIX}{}", e.name()), "")]),
+        // `decide` sees a node as `host` or `remote-node` before this.
+        Party::Node(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}remote-node"), "")]),
     }
 }

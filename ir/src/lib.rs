@@ -27,6 +27,7 @@ pub mod eval;
 pub mod identity;
 pub mod ids;
 pub mod labels;
+pub mod localhost;
 pub mod lookup;
 pub mod parallel;
 pub mod policy;

@@ -20,6 +20,9 @@ pub enum PolicyKind {
     CiliumNetworkPolicy,
     /// `cilium.io/v2` `CiliumClusterwideNetworkPolicy`.
     CiliumClusterwideNetworkPolicy,
+    /// A policy no manifest wrote: what the cluster allows by default
+    /// (see [`crate::localhost`]).
+    Builtin,
 }
 
 impl PolicyKind {
@@ -29,6 +32,7 @@ impl PolicyKind {
             PolicyKind::NetworkPolicy => "NetworkPolicy",
             PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            PolicyKind::Builtin => "Builtin",
         }
     }
 
@@ -54,6 +58,9 @@ pub struct PolicyOrigin {
 
 impl fmt::Display for PolicyOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == PolicyKind::Builtin {
+            return write!(f, "built-in {}", self.name);
+        }
         match &self.namespace {
             Some(ns) => write!(f, "{} {ns}/{}", self.kind.name(), self.name)?,
             None => write!(f, "{} {}", self.kind.name(), self.name)?,
@@ -243,5 +250,11 @@ impl Policy {
     /// Whether this policy puts its subjects into default deny for `dir`.
     pub fn enforces(&self, dir: Direction) -> bool {
         self.default_deny[dir.index()]
+    }
+
+    /// Whether no manifest wrote it ([`PolicyKind::Builtin`]): other
+    /// policies' `fromRequires`/`toRequires` do not narrow its rules.
+    pub fn is_builtin(&self) -> bool {
+        self.origin.kind == PolicyKind::Builtin
     }
 }

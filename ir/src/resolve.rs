@@ -571,9 +571,13 @@ impl<'a> Context<'a> {
 
         let mut spans = SpanCollector::default();
         for &p in selecting {
-            for (r, rule) in self.cluster.policy(p).rules.iter().enumerate() {
+            let policy = self.cluster.policy(p);
+            for (r, rule) in policy.rules.iter().enumerate() {
                 let at = RuleRef::new(p, r);
-                self.add_rule(&mut spans, subject, rule, at, &requirements[rule.direction.index()]);
+                // As in `eval`: requirements do not narrow the built-in allow.
+                let required: &[&LabelSelector] =
+                    if policy.is_builtin() { &[] } else { &requirements[rule.direction.index()] };
+                self.add_rule(&mut spans, subject, rule, at, required);
             }
         }
         PolicyMap { enforced, entries: spans.entries() }

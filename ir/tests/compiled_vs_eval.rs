@@ -44,8 +44,8 @@ proptest! {
         let resolved = resolve(&cluster);
         prop_assert_eq!(validate(&resolved), Ok(()));
         for (v6, src, dst, protocol, port) in packets {
-            let (src_ip, src_party) = address(&cluster, pods, v6, src, node_of(&cluster, pods, dst));
-            let (dst_ip, dst_party) = address(&cluster, pods, v6, dst, node_of(&cluster, pods, src));
+            let (src_ip, src_party) = address(&cluster, pods, v6, src);
+            let (dst_ip, dst_party) = address(&cluster, pods, v6, dst);
             let reference = eval(&cluster, &Query { src: src_party, dst: dst_party, protocol, port });
             let compiled = lookup(&resolved, &Packet { src: src_ip, dst: dst_ip, protocol, port });
             let context = format!("{src_ip} -> {dst_ip} {protocol}/{port}\nreference: {reference:?}\ncompiled: {compiled:?}");

@@ -51,8 +51,8 @@ proptest! {
             let port = if protocol.is_icmp() { port & 0xff } else { port };
             let src_node = node_of(&cluster, pods, src).map(str::to_string);
             let dst_node = node_of(&cluster, pods, dst).map(str::to_string);
-            let (src_ip, src_party) = address(&cluster, pods, v6, src, dst_node.as_deref());
-            let (dst_ip, dst_party) = address(&cluster, pods, v6, dst, src_node.as_deref());
+            let (src_ip, src_party) = address(&cluster, pods, v6, src);
+            let (dst_ip, dst_party) = address(&cluster, pods, v6, dst);
             // A pod's traffic to its own address stays inside its network
             // namespace and never meets the programs.
             if src_ip == dst_ip {

@@ -38,9 +38,16 @@ fn programs_agree_with_eval_on_golden_cases() {
                 peers.push((*ip, Party::Endpoint(i), e.node.clone()));
             }
         }
-        let node_ips: Vec<IpAddr> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
+        // Nodes' addresses: `host` to the endpoints on that node (the
+        // built-in allow-localhost applies), `remote-node` to the others.
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            for ip in &node.ips {
+                peers.push((*ip, Party::Node(n), None));
+            }
+        }
+        // Outside segments (nodes' addresses are cut out of them).
         for (first, _) in address_segments(cluster, &[]) {
-            if cluster.endpoint_by_ip(first).is_none() && !node_ips.contains(&first) {
+            if cluster.endpoint_by_ip(first).is_none() {
                 peers.push((first, Party::External(first), None));
             }
         }
@@ -50,7 +57,8 @@ fn programs_agree_with_eval_on_golden_cases() {
                 if src == dst || src_ip.is_ipv4() != dst_ip.is_ipv4() {
                     continue;
                 }
-                if matches!(src, Party::External(_)) && matches!(dst, Party::External(_)) {
+                // No program runs between two peers that are not endpoints.
+                if !matches!(src, Party::Endpoint(_)) && !matches!(dst, Party::Endpoint(_)) {
                     continue;
                 }
                 for (pi, &protocol) in PROTOCOLS.iter().enumerate() {

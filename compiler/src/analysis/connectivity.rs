@@ -20,11 +20,16 @@ use std::net::IpAddr;
 /// The protocols the table covers, in output order.
 pub const PROTOCOLS: [Protocol; 4] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp];
 
-/// One side of a row: an endpoint, or a range of outside addresses.
+/// One side of a row: an endpoint, a node, or a range of outside
+/// addresses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Side {
     /// An endpoint.
     Endpoint(EndpointId),
+    /// A node (index into `Cluster::nodes`): `host` to the endpoints on it,
+    /// `remote-node` to the others, as each node's ipcache maps its
+    /// addresses.
+    Node(usize),
     /// The inclusive range of outside addresses `[first, last]`.
     Addresses(IpAddr, IpAddr),
 }
@@ -132,12 +137,14 @@ pub fn connectivity(cluster: &Cluster, externals: &[IpAddr]) -> Vec<Row> {
     let segments = address_segments(cluster, externals);
     let cuts = port_cuts(cluster);
     let mut peers: Vec<Side> = cluster.endpoints_with_ids().map(|(i, _)| Side::Endpoint(i)).collect();
+    peers.extend((0..cluster.nodes.len()).map(Side::Node));
     peers.extend(segments.iter().map(|&(a, b)| Side::Addresses(a, b)));
     let mut rows = Vec::new();
     for src in &peers {
         for dst in &peers {
-            let both_outside = matches!(src, Side::Addresses(..)) && matches!(dst, Side::Addresses(..));
-            if src == dst || both_outside {
+            // No policy applies between two peers that are not endpoints.
+            let no_endpoint = !matches!(src, Side::Endpoint(_)) && !matches!(dst, Side::Endpoint(_));
+            if src == dst || no_endpoint {
                 continue;
             }
             let allowed = allowed_between(cluster, party(src), party(dst), &cuts);
@@ -149,9 +156,11 @@ pub fn connectivity(cluster: &Cluster, externals: &[IpAddr]) -> Vec<Row> {
     rows
 }
 
-fn party(p: &Side) -> Party {
+/// The evaluator's party for a side.
+pub fn party(p: &Side) -> Party {
     match p {
         Side::Endpoint(i) => Party::Endpoint(*i),
+        Side::Node(n) => Party::Node(*n),
         Side::Addresses(first, _) => Party::External(*first),
     }
 }
@@ -238,6 +247,11 @@ pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
 }
 
 /// Outside address ranges on which every policy decides the same way.
+/// Nodes' addresses are not outside addresses (they are `host` or
+/// `remote-node`, never matched by a CIDR rule: "By default, CIDR-based
+/// selectors do not match in-cluster entities (pods or nodes)",
+/// <https://docs.cilium.io/en/stable/security/policy/language/>), so each
+/// is cut out of the segments.
 pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
     let mut prefixes: Vec<Cidr> = Vec::new();
     for policy in &cluster.policies {
@@ -253,6 +267,8 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
         }
     }
     prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));
+    let node_ips: BTreeSet<IpAddr> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
+    prefixes.extend(node_ips.iter().map(|ip| Cidr::host(*ip)));
     let mut out = Vec::new();
     for ipv6 in [false, true] {
         let family: Vec<Cidr> = prefixes.iter().copied().filter(|c| c.is_ipv6() == ipv6).collect();
@@ -271,17 +287,21 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
         let cuts: Vec<u128> = cuts.into_iter().collect();
         for (k, &start) in cuts.iter().enumerate() {
             let end = cuts.get(k + 1).map(|n| n - 1).unwrap_or(max);
-            out.push((from_u128(start, ipv6), from_u128(end, ipv6)));
+            let (first, last) = (from_u128(start, ipv6), from_u128(end, ipv6));
+            if !(first == last && node_ips.contains(&first)) {
+                out.push((first, last));
+            }
         }
     }
     out
 }
 
-/// The name of a peer in output: `ns/pod`, `ns/name[Kind]` or `ip:FIRST-LAST`
-/// (`ip:ADDR` for a single address).
+/// The name of a peer in output: `ns/pod`, `ns/name[Kind]`, `node:NAME` or
+/// `ip:FIRST-LAST` (`ip:ADDR` for a single address).
 pub fn peer_name(cluster: &Cluster, p: &Side) -> String {
     match p {
         Side::Endpoint(i) => cluster.endpoint(*i).display_name(),
+        Side::Node(n) => format!("node:{}", cluster.nodes[*n].name),
         Side::Addresses(a, b) if a == b => format!("ip:{a}"),
         Side::Addresses(a, b) => format!("ip:{a}-{b}"),
     }

@@ -8,11 +8,11 @@
 //! connectivity table; verdicts are computed per port segment with the
 //! reference evaluator and adjacent ports with the same reasons merge.
 
-use crate::analysis::connectivity::{address_segments, full_range, port_cuts, Side, PROTOCOLS};
+use crate::analysis::connectivity::{address_segments, full_range, party, port_cuts, Side, PROTOCOLS};
 use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text, Citations, PolicyRef, Reason};
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::{eval, Party, Query};
+use policyc_ir::eval::{eval, Query};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
@@ -119,6 +119,7 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
 
     let mut peers: Vec<Side> =
         cluster.endpoints_with_ids().map(|(i, _)| i).filter(|&i| i != index).map(Side::Endpoint).collect();
+    peers.extend((0..cluster.nodes.len()).map(Side::Node));
     peers.extend(address_segments(cluster, &[]).into_iter().map(|(a, b)| Side::Addresses(a, b)));
     let cuts = port_cuts(cluster);
     let me = Side::Endpoint(index);
@@ -140,13 +141,6 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         isolated_by,
         reached_by,
         reaches,
-    }
-}
-
-fn party(side: &Side) -> Party {
-    match side {
-        Side::Endpoint(i) => Party::Endpoint(*i),
-        Side::Addresses(first, _) => Party::External(*first),
     }
 }
 

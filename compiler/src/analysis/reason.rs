@@ -231,11 +231,10 @@ items:
     fn rules_are_cited_at_their_own_line() {
         let loaded = loaded();
         let citations = Citations::new(&loaded);
-        let policies = &citations.cluster().policies;
         let mut cited = Vec::new();
-        for (p, policy) in policies.iter().enumerate() {
+        for (p, policy) in citations.cluster().written_policies() {
             for r in 0..policy.rules.len() {
-                let at = citations.policy_ref(PolicyId::new(p), Some(r));
+                let at = citations.policy_ref(p, Some(r));
                 assert_eq!(at.line, Some(9), "the object's line stays the object's");
                 cited.push((at.rule.unwrap(), at.rule_line));
             }

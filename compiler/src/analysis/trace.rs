@@ -15,6 +15,7 @@ pub fn party_name(cluster: &Cluster, p: Party) -> String {
         Party::Endpoint(i) => cluster.endpoint(i).display_name(),
         Party::External(ip) => format!("ip:{ip}"),
         Party::Reserved(e) => format!("reserved:{}", e.name()),
+        Party::Node(n) => format!("node:{}", cluster.nodes[n].name),
     }
 }
 

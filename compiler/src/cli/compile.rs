@@ -111,7 +111,7 @@ fn summary(loaded: &Loaded, built: &Built) -> String {
     let mut out = format!(
         "{} endpoint(s), {} policy spec(s), {} identities ({} cluster-local, {} CIDR), {} ipcache entries\n",
         c.endpoints.len(),
-        c.policies.len(),
+        c.written_policies().count(),
         resolved.identities.len(),
         resolved.table.len(),
         resolved.cidr_identities.len(),

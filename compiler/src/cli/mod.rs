@@ -40,6 +40,10 @@ pub struct Cli {
     /// subcommand).
     #[command(flatten)]
     pub limits: crate::front::source::Limits,
+    /// Semantics the network plugin chooses (flags accepted after any
+    /// subcommand).
+    #[command(flatten)]
+    pub semantics: crate::semantics::Semantics,
 }
 
 /// The subcommands.
@@ -135,17 +139,24 @@ pub struct TraceArgs {
     pub paths: Vec<PathBuf>,
     /// Source endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query
     /// (`ns=shop,app in (api,web)`: every matching endpoint).
-    #[arg(long, required_unless_present = "from_cidr", conflicts_with = "from_cidr")]
+    #[arg(long, required_unless_present_any = ["from_cidr", "from_node"], conflicts_with_all = ["from_cidr", "from_node"])]
     pub from: Option<String>,
-    /// Source address outside the cluster.
-    #[arg(long)]
+    /// Source address (a pod's or a node's is that pod or node).
+    #[arg(long, conflicts_with = "from_node")]
     pub from_cidr: Option<IpAddr>,
-    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query.
-    #[arg(long, required_unless_present = "to_cidr", conflicts_with = "to_cidr")]
-    pub to: Option<String>,
-    /// Destination address outside the cluster.
+    /// Source node (a `Node` object's name): `host` to the endpoints on
+    /// it, `remote-node` to the others (kubelet's probes come from it).
     #[arg(long)]
+    pub from_node: Option<String>,
+    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query.
+    #[arg(long, required_unless_present_any = ["to_cidr", "to_node"], conflicts_with_all = ["to_cidr", "to_node"])]
+    pub to: Option<String>,
+    /// Destination address (a pod's or a node's is that pod or node).
+    #[arg(long, conflicts_with = "to_node")]
     pub to_cidr: Option<IpAddr>,
+    /// Destination node (a `Node` object's name).
+    #[arg(long)]
+    pub to_node: Option<String>,
     /// Destination port (ICMP type for ICMP).
     #[arg(long)]
     pub port: u16,
@@ -194,6 +205,7 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> u8 {
     crate::front::source::set_limits(cli.limits);
+    crate::semantics::set_semantics(cli.semantics);
     match cli.command {
         Command::Lint(a) => lint(&a),
         Command::Compile(a) => compile::run(&a),
@@ -234,7 +246,7 @@ fn lint(args: &LintArgs) -> u8 {
             loaded.input.objects.len(),
             loaded.input.sources.len(),
             c.endpoints.len(),
-            c.policies.len(),
+            c.written_policies().count(),
             c.namespaces.len(),
             skipped
         );
@@ -257,13 +269,34 @@ pub(crate) fn load_clean(paths: &[PathBuf]) -> Result<Loaded, u8> {
     Ok(loaded)
 }
 
-fn resolve_parties(loaded: &Loaded, name: Option<&str>, ip: Option<IpAddr>, flag: &str) -> Result<Vec<Party>, u8> {
+/// One side of a trace: `--from`/`--to` (`name`), `--from-cidr`/`--to-cidr`
+/// (`ip`: a pod's address is the pod, a node's the node, as the ipcache
+/// maps them) or `--from-node`/`--to-node` (`node`).
+fn resolve_parties(
+    loaded: &Loaded,
+    name: Option<&str>,
+    ip: Option<IpAddr>,
+    node: Option<&str>,
+    flag: &str,
+) -> Result<Vec<Party>, u8> {
     let cluster = &loaded.lowered.cluster;
     if let Some(ip) = ip {
-        return Ok(vec![match cluster.endpoint_by_ip(ip) {
-            Some(i) => Party::Endpoint(i),
-            None => Party::External(ip),
+        return Ok(vec![match (cluster.endpoint_by_ip(ip), cluster.node_by_ip(ip)) {
+            (Some(i), _) => Party::Endpoint(i),
+            (None, Some(n)) => Party::Node(n),
+            (None, None) => Party::External(ip),
         }]);
+    }
+    if let Some(node) = node {
+        return match cluster.nodes.iter().position(|n| n.name == node) {
+            Some(n) => Ok(vec![Party::Node(n)]),
+            None => {
+                let known: Vec<String> = cluster.nodes.iter().map(|n| format!("`{}`", n.name)).collect();
+                let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                eprintln!("error: {flag}-node: no `Node` object named `{node}` in the input (nodes: {known})");
+                Err(EXIT_USAGE)
+            }
+        };
     }
     let name = name.expect("clap requires one of the two");
     match query::endpoints(cluster, name, flag) {
@@ -280,11 +313,12 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let srcs = match resolve_parties(&loaded, args.from.as_deref(), args.from_cidr, "--from") {
+    let srcs = match resolve_parties(&loaded, args.from.as_deref(), args.from_cidr, args.from_node.as_deref(), "--from")
+    {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let dsts = match resolve_parties(&loaded, args.to.as_deref(), args.to_cidr, "--to") {
+    let dsts = match resolve_parties(&loaded, args.to.as_deref(), args.to_cidr, args.to_node.as_deref(), "--to") {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -339,7 +373,7 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
         };
         let matches = |side: &connectivity::Side| match side {
             connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoint(*i).labels),
-            connectivity::Side::Addresses(..) => false,
+            connectivity::Side::Node(_) | connectivity::Side::Addresses(..) => false,
         };
         rows.retain(|r| matches(&r.src) || matches(&r.dst));
     }

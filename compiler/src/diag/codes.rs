@@ -84,4 +84,5 @@ codes! {
     EXCEPT_EXCLUDES_ALL = "W0205", "an `except` prefix excludes the whole `cidr`";
     WORLD_INGRESS_ALL_PORTS = "W0206", "ingress from the whole world is allowed on every port";
     SHADOWED_RULE = "W0207", "an allow rule has no effect: a deny rule or another allow rule of the same policy covers it";
+    HOST_NETWORK_ONLY = "W0208", "a policy selects only host-network pods, whose traffic is their node's: it applies to nothing";
 }

@@ -12,7 +12,7 @@ use policyc_ir::protocol::Direction;
 /// W0205: `except` holds a prefix that contains the rule's `cidr`, so the
 /// peer selects no address.
 pub(super) fn excepts_excluding_all(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
+    for (p, policy) in loaded.lowered.cluster.written_policies() {
         for (r, rule) in policy.rules.iter().enumerate() {
             let Peers::Only(peers) = &rule.peers else { continue };
             for peer in peers {
@@ -44,7 +44,7 @@ pub(super) fn excepts_excluding_all(loaded: &Loaded, out: &mut Vec<Diagnostic>) 
 /// (`world`, `all`, `0.0.0.0/0` or `::/0` without `except`) and that has
 /// no port restriction.
 pub(super) fn world_ingress_all_ports(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
+    for (p, policy) in loaded.lowered.cluster.written_policies() {
         for (r, rule) in policy.rules.iter().enumerate() {
             if rule.direction != Direction::Ingress || rule.action != Action::Allow || rule.ports.is_some() {
                 continue;

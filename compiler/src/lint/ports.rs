@@ -15,7 +15,7 @@ use policyc_ir::protocol::{Direction, Protocol};
 /// W0204.
 pub(super) fn undefined_named_ports(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         let subjects = &facts.subjects[p.index()];
         if subjects.is_empty() {
             continue; // W0201 already says the policy selects nothing

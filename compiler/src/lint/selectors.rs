@@ -1,4 +1,5 @@
 //! Rules about what selectors select: a selector matching nothing (W0201),
+//! or only host-network pods, which are not endpoints (W0208),
 //! a pod left out in a namespace whose other pods are isolated (W0202), a
 //! policy that changes nothing (W0203).
 
@@ -17,13 +18,41 @@ use std::collections::BTreeSet;
 /// subject; its peers are not looked at.
 pub(super) fn unmatched_selectors(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    if cluster.endpoints.is_empty() {
+    if cluster.endpoints.is_empty() && loaded.lowered.host_network.is_empty() {
         return;
     }
     let matches_any = |selector: &LabelSelector| facts.matches_any(selector);
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         if let Subject::Endpoints(selector) = &policy.subject {
             if !matches_any(selector) {
+                let host_network: Vec<String> = loaded
+                    .lowered
+                    .host_network
+                    .iter()
+                    .filter(|e| selector.matches(&e.labels))
+                    .map(|e| format!("`{e}`"))
+                    .collect();
+                if !host_network.is_empty() {
+                    out.push(
+                        Diagnostic::new(
+                            codes::HOST_NETWORK_ONLY,
+                            at_policy(
+                                loaded,
+                                p,
+                                &subject_path(policy),
+                                loaded.lowered.policy_spans.get(p.index()).and_then(|s| s.subject),
+                            ),
+                            format!(
+                                "the policy selects only host-network pods ({}): their traffic is their node's, so it applies to nothing",
+                                host_network.join(", ")
+                            ),
+                        )
+                        .with_help(
+                            "a host-network pod is the node's `host` (or `remote-node`) to policies; to filter the node's own traffic, use a CiliumClusterwideNetworkPolicy with a `nodeSelector`",
+                        ),
+                    );
+                    continue;
+                }
                 out.push(
                     Diagnostic::new(
                         codes::UNMATCHED_SELECTOR,
@@ -92,7 +121,7 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
     let cluster = &loaded.lowered.cluster;
     let mut selected = vec![false; cluster.endpoints.len()];
     let mut isolated_namespaces: BTreeSet<&str> = BTreeSet::new();
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         let enforces = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
         for &i in &facts.subjects[p.index()] {
             selected[i] = true;
@@ -126,7 +155,7 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
 /// direction, so it changes nothing.
 pub(super) fn policies_without_effect(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
-    for (p, policy) in cluster.policies_with_ids() {
+    for (p, policy) in cluster.written_policies() {
         let isolates = Direction::BOTH.into_iter().any(|d| policy.enforces(d));
         if policy.rules.is_empty() && !isolates && !facts.subjects[p.index()].is_empty() {
             out.push(

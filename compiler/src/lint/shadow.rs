@@ -118,7 +118,7 @@ pub fn shadowed_rules(policy: &Policy) -> Vec<ShadowedRule> {
 
 /// W0207.
 pub(super) fn shadowed_rules_of_policies(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.policies_with_ids() {
+    for (p, policy) in loaded.lowered.cluster.written_policies() {
         for shadowed in shadowed_rules(policy) {
             let rule = &policy.rules[shadowed.rule];
             let (message, help) = match shadowed.by {

@@ -10,18 +10,28 @@
 //! - A workload is left out when an object it owns is in the input (a
 //!   `kubectl get -o yaml` dump holds the Deployment, its ReplicaSet and
 //!   its Pods: only the Pods are real endpoints).
-//! - Host-network pods keep their labels and policies but not their
-//!   addresses, which belong to the node.
+//! - Host-network pods (and workloads whose template has `hostNetwork`)
+//!   are not endpoints: their traffic is their node's (`host` on it,
+//!   `remote-node` elsewhere) and policies selecting them by pod labels do
+//!   not apply to them, as in Cilium ("pods with host networking enabled
+//!   are unaffected by network policy rules", and Cilium's host
+//!   firewall: <https://docs.cilium.io/en/stable/security/policy/host/>).
+//!   They are kept apart ([`Lowered::host_network`]) for lint.
 //! - The same object twice is an error.
+//! - Under `--allow-localhost=always` (the default) the built-in policy
+//!   letting the local node reach its endpoints comes last
+//!   ([`policyc_ir::localhost`]).
 
 use crate::diag::{codes, Diagnostic, Location};
 use crate::front::spans::PolicySpans;
 use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
+use crate::semantics::{AllowLocalhost, Semantics};
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, Node};
 use policyc_ir::labels::{
     is_identity_relevant, Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT_LABEL,
 };
+use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,10 +49,15 @@ pub struct Lowered {
     /// Per endpoint of `cluster.endpoints`: where its object's
     /// `metadata.name` is written.
     pub endpoint_name_positions: Vec<Pos>,
+    /// Host-network pods and workloads, which are not endpoints, with the
+    /// identity labels they would have (what a policy's selector meant
+    /// for them is matched against), sorted by name.
+    pub host_network: Vec<Endpoint>,
 }
 
-/// Lowers the objects of `input`, appending diagnostics to `diags`.
-pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
+/// Lowers the objects of `input` under `semantics`, appending diagnostics
+/// to `diags`.
+pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -> Lowered {
     let mut seen: BTreeMap<(String, Option<String>, String), &Location> = BTreeMap::new();
     let mut owners: BTreeSet<(Option<String>, String, String)> = BTreeSet::new();
     let mut namespaces: BTreeMap<String, Labels> = BTreeMap::new();
@@ -98,6 +113,7 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
     for part in parts {
         match part {
             Part::Endpoint(endpoint) => endpoints.push(endpoint),
+            Part::HostNetwork(e) => lowered.host_network.push(*e),
             Part::Policies(ps) => policies.extend(ps),
             Part::Node(n) => nodes.push(n),
             Part::Nothing => {}
@@ -107,6 +123,7 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
     endpoints.sort_by(|a, b| a.0.cmp(&b.0));
 
     nodes.sort();
+    lowered.host_network.sort_by_key(Endpoint::display_name);
     lowered.cluster.namespaces = namespaces;
     for endpoint in endpoints {
         let (_, endpoint, location, name_pos) = *endpoint;
@@ -119,6 +136,12 @@ pub fn lower(input: &Input, diags: &mut Vec<Diagnostic>) -> Lowered {
         lowered.policy_locations.push(location);
         lowered.policy_spans.push(spans);
     }
+    if semantics.allow_localhost == AllowLocalhost::Always {
+        // Last, so that the manifests' policies keep their numbers.
+        lowered.cluster.policies.push(allow_localhost_policy());
+        lowered.policy_locations.push(Location::default());
+        lowered.policy_spans.push(PolicySpans::default());
+    }
     lowered.cluster.nodes = nodes;
     lowered
 }
@@ -130,6 +153,8 @@ type EndpointKey = (String, Vec<std::net::IpAddr>);
 enum Part {
     /// Boxed: an endpoint is several times larger than the other parts.
     Endpoint(Box<(EndpointKey, Endpoint, Location, Pos)>),
+    /// A host-network pod or workload: not an endpoint.
+    HostNetwork(Box<Endpoint>),
     Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
     Nothing,
@@ -149,13 +174,13 @@ fn lower_object(
     match &object.body {
         Body::Pod(pod) => {
             let mut e = endpoint(meta, &pod.template, namespaces, EndpointKind::Pod);
-            // A host-network pod's addresses are its node's: the ipcache
-            // maps them to the node, so the pod keeps its labels and
-            // policy (as Kubernetes analyses treat it) but no address.
-            if !pod.template.host_network {
-                e.ips = pod.ips.clone();
-            }
             e.node = pod.node.clone();
+            // A host-network pod's addresses are its node's, which the
+            // ipcache maps to the node.
+            if pod.template.host_network {
+                return Part::HostNetwork(Box::new(e));
+            }
+            e.ips = pod.ips.clone();
             endpoint_part(e)
         }
         Body::Workload(w) => {
@@ -163,7 +188,11 @@ fn lower_object(
             if owned {
                 return Part::Nothing;
             }
-            endpoint_part(endpoint(meta, &w.template, namespaces, EndpointKind::Workload(meta.kind.clone())))
+            let e = endpoint(meta, &w.template, namespaces, EndpointKind::Workload(meta.kind.clone()));
+            if w.template.host_network {
+                return Part::HostNetwork(Box::new(e));
+            }
+            endpoint_part(e)
         }
         Body::Policy(ps) => {
             let location = located();

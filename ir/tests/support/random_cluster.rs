@@ -17,6 +17,7 @@ use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort, Node};
 use policyc_ir::eval::Party;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL};
+use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::{
     Action, Entity, L7Rules, Peer, Peers, Policy, PolicyKind, PolicyOrigin, PortMatch, PortSpec, Rule, Subject,
 };
@@ -287,9 +288,10 @@ pub fn packet() -> impl Strategy<Value = PacketSpec> {
     )
 }
 
-/// The address of a side, and the eval party it stands for when judged on
-/// the node of the endpoint at the other end (`other_node`).
-pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node: Option<&str>) -> (IpAddr, Party) {
+/// The address of a side, and the eval party it stands for (a node is
+/// `host` or `remote-node` depending on the endpoint that judges it, which
+/// `eval` works out itself).
+pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side) -> (IpAddr, Party) {
     match side {
         Side::Pod(i) => {
             let i = i % pods;
@@ -300,9 +302,8 @@ pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side, other_node:
             (ip, Party::External(ip))
         }
         Side::Node(n) => {
-            let (name, v4, v6addr) = NODES[n];
-            let entity = if other_node == Some(name) { Entity::Host } else { Entity::RemoteNode };
-            (ip(if v6 { v6addr } else { v4 }), Party::Reserved(entity))
+            let (_, v4, v6addr) = NODES[n];
+            (ip(if v6 { v6addr } else { v4 }), Party::Node(n))
         }
     }
 }
@@ -322,10 +323,15 @@ pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
         app_ports(),
         proptest::collection::vec(policy(), 0..5),
         proptest::collection::vec(packet(), 48),
+        any::<bool>(),
     )
-        .prop_map(|(ns_count, teams, pods, ports, policies, packets)| {
+        .prop_map(|(ns_count, teams, pods, ports, policies, packets, allow_localhost)| {
             let mut cluster = build_cluster(ns_count, &teams, &pods, &ports);
             cluster.policies = policies;
+            // `--allow-localhost` on or off (`policyc_ir::localhost`).
+            if allow_localhost {
+                cluster.policies.push(allow_localhost_policy());
+            }
             (cluster, pods.len(), packets)
         })
 }

@@ -6,7 +6,9 @@ pub mod cni;
 pub mod netns;
 
 use policyc::emit::{emit, BundleOptions};
-use policyc::pipeline::{load, Loaded};
+use policyc::front::source::read_paths;
+use policyc::pipeline::{load_input_with, Loaded};
+use policyc::semantics::Semantics;
 use policyc_loader::bundle::Bundle;
 use policyc_loader::paths::Paths;
 use std::collections::BTreeMap;
@@ -62,7 +64,12 @@ pub fn scratch_paths(tag: &str, state: &TempDir) -> Paths {
 /// The manifests of `dir` compiled into one bundle per node (read back as
 /// the loader reads them), or `None` if the input has errors.
 pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
-    let loaded = load(&[dir.to_path_buf()]);
+    compile_with(dir, out, Semantics::default())
+}
+
+/// [`compile`] under `semantics` (`--allow-localhost`).
+pub fn compile_with(dir: &Path, out: &TempDir, semantics: Semantics) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
+    let loaded = load_input_with(read_paths(&[dir.to_path_buf()]), semantics);
     if loaded.has_errors() {
         return None;
     }

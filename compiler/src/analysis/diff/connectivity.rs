@@ -24,15 +24,20 @@ use std::net::IpAddr;
 pub enum Peer {
     /// An endpoint, by display name.
     Endpoint(String),
+    /// A node, by name (`host` to the endpoints on it, `remote-node` to
+    /// the others).
+    Node(String),
     /// Outside addresses `[first, last]`.
     Addresses(IpAddr, IpAddr),
 }
 
 impl Peer {
-    /// `ns/pod`, `ip:ADDR` or `ip:FIRST-LAST`, as `connectivity` writes it.
+    /// `ns/pod`, `node:NAME`, `ip:ADDR` or `ip:FIRST-LAST`, as
+    /// `connectivity` writes it.
     pub fn name(&self) -> String {
         match self {
             Peer::Endpoint(name) => name.clone(),
+            Peer::Node(name) => format!("node:{name}"),
             Peer::Addresses(a, b) if a == b => format!("ip:{a}"),
             Peer::Addresses(a, b) => format!("ip:{a}-{b}"),
         }
@@ -103,6 +108,7 @@ struct Side<'a> {
     cluster: &'a Cluster,
     citations: Citations<'a>,
     by_name: BTreeMap<String, EndpointId>,
+    nodes: BTreeMap<String, usize>,
 }
 
 /// One direction as judged in one tree (`None` for an outside peer).
@@ -112,13 +118,15 @@ impl<'a> Side<'a> {
     fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
         let by_name = cluster.endpoints_with_ids().map(|(i, e)| (e.display_name(), i)).collect();
-        Side { cluster, citations: Citations::new(loaded), by_name }
+        let nodes = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        Side { cluster, citations: Citations::new(loaded), by_name, nodes }
     }
 
     /// The party of `peer` in this tree; `None` if the endpoint is absent.
     fn party(&self, peer: &Peer) -> Option<Party> {
         match peer {
             Peer::Endpoint(name) => self.by_name.get(name).map(|&i| Party::Endpoint(i)),
+            Peer::Node(name) => self.nodes.get(name).map(|&n| Party::Node(n)),
             Peer::Addresses(first, _) => Some(Party::External(*first)),
         }
     }
@@ -152,14 +160,17 @@ pub fn changes(old: &Loaded, new: &Loaded) -> Vec<ConnectivityChange> {
     let (o, n) = (Side::new(old), Side::new(new));
     let names: BTreeSet<&String> = o.by_name.keys().chain(n.by_name.keys()).collect();
     let mut peers: Vec<Peer> = names.into_iter().map(|s| Peer::Endpoint(s.clone())).collect();
+    let nodes: BTreeSet<&String> = o.nodes.keys().chain(n.nodes.keys()).collect();
+    peers.extend(nodes.into_iter().map(|name| Peer::Node(name.clone())));
     peers.extend(merged_segments(o.cluster, n.cluster).into_iter().map(|(a, b)| Peer::Addresses(a, b)));
     let cuts = merged_port_cuts(o.cluster, n.cluster);
 
     let mut grouped: BTreeMap<GroupKey, Vec<(Protocol, PortRange)>> = BTreeMap::new();
     for src in &peers {
         for dst in &peers {
-            let outside = |p: &Peer| matches!(p, Peer::Addresses(..));
-            if src == dst || (outside(src) && outside(dst)) {
+            // No policy applies between two peers that are not endpoints.
+            let endpoint = |p: &Peer| matches!(p, Peer::Endpoint(_));
+            if src == dst || !(endpoint(src) || endpoint(dst)) {
                 continue;
             }
             for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
@@ -227,12 +238,19 @@ fn merged_port_cuts(a: &Cluster, b: &Cluster) -> [BTreeSet<u32>; 4] {
 }
 
 /// Outside address ranges on which both trees decide the same way
-/// everywhere: the union of both trees' segment starts, per family.
+/// everywhere: the union of both trees' segment starts, per family, with
+/// either tree's node addresses (which are nodes, not outside) cut out.
 fn merged_segments(a: &Cluster, b: &Cluster) -> Vec<(IpAddr, IpAddr)> {
     let mut starts: [BTreeSet<u128>; 2] = Default::default();
+    let node_ips: BTreeSet<IpAddr> = [a, b].iter().flat_map(|c| &c.nodes).flat_map(|n| n.ips.iter().copied()).collect();
     for c in [a, b] {
-        for (first, _) in address_segments(c, &[]) {
-            starts[usize::from(first.is_ipv6())].insert(to_u128(first));
+        for (first, last) in address_segments(c, &[]) {
+            let family = &mut starts[usize::from(first.is_ipv6())];
+            family.insert(to_u128(first));
+            // A segment ends before a cut-out node address.
+            if let Some(next) = to_u128(last).checked_add(1) {
+                family.insert(next);
+            }
         }
     }
     let mut out = Vec::new();
@@ -242,7 +260,13 @@ fn merged_segments(a: &Cluster, b: &Cluster) -> Vec<(IpAddr, IpAddr)> {
         let starts: Vec<u128> = starts.iter().copied().collect();
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).map(|n| n - 1).unwrap_or(max);
-            out.push((from_u128(start, ipv6), from_u128(end, ipv6)));
+            if start > max {
+                continue;
+            }
+            let (first, last) = (from_u128(start, ipv6), from_u128(end, ipv6));
+            if !(first == last && node_ips.contains(&first)) {
+                out.push((first, last));
+            }
         }
     }
     out
