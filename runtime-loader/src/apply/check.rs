@@ -19,11 +19,15 @@ fn interfaces(
             Some(name) => name.clone(),
             None => {
                 let ip = e.addresses[0];
+                let reason = |covering: Option<&route::Route>| match covering {
+                    Some(r) => format!(
+                        "no host route to {ip}, only `{}/{}` via `{}`, which names no pod's interface",
+                        r.dest, r.prefix_len, r.interface
+                    ),
+                    None => format!("no host route to {ip}"),
+                };
                 route::interface_for(&routes, ip)
-                    .ok_or_else(|| LoaderError::Interface {
-                        endpoint: e.name.clone(),
-                        reason: format!("no route to {ip}"),
-                    })?
+                    .map_err(|covering| LoaderError::Interface { endpoint: e.name.clone(), reason: reason(covering) })?
                     .to_string()
             }
         };
