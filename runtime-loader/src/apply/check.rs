@@ -89,7 +89,8 @@ impl<'a, K: Kernel> Run<'a, K> {
             && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
             && u32::from(record.generation) == state.generation
             && plans.is_empty()
-            && departed.is_empty();
+            && departed.is_empty()
+            && record.unfinished.is_empty();
         if in_force {
             return Ok(Checked::InForce(ApplyReport {
                 bundle_hash: manifest.hash.clone(),

@@ -227,15 +227,30 @@ fn the_flip_is_the_one_commit_point() {
         "no map entry changes after the switch: {after:?}"
     );
     assert!(before.iter().any(|c| matches!(c, Change::Write(_))), "the sync writes before the switch");
-    // Before the switch, only programs with the lookups of both bundles
-    // replace what runs: the server's, judging either generation exactly.
+    // Before the switch: programs with the lookups of both bundles replace
+    // the server's, judging either generation exactly, and the newcomer's
+    // links are created with every lookup on. Every link is created before
+    // it; after it, links are only updated or detached.
+    let bundle = Bundle::read(&fixture.b).unwrap();
+    let pins_of = |name: &str| -> Vec<PathBuf> {
+        let e = bundle.endpoints.iter().find(|e| e.name == name).unwrap();
+        Template::ALL.iter().map(|t| node.paths.link(&e.stem, t.suffix())).collect()
+    };
+    let (server_pins, newcomer_pins) = (pins_of("demo/server"), pins_of("demo/newcomer"));
     let prepared: Vec<&Change> = before.iter().filter(|c| matches!(c, Change::Attach { .. })).collect();
-    let server = Bundle::read(&fixture.b).unwrap().endpoints.into_iter().find(|e| e.name == "demo/server").unwrap();
-    let server_pins: Vec<PathBuf> = Template::ALL.iter().map(|t| node.paths.link(&server.stem, t.suffix())).collect();
-    assert_eq!(prepared.len(), 2, "{before:?}");
-    assert!(prepared.iter().all(|c| matches!(c, Change::Attach { pin, .. } if server_pins.contains(pin))));
+    assert_eq!(prepared.len(), 4, "{before:?}");
+    assert!(prepared
+        .iter()
+        .all(|c| matches!(c, Change::Attach { pin, .. } if server_pins.contains(pin) || newcomer_pins.contains(pin))));
     assert!(report.programs.iter().any(|(e, _, step, _)| e == "demo/server" && *step == ProgramStep::Prepare));
-    // After it: the newcomer attached, `other` detached.
+    assert!(report.programs.iter().any(|(e, _, step, how)| e == "demo/newcomer"
+        && *step == ProgramStep::Prepare
+        && *how == Some(Attachment::Created)));
+    assert!(report
+        .programs
+        .iter()
+        .all(|(_, _, step, how)| *step == ProgramStep::Prepare || *how == Some(Attachment::Replaced)));
+    // After it: `other` detached.
     assert!(after.iter().any(|c| matches!(c, Change::Detach(_))), "{after:?}");
     assert_eq!(report.detached, ["demo/other"]);
 
@@ -308,12 +323,30 @@ fn fail_each_call(from: Option<&Path>, to: &Path, how: Source) {
             let err = node.apply_as(to, how).expect_err("an injected failure refuses the apply");
             assert_eq!(err.errno(), Some(EIO), "{call:?} #{nth}: {err}");
             let switched = node.kernel.calls(Call::Switch) > switches && call != Call::Switch;
+            assert_eq!(matches!(err, LoaderError::Unfinished { .. }), switched, "{call:?} #{nth}: {err}");
             let after = match (switched, from) {
-                // After the switch the new generation is in force; what
-                // finishing did not do (attach a new endpoint, detach a
-                // departed one) the next apply does.
-                (true, _) => node.maps_in_force(to),
-                (false, Some(from)) => node.in_force(from),
+                // After the switch the new generation is in force, and
+                // every endpoint of it runs a program (made before the
+                // switch); the record says what finishing did not do (put
+                // in exact programs, detach a departed endpoint), which
+                // the next apply does.
+                (true, _) => node.in_force(to).and_then(|()| match Record::read(&node.paths) {
+                    Ok(Some(r)) if !r.unfinished.is_empty() => Ok(()),
+                    r => Err(format!("the record does not say what is unfinished: {r:?}")),
+                }),
+                // Before it, the old bundle is in force, and the links of
+                // endpoints it does not have are detached again.
+                (false, Some(from)) => node.in_force(from).and_then(|()| {
+                    let endpoints = Bundle::read(from).unwrap().endpoints;
+                    let pins: BTreeSet<PathBuf> = endpoints
+                        .iter()
+                        .flat_map(|e| Template::ALL.map(|t| node.paths.link(&e.stem, t.suffix())))
+                        .collect();
+                    match node.kernel.memory().links.keys().find(|pin| !pins.contains(*pin)) {
+                        Some(pin) => Err(format!("link `{}` of an endpoint the old bundle lacks", pin.display())),
+                        None => Ok(()),
+                    }
+                }),
                 (false, None) if node.kernel.memory().links.is_empty() => Ok(()),
                 (false, None) => Err("links attached before the first switch".into()),
             };
