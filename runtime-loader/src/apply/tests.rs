@@ -7,6 +7,7 @@ use crate::bundle::Bundle;
 use crate::kernel::memory::{Call, Change, MemoryKernel};
 use crate::maps::Generation;
 use policyc::emit::{emit, BundleOptions};
+use policyc_ebpf::abi::POLICY_KEY_EXACT_BITS;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -492,7 +493,7 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
     let good = Bundle::read(&fixture.b).unwrap();
     let endpoint = |b: &mut Bundle, name: &str| -> usize { b.endpoints.iter().position(|e| e.name == name).unwrap() };
     type Mutation = fn(&mut Bundle, &dyn Fn(&mut Bundle, &str) -> usize);
-    let cases: [(&str, Mutation, &str); 9] = [
+    let cases: &[(&str, Mutation, &str)] = &[
         (
             "same id",
             |b, at| {
@@ -537,6 +538,56 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
                 b.ipcache.push(twin);
             },
             "map `ipcache` repeats the key",
+        ),
+        (
+            "one prefix with two identities, the second with host bits set",
+            |b, _| {
+                let mut twin = *b.ipcache.iter().find(|(k, _)| k.prefixlen < 32 + 32 && k.family == 4).unwrap();
+                twin.0.addr[3] |= 9;
+                twin.1.identity += 1;
+                b.ipcache.push(twin);
+            },
+            "has bits set past its prefix",
+        ),
+        (
+            "an ipcache prefix longer than its family",
+            |b, _| b.ipcache[0].0.prefixlen = 32 + 129,
+            "map `ipcache` has key prefix length 161",
+        ),
+        (
+            "an endpoints entry of no endpoint",
+            |b, _| {
+                let mut extra = b.endpoint_entries[0];
+                extra.0.addr[3] = 250;
+                b.endpoint_entries.push(extra);
+            },
+            "is no address of an endpoint of the manifest",
+        ),
+        (
+            "an endpoint without an endpoints entry",
+            |b, _| drop(b.endpoint_entries.pop()),
+            "has no entry in map `endpoints`",
+        ),
+        (
+            "an endpoints entry under another id",
+            |b, _| b.endpoint_entries[0].1.endpoint_id ^= 1,
+            "the manifest endpoint",
+        ),
+        (
+            "a policy entry of no endpoint",
+            |b, _| {
+                let unused = (1..=u16::MAX).find(|id| b.endpoints.iter().all(|e| e.id != *id)).unwrap();
+                b.policy[0].0.endpoint_id = unused;
+            },
+            "which no endpoint of the manifest has",
+        ),
+        (
+            "a policy key with port bits past its prefix",
+            |b, _| {
+                let exact = b.policy.iter().position(|(k, _)| k.prefixlen == POLICY_KEY_EXACT_BITS + 24).unwrap();
+                b.policy[exact].0.prefixlen = POLICY_KEY_EXACT_BITS + 8;
+            },
+            "has bits set past its prefix length",
         ),
     ];
     for (case, mutate, needle) in cases {
