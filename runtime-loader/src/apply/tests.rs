@@ -565,7 +565,9 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
         ),
         (
             "an endpoint without an endpoints entry",
-            |b, _| drop(b.endpoint_entries.pop()),
+            |b, _| {
+                b.endpoint_entries.pop();
+            },
             "has no entry in map `endpoints`",
         ),
         (
@@ -629,4 +631,135 @@ fn a_policy_entry_naming_a_rule_the_rule_table_lacks_is_refused() {
     let err = node.apply(&bundle).unwrap_err().to_string();
     assert!(err.contains(&format!("names rule cookie {cookie}, which `maps/rules.txt` does not list")), "{err}");
     assert!(node.kernel.memory().journal.is_empty());
+}
+
+/// One edit of one text file of a bundle, as the mutation property draws
+/// them.
+#[derive(Clone, Debug)]
+enum Edit {
+    Delete(usize),
+    Repeat(usize),
+    Replace(usize, String),
+    /// Adds `by` to the `nth` digit of a line.
+    Digit(usize, usize, u8),
+    Truncate(usize),
+}
+
+fn edit_strategy() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<usize>().prop_map(Edit::Delete),
+        any::<usize>().prop_map(Edit::Repeat),
+        (any::<usize>(), "[ -~]{0,60}").prop_map(|(l, t)| Edit::Replace(l, t)),
+        (any::<usize>(), any::<usize>(), 1..10u8).prop_map(|(l, n, by)| Edit::Digit(l, n, by)),
+        any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn edit(text: &str, edit: &Edit) -> String {
+    let mut lines: Vec<String> = text.split_terminator('\n').map(str::to_string).collect();
+    if let Edit::Truncate(at) = edit {
+        let mut cut = at % (text.len() + 1);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return text[..cut].to_string();
+    }
+    if lines.is_empty() {
+        return text.to_string();
+    }
+    let n = lines.len();
+    match edit {
+        Edit::Delete(l) => drop(lines.remove(l % n)),
+        Edit::Repeat(l) => lines.insert(l % n, lines[l % n].clone()),
+        Edit::Replace(l, t) => lines[l % n] = t.clone(),
+        Edit::Digit(l, nth, by) => {
+            let line = &mut lines[l % n];
+            let digits: Vec<usize> = line.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            if !digits.is_empty() {
+                let i = digits[nth % digits.len()];
+                let d = (line.as_bytes()[i] - b'0' + by) % 10;
+                line.replace_range(i..=i, &d.to_string());
+            }
+        }
+        Edit::Truncate(_) => unreachable!("handled above"),
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The text files of the bundle in `dir` (the manifest first), by path.
+fn text_files(dir: &Path) -> Vec<String> {
+    let manifest = Manifest::read(dir).unwrap();
+    let mut out = vec!["manifest.json".to_string()];
+    out.extend(manifest.files.iter().filter(|(_, d)| d.lines.is_some()).map(|(p, _)| p.clone()));
+    out
+}
+
+/// Gives every text file `dir`'s manifest lists its true digest (a
+/// manifest that no longer parses is left as it is).
+fn redigest_all(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let Ok(mut json) = policyc_bundle::manifest::Manifest::from_json(&std::fs::read_to_string(&path).unwrap()) else {
+        return;
+    };
+    for (file, digest) in json.files.iter_mut() {
+        if let (Some(_), Ok(text)) = (digest.lines, std::fs::read_to_string(dir.join(file))) {
+            *digest = policyc_bundle::digest::text_digest(&text, policyc_bundle::digest::Digests::Sha256);
+        }
+    }
+    std::fs::write(&path, json.to_json()).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// A valid bundle a few edits away (every text file redigested, so the
+    /// content is what is checked): `apply` either refuses it with the node
+    /// unchanged or puts exactly it in force, and `--dry-run` agrees.
+    #[test]
+    fn a_mutated_bundle_is_refused_with_the_node_unchanged_or_applied_exactly(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), edit_strategy()), 1..4)
+    ) {
+        static FIXTURE: std::sync::OnceLock<(Scratch, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+        let (_, a, b) = FIXTURE.get_or_init(|| { let f = Fixture::new(); (f.dir, f.a, f.b) });
+        let work = Scratch::new("mutated");
+        let mutated = work.0.join("bundle");
+        copy_tree(b, &mutated);
+        let files = text_files(&mutated);
+        for (which, e) in &edits {
+            let file = mutated.join(&files[which % files.len()]);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, edit(&text, e)).unwrap();
+        }
+        redigest_all(&mutated);
+
+        let node = Node::new();
+        node.apply(a).unwrap();
+        let journal = node.kernel.memory().journal.len();
+        let dry = DesiredState::from_directory(&mutated)
+            .map_err(LoaderError::from)
+            .and_then(|d| node.apply_with(&d, &ApplyOptions { dry_run: true, ..options() }));
+        proptest::prop_assert_eq!(node.kernel.memory().journal.len(), journal, "a dry run wrote");
+        let applied = node.apply(&mutated);
+        proptest::prop_assert_eq!(dry.is_ok(), applied.is_ok(), "dry run {:?}, apply {:?}", dry.err(), applied.as_ref().err());
+        match applied {
+            Ok(_) => node.in_force(&mutated).map_err(proptest::test_runner::TestCaseError::fail)?,
+            Err(e) => {
+                proptest::prop_assert_eq!(node.kernel.memory().journal.len(), journal, "refused ({}) after a write", e);
+                node.in_force(a).map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
