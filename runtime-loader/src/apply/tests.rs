@@ -763,3 +763,27 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn piece_byte_counts_that_overflow_are_refused_without_a_panic() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "pieces", &text);
+    let manifest = bundle.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let file = crate::manifest::IPCACHE_FILE;
+    let sha = json["files"][file]["sha256"].clone();
+    json["files"][file]["pieces"] = serde_json::json!([
+        { "lines": 1, "bytes": usize::MAX, "sha256": sha },
+        { "lines": 1, "bytes": 2, "sha256": sha },
+    ]);
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let read = Manifest::read(&bundle).unwrap();
+    let err = read.read_piece(file, 1).unwrap_err().to_string();
+    assert!(err.contains("the byte counts of its pieces in manifest.json overflow"), "{err}");
+    let err = read.read_text(file).unwrap_err().to_string();
+    assert!(err.contains("shorter than its pieces"), "{err}");
+    let node = Node::new();
+    assert!(node.apply(&bundle).is_err());
+    assert!(node.kernel.memory().journal.is_empty());
+}
