@@ -1,7 +1,9 @@
 //! Finding a pod's host-side interface: the interface of the host's route
 //! to exactly the pod's address, as point-to-point CNIs set them up (a /32
-//! or /128 route to the pod over its veth; Cilium's own veth mode installs
-//! the same per-endpoint host routes). The kernel's route tables are read
+//! or /128 route to the pod over its veth; Cilium with endpoint routes
+//! "add[s] a Linux route to the lxc interface" of each endpoint, cilium
+//! commit 573159d, <https://github.com/cilium/cilium/pull/18025>). The
+//! kernel's route tables are read
 //! from `/proc/net/route` and `/proc/net/ipv6_route` (the main table,
 //! which is where such routes live).
 //!
