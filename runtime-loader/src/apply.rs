@@ -39,7 +39,7 @@
 //!    exactly), the record lists it (`status` shows it) and the apply ends
 //!    in [`LoaderError::Unfinished`] (exit code 3): the bundle is in
 //!    force, and applying again finishes.
-
+//!
 //! The old generation is left as it was until the next apply, which takes
 //! the lock and syncs it only once [`record::SWITCH_GRACE`] has passed since
 //! this apply's switch (recorded), so that packets that read the slot
