@@ -69,13 +69,29 @@ fn base() -> &'static BTreeMap<String, Vec<u8>> {
 /// One edit of one text file.
 #[derive(Arbitrary, Debug)]
 enum Edit {
-    Delete { line: u16 },
-    Repeat { line: u16 },
-    Replace { line: u16, text: String },
-    Insert { line: u16, text: String },
+    Delete {
+        line: u16,
+    },
+    Repeat {
+        line: u16,
+    },
+    Replace {
+        line: u16,
+        text: String,
+    },
+    Insert {
+        line: u16,
+        text: String,
+    },
     /// The `nth` digit of the line, plus `by`.
-    Digit { line: u16, nth: u8, by: u8 },
-    Truncate { at: u16 },
+    Digit {
+        line: u16,
+        nth: u8,
+        by: u8,
+    },
+    Truncate {
+        at: u16,
+    },
 }
 
 fn apply(text: &str, edit: &Edit) -> String {
@@ -102,7 +118,8 @@ fn apply(text: &str, edit: &Edit) -> String {
         }
         Edit::Digit { line, nth, by } => {
             let i = at(*line, lines.len());
-            let digits: Vec<usize> = lines[i].char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(j, _)| j).collect();
+            let digits: Vec<usize> =
+                lines[i].char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(j, _)| j).collect();
             if let Some(&j) = digits.get(usize::from(*nth) % digits.len().max(1)) {
                 let d = lines[i].as_bytes()[j] - b'0';
                 let new = char::from(b'0' + (d + by % 10) % 10);
