@@ -623,3 +623,26 @@ fn a_pod_reached_only_by_a_default_route_is_refused_naming_it() {
     }
     assert_eq!(node.snapshot(), before);
 }
+
+#[test]
+fn a_bundle_whose_endpoint_lines_miss_an_endpoint_is_refused_with_the_node_unchanged() {
+    let node = Node::new("e");
+    let bad = node.copy_of_new("endpoint-lines");
+    // Every line well formed, the file listed with its true digest: only
+    // the cross-check of endpoint lines and manifest endpoints can see it.
+    let lines = bad.join("maps/endpoints.txt");
+    let text = std::fs::read_to_string(&lines).unwrap();
+    let (_, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&lines, rest).unwrap();
+    support::redigest(&bad, "maps/endpoints.txt");
+    let before = node.snapshot();
+    for dry_run in [false, true] {
+        let mut args = node.apply_args(&bad);
+        if dry_run {
+            args.push("--dry-run".into());
+        }
+        let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = refused(&out, &["has no entry in map `endpoints`"]);
+        assert_eq!(node.snapshot(), before, "dry run {dry_run}: a refused bundle changed the node:\n{stderr}");
+    }
+}
