@@ -158,11 +158,12 @@ pub(crate) fn parse_lines<'a, L, K: Eq + Hash>(
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, line) in text.split_terminator('\n').enumerate() {
-        let parsed = parse(file, first + i, line)?;
+        let number = first.saturating_add(i);
+        let parsed = parse(file, number, line)?;
         if !seen.insert(key(&parsed)) {
             return Err(LineError {
                 file: file.to_string(),
-                line: first + i,
+                line: number,
                 message: "this key is already listed on an earlier line".into(),
             });
         }

@@ -21,13 +21,24 @@
 //! 5. **Prepare programs**: an endpoint whose new policy needs a lookup its
 //!    attached program skips gets, before the switch, a program with the
 //!    lookups of both (settings only ever enable lookups, so it judges
-//!    either generation exactly).
+//!    either generation exactly). An endpoint in a new place (new, or on
+//!    another interface or stem) gets its links here too, with every
+//!    lookup on (exact in any generation; the old generation drops the
+//!    packets of an endpoint it does not list), and its old links go: so
+//!    every link is created and pinned before the switch. Refused, the
+//!    links of new endpoints are detached again.
 //! 6. **Switch**: one write of the `state` slot flips every program of the
 //!    node to the new generation at once. This is the only commit point:
 //!    killed before it, the old policy is in force; after it, the new one.
 //! 7. **Finish**: programs with exactly the new settings replace the
-//!    prepared ones (`BPF_LINK_UPDATE`), new endpoints are attached,
-//!    departed ones detached, and the record is written.
+//!    prepared ones (`BPF_LINK_UPDATE` of existing links), departed
+//!    endpoints are detached, and the record is written. Nothing here
+//!    fails for a reason known before the switch; where the kernel refuses
+//!    anyway, every other step is still done, what ran before keeps
+//!    running (a prepared program, which enforces the new generation
+//!    exactly), the record lists it (`status` shows it) and the apply ends
+//!    in [`LoaderError::Unfinished`] (exit code 3): the bundle is in
+//!    force, and applying again finishes.
 //!
 //! The old generation is left as it was until the next apply, which takes
 //! the lock and syncs it only once [`record::SWITCH_GRACE`] has passed since
@@ -156,9 +167,11 @@ pub fn apply_desired<K: Kernel>(
     let loaded = run.verify(&checked)?;
     let record = run.sync(&checked, &planned)?;
     let loaded: Vec<(&EndpointPlan, LoadedPrograms<K::Program>)> = checked.plans.iter().zip(loaded).collect();
+    let before = record.clone();
     let record = run.prepare(record, &loaded, &mut report)?;
-    let record = run.switch(&checked, record)?;
-    run.finish(checked.departed, record, &loaded, &mut report)?;
+    let mut unfinished = Vec::new();
+    let record = run.switch(&checked, &before, record, &loaded, &mut unfinished)?;
+    run.finish(checked.departed, record, &loaded, &mut report, unfinished)?;
     report.maps = planned.plan.ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     report.phases = run.phases.done;
     Ok(report)

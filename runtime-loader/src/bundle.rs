@@ -170,6 +170,8 @@ impl Bundle {
             policy.extend(entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: e.id, ..*k }, *v)));
         }
         let endpoints = manifest.endpoints.clone();
-        Ok(Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates })
+        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates };
+        crate::validate::whole(&bundle)?;
+        Ok(bundle)
     }
 }

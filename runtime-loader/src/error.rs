@@ -5,7 +5,8 @@ use std::fmt;
 
 /// Why an apply, status or uninstall failed. Apply fails before its first
 /// write for every variant but [`LoaderError::Kernel`] (a syscall refused
-/// mid-way), and even then the active generation is untouched.
+/// mid-way, before the switch: the active generation is untouched) and
+/// [`LoaderError::Unfinished`] (after the switch: the new one is in force).
 #[derive(Debug)]
 pub enum LoaderError {
     /// The bundle is refused.
@@ -59,6 +60,17 @@ pub enum LoaderError {
     /// The output cannot be written (other than to a closed pipe, which
     /// ends it quietly).
     Output(std::io::Error),
+    /// The bundle is in force (the switch happened), but steps after the
+    /// switch failed; each says what runs instead, always a program that
+    /// enforces (see [`crate::apply`]). Applying again finishes them.
+    Unfinished {
+        /// The bundle in force.
+        bundle_hash: String,
+        /// Its generation, active.
+        generation: u8,
+        /// What was not done, and why.
+        failures: Vec<(String, LoaderError)>,
+    },
 }
 
 /// What the loader asked of the kernel when it refused.
@@ -150,11 +162,34 @@ impl fmt::Display for LoaderError {
             LoaderError::Record(e) => write!(f, "record of the last apply: {e}"),
             LoaderError::Kernel(e) => e.fmt(f),
             LoaderError::Output(e) => write!(f, "cannot write the output: {e}"),
+            LoaderError::Unfinished { bundle_hash, generation, failures } => {
+                write!(
+                    f,
+                    "bundle {bundle_hash} is in force (generation {generation}), but {} step(s) after the switch \
+                     failed (`apply` again finishes them)",
+                    failures.len()
+                )?;
+                for (what, e) in failures {
+                    write!(f, "\n  {what}: {e}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl std::error::Error for LoaderError {}
+
+impl LoaderError {
+    /// The exit code of `policyc-loader` for this error: 3 when the bundle
+    /// is in force but the apply did not finish, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoaderError::Unfinished { .. } => 3,
+            _ => 1,
+        }
+    }
+}
 
 impl From<BundleError> for LoaderError {
     fn from(e: BundleError) -> Self {
@@ -169,6 +204,7 @@ impl LoaderError {
         match self {
             LoaderError::Kernel(e) => e.errno,
             LoaderError::Verifier { errno, .. } => *errno,
+            LoaderError::Unfinished { failures, .. } => failures.iter().find_map(|(_, e)| e.errno()),
             _ => None,
         }
     }

@@ -34,14 +34,16 @@ type PieceAt = (usize, usize, Piece);
 /// The pieces of each side that the other side does not have.
 fn changed_pieces(old: Option<&FileDigest>, new: Option<&FileDigest>) -> (Vec<PieceAt>, Vec<PieceAt>) {
     let located = |d: Option<&FileDigest>| -> Vec<PieceAt> {
-        let mut first = 1;
+        let mut first: usize = 1;
         d.map(FileDigest::pieces)
             .unwrap_or_default()
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
                 let at = (i, first, p);
-                first += at.2.lines;
+                // Line numbers, for messages: the manifest's counts are
+                // checked against the text when a piece is read.
+                first = first.saturating_add(at.2.lines);
                 at
             })
             .collect()
@@ -155,7 +157,7 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
             } else {
                 // Identity lines number from the piece's start.
                 IdentityLine::parse_all(file, &text).map(drop).map_err(|mut e| {
-                    e.line += first - 1;
+                    e.line = e.line.saturating_add(first - 1);
                     e
                 })
             };
@@ -206,7 +208,9 @@ fn differing(
 
 /// The lines of pieces `(first line number, text)`, numbered.
 fn numbered(pieces: &[(usize, String)]) -> impl Iterator<Item = (usize, &str)> {
-    pieces.iter().flat_map(|(first, text)| text.lines().enumerate().map(move |(i, line)| (first + i, line)))
+    pieces
+        .iter()
+        .flat_map(|(first, text)| text.lines().enumerate().map(move |(i, line)| (first.saturating_add(i), line)))
 }
 
 /// The numbered lines of `old` that `new` does not have, and those of `new`

@@ -63,6 +63,14 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileDigest>,
 }
 
+/// The bytes of `pieces` of file `path` together; counts whose sum does not
+/// fit are refused.
+fn total_bytes(path: &str, pieces: &[Piece]) -> Result<usize, BundleError> {
+    pieces.iter().try_fold(0usize, |sum, p| sum.checked_add(p.bytes.unwrap_or(0))).ok_or_else(|| {
+        BundleError::Digest(format!("`{path}`: the byte counts of its pieces in manifest.json overflow"))
+    })
+}
+
 fn io(path: &Path, error: std::io::Error) -> BundleError {
     BundleError::Io { path: path.to_path_buf(), error }
 }
@@ -158,10 +166,13 @@ impl Manifest {
         let bytes = match piece.bytes {
             None => bundle_file::read(&full)?,
             Some(len) => {
-                let offset: usize = pieces[..index].iter().map(|p| p.bytes.unwrap_or(0)).sum();
+                // Sums of counts the manifest gives: checked, and the file
+                // must be as long as their total, so that the buffer below
+                // is bounded by the file's real size.
+                let offset = total_bytes(path, &pieces[..index])?;
                 let (mut file, size) = bundle_file::open(&full)?;
-                let listed: usize = pieces.iter().map(|p| p.bytes.unwrap_or(0)).sum();
-                if size != listed as u64 {
+                let listed = total_bytes(path, &pieces)?;
+                if u64::try_from(listed).ok() != Some(size) {
                     return Err(BundleError::Digest(format!("`{path}` has {size} bytes, its pieces {listed}")));
                 }
                 let mut bytes = vec![0; len];
@@ -182,12 +193,13 @@ impl Manifest {
         if sha256_hex(&bytes) != digest.sha256 {
             return Err(BundleError::Digest(format!("`{path}` does not match its digest in manifest.json")));
         }
-        let mut at = 0;
+        let mut at: usize = 0;
         let mut text = String::with_capacity(bytes.len());
         for (i, piece) in digest.pieces().into_iter().enumerate() {
             let len = piece.bytes.unwrap_or(bytes.len());
-            let part = bytes
-                .get(at..at + len)
+            let part = at
+                .checked_add(len)
+                .and_then(|end| bytes.get(at..end))
                 .ok_or_else(|| BundleError::Digest(format!("`{path}` is shorter than its pieces in manifest.json")))?;
             text.push_str(&checked_text(path, &format!("`{path}` (piece {i})"), &piece, part.to_vec())?);
             at += len;

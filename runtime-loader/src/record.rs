@@ -38,6 +38,10 @@ pub struct Record {
     /// When the last switch happened: nanoseconds since the Unix epoch.
     #[serde(default)]
     pub switched_at_ns: u64,
+    /// What the last apply could not finish after its switch (its bundle is
+    /// in force; these say what runs instead): empty when it finished.
+    #[serde(default)]
+    pub unfinished: Vec<String>,
 }
 
 /// How long after a switch the generation it left stays untouched.

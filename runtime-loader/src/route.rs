@@ -1,9 +1,18 @@
 //! Finding a pod's host-side interface: the interface of the host's route
-//! to the pod's address, as point-to-point CNIs set them up (a /32 or /128
-//! route to the pod over its veth). The kernel's route tables are read from
-//! `/proc/net/route` and `/proc/net/ipv6_route` (the main table, which is
-//! where such routes live) and matched by longest prefix, then lowest
-//! metric, as `ip route get` would for these routes.
+//! to exactly the pod's address, as point-to-point CNIs set them up (a /32
+//! or /128 route to the pod over its veth; Cilium with endpoint routes
+//! "add[s] a Linux route to the lxc interface" of each endpoint, cilium
+//! commit 573159d, <https://github.com/cilium/cilium/pull/18025>). The
+//! kernel's route tables are read
+//! from `/proc/net/route` and `/proc/net/ipv6_route` (the main table,
+//! which is where such routes live).
+//!
+//! Only an exact host route names a pod's interface: a covering route
+//! (a subnet, the default route) says where packets to the address would
+//! go, not that a pod is behind that interface, and attaching a pod's
+//! programs to the node's uplink would enforce its policy on every packet
+//! of the node. Several host routes to one address are ranked by lowest
+//! metric, as the kernel ranks them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -68,27 +77,39 @@ pub fn parse_ipv6(text: &str) -> Vec<Route> {
         .collect()
 }
 
+/// Whether `route` covers `ip`.
 fn covers(route: &Route, ip: IpAddr) -> bool {
     match (route.dest, ip) {
         (IpAddr::V4(d), IpAddr::V4(a)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(route.prefix_len)).unwrap_or(0);
+            let mask = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(route.prefix_len))).unwrap_or(0);
             u32::from(d) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(d), IpAddr::V6(a)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(route.prefix_len)).unwrap_or(0);
+            let mask = u128::MAX.checked_shl(128u32.saturating_sub(u32::from(route.prefix_len))).unwrap_or(0);
             u128::from(d) & mask == u128::from(a) & mask
         }
         _ => false,
     }
 }
 
-/// The interface of the most specific route to `ip` in `routes`.
-pub fn interface_for(routes: &[Route], ip: IpAddr) -> Option<&str> {
-    routes
+/// Whether `route` is a host route to exactly `ip` (/32, /128).
+fn is_host_route_to(route: &Route, ip: IpAddr) -> bool {
+    let host = if ip.is_ipv4() { 32 } else { 128 };
+    route.prefix_len == host && route.dest == ip
+}
+
+/// The interface of the host route to exactly `ip` in `routes` (lowest
+/// metric first); where there is none, the most specific covering route,
+/// which names no interface but says why (see the module).
+pub fn interface_for(routes: &[Route], ip: IpAddr) -> Result<&str, Option<&Route>> {
+    let lowest_metric = |a: &&Route, b: &&Route| b.metric.cmp(&a.metric);
+    if let Some(r) = routes.iter().filter(|r| is_host_route_to(r, ip)).max_by(lowest_metric) {
+        return Ok(r.interface.as_str());
+    }
+    Err(routes
         .iter()
         .filter(|r| covers(r, ip))
-        .max_by(|a, b| a.prefix_len.cmp(&b.prefix_len).then(b.metric.cmp(&a.metric)))
-        .map(|r| r.interface.as_str())
+        .max_by(|a, b| a.prefix_len.cmp(&b.prefix_len).then(b.metric.cmp(&a.metric))))
 }
 
 /// The host's routes, both families.
@@ -127,10 +148,26 @@ mod tests {
                   00000000000000000000000000000000 00000400 00000001 00000000 00000001 pc-a\n";
         let mut routes = parse_ipv4(v4);
         routes.extend(parse_ipv6(v6));
-        assert_eq!(interface_for(&routes, "10.200.1.2".parse().unwrap()), Some("pc-a"));
-        assert_eq!(interface_for(&routes, "10.200.1.3".parse().unwrap()), Some("eth0"));
-        assert_eq!(interface_for(&routes, "fd00:200::102".parse().unwrap()), Some("pc-a"));
-        assert_eq!(interface_for(&routes, "fd00:201::1".parse().unwrap()), None);
+        assert_eq!(interface_for(&routes, "10.200.1.2".parse().unwrap()), Ok("pc-a"));
+        assert_eq!(interface_for(&routes, "fd00:200::102".parse().unwrap()), Ok("pc-a"));
+        assert_eq!(interface_for(&routes, "fd00:201::1".parse().unwrap()), Err(None));
+    }
+
+    #[test]
+    fn a_covering_route_names_no_interface() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                  eth1\t0000C80A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+                  pc-a\t0201C80A\t00000000\t0005\t0\t0\t20\tFFFFFFFF\t0\t0\t0\n\
+                  pc-b\t0201C80A\t00000000\t0005\t0\t0\t10\tFFFFFFFF\t0\t0\t0\n";
+        let routes = parse_ipv4(v4);
+        // The lower metric of two host routes; a subnet route and the
+        // default route cover an address but name no pod's interface.
+        assert_eq!(interface_for(&routes, "10.200.1.2".parse().unwrap()), Ok("pc-b"));
+        let subnet = interface_for(&routes, "10.200.1.3".parse().unwrap()).unwrap_err().unwrap();
+        assert_eq!((subnet.interface.as_str(), subnet.prefix_len), ("eth1", 16));
+        let default = interface_for(&routes, "192.0.2.1".parse().unwrap()).unwrap_err().unwrap();
+        assert_eq!((default.interface.as_str(), default.prefix_len), ("eth0", 0));
     }
 
     #[test]

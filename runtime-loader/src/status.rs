@@ -53,7 +53,15 @@ impl Status {
             Some(r) => {
                 out.push_str(&format!("bundle {} (node {}, source {})\n", r.bundle_hash, r.node, r.source_hash));
                 for (name, e) in &r.endpoints {
-                    out.push_str(&format!("  endpoint {name} id {} on {}\n", e.id, e.interface));
+                    out.push_str(&format!(
+                        "  endpoint {name} id {} on {} (lookups {:#x})\n",
+                        e.id,
+                        e.interface,
+                        e.config.lookups()
+                    ));
+                }
+                for what in &r.unfinished {
+                    out.push_str(&format!("  unfinished after the switch: {what}\n"));
                 }
             }
         }

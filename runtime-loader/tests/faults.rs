@@ -573,3 +573,76 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let out = closed(&node.apply_args(&node.work.0.join("nowhere")));
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A network namespace of this test's own, deleted (with its links) on
+/// drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn a_pod_reached_only_by_a_default_route_is_refused_naming_it() {
+    let node = Node::new("r");
+    let before = node.snapshot();
+    // A namespace whose only route is a default route over an interface of
+    // its own: the pods' addresses are covered by it, and by no host route.
+    let netns = Netns::new(format!("pcf-integrity-route-{}", std::process::id()));
+    ip(&["-n", &netns.0, "link", "add", "pcfint0", "type", "veth", "peer", "name", "pcfint1"]);
+    ip(&["-n", &netns.0, "link", "set", "pcfint0", "up"]);
+    ip(&["-n", &netns.0, "link", "set", "pcfint1", "up"]);
+    ip(&["-n", &netns.0, "route", "add", "default", "dev", "pcfint0"]);
+    // The loader runs in that network namespace only (nsenter keeps the
+    // mount namespace, so it sees this node's bpffs root and state).
+    let apply = |args: &[&str]| {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", netns.0))
+            .arg(env!("CARGO_BIN_EXE_policyc-loader"))
+            .args(["--bpffs", "/sys/fs/bpf", "--root", &node.root, "--state"])
+            .arg(&node.state.0)
+            .arg("apply")
+            .args(args)
+            .arg(&node.new)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run nsenter (util-linux): {e}"))
+    };
+    for args in [&[][..], &["--dry-run"][..]] {
+        let needles = ["endpoint `demo/", "no host route to 10.200.250.1", "only `0.0.0.0/0` via `pcfint0`"];
+        refused(&apply(args), &needles);
+    }
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn a_bundle_whose_endpoint_lines_miss_an_endpoint_is_refused_with_the_node_unchanged() {
+    let node = Node::new("e");
+    let bad = node.copy_of_new("endpoint-lines");
+    // Every line well formed, the file listed with its true digest: only
+    // the cross-check of endpoint lines and manifest endpoints can see it.
+    let lines = bad.join("maps/endpoints.txt");
+    let text = std::fs::read_to_string(&lines).unwrap();
+    let (_, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&lines, rest).unwrap();
+    support::redigest(&bad, "maps/endpoints.txt");
+    let before = node.snapshot();
+    for dry_run in [false, true] {
+        let mut args = node.apply_args(&bad);
+        if dry_run {
+            args.push("--dry-run".into());
+        }
+        let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = refused(&out, &["has no entry in map `endpoints`"]);
+        assert_eq!(node.snapshot(), before, "dry run {dry_run}: a refused bundle changed the node:\n{stderr}");
+    }
+}

@@ -243,7 +243,10 @@ impl Applied {
                 .map(|o| ["added", "updated", "removed"].iter().map(|k| o[*k].as_u64().unwrap_or(0)).sum::<u64>())
                 .sum()
         });
-        let programs = report["programs"].as_array().map_or(0, Vec::len);
+        // Programs attached with a new link (the report also lists links
+        // given another program in place).
+        let programs =
+            report["programs"].as_array().map_or(0, |p| p.iter().filter(|x| x[3].as_str() == Some("Created")).count());
         let phases = report["phases"]
             .as_array()
             .map(|p| p.iter().filter_map(|x| Some((x[0].as_str()?.to_string(), x[1].as_f64()?))).collect())
@@ -382,11 +385,11 @@ fn time_scratch(
 
 /// How long the kernel takes to attach a tcx program here, alone: each
 /// attach waits for an RCU grace period under the rtnl lock, so attaches
-/// do not overlap. Measured as the mean of (c)'s `finish` phase per
-/// program.
+/// do not overlap. Measured as the mean of (c)'s `prepare` phase (where
+/// every new link is created, before the switch) per new link.
 fn per_attach(scratch: &Applied) -> Option<f64> {
-    let finish = scratch.phases.iter().find(|(p, _)| p == "finish")?.1;
-    (scratch.programs > 0).then(|| finish / scratch.programs as f64)
+    let prepare = scratch.phases.iter().find(|(p, _)| p == "prepare")?.1;
+    (scratch.programs > 0).then(|| prepare / scratch.programs as f64)
 }
 
 fn ratio(slow: Option<Duration>, fast: Duration) -> String {

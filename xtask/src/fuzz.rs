@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The targets, in the order they run (`fuzz/Cargo.toml` declares them).
-const TARGETS: [&str; 5] = ["yaml", "manifests", "selector", "ir", "bundle"];
+const TARGETS: [&str; 6] = ["yaml", "manifests", "selector", "ir", "bundle", "loader"];
 
 /// Folders whose `.yaml`, `.yml` and `.json` files seed the `yaml` and
 /// `manifests` corpora.

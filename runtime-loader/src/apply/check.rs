@@ -19,11 +19,15 @@ fn interfaces(
             Some(name) => name.clone(),
             None => {
                 let ip = e.addresses[0];
+                let reason = |covering: Option<&route::Route>| match covering {
+                    Some(r) => format!(
+                        "no host route to {ip}, only `{}/{}` via `{}`, which names no pod's interface",
+                        r.dest, r.prefix_len, r.interface
+                    ),
+                    None => format!("no host route to {ip}"),
+                };
                 route::interface_for(&routes, ip)
-                    .ok_or_else(|| LoaderError::Interface {
-                        endpoint: e.name.clone(),
-                        reason: format!("no route to {ip}"),
-                    })?
+                    .map_err(|covering| LoaderError::Interface { endpoint: e.name.clone(), reason: reason(covering) })?
                     .to_string()
             }
         };
@@ -85,7 +89,8 @@ impl<'a, K: Kernel> Run<'a, K> {
             && record.generations[usize::from(record.generation)].as_deref() == Some(manifest.hash.as_str())
             && u32::from(record.generation) == state.generation
             && plans.is_empty()
-            && departed.is_empty();
+            && departed.is_empty()
+            && record.unfinished.is_empty();
         if in_force {
             return Ok(Checked::InForce(ApplyReport {
                 bundle_hash: manifest.hash.clone(),

@@ -16,6 +16,21 @@ pub(super) struct EndpointPlan<'a> {
     pub(super) finish: bool,
     /// A previous attachment on another interface or stem, to detach.
     pub(super) replaces: Option<RecordedEndpoint>,
+    /// Whether the links go in a new place (a new endpoint, or one on
+    /// another interface or stem): attached before the switch, so that
+    /// nothing after it creates a link or pins one.
+    pub(super) moves: bool,
+}
+
+/// `config` with every lookup on. A program made from it judges any
+/// generation exactly (settings only ever enable lookups), so an endpoint
+/// attached in a new place before the switch enforces the old generation
+/// until the switch (an endpoint the old generation does not list is
+/// dropped: its `endpoints` lookup misses) and the new one after it, and
+/// keeps enforcing it exactly if the program with its own settings cannot
+/// replace it after the switch.
+fn every_lookup(config: &EndpointConfig) -> EndpointConfig {
+    config.union(&EndpointConfig::of_lookups(u8::MAX))
 }
 
 pub(super) fn plan_programs<'a>(
@@ -47,15 +62,20 @@ pub(super) fn plan_programs<'a>(
                     finish: prepare.is_none() || union != e.config,
                     prepare,
                     replaces: None,
+                    moves: false,
                 }
             }
-            None => EndpointPlan {
-                endpoint: e,
-                interface: interface.clone(),
-                prepare: None,
-                finish: true,
-                replaces: recorded.cloned(),
-            },
+            None => {
+                let prepare = every_lookup(&e.config);
+                EndpointPlan {
+                    endpoint: e,
+                    interface: interface.clone(),
+                    prepare: Some(prepare),
+                    finish: prepare != e.config,
+                    replaces: recorded.cloned(),
+                    moves: true,
+                }
+            }
         };
         out.push(plan);
     }

@@ -7,6 +7,7 @@ use crate::bundle::Bundle;
 use crate::kernel::memory::{Call, Change, MemoryKernel};
 use crate::maps::Generation;
 use policyc::emit::{emit, BundleOptions};
+use policyc_ebpf::abi::POLICY_KEY_EXACT_BITS;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -227,15 +228,30 @@ fn the_flip_is_the_one_commit_point() {
         "no map entry changes after the switch: {after:?}"
     );
     assert!(before.iter().any(|c| matches!(c, Change::Write(_))), "the sync writes before the switch");
-    // Before the switch, only programs with the lookups of both bundles
-    // replace what runs: the server's, judging either generation exactly.
+    // Before the switch: programs with the lookups of both bundles replace
+    // the server's, judging either generation exactly, and the newcomer's
+    // links are created with every lookup on. Every link is created before
+    // it; after it, links are only updated or detached.
+    let bundle = Bundle::read(&fixture.b).unwrap();
+    let pins_of = |name: &str| -> Vec<PathBuf> {
+        let e = bundle.endpoints.iter().find(|e| e.name == name).unwrap();
+        Template::ALL.iter().map(|t| node.paths.link(&e.stem, t.suffix())).collect()
+    };
+    let (server_pins, newcomer_pins) = (pins_of("demo/server"), pins_of("demo/newcomer"));
     let prepared: Vec<&Change> = before.iter().filter(|c| matches!(c, Change::Attach { .. })).collect();
-    let server = Bundle::read(&fixture.b).unwrap().endpoints.into_iter().find(|e| e.name == "demo/server").unwrap();
-    let server_pins: Vec<PathBuf> = Template::ALL.iter().map(|t| node.paths.link(&server.stem, t.suffix())).collect();
-    assert_eq!(prepared.len(), 2, "{before:?}");
-    assert!(prepared.iter().all(|c| matches!(c, Change::Attach { pin, .. } if server_pins.contains(pin))));
+    assert_eq!(prepared.len(), 4, "{before:?}");
+    assert!(prepared
+        .iter()
+        .all(|c| matches!(c, Change::Attach { pin, .. } if server_pins.contains(pin) || newcomer_pins.contains(pin))));
     assert!(report.programs.iter().any(|(e, _, step, _)| e == "demo/server" && *step == ProgramStep::Prepare));
-    // After it: the newcomer attached, `other` detached.
+    assert!(report.programs.iter().any(|(e, _, step, how)| e == "demo/newcomer"
+        && *step == ProgramStep::Prepare
+        && *how == Some(Attachment::Created)));
+    assert!(report
+        .programs
+        .iter()
+        .all(|(_, _, step, how)| *step == ProgramStep::Prepare || *how == Some(Attachment::Replaced)));
+    // After it: `other` detached.
     assert!(after.iter().any(|c| matches!(c, Change::Detach(_))), "{after:?}");
     assert_eq!(report.detached, ["demo/other"]);
 
@@ -308,12 +324,30 @@ fn fail_each_call(from: Option<&Path>, to: &Path, how: Source) {
             let err = node.apply_as(to, how).expect_err("an injected failure refuses the apply");
             assert_eq!(err.errno(), Some(EIO), "{call:?} #{nth}: {err}");
             let switched = node.kernel.calls(Call::Switch) > switches && call != Call::Switch;
+            assert_eq!(matches!(err, LoaderError::Unfinished { .. }), switched, "{call:?} #{nth}: {err}");
             let after = match (switched, from) {
-                // After the switch the new generation is in force; what
-                // finishing did not do (attach a new endpoint, detach a
-                // departed one) the next apply does.
-                (true, _) => node.maps_in_force(to),
-                (false, Some(from)) => node.in_force(from),
+                // After the switch the new generation is in force, and
+                // every endpoint of it runs a program (made before the
+                // switch); the record says what finishing did not do (put
+                // in exact programs, detach a departed endpoint), which
+                // the next apply does.
+                (true, _) => node.in_force(to).and_then(|()| match Record::read(&node.paths) {
+                    Ok(Some(r)) if !r.unfinished.is_empty() => Ok(()),
+                    r => Err(format!("the record does not say what is unfinished: {r:?}")),
+                }),
+                // Before it, the old bundle is in force, and the links of
+                // endpoints it does not have are detached again.
+                (false, Some(from)) => node.in_force(from).and_then(|()| {
+                    let endpoints = Bundle::read(from).unwrap().endpoints;
+                    let pins: BTreeSet<PathBuf> = endpoints
+                        .iter()
+                        .flat_map(|e| Template::ALL.map(|t| node.paths.link(&e.stem, t.suffix())))
+                        .collect();
+                    match node.kernel.memory().links.keys().find(|pin| !pins.contains(*pin)) {
+                        Some(pin) => Err(format!("link `{}` of an endpoint the old bundle lacks", pin.display())),
+                        None => Ok(()),
+                    }
+                }),
                 (false, None) if node.kernel.memory().links.is_empty() => Ok(()),
                 (false, None) => Err("links attached before the first switch".into()),
             };
@@ -459,7 +493,7 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
     let good = Bundle::read(&fixture.b).unwrap();
     let endpoint = |b: &mut Bundle, name: &str| -> usize { b.endpoints.iter().position(|e| e.name == name).unwrap() };
     type Mutation = fn(&mut Bundle, &dyn Fn(&mut Bundle, &str) -> usize);
-    let cases: [(&str, Mutation, &str); 9] = [
+    let cases: &[(&str, Mutation, &str)] = &[
         (
             "same id",
             |b, at| {
@@ -505,6 +539,58 @@ fn an_inconsistent_desired_state_is_refused_before_anything_is_written() {
             },
             "map `ipcache` repeats the key",
         ),
+        (
+            "one prefix with two identities, the second with host bits set",
+            |b, _| {
+                let mut twin = *b.ipcache.iter().find(|(k, _)| k.prefixlen < 32 + 32 && k.family == 4).unwrap();
+                twin.0.addr[3] |= 9;
+                twin.1.identity += 1;
+                b.ipcache.push(twin);
+            },
+            "has bits set past its prefix",
+        ),
+        (
+            "an ipcache prefix longer than its family",
+            |b, _| b.ipcache[0].0.prefixlen = 32 + 129,
+            "map `ipcache` has key prefix length 161",
+        ),
+        (
+            "an endpoints entry of no endpoint",
+            |b, _| {
+                let mut extra = b.endpoint_entries[0];
+                extra.0.addr[3] = 250;
+                b.endpoint_entries.push(extra);
+            },
+            "is no address of an endpoint of the manifest",
+        ),
+        (
+            "an endpoint without an endpoints entry",
+            |b, _| {
+                b.endpoint_entries.pop();
+            },
+            "has no entry in map `endpoints`",
+        ),
+        (
+            "an endpoints entry under another id",
+            |b, _| b.endpoint_entries[0].1.endpoint_id ^= 1,
+            "the manifest endpoint",
+        ),
+        (
+            "a policy entry of no endpoint",
+            |b, _| {
+                let unused = (1..=u16::MAX).find(|id| b.endpoints.iter().all(|e| e.id != *id)).unwrap();
+                b.policy[0].0.endpoint_id = unused;
+            },
+            "which no endpoint of the manifest has",
+        ),
+        (
+            "a policy key with port bits past its prefix",
+            |b, _| {
+                let exact = b.policy.iter().position(|(k, _)| k.prefixlen == POLICY_KEY_EXACT_BITS + 24).unwrap();
+                b.policy[exact].0.prefixlen = POLICY_KEY_EXACT_BITS + 8;
+            },
+            "has bits set past its prefix length",
+        ),
     ];
     for (case, mutate, needle) in cases {
         let mut bundle = good.clone();
@@ -544,5 +630,160 @@ fn a_policy_entry_naming_a_rule_the_rule_table_lacks_is_refused() {
     let node = Node::new();
     let err = node.apply(&bundle).unwrap_err().to_string();
     assert!(err.contains(&format!("names rule cookie {cookie}, which `maps/rules.txt` does not list")), "{err}");
+    assert!(node.kernel.memory().journal.is_empty());
+}
+
+/// One edit of one text file of a bundle, as the mutation property draws
+/// them.
+#[derive(Clone, Debug)]
+enum Edit {
+    Delete(usize),
+    Repeat(usize),
+    Replace(usize, String),
+    /// Adds `by` to the `nth` digit of a line.
+    Digit(usize, usize, u8),
+    Truncate(usize),
+}
+
+fn edit_strategy() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<usize>().prop_map(Edit::Delete),
+        any::<usize>().prop_map(Edit::Repeat),
+        (any::<usize>(), "[ -~]{0,60}").prop_map(|(l, t)| Edit::Replace(l, t)),
+        (any::<usize>(), any::<usize>(), 1..10u8).prop_map(|(l, n, by)| Edit::Digit(l, n, by)),
+        any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn edit(text: &str, edit: &Edit) -> String {
+    let mut lines: Vec<String> = text.split_terminator('\n').map(str::to_string).collect();
+    if let Edit::Truncate(at) = edit {
+        let mut cut = at % (text.len() + 1);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return text[..cut].to_string();
+    }
+    if lines.is_empty() {
+        return text.to_string();
+    }
+    let n = lines.len();
+    match edit {
+        Edit::Delete(l) => drop(lines.remove(l % n)),
+        Edit::Repeat(l) => lines.insert(l % n, lines[l % n].clone()),
+        Edit::Replace(l, t) => lines[l % n] = t.clone(),
+        Edit::Digit(l, nth, by) => {
+            let line = &mut lines[l % n];
+            let digits: Vec<usize> = line.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            if !digits.is_empty() {
+                let i = digits[nth % digits.len()];
+                let d = (line.as_bytes()[i] - b'0' + by) % 10;
+                line.replace_range(i..=i, &d.to_string());
+            }
+        }
+        Edit::Truncate(_) => unreachable!("handled above"),
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The text files of the bundle in `dir` (the manifest first), by path.
+fn text_files(dir: &Path) -> Vec<String> {
+    let manifest = Manifest::read(dir).unwrap();
+    let mut out = vec!["manifest.json".to_string()];
+    out.extend(manifest.files.iter().filter(|(_, d)| d.lines.is_some()).map(|(p, _)| p.clone()));
+    out
+}
+
+/// Gives every text file `dir`'s manifest lists its true digest (a
+/// manifest that no longer parses is left as it is).
+fn redigest_all(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let Ok(mut json) = policyc_bundle::manifest::Manifest::from_json(&std::fs::read_to_string(&path).unwrap()) else {
+        return;
+    };
+    for (file, digest) in json.files.iter_mut() {
+        if let (Some(_), Ok(text)) = (digest.lines, std::fs::read_to_string(dir.join(file))) {
+            *digest = policyc_bundle::digest::text_digest(&text, policyc_bundle::digest::Digests::Sha256);
+        }
+    }
+    std::fs::write(&path, json.to_json()).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// A valid bundle a few edits away (every text file redigested, so the
+    /// content is what is checked): `apply` either refuses it with the node
+    /// unchanged or puts exactly it in force, and `--dry-run` agrees.
+    #[test]
+    fn a_mutated_bundle_is_refused_with_the_node_unchanged_or_applied_exactly(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), edit_strategy()), 1..4)
+    ) {
+        static FIXTURE: std::sync::OnceLock<(Scratch, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+        let (_, a, b) = FIXTURE.get_or_init(|| { let f = Fixture::new(); (f.dir, f.a, f.b) });
+        let work = Scratch::new("mutated");
+        let mutated = work.0.join("bundle");
+        copy_tree(b, &mutated);
+        let files = text_files(&mutated);
+        for (which, e) in &edits {
+            let file = mutated.join(&files[which % files.len()]);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, edit(&text, e)).unwrap();
+        }
+        redigest_all(&mutated);
+
+        let node = Node::new();
+        node.apply(a).unwrap();
+        let journal = node.kernel.memory().journal.len();
+        let dry = DesiredState::from_directory(&mutated)
+            .map_err(LoaderError::from)
+            .and_then(|d| node.apply_with(&d, &ApplyOptions { dry_run: true, ..options() }));
+        proptest::prop_assert_eq!(node.kernel.memory().journal.len(), journal, "a dry run wrote");
+        let applied = node.apply(&mutated);
+        proptest::prop_assert_eq!(dry.is_ok(), applied.is_ok(), "dry run {:?}, apply {:?}", dry.err(), applied.as_ref().err());
+        match applied {
+            Ok(_) => node.in_force(&mutated).map_err(proptest::test_runner::TestCaseError::fail)?,
+            Err(e) => {
+                proptest::prop_assert_eq!(node.kernel.memory().journal.len(), journal, "refused ({}) after a write", e);
+                node.in_force(a).map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn piece_byte_counts_that_overflow_are_refused_without_a_panic() {
+    let fixture = Fixture::new();
+    let text = std::fs::read_to_string(fixture.dir.0.join("b-input/cluster.yaml")).unwrap();
+    let bundle = compile(&fixture.dir.0, "pieces", &text);
+    let manifest = bundle.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let file = crate::manifest::IPCACHE_FILE;
+    let sha = json["files"][file]["sha256"].clone();
+    json["files"][file]["pieces"] = serde_json::json!([
+        { "lines": 1, "bytes": usize::MAX, "sha256": sha },
+        { "lines": 1, "bytes": 2, "sha256": sha },
+    ]);
+    std::fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let read = Manifest::read(&bundle).unwrap();
+    let err = read.read_piece(file, 1).unwrap_err().to_string();
+    assert!(err.contains("the byte counts of its pieces in manifest.json overflow"), "{err}");
+    let err = read.read_text(file).unwrap_err().to_string();
+    assert!(err.contains("shorter than its pieces"), "{err}");
+    let node = Node::new();
+    assert!(node.apply(&bundle).is_err());
     assert!(node.kernel.memory().journal.is_empty());
 }
