@@ -61,9 +61,7 @@ impl Host {
 
     /// The interface of the exact host route to `ip`.
     fn exact_interface(&self, ip: IpAddr) -> Option<String> {
-        let full = if ip.is_ipv4() { 32 } else { 128 };
-        let exact: Vec<Route> = self.routes.iter().filter(|r| r.prefix_len == full).cloned().collect();
-        route::interface_for(&exact, ip).map(str::to_string)
+        route::interface_for(&self.routes, ip).ok().map(str::to_string)
     }
 }
 
