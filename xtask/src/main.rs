@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_apply;
 mod bench_datapath;
+mod bench_scale;
 mod deps;
 mod ebpf;
 mod fuzz;
@@ -30,6 +31,10 @@ commands:
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)
+  bench scale [--quick]
+          every node's bundle of 5000 nodes, 150k pods, 10k policies and
+          10k services (release policyc): time, peak memory, bundle sizes;
+          identity numbers kept after 1% pod churn (--quick: 100 nodes)
   fuzz [--seconds N | --runs N]
           build the libFuzzer targets of `fuzz/` (installs cargo-fuzz when
           missing), seed their corpora from the repository's manifests, run
