@@ -4,6 +4,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod bench_apply;
+mod bench_attach;
 mod bench_datapath;
 mod bench_scale;
 mod deps;
@@ -28,6 +29,9 @@ commands:
           50k policy entries, beside iptables-restore (legacy and nft) of a
           50k-rule table, and an apply from scratch of 1000 endpoints
           (--quick: 100)
+  bench attach
+          (root) attach from scratch to both hooks of 1000 veths: tcx one
+          after the other, tcx in threads, legacy tc (cls_bpf), default RCU
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bless") => bless(),
         Some("bench") if args.get(1).map(String::as_str) == Some("datapath") => bench_datapath::run(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("attach") => bench_attach::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("build-ebpf") => ebpf::run(&args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),
