@@ -195,7 +195,7 @@ fn reference(client: IpAddr, server: IpAddr, client_identity: u32, policy: usize
 fn reference_once(ebpf: &mut Ebpf, name: &str, frame: &[u8], expect_pass: bool) -> f64 {
     let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..Default::default() };
     let run = reference_program(ebpf, name).test_run(opts).expect("test run");
-    assert_eq!(run.return_value != TC_ACT_SHOT as u32, expect_pass, "`{name}` verdict");
+    assert_eq!(run.return_value != TC_ACT_SHOT, expect_pass, "`{name}` verdict");
     ns(run.duration)
 }
 

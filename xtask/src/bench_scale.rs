@@ -42,7 +42,7 @@ const CHURN_PERMILLE: usize = 10;
 /// raises it, as such a cluster's operator would.
 const POLICY_MAP_CAPACITY: &str = "65536";
 /// "scale" in ASCII.
-const SEED: u64 = 0x73_6361_6c65;
+const SEED: u64 = 0x0073_6361_6c65;
 
 const TARGET_SECONDS: f64 = 60.0;
 const TARGET_GIB: f64 = 4.0;

@@ -334,7 +334,7 @@ fn pods(out: &mut DocWriter, rng: &mut Rng, spec: &ClusterSpec, namespaces: &[Na
     let count = spec.pods;
     // The replaced pods' new names come from a sequence of their own, so
     // that the rest of the cluster draws what the base cluster drew.
-    let mut churn_rng = Rng::new(spec.seed ^ 0x6368_7572_6e);
+    let mut churn_rng = Rng::new(spec.seed ^ 0x0063_6875_726e);
     // The Deployments of the current namespace: per application, the
     // versions and their pod-template hashes.
     let mut deployments: Vec<[(u32, String); 2]> = Vec::new();
