@@ -124,4 +124,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
+/* Flow events lost to a full `events` ring buffer, per CPU (as Hubble
+ * reports lost events): with no reader, about a second of new connections
+ * fills the buffer, and the reader says how many it missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events_lost SEC(".maps");
+
 #endif /* POLICYC_MAPS_H */

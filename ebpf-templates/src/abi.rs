@@ -173,7 +173,7 @@ pub const BODIES: MapLayout = MapLayout {
 pub const ENDPOINT_ID_CB: usize = 0;
 
 /// Every shared map, in the order of `include/maps.h`.
-pub const MAPS: [MapLayout; 11] = [
+pub const MAPS: [MapLayout; 12] = [
     MapLayout { name: "state", map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
     MapLayout { name: "clock", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 16, max_entries: 1 },
     MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
@@ -209,6 +209,7 @@ pub const MAPS: [MapLayout; 11] = [
         max_entries: FORWARDED_ENTRIES,
     },
     MapLayout { name: "events", map_type: BPF_MAP_TYPE_RINGBUF, key_size: 0, value_size: 0, max_entries: 1 << 20 },
+    MapLayout { name: "events_lost", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
 ];
 
 /// Entries of the `forwarded` counters: two directions of every endpoint

@@ -84,3 +84,9 @@ pub const ENDPOINT_STUB: &[u8] = include_bytes!("../endpoint.o");
 /// A tc program that only returns `TC_ACT_OK` (`bench/empty.c`): the floor
 /// that per-packet costs are compared with.
 pub const EMPTY_PROGRAM: &[u8] = include_bytes!("../bench/empty.o");
+
+/// The reference programs the datapath benchmark times beside policyc's
+/// (`bench/reference.c`): `parse_only`, `parse_ct` (parse and one
+/// conntrack hash lookup in `ref_conntrack`) and `cilium_style` (parse, an
+/// LPM lookup in `ref_ipcache`, a policy hash lookup in `ref_policy`).
+pub const REFERENCE_PROGRAMS: &[u8] = include_bytes!("../bench/reference.o");

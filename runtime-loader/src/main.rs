@@ -160,6 +160,13 @@ fn observe_flows(
     let mut observer = Observer::open(paths)?;
     let mut shown = 0usize;
     loop {
+        // Losses first: they happened before the events still waiting.
+        for lost in observer.newly_lost()? {
+            let line = if json { serde_json::json!({ "events_lost": lost }).to_string() } else { lost.render() };
+            if !print_line(&line)? {
+                return Ok(String::new());
+            }
+        }
         for flow in observer.drain().into_iter().filter(|f| f.matches(filter)) {
             if count.is_some_and(|n| shown >= n) {
                 return Ok(String::new());
@@ -173,9 +180,10 @@ fn observe_flows(
         if !follow || count.is_some_and(|n| shown >= n) {
             return Ok(String::new());
         }
-        // The ring buffer is polled: events are rare (drops and new
-        // connections), and a 100 ms delay is fine for people reading.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Woken by a burst of events, else every 100 ms: the programs do
+        // not wake the reader for each event (see `Observer::wait`), and
+        // a 100 ms delay is fine for people reading.
+        observer.wait(std::time::Duration::from_millis(100))?;
     }
 }
 
@@ -285,21 +293,29 @@ fn main() -> ExitCode {
         }
         Command::Observe { follow, count, verdict, namespace, pod, counters } => {
             if *counters {
-                observe::counters(&paths).map(|list| {
-                    if cli.json {
-                        serde_json::to_string_pretty(&list).unwrap_or_default()
-                    } else {
-                        list.iter()
-                            .map(|c| {
-                                format!(
-                                    "{} {} {}: {} packets, {} bytes",
-                                    c.endpoint, c.direction, c.reason_name, c.packets, c.bytes
+                observe::counters(&paths).and_then(|list| Ok((list, observe::events_lost(&paths)?))).map(
+                    |(list, lost)| {
+                        if cli.json {
+                            let report = serde_json::json!({ "counters": list, "events_lost": lost });
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        } else {
+                            list.iter()
+                                .map(|c| {
+                                    format!(
+                                        "{} {} {}: {} packets, {} bytes",
+                                        c.endpoint, c.direction, c.reason_name, c.packets, c.bytes
+                                    )
+                                })
+                                .chain(
+                                    lost.iter().map(|l| {
+                                        format!("events lost (ring buffer full) on CPU {}: {}", l.cpu, l.lost)
+                                    }),
                                 )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    }
-                })
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        }
+                    },
+                )
             } else {
                 let filter = FlowFilter { verdict: verdict.clone(), namespace: namespace.clone(), pod: pod.clone() };
                 observe_flows(&paths, &filter, *follow, *count, cli.json)

@@ -20,8 +20,10 @@ use policyc_ebpf::abi::{
     forwarded_index, DropCode, EndpointKey, EndpointValue, FlowEvent, MetricsKey, MetricsValue, DIR_EGRESS,
     DIR_INGRESS, EVENT_DROP, EVENT_NEW_ALLOWED, FAMILY_IPV4,
 };
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
 const ENDPOINT_VALUE: usize = std::mem::size_of::<EndpointValue>();
@@ -140,9 +142,46 @@ pub struct FlowFilter {
     pub pod: Option<String>,
 }
 
+/// Flow events lost to a full ring buffer on one CPU (as Hubble reports
+/// lost events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LostEvents {
+    /// The CPU whose program found the ring buffer full.
+    pub cpu: usize,
+    /// Events lost there.
+    pub lost: u64,
+}
+
+impl LostEvents {
+    /// One line for people, as `hubble observe` prints its lost events.
+    pub fn render(&self) -> String {
+        format!("EVENTS LOST: ring buffer full, CPU {}: {}", self.cpu, self.lost)
+    }
+}
+
+fn open_events_lost(paths: &Paths) -> Result<PerCpuArray<MapData, u64>, LoaderError> {
+    PerCpuArray::try_from(open(paths, "events_lost")?)
+        .map_err(|e| kernel(Operation::OpenMap, "events_lost", "events_lost", e))
+}
+
+fn read_events_lost(map: &PerCpuArray<MapData, u64>) -> Result<Vec<u64>, LoaderError> {
+    let values = map.get(&0, 0).map_err(|e| kernel(Operation::ReadMap, "events_lost", "reading events_lost", e))?;
+    Ok(values.iter().copied().collect())
+}
+
+/// Flow events lost so far on each CPU that lost any, since the maps were
+/// pinned.
+pub fn events_lost(paths: &Paths) -> Result<Vec<LostEvents>, LoaderError> {
+    let per_cpu = read_events_lost(&open_events_lost(paths)?)?;
+    Ok(per_cpu.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(cpu, lost)| LostEvents { cpu, lost }).collect())
+}
+
 /// A reader of the node's flow events.
 pub struct Observer {
     ring: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+    /// Per CPU, the lost events already reported.
+    lost_reported: Vec<u64>,
     endpoints: BTreeMap<u16, String>,
     pods: BTreeMap<IpAddr, String>,
 }
@@ -178,7 +217,42 @@ impl Observer {
                 pods.insert(address(k.family, k.addr), name.clone());
             }
         }
-        Ok(Observer { ring, endpoints, pods })
+        let lost = open_events_lost(paths)?;
+        Ok(Observer { ring, lost, lost_reported: Vec::new(), endpoints, pods })
+    }
+
+    /// Waits until the ring buffer wakes its reader or `timeout` passes;
+    /// whether it was woken.
+    ///
+    /// The programs send events without waking the reader until 64 are
+    /// waiting (`EVENTS_WAKEUP_BYTES` in `observe.h`: a wakeup per event
+    /// cost most of a new connection's time), so a reader that waits
+    /// without a timeout would see a quiet node's few events late or
+    /// never: the timeout bounds that delay, and a burst wakes it at once.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, LoaderError> {
+        let timeout = Timespec::try_from(timeout).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+        let mut fds = [PollFd::new(&self.ring, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(ready) => Ok(ready > 0),
+            // A signal: the caller drains and waits again.
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(kernel(Operation::ReadMap, "events", "waiting for flow events", std::io::Error::from(e))),
+        }
+    }
+
+    /// Events lost on each CPU since the last call (the first call: since
+    /// the maps were pinned), CPUs that lost none left out.
+    pub fn newly_lost(&mut self) -> Result<Vec<LostEvents>, LoaderError> {
+        let now = read_events_lost(&self.lost)?;
+        self.lost_reported.resize(now.len(), 0);
+        let mut out = Vec::new();
+        for (cpu, (n, seen)) in now.iter().zip(self.lost_reported.iter_mut()).enumerate() {
+            if *n > *seen {
+                out.push(LostEvents { cpu, lost: n - *seen });
+            }
+            *seen = *n;
+        }
+        Ok(out)
     }
 
     /// Every event waiting in the ring buffer, oldest first (consumed).

@@ -30,14 +30,26 @@
 //!   cost. (Emptying conntrack before each run instead walks every bucket
 //!   of both conntrack tables, which leaves the caches cold and added
 //!   microseconds to the run that followed.)
+//!
+//! Beside them, in the same rounds, the reference programs of
+//! `bench/reference.c` (`policyc_ebpf::REFERENCE_PROGRAMS`), their maps
+//! filled with as many entries as policyc's at each size: `parse only`,
+//! `parse + ct lookup` (the established packet's connection found in an
+//! LRU hash), `cilium-style allowed` (client's packet: ipcache LPM, policy
+//! hash hit) and `cilium-style denied` (the world packet: LPM miss, policy
+//! hash miss). The ratios the issue asks for: established / parse + ct
+//! lookup (≤ 1.2), new denied / cilium-style denied (≤ 1.0), new allowed /
+//! new denied (≤ 2).
 
 mod support;
 
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::HashMap;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use aya::EbpfLoader;
+use aya::{Ebpf, EbpfLoader};
 use policyc_ebpf::abi::{
-    IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_INGRESS, FAMILY_IPV4, IPCACHE_KEY_HEADER_BITS,
-    POLICY_KEY_EXACT_BITS, VERDICT_ALLOW,
+    IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_INGRESS, FAMILY_IPV4, IPCACHE_KEY_DATA,
+    IPCACHE_KEY_HEADER_BITS, POLICY_KEY_EXACT_BITS, VERDICT_ALLOW,
 };
 use policyc_ebpf::Template;
 use policyc_loader::bundle::Bundle;
@@ -110,6 +122,83 @@ fn empty_program(ebpf: &mut aya::Ebpf) -> &mut SchedClassifier {
     ebpf.program_mut("empty").expect("`empty` in bench/empty.o").try_into().unwrap()
 }
 
+const REFERENCES: [&str; 3] = ["parse_only", "parse_ct", "cilium_style"];
+
+fn reference_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
+    ebpf.program_mut(name).unwrap_or_else(|| panic!("`{name}` in bench/reference.o")).try_into().unwrap()
+}
+
+/// A policy key's bytes as a hash key: prefix length, then data.
+fn policy_hash_key(key: &PolicyKey) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&key.prefixlen.to_ne_bytes());
+    out[4..].copy_from_slice(&key.data());
+    out
+}
+
+/// The reference programs, verified, their maps filled like policyc's at
+/// `policy` and `ipcache` entries: the client's address and identity in
+/// the ipcache, the client allowed on TCP 8080 in the policy, the
+/// client's connection in conntrack.
+fn reference(client: IpAddr, server: IpAddr, client_identity: u32, policy: usize, ipcache: usize) -> Ebpf {
+    let mut ebpf = EbpfLoader::new().load(policyc_ebpf::REFERENCE_PROGRAMS).expect("load the reference programs");
+    for name in REFERENCES {
+        reference_program(&mut ebpf, name).load().unwrap_or_else(|e| panic!("verify `{name}`: {e}"));
+    }
+    let (IpAddr::V4(client), IpAddr::V4(server)) = (client, server) else { panic!("the bench pods are IPv4") };
+    let ipcache_entry = |addr: [u8; 4], identity: u32| {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&addr);
+        let key =
+            IpcacheKey { prefixlen: IPCACHE_KEY_HEADER_BITS + 32, generation: 0, family: FAMILY_IPV4, pad: 0, addr: a };
+        (Key::<[u8; IPCACHE_KEY_DATA]>::new(key.prefixlen, key.data()), IpcacheValue { identity, flags: 0 }.to_bytes())
+    };
+    let mut trie: LpmTrie<_, [u8; IPCACHE_KEY_DATA], [u8; 8]> =
+        LpmTrie::try_from(ebpf.map_mut("ref_ipcache").expect("ref_ipcache")).unwrap();
+    let (key, value) = ipcache_entry(client.octets(), client_identity);
+    trie.insert(&key, value, 0).unwrap();
+    for i in 1..ipcache as u32 {
+        let (key, value) = ipcache_entry((0x0a01_0000 + i).to_be_bytes(), SYNTHETIC_IDENTITY + i % 50_000);
+        trie.insert(&key, value, 0).unwrap();
+    }
+    let mut policies: HashMap<_, [u8; 16], [u8; 8]> =
+        HashMap::try_from(ebpf.map_mut("ref_policy").expect("ref_policy")).unwrap();
+    let allow = PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1 }.to_bytes();
+    for i in 0..policy as u32 {
+        let peer_identity = if i == 0 { client_identity } else { SYNTHETIC_IDENTITY + i };
+        let key = PolicyKey {
+            prefixlen: POLICY_KEY_EXACT_BITS + 24,
+            generation: 0,
+            direction: DIR_INGRESS,
+            endpoint_id: 0,
+            peer_identity,
+            pad: 0,
+            protocol: TCP,
+            port: 8080,
+        };
+        policies.insert(policy_hash_key(&key), allow, 0).unwrap();
+    }
+    let mut conntrack: HashMap<_, [u8; 16], [u8; 16]> =
+        HashMap::try_from(ebpf.map_mut("ref_conntrack").expect("ref_conntrack")).unwrap();
+    let mut key = [0u8; 16];
+    key[..4].copy_from_slice(&client.octets());
+    key[4..8].copy_from_slice(&server.octets());
+    key[8..10].copy_from_slice(&40_000u16.to_be_bytes());
+    key[10..12].copy_from_slice(&8080u16.to_be_bytes());
+    key[12] = TCP;
+    conntrack.insert(key, [0u8; 16], 0).unwrap();
+    ebpf
+}
+
+/// One run of reference program `name` of repeat [`REPEAT`] on `frame`, in
+/// ns per run; its verdict must be `expect_pass`.
+fn reference_once(ebpf: &mut Ebpf, name: &str, frame: &[u8], expect_pass: bool) -> f64 {
+    let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..Default::default() };
+    let run = reference_program(ebpf, name).test_run(opts).expect("test run");
+    assert_eq!(run.return_value != TC_ACT_SHOT, expect_pass, "`{name}` verdict");
+    ns(run.duration)
+}
+
 #[test]
 #[ignore = "benchmark: cargo xtask bench datapath"]
 fn bench_datapath() {
@@ -121,6 +210,15 @@ fn bench_datapath() {
     let endpoint = |name: &str| base.endpoints.iter().find(|e| e.name == name).expect(name).clone();
     let (client, server) = (endpoint("demo/client"), endpoint("demo/server"));
     let (client_ip, server_ip): (IpAddr, IpAddr) = (client.addresses[0], server.addresses[0]);
+    let client_identity = base
+        .ipcache
+        .iter()
+        .find(|(k, _)| {
+            k.prefixlen == IPCACHE_KEY_HEADER_BITS + 32
+                && IpAddr::from(<[u8; 4]>::try_from(&k.addr[..4]).unwrap()) == client_ip
+        })
+        .map(|(_, v)| v.identity)
+        .expect("the client's address in the ipcache");
 
     let mut empty = EbpfLoader::new().load(policyc_ebpf::EMPTY_PROGRAM).expect("load the empty program");
     empty_program(&mut empty).load().expect("verify the empty program");
@@ -149,8 +247,14 @@ fn bench_datapath() {
             assert_ne!(ret, TC_ACT_SHOT, "server's ingress allows client on 8080");
             let (ret, _) = probe.run(server_ip, Template::ToContainer, &world, 1).unwrap();
             assert_eq!(ret, TC_ACT_SHOT, "server's ingress denies the world");
+            let mut refs = reference(client_ip, server_ip, client_identity, policy, ipcache);
+            let [mut parse_only, mut parse_ct, mut cilium_allowed, mut cilium_denied] = [f64::INFINITY; 4];
             let [mut empty_repeat, mut from_est, mut to_est, mut to_denied] = [f64::INFINITY; 4];
             for _ in 0..ROUNDS {
+                parse_only = parse_only.min(reference_once(&mut refs, "parse_only", &allowed, true));
+                parse_ct = parse_ct.min(reference_once(&mut refs, "parse_ct", &allowed, true));
+                cilium_allowed = cilium_allowed.min(reference_once(&mut refs, "cilium_style", &allowed, true));
+                cilium_denied = cilium_denied.min(reference_once(&mut refs, "cilium_style", &world, false));
                 empty_repeat = empty_repeat.min(empty_once());
                 from_est = from_est.min(once(&mut probe, client_ip, Template::FromContainer, &allowed));
                 to_est = to_est.min(once(&mut probe, server_ip, Template::ToContainer, &allowed));
@@ -176,9 +280,14 @@ fn bench_datapath() {
             rows.push((policy, ipcache, "to new denied", to_denied, empty_repeat));
             rows.push((policy, ipcache, "to new allowed", median(new_allowed), empty_single));
             rows.push((policy, ipcache, "empty repeat", empty_repeat, empty_repeat));
+            rows.push((policy, ipcache, "parse only", parse_only, empty_repeat));
+            rows.push((policy, ipcache, "parse + ct lookup", parse_ct, empty_repeat));
+            rows.push((policy, ipcache, "cilium-style allowed", cilium_allowed, empty_repeat));
+            rows.push((policy, ipcache, "cilium-style denied", cilium_denied, empty_repeat));
             rows.push((policy, ipcache, "empty single", empty_single, empty_single));
             drop(events);
             drop(probe);
+            drop(refs);
         }
     }
 
@@ -208,4 +317,21 @@ fn bench_datapath() {
     let worst_established =
         rows.iter().filter(|r| r.2.ends_with("established")).map(|r| r.3 / r.4).fold(0.0f64, f64::max);
     println!("established path, worst ratio to the empty program: {worst_established:.2}× (target ≤ 3×)");
+    println!();
+    println!("policyc's paths against the references timed beside them (issue 17 targets):");
+    println!("| policy entries | ipcache entries | established / parse + ct (≤ 1.2) | new denied / cilium-style denied (≤ 1.0) | new allowed / new denied (≤ 2) |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for &policy in &POLICY_SIZES {
+        for &ipcache in &IPCACHE_SIZES {
+            let at =
+                |path: &str| rows.iter().find(|r| r.0 == policy && r.1 == ipcache && r.2 == path).map(|r| r.3).unwrap();
+            let established = at("from established").max(at("to established"));
+            println!(
+                "| {policy} | {ipcache} | {:.2} | {:.2} | {:.2} |",
+                established / at("parse + ct lookup"),
+                at("to new denied") / at("cilium-style denied"),
+                at("to new allowed") / at("to new denied")
+            );
+        }
+    }
 }

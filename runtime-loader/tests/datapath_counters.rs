@@ -4,7 +4,8 @@
 //! or policy let it through (new, established and reply packets), every
 //! drop once under its reason in `metrics`, with the packet's bytes; and an
 //! IPv4 connection lives in `conntrack4`, keyed as its first packet was
-//! seen by the hook that allowed it.
+//! seen by the hook that allowed it; flow events a full ring buffer
+//! refuses are counted per CPU in `events_lost`.
 //!
 //! The node is `tests/faults/cluster/`: server's ingress allows client on
 //! TCP 8080, nothing else is enforced.
@@ -14,7 +15,7 @@ mod support;
 use aya::maps::{HashMap, Map, MapData};
 use policyc_ebpf::abi::{Ct4Key, CtValue, DropCode, DIR_EGRESS, DIR_INGRESS};
 use policyc_ebpf::Template;
-use policyc_loader::observe::{counters, Counter};
+use policyc_loader::observe::{counters, events_lost, Counter, Observer};
 use policyc_loader::packet::{ProbePacket, TCP};
 use policyc_loader::paths::Paths;
 use policyc_loader::probe::{Probe, TC_ACT_SHOT};
@@ -134,4 +135,40 @@ fn every_packet_is_counted_once_where_it_was_decided() {
     // A probe leaves nothing pinned: maps, bodies and its root are gone.
     drop(probe);
     assert!(!paths.root.exists(), "the probe left pins under `{}`", paths.root.display());
+}
+
+/// Flow events that find the ring buffer full are counted per CPU in
+/// `events_lost`, and every event is either read or counted there: with
+/// no reader, 20 000 denied packets (one drop event each) overflow the
+/// 1 MiB ring buffer (about 11 900 events of 88 bytes with their headers).
+#[test]
+fn events_a_full_ring_buffer_refuses_are_counted_as_lost() {
+    require_root();
+    let _turn = turn();
+    let out = TempDir::new("datapath-events-lost");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/cluster");
+    let (_, bundles) = compile(&dir, &out).expect("the fault cluster compiles");
+    let bundle = &bundles["node-a"];
+    let server = bundle.endpoints.iter().find(|e| e.name == "demo/server").expect("demo/server").clone();
+    let server_ip = server.addresses[0];
+    let paths = scratch_paths("datapath-events-lost", &out);
+    let mut probe = Probe::load(paths.clone(), bundle).expect("probe loads");
+    let mut observer = Observer::open(&paths).expect("the ring buffer opens");
+    assert_eq!(events_lost(&paths).unwrap(), [], "a fresh root has lost nothing");
+    assert_eq!(observer.newly_lost().unwrap(), []);
+
+    const SENT: u64 = 20_000;
+    let world =
+        ProbePacket { src: "10.200.99.7".parse().unwrap(), dst: server_ip, protocol: TCP, sport: 40_001, dport: 8080 }
+            .to_bytes();
+    let (ret, _) = probe.run(server_ip, Template::ToContainer, &world, SENT as u32).unwrap();
+    assert_eq!(ret, TC_ACT_SHOT, "the world is denied");
+
+    let lost: u64 = events_lost(&paths).unwrap().iter().map(|l| l.lost).sum();
+    let newly: u64 = observer.newly_lost().unwrap().iter().map(|l| l.lost).sum();
+    let read = observer.drain().len() as u64;
+    assert!(lost > 0 && read > 0, "{read} events read, {lost} lost: the buffer should have overflowed");
+    assert_eq!(read + lost, SENT, "every event is read or counted as lost");
+    assert_eq!(newly, lost, "the reader reports each loss once");
+    assert_eq!(observer.newly_lost().unwrap(), [], "and not again");
 }

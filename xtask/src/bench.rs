@@ -37,10 +37,10 @@ const TARGET_MIB: f64 = 500.0;
 
 /// Configurations, smallest first (the baseline of the ratios).
 const CONFIGS: [ClusterSpec; 4] = [
-    ClusterSpec { pods: 1_000, policies: 200, services: 50, seed: SEED },
-    ClusterSpec { pods: 10_000, policies: 200, services: 500, seed: SEED },
-    ClusterSpec { pods: 1_000, policies: 2_000, services: 50, seed: SEED },
-    ClusterSpec { pods: 10_000, policies: 2_000, services: 500, seed: SEED },
+    ClusterSpec { nodes: 20, pods: 1_000, policies: 200, services: 50, seed: SEED, churn_permille: 0 },
+    ClusterSpec { nodes: 20, pods: 10_000, policies: 200, services: 500, seed: SEED, churn_permille: 0 },
+    ClusterSpec { nodes: 20, pods: 1_000, policies: 2_000, services: 50, seed: SEED, churn_permille: 0 },
+    ClusterSpec { nodes: 20, pods: 10_000, policies: 2_000, services: 500, seed: SEED, churn_permille: 0 },
 ];
 
 /// The best wall time and largest peak memory of [`RUNS`] runs.
@@ -63,12 +63,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (what, quick) = match args {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
-        _ => return Err("usage: cargo xtask bench compile|apply [--quick]".into()),
+        _ => return Err("usage: cargo xtask bench compile|apply|scale [--quick]".into()),
     };
     match what {
         "compile" => compile(quick),
         "apply" => crate::bench_apply::run(quick),
-        _ => Err(format!("unknown benchmark `{what}` (expected `compile` or `apply`)")),
+        "scale" => crate::bench_scale::run(quick),
+        _ => Err(format!("unknown benchmark `{what}` (expected `compile`, `apply` or `scale`)")),
     }
 }
 
@@ -270,7 +271,7 @@ impl Measurement {
 /// `Child` handle must not be waited on afterwards (dropping it does not
 /// wait).
 #[allow(unsafe_code)]
-fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
+pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is a plain C struct of integers, for which all

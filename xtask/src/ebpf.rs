@@ -16,11 +16,12 @@ const CLANG: &str = "clang-19";
 const STRIP: &str = "llvm-strip-19";
 
 /// Sources and the objects they build, relative to `ebpf-templates/`.
-const OBJECTS: [(&str, &str); 4] = [
+const OBJECTS: [(&str, &str); 5] = [
     ("from_container.c", "from_container.o"),
     ("to_container.c", "to_container.o"),
     ("endpoint.c", "endpoint.o"),
     ("bench/empty.c", "bench/empty.o"),
+    ("bench/reference.c", "bench/reference.o"),
 ];
 
 /// Runs the subcommand.

@@ -5,7 +5,9 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_agent;
 mod bench_apply;
+mod bench_attach;
 mod bench_datapath;
+mod bench_scale;
 mod deps;
 mod ebpf;
 mod fuzz;
@@ -28,9 +30,16 @@ commands:
           50k policy entries, beside iptables-restore (legacy and nft) of a
           50k-rule table, and an apply from scratch of 1000 endpoints
           (--quick: 100)
+  bench attach
+          (root) attach from scratch to both hooks of 1000 veths: tcx one
+          after the other, tcx in threads, legacy tc (cls_bpf), default RCU
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)
+  bench scale [--quick]
+          every node's bundle of 5000 nodes, 150k pods, 10k policies and
+          10k services (release policyc): time, peak memory, bundle sizes;
+          identity numbers kept after 1% pod churn (--quick: 100 nodes)
   fuzz [--seconds N | --runs N]
           build the libFuzzer targets of `fuzz/` (installs cargo-fuzz when
           missing), seed their corpora from the repository's manifests, run
@@ -49,6 +58,7 @@ fn main() -> ExitCode {
         Some("bless") => bless(),
         Some("bench") if args.get(1).map(String::as_str) == Some("datapath") => bench_datapath::run(),
         Some("bench") if args.get(1).map(String::as_str) == Some("agent") => bench_agent::run(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("attach") => bench_attach::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("build-ebpf") => ebpf::run(&args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),

@@ -9,8 +9,12 @@
 //!   them with a canary of a second version), so the number of identities
 //!   grows with the number of namespaces and not with the number of pods;
 //! - pods labelled `app`, `tier`, `version` and `pod-template-hash` (which
-//!   identities ignore), with named container ports, spread over 20 nodes
-//!   whose pod CIDRs are `10.<node + 1>.0.0/16`, one unique address each;
+//!   identities ignore), with named container ports, spread round-robin
+//!   over the spec's nodes, one unique address each: up to 254 nodes have
+//!   the pod CIDRs `10.<node + 1>.0.0/16`, more nodes a `/24` each
+//!   (`10.<1 + node / 256>.<node % 256>.0/24`, as a cluster of thousands of
+//!   nodes hands them out); nodes carry the zone, pool and instance type
+//!   labels of a cloud provider's node groups;
 //! - services selecting one application of one namespace, named target ports;
 //! - policies cycling through ten templates, half Kubernetes NetworkPolicies
 //!   (default deny, pod/namespace selector peers, `ipBlock` with `except`,
@@ -18,6 +22,12 @@
 //!   (`fromEndpoints` across namespaces, `toEntities: [world]`, `toCIDRSet`
 //!   with `except`, `egressDeny`, `ingressDeny`, `toPorts` ranges), with
 //!   the first policy of each namespace a default deny.
+//!
+//! A churned variant ([`ClusterSpec::churn_permille`]) is the same cluster
+//! after a rolling update touched that share of pods: each such pod is
+//! replaced (a new name, the pod-template hash of a new ReplicaSet) and
+//! every other one of them also moves to a new version, a label set the
+//! base cluster does not have, so that identities are both kept and added.
 //!
 //! Documents are written as multi-document YAML, [`DOCUMENTS_PER_FILE`] to a
 //! file, in the order namespaces, nodes, pods, services, policies.
@@ -30,8 +40,8 @@ use std::path::Path;
 /// How many YAML documents go into one file.
 pub const DOCUMENTS_PER_FILE: usize = 1000;
 
-/// Number of nodes the pods are spread over.
-pub const NODES: usize = 20;
+/// Nodes up to which each node's pod CIDR is a `/16`.
+const WIDE_CIDR_NODES: usize = 254;
 
 /// Pods per namespace.
 const PODS_PER_NAMESPACE: usize = 100;
@@ -39,6 +49,8 @@ const PODS_PER_NAMESPACE: usize = 100;
 /// The size and seed of a synthetic cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterSpec {
+    /// Number of nodes the pods are spread over.
+    pub nodes: usize,
     /// Number of pods.
     pub pods: usize,
     /// Number of policies (Kubernetes and Cilium together).
@@ -47,6 +59,29 @@ pub struct ClusterSpec {
     pub services: usize,
     /// Seed of the generator.
     pub seed: u64,
+    /// Pods, per thousand, replaced by a rolling update (0: none). The
+    /// churned cluster draws the same random numbers as the base one, so
+    /// everything else is byte for byte the same.
+    pub churn_permille: usize,
+}
+
+impl ClusterSpec {
+    /// Addresses each node's pod CIDR holds.
+    fn pods_per_node_cidr(&self) -> usize {
+        if self.nodes <= WIDE_CIDR_NODES {
+            65_000
+        } else {
+            254
+        }
+    }
+
+    /// Whether pod `i` is one the rolling update replaced: a fixed
+    /// multiplicative hash of the index, independent of the generator's
+    /// random sequence.
+    fn churned(&self, i: usize) -> bool {
+        let slot = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000;
+        slot < self.churn_permille as u64
+    }
 }
 
 /// What [`write_cluster`] wrote.
@@ -191,7 +226,11 @@ impl<'a> DocWriter<'a> {
 /// Writes the cluster of `spec` into `dir` (which must exist and should be
 /// empty).
 pub fn write_cluster(spec: &ClusterSpec, dir: &Path) -> io::Result<Written> {
-    assert!(spec.pods <= NODES * 65_000, "pod addresses would run out of the nodes' /16 pod CIDRs");
+    assert!(spec.nodes > 0 && spec.nodes <= 250 * 250, "node addresses are `10.255.<a>.<b>`");
+    assert!(
+        spec.pods.div_ceil(spec.nodes) <= spec.pods_per_node_cidr() && spec.nodes <= 64 * 256,
+        "pod addresses would run out of the nodes' pod CIDRs"
+    );
     let mut rng = Rng::new(spec.seed);
     let mut out = DocWriter::new(dir);
 
@@ -205,10 +244,10 @@ pub fn write_cluster(spec: &ClusterSpec, dir: &Path) -> io::Result<Written> {
     for ns in &namespaces {
         namespace(out.begin()?, ns);
     }
-    for n in 0..NODES {
-        node(out.begin()?, n);
+    for n in 0..spec.nodes {
+        node(out.begin()?, spec, n);
     }
-    pods(&mut out, &mut rng, spec.pods, &namespaces)?;
+    pods(&mut out, &mut rng, spec, &namespaces)?;
     for s in 0..spec.services {
         service(out.begin()?, s, &namespaces);
     }
@@ -234,11 +273,25 @@ metadata:
     );
 }
 
-fn node(w: &mut String, n: usize) {
+/// Node pools of a cloud cluster: name and instance type.
+const POOLS: [(&str, &str); 4] =
+    [("general", "m6i.2xlarge"), ("compute", "c6i.4xlarge"), ("memory", "r6i.2xlarge"), ("system", "m6i.large")];
+
+/// The pod CIDR of node `n`.
+fn node_cidr(spec: &ClusterSpec, n: usize) -> String {
+    if spec.nodes <= WIDE_CIDR_NODES {
+        format!("10.{}.0.0/16", n + 1)
+    } else {
+        format!("10.{}.{}.0/24", 1 + n / 256, n % 256)
+    }
+}
+
+fn node(w: &mut String, spec: &ClusterSpec, n: usize) {
     let name = format!("worker-{n:02}");
     let zone = n % 3 + 1;
-    let cidr = format!("10.{}.0.0/16", n + 1);
-    let ip = format!("10.255.0.{}", n + 1);
+    let (pool, instance_type) = POOLS[n / 3 % POOLS.len()];
+    let cidr = node_cidr(spec, n);
+    let ip = format!("10.255.{}.{}", n / 250, n % 250 + 1);
     let _ = write!(
         w,
         "apiVersion: v1
@@ -249,6 +302,8 @@ metadata:
     kubernetes.io/hostname: {name}
     kubernetes.io/os: linux
     topology.kubernetes.io/zone: zone-{zone}
+    node.kubernetes.io/instance-type: {instance_type}
+    pool: {pool}
 spec:
   podCIDR: {cidr}
   podCIDRs:
@@ -263,15 +318,23 @@ status:
     );
 }
 
-/// Pod `i` lives on node `i % NODES`, at the `i / NODES + 1`-th address of
+/// Pod `i` lives on node `i % nodes`, at the `i / nodes + 1`-th address of
 /// that node's pod CIDR.
-fn pod_ip(i: usize) -> String {
-    let node = i % NODES;
-    let host = i / NODES + 1;
-    format!("10.{}.{}.{}", node + 1, host >> 8, host & 0xff)
+fn pod_ip(spec: &ClusterSpec, i: usize) -> String {
+    let node = i % spec.nodes;
+    let host = i / spec.nodes + 1;
+    if spec.nodes <= WIDE_CIDR_NODES {
+        format!("10.{}.{}.{}", node + 1, host >> 8, host & 0xff)
+    } else {
+        format!("10.{}.{}.{host}", 1 + node / 256, node % 256)
+    }
 }
 
-fn pods(out: &mut DocWriter, rng: &mut Rng, count: usize, namespaces: &[Namespace]) -> io::Result<()> {
+fn pods(out: &mut DocWriter, rng: &mut Rng, spec: &ClusterSpec, namespaces: &[Namespace]) -> io::Result<()> {
+    let count = spec.pods;
+    // The replaced pods' new names come from a sequence of their own, so
+    // that the rest of the cluster draws what the base cluster drew.
+    let mut churn_rng = Rng::new(spec.seed ^ 0x0063_6875_726e);
     // The Deployments of the current namespace: per application, the
     // versions and their pod-template hashes.
     let mut deployments: Vec<[(u32, String); 2]> = Vec::new();
@@ -292,9 +355,17 @@ fn pods(out: &mut DocWriter, rng: &mut Rng, count: usize, namespaces: &[Namespac
         // Every eighth replica of an application is its canary.
         let (version, hash) = &deployments[app_index][usize::from(local / APPS.len() % 8 == 7)];
         let ns = &namespaces[ns_index].name;
-        let name = format!("{}-{hash}-{}", app.name, rng.name_suffix(5));
-        let node = i % NODES;
-        let ip = pod_ip(i);
+        let mut name = format!("{}-{hash}-{}", app.name, rng.name_suffix(5));
+        let (mut version, mut hash) = (*version, hash.clone());
+        if spec.churned(i) {
+            hash = churn_rng.name_suffix(10);
+            name = format!("{}-{hash}-{}", app.name, churn_rng.name_suffix(5));
+            if churn_rng.below(2) == 0 {
+                version += 10;
+            }
+        }
+        let node = i % spec.nodes;
+        let ip = pod_ip(spec, i);
         let w = out.begin()?;
         let _ = write!(
             w,
@@ -337,12 +408,13 @@ spec:
             w,
             "status:
   phase: Running
-  hostIP: 10.255.0.{host}
+  hostIP: 10.255.{host_a}.{host_b}
   podIP: {ip}
   podIPs:
     - ip: {ip}
 ",
-            host = node + 1
+            host_a = node / 250,
+            host_b = node % 250 + 1,
         );
     }
     Ok(())
@@ -707,7 +779,12 @@ mod tests {
     use super::*;
 
     fn generate(spec: &ClusterSpec) -> (Written, Vec<String>) {
-        let dir = std::env::temp_dir().join(format!("policyc-synth-test-{}-{}", std::process::id(), spec.seed));
+        let dir = std::env::temp_dir().join(format!(
+            "policyc-synth-test-{}-{}-{}",
+            std::process::id(),
+            spec.seed,
+            spec.churn_permille
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let written = write_cluster(spec, &dir).unwrap();
@@ -720,7 +797,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes_and_documents_split_by_thousand() {
-        let spec = ClusterSpec { pods: 1500, policies: 300, services: 40, seed: 7 };
+        let spec = ClusterSpec { nodes: 20, pods: 1500, policies: 300, services: 40, seed: 7, churn_permille: 0 };
         let (written, a) = generate(&spec);
         let (_, b) = generate(&spec);
         assert_eq!(a, b);
@@ -731,11 +808,36 @@ mod tests {
     }
 
     #[test]
+    fn churn_replaces_about_its_share_of_pods_and_nothing_else() {
+        let base = ClusterSpec { nodes: 20, pods: 3000, policies: 100, services: 20, seed: 3, churn_permille: 0 };
+        let (_, a) = generate(&base);
+        let (_, b) = generate(&ClusterSpec { churn_permille: 10, ..base });
+        let (a, b) = (a.concat(), b.concat());
+        let (a_docs, b_docs): (Vec<_>, Vec<_>) = (a.split("\n---\n").collect(), b.split("\n---\n").collect());
+        assert_eq!(a_docs.len(), b_docs.len());
+        let changed: Vec<_> = a_docs.iter().zip(&b_docs).filter(|(x, y)| x != y).collect();
+        assert!((15..=45).contains(&changed.len()), "{} pods replaced of 3000", changed.len());
+        assert!(changed.iter().all(|(x, _)| x.contains("kind: Pod")));
+        assert!(changed.iter().any(|(x, y)| x.contains("version: v") && {
+            let v = |d: &str| d.lines().find(|l| l.contains("version: v")).map(str::to_owned);
+            v(x) != v(y)
+        }));
+    }
+
+    #[test]
     fn pod_addresses_are_unique_and_inside_their_node_cidr() {
-        let ips: std::collections::BTreeSet<_> = (0..20_000).map(pod_ip).collect();
+        let spec = ClusterSpec { nodes: 20, pods: 20_000, policies: 0, services: 0, seed: 1, churn_permille: 0 };
+        let ips: std::collections::BTreeSet<_> = (0..20_000).map(|i| pod_ip(&spec, i)).collect();
         assert_eq!(ips.len(), 20_000);
-        assert_eq!(pod_ip(0), "10.1.0.1");
-        assert_eq!(pod_ip(NODES * 255 + 3), "10.4.1.0");
+        assert_eq!(pod_ip(&spec, 0), "10.1.0.1");
+        assert_eq!(pod_ip(&spec, 20 * 255 + 3), "10.4.1.0");
+        // Thousands of nodes: a /24 each.
+        let spec = ClusterSpec { nodes: 5_000, pods: 150_000, ..spec };
+        let ips: std::collections::BTreeSet<_> = (0..150_000).map(|i| pod_ip(&spec, i)).collect();
+        assert_eq!(ips.len(), 150_000);
+        assert_eq!(node_cidr(&spec, 4_999), "10.20.135.0/24");
+        assert_eq!(pod_ip(&spec, 4_999), "10.20.135.1");
+        assert_eq!(pod_ip(&spec, 149_999), "10.20.135.30");
     }
 
     #[test]

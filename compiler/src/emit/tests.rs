@@ -150,7 +150,8 @@ fn renders_each_map_of_each_node() {
             ("conntrack6", None),
             ("metrics", None),
             ("forwarded", None),
-            ("events", None)
+            ("events", None),
+            ("events_lost", None)
         ]
     );
     // The api pod's programs carry its id and the lookups its policy needs:
