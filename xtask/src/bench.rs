@@ -63,13 +63,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (what, quick) = match args {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
-        _ => return Err("usage: cargo xtask bench compile|apply|scale [--quick]".into()),
+        _ => {
+            return Err("usage: cargo xtask bench compile|apply|scale [--quick], or bench datapath|attach|agent".into())
+        }
     };
     match what {
         "compile" => compile(quick),
         "apply" => crate::bench_apply::run(quick),
         "scale" => crate::bench_scale::run(quick),
-        _ => Err(format!("unknown benchmark `{what}` (expected `compile`, `apply` or `scale`)")),
+        _ => Err(format!(
+            "unknown benchmark `{what}` (expected `compile`, `apply`, `scale`, `datapath`, `attach` or `agent`)"
+        )),
     }
 }
 

@@ -3,10 +3,8 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
-mod bench_agent;
 mod bench_apply;
-mod bench_attach;
-mod bench_datapath;
+mod bench_kernel;
 mod bench_scale;
 mod deps;
 mod ebpf;
@@ -56,10 +54,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bless") => bless(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("datapath") => bench_datapath::run(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("agent") => bench_agent::run(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("attach") => bench_attach::run(),
-        Some("bench") => bench::run(&args[1..]),
+        Some("bench") => match args.get(1).map(String::as_str).and_then(bench_kernel::test_of) {
+            Some(test) => bench_kernel::run(test),
+            None => bench::run(&args[1..]),
+        },
         Some("build-ebpf") => ebpf::run(&args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),
         _ => {
