@@ -9,6 +9,7 @@ use super::compiled::Compiled;
 use super::metrics::Histogram;
 use super::sandboxes::Sandboxes;
 use super::server::Call;
+use super::watch::{self, Watched};
 use super::{log, AgentOptions};
 use crate::apply::{apply_desired, ApplyOptions, ApplyReport};
 use crate::error::LoaderError;
@@ -73,11 +74,9 @@ pub struct Health {
 pub struct Controller {
     options: AgentOptions,
     compiled: Option<Arc<Compiled>>,
-    bundle_seen: Option<String>,
-    bundle_problem: Option<String>,
+    bundle_seen: Watched,
     cluster: Option<Arc<ClusterView>>,
-    cluster_seen: Option<String>,
-    cluster_problem: Option<String>,
+    cluster_seen: Watched,
     sandboxes: Sandboxes,
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
@@ -97,11 +96,9 @@ impl Controller {
         Ok(Controller {
             options,
             compiled: None,
-            bundle_seen: None,
-            bundle_problem: None,
+            bundle_seen: Watched::default(),
             cluster: None,
-            cluster_seen: None,
-            cluster_problem: None,
+            cluster_seen: Watched::default(),
             sandboxes,
             in_force: BTreeSet::new(),
             waiting: Vec::new(),
@@ -198,10 +195,7 @@ impl Controller {
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
         let (bundle, node) = (&self.options.bundle, &self.options.node);
-        let read = super::watch::bundle_fingerprint(bundle).and_then(|seen| {
-            if self.bundle_seen.as_ref() == Some(&seen) {
-                return Ok(None);
-            }
+        let read_bundle = || {
             let c = Compiled::read(bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
             if c.bundle.manifest.node != *node {
                 return Err(format!(
@@ -210,54 +204,24 @@ impl Controller {
                     c.bundle.manifest.node
                 ));
             }
-            Ok(Some((seen, c)))
-        });
-        match read {
-            Ok(None) => {}
-            Ok(Some((seen, c))) => {
-                self.bundle_seen = Some(seen);
-                self.bundle_problem = None;
-                if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
-                    log(&format!("bundle {} read", c.hash()));
-                    self.compiled = Some(Arc::new(c));
-                    self.mark_dirty();
-                }
-            }
-            // Retried at every poll (a bundle replaced while it was read
-            // reads whole at the next), logged once.
-            Err(e) => {
-                self.bundle_seen = None;
-                if self.bundle_problem.as_ref() != Some(&e) {
-                    log(&format!("{e}; keeping what is in force"));
-                    self.bundle_problem = Some(e);
-                }
+            Ok(c)
+        };
+        let fingerprint = watch::bundle_fingerprint(bundle);
+        if let Some(c) = self.bundle_seen.refresh(fingerprint, read_bundle, "keeping what is in force") {
+            if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
+                log(&format!("bundle {} read", c.hash()));
+                self.compiled = Some(Arc::new(c));
+                self.mark_dirty();
             }
         }
         let cluster = &self.options.cluster;
-        let read = super::watch::tree_fingerprint(cluster).and_then(|seen| {
-            if self.cluster_seen.as_ref() == Some(&seen) {
-                return Ok(None);
-            }
-            let view =
-                ClusterView::read(cluster).map_err(|e| format!("cluster `{}` refused: {e}", cluster.display()))?;
-            Ok(Some((seen, view)))
-        });
-        match read {
-            Ok(None) => {}
-            Ok(Some((seen, view))) => {
-                self.cluster_seen = Some(seen);
-                self.cluster_problem = None;
-                if self.cluster.as_deref() != Some(&view) {
-                    self.cluster = Some(Arc::new(view));
-                    self.mark_dirty();
-                }
-            }
-            Err(e) => {
-                self.cluster_seen = None;
-                if self.cluster_problem.as_ref() != Some(&e) {
-                    log(&format!("{e}; keeping the pods bound"));
-                    self.cluster_problem = Some(e);
-                }
+        let read_cluster =
+            || ClusterView::read(cluster).map_err(|e| format!("cluster `{}` refused: {e}", cluster.display()));
+        let fingerprint = watch::tree_fingerprint(cluster);
+        if let Some(view) = self.cluster_seen.refresh(fingerprint, read_cluster, "keeping the pods bound") {
+            if self.cluster.as_deref() != Some(&view) {
+                self.cluster = Some(Arc::new(view));
+                self.mark_dirty();
             }
         }
     }

@@ -26,6 +26,50 @@ pub fn tree_fingerprint(dir: &Path) -> Result<String, String> {
     Ok(sha256_hex(lines.join("\n").as_bytes()))
 }
 
+/// What the agent last read of one watched source: the fingerprint of its
+/// last good read, and the problem it last logged.
+#[derive(Debug, Default)]
+pub struct Watched {
+    fingerprint: Option<String>,
+    problem: Option<String>,
+}
+
+impl Watched {
+    /// Reads the source again if its `fingerprint` changed since the last
+    /// good read: `Some` with what `read` gave. A failure (of either) is
+    /// retried at every poll (a bundle replaced while it was read reads
+    /// whole at the next) and logged once, ending with `keeping`.
+    pub fn refresh<T>(
+        &mut self,
+        fingerprint: Result<String, String>,
+        read: impl FnOnce() -> Result<T, String>,
+        keeping: &str,
+    ) -> Option<T> {
+        let read = fingerprint.and_then(|seen| {
+            if self.fingerprint.as_ref() == Some(&seen) {
+                return Ok(None);
+            }
+            Ok(Some((seen, read()?)))
+        });
+        match read {
+            Ok(None) => None,
+            Ok(Some((seen, value))) => {
+                self.fingerprint = Some(seen);
+                self.problem = None;
+                Some(value)
+            }
+            Err(e) => {
+                self.fingerprint = None;
+                if self.problem.as_ref() != Some(&e) {
+                    super::log(&format!("{e}; {keeping}"));
+                    self.problem = Some(e);
+                }
+                None
+            }
+        }
+    }
+}
+
 fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
     for entry in entries.filter_map(Result::ok) {
@@ -46,6 +90,18 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_is_read_again_only_when_its_fingerprint_changes_or_after_a_failure() {
+        let mut w = Watched::default();
+        assert_eq!(w.refresh(Ok("a".into()), || Ok(1), "keeping"), Some(1));
+        assert_eq!(w.refresh(Ok("a".into()), || -> Result<i32, String> { panic!("read twice") }, "keeping"), None);
+        assert_eq!(w.refresh(Ok("b".into()), || -> Result<i32, String> { Err("bad".into()) }, "keeping"), None);
+        // The failed read is retried even though the fingerprint is the same.
+        assert_eq!(w.refresh(Ok("b".into()), || Ok(2), "keeping"), Some(2));
+        assert_eq!(w.refresh(Err("gone".into()), || Ok(3), "keeping"), None);
+        assert_eq!(w.refresh(Ok("b".into()), || Ok(4), "keeping"), Some(4));
+    }
 
     #[test]
     fn a_written_file_changes_the_fingerprint() {
