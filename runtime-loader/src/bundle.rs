@@ -88,6 +88,8 @@ pub struct Bundle {
     pub endpoints: Vec<BundleEndpoint>,
     /// The `from_container` and `to_container` templates.
     pub templates: Templates,
+    /// The rule cookies `rules.txt` lists (every policy entry names one).
+    pub rules: BTreeSet<u32>,
 }
 
 impl Bundle {
@@ -170,7 +172,7 @@ impl Bundle {
             policy.extend(entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: e.id, ..*k }, *v)));
         }
         let endpoints = manifest.endpoints.clone();
-        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates };
+        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates, rules: cookies };
         crate::validate::whole(&bundle)?;
         Ok(bundle)
     }

@@ -52,6 +52,7 @@ pub mod paths;
 pub mod probe;
 pub mod record;
 pub mod route;
+pub mod rule_index;
 pub mod status;
 pub mod store;
 pub mod uninstall;

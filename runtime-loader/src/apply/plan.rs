@@ -2,6 +2,7 @@
 //! make the target generation hold the desired state.
 
 use super::*;
+use crate::rule_index::RuleIndex;
 
 /// One endpoint's program work.
 pub(super) struct EndpointPlan<'a> {
@@ -91,6 +92,9 @@ pub(super) struct Planned {
     /// Pieces read from the new bundle, to keep; `None`: the whole bundle
     /// was read, keep all of it.
     pub(super) read: Option<Vec<(String, String)>>,
+    /// The new bundle's rule index, to keep with its manifest (`None` for
+    /// a state in memory, which the store does not keep).
+    pub(super) rules: Option<RuleIndex>,
 }
 
 impl<K: Kernel> Run<'_, K> {
@@ -130,7 +134,8 @@ impl<K: Kernel> Run<'_, K> {
                 .and_then(|h| store::read_manifest(paths, target, h));
             if let Some(old) = old {
                 if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
+                    let (plan, read, rules) = (done.plan, Some(done.read), Some(done.rules));
+                    return Ok(Planned { plan, source: "record", read, rules });
                 }
             }
         }
@@ -140,7 +145,9 @@ impl<K: Kernel> Run<'_, K> {
         } else {
             (Generation::default(), "empty maps")
         };
-        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None })
+        let rules = matches!(self.desired, DesiredState::Directory(_))
+            .then(|| RuleIndex::new(whole.rules.clone(), whole.policy.iter().map(|(_, v)| v.rule_cookie)));
+        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None, rules })
     }
 
     /// What a dry run reports: the plan, nothing written, nothing loaded.

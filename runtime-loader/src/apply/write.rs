@@ -89,6 +89,9 @@ impl<K: Kernel> Run<'_, K> {
                 None => store::save_bundle(paths, manifest)?,
             }
             store::save_manifest(paths, target, manifest)?;
+            if let Some(rules) = &planned.rules {
+                store::save_rules(paths, target, &manifest.hash, rules)?;
+            }
         }
         self.phases.mark("sync");
         Ok(record)
