@@ -723,7 +723,8 @@ fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_
     let kernel = AyaKernel::new(&node.paths);
     let state = policyc_loader::kernel::Kernel::read_state(&kernel).unwrap();
     assert_eq!((state.generation, state.serial), (u32::from(r.generation), r.serial));
-    let want = Generation::of_bundle(&policyc_loader::bundle::Bundle::read(&bundle).unwrap(), r.generation);
+    let whole = policyc_loader::bundle::Bundle::read(&bundle).unwrap();
+    let want = Generation::of_bundle(&whole, r.generation);
     assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the active generation is the bundle");
     assert_eq!(hooks(&server_if), server_hooks, "the server's programs run on");
     assert_eq!(hooks(&client_if), client_hooks, "the client keeps what it ran");
@@ -738,16 +739,18 @@ fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_
     assert!(out.status.success(), "the rerun finishes: {}", String::from_utf8_lossy(&out.stderr));
     let r = record(&node.paths);
     assert!(r.unfinished.is_empty() && !r.endpoints.contains_key("demo/client"), "{r:?}");
-    assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want);
+    let want = Generation::of_bundle(&whole, r.generation);
+    assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the bundle is in force");
     assert_eq!(hooks(&server_if), server_hooks);
     drop(held_link);
     drop(_held);
     // The last reference to a link goes in deferred work: bounded wait.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while hooks(&client_if) != [vec![], vec![]] && Instant::now() < deadline {
+    let none: [Vec<u32>; 2] = [vec![], vec![]];
+    while hooks(&client_if) != none && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(hooks(&client_if), [vec![], vec![]], "the client's programs are detached");
+    assert_eq!(hooks(&client_if), none, "the client's programs are detached");
 }
 
 /// Edits text file `relative` of bundle `dir` line by line and lists it
@@ -922,6 +925,14 @@ fn every_corrupted_bundle_is_refused_by_apply_and_dry_run_with_the_kernel_state_
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             }
         }
+        // Which plan the round makes: the intact bundle, dry run.
+        let mut args = vec!["--json".to_string()];
+        args.extend(node.apply_args(&node.new));
+        args.push("--dry-run".into());
+        let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        let source = if round == "whole" { "live maps" } else { "record" };
+        assert_eq!(report["diffed_against"], source, "{round}: {report}");
         let before = node.snapshot();
         for (case, corrupt, needle) in CORRUPTIONS {
             let bad = node.copy_of_new(&format!("{round}-{}", case.replace(' ', "-")));
