@@ -24,8 +24,9 @@
 //!   unchanged neighbour is read from the store): so a key listed in a
 //!   changed piece and in an unchanged one is refused, as the kernel would
 //!   keep one entry for both;
-//! - every policy entry names a rule `rules.txt` lists, from the
-//!   generation's [`RuleIndex`] updated by what changed;
+//! - every policy entry names a rule `rules.txt` lists, and every entry an
+//!   identity `identities.txt` lists, from the generation's
+//!   [`References`] updated by what changed;
 //! - where the endpoints or `endpoints.txt` changed, `endpoints.txt` (a
 //!   line per local address, read from the store where unchanged) is
 //!   checked against the manifest's endpoints ([`validate::endpoint_map`]).
@@ -35,7 +36,7 @@ use crate::entries;
 use crate::manifest::{FileDigest, Manifest, Piece, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use crate::maps::{Generation, SyncPlan};
 use crate::paths::Paths;
-use crate::rule_index::RuleIndex;
+use crate::references::References;
 use crate::store;
 use crate::validate;
 use policyc_bundle::endpoints::EndpointLine;
@@ -83,8 +84,8 @@ pub struct Incremental {
     pub plan: SyncPlan,
     /// The pieces read from the new bundle: `(digest, text)`.
     pub read: Vec<(String, String)>,
-    /// The new bundle's rule index, to keep with its manifest.
-    pub rules: RuleIndex,
+    /// The new bundle's references, to keep with its manifest.
+    pub references: References,
 }
 
 /// The changed pieces of one file: `(first line number, text)` of those
@@ -230,7 +231,7 @@ macro_rules! or_whole {
 /// digest, or does not parse, or any check of a whole read that what
 /// changed fails (see the module), refuses it.
 pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result<Option<Incremental>, BundleError> {
-    let mut rules = or_whole!(store::read_rules(paths, target, &old.hash));
+    let mut refs = or_whole!(store::read_references(paths, target, &old.hash));
     let mut sides = Sides { paths, old, new, read: Vec::new() };
     let mut before = Generation::default();
     let mut after = Generation::default();
@@ -238,18 +239,30 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
 
     let changed = or_whole!(sides.changed(Some(IPCACHE_FILE), Some(IPCACHE_FILE), &ipcache_key)?);
     for (first, text) in &changed.gone {
-        before.add_ipcache(target, &entries::ipcache(IPCACHE_FILE, *first, text).map_err(entry)?);
+        let parsed = entries::ipcache(IPCACHE_FILE, *first, text).map_err(entry)?;
+        for (_, v) in &parsed {
+            or_whole!(refs.identities.unname(v.identity));
+        }
+        before.add_ipcache(target, &parsed);
     }
     for (first, text) in &changed.came {
-        after.add_ipcache(target, &entries::ipcache(IPCACHE_FILE, *first, text).map_err(entry)?);
+        let parsed = entries::ipcache(IPCACHE_FILE, *first, text).map_err(entry)?;
+        parsed.iter().for_each(|(_, v)| refs.identities.name(v.identity));
+        after.add_ipcache(target, &parsed);
     }
 
     let changed = or_whole!(sides.changed(Some(ENDPOINTS_FILE), Some(ENDPOINTS_FILE), &endpoints_key)?);
     for (first, text) in &changed.gone {
-        before.add_endpoints(target, endpoint_entries(text, *first)?);
+        let parsed = endpoint_entries(text, *first)?;
+        for (_, v) in &parsed {
+            or_whole!(refs.identities.unname(v.identity));
+        }
+        before.add_endpoints(target, parsed);
     }
     for (first, text) in &changed.came {
-        after.add_endpoints(target, endpoint_entries(text, *first)?);
+        let parsed = endpoint_entries(text, *first)?;
+        parsed.iter().for_each(|(_, v)| refs.identities.name(v.identity));
+        after.add_endpoints(target, parsed);
     }
     if old.endpoints != new.endpoints || old.files.get(ENDPOINTS_FILE) != new.files.get(ENDPOINTS_FILE) {
         let all = or_whole!(whole_endpoints(&sides, &changed.came)?);
@@ -265,10 +278,10 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
     }
     let (gone, came) = one_sided(&changed.gone, &changed.came);
     for (n, line) in gone {
-        rules.unlist(RuleLine::parse(RULES_FILE, n, line).map_err(entry)?.cookie);
+        refs.rules.unlist(RuleLine::parse(RULES_FILE, n, line).map_err(entry)?.cookie);
     }
     for (n, line) in came {
-        rules.list(RuleLine::parse(RULES_FILE, n, line).map_err(entry)?.cookie);
+        refs.rules.list(RuleLine::parse(RULES_FILE, n, line).map_err(entry)?.cookie);
     }
 
     let changed = or_whole!(sides.changed(Some(IDENTITIES_FILE), Some(IDENTITIES_FILE), &identities_key)?);
@@ -278,6 +291,13 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
             e.line = e.line.saturating_add(first - 1);
             entry(e)
         })?;
+    }
+    let (gone, came) = one_sided(&changed.gone, &changed.came);
+    for (n, line) in gone {
+        refs.identities.unlist(IdentityLine::parse(IDENTITIES_FILE, n, line).map_err(entry)?.identity);
+    }
+    for (n, line) in came {
+        refs.identities.list(IdentityLine::parse(IDENTITIES_FILE, n, line).map_err(entry)?.identity);
     }
 
     // Policy files by endpoint id (policy keys hold the id); several ids
@@ -299,29 +319,39 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
         let (old_entries, new_entries) = match parsed.entry(pair) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let differing = or_whole!(differing(&mut sides, pair, &rules)?);
+                let differing = or_whole!(differing(&mut sides, pair, &refs)?);
                 e.insert(differing)
             }
         };
-        for (_, v) in old_entries.iter() {
-            or_whole!(rules.unname(v.rule_cookie));
+        for (k, v) in old_entries.iter() {
+            or_whole!(refs.rules.unname(v.rule_cookie));
+            if k.peer_identity != 0 {
+                or_whole!(refs.identities.unname(k.peer_identity));
+            }
         }
-        for (_, v) in new_entries.iter() {
-            rules.name(v.rule_cookie);
+        for (k, v) in new_entries.iter() {
+            refs.rules.name(v.rule_cookie);
+            if k.peer_identity != 0 {
+                refs.identities.name(k.peer_identity);
+            }
         }
         before.add_policy(target, Some(id), old_entries);
         after.add_policy(target, Some(id), new_entries);
     }
-    // A rule gone that entries which stay still name.
-    if let Some((cookie, entries)) = rules.unlisted() {
+    // A rule or identity gone that entries which stay still name, or
+    // entries that came naming one never listed.
+    if let Some((cookie, entries)) = refs.rules.unlisted() {
         return Err(BundleError::Manifest(format!(
             "`{RULES_FILE}` does not list rule cookie {cookie}, which {entries} policy entries name"
         )));
     }
+    if let Some((identity, entries)) = refs.identities.unlisted() {
+        return Err(crate::bundle::unlisted_identity(identity, entries));
+    }
 
     let mut plan = SyncPlan::new(&before, &after);
     plan.count_unchanged(&new.entries()?);
-    Ok(Some(Incremental { plan, read: sides.read, rules }))
+    Ok(Some(Incremental { plan, read: sides.read, references: refs }))
 }
 
 /// Every entry of the new `endpoints.txt`: its changed pieces `came` as
@@ -357,11 +387,11 @@ type Numbered<'a> = Vec<(usize, &'a str)>;
 /// piece is not in the store. A line on both sides is an entry that stays
 /// as it is, so only the lines of one side alone become entries; the new
 /// side's changed pieces are parsed whole (sorted, each key once), and each
-/// entry that came must name a rule `rules` lists.
+/// entry that came must name a rule `refs` lists.
 fn differing(
     sides: &mut Sides<'_>,
     (of, nf): (Option<&String>, Option<&String>),
-    rules: &RuleIndex,
+    refs: &References,
 ) -> Result<Option<Differing>, BundleError> {
     let changed = or_whole!(sides.changed(of.map(String::as_str), nf.map(String::as_str), &policy_key)?);
     if let Some(file) = nf {
@@ -373,7 +403,7 @@ fn differing(
     let old_entries = of.map(|f| parse_policy_lines(f, &old_only)).transpose()?.unwrap_or_default();
     let new_entries = nf.map(|f| parse_policy_lines(f, &new_only)).transpose()?.unwrap_or_default();
     if let (Some(file), Some(((_, v), (n, _)))) =
-        (nf, new_entries.iter().zip(&new_only).find(|((_, v), _)| !rules.lists(v.rule_cookie)))
+        (nf, new_entries.iter().zip(&new_only).find(|((_, v), _)| !refs.rules.lists(v.rule_cookie)))
     {
         // As a whole read words it (entries are numbered as lines).
         return Err(BundleError::Manifest(format!(

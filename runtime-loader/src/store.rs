@@ -5,8 +5,8 @@
 //! from here the old side of the pieces that changed, and adds the pieces
 //! it read from the new bundle: the copy costs what changed too.
 //!
-//! Beside each generation's manifest, its [`RuleIndex`]: which rule
-//! cookies its `rules.txt` lists and how many policy entries name each.
+//! Beside each generation's manifest, its [`References`]: which rule
+//! cookies and identities its tables list and how many entries name each.
 //!
 //! Every piece of a generation the record knows is here; a piece or an
 //! index that is missing or does not match its digest makes the apply read
@@ -15,7 +15,7 @@
 use crate::error::LoaderError;
 use crate::manifest::{self, Manifest, Piece, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use crate::paths::Paths;
-use crate::rule_index::RuleIndex;
+use crate::references::References;
 use std::collections::BTreeSet;
 
 fn record_error(what: &str, path: &std::path::Path, e: std::io::Error) -> LoaderError {
@@ -81,21 +81,21 @@ pub fn read_manifest(paths: &Paths, generation: u8, hash: &str) -> Option<Manife
     (m.hash == hash).then_some(m)
 }
 
-/// Where the [`RuleIndex`] of generation `generation` is kept.
-fn rules_path(paths: &Paths, generation: u8) -> std::path::PathBuf {
-    paths.state.join(format!("generation-{generation}.rules"))
+/// Where the [`References`] of generation `generation` are kept.
+fn references_path(paths: &Paths, generation: u8) -> std::path::PathBuf {
+    paths.state.join(format!("generation-{generation}.references"))
 }
 
-/// Keeps `index` as the rule index of generation `generation`, which holds
-/// the bundle of manifest hash `hash`.
-pub fn save_rules(paths: &Paths, generation: u8, hash: &str, index: &RuleIndex) -> Result<(), LoaderError> {
-    write_whole(&rules_path(paths, generation), index.text(hash).as_bytes())
+/// Keeps `index` as the references of generation `generation`, which
+/// holds the bundle of manifest hash `hash`.
+pub fn save_references(paths: &Paths, generation: u8, hash: &str, index: &References) -> Result<(), LoaderError> {
+    write_whole(&references_path(paths, generation), index.text(hash).as_bytes())
 }
 
-/// The kept rule index of generation `generation`, if it is there and is
-/// that of the bundle of manifest hash `hash`.
-pub fn read_rules(paths: &Paths, generation: u8, hash: &str) -> Option<RuleIndex> {
-    RuleIndex::parse(&std::fs::read_to_string(rules_path(paths, generation)).ok()?, hash)
+/// The kept references of generation `generation`, if they are there and
+/// are those of the bundle of manifest hash `hash`.
+pub fn read_references(paths: &Paths, generation: u8, hash: &str) -> Option<References> {
+    References::parse(&std::fs::read_to_string(references_path(paths, generation)).ok()?, hash)
 }
 
 /// Removes every stored piece that none of `kept` holds.

@@ -683,7 +683,7 @@ fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_
     use aya::programs::links::{FdLink, PinnedLink};
     use policyc_loader::kernel::aya::AyaKernel;
     use policyc_loader::maps::Generation;
-    let node = Node::new("p");
+    let node = Node::new("igs");
     let bundle = without_client(&node.work.0);
     let (client_if, server_if) = (node.interfaces[0].clone(), node.interfaces[1].clone());
     let server_hooks = hooks(&server_if);
@@ -840,6 +840,11 @@ const CORRUPTIONS: &[(&str, Corruption, &str)] = &[
         "this key is already listed on an earlier line",
     ),
     (
+        "an ipcache identity identities.txt does not list",
+        |d| edit_lines(d, "maps/ipcache.txt", |l| l[0] = l[0].replacen(" 9 ", " 11 ", 1)),
+        "is not listed in `maps/identities.txt`",
+    ),
+    (
         "a prefix with host bits",
         |d| edit_lines(d, "maps/ipcache.txt", |l| l.insert(0, "0.0.0.9/0 2 world".into())),
         "has host bits set",
@@ -913,7 +918,7 @@ const CORRUPTIONS: &[(&str, Corruption, &str)] = &[
 /// what changed).
 #[test]
 fn every_corrupted_bundle_is_refused_by_apply_and_dry_run_with_the_kernel_state_unchanged() {
-    let node = Node::new("t");
+    let node = Node::new("igt");
     let started = Instant::now();
     for round in ["whole", "incremental"] {
         if round == "incremental" {

@@ -9,7 +9,6 @@ use policyc_loader::incremental;
 use policyc_loader::manifest::Manifest;
 use policyc_loader::maps::{Generation, SyncPlan};
 use policyc_loader::paths::Paths;
-use policyc_loader::rule_index::RuleIndex;
 use policyc_loader::store;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -73,9 +72,7 @@ fn stored(out: &Path, dir: &Path) -> (Paths, Manifest) {
     let m = Manifest::read(dir).unwrap();
     store::save_bundle(&paths, &m).unwrap();
     store::save_manifest(&paths, 1, &m).unwrap();
-    let whole = Bundle::read(dir).unwrap();
-    let rules = RuleIndex::new(whole.rules.clone(), whole.policy.iter().map(|(_, v)| v.rule_cookie));
-    store::save_rules(&paths, 1, &m.hash, &rules).unwrap();
+    store::save_references(&paths, 1, &m.hash, &Bundle::read(dir).unwrap().references()).unwrap();
     let kept = store::read_manifest(&paths, 1, &m.hash).expect("the kept manifest reads back");
     (paths, kept)
 }
@@ -193,12 +190,12 @@ fn a_piece_missing_from_the_store_sends_the_plan_to_the_live_maps() {
 }
 
 #[test]
-fn a_missing_rule_index_sends_the_plan_to_the_live_maps() {
+fn a_missing_reference_index_sends_the_plan_to_the_live_maps() {
     let out = TempDir::new("incremental-no-index");
     let base = bundle(&out.0, "base", &manifests(12, 500, "client", false));
     let changed = bundle(&out.0, "changed", &manifests(13, 500, "client", false));
     let (paths, old) = stored(&out.0, &base);
-    std::fs::remove_file(paths.state.join("generation-1.rules")).unwrap();
+    std::fs::remove_file(paths.state.join("generation-1.references")).unwrap();
     let new = Manifest::read(&changed).unwrap();
     assert!(incremental::plan(&paths, &old, &new, 1).unwrap().is_none());
 }
@@ -284,6 +281,13 @@ fn an_incremental_plan_refuses_what_a_whole_read_refuses() {
                 })
             }),
             "does not list rule cookie",
+        ),
+        (
+            "identities.txt drops an identity that an unchanged ipcache entry names",
+            Box::new(|dir: &Path| {
+                edited(dir, "maps/identities.txt", |lines| lines.into_iter().filter(|l| !l.starts_with("9 ")).collect())
+            }),
+            "is not listed in `maps/identities.txt`",
         ),
         (
             "endpoints.txt loses the line of an endpoint of the manifest",

@@ -432,7 +432,10 @@ pub fn run(quick: bool) -> Result<(), String> {
     // Another loader build to compare the one-rule apply with, in the same
     // run (a loader of another commit, built as this one is).
     let baseline = match std::env::var_os("POLICYC_BENCH_BASELINE_LOADER") {
-        Some(other) => Some((time_change(Path::new(&other), &state, &base, &rule)?, time_change(&loader_bin, &state, &base, &rule)?)),
+        Some(other) => Some((
+            time_change(Path::new(&other), &state, &base, &rule)?,
+            time_change(&loader_bin, &state, &base, &rule)?,
+        )),
         None => None,
     };
     let pod_change = time_change(&loader_bin, &state, &base, &pod)?;

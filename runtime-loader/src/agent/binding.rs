@@ -257,6 +257,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         endpoints,
         templates: bundle.templates.clone(),
         rules: bundle.rules.clone(),
+        identities: bundle.identities.clone(),
     });
     Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
 }

@@ -2,7 +2,7 @@
 //! make the target generation hold the desired state.
 
 use super::*;
-use crate::rule_index::RuleIndex;
+use crate::references::References;
 
 /// One endpoint's program work.
 pub(super) struct EndpointPlan<'a> {
@@ -92,9 +92,9 @@ pub(super) struct Planned {
     /// Pieces read from the new bundle, to keep; `None`: the whole bundle
     /// was read, keep all of it.
     pub(super) read: Option<Vec<(String, String)>>,
-    /// The new bundle's rule index, to keep with its manifest (`None` for
+    /// The new bundle's references, to keep with its manifest (`None` for
     /// a state in memory, which the store does not keep).
-    pub(super) rules: Option<RuleIndex>,
+    pub(super) references: Option<References>,
 }
 
 impl<K: Kernel> Run<'_, K> {
@@ -134,8 +134,8 @@ impl<K: Kernel> Run<'_, K> {
                 .and_then(|h| store::read_manifest(paths, target, h));
             if let Some(old) = old {
                 if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                    let (plan, read, rules) = (done.plan, Some(done.read), Some(done.rules));
-                    return Ok(Planned { plan, source: "record", read, rules });
+                    let (plan, read, references) = (done.plan, Some(done.read), Some(done.references));
+                    return Ok(Planned { plan, source: "record", read, references });
                 }
             }
         }
@@ -145,9 +145,9 @@ impl<K: Kernel> Run<'_, K> {
         } else {
             (Generation::default(), "empty maps")
         };
-        let rules = matches!(self.desired, DesiredState::Directory(_))
-            .then(|| RuleIndex::new(whole.rules.clone(), whole.policy.iter().map(|(_, v)| v.rule_cookie)));
-        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None, rules })
+        let references = matches!(self.desired, DesiredState::Directory(_)).then(|| whole.references());
+        let plan = SyncPlan::new(&current, &Generation::of_bundle(&whole, target));
+        Ok(Planned { plan, source, read: None, references })
     }
 
     /// What a dry run reports: the plan, nothing written, nothing loaded.

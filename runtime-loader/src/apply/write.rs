@@ -89,8 +89,8 @@ impl<K: Kernel> Run<'_, K> {
                 None => store::save_bundle(paths, manifest)?,
             }
             store::save_manifest(paths, target, manifest)?;
-            if let Some(rules) = &planned.rules {
-                store::save_rules(paths, target, &manifest.hash, rules)?;
+            if let Some(references) = &planned.references {
+                store::save_references(paths, target, &manifest.hash, references)?;
             }
         }
         self.phases.mark("sync");
