@@ -89,9 +89,19 @@ pub struct Bundle {
     pub endpoints: Vec<BundleEndpoint>,
     /// The `from_container` and `to_container` templates.
     pub templates: Templates,
+    /// What its tables list (boxed: a bundle is held in a
+    /// [`crate::desired::DesiredState`] beside a manifest alone).
+    pub listed: Box<Listed>,
+}
+
+/// What a bundle's tables list: every entry names one of each kind it
+/// names.
+#[derive(Clone, Debug, Default)]
+pub struct Listed {
     /// The rule cookies `rules.txt` lists (every policy entry names one).
     pub rules: BTreeSet<u32>,
-    /// The identities `identities.txt` lists (every entry names one).
+    /// The identities `identities.txt` lists (every ipcache and endpoints
+    /// entry and policy peer names one).
     pub identities: BTreeSet<u32>,
 }
 
@@ -179,8 +189,8 @@ impl Bundle {
             policy.extend(entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: e.id, ..*k }, *v)));
         }
         let endpoints = manifest.endpoints.clone();
-        let bundle =
-            Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates, rules: cookies, identities };
+        let listed = Box::new(Listed { rules: cookies, identities });
+        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates, listed };
         crate::validate::whole(&bundle)?;
         if let Some((identity, entries)) = bundle.references().identities.unlisted() {
             return Err(unlisted_identity(identity, entries));
@@ -194,8 +204,8 @@ impl Bundle {
         let identities =
             self.ipcache.iter().map(|(_, v)| v.identity).chain(self.endpoint_entries.iter().map(|(_, v)| v.identity));
         References {
-            rules: Listing::new(self.rules.clone(), self.policy.iter().map(|(_, v)| v.rule_cookie)),
-            identities: Listing::new(self.identities.clone(), identities.chain(peers)),
+            rules: Listing::new(self.listed.rules.clone(), self.policy.iter().map(|(_, v)| v.rule_cookie)),
+            identities: Listing::new(self.listed.identities.clone(), identities.chain(peers)),
         }
     }
 }

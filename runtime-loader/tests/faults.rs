@@ -897,7 +897,11 @@ const CORRUPTIONS: &[(&str, Corruption, &str)] = &[
         },
         "has bits set after its prefix length",
     ),
-    ("a format version past u32", |d| edit_manifest(d, |j| j["format_version"] = 4_294_967_301u64.into()), "format"),
+    (
+        "a format version past u32",
+        |d| edit_manifest(d, |j| j["format_version"] = 4_294_967_301u64.into()),
+        "format version 4294967295 is not supported",
+    ),
     (
         "a map file that is a FIFO",
         |d| {

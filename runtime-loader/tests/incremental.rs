@@ -238,7 +238,8 @@ fn an_incremental_plan_refuses_what_a_whole_read_refuses() {
         text.lines().map(|l| l.split(' ').nth(4).unwrap().to_string()).collect()
     };
     let client_cookie = rules_of(&base, &client)[0].clone();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a key of a changed piece repeats the last key of the unchanged piece before it",
             Box::new(|dir: &Path| {

@@ -256,8 +256,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         policy,
         endpoints,
         templates: bundle.templates.clone(),
-        rules: bundle.rules.clone(),
-        identities: bundle.identities.clone(),
+        listed: bundle.listed.clone(),
     });
     Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
 }
