@@ -752,6 +752,60 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// The same mutations applied onto a generation whose record and store
+    /// hold the valid bundle they came from, so that the plan reads only
+    /// the pieces they changed: whatever a whole read refuses, the
+    /// incremental apply refuses too, with the node unchanged, and what it
+    /// accepts is exactly in force.
+    #[test]
+    fn an_incremental_apply_of_a_mutated_bundle_refuses_what_a_whole_read_refuses(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), edit_strategy()), 1..4)
+    ) {
+        static FIXTURE: std::sync::OnceLock<(Scratch, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+        let (_, a, b) = FIXTURE.get_or_init(|| { let f = Fixture::new(); (f.dir, f.a, f.b) });
+        let work = Scratch::new("mutated-incremental");
+        let mutated = work.0.join("bundle");
+        copy_tree(b, &mutated);
+        let files = text_files(&mutated);
+        for (which, e) in &edits {
+            let file = mutated.join(&files[which % files.len()]);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, edit(&text, e)).unwrap();
+        }
+        redigest_all(&mutated);
+        let whole = Bundle::read(&mutated).and_then(|b| validate::desired(&DesiredState::Memory(b)));
+
+        // Generation 0 holds `b` and generation 1 `a`, which is in force:
+        // the next apply writes generation 0, planned from its record.
+        let node = Node::new();
+        for bundle in [a, b, a] {
+            node.apply(bundle).unwrap();
+        }
+        let journal = node.kernel.memory().journal.len();
+        let dry = DesiredState::from_directory(&mutated)
+            .map_err(LoaderError::from)
+            .and_then(|d| node.apply_with(&d, &ApplyOptions { dry_run: true, ..options() }));
+        let applied = node.apply(&mutated);
+        proptest::prop_assert_eq!(dry.is_ok(), applied.is_ok(), "dry run {:?}, apply {:?}", dry.err(), applied.as_ref().err());
+        if let Err(e) = &whole {
+            proptest::prop_assert!(applied.is_err(), "a whole read refuses it ({}), the incremental apply did not", e);
+        }
+        match applied {
+            Ok(report) => {
+                proptest::prop_assert_ne!(report.diffed_against.as_str(), "live maps", "the plan was not incremental");
+                node.in_force(&mutated).map_err(proptest::test_runner::TestCaseError::fail)?
+            }
+            Err(e) => {
+                proptest::prop_assert_eq!(node.kernel.memory().journal.len(), journal, "refused ({}) after a write", e);
+                node.in_force(a).map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
+        }
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
