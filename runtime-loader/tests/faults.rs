@@ -595,7 +595,7 @@ impl Drop for Netns {
 
 #[test]
 fn a_pod_reached_only_by_a_default_route_is_refused_naming_it() {
-    let node = Node::new("r");
+    let node = Node::new("dr");
     let before = node.snapshot();
     // A namespace whose only route is a default route over an interface of
     // its own: the pods' addresses are covered by it, and by no host route.
