@@ -75,3 +75,23 @@ fn the_first_matching_admin_rule_is_cited() {
     // A reason without a Pass has no `passed` in JSON, as before tiers.
     assert!(reason_json(&citations.reason(verdict.ingress.as_ref().unwrap())).get("passed").is_none());
 }
+
+#[test]
+fn explain_lists_the_admin_policies_that_select_the_endpoint() {
+    let loaded = case();
+    let cluster = &loaded.lowered.cluster;
+    let resolved = policyc_ir::resolve::resolve(cluster);
+    let db = cluster.endpoint_by_name("shop/db").unwrap();
+    let x = policyc::analysis::explain::explain(&loaded, &resolved, db);
+    let text = policyc::analysis::explain::render_human(&x);
+    assert!(
+        text.contains("  AdminNetworkPolicy guardrails (admin tier, priority 20) (")
+            && text.contains("    isolates: -; rules: 1 ingress Deny, 1 ingress Pass\n"),
+        "{text}"
+    );
+    assert!(text.contains("  BaselineAdminNetworkPolicy default (baseline tier, priority 0) ("), "{text}");
+    assert!(
+        text.contains("ingress: allowed by AdminNetworkPolicy monitoring-scrape (admin tier, priority 10)"),
+        "{text}"
+    );
+}

@@ -61,21 +61,31 @@ impl<'a> Citations<'a> {
         }
     }
 
-    /// Rule `r` of an admin or baseline policy with where it is written;
-    /// the policy names its tier and priority, the rule its name and action
-    /// (`AdminNetworkPolicy a (admin tier, priority 10)`,
-    /// `spec.ingress[0] "deny-web" (Deny)`).
-    pub fn tier_rule_ref(&self, r: TierRuleRef) -> PolicyRef {
-        let p = &self.cluster.tier_policies[r.policy];
-        let rule = &p.rules[r.rule];
-        let location = self.tier_locations.get(r.policy);
-        let named = rule.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+    /// Admin or baseline policy `policy` (its position in
+    /// `tier_policies`) with where it is written; the policy names its
+    /// tier and priority (`AdminNetworkPolicy a (admin tier, priority 10)`).
+    pub fn tier_policy_ref(&self, policy: usize) -> PolicyRef {
+        let p = &self.cluster.tier_policies[policy];
+        let location = self.tier_locations.get(policy);
         PolicyRef {
             policy: format!("{p} ({} tier, priority {})", p.tier.name(), p.priority),
-            rule: Some(format!("{}{named} ({})", rule.path, rule.action.name())),
+            rule: None,
             file: location.and_then(|l| l.file.clone()),
             line: location.and_then(|l| l.pos).map(|pos| pos.line),
+            rule_line: None,
+        }
+    }
+
+    /// Rule `r` of an admin or baseline policy with where it is written;
+    /// the rule names its name and action (`spec.ingress[0] "deny-web"
+    /// (Deny)`).
+    pub fn tier_rule_ref(&self, r: TierRuleRef) -> PolicyRef {
+        let rule = &self.cluster.tier_policies[r.policy].rules[r.rule];
+        let named = rule.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        PolicyRef {
+            rule: Some(format!("{}{named} ({})", rule.path, rule.action.name())),
             rule_line: self.tier_rule_positions.get(r.policy).and_then(|ps| ps.get(r.rule)).map(|pos| pos.line),
+            ..self.tier_policy_ref(r.policy)
         }
     }
 
