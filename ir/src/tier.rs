@@ -188,6 +188,9 @@ pub fn first_match(
     protocol: Protocol,
     port: u16,
 ) -> Option<(TierRuleRef, TierAction)> {
+    if cluster.tier_policies.is_empty() {
+        return None; // most clusters: nothing to order
+    }
     let endpoint = cluster.endpoint(subject);
     for p in tier_order(cluster, tier) {
         let policy = &cluster.tier_policies[p];
