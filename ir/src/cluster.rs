@@ -95,6 +95,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Policies, in input order.
     pub policies: Vec<Policy>,
+    /// Cluster-admin policies (admin and baseline tiers), in input order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tier_policies: Vec<crate::tier::TierPolicy>,
 }
 
 impl Cluster {

@@ -12,6 +12,13 @@
 //!   rule carries L7 rules);
 //! - otherwise the packet passes only if the endpoint is not isolated.
 //!
+//! Cluster-admin tiers ([`crate::tier`]) wrap that: the admin tier's first
+//! matching rule decides before it (`Pass` goes on to it), and where no
+//! NetworkPolicy or Cilium policy isolates the endpoint the baseline
+//! tier's first matching rule decides before the default allow. Cilium
+//! policies sit in the NetworkPolicy tier (policyc's choice: they isolate
+//! and allow as NetworkPolicies do, and their denies win inside it).
+//!
 //! A connection needs the source's egress and the destination's ingress.
 
 use crate::cluster::{Cluster, Endpoint};
@@ -19,6 +26,7 @@ use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
+use crate::tier::{first_match, Tier, TierAction, TierRuleRef};
 use std::net::IpAddr;
 
 /// One side of a connection.
@@ -77,12 +85,35 @@ pub enum Decision {
     Denied(Vec<RuleRef>),
     /// Isolated, and no rule allows it; these policies isolate it.
     DefaultDeny(Vec<PolicyId>),
+    /// Allowed by the first matching rule of an admin or baseline policy.
+    TierAllowed(TierRuleRef),
+    /// Dropped by the first matching rule of an admin or baseline policy.
+    TierDenied(TierRuleRef),
+    /// A `Pass` rule left its tier; `then` is how the next tiers decided.
+    Passed {
+        /// The `Pass` rule.
+        by: TierRuleRef,
+        /// The decision of the tiers after it.
+        then: Box<Decision>,
+    },
 }
 
 impl Decision {
     /// Whether the packet passes this direction.
     pub fn passes(&self) -> bool {
-        matches!(self, Decision::NotIsolated | Decision::Allowed(_) | Decision::Redirected(_))
+        match self {
+            Decision::NotIsolated | Decision::Allowed(_) | Decision::Redirected(_) | Decision::TierAllowed(_) => true,
+            Decision::Denied(_) | Decision::DefaultDeny(_) | Decision::TierDenied(_) => false,
+            Decision::Passed { then, .. } => then.passes(),
+        }
+    }
+
+    /// The decision of the tier that decided, past any `Pass`.
+    pub fn decided(&self) -> &Decision {
+        match self {
+            Decision::Passed { then, .. } => then.decided(),
+            other => other,
+        }
     }
 }
 
@@ -114,8 +145,41 @@ pub fn eval(cluster: &Cluster, query: &Query) -> Verdict {
     }
 }
 
-/// The decision of endpoint `subject` on traffic with `peer` in `dir`.
+/// The decision of endpoint `subject` on traffic with `peer` in `dir`,
+/// through the tiers: admin, NetworkPolicy (and Cilium), baseline,
+/// default allow. A `Pass` in the admin tier goes on to the NetworkPolicy
+/// tier; one in a baseline `ClusterNetworkPolicy` to the default.
 pub fn decide(
+    cluster: &Cluster,
+    subject: EndpointId,
+    peer: Party,
+    dir: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> Decision {
+    let tier = |tier| first_match(cluster, tier, subject, peer, dir, protocol, port);
+    let final_or_pass = |hit: Option<(TierRuleRef, TierAction)>, next: &dyn Fn() -> Decision| match hit {
+        Some((r, TierAction::Allow)) => Decision::TierAllowed(r),
+        Some((r, TierAction::Deny)) => Decision::TierDenied(r),
+        Some((r, TierAction::Pass)) => Decision::Passed { by: r, then: Box::new(next()) },
+        None => next(),
+    };
+    let baseline = || final_or_pass(tier(Tier::Baseline), &|| Decision::NotIsolated);
+    let network_policy = || match decide_network_policies(cluster, subject, peer, dir, protocol, port) {
+        // "v1.NetworkPolicy always makes a final decision for selected
+        // pods. Further evaluation only happens for Pods not selected by a
+        // v1.NetworkPolicy" (`ClusterNetworkPolicySpec.Tier`,
+        // network-policy-api `apis/v1alpha2`).
+        Decision::NotIsolated => baseline(),
+        decided => decided,
+    };
+    final_or_pass(tier(Tier::Admin), &network_policy)
+}
+
+/// The decision of the NetworkPolicy tier alone (Kubernetes and Cilium
+/// policies): [`Decision::NotIsolated`] when none isolates the endpoint
+/// and none of their rules matches.
+pub fn decide_network_policies(
     cluster: &Cluster,
     subject: EndpointId,
     peer: Party,
@@ -206,7 +270,9 @@ fn rule_matches(
     ports.iter().any(|m| port_matches(m, &resolve, protocol, port))
 }
 
-fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: Protocol, port: u16) -> bool {
+/// Whether port match `m` covers `port` of `protocol`; `resolve` gives the
+/// number a named port stands for.
+pub fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: Protocol, port: u16) -> bool {
     let protocol_ok = match m.protocol {
         Some(p) => p == protocol,
         None => Protocol::WITH_PORTS.contains(&protocol),

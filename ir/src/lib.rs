@@ -36,4 +36,5 @@ pub mod protocol;
 pub mod resolve;
 pub mod selector;
 pub mod selector_index;
+pub mod tier;
 pub mod validate;

@@ -28,6 +28,11 @@ fn expected(decision: &Decision) -> (u8, Vec<RuleRef>) {
         Decision::Allowed(rs) => (1, refs(rs)),
         Decision::Redirected(rs) => (2, refs(rs)),
         Decision::Denied(rs) => (3, refs(rs)),
+        // The random clusters have no admin tiers (issue 14: the datapath
+        // does not compile them yet).
+        Decision::TierAllowed(_) | Decision::TierDenied(_) | Decision::Passed { .. } => {
+            unreachable!("no admin policies in random clusters")
+        }
     }
 }
 

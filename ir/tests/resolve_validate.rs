@@ -70,6 +70,7 @@ fn cluster() -> Cluster {
             Peer::Cidr { cidr: cidr("10.200.0.2/32"), except: vec![] },
             Peer::Cidr { cidr: cidr("0.0.0.0/0"), except: vec![cidr("192.0.2.0/24")] },
         ])],
+        tier_policies: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ use policyc_ir::eval::{eval, Decision, Party, Query, Verdict};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Peer, Peers, PortSpec};
 use policyc_ir::protocol::{PortRange, Protocol};
+use policyc_ir::tier::TierPeer;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -238,6 +239,13 @@ pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
             }
         }
     }
+    for rule in cluster.tier_policies.iter().flat_map(|p| &p.rules) {
+        for m in rule.ports.iter().flatten() {
+            if let PortSpec::Range(r) = m.ports {
+                add(m.protocol, r.lo, r.hi);
+            }
+        }
+    }
     for e in &cluster.endpoints {
         for np in &e.named_ports {
             add(Some(np.protocol), np.port, np.port);
@@ -264,6 +272,11 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
                     }
                 }
             }
+        }
+    }
+    for peer in cluster.tier_policies.iter().flat_map(|p| &p.rules).flat_map(|r| &r.peers) {
+        if let TierPeer::Networks(cidrs) = peer {
+            prefixes.extend(cidrs.iter().copied());
         }
     }
     prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));

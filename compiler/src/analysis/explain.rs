@@ -17,6 +17,7 @@ use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
+use policyc_ir::tier::TierAction;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -74,7 +75,8 @@ pub struct Explanation {
     pub labels: Vec<String>,
     /// Named ports, `name=PROTO/port`.
     pub named_ports: Vec<String>,
-    /// The policies that select it, in input order.
+    /// The policies that select it, in input order; then the admin and
+    /// baseline policies that do.
     pub selected_by: Vec<Selection>,
     /// Per direction (ingress, egress): the policies that isolate it.
     pub isolated_by: [Vec<PolicyRef>; 2],
@@ -90,6 +92,17 @@ fn rule_kind(direction: Direction, action: Action) -> &'static str {
         (Direction::Egress, Action::Allow) => "egress",
         (Direction::Ingress, Action::Deny) => "ingressDeny",
         (Direction::Egress, Action::Deny) => "egressDeny",
+    }
+}
+
+fn tier_rule_kind(direction: Direction, action: TierAction) -> &'static str {
+    match (direction, action) {
+        (Direction::Ingress, TierAction::Allow) => "ingress Allow",
+        (Direction::Ingress, TierAction::Deny) => "ingress Deny",
+        (Direction::Ingress, TierAction::Pass) => "ingress Pass",
+        (Direction::Egress, TierAction::Allow) => "egress Allow",
+        (Direction::Egress, TierAction::Deny) => "egress Deny",
+        (Direction::Egress, TierAction::Pass) => "egress Pass",
     }
 }
 
@@ -115,6 +128,18 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
             *rules.entry(rule_kind(r.direction, r.action)).or_default() += 1;
         }
         selected_by.push(Selection { policy: citations.policy_ref(p, None), isolates, rules });
+    }
+    // Admin and baseline policies select without isolating; their rules
+    // are counted by direction and action.
+    for (t, policy) in cluster.tier_policies.iter().enumerate() {
+        if !policy.subject.matches(&e.labels) {
+            continue;
+        }
+        let mut rules = BTreeMap::new();
+        for r in &policy.rules {
+            *rules.entry(tier_rule_kind(r.direction, r.action)).or_default() += 1;
+        }
+        selected_by.push(Selection { policy: citations.tier_policy_ref(t), isolates: Vec::new(), rules });
     }
 
     let mut peers: Vec<Side> =

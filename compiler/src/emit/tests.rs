@@ -65,6 +65,7 @@ fn cluster() -> Cluster {
                 },
             ],
         }],
+        tier_policies: Vec::new(),
     }
 }
 

@@ -33,6 +33,7 @@ use policyc_ir::labels::{
 };
 use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::Policy;
+use policyc_ir::tier::TierPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The lowered cluster, with where each policy came from.
@@ -53,6 +54,10 @@ pub struct Lowered {
     /// identity labels they would have (what a policy's selector meant
     /// for them is matched against), sorted by name.
     pub host_network: Vec<Endpoint>,
+    /// Per policy of `cluster.tier_policies`: the location of its object.
+    pub tier_locations: Vec<Location>,
+    /// Per policy of `cluster.tier_policies`: where each rule is written.
+    pub tier_rule_positions: Vec<Vec<Pos>>,
 }
 
 /// Lowers the objects of `input` under `semantics`, appending diagnostics
@@ -116,6 +121,11 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
             Part::HostNetwork(e) => lowered.host_network.push(*e),
             Part::Policies(ps) => policies.extend(ps),
             Part::Node(n) => nodes.push(n),
+            Part::Tier(policy, location, positions) => {
+                lowered.cluster.tier_policies.push(*policy);
+                lowered.tier_locations.push(location);
+                lowered.tier_rule_positions.push(positions);
+            }
             Part::Nothing => {}
         }
     }
@@ -157,6 +167,7 @@ enum Part {
     HostNetwork(Box<Endpoint>),
     Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
+    Tier(Box<TierPolicy>, Location, Vec<Pos>),
     Nothing,
 }
 
@@ -198,6 +209,7 @@ fn lower_object(
             let location = located();
             Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
         }
+        Body::Tier(t) => Part::Tier(Box::new(t.policy.clone()), located(), t.rules.clone()),
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
         _ => Part::Nothing,
     }

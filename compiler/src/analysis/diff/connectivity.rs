@@ -142,6 +142,7 @@ impl<'a> Side<'a> {
                     verdict: Verdict::Absent,
                     by: Vec::new(),
                     missing: missing.clone(),
+                    passed: Vec::new(),
                 })
             };
             return ([absent(src), absent(dst)], false);
