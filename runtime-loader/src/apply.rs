@@ -55,7 +55,7 @@ use crate::desired::DesiredState;
 use crate::error::LoaderError;
 use crate::incremental;
 use crate::kernel::aya::AyaKernel;
-use crate::kernel::{Attachment, Kernel};
+use crate::kernel::{Attachment, Kernel, Mechanism};
 use crate::lock::{lock, LockWait};
 use crate::manifest::{BundleEndpoint, Manifest, Templates};
 use crate::maps::{Generation, MapOps, SyncPlan};
@@ -84,6 +84,9 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// How long to wait for another applier.
     pub lock: LockWait,
+    /// How endpoints attached afresh are attached (those attached before
+    /// keep theirs).
+    pub attach: Mechanism,
 }
 
 /// What happens to an endpoint's programs.

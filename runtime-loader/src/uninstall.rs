@@ -32,7 +32,7 @@ pub fn uninstall_waiting(paths: &Paths, wait: &LockWait) -> Result<Removed, Load
         v
     };
     for pin in list(&paths.links()) {
-        attach::detach(&pin)?;
+        attach::detach_anywhere(&pin)?;
         removed.links.push(pin.display().to_string());
     }
     for layout in policyc_ebpf::abi::MAPS {

@@ -17,10 +17,12 @@ mod support;
 
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Array, HashMap, Map, MapData};
-use aya::programs::{SchedClassifier, TcAttachType};
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::load;
 use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::Template;
+use policyc_loader::kernel::aya::AyaKernel;
+use policyc_loader::kernel::Kernel;
 use policyc_loader::paths::Paths;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -197,9 +199,10 @@ impl Node {
         all.sort();
         let mut hooks = Vec::new();
         for interface in &self.interfaces {
-            for (hook, t) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
-                let (_, programs) = SchedClassifier::query_tcx(interface, t).expect("query tcx");
-                hooks.push((interface.clone(), hook, programs.iter().map(|p| p.id()).collect()));
+            // tcx links and tc filters alike, in the order they run.
+            for (hook, t) in [("ingress", Template::FromContainer), ("egress", Template::ToContainer)] {
+                let programs = AyaKernel::new(paths).attached(interface, t).expect("query the hook");
+                hooks.push((interface.clone(), hook, programs));
             }
         }
         Snapshot {
@@ -467,8 +470,8 @@ fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied(
         .collect();
     assert_eq!(links.len(), 2, "{links:?}");
     assert!(links.iter().all(|l| l.len() <= 255 && l.contains('+')), "{links:?}");
-    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let (_, programs) = SchedClassifier::query_tcx(&interface, t).expect("query tcx");
+    for t in Template::ALL {
+        let programs = AyaKernel::new(&node.paths).attached(&interface, t).expect("query the hook");
         assert_eq!(programs.len(), 1, "{t:?}");
     }
 }
