@@ -87,6 +87,10 @@ pub struct ApplyOptions {
     /// How endpoints attached afresh are attached (those attached before
     /// keep theirs).
     pub attach: Mechanism,
+    /// What this process wrote into each generation, for a caller that
+    /// applies again and again (the agent): plans diff against it rather
+    /// than read the live maps, while the record says it is still so.
+    pub known: Option<KnownGenerations>,
 }
 
 /// What happens to an endpoint's programs.
@@ -162,13 +166,13 @@ pub fn apply_desired<K: Kernel>(
         Checked::InForce(report) => return Ok(report),
         Checked::Go(checked) => checked,
     };
-    let (planned, mut report) = run.plan(&checked)?;
+    let (mut planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
         run.verify_dry(&checked)?;
         return Ok(run.dry_run(checked, planned, report));
     }
     let loaded = run.verify(&checked)?;
-    let record = run.sync(&checked, &planned)?;
+    let record = run.sync(&checked, &mut planned)?;
     let loaded: Vec<(&EndpointPlan, LoadedPrograms<K::Program>)> = checked.plans.iter().zip(loaded).collect();
     let before = record.clone();
     let record = run.prepare(record, &loaded, &mut report)?;
@@ -190,6 +194,7 @@ struct Run<'a, K> {
 }
 
 mod check;
+mod known;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -197,5 +202,6 @@ mod verify;
 mod write;
 
 use check::{Checked, Ready};
+pub use known::KnownGenerations;
 use plan::{plan_programs, EndpointPlan, Planned};
 use verify::LoadedPrograms;

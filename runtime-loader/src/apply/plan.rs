@@ -85,9 +85,12 @@ pub(super) fn plan_programs<'a>(
 /// The map operations of an apply, and what its sync keeps in the store.
 pub(super) struct Planned {
     pub(super) plan: SyncPlan,
-    /// What the plan was diffed against: `record`, `live maps` or `empty
-    /// maps`.
+    /// What the plan was diffed against: `record`, `memory` (what this
+    /// process wrote, [`KnownGenerations`]), `live maps` or `empty maps`.
     pub(super) source: &'static str,
+    /// What the target generation holds once synced, to keep in
+    /// [`ApplyOptions::known`] (when there is one).
+    pub(super) wanted: Option<Generation>,
     /// Pieces read from the new bundle, to keep; `None`: the whole bundle
     /// was read, keep all of it.
     pub(super) read: Option<Vec<(String, String)>>,
@@ -130,17 +133,26 @@ impl<K: Kernel> Run<'_, K> {
                 .and_then(|h| store::read_manifest(paths, target, h));
             if let Some(old) = old {
                 if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
+                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read), wanted: None });
                 }
             }
         }
         let whole = self.desired.whole()?;
-        let (current, source) = if self.kernel.is_pinned(&paths.map("state")) {
-            (Generation::read_live(self.kernel, target)?, "live maps")
-        } else {
-            (Generation::default(), "empty maps")
+        let wanted = Generation::of_bundle(&whole, target);
+        let written_for = ready.record.generations[usize::from(target)].as_deref();
+        let known = match (&self.options.known, written_for) {
+            (Some(known), Some(hash)) if ready.trusted && !self.options.reconcile => known.take(target, hash),
+            _ => None,
         };
-        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None })
+        let (current, source) = match known {
+            Some(current) => (current, "memory"),
+            None if self.kernel.is_pinned(&paths.map("state")) => {
+                (Generation::read_live(self.kernel, target)?, "live maps")
+            }
+            None => (Generation::default(), "empty maps"),
+        };
+        let plan = SyncPlan::new(&current, &wanted);
+        Ok(Planned { plan, source, read: None, wanted: self.options.known.is_some().then_some(wanted) })
     }
 
     /// What a dry run reports: the plan, nothing written, nothing loaded.

@@ -401,6 +401,69 @@ fn a_desired_state_in_memory_is_applied_like_its_directory() {
 }
 
 #[test]
+fn an_applier_that_keeps_what_it_wrote_plans_without_reading_the_maps_while_the_record_agrees() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    let known = KnownGenerations::default();
+    let opts = ApplyOptions { known: Some(known.clone()), ..options() };
+    let memory = |bundle: &Path| DesiredState::Memory(Bundle::read(bundle).unwrap());
+    // Nothing known yet: no maps, then the other generation is read; from
+    // then on what the earlier applies wrote comes from memory, with no
+    // entry read from the kernel.
+    assert_eq!(node.apply_with(&memory(&fixture.a), &opts).unwrap().diffed_against, "empty maps");
+    assert_eq!(node.apply_with(&memory(&fixture.b), &opts).unwrap().diffed_against, "live maps");
+    for (bundle, other) in [(&fixture.a, &fixture.b), (&fixture.b, &fixture.a), (&fixture.a, &fixture.b)] {
+        let reads = node.kernel.calls(Call::Entries);
+        let report = node.apply_with(&memory(bundle), &opts).unwrap();
+        assert_eq!(report.diffed_against, "memory");
+        assert_eq!(node.kernel.calls(Call::Entries), reads, "no map read");
+        node.in_force(bundle).unwrap();
+        assert_ne!(bundle, other);
+    }
+    // Another applier flips in between (a directory apply of this node):
+    // it wrote the other generation, and the record still names what this
+    // one wrote into the target (a hash names exactly one content).
+    node.apply(&fixture.a).unwrap();
+    let report = node.apply_with(&memory(&fixture.b), &opts).unwrap();
+    assert_eq!(report.diffed_against, "memory");
+    node.in_force(&fixture.b).unwrap();
+    // `--reconcile` reads the live maps, whatever is known.
+    let report = node.apply_with(&memory(&fixture.a), &ApplyOptions { reconcile: true, ..opts.clone() }).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.a).unwrap();
+    // A refused switch leaves the target unknown in the record (the sync
+    // marked it so): read again.
+    node.kernel.fail(Call::Switch, 1, 5);
+    node.apply_with(&memory(&fixture.b), &opts).unwrap_err();
+    node.in_force(&fixture.a).unwrap();
+    let report = node.apply_with(&memory(&fixture.b), &opts).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.b).unwrap();
+}
+
+#[test]
+fn an_endpoint_keeps_the_mechanism_it_was_attached_with() {
+    use crate::kernel::Mechanism;
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply_with(
+        &DesiredState::from_directory(&fixture.a).unwrap(),
+        &ApplyOptions { attach: Mechanism::Tcx, ..options() },
+    )
+    .unwrap();
+    node.apply_with(
+        &DesiredState::from_directory(&fixture.b).unwrap(),
+        &ApplyOptions { attach: Mechanism::Tc, ..options() },
+    )
+    .unwrap();
+    node.in_force(&fixture.b).unwrap();
+    let memory = node.kernel.memory();
+    let mechanism = |pod: &str| memory.links[&node.paths.link(&format!("demo.{pod}"), "to")].mechanism;
+    assert_eq!(mechanism("server"), Mechanism::Tcx, "replaced in place, as a link");
+    assert_eq!(mechanism("newcomer"), Mechanism::Tc, "attached afresh as asked");
+}
+
+#[test]
 fn a_pod_with_the_longest_legal_name_is_pinned_under_a_hashed_stem() {
     let dir = Scratch::new("long");
     let long = "p".repeat(253);

@@ -73,7 +73,7 @@ impl<K: Kernel> Run<'_, K> {
     /// **Sync** the target generation (no packet reads it), after marking
     /// it unknown in the record so that a crash in what follows is read
     /// back, and keep what was read in the store.
-    pub(super) fn sync(&mut self, ready: &Ready, planned: &Planned) -> Result<Record, LoaderError> {
+    pub(super) fn sync(&mut self, ready: &Ready, planned: &mut Planned) -> Result<Record, LoaderError> {
         let (paths, target) = (self.paths, ready.target);
         let state = self.kernel.read_state()?;
         let mut record = Record { serial: state.serial, ..ready.record.clone() };
@@ -83,7 +83,13 @@ impl<K: Kernel> Run<'_, K> {
         record.generations[usize::from(target)] = None;
         record.write(paths)?;
         std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
+        if let Some(known) = &self.options.known {
+            known.forget(target);
+        }
         planned.plan.execute(self.kernel)?;
+        if let (Some(known), Some(wanted)) = (&self.options.known, planned.wanted.take()) {
+            known.keep(target, &self.desired.manifest().hash, wanted);
+        }
         // Only a directory's pieces can be kept: an in-memory state is
         // diffed against the live maps by the next apply.
         if let DesiredState::Directory(manifest) = self.desired {
