@@ -13,10 +13,14 @@
 use crate::maps::Generation;
 use std::sync::{Arc, Mutex};
 
-/// Per generation: the hash of the desired state synced into it, and the
-/// entries that sync left there. Cloned handles share one cache.
+/// The hash of the desired state synced into a generation, and the
+/// entries that sync left there.
+type Written = (String, Generation);
+
+/// Per generation, what this process wrote there ([`Written`]). Cloned
+/// handles share one cache.
 #[derive(Clone, Debug, Default)]
-pub struct KnownGenerations(Arc<Mutex<[Option<(String, Generation)>; 2]>>);
+pub struct KnownGenerations(Arc<Mutex<[Option<Written>; 2]>>);
 
 impl KnownGenerations {
     /// Takes what `generation` holds if it was written for `hash`.
