@@ -53,6 +53,7 @@
 
 use crate::desired::DesiredState;
 use crate::error::LoaderError;
+use crate::generation_maps::ENDPOINTS;
 use crate::incremental;
 use crate::kernel::aya::AyaKernel;
 use crate::kernel::{Attachment, Kernel, Mechanism};
@@ -67,7 +68,7 @@ use crate::validate;
 use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -203,5 +204,5 @@ mod write;
 
 use check::{Checked, Ready};
 pub use known::KnownGenerations;
-use plan::{plan_programs, EndpointPlan, Planned};
+use plan::{listed_ids, plan_programs, EndpointPlan, Planned};
 use verify::LoadedPrograms;

@@ -11,7 +11,14 @@
 //! `--reconcile`, reads the live maps as before.
 
 use crate::maps::Generation;
+use policyc_ebpf::abi::EndpointValue;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+
+/// The endpoint id of an `endpoints` value as the kernel stores it.
+pub(super) fn endpoint_id(value: &[u8; 12]) -> u32 {
+    EndpointValue::from_bytes(value).endpoint_id
+}
 
 /// The hash of the desired state synced into a generation, and the
 /// entries that sync left there.
@@ -29,6 +36,15 @@ impl KnownGenerations {
         let slot = known.get_mut(usize::from(generation))?;
         match slot.take() {
             Some((h, entries)) if h == hash => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The endpoint ids `generation` lists, if it was written for `hash`.
+    pub(super) fn endpoint_ids(&self, generation: u8, hash: &str) -> Option<BTreeSet<u32>> {
+        let known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match known.get(usize::from(generation))? {
+            Some((h, entries)) if h == hash => Some(entries.endpoints.values().map(endpoint_id).collect()),
             _ => None,
         }
     }

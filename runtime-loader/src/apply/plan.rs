@@ -33,13 +33,51 @@ fn every_lookup(config: &EndpointConfig) -> EndpointConfig {
     config.union(&EndpointConfig::of_lookups(u8::MAX))
 }
 
+/// The endpoint ids the active generation lists (its `endpoints` map), or
+/// `None` where that cannot be known without reading a map. A program
+/// attached before the switch judges its packets by the active
+/// generation, which drops every new connection of an endpoint id it does
+/// not list (`DROP_INVALID_SOURCE`/`DROP_UNKNOWN_TARGET` in
+/// `ebpf-templates/include/datapath.h`), whatever lookups the program
+/// makes: such an endpoint's exact program is exact in either generation.
+pub(super) fn listed_ids(
+    kernel: &impl Kernel,
+    record: &Record,
+    trusted: bool,
+    active: u8,
+    existed: &[&str],
+    known: Option<&KnownGenerations>,
+) -> Result<BTreeSet<u32>, LoaderError> {
+    if !existed.contains(&ENDPOINTS.name) {
+        return Ok(BTreeSet::new());
+    }
+    let written_for = record.generations[usize::from(active)].as_deref().filter(|_| trusted);
+    if let Some(ids) = written_for.zip(known).and_then(|(hash, known)| known.endpoint_ids(active, hash)) {
+        return Ok(ids);
+    }
+    let mut ids = BTreeSet::new();
+    for (key, value) in kernel.entries(&ENDPOINTS)? {
+        if ENDPOINTS.generation_of(&key) == Some(active) {
+            let value: [u8; 12] = value.as_slice().try_into().map_err(|_| {
+                LoaderError::Object(format!("an entry of `{}` of {} bytes", ENDPOINTS.name, value.len()))
+            })?;
+            ids.insert(known::endpoint_id(&value));
+        }
+    }
+    Ok(ids)
+}
+
+/// What each endpoint's programs need. `listed` is what [`listed_ids`]
+/// gives, asked only when an endpoint goes in a new place.
 pub(super) fn plan_programs<'a>(
     kernel: &impl Kernel,
     desired: &'a DesiredState,
     interfaces: &BTreeMap<String, String>,
     record: &Record,
     paths: &Paths,
-) -> Vec<EndpointPlan<'a>> {
+    mut listed: impl FnMut() -> Result<BTreeSet<u32>, LoaderError>,
+) -> Result<Vec<EndpointPlan<'a>>, LoaderError> {
+    let mut listed_ids: Option<BTreeSet<u32>> = None;
     let templates = desired.manifest().templates_digest();
     let mut out = Vec::new();
     for e in desired.endpoints() {
@@ -66,7 +104,11 @@ pub(super) fn plan_programs<'a>(
                 }
             }
             None => {
-                let prepare = every_lookup(&e.config);
+                let listed = match &listed_ids {
+                    Some(ids) => ids,
+                    None => listed_ids.insert(listed()?),
+                };
+                let prepare = if listed.contains(&u32::from(e.id)) { every_lookup(&e.config) } else { e.config };
                 EndpointPlan {
                     endpoint: e,
                     interface: interface.clone(),
@@ -79,7 +121,7 @@ pub(super) fn plan_programs<'a>(
         };
         out.push(plan);
     }
-    out
+    Ok(out)
 }
 
 /// The map operations of an apply, and what its sync keeps in the store.

@@ -374,7 +374,9 @@ fn a_failure_at_any_call_of_a_change_leaves_old_or_new_in_force() {
 fn a_failure_at_any_call_of_a_change_in_memory_leaves_old_or_new_in_force() {
     let fixture = Fixture::new();
     let calls = calls_of(Some(&fixture.a), &fixture.b, Source::Memory);
-    assert!(calls.contains(&(Call::Entries, 4)), "the plan reads the live maps: {calls:?}");
+    // The check reads the active generation's endpoints once (`newcomer`
+    // goes in a new place), the plan the four generation maps.
+    assert!(calls.contains(&(Call::Entries, 5)), "the plan reads the live maps: {calls:?}");
     fail_each_call(Some(&fixture.a), &fixture.b, Source::Memory);
 }
 
@@ -438,6 +440,31 @@ fn an_applier_that_keeps_what_it_wrote_plans_without_reading_the_maps_while_the_
     node.in_force(&fixture.a).unwrap();
     let report = node.apply_with(&memory(&fixture.b), &opts).unwrap();
     assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.b).unwrap();
+}
+
+#[test]
+fn an_endpoint_the_active_generation_does_not_list_gets_its_exact_programs_once() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    let steps = |report: &ApplyReport, pod: &str| -> Vec<ProgramStep> {
+        report.programs.iter().filter(|(e, ..)| e == pod).map(|(_, _, step, _)| *step).collect()
+    };
+    // From scratch: no generation lists anyone, so every endpoint gets its
+    // exact programs before the switch and nothing after it.
+    let first = node.apply(&fixture.a).unwrap();
+    for pod in ["demo/server", "demo/client", "demo/other"] {
+        assert_eq!(steps(&first, pod), [ProgramStep::Prepare, ProgramStep::Prepare], "{pod}");
+    }
+    assert_eq!(first.programs.len(), 6, "three endpoints, two hooks, once");
+    node.in_force(&fixture.a).unwrap();
+    let record = Record::read(&node.paths).unwrap().unwrap();
+    for e in &Bundle::read(&fixture.a).unwrap().endpoints {
+        assert_eq!(record.endpoints[&e.name].config, e.config, "{} runs its exact settings", e.name);
+    }
+    // `newcomer` is new to the active generation too.
+    let to_b = node.apply(&fixture.b).unwrap();
+    assert_eq!(steps(&to_b, "demo/newcomer"), [ProgramStep::Prepare, ProgramStep::Prepare]);
     node.in_force(&fixture.b).unwrap();
 }
 
