@@ -117,6 +117,9 @@ enum Command {
         /// Log one JSON object per line on stderr.
         #[arg(long)]
         log_json: bool,
+        /// How new pods' programs are attached, as `apply --attach`.
+        #[arg(long, value_enum, default_value_t = Mechanism::Tc)]
+        attach: Mechanism,
     },
     /// Print flow events (drops and new connections) with pod names, or the
     /// counters.
@@ -333,7 +336,7 @@ fn main() -> ExitCode {
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
         }
-        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json } => {
+        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json, attach } => {
             let options = AgentOptions {
                 node: node.clone(),
                 bundle: bundle.clone(),
@@ -344,6 +347,7 @@ fn main() -> ExitCode {
                 batch: std::time::Duration::from_millis(*batch_ms),
                 metrics: *metrics_address,
                 json_logs: *log_json,
+                attach: *attach,
             };
             bpffs::ensure_mounted(&cli.bpffs)
                 .and_then(|()| agent::run(options).map_err(LoaderError::Agent))

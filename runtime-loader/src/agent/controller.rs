@@ -236,7 +236,7 @@ impl Controller {
         self.dirty_since = None;
         let sandboxes = self.sandboxes.clone();
         let (node, paths) = (self.options.node.clone(), self.options.paths.clone());
-        let known = self.known.clone();
+        let (known, attach) = (self.known.clone(), self.options.attach);
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport, f64), String> {
             let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
@@ -246,6 +246,7 @@ impl Controller {
                 interfaces: binding.interfaces.clone(),
                 lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
                 known: Some(known),
+                attach,
                 ..ApplyOptions::default()
             };
             match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {
