@@ -23,10 +23,15 @@
 //!    lookups of both (settings only ever enable lookups, so it judges
 //!    either generation exactly). An endpoint in a new place (new, or on
 //!    another interface or stem) gets its links here too, with every
-//!    lookup on (exact in any generation; the old generation drops the
-//!    packets of an endpoint it does not list), and its old links go: so
-//!    every link is created and pinned before the switch. Refused, the
-//!    links of new endpoints are detached again.
+//!    lookup on (exact in any generation), and its old links go: so
+//!    every link is created and pinned before the switch. Where the active
+//!    generation does not list the endpoint's id, it drops the endpoint's
+//!    new connections whatever the program looks up, so the endpoint gets
+//!    its exact programs here and nothing after the switch (an apply from
+//!    scratch loads and attaches each stub once). Links are tc filters or
+//!    tcx links ([`ApplyOptions::attach`]; an endpoint keeps the one it was
+//!    attached with). Refused, the links of new endpoints are detached
+//!    again.
 //! 6. **Switch**: one write of the `state` slot flips every program of the
 //!    node to the new generation at once. This is the only commit point:
 //!    killed before it, the old policy is in force; after it, the new one.

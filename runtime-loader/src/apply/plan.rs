@@ -33,8 +33,10 @@ fn every_lookup(config: &EndpointConfig) -> EndpointConfig {
     config.union(&EndpointConfig::of_lookups(u8::MAX))
 }
 
-/// The endpoint ids the active generation lists (its `endpoints` map), or
-/// `None` where that cannot be known without reading a map. A program
+/// The endpoint ids the active generation lists (its `endpoints` map):
+/// none if the map was not pinned, else from what this process wrote there
+/// ([`KnownGenerations`], while the trusted record names it), else read
+/// from the map (a node's own endpoints: a few hundred entries). A program
 /// attached before the switch judges its packets by the active
 /// generation, which drops every new connection of an endpoint id it does
 /// not list (`DROP_INVALID_SOURCE`/`DROP_UNKNOWN_TARGET` in

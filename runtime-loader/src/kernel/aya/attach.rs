@@ -11,6 +11,7 @@ use crate::error::{kernel, LoaderError, Operation};
 pub use crate::kernel::{Attachment, Mechanism};
 use aya::programs::{SchedClassifier, TcAttachType};
 use policyc_ebpf::Template;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The hook of a template on the pod's host-side interface.
@@ -68,17 +69,35 @@ pub fn detach(pin: &Path, interface: &str) -> Result<bool, LoaderError> {
     }
 }
 
+/// The interfaces on which each program runs in the loader's tc slot, by
+/// program id: one dump of each hook of each interface, for `uninstall`,
+/// which has only the pins.
+#[derive(Default)]
+pub struct FilterIndex(BTreeMap<u32, Vec<String>>);
+
+impl FilterIndex {
+    /// Reads the index from every interface of the host.
+    pub fn read() -> Result<FilterIndex, LoaderError> {
+        let interfaces = crate::route::host_interfaces()
+            .map_err(|e| kernel(Operation::ListInterfaces, "/proc/net/dev", "cannot list the interfaces", e))?;
+        let mut index: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for interface in interfaces {
+            for id in tc::slot_programs(&interface)? {
+                index.entry(id).or_default().push(interface.clone());
+            }
+        }
+        Ok(FilterIndex(index))
+    }
+}
+
 /// Detaches what is pinned at `pin` wherever it runs: a link knows its
-/// interface; a filter's program is looked for on every interface (for
-/// `uninstall`, which has only the pins).
-pub fn detach_anywhere(pin: &Path) -> Result<bool, LoaderError> {
+/// interface; a filter's program is looked up in `filters`.
+pub fn detach_anywhere(pin: &Path, filters: &FilterIndex) -> Result<bool, LoaderError> {
     match pinned(pin) {
         None => Ok(false),
         Some(Pinned::Link) => tcx::detach(pin).map(|()| true),
         Some(Pinned::Filter(id)) => {
-            let interfaces = crate::route::host_interfaces()
-                .map_err(|e| kernel(Operation::ListInterfaces, "/proc/net/dev", "cannot list the interfaces", e))?;
-            for interface in &interfaces {
+            for interface in filters.0.get(&id).into_iter().flatten() {
                 tc::delete_filters_of(interface, id)?;
             }
             std::fs::remove_file(pin)

@@ -139,6 +139,28 @@ pub fn pinned_program(pin: &Path) -> Option<u32> {
     (info.program_type() as u32 == BPF_PROG_TYPE_SCHED_CLS).then(|| info.id())
 }
 
+/// The programs in the loader's slot of either hook of `interface`. An
+/// interface that is gone has none.
+pub fn slot_programs(interface: &str) -> Result<Vec<u32>, LoaderError> {
+    let mut out = Vec::new();
+    for template in Template::ALL {
+        match tc_filters::list(interface, hook(template)) {
+            Ok(filters) => out.extend(filters.iter().filter(|f| in_slot(f)).map(|f| f.program_id)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                let object = format!("`{interface}`");
+                return Err(kernel(
+                    Operation::QueryAttached,
+                    &object,
+                    format!("cannot list the tc filters of {object}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes the loader's filters on `interface` (either hook) that run
 /// program `id`. An interface that is gone has none.
 pub fn delete_filters_of(interface: &str, id: u32) -> Result<(), LoaderError> {
