@@ -11,7 +11,9 @@
 //!   nothing of the apply left behind;
 //! - a pod re-created under another name on the same interface keeps its
 //!   new filter when the old endpoint is detached (a filter is deleted
-//!   only while it runs the program pinned for it).
+//!   only while it runs the program pinned for it);
+//! - filters are listed in the caller's network namespace (the loader
+//!   runs under `nsenter --net` in `bench apply`), not sysfs's.
 //!
 //! Interfaces are `at<tag><pid>x<i>` veths, removed on drop; each test has
 //! its own bpffs root, uninstalled on drop.
@@ -308,4 +310,30 @@ fn a_pod_renamed_on_the_same_interface_keeps_its_new_filter() {
     assert!(hows(&report, "server2").iter().all(|h| *h == Attachment::Replaced), "{:?}", report.programs);
     assert_filtered(&paths, "server2", &veths.0[0]);
     assert!(!paths.link("demo.server", "to").exists(), "the departed endpoint's pins go");
+}
+
+/// A network namespace of this test with one veth inside; deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn filters_are_found_in_the_callers_network_namespace() {
+    require_root();
+    let ns = Netns(format!("at-ns-{}", std::process::id()));
+    let _ = Command::new("ip").args(["netns", "del", &ns.0]).status();
+    assert!(Command::new("ip").args(["netns", "add", &ns.0]).status().unwrap().success());
+    let add = ["-n", &ns.0, "link", "add", "atinner", "type", "veth", "peer", "name", "atinnerp"];
+    assert!(Command::new("ip").args(add).status().unwrap().success());
+    // `atinner` exists only in the namespace: a thread that entered it (as
+    // `nsenter --net` does, sysfs still the host's) finds its hooks; the
+    // host does not find the interface at all.
+    let inside = support::netns::in_netns(&ns.0, || tc_filters::list("atinner", tc_filters::Hook::Ingress));
+    assert_eq!(inside.expect("the hook of an interface of the caller's namespace"), []);
+    let outside = tc_filters::list("atinner", tc_filters::Hook::Ingress).unwrap_err();
+    assert_eq!(outside.kind(), std::io::ErrorKind::NotFound, "{outside}");
 }

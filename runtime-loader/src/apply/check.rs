@@ -77,7 +77,8 @@ impl<'a, K: Kernel> Run<'a, K> {
         let trusted = record.serial == state.serial && existed.len() == policyc_ebpf::abi::MAPS.len();
         let interfaces = interfaces(kernel, self.desired.endpoints(), options)?;
         let active = (state.generation & 1) as u8;
-        let listed = || listed_ids(kernel, &record, trusted, active, &existed, options.known.as_ref());
+        let known = options.known.as_ref().filter(|_| !options.reconcile);
+        let listed = || listed_ids(kernel, &record, trusted, active, &existed, known);
         let plans = plan_programs(kernel, self.desired, &interfaces, &record, paths, listed)?;
         let departed: Vec<(String, RecordedEndpoint)> = record
             .endpoints

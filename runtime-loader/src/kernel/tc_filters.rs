@@ -12,6 +12,7 @@
 //! root.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 /// `RTM_NEWTFILTER`: a filter in a dump's answer.
 const RTM_NEWTFILTER: u16 = 44;
@@ -147,22 +148,28 @@ fn parse_answer(mut bytes: &[u8], out: &mut Vec<Filter>) -> io::Result<bool> {
     Ok(false)
 }
 
-/// The index of interface `interface`.
-pub fn ifindex(interface: &str) -> io::Result<u32> {
-    if interface.is_empty() || interface.contains('/') || interface == "." || interface == ".." {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface `{interface}`")));
-    }
-    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))?;
-    text.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a malformed ifindex"))
+/// The index of interface `interface` in the caller's network namespace
+/// (`SIOCGIFINDEX` on `socket`, as `if_nametoindex(3)`: `/sys/class/net`
+/// shows the namespace sysfs was mounted in, not the caller's). No such
+/// interface is `NotFound`.
+fn ifindex(socket: &OwnedFd, interface: &str) -> io::Result<u32> {
+    rustix::net::netdevice::name_to_index(socket, interface).map_err(|e| {
+        let e = io::Error::from(e);
+        if e.raw_os_error() == Some(libc::ENODEV) {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface `{interface}`"))
+        } else {
+            e
+        }
+    })
 }
 
 /// The `cls_bpf` filters of `hook` on `interface`, in the order they run
 /// (priority, then handle). A hook without a `clsact` qdisc has none.
 pub fn list(interface: &str, hook: Hook) -> io::Result<Vec<Filter>> {
     use rustix::net::{recv, send, socket, AddressFamily, RecvFlags, SendFlags, SocketType};
-    let index = ifindex(interface)?;
     // Protocol 0 is `NETLINK_ROUTE`.
     let socket = socket(AddressFamily::NETLINK, SocketType::RAW, None)?;
+    let index = ifindex(&socket, interface)?;
     send(&socket, &dump_request(index, hook), SendFlags::empty())?;
     let mut filters = Vec::new();
     let mut buffer = vec![0u8; 64 << 10];
