@@ -24,7 +24,8 @@ pub(super) fn endpoint_id(value: &[u8; 12]) -> u32 {
 /// entries that sync left there.
 type Written = (String, Generation);
 
-/// Per generation, what this process wrote there ([`Written`]). Cloned
+/// Per generation, what this process wrote there (the hash and entries of
+/// its last sync). Cloned
 /// handles share one cache.
 #[derive(Clone, Debug, Default)]
 pub struct KnownGenerations(Arc<Mutex<[Option<Written>; 2]>>);
