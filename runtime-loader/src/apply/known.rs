@@ -25,8 +25,7 @@ pub(super) fn endpoint_id(value: &[u8; 12]) -> u32 {
 type Written = (String, Generation);
 
 /// Per generation, what this process wrote there (the hash and entries of
-/// its last sync). Cloned
-/// handles share one cache.
+/// its last sync). Cloned handles share one cache.
 #[derive(Clone, Debug, Default)]
 pub struct KnownGenerations(Arc<Mutex<[Option<Written>; 2]>>);
 
