@@ -17,10 +17,12 @@ mod support;
 
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Array, HashMap, Map, MapData};
-use aya::programs::{SchedClassifier, TcAttachType};
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::load;
 use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::Template;
+use policyc_loader::kernel::aya::AyaKernel;
+use policyc_loader::kernel::Kernel;
 use policyc_loader::manifest::Manifest;
 use policyc_loader::paths::Paths;
 use std::collections::BTreeMap;
@@ -198,9 +200,10 @@ impl Node {
         all.sort();
         let mut hooks = Vec::new();
         for interface in &self.interfaces {
-            for (hook, t) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
-                let (_, programs) = SchedClassifier::query_tcx(interface, t).expect("query tcx");
-                hooks.push((interface.clone(), hook, programs.iter().map(|p| p.id()).collect()));
+            // tcx links and tc filters alike, in the order they run.
+            for (hook, t) in [("ingress", Template::FromContainer), ("egress", Template::ToContainer)] {
+                let programs = AyaKernel::new(paths).attached(interface, t).expect("query the hook");
+                hooks.push((interface.clone(), hook, programs));
             }
         }
         Snapshot {
@@ -468,8 +471,8 @@ fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied(
         .collect();
     assert_eq!(links.len(), 2, "{links:?}");
     assert!(links.iter().all(|l| l.len() <= 255 && l.contains('+')), "{links:?}");
-    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let (_, programs) = SchedClassifier::query_tcx(&interface, t).expect("query tcx");
+    for t in Template::ALL {
+        let programs = AyaKernel::new(&node.paths).attached(&interface, t).expect("query the hook");
         assert_eq!(programs.len(), 1, "{t:?}");
     }
 }
@@ -664,10 +667,11 @@ fn record(paths: &Paths) -> policyc_loader::record::Record {
     policyc_loader::record::Record::read(paths).unwrap().expect("a record")
 }
 
-/// Program ids on the ingress and egress hooks of `interface`.
-fn hooks(interface: &str) -> [Vec<u32>; 2] {
-    [TcAttachType::Ingress, TcAttachType::Egress]
-        .map(|t| SchedClassifier::query_tcx(interface, t).expect("query tcx").1.iter().map(|p| p.id()).collect())
+/// Program ids on the ingress and egress hooks of `interface` (tcx links
+/// and tc filters alike).
+fn hooks(paths: &Paths, interface: &str) -> [Vec<u32>; 2] {
+    [Template::FromContainer, Template::ToContainer]
+        .map(|t| AyaKernel::new(paths).attached(interface, t).expect("query the hook"))
 }
 
 /// A step after the switch that the kernel refuses (the departed client's
@@ -680,23 +684,21 @@ fn hooks(interface: &str) -> [Vec<u32>; 2] {
 /// client.
 #[test]
 fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_and_a_rerun_finishes() {
-    use aya::programs::links::{FdLink, PinnedLink};
-    use policyc_loader::kernel::aya::AyaKernel;
     use policyc_loader::maps::Generation;
     let node = Node::new("igs");
     let bundle = without_client(&node.work.0);
     let (client_if, server_if) = (node.interfaces[0].clone(), node.interfaces[1].clone());
-    let server_hooks = hooks(&server_if);
-    let client_hooks = hooks(&client_if);
+    let server_hooks = hooks(&node.paths, &server_if);
+    let client_hooks = hooks(&node.paths, &client_if);
     assert!(client_hooks.iter().all(|h| h.len() == 1), "the client runs its programs: {client_hooks:?}");
 
-    // The client's `from` link stays alive under a pin of the test's, and
-    // its own pin path becomes a directory (bpffs has directories; opening
-    // one as a link fails).
+    // The client's `from` pin (a tcx link, or a tc filter's program) moves
+    // to a path of the test's, which keeps it alive, and its own path
+    // becomes a directory (bpffs has directories; opening one as a pin
+    // fails).
     let pin = node.paths.link("demo.client", "from");
-    let held = PathBuf::from(format!("/sys/fs/bpf/{}-held-link", node.root));
-    let link: FdLink = PinnedLink::from_pin(&pin).expect("the client's link is pinned").unpin().expect("unpin");
-    let held_link = link.pin(&held).expect("pin the link elsewhere");
+    let held = PathBuf::from(format!("/sys/fs/bpf/{}-held-pin", node.root));
+    std::fs::rename(&pin, &held).expect("move the client's pin");
     std::fs::create_dir(&pin).unwrap();
     struct Unpin(PathBuf);
     impl Drop for Unpin {
@@ -704,7 +706,7 @@ fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_
             let _ = std::fs::remove_file(&self.0);
         }
     }
-    let _held = Unpin(held);
+    let held = Unpin(held);
 
     let args = |bundle: &Path| {
         let server = format!("demo/server={server_if}");
@@ -726,31 +728,30 @@ fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_
     let whole = policyc_loader::bundle::Bundle::read(&bundle).unwrap();
     let want = Generation::of_bundle(&whole, r.generation);
     assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the active generation is the bundle");
-    assert_eq!(hooks(&server_if), server_hooks, "the server's programs run on");
-    assert_eq!(hooks(&client_if), client_hooks, "the client keeps what it ran");
+    assert_eq!(hooks(&node.paths, &server_if), server_hooks, "the server's programs run on");
+    assert_eq!(hooks(&node.paths, &client_if), client_hooks, "the client keeps what it ran");
     let status = node.loader(&["status"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("demo/client"), "status names what is unfinished:\n{status}");
 
-    // The pin is back to normal (the link stays held by the test): the
-    // next apply finishes.
+    // The pin is back to normal: the next apply finishes.
     std::fs::remove_dir(&pin).unwrap();
+    std::fs::rename(&held.0, &pin).expect("put the client's pin back");
     let out = args(&bundle);
     assert!(out.status.success(), "the rerun finishes: {}", String::from_utf8_lossy(&out.stderr));
     let r = record(&node.paths);
     assert!(r.unfinished.is_empty() && !r.endpoints.contains_key("demo/client"), "{r:?}");
     let want = Generation::of_bundle(&whole, r.generation);
     assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the bundle is in force");
-    assert_eq!(hooks(&server_if), server_hooks);
-    drop(held_link);
-    drop(_held);
+    assert_eq!(hooks(&node.paths, &server_if), server_hooks);
+    drop(held);
     // The last reference to a link goes in deferred work: bounded wait.
     let deadline = Instant::now() + Duration::from_secs(5);
     let none: [Vec<u32>; 2] = [vec![], vec![]];
-    while hooks(&client_if) != none && Instant::now() < deadline {
+    while hooks(&node.paths, &client_if) != none && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(hooks(&client_if), none, "the client's programs are detached");
+    assert_eq!(hooks(&node.paths, &client_if), none, "the client's programs are detached");
 }
 
 /// Edits text file `relative` of bundle `dir` line by line and lists it

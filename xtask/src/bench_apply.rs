@@ -497,7 +497,7 @@ pub fn run(quick: bool) -> Result<(), String> {
         );
         println!("phases (ms): {}", applied.phases());
         if let Some(each) = per_attach(applied) {
-            println!("tcx attaches: {each:.2} ms each");
+            println!("attaches (the loader's default, tc filters): {each:.2} ms each");
         }
     }
     println!(

@@ -30,7 +30,8 @@ commands:
           (--quick: 100)
   bench attach
           (root) attach from scratch to both hooks of 1000 veths: tcx one
-          after the other, tcx in threads, legacy tc (cls_bpf), default RCU
+          after the other, tcx in threads, legacy tc (cls_bpf), default RCU;
+          then policyc-loader apply from scratch of 1000 endpoints by --attach
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)

@@ -11,7 +11,7 @@ use super::sandboxes::Sandboxes;
 use super::server::Call;
 use super::watch::{self, Watched};
 use super::{log, AgentOptions};
-use crate::apply::{apply_desired, ApplyOptions, ApplyReport};
+use crate::apply::{apply_desired, ApplyOptions, ApplyReport, KnownGenerations};
 use crate::error::LoaderError;
 use crate::kernel::aya::AyaKernel;
 use crate::lock::LockWait;
@@ -84,6 +84,9 @@ pub struct Controller {
     last_held: Vec<Held>,
     last_error: Option<String>,
     health: Arc<std::sync::Mutex<Health>>,
+    /// What this agent's applies wrote into each generation: the next
+    /// flips plan against it instead of reading the live maps whole.
+    known: KnownGenerations,
 }
 
 impl Controller {
@@ -107,6 +110,7 @@ impl Controller {
             last_held: Vec::new(),
             last_error: None,
             health,
+            known: KnownGenerations::default(),
         })
     }
 
@@ -232,6 +236,7 @@ impl Controller {
         self.dirty_since = None;
         let sandboxes = self.sandboxes.clone();
         let (node, paths) = (self.options.node.clone(), self.options.paths.clone());
+        let (known, attach) = (self.known.clone(), self.options.attach);
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport, f64), String> {
             let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
@@ -240,6 +245,8 @@ impl Controller {
             let options = ApplyOptions {
                 interfaces: binding.interfaces.clone(),
                 lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
+                known: Some(known),
+                attach,
                 ..ApplyOptions::default()
             };
             match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {

@@ -53,6 +53,8 @@ pub struct AgentOptions {
     pub metrics: Option<SocketAddr>,
     /// Log JSON objects rather than text.
     pub json_logs: bool,
+    /// How new pods' programs are attached (`apply --attach`).
+    pub attach: crate::kernel::Mechanism,
 }
 
 impl AgentOptions {

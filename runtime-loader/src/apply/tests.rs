@@ -374,7 +374,9 @@ fn a_failure_at_any_call_of_a_change_leaves_old_or_new_in_force() {
 fn a_failure_at_any_call_of_a_change_in_memory_leaves_old_or_new_in_force() {
     let fixture = Fixture::new();
     let calls = calls_of(Some(&fixture.a), &fixture.b, Source::Memory);
-    assert!(calls.contains(&(Call::Entries, 4)), "the plan reads the live maps: {calls:?}");
+    // The check reads the active generation's endpoints once (`newcomer`
+    // goes in a new place), the plan the four generation maps.
+    assert!(calls.contains(&(Call::Entries, 5)), "the plan reads the live maps: {calls:?}");
     fail_each_call(Some(&fixture.a), &fixture.b, Source::Memory);
 }
 
@@ -398,6 +400,94 @@ fn a_desired_state_in_memory_is_applied_like_its_directory() {
     let report = node.apply(&fixture.a).unwrap();
     assert_eq!(report.diffed_against, "live maps");
     node.in_force(&fixture.a).unwrap();
+}
+
+#[test]
+fn an_applier_that_keeps_what_it_wrote_plans_without_reading_the_maps_while_the_record_agrees() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    let known = KnownGenerations::default();
+    let opts = ApplyOptions { known: Some(known.clone()), ..options() };
+    let memory = |bundle: &Path| DesiredState::Memory(Bundle::read(bundle).unwrap());
+    // Nothing known yet: no maps, then the other generation is read; from
+    // then on what the earlier applies wrote comes from memory, with no
+    // entry read from the kernel.
+    assert_eq!(node.apply_with(&memory(&fixture.a), &opts).unwrap().diffed_against, "empty maps");
+    assert_eq!(node.apply_with(&memory(&fixture.b), &opts).unwrap().diffed_against, "live maps");
+    for (bundle, other) in [(&fixture.a, &fixture.b), (&fixture.b, &fixture.a), (&fixture.a, &fixture.b)] {
+        let reads = node.kernel.calls(Call::Entries);
+        let report = node.apply_with(&memory(bundle), &opts).unwrap();
+        assert_eq!(report.diffed_against, "memory");
+        assert_eq!(node.kernel.calls(Call::Entries), reads, "no map read");
+        node.in_force(bundle).unwrap();
+        assert_ne!(bundle, other);
+    }
+    // Another applier flips in between (a directory apply of this node):
+    // it wrote the other generation, and the record still names what this
+    // one wrote into the target (a hash names exactly one content).
+    node.apply(&fixture.a).unwrap();
+    let report = node.apply_with(&memory(&fixture.b), &opts).unwrap();
+    assert_eq!(report.diffed_against, "memory");
+    node.in_force(&fixture.b).unwrap();
+    // `--reconcile` reads the live maps, whatever is known.
+    let report = node.apply_with(&memory(&fixture.a), &ApplyOptions { reconcile: true, ..opts.clone() }).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.a).unwrap();
+    // A refused switch leaves the target unknown in the record (the sync
+    // marked it so): read again.
+    node.kernel.fail(Call::Switch, 1, 5);
+    node.apply_with(&memory(&fixture.b), &opts).unwrap_err();
+    node.in_force(&fixture.a).unwrap();
+    let report = node.apply_with(&memory(&fixture.b), &opts).unwrap();
+    assert_eq!(report.diffed_against, "live maps");
+    node.in_force(&fixture.b).unwrap();
+}
+
+#[test]
+fn an_endpoint_the_active_generation_does_not_list_gets_its_exact_programs_once() {
+    let fixture = Fixture::new();
+    let node = Node::new();
+    let steps = |report: &ApplyReport, pod: &str| -> Vec<ProgramStep> {
+        report.programs.iter().filter(|(e, ..)| e == pod).map(|(_, _, step, _)| *step).collect()
+    };
+    // From scratch: no generation lists anyone, so every endpoint gets its
+    // exact programs before the switch and nothing after it.
+    let first = node.apply(&fixture.a).unwrap();
+    for pod in ["demo/server", "demo/client", "demo/other"] {
+        assert_eq!(steps(&first, pod), [ProgramStep::Prepare, ProgramStep::Prepare], "{pod}");
+    }
+    assert_eq!(first.programs.len(), 6, "three endpoints, two hooks, once");
+    node.in_force(&fixture.a).unwrap();
+    let record = Record::read(&node.paths).unwrap().unwrap();
+    for e in &Bundle::read(&fixture.a).unwrap().endpoints {
+        assert_eq!(record.endpoints[&e.name].config, e.config, "{} runs its exact settings", e.name);
+    }
+    // `newcomer` is new to the active generation too.
+    let to_b = node.apply(&fixture.b).unwrap();
+    assert_eq!(steps(&to_b, "demo/newcomer"), [ProgramStep::Prepare, ProgramStep::Prepare]);
+    node.in_force(&fixture.b).unwrap();
+}
+
+#[test]
+fn an_endpoint_keeps_the_mechanism_it_was_attached_with() {
+    use crate::kernel::Mechanism;
+    let fixture = Fixture::new();
+    let node = Node::new();
+    node.apply_with(
+        &DesiredState::from_directory(&fixture.a).unwrap(),
+        &ApplyOptions { attach: Mechanism::Tcx, ..options() },
+    )
+    .unwrap();
+    node.apply_with(
+        &DesiredState::from_directory(&fixture.b).unwrap(),
+        &ApplyOptions { attach: Mechanism::Tc, ..options() },
+    )
+    .unwrap();
+    node.in_force(&fixture.b).unwrap();
+    let memory = node.kernel.memory();
+    let mechanism = |pod: &str| memory.links[&node.paths.link(&format!("demo.{pod}"), "to")].mechanism;
+    assert_eq!(mechanism("server"), Mechanism::Tcx, "replaced in place, as a link");
+    assert_eq!(mechanism("newcomer"), Mechanism::Tc, "attached afresh as asked");
 }
 
 #[test]

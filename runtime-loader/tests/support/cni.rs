@@ -112,6 +112,8 @@ pub struct Bed {
     pub bundle: PathBuf,
     /// The cluster directory the agent reads.
     pub cluster: PathBuf,
+    /// More arguments of the agent's `run`.
+    pub agent_args: Vec<String>,
 }
 
 impl Bed {
@@ -144,6 +146,7 @@ impl Bed {
             stop: Arc::default(),
             bundle: dir.0.join("bundles").join(NODE),
             cluster: cluster.clone(),
+            agent_args: Vec::new(),
             dir,
         };
         // Stray packets of this run's range stop at the host.
@@ -317,7 +320,8 @@ impl Bed {
             .arg("--bundle")
             .arg(bundle)
             .arg("--cluster")
-            .arg(cluster);
+            .arg(cluster)
+            .args(&self.agent_args);
         if let Some(address) = metrics {
             command.arg("--metrics-address").arg(address.to_string());
         }
