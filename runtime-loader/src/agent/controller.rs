@@ -148,6 +148,9 @@ impl Controller {
 
     fn handle(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
         let now = Instant::now();
+        // Plugins that gave up (their connection closed) wait no more:
+        // the list stays bounded while no bundle or cluster has come yet.
+        self.waiting.retain(|(_, _, reply)| !reply.is_closed());
         match request {
             Request::Add(sandbox) => {
                 let id = sandbox.container_id.clone();
