@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod compiled;
 pub mod controller;
 pub mod metrics;
+pub mod node_addresses;
 pub mod sandboxes;
 pub mod server;
 pub mod watch;
