@@ -9,8 +9,10 @@
 //! - every pod of the cluster with addresses and a label set the bundle
 //!   knows puts `/32` (`/128`) ipcache entries with that identity;
 //! - every address of the node itself ([`node_addresses`]) is `host`, so
-//!   the pod's own node may always reach it (kubelet's probes); it wins
-//!   over a pod's address;
+//!   the pod's own node may always reach it (kubelet's probes); so are
+//!   this node's live `Node` addresses, the other nodes' are
+//!   `remote-node`, the API server's `kube-apiserver` (after the bundle's
+//!   own entries, which stay as compiled); these win over a pod's address;
 //! - every local pod (a sandbox the CNI plugin bound, or a pod of this
 //!   node whose address has an exact `/32` (`/128`) host route: never a
 //!   broader route, which would be the node's uplink) becomes an endpoint
@@ -250,8 +252,18 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     // The node's own addresses are `host`, beside those its `Node` object
     // lists (which the bundle already maps): the pod's own node may always
     // reach it. A compiled entry of the same address stays as compiled.
-    for &ip in &host.addresses {
-        let entry = ipcache_entry(ip, Identity::HOST.get());
+    // Then the live nodes' addresses (`host` for this node, `remote-node`
+    // for the others, as the compiler maps a `Node` object's), then the
+    // API server's (`kube-apiserver`) where no node has them: Cilium gives
+    // an address that is both a node's and the API server's both labels,
+    // which one identity cannot, so the node's entity is kept.
+    let live = cluster.nodes.iter().flat_map(|n| {
+        let identity = if n.name == node { Identity::HOST } else { Identity::REMOTE_NODE };
+        n.ips.iter().map(move |&ip| (ip, identity))
+    });
+    let apiserver = cluster.apiserver.iter().map(|&ip| (ip, Identity::KUBE_APISERVER));
+    for (ip, identity) in host.addresses.iter().map(|&ip| (ip, Identity::HOST)).chain(live).chain(apiserver) {
+        let entry = ipcache_entry(ip, identity.get());
         if taken.insert((entry.0.prefixlen, entry.0.addr, entry.0.family)) {
             ipcache.push(entry);
         }
@@ -528,5 +540,25 @@ spec:
             binding.not_in_ipcache.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
         assert_eq!(reasons, [("web/other", "its address 10.200.9.1 is a node's")]);
         assert!(ipcache_identity(b, "10.200.7.5").is_some());
+    }
+
+    #[test]
+    fn live_nodes_and_the_api_server_get_their_entities_where_the_bundle_has_none() {
+        use super::super::cluster::LiveNode;
+        let f = fixture("live-nodes");
+        let mut view = cluster(&f, &[]);
+        let node = |name: &str, ip: &str| LiveNode { name: name.into(), ips: vec![ip.parse().unwrap()] };
+        view.nodes = vec![node("n1", "10.200.9.253"), node("n2", "10.200.8.254"), node("n3", "10.200.9.254")];
+        view.apiserver = vec!["10.200.5.1".parse().unwrap(), "10.200.8.254".parse().unwrap()];
+        let binding = bind(&f.compiled, &view, &sandboxes(&f, &[]), "n1", &host(&[], &[]));
+        let b = whole(&binding);
+        assert_eq!(ipcache_identity(b, "10.200.9.253"), Some(Identity::HOST.get()), "this node's live address");
+        assert_eq!(
+            ipcache_identity(b, "10.200.8.254"),
+            Some(Identity::REMOTE_NODE.get()),
+            "a node's, not the API server's"
+        );
+        assert_eq!(ipcache_identity(b, "10.200.9.254"), Some(Identity::HOST.get()), "as compiled, though n3 claims it");
+        assert_eq!(ipcache_identity(b, "10.200.5.1"), Some(Identity::KUBE_APISERVER.get()));
     }
 }
