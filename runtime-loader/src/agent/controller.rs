@@ -199,7 +199,7 @@ impl Controller {
         }
     }
 
-    /// Re-reads the bundle and the cluster directory if they changed; an
+    /// Re-reads the bundle if it changed and takes the cluster source's new view; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
         let (bundle, node) = (&self.options.bundle, &self.options.node);
