@@ -101,10 +101,12 @@ enum Command {
         /// The compiled bundle (watched: re-applied when it changes).
         #[arg(long)]
         bundle: PathBuf,
-        /// A directory of Pod, Namespace and Node manifests as `policyc
-        /// compile` reads them (watched: re-read when it changes).
-        #[arg(long)]
-        cluster: PathBuf,
+        /// `kube`: the Kubernetes API (in-cluster configuration, else the
+        /// kubeconfig), watched; or a directory of Pod, Namespace and Node
+        /// manifests as `policyc compile` reads them (polled: re-read when
+        /// it changes; `./kube` for a directory named `kube`).
+        #[arg(long, value_name = "kube|DIR")]
+        cluster: agent::ClusterOption,
         /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
         #[arg(long, value_name = "HOST:PORT")]
         metrics_address: Option<std::net::SocketAddr>,

@@ -4,7 +4,7 @@
 //! answers the CNI plugin's requests.
 
 use super::binding::{bind, Binding, Held, Host};
-use super::cluster::ClusterView;
+use super::cluster::{ClusterSource, ClusterView};
 use super::compiled::Compiled;
 use super::metrics::Histogram;
 use super::sandboxes::Sandboxes;
@@ -76,7 +76,7 @@ pub struct Controller {
     compiled: Option<Arc<Compiled>>,
     bundle_seen: Watched,
     cluster: Option<Arc<ClusterView>>,
-    cluster_seen: Watched,
+    cluster_source: ClusterSource,
     sandboxes: Sandboxes,
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
@@ -90,8 +90,13 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller with the sandboxes kept in the state directory.
-    pub fn new(options: AgentOptions, health: Arc<std::sync::Mutex<Health>>) -> Result<Controller, String> {
+    /// A controller with the sandboxes kept in the state directory, the
+    /// cluster from `cluster_source`.
+    pub fn new(
+        options: AgentOptions,
+        cluster_source: ClusterSource,
+        health: Arc<std::sync::Mutex<Health>>,
+    ) -> Result<Controller, String> {
         let (sandboxes, problems) = Sandboxes::load(&options.sandboxes_dir())?;
         for p in problems {
             log(&format!("a kept sandbox is unreadable and left out: {p}"));
@@ -101,7 +106,7 @@ impl Controller {
             compiled: None,
             bundle_seen: Watched::default(),
             cluster: None,
-            cluster_seen: Watched::default(),
+            cluster_source,
             sandboxes,
             in_force: BTreeSet::new(),
             waiting: Vec::new(),
@@ -152,6 +157,9 @@ impl Controller {
 
     fn handle(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
         let now = Instant::now();
+        // Plugins that gave up (their connection closed) wait no more:
+        // the list stays bounded while no bundle or cluster has come yet.
+        self.waiting.retain(|(_, _, reply)| !reply.is_closed());
         match request {
             Request::Add(sandbox) => {
                 let id = sandbox.container_id.clone();
@@ -195,7 +203,7 @@ impl Controller {
         }
     }
 
-    /// Re-reads the bundle and the cluster directory if they changed; an
+    /// Re-reads the bundle if it changed and takes the cluster source's new view; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
         let (bundle, node) = (&self.options.bundle, &self.options.node);
@@ -218,11 +226,7 @@ impl Controller {
                 self.mark_dirty();
             }
         }
-        let cluster = &self.options.cluster;
-        let read_cluster =
-            || ClusterView::read(cluster).map_err(|e| format!("cluster `{}` refused: {e}", cluster.display()));
-        let fingerprint = watch::tree_fingerprint(cluster);
-        if let Some(view) = self.cluster_seen.refresh(fingerprint, read_cluster, "keeping the pods bound") {
+        if let Some(view) = self.cluster_source.poll() {
             if self.cluster.as_deref() != Some(&view) {
                 self.cluster = Some(Arc::new(view));
                 self.mark_dirty();

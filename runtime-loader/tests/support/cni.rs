@@ -291,6 +291,15 @@ impl Bed {
         in_netns(&self.pod(from).netns, || tcp_probe(dst, &want, PROBE_TIMEOUT))
     }
 
+    /// TCP from the node itself (this test's network namespace, as
+    /// kubelet probes) to pod `to`'s server; the source is the kernel's
+    /// choice for the host route to the pod: with `ptp`, the pod's gateway
+    /// address on the host side of its veth.
+    pub fn probe_from_node(&self, to: &str) -> Seen {
+        let dst = SocketAddr::new(self.pod(to).ips[0], PORT);
+        tcp_probe(dst, &self.pod(to).name, PROBE_TIMEOUT)
+    }
+
     pub fn expect(&self, from: &str, to: &str, answered: bool, when: &str) {
         let seen = self.probe(from, to);
         let want = if answered { Seen::Answered } else { Seen::Silent };
