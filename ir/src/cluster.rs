@@ -95,6 +95,11 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Policies, in input order.
     pub policies: Vec<Policy>,
+    /// The addresses behind Service `default/kubernetes` (its
+    /// EndpointSlices, or its legacy Endpoints), sorted, without repeats:
+    /// what Cilium's `kube-apiserver` entity selects (see
+    /// [`crate::apiserver`]).
+    pub apiserver: Vec<IpAddr>,
 }
 
 impl Cluster {
@@ -123,6 +128,23 @@ impl Cluster {
     /// The node (index into [`Cluster::nodes`]) that has address `ip`, if any.
     pub fn node_by_ip(&self, ip: IpAddr) -> Option<usize> {
         self.nodes.iter().position(|n| n.ips.contains(&ip))
+    }
+
+    /// Whether `ip` is an address of the API server (behind Service
+    /// `default/kubernetes`).
+    pub fn is_apiserver_address(&self, ip: IpAddr) -> bool {
+        self.apiserver.binary_search(&ip).is_ok()
+    }
+
+    /// Whether node `n` (an index into [`Cluster::nodes`]) runs the API
+    /// server: one of its addresses is behind `default/kubernetes`.
+    pub fn node_runs_apiserver(&self, n: usize) -> bool {
+        self.nodes.get(n).is_some_and(|node| node.ips.iter().any(|&ip| self.is_apiserver_address(ip)))
+    }
+
+    /// Whether the node named `name` runs the API server.
+    pub fn node_named_runs_apiserver(&self, name: &str) -> bool {
+        self.nodes.iter().position(|n| n.name == name).is_some_and(|n| self.node_runs_apiserver(n))
     }
 
     /// The endpoint `id`.

@@ -65,6 +65,7 @@ fn cluster() -> Cluster {
                 },
             ],
         }],
+        apiserver: vec![],
     }
 }
 

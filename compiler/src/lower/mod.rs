@@ -17,6 +17,9 @@
 //!   are unaffected by network policy rules", and Cilium's host
 //!   firewall: <https://docs.cilium.io/en/stable/security/policy/host/>).
 //!   They are kept apart ([`Lowered::host_network`]) for lint.
+//! - The addresses behind Service `default/kubernetes` (its EndpointSlices
+//!   or its legacy Endpoints) are the API server's, which Cilium's
+//!   `kube-apiserver` entity selects ([`policyc_ir::reserved`]).
 //! - The same object twice is an error.
 //! - Under `--allow-localhost=always` (the default) the built-in policy
 //!   letting the local node reach its endpoints comes last
@@ -116,6 +119,7 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
             Part::HostNetwork(e) => lowered.host_network.push(*e),
             Part::Policies(ps) => policies.extend(ps),
             Part::Node(n) => nodes.push(n),
+            Part::ApiServer(ips) => lowered.cluster.apiserver.extend(ips),
             Part::Nothing => {}
         }
     }
@@ -123,6 +127,8 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
     endpoints.sort_by(|a, b| a.0.cmp(&b.0));
 
     nodes.sort();
+    lowered.cluster.apiserver.sort();
+    lowered.cluster.apiserver.dedup();
     lowered.host_network.sort_by_key(Endpoint::display_name);
     lowered.cluster.namespaces = namespaces;
     for endpoint in endpoints {
@@ -157,6 +163,8 @@ enum Part {
     HostNetwork(Box<Endpoint>),
     Policies(Vec<(Policy, Location, PolicySpans)>),
     Node(Node),
+    /// Addresses behind Service `default/kubernetes`.
+    ApiServer(Vec<std::net::IpAddr>),
     Nothing,
 }
 
@@ -199,9 +207,19 @@ fn lower_object(
             Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
         }
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
+        Body::Backends(b)
+            if b.service == APISERVER_SERVICE && meta.namespace.as_deref().unwrap_or("default") == "default" =>
+        {
+            Part::ApiServer(b.addresses.clone())
+        }
         _ => Part::Nothing,
     }
 }
+
+/// The Service in namespace `default` whose endpoints are the API server's
+/// addresses (Kubernetes: "the `kubernetes` service in the `default`
+/// namespace" points at the API server).
+const APISERVER_SERVICE: &str = "kubernetes";
 
 /// An endpoint with Cilium's identity labels.
 fn endpoint(
