@@ -156,6 +156,7 @@ fn policy(u: &mut Unstructured, index: usize) -> arbitrary::Result<Policy> {
         subject: if u.ratio(1, 8)? { Subject::Nodes(selector(u)?) } else { Subject::Endpoints(selector(u)?) },
         default_deny: [u.arbitrary()?, u.arbitrary()?],
         requires: [(0..small(u, 1)?).map(|_| selector(u)).collect::<Result<_, _>>()?, Vec::new()],
+        deny_requires: [Vec::new(), Vec::new()],
         rules: (0..small(u, 3)?).map(|i| rule(u, i)).collect::<Result<_, _>>()?,
     })
 }

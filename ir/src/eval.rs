@@ -17,9 +17,10 @@
 use crate::cluster::{Cluster, Endpoint};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::Labels;
-use crate::policy::{Action, Entity, Peer, Peers, PolicyKind, PortMatch, PortSpec, Rule, Subject};
+use crate::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
 use crate::reserved::{as_labels, entity_selects, reserved_labels};
+use crate::selector::LabelSelector;
 use std::net::IpAddr;
 
 /// One side of a connection.
@@ -126,8 +127,12 @@ pub fn decide(
         .map(|(p, _)| p)
         .collect();
     let isolating: Vec<PolicyId> = selecting.iter().copied().filter(|&p| cluster.policy(p).enforces(dir)).collect();
-    let requirements_met =
-        selecting.iter().flat_map(|&p| &cluster.policy(p).requires[dir.index()]).all(|req| req.matches(&peer_labels));
+    // Requirements of allow rules narrow allow rules, those of deny rules
+    // deny rules (`Policy::deny_requires`).
+    let met = |of: fn(&Policy) -> &[Vec<LabelSelector>; 2]| {
+        selecting.iter().flat_map(|&p| &of(cluster.policy(p))[dir.index()]).all(|req| req.matches(&peer_labels))
+    };
+    let (requirements_met, deny_requirements_met) = (met(|p| &p.requires), met(|p| &p.deny_requires));
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
@@ -144,6 +149,7 @@ pub fn decide(
             }
             let at = RuleRef::new(p, r);
             match rule.action {
+                Action::Deny if !deny_requirements_met => {}
                 Action::Deny => denies.push(at),
                 Action::Allow if !required => {}
                 Action::Allow if rule.l7.is_some() => redirects.push(at),

@@ -11,7 +11,8 @@
 //!   `cidr` and in no `except` exactly when the address does;
 //! - pod and node IPs are stored as host prefixes, so they never resolve to
 //!   a CIDR identity (a CIDR rule never selects a pod);
-//! - `fromRequires`/`toRequires` restrict the peers of allow rules, so a
+//! - `fromRequires`/`toRequires` restrict the peers of allow rules (those
+//!   written in deny rules the peers of deny rules), so a
 //!   wildcard allow becomes the explicit identities that meet them;
 //! - egress named ports are the peer's: the rule becomes per-identity
 //!   entries with the ports of that identity's endpoints.
@@ -615,12 +616,14 @@ impl<'a> Context<'a> {
         let apiserver_local =
             self.cluster.endpoint(subject).node.as_deref().is_some_and(|n| self.cluster.node_named_runs_apiserver(n));
         let mut enforced = [false; 2];
-        let mut requirements: [Vec<&LabelSelector>; 2] = [Vec::new(), Vec::new()];
+        // Per action (allow, deny) and direction.
+        let mut requirements: [[Vec<&LabelSelector>; 2]; 2] = Default::default();
         for &p in selecting {
             let policy = self.cluster.policy(p);
             for dir in Direction::BOTH {
                 enforced[dir.index()] |= policy.enforces(dir);
-                requirements[dir.index()].extend(&policy.requires[dir.index()]);
+                requirements[0][dir.index()].extend(&policy.requires[dir.index()]);
+                requirements[1][dir.index()].extend(&policy.deny_requires[dir.index()]);
             }
         }
 
@@ -630,8 +633,9 @@ impl<'a> Context<'a> {
             for (r, rule) in policy.rules.iter().enumerate() {
                 let at = RuleRef::new(p, r);
                 // As in `eval`: requirements do not narrow the built-in allow.
+                let action = usize::from(rule.action == Action::Deny);
                 let required: &[&LabelSelector] =
-                    if policy.is_builtin() { &[] } else { &requirements[rule.direction.index()] };
+                    if policy.is_builtin() { &[] } else { &requirements[action][rule.direction.index()] };
                 self.add_rule(&mut spans, (subject, apiserver_local), rule, at, required);
             }
         }
@@ -659,7 +663,7 @@ impl<'a> Context<'a> {
             }
         }
         let required;
-        let peers = if rule.action == Action::Allow && !requirements.is_empty() {
+        let peers = if !requirements.is_empty() {
             required = self.require(&cached, requirements, apiserver_local);
             &required
         } else {

@@ -47,6 +47,7 @@ fn egress_policy(peers: Vec<Peer>) -> Policy {
         subject: Subject::Endpoints(LabelSelector::everything()),
         default_deny: [false, true],
         requires: [vec![], vec![]],
+        deny_requires: [Vec::new(), Vec::new()],
         rules: vec![Rule {
             path: "spec.egress[0]".into(),
             direction: Direction::Egress,

@@ -115,6 +115,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         subject: subject?,
         default_deny,
         requires: [Vec::new(), Vec::new()],
+        deny_requires: [Vec::new(), Vec::new()],
         rules,
     };
     Some(Body::Policy(vec![SpannedPolicy { policy, spans }]))

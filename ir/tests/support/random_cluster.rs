@@ -237,9 +237,10 @@ pub fn policy() -> impl Strategy<Value = Policy> {
         selector(),
         [any::<bool>(), any::<bool>()],
         [proptest::collection::vec(requires_selector(), 0..2), proptest::collection::vec(requires_selector(), 0..2)],
+        [proptest::collection::vec(requires_selector(), 0..2), proptest::collection::vec(requires_selector(), 0..2)],
         proptest::collection::vec(rule(), 0..5),
     )
-        .prop_map(|(kind, subject, default_deny, requires, mut rules)| {
+        .prop_map(|(kind, subject, default_deny, requires, deny_requires, mut rules)| {
             if kind == PolicyKind::NetworkPolicy {
                 // Kubernetes has no deny rules, no L7 and no requirements.
                 rules.retain(|r| r.action == Action::Allow);
@@ -260,6 +261,7 @@ pub fn policy() -> impl Strategy<Value = Policy> {
                 subject: Subject::Endpoints(subject),
                 default_deny,
                 requires: if kind == PolicyKind::NetworkPolicy { [vec![], vec![]] } else { requires },
+                deny_requires: if kind == PolicyKind::NetworkPolicy { [vec![], vec![]] } else { deny_requires },
                 rules,
             }
         })
