@@ -118,7 +118,7 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         deny_requires: [Vec::new(), Vec::new()],
         rules,
     };
-    Some(Body::Policy(vec![SpannedPolicy { policy, spans }]))
+    Some(Body::Policy(vec![SpannedPolicy { policy, spans, services: Vec::new() }]))
 }
 
 /// `[ingress, egress]` from `policyTypes`; `None` if the list is empty

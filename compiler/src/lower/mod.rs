@@ -20,12 +20,17 @@
 //! - The addresses behind Service `default/kubernetes` (its EndpointSlices
 //!   or its legacy Endpoints) are the API server's, which Cilium's
 //!   `kube-apiserver` entity selects ([`policyc_ir::reserved`]).
+//! - `toServices` entries become the peers of the Services they name
+//!   ([`services`]).
 //! - The same object twice is an error.
 //! - Under `--allow-localhost=always` (the default) the built-in policy
 //!   letting the local node reach its endpoints comes last
 //!   ([`policyc_ir::localhost`]).
 
+mod services;
+
 use crate::diag::{codes, Diagnostic, Location};
+use crate::front::cilium::services::ServiceRef;
 use crate::front::spans::PolicySpans;
 use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
@@ -100,6 +105,7 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
         }
     }
 
+    let services = services::Services::of(input, &duplicate);
     // Each object lowers on its own (endpoints' identity labels are most of
     // the work), on every core; the results are gathered in input order.
     let objects: Vec<(&Object, bool)> = input.objects.iter().zip(duplicate).collect();
@@ -137,7 +143,8 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
         lowered.endpoint_locations.push(location);
         lowered.endpoint_name_positions.push(name_pos);
     }
-    for (policy, location, spans) in policies {
+    for (mut policy, location, spans, refs) in policies {
+        services::resolve(&services, &mut policy, &refs, &location, diags);
         lowered.cluster.policies.push(policy);
         lowered.policy_locations.push(location);
         lowered.policy_spans.push(spans);
@@ -161,7 +168,7 @@ enum Part {
     Endpoint(Box<(EndpointKey, Endpoint, Location, Pos)>),
     /// A host-network pod or workload: not an endpoint.
     HostNetwork(Box<Endpoint>),
-    Policies(Vec<(Policy, Location, PolicySpans)>),
+    Policies(Vec<(Policy, Location, PolicySpans, Vec<ServiceRef>)>),
     Node(Node),
     /// Addresses behind Service `default/kubernetes`.
     ApiServer(Vec<std::net::IpAddr>),
@@ -204,7 +211,9 @@ fn lower_object(
         }
         Body::Policy(ps) => {
             let location = located();
-            Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
+            Part::Policies(
+                ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone(), p.services.clone())).collect(),
+            )
         }
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
         Body::Backends(b)

@@ -10,6 +10,7 @@
 
 mod ports;
 mod rule;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESER
 use policyc_ir::policy::{Action, Policy, PolicyKind, PolicyOrigin, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+use services::ServiceRef;
 use std::sync::Arc;
 
 /// Fields of a CNP/CCNP object, besides what `metadata` decoding checks.
@@ -192,6 +194,7 @@ fn decode_spec(
     let mut requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut deny_requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut rules = Vec::new();
+    let mut services = Vec::new();
     let mut spans =
         PolicySpans { object: meta.start, spec: at, subject: key_pos(node, "endpointSelector"), rules: Vec::new() };
     let mut has_rules = [false, false];
@@ -207,10 +210,18 @@ fn decode_spec(
                 Action::Deny => &mut deny_requires[kind.direction.index()],
             };
             let cited = cite_rule(item, &rule_path);
-            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs) {
+            let mut named = Vec::new();
+            let first = rules.len();
+            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs, &mut named) {
                 rules.push(rule);
                 spans.rules.push(RuleSpans { pos, cited: Arc::clone(&cited) });
             }
+            services.extend(named.into_iter().map(|(target, path, pos)| ServiceRef {
+                rules: first..rules.len(),
+                target,
+                path,
+                pos,
+            }));
         }
     }
 
@@ -235,7 +246,7 @@ fn decode_spec(
         spec_path: path.to_string(),
     };
     let policy = Policy { origin, subject: subject?, default_deny, requires, deny_requires, rules };
-    Some(SpannedPolicy { policy, spans })
+    Some(SpannedPolicy { policy, spans, services })
 }
 
 /// The subject: exactly one of `endpointSelector` and `nodeSelector`.
