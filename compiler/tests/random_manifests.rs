@@ -32,7 +32,10 @@ type PodSpec = (usize, usize, usize, bool);
 /// and a requirement on `app` or none.
 type RuleSpec = (bool, bool, usize, usize, Option<u16>, Option<usize>);
 
-fn manifests(pods: &[PodSpec], apiserver: usize, policies: &[(usize, usize, Vec<RuleSpec>)]) -> String {
+/// A policy: namespace, the app it selects, its rules.
+type PolicySpec = (usize, usize, Vec<RuleSpec>);
+
+fn manifests(pods: &[PodSpec], apiserver: usize, policies: &[PolicySpec]) -> String {
     let mut out = String::new();
     for (name, ip) in NODES {
         let _ = write!(
@@ -125,7 +128,7 @@ fn rule() -> impl Strategy<Value = RuleSpec> {
     )
 }
 
-fn scenario() -> impl Strategy<Value = (Vec<PodSpec>, usize, Vec<(usize, usize, Vec<RuleSpec>)>)> {
+fn scenario() -> impl Strategy<Value = (Vec<PodSpec>, usize, Vec<PolicySpec>)> {
     (
         proptest::collection::vec((0usize..2, 0usize..3, 0usize..2, proptest::bool::weighted(0.25)), 2..6),
         0usize..4,
