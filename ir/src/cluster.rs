@@ -6,7 +6,7 @@ use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::Labels;
 use crate::policy::{Policy, Rule};
 use crate::protocol::Protocol;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -142,9 +142,9 @@ impl Cluster {
         self.nodes.get(n).is_some_and(|node| node.ips.iter().any(|&ip| self.is_apiserver_address(ip)))
     }
 
-    /// Whether the node named `name` runs the API server.
-    pub fn node_named_runs_apiserver(&self, name: &str) -> bool {
-        self.nodes.iter().position(|n| n.name == name).is_some_and(|n| self.node_runs_apiserver(n))
+    /// The names of the nodes that run the API server.
+    pub fn apiserver_nodes(&self) -> BTreeSet<&str> {
+        (0..self.nodes.len()).filter(|&n| self.node_runs_apiserver(n)).map(|n| self.nodes[n].name.as_str()).collect()
     }
 
     /// The endpoint `id`.

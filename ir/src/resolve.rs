@@ -271,7 +271,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             let id = identity_of[endpoint.index()]?;
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
-            let apiserver_local = e.node.as_deref().is_some_and(|n| cluster.node_named_runs_apiserver(n));
+            let apiserver_local = e.node.as_deref().is_some_and(|n| context.apiserver_nodes.contains(n));
             Some(*distinct.entry((&e.labels, ports, apiserver_local)).or_insert_with(|| {
                 subjects.push((endpoint, id));
                 subjects.len() - 1
@@ -461,6 +461,8 @@ struct Context<'a> {
     rule_peers: Vec<Vec<PeerSet>>,
     /// CIDR identities of API server addresses outside the cluster.
     apiserver_cidrs: Vec<Identity>,
+    /// The nodes that run the API server.
+    apiserver_nodes: BTreeSet<&'a str>,
 }
 
 impl<'a> Context<'a> {
@@ -502,6 +504,7 @@ impl<'a> Context<'a> {
             selecting,
             rule_peers: Vec::new(),
             apiserver_cidrs,
+            apiserver_nodes: cluster.apiserver_nodes(),
         };
         let by_selector = |selector: &LabelSelector| -> BTreeSet<Identity> {
             index.matching(selector).iter().map(|position| endpoint_identities[position]).collect()
@@ -614,7 +617,7 @@ impl<'a> Context<'a> {
     fn policy_map(&self, subject: EndpointId, identity: Identity) -> PolicyMap {
         let selecting = self.selecting.get(&identity).map_or(&[][..], Vec::as_slice);
         let apiserver_local =
-            self.cluster.endpoint(subject).node.as_deref().is_some_and(|n| self.cluster.node_named_runs_apiserver(n));
+            self.cluster.endpoint(subject).node.as_deref().is_some_and(|n| self.apiserver_nodes.contains(n));
         let mut enforced = [false; 2];
         // Per action (allow, deny) and direction.
         let mut requirements: [[Vec<&LabelSelector>; 2]; 2] = Default::default();
