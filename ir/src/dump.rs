@@ -52,6 +52,9 @@ pub fn dump(cluster: &Cluster) -> String {
             for req in &p.requires[d.index()] {
                 let _ = writeln!(out, "  requires {d} {req}");
             }
+            for req in &p.deny_requires[d.index()] {
+                let _ = writeln!(out, "  requires {d} deny {req}");
+            }
         }
         for r in &p.rules {
             let _ = writeln!(out, "  {}", rule(r));

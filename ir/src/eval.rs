@@ -23,10 +23,12 @@
 
 use crate::cluster::{Cluster, Endpoint};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
-use crate::labels::{Labels, RESERVED_PREFIX};
-use crate::policy::{Action, Entity, Peer, Peers, PolicyKind, PortMatch, PortSpec, Rule, Subject};
+use crate::labels::Labels;
+use crate::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
 use crate::tier::{first_match, Tier, TierAction, TierRuleRef};
+use crate::reserved::{as_labels, entity_selects, reserved_labels};
+use crate::selector::LabelSelector;
 use std::net::IpAddr;
 
 /// One side of a connection.
@@ -41,22 +43,9 @@ pub enum Party {
     Reserved(Entity),
     /// A node of the cluster, by index into [`Cluster::nodes`] (one of its
     /// addresses): to an endpoint on that node it is `host`, to the others
-    /// `remote-node`, as each node's ipcache maps it.
+    /// `remote-node`, as each node's ipcache maps it (and `kube-apiserver`
+    /// too if it runs the API server, see [`crate::reserved`]).
     Node(usize),
-}
-
-impl Party {
-    /// The party as endpoint `subject` sees it: a node is `host` to the
-    /// endpoints that run on it and `remote-node` to the others.
-    pub fn seen_by(self, cluster: &Cluster, subject: &Endpoint) -> Party {
-        match self {
-            Party::Node(n) => {
-                let local = cluster.nodes.get(n).is_some_and(|node| subject.node.as_deref() == Some(&node.name));
-                Party::Reserved(if local { Entity::Host } else { Entity::RemoteNode })
-            }
-            other => other,
-        }
-    }
 }
 
 /// A packet (the first of a connection) to judge.
@@ -188,7 +177,11 @@ pub fn decide_network_policies(
     port: u16,
 ) -> Decision {
     let endpoint = cluster.endpoint(subject);
-    let peer = peer.seen_by(cluster, endpoint);
+    let reserved = reserved_labels(cluster, endpoint, peer);
+    let peer_labels = match &reserved {
+        Some(names) => as_labels(names),
+        None => party_labels(cluster, peer),
+    };
     let selecting: Vec<PolicyId> = cluster
         .policies_with_ids()
         .filter(|(_, policy)| match &policy.subject {
@@ -198,10 +191,12 @@ pub fn decide_network_policies(
         .map(|(p, _)| p)
         .collect();
     let isolating: Vec<PolicyId> = selecting.iter().copied().filter(|&p| cluster.policy(p).enforces(dir)).collect();
-    let requirements_met = selecting
-        .iter()
-        .flat_map(|&p| &cluster.policy(p).requires[dir.index()])
-        .all(|req| req.matches(&party_labels(cluster, peer)));
+    // Requirements of allow rules narrow allow rules, those of deny rules
+    // deny rules (`Policy::deny_requires`).
+    let met = |of: fn(&Policy) -> &[Vec<LabelSelector>; 2]| {
+        selecting.iter().flat_map(|&p| &of(cluster.policy(p))[dir.index()]).all(|req| req.matches(&peer_labels))
+    };
+    let (requirements_met, deny_requirements_met) = (met(|p| &p.requires), met(|p| &p.deny_requires));
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
@@ -211,11 +206,14 @@ pub fn decide_network_policies(
         let required = requirements_met || policy.is_builtin();
         let kind = policy.origin.kind;
         for (r, rule) in policy.rules.iter().enumerate() {
-            if rule.direction != dir || !rule_matches(cluster, rule, kind, endpoint, peer, dir, protocol, port) {
+            if rule.direction != dir
+                || !rule_matches(cluster, rule, kind, endpoint, (peer, reserved.as_deref()), dir, protocol, port)
+            {
                 continue;
             }
             let at = RuleRef::new(p, r);
             match rule.action {
+                Action::Deny if !deny_requirements_met => {}
                 Action::Deny => denies.push(at),
                 Action::Allow if !required => {}
                 Action::Allow if rule.l7.is_some() => redirects.push(at),
@@ -242,14 +240,14 @@ fn rule_matches(
     rule: &Rule,
     kind: PolicyKind,
     subject: &Endpoint,
-    peer: Party,
+    (peer, reserved): (Party, Option<&[Entity]>),
     dir: Direction,
     protocol: Protocol,
     port: u16,
 ) -> bool {
     let peer_ok = match &rule.peers {
         Peers::Any => true,
-        Peers::Only(peers) => peers.iter().any(|p| peer_matches(cluster, p, peer)),
+        Peers::Only(peers) => peers.iter().any(|p| peer_matches(cluster, p, peer, reserved)),
     };
     if !peer_ok {
         return false;
@@ -285,8 +283,9 @@ pub fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protoc
         }
 }
 
-/// Whether `peer` (one entry of a rule) selects `party`.
-pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
+/// Whether `peer` (one entry of a rule) selects `party`, whose reserved
+/// labels are `reserved` ([`reserved_labels`]).
+pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party, reserved: Option<&[Entity]>) -> bool {
     match (peer, party) {
         (Peer::Endpoints(sel), Party::Endpoint(i)) => sel.matches(&cluster.endpoint(i).labels),
         (Peer::Endpoints(_), _) => false,
@@ -294,31 +293,14 @@ pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
             cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
         }
         (Peer::Cidr { .. }, _) => false,
-        (Peer::Entity(entity), party) => entity_matches(*entity, party),
+        (Peer::Entity(entity), _) => entity_selects(*entity, reserved),
     }
 }
 
-/// Whether a Cilium entity covers `party`.
-pub fn entity_matches(entity: Entity, party: Party) -> bool {
-    match (entity, party) {
-        (Entity::All, _) => true,
-        (Entity::None, _) => false,
-        (Entity::World, party) => matches!(party, Party::External(_)),
-        (Entity::Cluster, party) => !matches!(party, Party::External(_)),
-        // Whichever node it is, it is one of the two.
-        (Entity::Host | Entity::RemoteNode, Party::Node(_)) => true,
-        (entity, Party::Reserved(reserved)) => entity == reserved,
-        _ => false,
-    }
-}
-
-/// The labels a `fromRequires`/`toRequires` selector is tested against.
+/// The labels of an endpoint party.
 fn party_labels(cluster: &Cluster, party: Party) -> Labels {
     match party {
         Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
-        Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),
-        Party::Reserved(e) => Labels::from_pairs([(format!("{RESERVED_PREFIX}{}", e.name()), "")]),
-        // `decide` sees a node as `host` or `remote-node` before this.
-        Party::Node(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}remote-node"), "")]),
+        _ => Labels::new(),
     }
 }

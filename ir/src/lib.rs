@@ -33,6 +33,7 @@ pub mod parallel;
 pub mod policy;
 pub mod policy_map;
 pub mod protocol;
+pub mod reserved;
 pub mod resolve;
 pub mod selector;
 pub mod selector_index;

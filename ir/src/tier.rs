@@ -303,6 +303,7 @@ mod tests {
                 subject: Subject::Endpoints(app("b")),
                 default_deny: [true, false],
                 requires: [vec![], vec![]],
+                deny_requires: [vec![], vec![]],
                 rules: vec![Rule {
                     path: "spec.ingress[0]".into(),
                     direction: Direction::Ingress,

@@ -88,6 +88,7 @@ proptest! {
             subject: Subject::Endpoints(LabelSelector::everything()),
             default_deny: [false, false],
             requires: [vec![], vec![]],
+            deny_requires: [Vec::new(), Vec::new()],
             rules: vec![],
         });
         let after = resolve_with_previous(&grown, Some(&first.table));
@@ -116,6 +117,7 @@ fn deny_wins_cidr_except_and_named_ports() {
         subject: Subject::Endpoints(web.clone()),
         default_deny: [true, true],
         requires: [vec![], vec![]],
+        deny_requires: [Vec::new(), Vec::new()],
         rules: vec![
             rule(
                 Direction::Egress,

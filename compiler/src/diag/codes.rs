@@ -77,6 +77,7 @@ codes! {
     CILIUM_REJECTED_RULE = "E0130", "a Cilium rule combines fields or values that Cilium rejects together";
     END_PORT_IGNORED = "W0131", "`endPort` with a named port, which Cilium ignores";
     EXTENDED_PROTOCOL_NOT_MATCHED = "W0132", "a protocol without ports (VRRP, IGMP) that policyc's datapath does not match: the entry matches nothing";
+    SERVICE_NOT_RESOLVED = "W0133", "a `toServices` entry names no Service of the input, or only Services without selector or endpoints: it selects nothing";
     UNMATCHED_SELECTOR = "W0201", "a selector matches no endpoint of the input";
     UNPROTECTED_POD = "W0202", "a pod is selected by no policy in a namespace where other pods are isolated";
     POLICY_WITHOUT_EFFECT = "W0203", "a policy selects endpoints but neither allows, denies nor isolates anything";

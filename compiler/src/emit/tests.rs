@@ -40,6 +40,7 @@ fn cluster() -> Cluster {
             subject: Subject::Endpoints(api),
             default_deny: [true, false],
             requires: [vec![], vec![]],
+            deny_requires: [Vec::new(), Vec::new()],
             rules: vec![
                 Rule {
                     path: "spec.ingress[0]".into(),
@@ -66,6 +67,7 @@ fn cluster() -> Cluster {
             ],
         }],
         tier_policies: Vec::new(),
+        apiserver: vec![],
     }
 }
 
