@@ -26,9 +26,9 @@ use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::Labels;
 use crate::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
-use crate::tier::{first_match, Tier, TierAction, TierRuleRef};
 use crate::reserved::{as_labels, entity_selects, reserved_labels};
 use crate::selector::LabelSelector;
+use crate::tier::{first_match, Tier, TierAction, TierRuleRef};
 use std::net::IpAddr;
 
 /// One side of a connection.
