@@ -7,20 +7,16 @@
 //! line) or none is (`deny`), for every outside address range policyc
 //! tells apart inside the line's `ip:` range.
 
+mod conformance_support;
+
+use conformance_support::{corpus, ip_range, workload_names};
 use policyc::analysis::connectivity::{address_segments, allowed_between, port_cuts};
 use policyc::pipeline::load;
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::eval::Party;
 use policyc_ir::protocol::PortRange;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-fn corpus() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/netpol-analyzer-anp");
-    assert!(root.is_dir(), "conformance corpus missing at {} (CI clones the repo beside shared/)", root.display());
-    root
-}
 
 /// One expected line.
 struct Line {
@@ -51,24 +47,6 @@ fn parse_line(line: &str) -> Line {
         what,
         allow: parts[4] == "allow",
     }
-}
-
-fn ip_range(name: &str) -> Option<(u128, u128)> {
-    let r = name.strip_prefix("ip:")?;
-    let (a, b) = r.split_once('-').unwrap_or((r, r));
-    Some((to_u128(a.parse::<IpAddr>().ok()?), to_u128(b.parse::<IpAddr>().ok()?)))
-}
-
-/// pod name → workload id, from peers.txt.
-fn workload_names(case: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(case.join("peers.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut cols = l.split('\t');
-            Some((cols.next()?.to_string(), cols.next()?.to_string()))
-        })
-        .collect()
 }
 
 /// The lines of one case on one input that disagree, and how many lines
@@ -143,7 +121,7 @@ fn check(case: &Path, input: &str, map_to_workloads: bool) -> (usize, Vec<String
 
 fn run(input: &str, map_to_workloads: bool) {
     let mut cases: Vec<PathBuf> =
-        std::fs::read_dir(corpus().join("cases")).unwrap().map(|e| e.unwrap().path()).collect();
+        std::fs::read_dir(corpus("netpol-analyzer-anp").join("cases")).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
     assert_eq!(cases.len(), 72, "the corpus has 72 cases");
     let (mut total, mut wrong) = (0, Vec::new());
