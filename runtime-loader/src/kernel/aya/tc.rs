@@ -139,23 +139,27 @@ pub fn pinned_program(pin: &Path) -> Option<u32> {
     (info.program_type() as u32 == BPF_PROG_TYPE_SCHED_CLS).then(|| info.id())
 }
 
+/// The programs in the loader's slot of the hook of `template` on
+/// `interface`; `None` when the interface is gone.
+fn slot_programs_at(interface: &str, template: Template) -> Result<Option<Vec<u32>>, LoaderError> {
+    match tc_filters::list(interface, hook(template)) {
+        Ok(filters) => Ok(Some(filters.iter().filter(|f| in_slot(f)).map(|f| f.program_id).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            let object = format!("`{interface}`");
+            Err(kernel(Operation::QueryAttached, &object, format!("cannot list the tc filters of {object}"), e))
+        }
+    }
+}
+
 /// The programs in the loader's slot of either hook of `interface`. An
 /// interface that is gone has none.
 pub fn slot_programs(interface: &str) -> Result<Vec<u32>, LoaderError> {
     let mut out = Vec::new();
     for template in Template::ALL {
-        match tc_filters::list(interface, hook(template)) {
-            Ok(filters) => out.extend(filters.iter().filter(|f| in_slot(f)).map(|f| f.program_id)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                let object = format!("`{interface}`");
-                return Err(kernel(
-                    Operation::QueryAttached,
-                    &object,
-                    format!("cannot list the tc filters of {object}"),
-                    e,
-                ));
-            }
+        match slot_programs_at(interface, template)? {
+            Some(programs) => out.extend(programs),
+            None => return Ok(Vec::new()),
         }
     }
     Ok(out)
@@ -165,20 +169,8 @@ pub fn slot_programs(interface: &str) -> Result<Vec<u32>, LoaderError> {
 /// program `id`. An interface that is gone has none.
 pub fn delete_filters_of(interface: &str, id: u32) -> Result<(), LoaderError> {
     for template in Template::ALL {
-        let filters = match tc_filters::list(interface, hook(template)) {
-            Ok(filters) => filters,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                let object = format!("`{interface}`");
-                return Err(kernel(
-                    Operation::QueryAttached,
-                    &object,
-                    format!("cannot list the tc filters of {object}"),
-                    e,
-                ));
-            }
-        };
-        if filters.iter().any(|f| in_slot(f) && f.program_id == id) {
+        let Some(programs) = slot_programs_at(interface, template)? else { return Ok(()) };
+        if programs.contains(&id) {
             let object = format!("`{}` on `{interface}`", template.program_name());
             let what = format!("cannot detach {object}");
             let link = slot_link(interface, template).map_err(|e| kernel(Operation::Unpin, &object, &what, e))?;
