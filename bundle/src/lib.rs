@@ -46,11 +46,12 @@ pub use text::out_of_order;
 pub use error::LineError;
 pub use text::join;
 
-/// Version of the bundle format; bumped on any incompatible change (6:
-/// policy lines carry their rule's cluster-wide cookie; 5: the program
+/// Version of the bundle format; bumped on any incompatible change (7:
+/// policy lines may end in their cluster-admin tier, and the policy map's
+/// value holds a precedence; 6: policy lines carry their rule's cluster-wide cookie; 5: the program
 /// templates are bodies that the loader's endpoint stub tail-calls with the
 /// endpoint's id in `cb[0]`).
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The manifest, relative to the bundle.
 pub const MANIFEST_FILE: &str = "manifest.json";

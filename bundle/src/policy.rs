@@ -1,6 +1,6 @@
 //! `policy/<identity>.txt` (or `policy/<identity>.<ns>.<pod>.txt` when one
 //! identity's endpoints have different maps):
-//! `<direction> <peer> <proto>/<port>/<len> <verdict> <cookie> <rule>[,+<more>]`,
+//! `<direction> <peer> <proto>/<port>/<len> <verdict> <cookie> <rule>[,+<more>] [<tier>/<order>]`,
 //! by key.
 //!
 //! `peer` is an identity or `any`; `len` the prefix length over the 24 bits
@@ -9,7 +9,12 @@
 //! `cookie` the rule's cluster-wide number ([`crate::ids::rule_cookies`]),
 //! which the entry's value holds and flow events carry; `rule`
 //! `<Kind>/<ns>/<name>:<path>`, the first of the rules giving the verdict,
-//! and `,+<more>` how many others do (left out if none).
+//! and `,+<more>` how many others do (left out if none); `<tier>/<order>`
+//! (left out in the NetworkPolicy tier) the cluster-admin tier and
+//! first-match position that gave the verdict: `admin/N`, `baseline/N`, or
+//! `pass/N` where an admin `Pass` at N handed the decision to the tiers
+//! below. The datapath compares the entries of the peer and of the
+//! wildcard by [`PolicyLine::precedence`].
 
 use crate::error::LineError;
 use crate::text::{display_by_write, parse_lines, push_number, Fields};
@@ -47,6 +52,22 @@ pub enum Verdict<'a> {
     Redirect(&'a str),
 }
 
+/// Where an entry's verdict comes from (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// A NetworkPolicy or Cilium rule (deny > redirect > allow).
+    NetworkPolicy,
+    /// The admin rule at this first-match position.
+    Admin(u32),
+    /// An admin `Pass` at this position; the tiers below decided.
+    Passed(u32),
+    /// The baseline rule at this first-match position.
+    Baseline(u32),
+}
+
+/// Largest first-match position a precedence tells apart.
+pub const ORDER_MAX: u32 = (1 << 29) - 1;
+
 /// The key of a policy entry: what the datapath looks up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyKey {
@@ -75,13 +96,37 @@ pub struct PolicyLine<'a> {
     pub rule: &'a str,
     /// How many other rules give the same verdict.
     pub others: u32,
+    /// The tier that gave the verdict.
+    pub tier: Tier,
 }
 
 impl<'a> PolicyLine<'a> {
     /// The longest a line is without its verdict and rule name:
-    /// `ingress 4294967295 255/65535/24 `, ` 4294967295 `, `,+4294967295`
-    /// and a newline (to size a file's text before writing it).
-    pub const FIXED_LEN: usize = 32 + 12 + 12 + 1;
+    /// `ingress 4294967295 255/65535/24 `, ` 4294967295 `, `,+4294967295`,
+    /// ` baseline/4294967295` and a newline (to size a file's text before
+    /// writing it).
+    pub const FIXED_LEN: usize = 32 + 12 + 12 + 20 + 1;
+
+    /// The number the programs compare the peer's and the wildcard's
+    /// entries by (higher wins): the tier in the top two bits (admin 3,
+    /// NetworkPolicy 2, baseline 1), then the inverted first-match position
+    /// (the verdict's strength in the NetworkPolicy tier), then 1 for an
+    /// explicit peer, which wins a tie with the wildcard.
+    pub fn precedence(&self) -> u32 {
+        let (band, rank) = match self.tier {
+            Tier::Admin(order) | Tier::Passed(order) => (3, ORDER_MAX - order.min(ORDER_MAX)),
+            Tier::NetworkPolicy => (
+                2,
+                match self.verdict {
+                    Verdict::Allow => 1,
+                    Verdict::Redirect(_) => 2,
+                    Verdict::Deny => 3,
+                },
+            ),
+            Tier::Baseline(order) => (1, ORDER_MAX - order.min(ORDER_MAX)),
+        };
+        band << 30 | rank << 1 | u32::from(self.key.peer != 0)
+    }
 
     /// Appends the line, without its newline.
     pub fn write(&self, out: &mut String) {
@@ -116,6 +161,15 @@ impl<'a> PolicyLine<'a> {
             out.push_str(",+");
             push_number(out, self.others);
         }
+        let (name, order) = match self.tier {
+            Tier::NetworkPolicy => return,
+            Tier::Admin(order) => ("admin/", order),
+            Tier::Passed(order) => ("pass/", order),
+            Tier::Baseline(order) => ("baseline/", order),
+        };
+        out.push(' ');
+        out.push_str(name);
+        push_number(out, order);
     }
 
     /// Parses `text`, line `line` of `file`.
@@ -157,6 +211,21 @@ impl<'a> PolicyLine<'a> {
         };
         let cookie = f.next_number("cookie")?;
         let rules = f.next_name("rule")?;
+        let tier = match f.next_optional("tier")? {
+            None => Tier::NetworkPolicy,
+            Some(text) => {
+                let Some((name, order)) = text.split_once('/') else {
+                    return Err(f.error(format!("`{text}` is not `<tier>/<order>`")));
+                };
+                let order: u32 = f.number("order", order)?;
+                match name {
+                    "admin" => Tier::Admin(order),
+                    "pass" => Tier::Passed(order),
+                    "baseline" => Tier::Baseline(order),
+                    other => return Err(f.error(format!("unknown tier `{other}`"))),
+                }
+            }
+        };
         f.end()?;
         let (rule, others) = match rules.rsplit_once(",+") {
             Some((rule, more)) => {
@@ -172,7 +241,7 @@ impl<'a> PolicyLine<'a> {
             return Err(f.error("empty rule".into()));
         }
         let key = PolicyKey { direction, peer, protocol, port, prefix_len };
-        Ok(PolicyLine { key, verdict, cookie, rule, others })
+        Ok(PolicyLine { key, verdict, cookie, rule, others, tier })
     }
 
     /// Parses every line of `text` (a file, or a piece of one starting at
@@ -212,6 +281,26 @@ mod tests {
             PolicyKey { direction: Direction::Ingress, peer: 300, protocol: 6, port: 8080, prefix_len: 23 }
         );
         assert_eq!(lines.iter().map(|l| format!("{l}\n")).collect::<String>(), text);
+        let tiered = format!(
+            "ingress any 0/0/0 deny 1 {RULE} admin/0\ningress 300 6/0/8 allow 1 {RULE} pass/7\n\
+             ingress 301 6/0/8 allow 1 {RULE},+1 baseline/4294967295\n"
+        );
+        let lines = PolicyLine::parse_all("p.txt", 1, &tiered).unwrap();
+        assert_eq!(
+            lines.iter().map(|l| l.tier).collect::<Vec<_>>(),
+            [Tier::Admin(0), Tier::Passed(7), Tier::Baseline(u32::MAX)]
+        );
+        assert_eq!(lines.iter().map(|l| format!("{l}\n")).collect::<String>(), tiered);
+        // An admin rule beats the NetworkPolicy tier beats the baseline; an
+        // earlier rule beats a later one; an explicit peer wins a tie.
+        let mut np = lines[1];
+        np.tier = Tier::NetworkPolicy;
+        np.verdict = Verdict::Deny;
+        assert!(lines[0].precedence() > np.precedence() && np.precedence() > lines[2].precedence());
+        assert!(lines[0].precedence() > lines[1].precedence());
+        let mut wildcard = np;
+        wildcard.key.peer = 0;
+        assert_eq!(np.precedence(), wildcard.precedence() + 1);
     }
 
     #[test]
@@ -229,7 +318,10 @@ mod tests {
                 "`CiliumNetworkPolicy/shop/api:spec.ingress[0]` is not a valid cookie",
             ),
             (format!("ingress 1 6/80/24 allow 1 {RULE},+0"), "`,+0` is left out"),
-            (format!("ingress 1 6/80/24 allow 1 {RULE} x"), "unexpected `x` at the end of the line"),
+            (format!("ingress 1 6/80/24 allow 1 {RULE} x"), "`x` is not `<tier>/<order>`"),
+            (format!("ingress 1 6/80/24 allow 1 {RULE} top/1"), "unknown tier `top`"),
+            (format!("ingress 1 6/80/24 allow 1 {RULE} admin/01"), "`01` is not a valid order"),
+            (format!("ingress 1 6/80/24 allow 1 {RULE} admin/1 x"), "unexpected `x` at the end of the line"),
             ("ingress 1 6/80/24 allow 1".to_string(), "no rule"),
         ] {
             let e = PolicyLine::parse("p.txt", 7, &bad).unwrap_err();

@@ -68,6 +68,14 @@ impl<'f, 'a> Fields<'f, 'a> {
         }
     }
 
+    /// The next field if the line has one more, `what` naming it if empty.
+    pub(crate) fn next_optional(&mut self, what: &str) -> Result<Option<&'a str>, LineError> {
+        match self.rest {
+            None => Ok(None),
+            Some(_) => self.next(what).map(Some),
+        }
+    }
+
     /// The rest of the line as the last field.
     pub(crate) fn last(&mut self, what: &str) -> Result<&'a str, LineError> {
         match self.rest.take() {

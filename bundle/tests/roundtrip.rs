@@ -6,7 +6,7 @@
 use policyc_bundle::endpoints::{EndpointLine, Enforced};
 use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::{IpcacheLine, Source};
-use policyc_bundle::policy::{Direction, PolicyKey, PolicyLine, Verdict};
+use policyc_bundle::policy::{Direction, PolicyKey, PolicyLine, Tier, Verdict};
 use policyc_bundle::rules::RuleLine;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -81,13 +81,14 @@ fn refused_at(
 
 proptest! {
     #[test]
-    fn policy_lines(lines in proptest::collection::btree_map(policy_key(), (0u8..3, "[a-z]{1,6}", any::<u32>(), name(), 0u32..5), 1..20), how in any::<usize>(), at in any::<usize>()) {
-        let mut lines: Vec<PolicyLine> = lines.iter().map(|(key, (verdict, parser, cookie, rule, others))| PolicyLine {
+    fn policy_lines(lines in proptest::collection::btree_map(policy_key(), (0u8..3, "[a-z]{1,6}", any::<u32>(), name(), 0u32..5, (0u8..4, any::<u32>())), 1..20), how in any::<usize>(), at in any::<usize>()) {
+        let mut lines: Vec<PolicyLine> = lines.iter().map(|(key, (verdict, parser, cookie, rule, others, (tier, order)))| PolicyLine {
             key: *key,
             verdict: match verdict { 0 => Verdict::Allow, 1 => Verdict::Deny, _ => Verdict::Redirect(parser) },
             cookie: *cookie,
             rule,
             others: *others,
+            tier: match tier { 0 => Tier::NetworkPolicy, 1 => Tier::Admin(*order), 2 => Tier::Passed(*order), _ => Tier::Baseline(*order) },
         }).collect();
         // Written in the files' order.
         lines.sort_by_key(PolicyLine::sort_key);

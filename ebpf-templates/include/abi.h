@@ -173,11 +173,18 @@ struct policy_key {
 #define POLICY_KEY_EXACT_BITS 72
 #define POLICY_KEY_FULL_BITS (POLICY_KEY_EXACT_BITS + 24)
 
+/* `precedence` orders the peer's and the wildcard's entries (higher wins):
+ * the tier in the top two bits (admin 3, NetworkPolicy 2, baseline 1),
+ * then the inverted first-match position in the tier (the verdict's
+ * strength in the NetworkPolicy tier), then 1 for an explicit peer. As in
+ * Cilium's ordered policy (CFP-23380), the compiler has already resolved
+ * the tiers, so comparing two numbers is the whole decision. */
 struct policy_value {
 	__u8 verdict; /* VERDICT_* */
 	__u8 pad;
 	__u16 proxy_port;
 	__u32 rule_cookie; /* names the rule in the bundle's rules.txt */
+	__u32 precedence;
 };
 
 /* conntrack6: shared by both hooks. A connection is keyed as its first

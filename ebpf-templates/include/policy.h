@@ -3,9 +3,10 @@
  * Policy lookup: the peer's own entry (L3+L4) and the wildcard entry
  * (L4-only, peer identity 0) of the endpoint's policy, longest prefix over
  * protocol and port (the single-port entries first, in their hash); the
- * stronger verdict wins (deny, then redirect, then
- * allow). The compiler has already combined every rule into disjoint
- * blocks, so one lookup per peer kind is the whole answer.
+ * entry of higher precedence wins (`struct policy_value`: admin tier, then
+ * NetworkPolicy tier with deny, then redirect, then allow, then baseline).
+ * The compiler has already combined every rule into disjoint blocks, so
+ * one lookup per peer kind is the whole answer.
  */
 #ifndef POLICYC_POLICY_H
 #define POLICYC_POLICY_H
@@ -19,6 +20,7 @@
 struct policy_result {
 	__u8 verdict;
 	__u32 rule_cookie;
+	__u32 precedence;
 };
 
 static __always_inline void policy_consider(struct policy_result *r, __u8 generation, __u8 direction,
@@ -37,9 +39,10 @@ static __always_inline void policy_consider(struct policy_result *r, __u8 genera
 
 	if (!v)
 		v = bpf_map_lookup_elem(&policy, &key);
-	if (v && v->verdict > r->verdict) {
+	if (v && v->precedence > r->precedence) {
 		r->verdict = v->verdict;
 		r->rule_cookie = v->rule_cookie;
+		r->precedence = v->precedence;
 	}
 }
 

@@ -490,6 +490,9 @@ pub struct PolicyValue {
     pub proxy_port: u16,
     /// Names the deciding rule in the bundle's `rules.txt`.
     pub rule_cookie: u32,
+    /// Orders the peer's and the wildcard's entries (higher wins; see
+    /// `policyc_bundle::policy::PolicyLine::precedence`).
+    pub precedence: u32,
 }
 
 impl PolicyValue {
@@ -499,6 +502,7 @@ impl PolicyValue {
         put(&mut out, offset_of!(PolicyValue, verdict), &[self.verdict]);
         put(&mut out, offset_of!(PolicyValue, proxy_port), &self.proxy_port.to_ne_bytes());
         put(&mut out, offset_of!(PolicyValue, rule_cookie), &self.rule_cookie.to_ne_bytes());
+        put(&mut out, offset_of!(PolicyValue, precedence), &self.precedence.to_ne_bytes());
         out
     }
 
@@ -509,6 +513,7 @@ impl PolicyValue {
             pad: 0,
             proxy_port: u16::from_ne_bytes(get(bytes, offset_of!(PolicyValue, proxy_port))),
             rule_cookie: u32::from_ne_bytes(get(bytes, offset_of!(PolicyValue, rule_cookie))),
+            precedence: u32::from_ne_bytes(get(bytes, offset_of!(PolicyValue, precedence))),
         }
     }
 }
@@ -717,7 +722,7 @@ pub fn layouts() -> Vec<StructLayout> {
             PolicyKey,
             [prefixlen, generation, direction, endpoint_id, peer_identity, pad, protocol, port]
         ),
-        layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie]),
+        layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie, precedence]),
         layout!("ct_key", CtKey, [saddr, daddr, sport, dport, protocol, family, direction, pad]),
         layout!("ct4_key", Ct4Key, [saddr, daddr, sport, dport, protocol, direction, pad]),
         layout!("ct_value", CtValue, [expires_ns, rule_cookie, endpoint_id, flags]),

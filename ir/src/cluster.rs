@@ -160,6 +160,21 @@ impl Cluster {
         &self.policies[id.index()]
     }
 
+    /// The handle a policy map entry names admin rule `r` by: policy ids
+    /// past [`Cluster::policies`] stand for [`Cluster::tier_policies`] in
+    /// order, so map entries, rule names and cookies need one kind of rule
+    /// handle.
+    pub fn tier_rule_ref(&self, r: crate::tier::TierRuleRef) -> RuleRef {
+        RuleRef::new(PolicyId::new(self.policies.len() + r.policy), r.rule)
+    }
+
+    /// The admin rule a map entry's handle names, if it names one
+    /// ([`Cluster::tier_rule_ref`]).
+    pub fn as_tier_rule(&self, r: RuleRef) -> Option<crate::tier::TierRuleRef> {
+        let policy = r.policy.index().checked_sub(self.policies.len())?;
+        (policy < self.tier_policies.len()).then_some(crate::tier::TierRuleRef { policy, rule: r.rule_index() })
+    }
+
     /// The rule `r`.
     pub fn rule(&self, r: RuleRef) -> &Rule {
         &self.policy(r.policy).rules[r.rule_index()]

@@ -7,9 +7,23 @@
 //! and port, 8 = one protocol, 24 = one port). For one (peer, direction) the
 //! blocks are disjoint, so a longest-prefix lookup hits at most one, and the
 //! verdict of the block is already the combination of every rule covering
-//! it (deny > redirect > allow). The datapath looks up the peer's identity
-//! and the wildcard identity [`Identity::ANY`] and takes the stronger
-//! verdict; see [`PolicyMap::decide`].
+//! it. The datapath looks up the peer's identity and the wildcard identity
+//! [`Identity::ANY`] and takes the entry of higher precedence; see
+//! [`PolicyMap::decide`].
+//!
+//! Precedence ([`Precedence`]) carries the order of cluster-admin tiers
+//! into each entry, the idea of Cilium's ordered policy (CFP-23380,
+//! "Ordered network policy", whose policy-map entries carry a precedence
+//! so that one lookup per key still decides): admin-tier entries above the
+//! NetworkPolicy tier above the baseline tier; first match inside the
+//! admin and baseline tiers (an earlier rule has the higher precedence);
+//! deny > redirect > allow inside the NetworkPolicy tier. Each of these
+//! orders is a maximum over the rules covering a packet, so the maximum of
+//! the two lookups' maxima is the answer. An admin `Pass` is not: it
+//! discards the admin rules after it but not the tiers below, so where an
+//! endpoint has a `Pass` in a direction, the wildcard's spans are folded
+//! into every explicit peer's entries, and an explicit peer's entry wins a
+//! tie with the wildcard's (the low bit of [`Precedence::value`]).
 
 use crate::identity::Identity;
 use crate::ids::RuleRef;
@@ -116,6 +130,87 @@ impl fmt::Display for MapVerdict {
     }
 }
 
+/// Largest first-match position a precedence can tell apart; later ones
+/// share it (no real cluster comes near 2^29 admin rules).
+pub const ORDER_MAX: u32 = (1 << 29) - 1;
+
+/// Which tier gave an entry its verdict, and where in the tier's
+/// first-match order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Precedence {
+    /// NetworkPolicy and Cilium rules: deny > redirect > allow.
+    NetworkPolicy,
+    /// The admin-tier rule at this first-match position decided.
+    Admin(u32),
+    /// An admin-tier `Pass` at this first-match position left the tier;
+    /// the verdict is that of the tiers below (or the endpoint's default).
+    Passed(u32),
+    /// The baseline-tier rule at this first-match position decided.
+    Baseline(u32),
+}
+
+impl Precedence {
+    /// The number the datapath compares (higher wins): the tier in the top
+    /// two bits (admin 3, NetworkPolicy 2, baseline 1), then the inverted
+    /// first-match position (or the verdict's strength in the
+    /// NetworkPolicy tier), then 1 for an explicit peer's entry, so that it
+    /// wins a tie with the wildcard's.
+    pub fn value(self, verdict: &MapVerdict, explicit_peer: bool) -> u32 {
+        let (band, rank) = match self {
+            Precedence::Admin(order) | Precedence::Passed(order) => (3, ORDER_MAX - order.min(ORDER_MAX)),
+            Precedence::NetworkPolicy => (2, u32::from(verdict.rank())),
+            Precedence::Baseline(order) => (1, ORDER_MAX - order.min(ORDER_MAX)),
+        };
+        band << 30 | rank << 1 | u32::from(explicit_peer)
+    }
+}
+
+impl fmt::Display for Precedence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Precedence::NetworkPolicy => f.write_str("np"),
+            Precedence::Admin(order) => write!(f, "admin/{order}"),
+            Precedence::Passed(order) => write!(f, "pass/{order}"),
+            Precedence::Baseline(order) => write!(f, "baseline/{order}"),
+        }
+    }
+}
+
+/// What a rule does over a span of the protocol/port space, before spans
+/// are combined into blocks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpanAction {
+    /// A final verdict.
+    Verdict(MapVerdict),
+    /// An admin `Pass`: the tiers below decide.
+    Pass,
+}
+
+/// One rule's contribution to a span: its tier position and action.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SpanVerdict {
+    /// Where the rule sits.
+    pub precedence: Precedence,
+    /// What it does.
+    pub action: SpanAction,
+}
+
+impl SpanVerdict {
+    /// A NetworkPolicy-tier verdict.
+    pub fn network_policy(verdict: MapVerdict) -> Self {
+        SpanVerdict { precedence: Precedence::NetworkPolicy, action: SpanAction::Verdict(verdict) }
+    }
+
+    /// The strength spans are combined by (the wildcard's, without the
+    /// explicit-peer bit).
+    fn strength(&self) -> u32 {
+        match &self.action {
+            SpanAction::Verdict(v) => self.precedence.value(v, false),
+            SpanAction::Pass => self.precedence.value(&MapVerdict::Allow, false),
+        }
+    }
+}
+
 /// One policy map entry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct PolicyEntry {
@@ -132,6 +227,15 @@ pub struct PolicyEntry {
     pub rule: RuleRef,
     /// How many rules produced the verdict (at least 1).
     pub rule_count: u32,
+    /// The tier and position that gave the verdict.
+    pub precedence: Precedence,
+}
+
+impl PolicyEntry {
+    /// The number the datapath compares for this entry.
+    pub fn precedence_value(&self) -> u32 {
+        self.precedence.value(&self.verdict, !self.key.identity.is_any())
+    }
 }
 
 /// The policy map of one endpoint.
@@ -147,7 +251,8 @@ pub struct PolicyMap {
 /// The outcome of one direction's policy lookup.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MapDecision {
-    /// The stronger verdict of the peer's entry and the wildcard's entry.
+    /// The verdict of the higher-precedence entry of the peer's and the
+    /// wildcard's.
     pub verdict: Option<MapVerdict>,
     /// Whether the direction is in default deny.
     pub enforced: bool,
@@ -181,9 +286,9 @@ impl PolicyMap {
     }
 
     /// What the datapath decides for traffic with `peer` in `direction`:
-    /// the stronger of the peer's and the wildcard's entries; deny drops,
-    /// allow and redirect pass, and no entry passes only if the direction is
-    /// not enforced.
+    /// the higher-precedence entry of the peer's and the wildcard's; deny
+    /// drops, allow and redirect pass, and no entry passes only if the
+    /// direction is not enforced.
     pub fn decide(&self, direction: Direction, peer: Identity, protocol: u8, port: u16) -> MapDecision {
         let point = port_space_point(protocol, port);
         let hits: Vec<&PolicyEntry> = [peer, Identity::ANY]
@@ -192,10 +297,13 @@ impl PolicyMap {
             .into_iter()
             .filter_map(|id| self.lookup(id, direction, point))
             .collect();
-        let verdict = hits.iter().map(|e| e.verdict.clone()).max();
+        // The programs look the peer up first and replace its hit only with
+        // a strictly higher precedence.
+        let winner = hits.iter().copied().reduce(|a, b| if b.precedence_value() > a.precedence_value() { b } else { a });
+        let verdict = winner.map(|e| e.verdict.clone());
         let mut rules: Vec<RuleRef> = hits
             .iter()
-            .filter(|e| verdict.as_ref().is_some_and(|v| v.rank() == e.verdict.rank()))
+            .filter(|e| winner.is_some_and(|w| w.precedence_value() >> 1 == e.precedence_value() >> 1))
             .map(|e| e.rule)
             .collect();
         rules.sort();
@@ -208,7 +316,7 @@ impl PolicyMap {
 /// direction), turned into disjoint aligned blocks.
 #[derive(Clone, Debug, Default)]
 pub struct VerdictSpace {
-    spans: Vec<(u32, u32, MapVerdict, RuleRef)>,
+    spans: Vec<(u32, u32, SpanVerdict, RuleRef)>,
 }
 
 /// One block of a [`VerdictSpace`]: `prefix_len` bits of `point` fixed.
@@ -218,10 +326,12 @@ pub struct Block {
     pub point: u32,
     /// Prefix length over the 24-bit space.
     pub prefix_len: u8,
-    /// The strongest verdict over the block.
+    /// The verdict over the block.
     pub verdict: MapVerdict,
     /// Rules giving a verdict of that strength, sorted.
     pub rules: Vec<RuleRef>,
+    /// The tier and position of the verdict.
+    pub precedence: Precedence,
 }
 
 impl VerdictSpace {
@@ -235,9 +345,14 @@ impl VerdictSpace {
         self.spans.is_empty()
     }
 
-    /// Adds `verdict` from `rule` over the points `lo..=hi` (clamped to the
-    /// space; empty if `lo > hi`).
+    /// Adds the NetworkPolicy-tier `verdict` from `rule` over the points
+    /// `lo..=hi` (clamped to the space; empty if `lo > hi`).
     pub fn add(&mut self, lo: u32, hi: u32, verdict: MapVerdict, rule: RuleRef) {
+        self.add_span(lo, hi, SpanVerdict::network_policy(verdict), rule);
+    }
+
+    /// Adds `verdict` (of any tier) from `rule` over `lo..=hi`.
+    pub fn add_span(&mut self, lo: u32, hi: u32, verdict: SpanVerdict, rule: RuleRef) {
         let hi = hi.min(PORT_SPACE_MAX);
         if lo <= hi {
             self.spans.push((lo, hi, verdict, rule));
@@ -247,50 +362,78 @@ impl VerdictSpace {
     /// Disjoint maximal aligned blocks, sorted, each with the strongest
     /// verdict over it. Neighbouring points merge into one block only when
     /// they have the same verdict and the same rules, so tracing stays exact.
-    pub fn blocks(&self) -> Vec<Block> {
+    /// `default_deny`: what a `Pass` with nothing below it gives (the
+    /// direction's enforcement).
+    pub fn blocks(&self, default_deny: bool) -> Vec<Block> {
         // A sweep over span boundaries: at each boundary spans start or end,
-        // and the active spans are counted per (verdict, rule), so the
-        // strongest verdict is the last key and its rules the keys of the
-        // same rank before it.
+        // and the active spans are counted per (strength, action, rule), so
+        // the strongest is the last key and its rules the keys of the same
+        // strength before it.
         let mut events: BTreeMap<u32, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
         for (i, &(lo, hi, ..)) in self.spans.iter().enumerate() {
             events.entry(lo).or_default().0.push(i);
             events.entry(hi + 1).or_default().1.push(i);
         }
-        let mut active: BTreeMap<(&MapVerdict, RuleRef), usize> = BTreeMap::new();
-        let mut runs: Vec<(u32, u32, MapVerdict, Vec<RuleRef>)> = Vec::new();
+        type Active<'a> = BTreeMap<(u32, &'a SpanVerdict, RuleRef), usize>;
+        let key = |i: usize| (self.spans[i].2.strength(), &self.spans[i].2, self.spans[i].3);
+        let mut active: Active<'_> = BTreeMap::new();
+        let mut runs: Vec<(u32, u32, MapVerdict, Vec<RuleRef>, Precedence)> = Vec::new();
         let points: Vec<u32> = events.keys().copied().collect();
         for (n, point) in points.iter().enumerate() {
             let (starts, ends) = &events[point];
             for &i in ends {
-                let key = (&self.spans[i].2, self.spans[i].3);
-                if let Some(count) = active.get_mut(&key) {
+                if let Some(count) = active.get_mut(&key(i)) {
                     *count -= 1;
                     if *count == 0 {
-                        active.remove(&key);
+                        active.remove(&key(i));
                     }
                 }
             }
             for &i in starts {
-                *active.entry((&self.spans[i].2, self.spans[i].3)).or_default() += 1;
+                *active.entry(key(i)).or_default() += 1;
             }
             let Some(&next) = points.get(n + 1) else { break };
-            let Some(((strongest, _), _)) = active.last_key_value() else { continue };
-            let verdict = (*strongest).clone();
-            let mut rules: Vec<RuleRef> =
-                active.keys().rev().take_while(|(v, _)| v.rank() == verdict.rank()).map(|&(_, r)| r).collect();
-            rules.sort();
-            rules.dedup();
+            let Some(&(strongest, top, top_rule)) = active.last_key_value().map(|(k, _)| k) else { continue };
+            let decided = |below: u32| -> Option<(MapVerdict, Vec<RuleRef>)> {
+                let mut candidates = active.keys().rev().filter(|(s, ..)| *s <= below);
+                let &(s, v, _) = candidates.next()?;
+                let SpanAction::Verdict(verdict) = &v.action else { return None };
+                let mut rules: Vec<RuleRef> =
+                    active.keys().rev().filter(|(t, ..)| *t == s).map(|&(_, _, r)| r).collect();
+                rules.sort();
+                rules.dedup();
+                Some((verdict.clone(), rules))
+            };
+            let (verdict, rules, precedence) = match (&top.action, top.precedence) {
+                (SpanAction::Pass, Precedence::Admin(order)) => {
+                    // The admin rules after the `Pass` are skipped: the
+                    // strongest span below the admin tier decides.
+                    match decided((3 << 30) - 1) {
+                        Some((verdict, rules)) => (verdict, rules, Precedence::Passed(order)),
+                        None => {
+                            let verdict = if default_deny { MapVerdict::Deny } else { MapVerdict::Allow };
+                            (verdict, vec![top_rule], Precedence::Passed(order))
+                        }
+                    }
+                }
+                _ => match decided(strongest) {
+                    Some((verdict, rules)) => (verdict, rules, top.precedence),
+                    // Only an admin span is a `Pass`.
+                    None => continue,
+                },
+            };
             let (lo, hi) = (*point, next - 1);
             match runs.last_mut() {
-                Some(last) if last.1 + 1 == lo && last.2 == verdict && last.3 == rules => last.1 = hi,
-                _ => runs.push((lo, hi, verdict, rules)),
+                Some(last) if last.1 + 1 == lo && last.2 == verdict && last.3 == rules && last.4 == precedence => {
+                    last.1 = hi
+                }
+                _ => runs.push((lo, hi, verdict, rules, precedence)),
             }
         }
         let mut out = Vec::new();
-        for (lo, hi, verdict, rules) in runs {
+        for (lo, hi, verdict, rules, precedence) in runs {
             for (point, prefix_len) in range_to_prefixes(lo, hi) {
-                out.push(Block { point, prefix_len, verdict: verdict.clone(), rules: rules.clone() });
+                out.push(Block { point, prefix_len, verdict: verdict.clone(), rules: rules.clone(), precedence });
             }
         }
         out
@@ -340,11 +483,17 @@ mod tests {
         let mut space = VerdictSpace::new();
         space.add(port_space_point(6, 0), port_space_point(6, 0xffff), MapVerdict::Allow, R0);
         space.add(port_space_point(6, 80), port_space_point(6, 80), MapVerdict::Deny, R1);
-        let blocks = space.blocks();
+        let blocks = space.blocks(false);
         let deny: Vec<&Block> = blocks.iter().filter(|b| b.verdict == MapVerdict::Deny).collect();
         assert_eq!(
             deny,
-            vec![&Block { point: port_space_point(6, 80), prefix_len: 24, verdict: MapVerdict::Deny, rules: vec![R1] }]
+            vec![&Block {
+                point: port_space_point(6, 80),
+                prefix_len: 24,
+                verdict: MapVerdict::Deny,
+                rules: vec![R1],
+                precedence: Precedence::NetworkPolicy,
+            }]
         );
         let map = PolicyMap {
             enforced: [true, false],
@@ -361,6 +510,7 @@ mod tests {
                     verdict: b.verdict,
                     rule: b.rules[0],
                     rule_count: b.rules.len() as u32,
+                    precedence: b.precedence,
                 })
                 .collect(),
         };
@@ -380,7 +530,7 @@ mod tests {
                 let verdict = match v { 0 => MapVerdict::Allow, 1 => MapVerdict::Redirect("http".into()), 2 => MapVerdict::Redirect("dns".into()), _ => MapVerdict::Deny };
                 space.add(a.min(b), a.max(b), verdict, RuleRef::new(PolicyId::new(0), r));
             }
-            let blocks = space.blocks();
+            let blocks = space.blocks(false);
             let mut last_end = None;
             for b in &blocks {
                 let size = 1u32 << (24 - b.prefix_len);

@@ -15,7 +15,12 @@
 //!   written in deny rules the peers of deny rules), so a
 //!   wildcard allow becomes the explicit identities that meet them;
 //! - egress named ports are the peer's: the rule becomes per-identity
-//!   entries with the ports of that identity's endpoints.
+//!   entries with the ports of that identity's endpoints;
+//! - admin and baseline rules ([`crate::tier`]) become entries of their
+//!   tier's precedence ([`Precedence`]); their `networks` also match pods
+//!   and nodes, which the datapath tells apart by identity only, so an
+//!   identity matches when every endpoint (node) behind it does, and one
+//!   that a peer splits is reported ([`Resolved::tier_splits`]).
 
 use crate::cidr::Cidr;
 use crate::cluster::{Cluster, NamedPort};
@@ -24,12 +29,14 @@ use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortSpec, Rule, Subject};
 use crate::policy_map::{
-    port_space_point, Block, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, VerdictSpace, PORT_SPACE_MAX,
+    port_space_point, Block, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, Precedence, SpanAction, SpanVerdict,
+    VerdictSpace, PORT_SPACE_MAX,
 };
 use crate::protocol::{Direction, Protocol};
 use crate::reserved;
 use crate::selector::LabelSelector;
 use crate::selector_index::SelectorIndex;
+use crate::tier::{tier_order, Tier, TierAction, TierPeer, TierRule, TierRuleRef};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -126,6 +133,23 @@ pub struct Resolved {
     pub endpoints: Vec<ResolvedEndpoint>,
     /// The endpoint owning each pod IP (the first one, if several claim it).
     pub endpoint_ips: BTreeMap<IpAddr, EndpointId>,
+    /// Admin-policy peers that select some but not all of the endpoints or
+    /// nodes behind one identity: the datapath cannot enforce them.
+    pub tier_splits: Vec<TierSplit>,
+}
+
+/// An admin or baseline rule whose `networks` or `nodes` peer selects
+/// some but not all of the endpoints (or nodes) sharing an identity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct TierSplit {
+    /// The rule.
+    pub rule: TierRuleRef,
+    /// The identity it splits.
+    pub identity: Identity,
+    /// One endpoint or node it selects and one it does not (display names).
+    pub selected: String,
+    /// One it does not select.
+    pub unselected: String,
 }
 
 /// Resolves `cluster`, numbering identities from scratch.
@@ -191,6 +215,10 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             _ => None,
         })
         .flatten()
+        .chain(cluster.tier_policies.iter().flat_map(|p| &p.rules).flat_map(|r| &r.peers).flat_map(|peer| match peer {
+            TierPeer::Networks(cidrs) => cidrs.as_slice(),
+            _ => &[],
+        }))
         .copied()
         .filter(|c| c.prefix_len() > 0)
         .chain(apiserver_outside.iter().map(|&ip| Cidr::host(ip)))
@@ -262,8 +290,10 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     // policies select it), its named ports (ingress named ports are its
     // own) and whether its node runs the API server (its `host` is then
     // also `kube-apiserver`), so pods of one workload share one
-    // computation and one map.
-    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>, bool), usize> = HashMap::new();
+    // computation and one map. Admin `nodes` and `networks` peers also
+    // depend on the subject's node (its own node is `host`).
+    let node_sensitive = context.tier_node_sensitive;
+    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>, bool, Option<&str>), usize> = HashMap::new();
     let mut subjects: Vec<(EndpointId, Identity)> = Vec::new();
     let map_of: Vec<Option<usize>> = cluster
         .endpoints_with_ids()
@@ -272,13 +302,15 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
             let apiserver_local = e.node.as_deref().is_some_and(|n| context.apiserver_nodes.contains(n));
-            Some(*distinct.entry((&e.labels, ports, apiserver_local)).or_insert_with(|| {
+            let node = if node_sensitive { e.node.as_deref() } else { None };
+            Some(*distinct.entry((&e.labels, ports, apiserver_local, node)).or_insert_with(|| {
                 subjects.push((endpoint, id));
                 subjects.len() - 1
             }))
         })
         .collect();
     let maps = share_equal_maps(&subjects, context.policy_maps(&subjects));
+    let tier_splits = context.tier_splits();
     let no_policy = Arc::new(PolicyMap::default());
     let endpoints = cluster
         .endpoints
@@ -303,6 +335,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         ipcache: ipcache.into_values().collect(),
         endpoints,
         endpoint_ips,
+        tier_splits,
     }
 }
 
@@ -358,8 +391,12 @@ impl PeerSet {
 /// spans share one [`VerdictSpace::blocks`] computation.
 #[derive(Default)]
 struct SpanCollector {
-    spans: Vec<(u32, u32, MapVerdict, RuleRef)>,
-    interned: HashMap<(u32, u32, MapVerdict, RuleRef), u32>,
+    spans: Vec<(u32, u32, SpanVerdict, RuleRef)>,
+    interned: HashMap<(u32, u32, SpanVerdict, RuleRef), u32>,
+    /// Per direction: whether an admin `Pass` covers some span, so that
+    /// the wildcard's spans must be folded into every explicit peer's
+    /// (see [`crate::policy_map`]).
+    passes: [bool; 2],
     /// (peer, direction, span index), packed by [`reach`] so that sorting
     /// them (the largest step of building a large map) compares integers.
     reaches: Vec<u64>,
@@ -381,7 +418,7 @@ fn unpack(reach: u64) -> (Identity, Direction, u32) {
 impl SpanCollector {
     /// Records `verdict` from `rule` over `lo..=hi` (clamped to the space;
     /// nothing if empty) for each of `peers` in `direction`.
-    fn add(&mut self, peers: &[Identity], direction: Direction, lo: u32, hi: u32, verdict: &MapVerdict, rule: RuleRef) {
+    fn add(&mut self, peers: &[Identity], direction: Direction, lo: u32, hi: u32, verdict: &SpanVerdict, rule: RuleRef) {
         let hi = hi.min(PORT_SPACE_MAX);
         if lo > hi || peers.is_empty() {
             return;
@@ -395,30 +432,42 @@ impl SpanCollector {
         self.reaches.extend(peers.iter().map(|&id| reach(id, direction, index)));
     }
 
-    /// The map entries, sorted by key.
-    fn entries(mut self) -> Vec<PolicyEntry> {
+    /// The map entries, sorted by key; `enforced` is the map's default
+    /// deny per direction (what a `Pass` with nothing below it gives).
+    fn entries(mut self, enforced: [bool; 2]) -> Vec<PolicyEntry> {
         self.reaches.sort_unstable();
         self.reaches.dedup();
         // Runs of one (peer, direction) (one value of `reach >> 31`); the
         // span indices of a run, in increasing order, are its signature.
         let signatures: Vec<u32> = self.reaches.iter().map(|&r| unpack(r).2).collect();
         let mut block_lists: Vec<Vec<Block>> = Vec::new();
-        let mut by_signature: HashMap<&[u32], usize> = HashMap::new();
+        let mut by_signature: HashMap<(Cow<'_, [u32]>, bool), usize> = HashMap::new();
         let mut entries = Vec::new();
+        // The wildcard's span indices per direction: its runs come first.
+        let mut wildcard: [&[u32]; 2] = [&[], &[]];
         let mut start = 0;
         while start < self.reaches.len() {
             let (identity, direction, _) = unpack(self.reaches[start]);
             let run = self.reaches[start] >> 31;
             let len = self.reaches[start..].iter().take_while(|&&r| r >> 31 == run).count();
-            let signature = &signatures[start..start + len];
+            let mut signature = Cow::Borrowed(&signatures[start..start + len]);
             start += len;
-            let list = *by_signature.entry(signature).or_insert_with(|| {
+            if identity.is_any() {
+                wildcard[direction.index()] = &signatures[start - len..start];
+            } else if self.passes[direction.index()] && !wildcard[direction.index()].is_empty() {
+                let mut folded: Vec<u32> = signature.iter().chain(wildcard[direction.index()]).copied().collect();
+                folded.sort_unstable();
+                folded.dedup();
+                signature = Cow::Owned(folded);
+            }
+            let default_deny = enforced[direction.index()];
+            let list = *by_signature.entry((signature, default_deny)).or_insert_with_key(|(signature, _)| {
                 let mut space = VerdictSpace::new();
-                for &i in signature {
+                for &i in signature.iter() {
                     let (lo, hi, verdict, rule) = &self.spans[i as usize];
-                    space.add(*lo, *hi, verdict.clone(), *rule);
+                    space.add_span(*lo, *hi, verdict.clone(), *rule);
                 }
-                block_lists.push(space.blocks());
+                block_lists.push(space.blocks(default_deny));
                 block_lists.len() - 1
             });
             for block in &block_lists[list] {
@@ -435,7 +484,13 @@ impl SpanCollector {
                 // a span covers it.
                 let Some(&rule) = block.rules.first() else { continue };
                 let rule_count = u32::try_from(block.rules.len()).unwrap_or(u32::MAX);
-                entries.push(PolicyEntry { key, verdict: block.verdict.clone(), rule, rule_count });
+                entries.push(PolicyEntry {
+                    key,
+                    verdict: block.verdict.clone(),
+                    rule,
+                    rule_count,
+                    precedence: block.precedence,
+                });
             }
         }
         // Runs come in (peer, direction) order and a run's blocks in point
@@ -463,6 +518,15 @@ struct Context<'a> {
     apiserver_cidrs: Vec<Identity>,
     /// The nodes that run the API server.
     apiserver_nodes: BTreeSet<&'a str>,
+    /// Per endpoint identity, the admin and baseline policies whose subject
+    /// selects it, with the first-match position of their first rule.
+    tier_selecting: BTreeMap<Identity, Vec<(usize, u32)>>,
+    /// Per admin policy and rule: the peers' identities that do not depend
+    /// on the subject's node, sorted.
+    tier_rule_peers: Vec<Vec<Vec<Identity>>>,
+    /// Whether any admin rule names `networks` or `nodes` (which see the
+    /// subject's own node as `host`).
+    tier_node_sensitive: bool,
 }
 
 impl<'a> Context<'a> {
@@ -505,6 +569,9 @@ impl<'a> Context<'a> {
             rule_peers: Vec::new(),
             apiserver_cidrs,
             apiserver_nodes: cluster.apiserver_nodes(),
+            tier_selecting: BTreeMap::new(),
+            tier_rule_peers: Vec::new(),
+            tier_node_sensitive: false,
         };
         let by_selector = |selector: &LabelSelector| -> BTreeSet<Identity> {
             index.matching(selector).iter().map(|position| endpoint_identities[position]).collect()
@@ -512,7 +579,156 @@ impl<'a> Context<'a> {
         context.rule_peers = crate::parallel::map(&cluster.policies, |policy| {
             policy.rules.iter().map(|rule| context.peers(&rule.peers, &by_selector)).collect()
         });
+        // First-match positions count every rule of a tier in its order, so
+        // a rule's position is its policy's first plus its index.
+        for tier in [Tier::Admin, Tier::Baseline] {
+            let mut position = 0u32;
+            for p in tier_order(cluster, tier) {
+                let policy = &cluster.tier_policies[p];
+                for at in index.matching(&policy.subject).iter() {
+                    context.tier_selecting.entry(endpoint_identities[at]).or_default().push((p, position));
+                }
+                position = position.saturating_add(u32::try_from(policy.rules.len()).unwrap_or(u32::MAX));
+            }
+        }
+        context.tier_rule_peers = cluster
+            .tier_policies
+            .iter()
+            .map(|policy| policy.rules.iter().map(|rule| context.tier_peers(rule, &by_selector)).collect())
+            .collect();
+        context.tier_node_sensitive = cluster
+            .tier_policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .flat_map(|r| &r.peers)
+            .any(|peer| !matches!(peer, TierPeer::Endpoints(_)));
         context
+    }
+
+    /// The identities of `rule`'s peers that do not depend on the
+    /// subject's node: endpoint identities whose every endpoint a peer
+    /// selects, and the CIDR and world identities inside its `networks`.
+    fn tier_peers(&self, rule: &TierRule, by_selector: &dyn Fn(&LabelSelector) -> BTreeSet<Identity>) -> Vec<Identity> {
+        let mut ids = Vec::new();
+        for peer in &rule.peers {
+            match peer {
+                TierPeer::Endpoints(selector) => ids.extend(by_selector(selector)),
+                TierPeer::Networks(cidrs) => {
+                    let world = [(Cidr::all(false), Identity::WORLD_IPV4), (Cidr::all(true), Identity::WORLD_IPV6)];
+                    ids.extend(
+                        self.cidr_identities
+                            .iter()
+                            .map(|(p, id)| (*p, *id))
+                            .chain(world)
+                            .filter(|(p, _)| cidrs.iter().any(|c| c.covers(*p)))
+                            .map(|(_, id)| id),
+                    );
+                    // "Networks ... will also match pod addresses"
+                    // (`AdminNetworkPolicyEgressPeer.Networks`).
+                    ids.extend(self.endpoints_of.iter().filter_map(|(&id, endpoints)| {
+                        endpoints.iter().all(|&e| self.endpoint_in(e, cidrs)).then_some(id)
+                    }));
+                }
+                TierPeer::Nodes(_) => {}
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn endpoint_in(&self, endpoint: EndpointId, cidrs: &[Cidr]) -> bool {
+        self.cluster.endpoint(endpoint).ips.iter().any(|ip| cidrs.iter().any(|c| c.contains(*ip)))
+    }
+
+    /// Whether admin peer `peer` selects node `n` (by its labels or one of
+    /// its addresses).
+    fn tier_selects_node(&self, peer: &TierPeer, n: usize) -> bool {
+        let party = crate::eval::Party::Node(n);
+        crate::tier::peer_matches(self.cluster, peer, party)
+    }
+
+    /// The node identities (`host`, `remote-node`, `kube-apiserver`) that
+    /// `rule`'s peers select as seen from node `local`: `host` if the local
+    /// node is selected, the others if every node behind them is.
+    fn tier_node_peers(&self, rule: &TierRule, local: Option<&str>) -> Vec<Identity> {
+        let mut ids = Vec::new();
+        for (identity, nodes) in self.node_groups(local) {
+            if !nodes.is_empty() && nodes.iter().all(|&n| rule.peers.iter().any(|p| self.tier_selects_node(p, n))) {
+                ids.push(identity);
+            }
+        }
+        ids
+    }
+
+    /// The nodes with addresses behind each node identity, as node `local`
+    /// sees them.
+    fn node_groups(&self, local: Option<&str>) -> [(Identity, Vec<usize>); 3] {
+        let mut groups = [(Identity::HOST, Vec::new()), (Identity::REMOTE_NODE, Vec::new()), (Identity::KUBE_APISERVER, Vec::new())];
+        for (n, node) in self.cluster.nodes.iter().enumerate() {
+            if node.ips.is_empty() {
+                continue;
+            }
+            let group = if Some(node.name.as_str()) == local {
+                0
+            } else if self.cluster.node_runs_apiserver(n) {
+                2
+            } else {
+                1
+            };
+            groups[group].1.push(n);
+        }
+        groups
+    }
+
+    /// Every admin or baseline peer that selects some but not all of the
+    /// endpoints of an identity, or of the remote nodes behind one, as
+    /// some node sees them.
+    fn tier_splits(&self) -> Vec<TierSplit> {
+        let mut splits = BTreeSet::new();
+        // As the nodes of endpoints with addresses see them (an endpoint
+        // without one sees no traffic).
+        let locals: BTreeSet<Option<&str>> =
+            self.cluster.endpoints.iter().filter(|e| !e.ips.is_empty()).map(|e| e.node.as_deref()).collect();
+        for (p, policy) in self.cluster.tier_policies.iter().enumerate() {
+            for (r, rule) in policy.rules.iter().enumerate() {
+                let at = TierRuleRef { policy: p, rule: r };
+                for peer in &rule.peers {
+                    if let TierPeer::Networks(cidrs) = peer {
+                        for (&id, endpoints) in &self.endpoints_of {
+                            let (inside, outside): (Vec<EndpointId>, Vec<EndpointId>) =
+                                endpoints.iter().partition(|&&e| self.endpoint_in(e, cidrs));
+                            if let (Some(i), Some(o)) = (inside.first(), outside.first()) {
+                                splits.insert(TierSplit {
+                                    rule: at,
+                                    identity: id,
+                                    selected: self.cluster.endpoint(*i).display_name(),
+                                    unselected: self.cluster.endpoint(*o).display_name(),
+                                });
+                            }
+                        }
+                    }
+                    if matches!(peer, TierPeer::Endpoints(_)) {
+                        continue;
+                    }
+                    for &local in &locals {
+                        for (id, nodes) in self.node_groups(local) {
+                            let (inside, outside): (Vec<usize>, Vec<usize>) =
+                                nodes.iter().partition(|&&n| self.tier_selects_node(peer, n));
+                            if let (Some(&i), Some(&o)) = (inside.first(), outside.first()) {
+                                splits.insert(TierSplit {
+                                    rule: at,
+                                    identity: id,
+                                    selected: format!("node {}", self.cluster.nodes[i].name),
+                                    unselected: format!("node {}", self.cluster.nodes[o].name),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        splits.into_iter().collect()
     }
 
     fn entity(&self, entity: Entity) -> BTreeSet<Identity> {
@@ -642,7 +858,102 @@ impl<'a> Context<'a> {
                 self.add_rule(&mut spans, (subject, apiserver_local), rule, at, required);
             }
         }
-        PolicyMap { enforced, entries: spans.entries() }
+        let tiers = self.tier_selecting.get(&identity).map_or(&[][..], Vec::as_slice);
+        let local = self.cluster.endpoint(subject).node.as_deref();
+        for &(p, first) in tiers {
+            let policy = &self.cluster.tier_policies[p];
+            for (r, rule) in policy.rules.iter().enumerate() {
+                // The baseline is asked only where no NetworkPolicy
+                // isolates the endpoint ("v1.NetworkPolicy always makes a
+                // final decision for selected pods", `ClusterNetworkPolicySpec.Tier`).
+                if policy.tier == Tier::Baseline && enforced[rule.direction.index()] {
+                    continue;
+                }
+                let order = first.saturating_add(u32::try_from(r).unwrap_or(u32::MAX));
+                let verdict = match (policy.tier, rule.action) {
+                    (Tier::Admin, TierAction::Pass) => {
+                        spans.passes[rule.direction.index()] = true;
+                        SpanVerdict { precedence: Precedence::Admin(order), action: SpanAction::Pass }
+                    }
+                    (tier, action) => {
+                        let precedence =
+                            if tier == Tier::Admin { Precedence::Admin(order) } else { Precedence::Baseline(order) };
+                        // A baseline `Pass` goes to the default, which is
+                        // allow where the baseline is asked.
+                        let verdict = if action == TierAction::Deny { MapVerdict::Deny } else { MapVerdict::Allow };
+                        SpanVerdict { precedence, action: SpanAction::Verdict(verdict) }
+                    }
+                };
+                let mut peers = self.tier_rule_peers[p][r].clone();
+                if self.tier_node_sensitive {
+                    peers.extend(self.tier_node_peers(rule, local));
+                    peers.sort_unstable();
+                    peers.dedup();
+                }
+                let at = self.cluster.tier_rule_ref(TierRuleRef { policy: p, rule: r });
+                self.add_tier_rule(&mut spans, subject, rule, at, &peers, &verdict);
+            }
+        }
+        PolicyMap { enforced, entries: spans.entries(enforced) }
+    }
+
+    /// Adds the spans of admin or baseline `rule` (named `at`) for the
+    /// identities `peers`. Ports as [`crate::tier`] reads them: a named port
+    /// is the destination's (the subject's on ingress, each peer
+    /// identity's endpoints' on egress).
+    fn add_tier_rule(
+        &self,
+        spans: &mut SpanCollector,
+        subject: EndpointId,
+        rule: &TierRule,
+        at: RuleRef,
+        peers: &[Identity],
+        verdict: &SpanVerdict,
+    ) {
+        let dir = rule.direction;
+        let Some(matches) = &rule.ports else {
+            spans.add(peers, dir, 0, PORT_SPACE_MAX, verdict, at);
+            return;
+        };
+        for m in matches {
+            let protocols = match m.protocol {
+                Some(p) => vec![p],
+                None => Protocol::WITH_PORTS.to_vec(),
+            };
+            for protocol in protocols {
+                let n = protocol.number();
+                match &m.ports {
+                    PortSpec::All => {
+                        spans.add(peers, dir, port_space_point(n, 0), port_space_point(n, u16::MAX), verdict, at);
+                    }
+                    PortSpec::Range(range) => {
+                        let (lo, hi) = (port_space_point(n, range.lo), port_space_point(n, range.hi));
+                        spans.add(peers, dir, lo, hi, verdict, at);
+                    }
+                    PortSpec::Named(name) => match dir {
+                        Direction::Ingress => {
+                            if let Some(port) = self.cluster.endpoint(subject).named_port(name, protocol) {
+                                let point = port_space_point(n, port);
+                                spans.add(peers, dir, point, point, verdict, at);
+                            }
+                        }
+                        Direction::Egress => {
+                            for &id in peers {
+                                let Some(endpoints) = self.endpoints_of.get(&id) else { continue };
+                                let ports: BTreeSet<u16> = endpoints
+                                    .iter()
+                                    .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
+                                    .collect();
+                                for port in ports {
+                                    let point = port_space_point(n, port);
+                                    spans.add(&[id], dir, point, point, verdict, at);
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+        }
     }
 
     fn add_rule(
@@ -654,11 +965,11 @@ impl<'a> Context<'a> {
         requirements: &[&LabelSelector],
     ) {
         let dir = rule.direction;
-        let verdict = match (rule.action, &rule.l7) {
+        let verdict = SpanVerdict::network_policy(match (rule.action, &rule.l7) {
             (Action::Deny, _) => MapVerdict::Deny,
             (Action::Allow, Some(l7)) => MapVerdict::Redirect(l7.parser.clone()),
             (Action::Allow, None) => MapVerdict::Allow,
-        };
+        });
         let mut cached = Cow::Borrowed(&self.rule_peers[at.policy.index()][at.rule_index()]);
         if apiserver_local && names_apiserver(rule) {
             if let PeerSet::Ids(ids) = cached.as_ref() {

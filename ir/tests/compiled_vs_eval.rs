@@ -6,6 +6,7 @@
 #[path = "support/random_cluster.rs"]
 mod random_cluster;
 
+use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{eval, Decision, Query};
 use policyc_ir::identity::Identity;
 use policyc_ir::ids::RuleRef;
@@ -28,11 +29,39 @@ fn expected(decision: &Decision) -> (u8, Vec<RuleRef>) {
         Decision::Allowed(rs) => (1, refs(rs)),
         Decision::Redirected(rs) => (2, refs(rs)),
         Decision::Denied(rs) => (3, refs(rs)),
-        // The random clusters have no admin tiers (issue 14: the datapath
-        // does not compile them yet).
+        // Checked by `tiered_lookup_agrees_with_eval`.
         Decision::TierAllowed(_) | Decision::TierDenied(_) | Decision::Passed { .. } => {
-            unreachable!("no admin policies in random clusters")
+            unreachable!("no admin policies in `scenario`")
         }
+    }
+}
+
+/// The verdict and deciding rule the compiled entry must give for eval's
+/// tiered `decision` of `cluster`: an admin or baseline rule (or a `Pass`
+/// with nothing below it) by its handle, the NetworkPolicy tier as
+/// [`expected`]; `None` for "no entry".
+fn expected_tiered(cluster: &Cluster, decision: &Decision) -> (Option<bool>, Vec<RuleRef>) {
+    match decision {
+        Decision::TierAllowed(r) => (Some(true), vec![cluster.tier_rule_ref(*r)]),
+        Decision::TierDenied(r) => (Some(false), vec![cluster.tier_rule_ref(*r)]),
+        Decision::Passed { by, then } => {
+            // A `Pass` with nothing below it: the entry names a `Pass` of
+            // the chain (a baseline `Pass` is an allow of its own).
+            let mut passes = vec![cluster.tier_rule_ref(*by)];
+            let mut next = then.as_ref();
+            while let Decision::Passed { by, then } = next {
+                passes.push(cluster.tier_rule_ref(*by));
+                next = then;
+            }
+            match next {
+                Decision::NotIsolated => (Some(true), passes),
+                Decision::DefaultDeny(_) => (Some(false), passes),
+                _ => expected_tiered(cluster, next),
+            }
+        }
+        Decision::NotIsolated | Decision::DefaultDeny(_) => (None, vec![]),
+        Decision::Allowed(rs) | Decision::Redirected(rs) => (Some(true), rs.clone()),
+        Decision::Denied(rs) => (Some(false), rs.clone()),
     }
 }
 
@@ -66,6 +95,37 @@ proptest! {
                 // there is one exactly when eval names any.
                 prop_assert_eq!(got_rules.is_empty(), want_rules.is_empty(), "{}", context);
                 prop_assert!(got_rules.iter().all(|r| want_rules.contains(r)), "{}", context);
+            }
+        }
+    }
+
+    #[test]
+    fn tiered_lookup_agrees_with_eval((cluster, pods, packets) in scenario_with_tiers()) {
+        let resolved = resolve(&cluster);
+        prop_assert_eq!(validate(&resolved), Ok(()));
+        // The generators' `networks` hold every pod or none, and a node
+        // group of two nodes never forms: nothing splits an identity.
+        prop_assert_eq!(&resolved.tier_splits, &vec![]);
+        for (v6, src, dst, protocol, port) in packets {
+            let (src_ip, src_party) = address(&cluster, pods, v6, src);
+            let (dst_ip, dst_party) = address(&cluster, pods, v6, dst);
+            let reference = eval(&cluster, &Query { src: src_party, dst: dst_party, protocol, port });
+            let compiled = lookup(&resolved, &Packet { src: src_ip, dst: dst_ip, protocol, port });
+            let context = format!("{src_ip} -> {dst_ip} {protocol}/{port}\nreference: {reference:?}\ncompiled: {compiled:?}");
+            prop_assert_eq!(compiled.allowed(), reference.allowed(), "{}", context);
+            for (got, want) in [(&compiled.egress, &reference.egress), (&compiled.ingress, &reference.ingress)] {
+                prop_assert_eq!(got.is_some(), want.is_some(), "{}", context);
+                let (Some(got), Some(want)) = (got, want) else { continue };
+                prop_assert_eq!(got.decision.passes(), want.passes(), "{}", context);
+                let (verdict, rules) = expected_tiered(&cluster, want);
+                if let Some(passes) = verdict {
+                    if got.decision.verdict.is_some() {
+                        prop_assert_eq!(got.decision.verdict != Some(MapVerdict::Deny), passes, "{}", context);
+                        prop_assert!(got.decision.rules.iter().all(|r| rules.contains(r)), "{}", context);
+                    }
+                } else {
+                    prop_assert_eq!(&got.decision.verdict, &None, "{}", context);
+                }
             }
         }
     }

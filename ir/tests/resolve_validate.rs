@@ -8,7 +8,7 @@ use policyc_ir::ids::{EndpointId, PolicyId, RuleRef};
 use policyc_ir::labels::Labels;
 use policyc_ir::lookup::{lookup, Packet};
 use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PolicyOrigin, Rule, Subject};
-use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyKey, PolicyMap};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyKey, PolicyMap, Precedence};
 use policyc_ir::protocol::{Direction, Protocol};
 use policyc_ir::resolve::{resolve, IpcacheSource, Resolved};
 use policyc_ir::selector::LabelSelector;
@@ -184,7 +184,7 @@ fn validator_reports_broken_invariants() {
         prefix_len,
     };
     let entry =
-        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef::new(PolicyId::new(0), 0), rule_count: 1 };
+        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef::new(PolicyId::new(0), 0), rule_count: 1, precedence: Precedence::NetworkPolicy };
 
     let mut r = good.clone();
     Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity::ANY, 81, 23))];
@@ -209,6 +209,7 @@ fn validator_reports_broken_invariants() {
         verdict: MapVerdict::Redirect(String::new()),
         rule: RuleRef::new(PolicyId::new(0), 0),
         rule_count: 0,
+        precedence: Precedence::NetworkPolicy,
     }];
     assert!(matches!(broken(&r)[..], [ValidationError::BadEntry { .. }]));
 

@@ -13,77 +13,21 @@
 //!   closes them.
 //! - Only the order of priorities counts, not their values.
 //!
-//! The datapath does not enforce tiers yet (issue 14), so there is no
-//! compiled side to compare with.
+//! The compiled side is compared with `eval` by `compiled_vs_eval.rs` and
+//! the BPF programs by the loader's `datapath_proptest.rs`, on the same
+//! generators.
 
 #[path = "support/random_cluster.rs"]
 mod random_cluster;
 
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{decide, decide_network_policies, eval, Decision, Party, Query};
-use policyc_ir::policy::PortMatch;
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::LabelSelector;
 use policyc_ir::tier::{Tier, TierAction, TierKind, TierPeer, TierPolicy, TierRule};
+
 use proptest::prelude::*;
 use random_cluster::*;
-
-fn tier_peer() -> impl Strategy<Value = TierPeer> {
-    let networks = ["192.0.2.0/24", "10.200.0.0/16", "0.0.0.0/0", "10.100.0.1/32", "2001:db8::/32", "::/0"];
-    prop_oneof![
-        3 => selector().prop_map(TierPeer::Endpoints),
-        2 => proptest::collection::vec(proptest::sample::select(networks.to_vec()), 1..3)
-            .prop_map(|cs| TierPeer::Networks(cs.into_iter().map(cidr).collect())),
-        1 => Just(TierPeer::Nodes(LabelSelector::everything())),
-    ]
-}
-
-fn tier_rule(actions: &'static [TierAction]) -> impl Strategy<Value = TierRule> {
-    (
-        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
-        proptest::sample::select(actions),
-        proptest::collection::vec(tier_peer(), 1..3),
-        proptest::option::weighted(0.6, proptest::collection::vec(port_match(), 1..3)),
-    )
-        .prop_map(|(direction, action, peers, ports)| {
-            // Ingress peers are pods only (`AdminNetworkPolicyIngressPeer`).
-            let peers: Vec<TierPeer> = match direction {
-                Direction::Ingress => peers.into_iter().filter(|p| matches!(p, TierPeer::Endpoints(_))).collect(),
-                Direction::Egress => peers,
-            };
-            let ports: Option<Vec<PortMatch>> = ports;
-            TierRule { path: String::new(), name: None, direction, action, peers, ports }
-        })
-}
-
-const ALL_ACTIONS: &[TierAction] = &[TierAction::Allow, TierAction::Deny, TierAction::Pass];
-
-fn tier_policy(tier: Tier, actions: &'static [TierAction]) -> impl Strategy<Value = TierPolicy> {
-    (0u16..4, selector(), proptest::collection::vec(tier_rule(actions), 0..4)).prop_map(
-        move |(priority, subject, rules)| TierPolicy {
-            kind: TierKind::ClusterNetworkPolicy,
-            name: String::new(),
-            tier,
-            priority,
-            subject,
-            rules,
-        },
-    )
-}
-
-fn tiers(actions: &'static [TierAction]) -> impl Strategy<Value = Vec<TierPolicy>> {
-    (
-        proptest::collection::vec(tier_policy(Tier::Admin, actions), 0..4),
-        proptest::collection::vec(tier_policy(Tier::Baseline, ALL_ACTIONS), 0..3),
-    )
-        .prop_map(|(admin, baseline)| {
-            let mut all: Vec<TierPolicy> = admin.into_iter().chain(baseline).collect();
-            for (i, p) in all.iter_mut().enumerate() {
-                p.name = format!("p{i}");
-            }
-            all
-        })
-}
 
 fn with(cluster: &Cluster, tiers: Vec<TierPolicy>) -> Cluster {
     Cluster { tier_policies: tiers, ..cluster.clone() }

@@ -80,7 +80,7 @@ pub fn policy_entry(line: &PolicyLine<'_>, endpoint_id: u16) -> (PolicyKey, Poli
         Verdict::Deny => VERDICT_DENY,
         Verdict::Redirect(_) => VERDICT_REDIRECT,
     };
-    (key, PolicyValue { verdict, pad: 0, proxy_port: 0, rule_cookie: line.cookie })
+    (key, PolicyValue { verdict, pad: 0, proxy_port: 0, rule_cookie: line.cookie, precedence: line.precedence() })
 }
 
 /// An endpoint's policy file (or a piece of it starting at line `first`)

@@ -87,7 +87,9 @@ fn grow(bundle: &Bundle, server: u16, policy: usize, ipcache: usize) -> Bundle {
             protocol: TCP,
             port: 8080,
         };
-        b.policy.push((key, PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1 }));
+        // The precedence of an explicit peer's NetworkPolicy allow.
+        let value = PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1, precedence: 2 << 30 | 1 << 1 | 1 };
+        b.policy.push((key, value));
         i += 1;
     }
     let mut i = 0u32;
@@ -161,9 +163,11 @@ fn reference(client: IpAddr, server: IpAddr, client_identity: u32, policy: usize
         let (key, value) = ipcache_entry((0x0a01_0000 + i).to_be_bytes(), SYNTHETIC_IDENTITY + i % 50_000);
         trie.insert(&key, value, 0).unwrap();
     }
-    let mut policies: HashMap<_, [u8; 16], [u8; 8]> =
+    let mut policies: HashMap<_, [u8; 16], [u8; 12]> =
         HashMap::try_from(ebpf.map_mut("ref_policy").expect("ref_policy")).unwrap();
-    let allow = PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1 }.to_bytes();
+    let allow =
+        PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1, precedence: 2 << 30 | 1 << 1 | 1 }
+            .to_bytes();
     for i in 0..policy as u32 {
         let peer_identity = if i == 0 { client_identity } else { SYNTHETIC_IDENTITY + i };
         let key = PolicyKey {

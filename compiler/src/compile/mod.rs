@@ -160,19 +160,25 @@ impl Checked {
     /// diagnostics fail them under `options.lint`.
     pub fn build(&mut self, options: &CompileOptions) -> Result<Built, CompileError> {
         let loaded = &self.loaded;
-        let unenforced = tiers::unenforced(loaded);
-        if crate::lint::fails(loaded, &options.lint) || !unenforced.is_empty() {
+        let rejected = |unenforced: Vec<Diagnostic>| {
             let mut diagnostics: Vec<Diagnostic> =
                 loaded.diagnostics.iter().filter(|d| d.is_error() || options.lint.deny_warnings).cloned().collect();
             diagnostics.extend(unenforced);
             diagnostics.sort();
-            return Err(CompileError::Rejected(RejectedError { diagnostics }));
+            CompileError::Rejected(RejectedError { diagnostics })
+        };
+        if crate::lint::fails(loaded, &options.lint) {
+            return Err(rejected(Vec::new()));
         }
         let previous =
             options.previous.as_ref().map(|dir| read_previous(&dir.join("maps/identities.txt"))).transpose()?;
         let cluster = &loaded.lowered.cluster;
         let resolved = resolve_with_previous(cluster, previous.as_ref());
         self.timings.mark("resolve");
+        let unenforced = tiers::unenforced(loaded, &resolved);
+        if !unenforced.is_empty() {
+            return Err(rejected(unenforced));
+        }
         let only = options.node.as_deref();
         let staging = match &options.output {
             Output::Directory(out) => {

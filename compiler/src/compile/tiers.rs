@@ -1,32 +1,38 @@
-//! Admin and baseline policies are read, checked and evaluated
-//! (`connectivity`, `trace`, `explain`), but the datapath has no verdict
-//! order for them yet (issue 14: a precedence in each policy-map entry).
-//! A bundle that left them out would enforce less than the cluster
-//! allows or denies, so `compile` refuses the input, naming each one:
-//! failing closed, as `toFQDNs` allows nothing rather than everything.
+//! Admin and baseline policies compile into the policy maps with a
+//! precedence per entry (`policyc_ir::policy_map::Precedence`). What the
+//! datapath still cannot enforce is a `networks` or `nodes` peer that
+//! selects some but not all of the pods (or nodes) sharing an identity:
+//! the programs know a peer by its identity only. `compile` refuses such
+//! input, naming the rule and both sides of the split, rather than write a
+//! bundle that enforces something else than the cluster says: failing
+//! closed, as `toFQDNs` allows nothing rather than everything.
 
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
+use policyc_ir::resolve::Resolved;
 
-/// One error per admin or baseline policy of `loaded`, at its object.
-pub fn unenforced(loaded: &Loaded) -> Vec<Diagnostic> {
+/// One error per admin rule of `loaded` whose peer splits an identity in
+/// `resolved`, at the rule's policy.
+pub fn unenforced(loaded: &Loaded, resolved: &Resolved) -> Vec<Diagnostic> {
     let lowered = &loaded.lowered;
-    lowered
-        .cluster
-        .tier_policies
+    resolved
+        .tier_splits
         .iter()
-        .zip(&lowered.tier_locations)
-        .map(|(policy, location)| {
-            Diagnostic::new(
-                codes::TIERS_NOT_ENFORCED,
-                location.clone(),
-                format!(
-                    "`{policy}` ({} tier) is not enforced by policyc's datapath yet: no bundle is written",
-                    policy.tier.name()
-                ),
-            )
-            .with_help(
-                "`lint`, `connectivity`, `trace` and `explain` evaluate it; remove it from the input to compile the rest",
+        .filter_map(|split| {
+            let policy = lowered.cluster.tier_policies.get(split.rule.policy)?;
+            let location = lowered.tier_locations.get(split.rule.policy)?;
+            let path = policy.rules.get(split.rule.rule).map_or("spec", |r| r.path.as_str());
+            Some(
+                Diagnostic::new(
+                    codes::TIERS_NOT_ENFORCED,
+                    location.clone(),
+                    format!(
+                        "`{policy}` `{path}` selects {} but not {}, which share identity {}: the datapath tells \
+                         peers apart by identity only, so no bundle is written",
+                        split.selected, split.unselected, split.identity
+                    ),
+                )
+                .with_help("widen or narrow the `networks`/`nodes` peer so that it selects all of them or none"),
             )
         })
         .collect()

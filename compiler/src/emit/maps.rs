@@ -14,7 +14,7 @@ use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::identity::{Identity, IdentityTable};
 use policyc_ir::ids::{EndpointId, RuleRef};
 use policyc_ir::labels::Labels;
-use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap};
+use policyc_ir::policy_map::{MapVerdict, PolicyEntry, PolicyMap, Precedence};
 use policyc_ir::protocol::Direction;
 use policyc_ir::resolve::{IdentityInfo, IdentityKind, IpcacheSource, Resolved, ResolvedEndpoint};
 use std::borrow::Cow;
@@ -176,12 +176,12 @@ impl RuleNames {
     /// ([`policyc_bundle::ids::rule_cookies`]), allocated over the whole
     /// cluster so that a rule has one cookie on every node.
     pub fn new(cluster: &Cluster) -> RuleNames {
-        let names: Vec<Vec<String>> = cluster
-            .policies
-            .iter()
-            .enumerate()
-            .map(|(p, policy)| (0..policy.rules.len()).map(|r| rule_name(cluster, p, r)).collect())
-            .collect();
+        // Admin rules follow the cluster's policies, as map entries name
+        // them (`Cluster::tier_rule_ref`).
+        let rule_counts =
+            cluster.policies.iter().map(|p| p.rules.len()).chain(cluster.tier_policies.iter().map(|p| p.rules.len()));
+        let names: Vec<Vec<String>> =
+            rule_counts.enumerate().map(|(p, rules)| (0..rules).map(|r| rule_name(cluster, p, r)).collect()).collect();
         let cookies = policyc_bundle::ids::rule_cookies(names.iter().flatten().map(String::as_str));
         let by_policy = names
             .iter()
@@ -241,6 +241,12 @@ pub fn policy(names: &RuleNames, map: &PolicyMap) -> (String, usize) {
             cookie: names.cookie(entry.rule),
             rule: &rule,
             others: entry.rule_count.saturating_sub(1),
+            tier: match entry.precedence {
+                Precedence::NetworkPolicy => policy_line::Tier::NetworkPolicy,
+                Precedence::Admin(order) => policy_line::Tier::Admin(order),
+                Precedence::Passed(order) => policy_line::Tier::Passed(order),
+                Precedence::Baseline(order) => policy_line::Tier::Baseline(order),
+            },
         }
         .write(&mut out);
         out.push('\n');
@@ -333,6 +339,13 @@ impl RenderedMaps {
 
 /// `<Kind>/<ns>/<name>:<rule path>` (`<Kind>/<name>:...` when cluster-wide).
 pub fn rule_name(cluster: &Cluster, policy: usize, rule: usize) -> String {
+    if let Some(tier) = policy.checked_sub(cluster.policies.len()).and_then(|t| cluster.tier_policies.get(t)) {
+        // Admin policies are cluster-scoped: `<Kind>/<name>:<path>`.
+        return match tier.rules.get(rule).map(|r| r.path.as_str()).filter(|path| !path.is_empty()) {
+            Some(path) => format!("{}/{}:{path}", tier.kind.name(), tier.name),
+            None => format!("{}/{}:rules[{rule}]", tier.kind.name(), tier.name),
+        };
+    }
     let Some(p) = cluster.policies.get(policy) else { return format!("policy{policy}:rule{rule}") };
     let object = match &p.origin.namespace {
         Some(ns) => format!("{}/{ns}/{}", p.origin.kind.name(), p.origin.name),

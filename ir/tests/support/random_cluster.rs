@@ -23,6 +23,7 @@ use policyc_ir::policy::{
 };
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+use policyc_ir::tier::{Tier, TierAction, TierKind, TierPeer, TierPolicy, TierRule};
 use proptest::prelude::*;
 use std::net::IpAddr;
 
@@ -363,4 +364,72 @@ pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
             }
             (cluster, pods.len(), packets)
         })
+}
+
+/// Admin and baseline policies (Allow, Deny, Pass; pod selectors,
+/// `networks` that hold every pod, one node or outside addresses, `nodes`;
+/// numbered and named ports; priorities 0-3, so ties are common).
+pub fn tier_peer() -> impl Strategy<Value = TierPeer> {
+    let networks = ["192.0.2.0/24", "10.200.0.0/16", "0.0.0.0/0", "10.100.0.1/32", "2001:db8::/32", "::/0"];
+    prop_oneof![
+        3 => selector().prop_map(TierPeer::Endpoints),
+        2 => proptest::collection::vec(proptest::sample::select(networks.to_vec()), 1..3)
+            .prop_map(|cs| TierPeer::Networks(cs.into_iter().map(cidr).collect())),
+        1 => Just(TierPeer::Nodes(LabelSelector::everything())),
+    ]
+}
+
+pub fn tier_rule(actions: &'static [TierAction]) -> impl Strategy<Value = TierRule> {
+    (
+        prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+        proptest::sample::select(actions),
+        proptest::collection::vec(tier_peer(), 1..3),
+        proptest::option::weighted(0.6, proptest::collection::vec(port_match(), 1..3)),
+    )
+        .prop_map(|(direction, action, peers, ports)| {
+            // Ingress peers are pods only (`AdminNetworkPolicyIngressPeer`).
+            let peers: Vec<TierPeer> = match direction {
+                Direction::Ingress => peers.into_iter().filter(|p| matches!(p, TierPeer::Endpoints(_))).collect(),
+                Direction::Egress => peers,
+            };
+            let ports: Option<Vec<PortMatch>> = ports;
+            TierRule { path: String::new(), name: None, direction, action, peers, ports }
+        })
+}
+
+pub const ALL_ACTIONS: &[TierAction] = &[TierAction::Allow, TierAction::Deny, TierAction::Pass];
+
+pub fn tier_policy(tier: Tier, actions: &'static [TierAction]) -> impl Strategy<Value = TierPolicy> {
+    (0u16..4, selector(), proptest::collection::vec(tier_rule(actions), 0..4)).prop_map(
+        move |(priority, subject, rules)| TierPolicy {
+            kind: TierKind::ClusterNetworkPolicy,
+            name: String::new(),
+            tier,
+            priority,
+            subject,
+            rules,
+        },
+    )
+}
+
+pub fn tiers(actions: &'static [TierAction]) -> impl Strategy<Value = Vec<TierPolicy>> {
+    (
+        proptest::collection::vec(tier_policy(Tier::Admin, actions), 0..4),
+        proptest::collection::vec(tier_policy(Tier::Baseline, ALL_ACTIONS), 0..3),
+    )
+        .prop_map(|(admin, baseline)| {
+            let mut all: Vec<TierPolicy> = admin.into_iter().chain(baseline).collect();
+            for (i, p) in all.iter_mut().enumerate() {
+                p.name = format!("p{i}");
+            }
+            all
+        })
+}
+
+/// [`scenario`] with admin and baseline policies.
+pub fn scenario_with_tiers() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
+    (scenario(), tiers(ALL_ACTIONS)).prop_map(|((mut cluster, pods, packets), tiers)| {
+        cluster.tier_policies = tiers;
+        (cluster, pods, packets)
+    })
 }
