@@ -178,12 +178,12 @@ pub const MAPS: [MapLayout; 12] = [
     MapLayout { name: "clock", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 16, max_entries: 1 },
     MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
     MapLayout { name: "endpoints", map_type: BPF_MAP_TYPE_HASH, key_size: 20, value_size: 12, max_entries: 131_070 },
-    MapLayout { name: "policy", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 16, value_size: 8, max_entries: 4_194_304 },
+    MapLayout { name: "policy", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 16, value_size: 12, max_entries: 4_194_304 },
     MapLayout {
         name: "policy_exact",
         map_type: BPF_MAP_TYPE_HASH,
         key_size: 16,
-        value_size: 8,
+        value_size: 12,
         max_entries: 4_194_304,
     },
     MapLayout {
@@ -447,6 +447,8 @@ pub struct PolicyKey {
 
 /// Bytes of a policy key after its prefix length.
 pub const POLICY_KEY_DATA: usize = size_of::<PolicyKey>() - 4;
+/// Bytes of a policy value.
+pub const POLICY_VALUE: usize = size_of::<PolicyValue>();
 
 impl PolicyKey {
     /// The bytes after `prefixlen`, as aya's `lpm_trie::Key` data.

@@ -299,7 +299,8 @@ impl PolicyMap {
             .collect();
         // The programs look the peer up first and replace its hit only with
         // a strictly higher precedence.
-        let winner = hits.iter().copied().reduce(|a, b| if b.precedence_value() > a.precedence_value() { b } else { a });
+        let winner =
+            hits.iter().copied().reduce(|a, b| if b.precedence_value() > a.precedence_value() { b } else { a });
         let verdict = winner.map(|e| e.verdict.clone());
         let mut rules: Vec<RuleRef> = hits
             .iter()

@@ -139,7 +139,8 @@ pub struct Resolved {
 }
 
 /// An admin or baseline rule whose `networks` or `nodes` peer selects
-/// some but not all of the endpoints (or nodes) sharing an identity.
+/// some but not all of the endpoints (or nodes) sharing an identity, or
+/// whose egress named port they number differently.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct TierSplit {
     /// The rule.
@@ -418,7 +419,15 @@ fn unpack(reach: u64) -> (Identity, Direction, u32) {
 impl SpanCollector {
     /// Records `verdict` from `rule` over `lo..=hi` (clamped to the space;
     /// nothing if empty) for each of `peers` in `direction`.
-    fn add(&mut self, peers: &[Identity], direction: Direction, lo: u32, hi: u32, verdict: &SpanVerdict, rule: RuleRef) {
+    fn add(
+        &mut self,
+        peers: &[Identity],
+        direction: Direction,
+        lo: u32,
+        hi: u32,
+        verdict: &SpanVerdict,
+        rule: RuleRef,
+    ) {
         let hi = hi.min(PORT_SPACE_MAX);
         if lo > hi || peers.is_empty() {
             return;
@@ -664,7 +673,8 @@ impl<'a> Context<'a> {
     /// The nodes with addresses behind each node identity, as node `local`
     /// sees them.
     fn node_groups(&self, local: Option<&str>) -> [(Identity, Vec<usize>); 3] {
-        let mut groups = [(Identity::HOST, Vec::new()), (Identity::REMOTE_NODE, Vec::new()), (Identity::KUBE_APISERVER, Vec::new())];
+        let mut groups =
+            [(Identity::HOST, Vec::new()), (Identity::REMOTE_NODE, Vec::new()), (Identity::KUBE_APISERVER, Vec::new())];
         for (n, node) in self.cluster.nodes.iter().enumerate() {
             if node.ips.is_empty() {
                 continue;
@@ -693,6 +703,36 @@ impl<'a> Context<'a> {
         for (p, policy) in self.cluster.tier_policies.iter().enumerate() {
             for (r, rule) in policy.rules.iter().enumerate() {
                 let at = TierRuleRef { policy: p, rule: r };
+                // An egress named port is the peer's: pods of one identity
+                // that number it differently cannot be told apart.
+                let names: Vec<(&str, Option<Protocol>)> = match (&rule.ports, rule.direction) {
+                    (Some(ports), Direction::Egress) => ports
+                        .iter()
+                        .filter_map(|m| match &m.ports {
+                            PortSpec::Named(name) => Some((name.as_str(), m.protocol)),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for &(name, protocol) in &names {
+                    let protocols = protocol.map_or(Protocol::WITH_PORTS.to_vec(), |p| vec![p]);
+                    for id in &self.tier_rule_peers[p][r] {
+                        let Some(endpoints) = self.endpoints_of.get(id) else { continue };
+                        let number = |e: EndpointId| -> Vec<Option<u16>> {
+                            protocols.iter().map(|&pr| self.cluster.endpoint(e).named_port(name, pr)).collect()
+                        };
+                        let Some(&first) = endpoints.first() else { continue };
+                        if let Some(&other) = endpoints.iter().find(|&&e| number(e) != number(first)) {
+                            splits.insert(TierSplit {
+                                rule: at,
+                                identity: *id,
+                                selected: format!("port `{name}` of {}", self.cluster.endpoint(first).display_name()),
+                                unselected: format!("that of {}", self.cluster.endpoint(other).display_name()),
+                            });
+                        }
+                    }
+                }
                 for peer in &rule.peers {
                     if let TierPeer::Networks(cidrs) = peer {
                         for (&id, endpoints) in &self.endpoints_of {

@@ -183,8 +183,13 @@ fn validator_reports_broken_invariants() {
         port,
         prefix_len,
     };
-    let entry =
-        |key| PolicyEntry { key, verdict: MapVerdict::Allow, rule: RuleRef::new(PolicyId::new(0), 0), rule_count: 1, precedence: Precedence::NetworkPolicy };
+    let entry = |key| PolicyEntry {
+        key,
+        verdict: MapVerdict::Allow,
+        rule: RuleRef::new(PolicyId::new(0), 0),
+        rule_count: 1,
+        precedence: Precedence::NetworkPolicy,
+    };
 
     let mut r = good.clone();
     Arc::make_mut(&mut r.endpoints[0].policy).entries = vec![entry(key(Identity::ANY, 81, 23))];

@@ -7,7 +7,7 @@ use crate::generation_maps::{GenerationMap, ENDPOINTS, GENERATION_MAPS, IPCACHE,
 use crate::kernel::Kernel;
 use policyc_ebpf::abi::{
     EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA,
-    POLICY_KEY_FULL_BITS,
+    POLICY_KEY_FULL_BITS, POLICY_VALUE,
 };
 use std::collections::BTreeMap;
 
@@ -71,7 +71,7 @@ pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(
 
 type IpcacheEntries = BTreeMap<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>;
 type EndpointEntries = BTreeMap<[u8; ENDPOINT_KEY], [u8; 12]>;
-type PolicyEntries = BTreeMap<(u32, [u8; POLICY_KEY_DATA]), [u8; 8]>;
+type PolicyEntries = BTreeMap<(u32, [u8; POLICY_KEY_DATA]), [u8; POLICY_VALUE]>;
 
 /// The entries of one generation of the policy-bearing maps, as the
 /// kernel stores them (keys include the generation byte).
@@ -163,7 +163,7 @@ struct Changes<K, V> {
 pub struct SyncPlan {
     ipcache: Changes<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>,
     endpoints: Changes<[u8; ENDPOINT_KEY], [u8; 12]>,
-    policy: Changes<(u32, [u8; POLICY_KEY_DATA]), [u8; 8]>,
+    policy: Changes<(u32, [u8; POLICY_KEY_DATA]), [u8; POLICY_VALUE]>,
     /// Operations per map.
     pub ops: BTreeMap<&'static str, MapOps>,
 }

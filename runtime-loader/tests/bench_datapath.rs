@@ -88,7 +88,13 @@ fn grow(bundle: &Bundle, server: u16, policy: usize, ipcache: usize) -> Bundle {
             port: 8080,
         };
         // The precedence of an explicit peer's NetworkPolicy allow.
-        let value = PolicyValue { verdict: VERDICT_ALLOW, pad: 0, proxy_port: 0, rule_cookie: 1, precedence: 2 << 30 | 1 << 1 | 1 };
+        let value = PolicyValue {
+            verdict: VERDICT_ALLOW,
+            pad: 0,
+            proxy_port: 0,
+            rule_cookie: 1,
+            precedence: 2 << 30 | 1 << 1 | 1,
+        };
         b.policy.push((key, value));
         i += 1;
     }

@@ -12,13 +12,13 @@ mod random_cluster;
 mod support;
 
 use policyc::emit::{emit, BundleOptions};
+use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::{eval, Query};
 use policyc_ir::resolve::resolve;
 use policyc_loader::bundle::Bundle;
 use policyc_loader::packet::ProbePacket;
 use policyc_loader::probe::Probe;
 use proptest::prelude::*;
-use policyc_ir::cluster::Cluster;
 use random_cluster::{address, node_of, scenario, scenario_with_tiers, PacketSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +33,7 @@ static CASE: AtomicUsize = AtomicUsize::new(0);
 /// Loads `cluster`'s bundles into probes and judges every packet, against
 /// `eval`.
 fn programs_agree(cluster: Cluster, pods: usize, packets: Vec<PacketSpec>) -> Result<(), TestCaseError> {
-        require_root();
+    require_root();
     let case = CASE.fetch_add(1, Ordering::Relaxed);
     let out = TempDir::new(&format!("dpp-{case}"));
     let resolved = resolve(&cluster);
@@ -60,7 +60,13 @@ fn programs_agree(cluster: Cluster, pods: usize, packets: Vec<PacketSpec>) -> Re
             continue;
         }
         let reference = eval(&cluster, &Query { src: src_party, dst: dst_party, protocol, port });
-        let packet = ProbePacket { src: src_ip, dst: dst_ip, protocol: protocol.number(), sport: 20_000 + n as u16, dport: port };
+        let packet = ProbePacket {
+            src: src_ip,
+            dst: dst_ip,
+            protocol: protocol.number(),
+            sport: 20_000 + n as u16,
+            dport: port,
+        };
         let mut passed = true;
         let mut hooks = Vec::new();
         if let Some(probe) = src_node.as_ref().and_then(|node| probes.get_mut(node)) {
@@ -80,7 +86,12 @@ fn programs_agree(cluster: Cluster, pods: usize, packets: Vec<PacketSpec>) -> Re
             passed,
             reference.allowed(),
             "{} -> {} {}/{}\nreference: {:?}\nprograms: {:?}",
-            src_ip, dst_ip, protocol, port, reference, hooks
+            src_ip,
+            dst_ip,
+            protocol,
+            port,
+            reference,
+            hooks
         );
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! Admin and baseline policies compile into the policy maps with a
 //! precedence per entry (`policyc_ir::policy_map::Precedence`). What the
 //! datapath still cannot enforce is a `networks` or `nodes` peer that
-//! selects some but not all of the pods (or nodes) sharing an identity:
-//! the programs know a peer by its identity only. `compile` refuses such
+//! selects some but not all of the pods (or nodes) sharing an identity, or
+//! an egress named port that they number differently: the programs know a
+//! peer by its identity only. `compile` refuses such
 //! input, naming the rule and both sides of the split, rather than write a
 //! bundle that enforces something else than the cluster says: failing
 //! closed, as `toFQDNs` allows nothing rather than everything.
@@ -32,7 +33,9 @@ pub fn unenforced(loaded: &Loaded, resolved: &Resolved) -> Vec<Diagnostic> {
                         split.selected, split.unselected, split.identity
                     ),
                 )
-                .with_help("widen or narrow the `networks`/`nodes` peer so that it selects all of them or none"),
+                .with_help(
+                    "make the `networks`/`nodes` peer select all of them or none, or give the pods one port number",
+                ),
             )
         })
         .collect()

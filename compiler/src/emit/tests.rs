@@ -131,7 +131,7 @@ fn renders_each_map_of_each_node() {
     // node-b's ipcache sees node-a as a remote node and itself as host.
     assert!(bundles[1].files["maps/ipcache.txt"].contains("192.168.0.1/32 6 node:node-a\n192.168.0.2/32 1 host\n"));
     let manifest: serde_json::Value = serde_json::from_str(&a.files["manifest.json"]).unwrap();
-    assert_eq!(manifest["format_version"], 6);
+    assert_eq!(manifest["format_version"], 7);
     assert_eq!(manifest["node"], "node-a");
     assert_eq!(manifest["source_hash"], "sha256:abc");
     let maps: Vec<(&str, Option<u64>)> = manifest["maps"]

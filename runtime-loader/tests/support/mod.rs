@@ -62,9 +62,8 @@ pub fn scratch_paths(tag: &str, state: &TempDir) -> Paths {
 }
 
 /// The manifests of `dir` compiled into one bundle per node (read back as
-/// the loader reads them), or `None` if the input has errors or admin
-/// tiers, which `policyc compile` refuses (E0350) while the datapath does
-/// not enforce them.
+/// the loader reads them), or `None` if the input has errors or an admin
+/// peer that splits an identity, which `policyc compile` refuses (E0350).
 pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
     compile_with(dir, out, Semantics::default())
 }
@@ -72,11 +71,14 @@ pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bu
 /// [`compile`] under `semantics` (`--allow-localhost`).
 pub fn compile_with(dir: &Path, out: &TempDir, semantics: Semantics) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
     let loaded = load_input_with(read_paths(&[dir.to_path_buf()]), semantics);
-    if loaded.has_errors() || !policyc::compile::tiers::unenforced(&loaded).is_empty() {
+    if loaded.has_errors() {
         return None;
     }
     let cluster = &loaded.lowered.cluster;
     let resolved = policyc_ir::resolve::resolve(cluster);
+    if !policyc::compile::tiers::unenforced(&loaded, &resolved).is_empty() {
+        return None;
+    }
     let bundles = emit(cluster, &resolved, None, &BundleOptions::default()).expect("emit");
     let mut read = BTreeMap::new();
     for b in bundles {

@@ -17,7 +17,7 @@ use crate::route::{self, Route};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
 use aya::programs::SchedClassifier;
-use policyc_ebpf::abi::{self, StateValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::abi::{self, StateValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA, POLICY_VALUE};
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
 use programs::LoadedEndpoint;
@@ -36,8 +36,8 @@ pub struct AyaKernel {
 enum OpenMap {
     Ipcache(LpmTrie<MapData, [u8; IPCACHE_KEY_DATA], [u8; 8]>),
     Endpoints(HashMap<MapData, [u8; 20], [u8; 12]>),
-    Policy(LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]>),
-    PolicyExact(HashMap<MapData, [u8; 16], [u8; 8]>),
+    Policy(LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; POLICY_VALUE]>),
+    PolicyExact(HashMap<MapData, [u8; 16], [u8; POLICY_VALUE]>),
 }
 
 fn open(path: &Path) -> Result<Map, LoaderError> {
