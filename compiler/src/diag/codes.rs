@@ -97,6 +97,6 @@ codes! {
     NAMESPACED_POD_SELECTOR_MISSING = "W0159", "a `pods` subject or peer lacks `namespaceSelector` or `podSelector`, which its CRD requires: read as `{}` (all)";
     NETWORK_HOST_BITS = "W0160", "a `networks` CIDR has host bits set: read as its network, as `net.ParseCIDR` does";
     DOMAIN_NAMES_NOT_COMPILABLE = "W0158", "`domainNames` cannot be resolved ahead of time: the peer matches nothing";
-    TIERS_NOT_ENFORCED = "E0350", "an admin policy's `networks` or `nodes` peer splits the pods or nodes of one identity, which the datapath cannot enforce";
+    TIERS_NOT_ENFORCED = "E0350", "an admin rule's `networks` or `nodes` peer or egress named port tells apart pods or nodes of one identity, which the datapath cannot";
     ADMIN_PRIORITY_TIE = "W0209", "two admin policies of one tier and priority match the same traffic: their order is undefined";
 }
