@@ -116,7 +116,10 @@ fn peer_location(loaded: &Loaded, r: RuleRef, j: usize, n: usize) -> Location {
 
 /// W0202: a pod that no policy selects, in a namespace where some other
 /// pod is isolated in a direction (likely forgotten by a default-deny
-/// rollout).
+/// rollout). A pod that an admin or baseline policy with rules selects is
+/// not forgotten: the cluster's guardrails decide its traffic (a baseline
+/// default deny is the usual way to cover such pods, network-policy-api
+/// `BaselineAdminNetworkPolicy`).
 pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Diagnostic>) {
     let cluster = &loaded.lowered.cluster;
     let mut selected = vec![false; cluster.endpoints.len()];
@@ -128,6 +131,11 @@ pub(super) fn unprotected_pods(loaded: &Loaded, facts: &Facts, out: &mut Vec<Dia
             if enforces {
                 isolated_namespaces.insert(cluster.endpoints[i].namespace.as_str());
             }
+        }
+    }
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        if !selected[i] {
+            selected[i] = cluster.tier_policies.iter().any(|t| !t.rules.is_empty() && t.subject.matches(&e.labels));
         }
     }
     for (i, e) in cluster.endpoints.iter().enumerate() {
