@@ -50,7 +50,10 @@ fn example_table_holds() {
         (42, pod("shop/frontend"), ip("169.254.169.254"), Protocol::Tcp, 443, false),
         (43, pod("payments/payments-api"), ip("198.51.100.10"), Protocol::Tcp, 443, true),
         (44, pod("payments/payments-api"), ip("10.1.2.3"), Protocol::Tcp, 443, false),
-        (49, pod("monitoring/prometheus"), ip("198.51.100.10"), Protocol::Tcp, 443, true),
+        (20, pod("monitoring/prometheus"), pod("payments/payments-api"), Protocol::Tcp, 9100, true),
+        (49, pod("monitoring/prometheus"), ip("198.51.100.10"), Protocol::Tcp, 443, false),
+        (52, pod("ops/toolbox"), pod("payments/payments-api"), Protocol::Tcp, 9090, false),
+        (53, pod("monitoring/prometheus"), pod("kube-system/coredns"), Protocol::Udp, 53, true),
     ];
     for (row, src, dst, protocol, port, allowed) in rows {
         let v = eval(c, &Query { src, dst, protocol, port });
