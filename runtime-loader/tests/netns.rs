@@ -436,3 +436,38 @@ fn netns_traffic_matches_eval() {
     let seen = run_probe(&pods[client].netns, pods[db].ips[0], Probe::Tcp(5432), "data/db", RETRY_TIMEOUT);
     assert_eq!(seen, Seen::Answered, "after uninstall, web/client -> data/db:5432 must connect");
 }
+
+/// Admin tiers on real traffic (`tests/netns/tiers/`): an admin `Deny`
+/// beats a NetworkPolicy allow (client → db:5432), an admin `Pass` falls to
+/// the NetworkPolicy tier, which allows (monitor → db:9100), and a baseline
+/// `Deny` applies only to pods no NetworkPolicy isolates (monitor →
+/// frontend is dropped; monitor → db is the NetworkPolicy's to decide).
+/// The matrix must equal `ir::eval`'s, and these cases must be in it as
+/// described.
+#[test]
+fn admin_tiers_on_real_traffic() {
+    require_root();
+    let _turn = support::turn();
+    require_ip();
+    let n = subnet(56);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns/tiers");
+    let substitutions = [("10.200.241.", format!("10.200.{n}.")), ("fd00:200::f1:", format!("fd00:200::{n:x}:"))];
+    let ports = Ports { tcp: &[5432, 8080, 9100], udp: &[53] };
+    let run = matrix_matches_eval("td", &dir, &substitutions, "node-a", &ports);
+    let by_name: BTreeMap<&str, usize> = run.pods.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    let seen = |src: &str, dst: &str, port: u16| {
+        let (s, d) = (&run.pods[by_name[src]], &run.pods[by_name[dst]]);
+        run_probe(&s.netns, d.ips[0], Probe::Tcp(port), dst, PROBE_TIMEOUT)
+    };
+    for (src, dst, port, answered, why) in [
+        ("web/client", "data/db", 5432, false, "the admin deny beats the NetworkPolicy allow"),
+        ("web/frontend", "data/db", 5432, true, "no admin rule matches: the NetworkPolicy allows"),
+        ("ops/monitor", "data/db", 9100, true, "the admin Pass hands it to the NetworkPolicy, which allows"),
+        ("web/frontend", "data/db", 9100, false, "the admin deny-metrics rule after the Pass"),
+        ("ops/monitor", "web/frontend", 8080, false, "the baseline deny, as no NetworkPolicy selects frontend"),
+        ("web/client", "web/frontend", 8080, true, "no tier matches: default allow"),
+    ] {
+        let want = if answered { Seen::Answered } else { Seen::Silent };
+        assert_eq!(seen(src, dst, port), want, "{src} -> {dst}:{port}: {why}");
+    }
+}
