@@ -294,7 +294,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     // computation and one map. Admin `nodes` and `networks` peers also
     // depend on the subject's node (its own node is `host`).
     let node_sensitive = context.tier_node_sensitive;
-    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>, bool, Option<&str>), usize> = HashMap::new();
+    let mut distinct: HashMap<MapInputs<'_>, usize> = HashMap::new();
     let mut subjects: Vec<(EndpointId, Identity)> = Vec::new();
     let map_of: Vec<Option<usize>> = cluster
         .endpoints_with_ids()
@@ -339,6 +339,11 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         tier_splits,
     }
 }
+
+/// What an endpoint's policy map depends on: its labels, its named ports,
+/// whether its node runs the API server, and (with admin `networks` or
+/// `nodes` peers) its node.
+type MapInputs<'a> = (&'a Labels, Vec<&'a NamedPort>, bool, Option<&'a str>);
 
 /// `maps` (of `subjects`, in order) with the equal maps of one identity
 /// made one: pods of one identity whose named ports differ have equal maps

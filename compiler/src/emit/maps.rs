@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn a_policy_line_names_the_first_rule_and_counts_the_others() {
         let names = RuleNames { by_policy: vec![vec![("CiliumNetworkPolicy/shop/api:spec.ingress[0]".into(), 42)]] };
-        let entry = |identity, port, prefix_len, verdict, rule_count| PolicyEntry {
+        let entry = |identity, port, prefix_len, verdict, rule_count, precedence| PolicyEntry {
             key: PolicyKey {
                 identity: Identity(identity),
                 direction: Direction::Egress,
@@ -400,21 +400,30 @@ mod tests {
             verdict,
             rule: RuleRef::new(PolicyId::new(0), 0),
             rule_count,
+            precedence,
         };
         let map = PolicyMap {
             enforced: [false, true],
             entries: vec![
-                entry(0, 0, 8, MapVerdict::Deny, 1),
-                entry(4_294_967_295, 65535, 24, MapVerdict::Redirect("http".into()), 3),
+                entry(0, 0, 8, MapVerdict::Deny, 1, Precedence::NetworkPolicy),
+                entry(7, 80, 24, MapVerdict::Allow, 1, Precedence::Passed(3)),
+                entry(4_294_967_295, 65535, 24, MapVerdict::Redirect("http".into()), 3, Precedence::NetworkPolicy),
             ],
         };
         let (text, lines) = policy(&names, &map);
-        assert_eq!(lines, 2);
+        assert_eq!(lines, 3);
         assert_eq!(
             text,
             "egress any 6/0/8 deny 42 CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
+             egress 7 6/80/24 allow 42 CiliumNetworkPolicy/shop/api:spec.ingress[0] pass/3\n\
              egress 4294967295 6/65535/24 redirect:http 42 CiliumNetworkPolicy/shop/api:spec.ingress[0],+2\n"
         );
+        // The loader computes the same precedence from the line as the IR
+        // from the entry.
+        for (entry, line) in map.entries.iter().zip(text.lines()) {
+            let parsed = PolicyLine::parse("p.txt", 1, line).unwrap();
+            assert_eq!(parsed.precedence(), entry.precedence_value(), "{line}");
+        }
         // A rule the cluster lacks (validation rules it out) still renders.
         assert_eq!(names.get(RuleRef::new(PolicyId::new(3), 1)), "policy3:rule1");
     }
