@@ -34,10 +34,10 @@ pub const ENDPOINTS: GenerationMap =
     GenerationMap { name: "endpoints", generation_byte: 0, key_size: 20, value_size: 12, reported_as: "endpoints" };
 /// Policy entries with port ranges (a trie).
 pub const POLICY: GenerationMap =
-    GenerationMap { name: "policy", generation_byte: 4, key_size: 16, value_size: 8, reported_as: "policy" };
+    GenerationMap { name: "policy", generation_byte: 4, key_size: 16, value_size: 12, reported_as: "policy" };
 /// Single-port policy entries (a hash looked up first).
 pub const POLICY_EXACT: GenerationMap =
-    GenerationMap { name: "policy_exact", generation_byte: 4, key_size: 16, value_size: 8, reported_as: "policy" };
+    GenerationMap { name: "policy_exact", generation_byte: 4, key_size: 16, value_size: 12, reported_as: "policy" };
 
 impl GenerationMap {
     /// The generation a kernel key belongs to.

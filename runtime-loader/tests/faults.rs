@@ -19,7 +19,7 @@ use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Array, HashMap, Map, MapData};
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::load;
-use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA, POLICY_VALUE};
 use policyc_ebpf::Template;
 use policyc_loader::kernel::aya::AyaKernel;
 use policyc_loader::kernel::Kernel;
@@ -181,7 +181,7 @@ impl Node {
             .collect();
         v.sort();
         maps.insert("ipcache", v);
-        let policy: LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; 8]> =
+        let policy: LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; POLICY_VALUE]> =
             LpmTrie::try_from(open(paths, "policy")).unwrap();
         let mut v: Vec<_> = policy
             .iter()
