@@ -28,6 +28,9 @@ use support::{require_root, scratch_paths, TempDir};
 /// cases are few and packets many.
 const CASES: u32 = 48;
 
+/// Cases of the admin-tier variant.
+const TIER_CASES: u32 = 32;
+
 static CASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Loads `cluster`'s bundles into probes and judges every packet, against
@@ -104,6 +107,11 @@ proptest! {
     fn programs_agree_with_eval_on_random_clusters((cluster, pods, packets) in scenario()) {
         programs_agree(cluster, pods, packets)?;
     }
+}
+
+proptest! {
+    // Fewer cases: the tiered maps are larger, and both tests run at once.
+    #![proptest_config(ProptestConfig { cases: TIER_CASES, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn programs_agree_with_eval_on_random_clusters_with_admin_tiers((cluster, pods, packets) in scenario_with_tiers()) {
