@@ -131,7 +131,7 @@ proptest! {
     }
 
     #[test]
-    fn resolution_is_deterministic_and_keeps_numbers((cluster, _pods, _packets) in scenario()) {
+    fn resolution_is_deterministic_and_keeps_numbers((cluster, _pods, _packets) in scenario_with_tiers()) {
         let first = resolve(&cluster);
         let second = resolve(&cluster.clone());
         prop_assert_eq!(format!("{first:?}"), format!("{second:?}"));
