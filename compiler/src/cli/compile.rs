@@ -69,8 +69,8 @@ fn fail(loaded: Option<&Loaded>, e: CompileError, format: Format) -> u8 {
     let machine = format != Format::Human;
     match (e, loaded) {
         (CompileError::Rejected(rejected), Some(loaded)) => {
-            // What the build itself refused (E0350: admin tiers the
-            // datapath does not enforce) is not among the input's
+            // What the build itself refused (E0350: an admin rule that
+            // splits an identity) is not among the input's
             // diagnostics, which were shown already in human form.
             let extra: Vec<_> = rejected.diagnostics.into_iter().filter(|d| !loaded.diagnostics.contains(d)).collect();
             if machine {
