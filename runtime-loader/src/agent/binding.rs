@@ -19,9 +19,15 @@
 //!   on its host-side interface, with the policy and program settings of
 //!   the bundle's endpoint of the same identity (of the same name first,
 //!   whose named ports are the pod's);
-//! - a local pod whose labels are not known yet, whose label set the
-//!   bundle does not know, or whose identity has no policy in this node's
-//!   bundle is **held default-deny**: the `init` identity, which Cilium
+//! - a pod whose label set the bundle does not know, or a local pod whose
+//!   identity has no policy in this node's bundle, gets its identity and
+//!   policy computed on the node from the bundle's normalized policy
+//!   ([`super::computed`]), and the local pods whose policies select such
+//!   an identity gain its entries; these identities are reported;
+//! - a local pod whose labels are not known yet, or one the node cannot
+//!   compute (a bundle without normalized policy, the range of
+//!   node-computed identities full) is **held default-deny**: the `init`
+//!   identity, which Cilium
 //!   gives an endpoint whose labels it cannot determine yet
 //!   (<https://docs.cilium.io/en/latest/security/policy/lifecycle/>,
 //!   "Init Identity"), enforcement on in both directions and no policy
@@ -33,6 +39,7 @@
 
 use super::cluster::ClusterView;
 use super::compiled::{Compiled, Template};
+use super::computed::{Computed, PodInput};
 use super::node_addresses;
 use super::sandboxes::Sandboxes;
 use crate::bundle::Bundle;
@@ -42,11 +49,13 @@ use crate::manifest::BundleEndpoint;
 use crate::route::{self, Route};
 use policyc_bundle::digest::sha256_hex;
 use policyc_ebpf::abi::{
-    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS,
-    IPCACHE_KEY_HEADER_BITS,
+    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_EGRESS, DIR_INGRESS,
+    ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS, IPCACHE_KEY_HEADER_BITS,
 };
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::identity::Identity;
+use policyc_ir::labels::Labels;
+use policyc_ir::normalized::is_node_computed;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -88,6 +97,19 @@ pub struct Held {
     pub reason: String,
 }
 
+/// An identity computed on the node: not in the reviewed bundle.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ComputedIdentity {
+    /// The number ([`policyc_ir::normalized::NODE_COMPUTED_MIN`] and up).
+    pub identity: u32,
+    /// Its label set, as `identities.txt` writes one.
+    pub labels: String,
+    /// The pods (`<ns>/<pod>`) that have it.
+    pub pods: Vec<String>,
+    /// Always true: computed on the node, not in the reviewed bundle.
+    pub computed_on_node: bool,
+}
+
 /// The desired state of the node, and what binding found.
 #[derive(Clone, Debug)]
 pub struct Binding {
@@ -104,6 +126,8 @@ pub struct Binding {
     pub not_in_ipcache: Vec<Held>,
     /// Container ids of the sandboxes this state binds.
     pub sandboxes: BTreeSet<String>,
+    /// Identities computed on the node, in number order.
+    pub computed: Vec<ComputedIdentity>,
 }
 
 impl Binding {
@@ -119,19 +143,84 @@ struct Local {
     sandbox: Option<String>,
 }
 
-/// The identity of local pod `name` and the bundle endpoint whose policy
-/// it takes, or why it is held.
-fn model<'a>(compiled: &'a Compiled, cluster: &ClusterView, name: &str) -> Result<(u32, &'a Template), String> {
+/// The policy a local pod takes.
+enum Model<'a> {
+    /// A bundle endpoint's, with the entries of peers computed on the node.
+    Compiled(u32, &'a Template, &'a [(PolicyKey, PolicyValue)]),
+    /// Computed on the node.
+    Computed(&'a super::computed::Model),
+}
+
+/// The identity of local pod `name` and the policy it takes, or why it is
+/// held.
+fn model<'a>(
+    compiled: &'a Compiled,
+    computed: Option<&'a Computed>,
+    cluster: &ClusterView,
+    name: &str,
+) -> Result<Model<'a>, String> {
     let pod =
         cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
-    let identity = *compiled
-        .identities
-        .get(&pod.labels)
-        .ok_or_else(|| format!("its label set `{}` is not in the bundle", pod.labels))?;
-    let template = compiled.template(identity, name).ok_or_else(|| {
-        format!("identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)")
-    })?;
-    Ok((identity, template))
+    let on_node = computed.and_then(|c| c.models.get(name));
+    let compiled_identity = compiled.identities.get(&pod.labels).copied();
+    if let Some(identity) = compiled_identity {
+        if let Some(template) = compiled.template(identity, name) {
+            let peers = on_node.map_or(&[][..], |m| m.computed_peers.as_slice());
+            return Ok(Model::Compiled(identity, template, peers));
+        }
+    }
+    if let Some(m) = on_node {
+        return Ok(Model::Computed(m));
+    }
+    Err(match (compiled_identity, &compiled.normalized) {
+        (_, None) if compiled_identity.is_none() => format!(
+            "its label set `{}` is not in the bundle (which has no normalized policy to compute it from)",
+            pod.labels
+        ),
+        (Some(identity), None) => format!(
+            "identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)"
+        ),
+        _ => {
+            format!("its label set `{}` is not in the bundle and the node-computed identities are used up", pod.labels)
+        }
+    })
+}
+
+/// The pods whose identity or policy the node computes: every pod whose
+/// label set the bundle does not know (a remote one once per label set and
+/// named ports), and every local pod whenever there is one such label set
+/// (its policies may select it) or its identity has no compiled model.
+fn node_inputs(compiled: &Compiled, cluster: &ClusterView, local: &BTreeMap<String, Local>) -> Vec<PodInput> {
+    let mut inputs = BTreeSet::new();
+    let mut any_unknown = false;
+    for pod in &cluster.pods {
+        let known = compiled.identities.get(&pod.labels);
+        let is_local = local.contains_key(&pod.name);
+        any_unknown |= known.is_none() && (is_local || !pod.ips.is_empty());
+        if is_local || (known.is_none() && !pod.ips.is_empty()) {
+            let without_model = known.is_none_or(|&id| compiled.template(id, &pod.name).is_none());
+            // Remote pods only matter by label set and named ports: the
+            // inputs (and so the cache) do not change with their names.
+            let name = if is_local { pod.name.clone() } else { String::new() };
+            inputs.insert((
+                !(is_local && !without_model),
+                PodInput { name, labels: pod.labels.clone(), named_ports: pod.named_ports.clone(), local: is_local },
+            ));
+        }
+    }
+    // Local pods with a compiled model are computed only for the peers
+    // computed on the node.
+    inputs.into_iter().filter(|(needed, _)| any_unknown || *needed).map(|(_, input)| input).collect()
+}
+
+/// `config` with the by-peer lookups that `entries` need.
+fn with_peer_lookups(config: EndpointConfig, entries: &[(PolicyKey, PolicyValue)]) -> EndpointConfig {
+    let has = |direction: u8| entries.iter().any(|(k, _)| k.direction == direction && k.peer_identity != 0);
+    EndpointConfig {
+        ingress_by_peer: config.ingress_by_peer || has(DIR_INGRESS),
+        egress_by_peer: config.egress_by_peer || has(DIR_EGRESS),
+        ..config
+    }
 }
 
 fn ipcache_entry(ip: IpAddr, identity: u32) -> (IpcacheKey, IpcacheValue) {
@@ -181,6 +270,9 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         present
     });
 
+    let inputs = node_inputs(compiled, cluster, &local);
+    let computed = if inputs.is_empty() { None } else { compiled.compute(node, inputs) };
+    let computed = computed.as_deref();
     let ids = policyc_bundle::ids::endpoint_ids(local.keys().map(String::as_str));
     let mut held = Vec::new();
     let mut endpoints = Vec::new();
@@ -194,12 +286,22 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     for (name, l) in &local {
         let id = ids.get(name.as_str()).copied().unwrap_or(0);
         let (ns, pod) = name.split_once('/').unwrap_or(("", name));
-        let (identity, flags, config, policy_file) = match model(compiled, cluster, name) {
-            Ok((identity, t)) => {
-                policy
-                    .extend(t.policy.iter().map(|(k, v)| (policyc_ebpf::abi::PolicyKey { endpoint_id: id, ..*k }, *v)));
+        let with_id = |entries: &[(PolicyKey, PolicyValue)]| {
+            entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: id, ..*k }, *v)).collect::<Vec<_>>()
+        };
+        let (identity, flags, config, policy_file) = match model(compiled, computed, cluster, name) {
+            Ok(Model::Compiled(identity, t, peers)) => {
+                policy.extend(with_id(&t.policy));
+                policy.extend(with_id(peers));
                 let config = EndpointConfig { endpoint_id: u32::from(id), ..t.endpoint.config };
+                // Entries of computed peers may need the by-peer lookup.
+                let config = if peers.is_empty() { config } else { with_peer_lookups(config, peers) };
                 (identity, t.flags, config, t.endpoint.policy_file.clone())
+            }
+            Ok(Model::Computed(m)) => {
+                policy.extend(with_id(&m.policy));
+                let config = EndpointConfig { endpoint_id: u32::from(id), ..m.config };
+                (m.identity, m.flags, config, String::new())
             }
             Err(reason) => {
                 held.push(Held { pod: name.clone(), reason });
@@ -228,11 +330,13 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     }
 
     let mut not_in_ipcache = Vec::new();
+    let computed_identity = |labels: &Labels| computed.and_then(|c| c.identities.get(labels).copied().flatten());
     for pod in cluster.pods.iter().filter(|p| !local.contains_key(&p.name) && !p.ips.is_empty()) {
-        let Some(&identity) = compiled.identities.get(&pod.labels) else {
+        let Some(identity) = compiled.identities.get(&pod.labels).copied().or_else(|| computed_identity(&pod.labels))
+        else {
             not_in_ipcache.push(Held {
                 pod: pod.name.clone(),
-                reason: format!("its label set `{}` is not in the bundle", pod.labels),
+                reason: format!("its label set `{}` is not in the bundle and was not computed on the node", pod.labels),
             });
             continue;
         };
@@ -277,7 +381,30 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         }
     }
 
+    // The identities computed on the node, with their pods: status,
+    // metrics and the log name them.
+    let mut computed_identities: BTreeMap<u32, ComputedIdentity> = BTreeMap::new();
+    for (ip, (identity, name)) in &addresses {
+        let _ = ip;
+        if !is_node_computed(Identity(*identity)) {
+            continue;
+        }
+        let entry = computed_identities.entry(*identity).or_insert_with(|| ComputedIdentity {
+            identity: *identity,
+            labels: cluster.pod(name).map(|p| p.labels.to_string()).unwrap_or_default(),
+            pods: Vec::new(),
+            computed_on_node: true,
+        });
+        if !entry.pods.contains(name) {
+            entry.pods.push(name.clone());
+        }
+    }
     let bundle = &compiled.bundle;
+    let mut listed = bundle.listed.clone();
+    if let Some(c) = computed {
+        listed.identities.extend(c.identities.values().flatten());
+        listed.rules.extend(&c.cookies);
+    }
     let fingerprint =
         format!("{}\n{endpoints:?}\n{interfaces:?}\n{ipcache:?}\n{endpoint_entries:?}\n{policy:?}", bundle.hash());
     let mut manifest = bundle.manifest.clone();
@@ -290,9 +417,13 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         policy,
         endpoints,
         templates: bundle.templates.clone(),
-        listed: bundle.listed.clone(),
+        listed,
     });
-    Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
+    let mut computed = computed_identities.into_values().collect::<Vec<_>>();
+    for c in &mut computed {
+        c.pods.sort();
+    }
+    Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes, computed }
 }
 
 #[cfg(test)]

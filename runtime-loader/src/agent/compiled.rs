@@ -9,17 +9,24 @@
 //! endpoints compiled with addresses (pods of a `kubectl get` snapshot)
 //! serve as models. Address-less ones (workloads, unscheduled pods) would
 //! need their enforcement in the manifest, a format change not made yet;
-//! pods of such an identity are held default-deny and reported.
+//! pods of such an identity are computed on the node from the bundle's
+//! normalized policy ([`super::computed`]), or held default-deny and
+//! reported when the bundle has none.
 
+use super::computed::{Computed, PodInput};
 use crate::bundle::{locate, Bundle, BundleError};
 use crate::entries;
 use crate::manifest::{BundleEndpoint, IDENTITIES_FILE, IPCACHE_FILE};
+use policyc::emit::maps::RuleNames;
 use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::{IpcacheLine, Source};
+use policyc_bundle::normalized::{self, NORMALIZED_POLICY_FILE};
 use policyc_ebpf::abi::{IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
 use policyc_ir::labels::Labels;
+use policyc_ir::normalized::NormalizedPolicy;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A bundle, ready to bind live pods to.
 #[derive(Clone, Debug)]
@@ -33,6 +40,12 @@ pub struct Compiled {
     /// Per identity, the bundle endpoints that have it, by name: their
     /// policy and settings serve every local pod of that identity.
     pub templates: BTreeMap<u32, Vec<Template>>,
+    /// The normalized policy and its rules' cookies, if the bundle has
+    /// them (`normalized-policy.json`).
+    pub normalized: Option<Arc<(NormalizedPolicy, RuleNames)>>,
+    /// The last computation on the node and its inputs: pods computed on
+    /// the node change far less often than bindings are made.
+    last_computed: Arc<Mutex<Option<(Vec<PodInput>, Arc<Computed>)>>>,
 }
 
 /// A bundle endpoint as the model for pods of its identity.
@@ -91,7 +104,38 @@ impl Compiled {
                 policy,
             });
         }
-        Ok(Compiled { bundle, identities, base_ipcache, templates })
+        let normalized = if manifest.files.contains_key(NORMALIZED_POLICY_FILE) {
+            let policy =
+                normalized::from_text(&manifest.read_text(NORMALIZED_POLICY_FILE)?).map_err(BundleError::Manifest)?;
+            let names = RuleNames::new(&policy.cluster);
+            Some(Arc::new((policy, names)))
+        } else {
+            None
+        };
+        Ok(Compiled {
+            bundle,
+            identities,
+            base_ipcache,
+            templates,
+            normalized,
+            last_computed: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// What the node computes for `pods` ([`super::computed::compute`]),
+    /// or `None` if the bundle has no normalized policy; the last result
+    /// is kept and given again for the same pods.
+    pub fn compute(&self, node: &str, pods: Vec<PodInput>) -> Option<Arc<Computed>> {
+        let normalized = self.normalized.as_ref()?;
+        let mut last = self.last_computed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((inputs, computed)) = last.as_ref() {
+            if *inputs == pods {
+                return Some(Arc::clone(computed));
+            }
+        }
+        let computed = Arc::new(super::computed::compute(&normalized.0, &normalized.1, node, &pods));
+        *last = Some((pods, Arc::clone(&computed)));
+        Some(computed)
     }
 
     /// The bundle's hash.

@@ -3,7 +3,7 @@
 //! batching the changes of a short window into one generation flip, and
 //! answers the CNI plugin's requests.
 
-use super::binding::{bind, Binding, Held, Host};
+use super::binding::{bind, Binding, ComputedIdentity, Held, Host};
 use super::cluster::{ClusterSource, ClusterView};
 use super::compiled::Compiled;
 use super::metrics::Histogram;
@@ -51,6 +51,8 @@ pub struct AgentStatus {
     pub unbound: Vec<Held>,
     /// Cluster pods left out of the ipcache.
     pub not_in_ipcache: Vec<Held>,
+    /// Identities computed on the node (not in the reviewed bundle).
+    pub computed: Vec<ComputedIdentity>,
 }
 
 /// Counters and the last apply, for `/metrics` and `/readyz`.
@@ -82,6 +84,7 @@ pub struct Controller {
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
     dirty_since: Option<Instant>,
     last_held: Vec<Held>,
+    last_computed: Vec<ComputedIdentity>,
     last_error: Option<String>,
     health: Arc<std::sync::Mutex<Health>>,
     /// What this agent's applies wrote into each generation: the next
@@ -113,6 +116,7 @@ impl Controller {
             // The first apply binds what a previous agent left.
             dirty_since: Some(Instant::now()),
             last_held: Vec::new(),
+            last_computed: Vec::new(),
             last_error: None,
             health,
             known: KnownGenerations::default(),
@@ -309,6 +313,17 @@ impl Controller {
             }
             self.last_held = binding.held.clone();
         }
+        if binding.computed != self.last_computed {
+            for c in &binding.computed {
+                log(&format!(
+                    "identity {} computed on the node (not in the reviewed bundle): labels `{}`, pods {}",
+                    c.identity,
+                    c.labels,
+                    c.pods.join(", ")
+                ));
+            }
+            self.last_computed = binding.computed.clone();
+        }
         self.in_force = binding.sandboxes.clone();
         let now = Instant::now();
         let mut add_seconds = Vec::new();
@@ -350,6 +365,7 @@ impl Controller {
             held: binding.held,
             unbound: binding.unbound,
             not_in_ipcache: binding.not_in_ipcache,
+            computed: binding.computed,
         };
         let path = self.options.paths.state.join("agent.json");
         let text = serde_json::to_string_pretty(&status).unwrap_or_default();
