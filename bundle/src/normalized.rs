@@ -1,20 +1,54 @@
 //! `normalized-policy.json`: the cluster's policy in the normalized form
 //! of [`policyc_ir::normalized`], from which the node agent computes the
 //! identity and policy of a label set the bundle does not know. One JSON
-//! object on one line, every map in key order, so the same policy gives
-//! the same bytes; its digest is in the manifest like every file's.
+//! object, every map in key order and every list item on its own line, so
+//! the same policy gives the same bytes and a change shows in a diff as
+//! the lines that changed; its digest is in the manifest like every
+//! file's.
 
 use policyc_ir::normalized::{NormalizedPolicy, FORMAT};
 
 /// The normalized policy, relative to the bundle.
 pub const NORMALIZED_POLICY_FILE: &str = "normalized-policy.json";
 
-/// The text of `policy`.
+/// The text of `policy`: JSON with each identity, endpoint, node and
+/// policy on its own line, so that a review diff shows the ones that
+/// changed.
 pub fn to_text(policy: &NormalizedPolicy) -> String {
-    // Serializing these types cannot fail: no map has non-string keys.
-    let mut text = serde_json::to_string(policy).unwrap_or_default();
-    text.push('\n');
-    text
+    let c = &policy.cluster;
+    let mut out = format!("{{\"format\":{},\"identities\":[\n", policy.format);
+    lines(&mut out, &policy.identities);
+    out.push_str("],\"cluster\":{");
+    for (name, value) in [("namespaces", json(&c.namespaces)), ("apiserver", json(&c.apiserver))] {
+        out.push_str(&format!("\"{name}\":{value},"));
+    }
+    if !c.tier_policies.is_empty() {
+        out.push_str("\"tier_policies\":[\n");
+        lines(&mut out, &c.tier_policies);
+        out.push_str("],");
+    }
+    out.push_str("\"nodes\":[\n");
+    lines(&mut out, &c.nodes);
+    out.push_str("],\"endpoints\":[\n");
+    lines(&mut out, &c.endpoints);
+    out.push_str("],\"policies\":[\n");
+    lines(&mut out, &c.policies);
+    out.push_str("]}}\n");
+    out
+}
+
+/// `value` as compact JSON. Serializing these types cannot fail: no map
+/// has keys that are not strings.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// `items`, one a line, separated by commas.
+fn lines<T: serde::Serialize>(out: &mut String, items: &[T]) {
+    for (i, item) in items.iter().enumerate() {
+        out.push_str(&json(item));
+        out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+    }
 }
 
 /// Reads `text` back; an error names what is wrong.
@@ -44,7 +78,7 @@ mod tests {
         let policy = NormalizedPolicy::new(&Cluster::default(), &IdentityTable::new());
         let text = to_text(&policy);
         assert_eq!(from_text(&text).unwrap(), policy);
-        let other = text.replace("\"format\":1", "\"format\":99");
+        let other = text.replacen("\"format\":1", "\"format\":99", 1);
         assert!(from_text(&other).unwrap_err().contains("format 99 is not supported"));
         assert!(from_text("{").unwrap_err().starts_with("`normalized-policy.json`: "));
     }
