@@ -432,6 +432,7 @@ mod tests {
     use crate::route::Route;
     use policyc::compile::{compile, CompileOptions, Inputs, Output};
     use policyc_cni::protocol::Sandbox;
+    use policyc_ir::normalized::is_node_computed;
     use std::path::PathBuf;
 
     const REPOSITORY: &str = r#"
@@ -591,14 +592,11 @@ spec:
     #[test]
     fn unknown_labels_are_held_default_deny_and_reported() {
         let f = fixture("held");
-        let view = cluster(&f, &[("stranger", "stranger", "n1", None)]);
-        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40"), ("late", "veth-b", "10.200.9.41")]);
-        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a", "veth-b"], &[]));
+        let view = cluster(&f, &[]);
+        let boxes = sandboxes(&f, &[("late", "veth-b", "10.200.9.41")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-b"], &[]));
         let reasons: Vec<(&str, &str)> = binding.held.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
-        assert_eq!(reasons[0].0, "web/late");
-        assert_eq!(reasons[0].1, "its labels are not known yet (not in the cluster source)");
-        assert_eq!(reasons[1].0, "web/stranger");
-        assert!(reasons[1].1.contains("label set `app=stranger,") && reasons[1].1.ends_with("is not in the bundle"));
+        assert_eq!(reasons, [("web/late", "its labels are not known yet (not in the cluster source)")]);
         let b = whole(&binding);
         assert!(b.policy.is_empty());
         for (_, v) in &b.endpoint_entries {
@@ -607,7 +605,67 @@ spec:
                 (Identity::INIT.get(), ENDPOINT_ENFORCE_INGRESS | ENDPOINT_ENFORCE_EGRESS)
             );
         }
-        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(Identity::INIT.get()));
+        assert_eq!(ipcache_identity(b, "10.200.9.41"), Some(Identity::INIT.get()));
+    }
+
+    #[test]
+    fn a_label_set_the_bundle_does_not_know_is_computed_on_the_node_and_reported() {
+        let f = fixture("computed");
+        let view = cluster(&f, &[("stranger", "stranger", "n1", None), ("client", "client", "n2", Some("10.200.7.5"))]);
+        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a"], &[]));
+        assert!(binding.held.is_empty(), "{:?}", binding.held);
+        let [c] = binding.computed.as_slice() else { panic!("{:?}", binding.computed) };
+        assert!(is_node_computed(Identity(c.identity)), "{}", c.identity);
+        assert!(c.labels.starts_with("app=stranger,") && c.computed_on_node, "{c:?}");
+        assert_eq!(c.pods, ["web/stranger"]);
+        let b = whole(&binding);
+        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(c.identity));
+        let (_, value) = b.endpoint_entries[0];
+        assert_eq!((value.identity, value.flags), (c.identity, 0), "no policy isolates `app=stranger`");
+        assert!(b.listed.identities.contains(&c.identity), "listed, so the loader's reference check passes");
+        // The same pods, bound again (a restarted agent): the same number
+        // and the same state.
+        let again = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a"], &[]));
+        assert_eq!(again.computed, binding.computed);
+        assert_eq!(again.desired.manifest().hash, binding.desired.manifest().hash);
+    }
+
+    #[test]
+    fn a_compiled_pods_policy_gains_the_entries_of_a_job_pod_it_selects() {
+        let f = fixture("job");
+        // A Job's pod: `app=client` (which the server's policy allows) and
+        // a `job-name` no compiled label set has.
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\n\
+                    metadata: {name: server, namespace: web, labels: {app: server}}\n\
+                    spec: {nodeName: n1, containers: [{name: main}]}\n---\napiVersion: v1\nkind: Pod\n\
+                    metadata: {name: run-1, namespace: web, labels: {app: client, job-name: run}}\n\
+                    spec: {nodeName: n2, containers: [{name: main}]}\nstatus: {podIPs: [{ip: 10.200.7.9}]}\n";
+        let dir = f.dir.join("live-job");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pods.yaml"), text).unwrap();
+        let view = ClusterView::read(&dir).unwrap();
+        let boxes = sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-s"], &[]));
+        let b = whole(&binding);
+        let [c] = binding.computed.as_slice() else { panic!("{:?}", binding.computed) };
+        assert_eq!(c.pods, ["web/run-1"]);
+        assert_eq!(ipcache_identity(b, "10.200.7.9"), Some(c.identity));
+        let client =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("client")).map(|(_, i)| *i).unwrap();
+        let peer_entries = |peer: u32| -> Vec<(u8, u32, u8)> {
+            b.policy
+                .iter()
+                .filter(|(k, _)| k.peer_identity == peer)
+                .map(|(k, v)| (k.direction, k.prefixlen, v.verdict))
+                .collect()
+        };
+        assert!(!peer_entries(client).is_empty());
+        assert_eq!(peer_entries(c.identity), peer_entries(client), "the Job's pod is allowed as a client is");
+        let server =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("server")).map(|(_, i)| *i).unwrap();
+        let compiled = &f.compiled.template(server, "web/server").unwrap().policy;
+        assert_eq!(b.policy.len(), compiled.len() + peer_entries(c.identity).len(), "the compiled entries stay");
     }
 
     #[test]
