@@ -1,7 +1,9 @@
 //! The agent's one owner of state: the compiled bundle, the cluster view,
 //! the bound sandboxes; it re-binds and applies when any of them changes,
 //! batching the changes of a short window into one generation flip, and
-//! answers the CNI plugin's requests.
+//! answers the CNI plugin's requests. A change after a quiet spell is
+//! applied at once; changes that come while an apply runs, or within the
+//! batch window after it, go into the next flip together.
 
 use super::binding::{bind, Binding, ComputedIdentity, Held, Host};
 use super::cluster::{ClusterSource, ClusterView};
@@ -83,6 +85,8 @@ pub struct Controller {
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
     dirty_since: Option<Instant>,
+    /// When the last apply ended.
+    last_apply: Instant,
     last_held: Vec<Held>,
     last_computed: Vec<ComputedIdentity>,
     last_error: Option<String>,
@@ -115,6 +119,7 @@ impl Controller {
             waiting: Vec::new(),
             // The first apply binds what a previous agent left.
             dirty_since: Some(Instant::now()),
+            last_apply: Instant::now(),
             last_held: Vec::new(),
             last_computed: Vec::new(),
             last_error: None,
@@ -137,15 +142,25 @@ impl Controller {
                 next_poll = now + self.options.poll;
             }
             let ready = self.compiled.is_some() && self.cluster.is_some();
-            match self.dirty_since {
-                Some(since) if ready && now >= since + self.options.batch => {
+            // Every request already queued joins this flip.
+            while let Ok((request, reply)) = calls.try_recv() {
+                self.handle(request, reply);
+            }
+            // The first change after a quiet spell is applied at once;
+            // changes within `batch` of the last apply wait for the end of
+            // that window and go into one flip (as do those that came
+            // while an apply ran, queued above).
+            let due = self.dirty_since.map(|since| since.max(self.last_apply + self.options.batch));
+            match due {
+                Some(due) if ready && now >= due => {
                     self.apply().await;
+                    self.last_apply = Instant::now();
                     continue;
                 }
                 _ => {}
             }
-            let wake = match self.dirty_since {
-                Some(since) if ready => next_poll.min(since + self.options.batch),
+            let wake = match due {
+                Some(due) if ready => next_poll.min(due),
                 _ => next_poll,
             };
             tokio::select! {
