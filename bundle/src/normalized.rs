@@ -11,14 +11,15 @@ use policyc_ir::normalized::{NormalizedPolicy, FORMAT};
 /// The normalized policy, relative to the bundle.
 pub const NORMALIZED_POLICY_FILE: &str = "normalized-policy.json";
 
-/// The text of `policy`: JSON with each identity, endpoint, node and
-/// policy on its own line, so that a review diff shows the ones that
+/// The text of `policy`: JSON with each endpoint, node and policy on its
+/// own line, so that a review diff shows the ones that
 /// changed.
 pub fn to_text(policy: &NormalizedPolicy) -> String {
     let c = &policy.cluster;
-    let mut out = format!("{{\"format\":{},\"identities\":[\n", policy.format);
-    lines(&mut out, &policy.identities);
-    out.push_str("],\"cluster\":{");
+    // The identities, one number per endpoint below, on one line: the
+    // endpoint lines carry the labels.
+    let mut out =
+        format!("{{\"format\":{},\"identities\":{},\n\"cluster\":{{", policy.format, json(&policy.identities));
     for (name, value) in [("namespaces", json(&c.namespaces)), ("apiserver", json(&c.apiserver))] {
         out.push_str(&format!("\"{name}\":{value},"));
     }
@@ -64,7 +65,16 @@ pub fn from_text(text: &str) -> Result<NormalizedPolicy, String> {
             version.format
         ));
     }
-    serde_json::from_str(text).map_err(|e| format!("`{NORMALIZED_POLICY_FILE}`: {e}"))
+    let policy: NormalizedPolicy =
+        serde_json::from_str(text).map_err(|e| format!("`{NORMALIZED_POLICY_FILE}`: {e}"))?;
+    if policy.identities.len() != policy.cluster.endpoints.len() {
+        return Err(format!(
+            "`{NORMALIZED_POLICY_FILE}`: {} identities for {} endpoints",
+            policy.identities.len(),
+            policy.cluster.endpoints.len()
+        ));
+    }
+    Ok(policy)
 }
 
 #[cfg(test)]
@@ -81,5 +91,7 @@ mod tests {
         let other = text.replacen("\"format\":1", "\"format\":99", 1);
         assert!(from_text(&other).unwrap_err().contains("format 99 is not supported"));
         assert!(from_text("{").unwrap_err().starts_with("`normalized-policy.json`: "));
+        let short = text.replacen("\"identities\":[]", "\"identities\":[256]", 1);
+        assert_eq!(from_text(&short).unwrap_err(), "`normalized-policy.json`: 1 identities for 0 endpoints");
     }
 }

@@ -46,8 +46,10 @@ pub fn is_node_computed(identity: Identity) -> bool {
 pub struct NormalizedPolicy {
     /// [`FORMAT`].
     pub format: u32,
-    /// The compiled endpoint identities, in label order.
-    pub identities: Vec<(Labels, Identity)>,
+    /// The compiled identity of each endpoint of [`NormalizedPolicy::cluster`]
+    /// (`None` for a label set that found no number), in the same order:
+    /// the labels are the endpoint's, written once.
+    pub identities: Vec<Option<Identity>>,
     /// The cluster, its endpoints cut to representatives.
     pub cluster: Cluster,
 }
@@ -84,14 +86,19 @@ impl NormalizedPolicy {
         let apiserver = cluster.apiserver.iter().copied().filter(|&ip| cluster.endpoint_by_ip(ip).is_none()).collect();
         NormalizedPolicy {
             format: FORMAT,
-            identities: table.iter().map(|(l, id)| (l.clone(), id)).collect(),
+            identities: endpoints.iter().map(|e| table.get(&e.labels)).collect(),
             cluster: Cluster { endpoints, apiserver, ..cluster.clone() },
         }
     }
 
     /// The compiled identity table.
     pub fn table(&self) -> IdentityTable {
-        IdentityTable::from_assignments(self.identities.iter().cloned())
+        IdentityTable::from_assignments(self.assignments())
+    }
+
+    /// `(labels, identity)` of every endpoint with an identity.
+    fn assignments(&self) -> impl Iterator<Item = (Labels, Identity)> + '_ {
+        self.cluster.endpoints.iter().zip(&self.identities).filter_map(|(e, id)| Some((e.labels.clone(), (*id)?)))
     }
 
     /// Identities for the label sets of `label_sets` the bundle does not
@@ -101,7 +108,14 @@ impl NormalizedPolicy {
     /// depends only on the unknown label sets colliding with it, so it is
     /// the same across restarts of the agent that sees the same pods.
     pub fn allocate<'a>(&self, label_sets: impl IntoIterator<Item = &'a Labels>) -> BTreeMap<Labels, Option<Identity>> {
-        let known: HashSet<&Labels> = self.identities.iter().map(|(l, _)| l).collect();
+        let known: HashSet<&Labels> = self
+            .cluster
+            .endpoints
+            .iter()
+            .zip(&self.identities)
+            .filter(|(_, id)| id.is_some())
+            .map(|(e, _)| &e.labels)
+            .collect();
         let unknown: BTreeSet<&Labels> = label_sets.into_iter().filter(|l| !known.contains(l)).collect();
         let span = NODE_COMPUTED_MAX - NODE_COMPUTED_MIN + 1;
         let mut used = BTreeSet::new();
@@ -128,7 +142,7 @@ impl NormalizedPolicy {
     pub fn resolve(&self, extra: &[Endpoint], wanted: &dyn Fn(&Endpoint) -> bool) -> NodeResolution {
         let computed = self.allocate(extra.iter().map(|e| &e.labels));
         let table = IdentityTable::from_assignments(
-            self.identities.iter().cloned().chain(computed.iter().filter_map(|(l, id)| Some((l.clone(), (*id)?)))),
+            self.assignments().chain(computed.iter().filter_map(|(l, id)| Some((l.clone(), (*id)?)))),
         );
         let exhausted = computed.iter().filter(|(_, id)| id.is_none()).map(|(l, _)| l.clone()).collect();
         let first_extra = self.cluster.endpoints.len();

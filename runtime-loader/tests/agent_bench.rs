@@ -129,13 +129,13 @@ fn cluster_pods() -> usize {
 }
 
 /// Local pods come from one /24 (the test bed's `host-local` range), so
-/// 200 by default (`POLICYC_BENCH_LOCAL_PODS`), not the 1 000 of the
+/// 150 by default (`POLICYC_BENCH_LOCAL_PODS`), not the 1 000 of the
 /// issue; then 20 local pods beside the cluster's pods in the ipcache.
 #[test]
 #[ignore = "benchmark: cargo xtask bench agent"]
 fn add_to_enforced_at_scale() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let local: usize = std::env::var("POLICYC_BENCH_LOCAL_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let local: usize = std::env::var("POLICYC_BENCH_LOCAL_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
     println!("agent at scale (`run --attach tc`): CNI ADD to enforced and resident memory");
     println!("| local pods | cluster pods | p50 ms | p99 ms | max ms | resident MiB |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: |");

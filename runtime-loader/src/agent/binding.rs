@@ -172,6 +172,9 @@ fn model<'a>(
     if let Some(m) = on_node {
         return Ok(Model::Computed(m));
     }
+    if let Some(error) = computed.and_then(|c| c.error.as_ref()) {
+        return Err(format!("its policy cannot be computed on the node: {error}"));
+    }
     Err(match (compiled_identity, &compiled.normalized) {
         (_, None) if compiled_identity.is_none() => format!(
             "its label set `{}` is not in the bundle (which has no normalized policy to compute it from)",

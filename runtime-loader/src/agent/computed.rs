@@ -74,6 +74,9 @@ pub struct Computed {
     pub models: BTreeMap<String, Model>,
     /// Rule cookies the models' entries name.
     pub cookies: BTreeSet<u32>,
+    /// Why nothing could be computed (then nothing else is set, and the
+    /// pods are held).
+    pub error: Option<String>,
 }
 
 /// Computes identities and the local pods' policy from `normalized`
@@ -103,12 +106,14 @@ pub fn compute(normalized: &NormalizedPolicy, names: &RuleNames, node: &str, pod
     for (i, pod) in pods.iter().enumerate().filter(|(_, p)| p.local) {
         let e = &resolved.endpoints[resolution.first_extra + i];
         let Some(identity) = e.identity else { continue };
-        let policy = entries_of(names, &e.policy);
         let peers = PolicyMap {
             enforced: e.policy.enforced,
             entries: e.policy.entries.iter().filter(|x| is_node_computed(x.key.identity)).cloned().collect(),
         };
-        let computed_peers = entries_of(names, &peers);
+        let (policy, computed_peers) = match (entries_of(names, &e.policy), entries_of(names, &peers)) {
+            (Ok(policy), Ok(peers)) => (policy, peers),
+            (Err(error), _) | (_, Err(error)) => return Computed { error: Some(error), ..Computed::default() },
+        };
         computed.cookies.extend(policy.iter().map(|(_, v)| v.rule_cookie));
         let mut flags = 0;
         if e.policy.enforced[0] {
@@ -126,11 +131,10 @@ pub fn compute(normalized: &NormalizedPolicy, names: &RuleNames, node: &str, pod
 }
 
 /// The entries of `map` as the loader holds them: rendered by the
-/// compiler's writer, read back by the loader's parser.
-fn entries_of(names: &RuleNames, map: &PolicyMap) -> Vec<(PolicyKey, PolicyValue)> {
+/// compiler's writer, read back by the loader's parser. The writer writes
+/// what the parser reads; an error would be a bug in one of them, and
+/// holds the pods rather than dropping an entry (a deny among them).
+fn entries_of(names: &RuleNames, map: &PolicyMap) -> Result<Vec<(PolicyKey, PolicyValue)>, String> {
     let (text, _) = policy_text(names, map);
-    // The compiler's writer writes what the parser reads; a failure here
-    // would be a bug in one of them, and leaves the pod without entries
-    // (default deny where it is enforced).
-    entries::policy("<computed on the node>", 1, &text, 0).unwrap_or_default()
+    entries::policy("<computed on the node>", 1, &text, 0).map_err(|e| format!("a computed policy map: {e}"))
 }
