@@ -15,7 +15,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::cni::{write_cluster, Bed};
+use std::time::Instant;
+use support::cni::{http_get, write_cluster, Bed};
 
 const PODS: usize = 100;
 
@@ -86,7 +87,18 @@ fn series_of(tag: &str, offset: u32, attach: &str, local: usize, remote: usize) 
     if remote > 0 {
         write_remote_pods(&cluster, remote);
     }
-    bed.start_agent(&bundle, &cluster, None);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    bed.start_agent(&bundle, &cluster, Some(metrics));
+    // Ready once the first cluster list is bound: what a DaemonSet's
+    // readiness waits for before the node takes pods.
+    let started = Instant::now();
+    while !http_get(metrics, "/readyz").is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
+        assert!(started.elapsed() < Duration::from_secs(600), "the agent never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if remote > 0 {
+        println!("agent ready with {remote} cluster pods after {:.1} s", started.elapsed().as_secs_f64());
+    }
     bed.add_pod("server", 1);
     let mut took: Vec<Duration> = names.iter().map(|name| bed.add_pod_serving(name, 1, false)).collect();
     bed.expect(names.last().unwrap(), "server", true, "the last pod is bound as a client");

@@ -162,7 +162,7 @@ fn model<'a>(
     let pod =
         cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
     let on_node = computed.and_then(|c| c.models.get(name));
-    let compiled_identity = compiled.identities.get(&pod.labels).copied();
+    let compiled_identity = compiled.identity(&pod.labels);
     if let Some(identity) = compiled_identity {
         if let Some(template) = compiled.template(identity, name) {
             let peers = on_node.map_or(&[][..], |m| m.computed_peers.as_slice());
@@ -193,15 +193,19 @@ fn model<'a>(
 /// label set the bundle does not know (a remote one once per label set and
 /// named ports), and every local pod whenever there is one such label set
 /// (its policies may select it) or its identity has no compiled model.
-fn node_inputs(compiled: &Compiled, cluster: &ClusterView, local: &BTreeMap<String, Local>) -> Vec<PodInput> {
+fn node_inputs(
+    compiled: &Compiled,
+    cluster: &ClusterView,
+    identities: &[Option<u32>],
+    local: &BTreeMap<String, Local>,
+) -> Vec<PodInput> {
     let mut inputs = BTreeSet::new();
     let mut any_unknown = false;
-    for pod in &cluster.pods {
-        let known = compiled.identities.get(&pod.labels);
+    for (pod, known) in cluster.pods.iter().zip(identities) {
         let is_local = local.contains_key(&pod.name);
         any_unknown |= known.is_none() && (is_local || !pod.ips.is_empty());
         if is_local || (known.is_none() && !pod.ips.is_empty()) {
-            let without_model = known.is_none_or(|&id| compiled.template(id, &pod.name).is_none());
+            let without_model = known.is_none_or(|id| compiled.template(id, &pod.name).is_none());
             // Remote pods only matter by label set and named ports: the
             // inputs (and so the cache) do not change with their names.
             let name = if is_local { pod.name.clone() } else { String::new() };
@@ -273,7 +277,9 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         present
     });
 
-    let inputs = node_inputs(compiled, cluster, &local);
+    // Each cluster pod's compiled identity, looked up once.
+    let identities: Vec<Option<u32>> = cluster.pods.iter().map(|p| compiled.identity(&p.labels)).collect();
+    let inputs = node_inputs(compiled, cluster, &identities, &local);
     let computed = if inputs.is_empty() { None } else { compiled.compute(node, inputs) };
     let computed = computed.as_deref();
     let ids = policyc_bundle::ids::endpoint_ids(local.keys().map(String::as_str));
@@ -334,9 +340,10 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
 
     let mut not_in_ipcache = Vec::new();
     let computed_identity = |labels: &Labels| computed.and_then(|c| c.identities.get(labels).copied().flatten());
-    for pod in cluster.pods.iter().filter(|p| !local.contains_key(&p.name) && !p.ips.is_empty()) {
-        let Some(identity) = compiled.identities.get(&pod.labels).copied().or_else(|| computed_identity(&pod.labels))
-        else {
+    for (pod, known) in
+        cluster.pods.iter().zip(&identities).filter(|(p, _)| !local.contains_key(&p.name) && !p.ips.is_empty())
+    {
+        let Some(identity) = known.or_else(|| computed_identity(&pod.labels)) else {
             not_in_ipcache.push(Held {
                 pod: pod.name.clone(),
                 reason: format!("its label set `{}` is not in the bundle and was not computed on the node", pod.labels),

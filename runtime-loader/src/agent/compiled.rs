@@ -43,6 +43,10 @@ pub struct Compiled {
     /// The normalized policy and its rules' cookies, if the bundle has
     /// them (`normalized-policy.json`).
     pub normalized: Option<Arc<(NormalizedPolicy, RuleNames)>>,
+    /// [`Compiled::identities`] by hash: binding looks up every pod of the
+    /// cluster, and comparing label sets in a tree was most of a bind at
+    /// 150 000 pods.
+    by_labels: std::collections::HashMap<Labels, u32>,
     /// The last computation on the node and its inputs: pods computed on
     /// the node change far less often than bindings are made.
     last_computed: Arc<Mutex<Option<(Vec<PodInput>, Arc<Computed>)>>>,
@@ -112,8 +116,10 @@ impl Compiled {
         } else {
             None
         };
+        let by_labels = identities.iter().map(|(l, &id)| (l.clone(), id)).collect();
         Ok(Compiled {
             bundle,
+            by_labels,
             identities,
             base_ipcache,
             templates,
@@ -136,6 +142,11 @@ impl Compiled {
         let computed = Arc::new(super::computed::compute(&normalized.0, &normalized.1, node, &pods));
         *last = Some((pods, Arc::clone(&computed)));
         Some(computed)
+    }
+
+    /// The compiled identity of `labels`.
+    pub fn identity(&self, labels: &Labels) -> Option<u32> {
+        self.by_labels.get(labels).copied()
     }
 
     /// The bundle's hash.
