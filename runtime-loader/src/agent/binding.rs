@@ -210,7 +210,7 @@ fn node_inputs(
             // inputs (and so the cache) do not change with their names.
             let name = if is_local { pod.name.clone() } else { String::new() };
             inputs.insert((
-                !(is_local && !without_model),
+                !is_local || without_model,
                 PodInput { name, labels: pod.labels.clone(), named_ports: pod.named_ports.clone(), local: is_local },
             ));
         }

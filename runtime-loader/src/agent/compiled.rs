@@ -49,8 +49,11 @@ pub struct Compiled {
     by_labels: std::collections::HashMap<Labels, u32>,
     /// The last computation on the node and its inputs: pods computed on
     /// the node change far less often than bindings are made.
-    last_computed: Arc<Mutex<Option<(Vec<PodInput>, Arc<Computed>)>>>,
+    last_computed: Arc<Mutex<Option<LastComputed>>>,
 }
+
+/// A computation on the node and its inputs.
+type LastComputed = (Vec<PodInput>, Arc<Computed>);
 
 /// A bundle endpoint as the model for pods of its identity.
 #[derive(Clone, Debug)]
