@@ -10,6 +10,7 @@
 //! maps/endpoints.txt              pod IP → endpoint id, identity, enforcement (endpoints)
 //! maps/policy/<identity>.txt      the policy entries of one identity's endpoints (policy)
 //! maps/rules.txt                  rule cookie → rule, for flow events       (rules)
+//! normalized-policy.json          the policy in a form any label set is evaluated against (normalized)
 //! programs/{from,to}_container.o  program templates
 //! ```
 //!
@@ -37,6 +38,7 @@ pub mod identities;
 pub mod ids;
 pub mod ipcache;
 pub mod manifest;
+pub mod normalized;
 pub mod policy;
 pub mod rules;
 pub mod stem;

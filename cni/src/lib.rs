@@ -24,6 +24,7 @@
 //! same [`protocol`] types.
 #![deny(missing_docs)]
 
+pub mod connect;
 pub mod error;
 pub mod netconf;
 pub mod plugin;

@@ -100,8 +100,8 @@ impl std::fmt::Display for ExchangeError {
 }
 
 /// Sends `request` to the agent at `socket` and waits up to `timeout` in
-/// all (not per read: an agent that trickles bytes is cut off as well) for
-/// its reply line, reading at most [`MAX_LINE`] bytes of it.
+/// all (the connect included, [`crate::connect`]; not per read: an agent
+/// that trickles bytes is cut off as well) for its reply line, reading at most [`MAX_LINE`] bytes of it.
 pub fn exchange(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, ExchangeError> {
     let deadline = Instant::now() + timeout;
     let mut line = serde_json::to_string(request).map_err(|e| ExchangeError::BadReply(e.to_string()))?;
@@ -109,7 +109,10 @@ pub fn exchange(socket: &Path, request: &Request, timeout: Duration) -> Result<R
         return Err(ExchangeError::RequestTooLong(line.len()));
     }
     line.push('\n');
-    let mut stream = UnixStream::connect(socket).map_err(ExchangeError::Unreachable)?;
+    let mut stream = crate::connect::connect_by(socket, deadline).map_err(|e| match e.kind() {
+        ErrorKind::TimedOut => ExchangeError::NoAnswer(e),
+        _ => ExchangeError::Unreachable(e),
+    })?;
     stream.set_write_timeout(Some(left(deadline)?)).map_err(ExchangeError::NoAnswer)?;
     stream.write_all(line.as_bytes()).map_err(ExchangeError::NoAnswer)?;
     let answer = read_line(&mut stream, deadline)?;

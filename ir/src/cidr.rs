@@ -5,10 +5,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// An IP prefix. The address is always the network address (host bits zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "CidrFields")]
 pub struct Cidr {
     addr: IpAddr,
     len: u8,
+}
+
+/// A [`Cidr`] as it is serialized, checked when read back: a prefix
+/// length the family allows and no host bits, as [`Cidr::parse_strict`]
+/// checks them.
+#[derive(serde::Deserialize)]
+struct CidrFields {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl TryFrom<CidrFields> for Cidr {
+    type Error = String;
+
+    fn try_from(f: CidrFields) -> Result<Cidr, String> {
+        Cidr::parse_strict(&format!("{}/{}", f.addr, f.len))
+            .map_err(|e| format!("prefix `{}/{}`: {e:?}", f.addr, f.len))
+    }
 }
 
 /// Why a string is not a CIDR.

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// A named container port.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct NamedPort {
     /// Port name (`http`).
     pub name: String,
@@ -22,7 +22,7 @@ pub struct NamedPort {
 }
 
 /// What an endpoint stands for.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EndpointKind {
     /// A `Pod` object.
     Pod,
@@ -32,7 +32,7 @@ pub enum EndpointKind {
 }
 
 /// An endpoint: something with an identity that policies select.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// Namespace.
     pub namespace: String,
@@ -74,7 +74,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A cluster node.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Node name.
     pub name: String,
@@ -85,7 +85,7 @@ pub struct Node {
 }
 
 /// Everything the compiler knows about a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cluster {
     /// Namespaces and their labels (including `kubernetes.io/metadata.name`).
     pub namespaces: BTreeMap<String, Labels>,
@@ -96,7 +96,7 @@ pub struct Cluster {
     /// Policies, in input order.
     pub policies: Vec<Policy>,
     /// Cluster-admin policies (admin and baseline tiers), in input order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tier_policies: Vec<crate::tier::TierPolicy>,
     /// The addresses behind Service `default/kubernetes` (its
     /// EndpointSlices, or its legacy Endpoints), sorted, without repeats:

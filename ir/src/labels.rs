@@ -19,7 +19,7 @@ pub const RESERVED_PREFIX: &str = "reserved:";
 /// Keys carry no Cilium source prefix (`k8s:`, `any:`) except for the
 /// `reserved:` labels of reserved identities, which cannot be written by a
 /// Kubernetes object and so never collide with a pod's labels.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Labels(pub BTreeMap<String, String>);
 
 impl Labels {

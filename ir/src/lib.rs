@@ -29,6 +29,7 @@ pub mod ids;
 pub mod labels;
 pub mod localhost;
 pub mod lookup;
+pub mod normalized;
 pub mod parallel;
 pub mod policy;
 pub mod policy_map;

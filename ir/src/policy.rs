@@ -12,7 +12,7 @@ use crate::selector::LabelSelector;
 use std::fmt;
 
 /// Which kind of object a policy came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PolicyKind {
     /// `networking.k8s.io/v1` `NetworkPolicy`.
     NetworkPolicy,
@@ -44,7 +44,7 @@ impl PolicyKind {
 }
 
 /// The object (and, for Cilium `specs:` lists, the spec) a policy came from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PolicyOrigin {
     /// Object kind.
     pub kind: PolicyKind,
@@ -73,7 +73,7 @@ impl fmt::Display for PolicyOrigin {
 }
 
 /// What a policy applies to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Subject {
     /// Pods whose identity labels match (namespace already folded in).
     Endpoints(LabelSelector),
@@ -82,7 +82,7 @@ pub enum Subject {
 }
 
 /// Cilium entities: named groups of peers that are not selected by labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Entity {
     /// Everything, inside and outside the cluster.
     All,
@@ -148,7 +148,7 @@ impl Entity {
 }
 
 /// One kind of peer a rule may name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Peer {
     /// Cluster pods whose identity labels match.
     Endpoints(LabelSelector),
@@ -165,7 +165,7 @@ pub enum Peer {
 }
 
 /// The peers of a rule.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Peers {
     /// Any peer at all (Kubernetes rule without `from`/`to`, Cilium rule
     /// with only `toPorts`).
@@ -175,7 +175,7 @@ pub enum Peers {
 }
 
 /// Which ports of which protocols a rule covers.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PortMatch {
     /// The protocol; `None` is Cilium's `ANY` (TCP, UDP and SCTP).
     pub protocol: Option<Protocol>,
@@ -184,7 +184,7 @@ pub struct PortMatch {
 }
 
 /// The port part of a [`PortMatch`].
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PortSpec {
     /// Every port of the protocol.
     All,
@@ -195,7 +195,7 @@ pub enum PortSpec {
 }
 
 /// Allow or deny.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// Allow matching traffic (union with other allows).
     Allow,
@@ -204,7 +204,7 @@ pub enum Action {
 }
 
 /// L7 rules attached to a port: matching traffic is redirected to a proxy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct L7Rules {
     /// Parser: `http`, `dns`, `kafka`, or a custom `l7proto`.
     pub parser: String,
@@ -213,7 +213,7 @@ pub struct L7Rules {
 }
 
 /// One rule: a direction, an action, peers and ports.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     /// Field path of the rule in its object (`spec.ingress[0]`).
     pub path: String,
@@ -230,7 +230,7 @@ pub struct Rule {
 }
 
 /// A normalized policy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Where it came from.
     pub origin: PolicyOrigin,

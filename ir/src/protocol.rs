@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A protocol a rule can name. ICMP "ports" are ICMP types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     /// TCP (6).
     Tcp,
@@ -68,7 +68,7 @@ impl fmt::Display for Protocol {
 }
 
 /// Traffic direction relative to the endpoint a policy selects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// Traffic entering the selected endpoint.
     Ingress,
@@ -101,7 +101,7 @@ impl fmt::Display for Direction {
 }
 
 /// An inclusive port (or ICMP type) range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PortRange {
     /// First port.
     pub lo: u16,

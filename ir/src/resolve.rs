@@ -162,7 +162,29 @@ pub fn resolve(cluster: &Cluster) -> Resolved {
 /// (a previous compile's [`Resolved::table`]) for label sets still present.
 pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>) -> Resolved {
     let allocation = IdentityTable::allocate(cluster.endpoints.iter().map(|e| &e.labels), previous);
-    let table = allocation.table;
+    resolve_with_table(cluster, allocation.table, allocation.exhausted)
+}
+
+/// Resolves `cluster` with the identities of `table` taken as they are:
+/// the node agent's resolution ([`crate::normalized`]), whose table holds
+/// the bundle's numbers and the ones it gives label sets the bundle does
+/// not know, outside the cluster-local range. `exhausted`: the label sets
+/// left without an identity, reported in [`Resolved::exhausted`]. An
+/// endpoint whose label set `table` lacks has no identity and no policy.
+pub fn resolve_with_table(cluster: &Cluster, table: IdentityTable, exhausted: Vec<Labels>) -> Resolved {
+    resolve_for(cluster, table, exhausted, &|_, _| true)
+}
+
+/// [`resolve_with_table`], computing the policy maps of only the endpoints
+/// `wanted` accepts (the others get an empty map): every endpoint is still
+/// a peer of the computed maps. The node agent needs the maps of its own
+/// endpoints, not the cluster's.
+pub fn resolve_for(
+    cluster: &Cluster,
+    table: IdentityTable,
+    exhausted: Vec<Labels>,
+    wanted: &dyn Fn(EndpointId, &crate::cluster::Endpoint) -> bool,
+) -> Resolved {
     // Looked up by hash: comparing label sets, as the table's own lookup
     // does, was most of this step at 10000 endpoints.
     let by_labels: HashMap<&Labels, Identity> = table.iter().collect();
@@ -299,7 +321,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     let map_of: Vec<Option<usize>> = cluster
         .endpoints_with_ids()
         .map(|(endpoint, e)| {
-            let id = identity_of[endpoint.index()]?;
+            let id = identity_of[endpoint.index()].filter(|_| wanted(endpoint, e))?;
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
             let apiserver_local = e.node.as_deref().is_some_and(|n| context.apiserver_nodes.contains(n));
@@ -330,7 +352,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
 
     Resolved {
         table,
-        exhausted: allocation.exhausted,
+        exhausted,
         identities,
         cidr_identities,
         ipcache: ipcache.into_values().collect(),

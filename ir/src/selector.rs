@@ -4,7 +4,7 @@ use crate::labels::Labels;
 use std::fmt;
 
 /// A `matchExpressions` operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Operator {
     /// The label is present and its value is one of the values.
     In,
@@ -17,7 +17,7 @@ pub enum Operator {
 }
 
 /// One requirement of a selector: `key op values`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Requirement {
     /// Label key (without a Cilium source prefix).
     pub key: String,
@@ -47,7 +47,7 @@ impl Requirement {
 
 /// A label selector: the conjunction of its requirements. The empty
 /// selector matches every label set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct LabelSelector {
     /// Requirements, all of which must hold.
     pub requirements: Vec<Requirement>,

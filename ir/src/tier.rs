@@ -31,7 +31,7 @@ use std::fmt;
 
 /// The tiers an admin policy may sit in; the NetworkPolicy tier lies
 /// between them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Tier {
     /// Before NetworkPolicies: `AdminNetworkPolicy`, `ClusterNetworkPolicy`
     /// with `tier: Admin`.
@@ -52,7 +52,7 @@ impl Tier {
 }
 
 /// Which kind of object an admin policy came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TierKind {
     /// `policy.networking.k8s.io/v1alpha1` `AdminNetworkPolicy`.
     AdminNetworkPolicy,
@@ -74,7 +74,7 @@ impl TierKind {
 }
 
 /// What a matching rule does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TierAction {
     /// `Allow` (v1alpha2 `Accept`): allowed, no later tier is asked.
     Allow,
@@ -96,7 +96,7 @@ impl TierAction {
 }
 
 /// One peer of an admin rule.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TierPeer {
     /// Pods whose identity labels match (`namespaces`, `pods`).
     Endpoints(LabelSelector),
@@ -111,7 +111,7 @@ pub enum TierPeer {
 }
 
 /// One rule of an admin policy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TierRule {
     /// Field path of the rule in its object (`spec.ingress[0]`).
     pub path: String,
@@ -128,7 +128,7 @@ pub struct TierRule {
 }
 
 /// A normalized admin or baseline policy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TierPolicy {
     /// The object kind.
     pub kind: TierKind,
@@ -152,7 +152,7 @@ impl fmt::Display for TierPolicy {
 }
 
 /// A rule of an admin policy: `cluster.tier_policies[policy].rules[rule]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TierRuleRef {
     /// Position of the policy in `Cluster::tier_policies`.
     pub policy: usize,

@@ -113,7 +113,9 @@ enum Command {
         /// Milliseconds between polls of the bundle and cluster directories.
         #[arg(long, default_value_t = 200)]
         poll_ms: u64,
-        /// Milliseconds over which changes are gathered into one apply.
+        /// Milliseconds after an apply over which changes are gathered
+        /// into the next one (the first change after a quiet spell is
+        /// applied at once).
         #[arg(long, default_value_t = 5)]
         batch_ms: u64,
         /// Log one JSON object per line on stderr.

@@ -1,5 +1,6 @@
 //! `status`: what this node runs.
 
+use crate::agent::binding::ComputedIdentity;
 use crate::error::LoaderError;
 use crate::kernel::aya::AyaKernel;
 use crate::kernel::Kernel;
@@ -20,6 +21,21 @@ pub struct Status {
     /// Pinned links (tcx links, or the programs of tc filters) present, by
     /// file name.
     pub links: Vec<String>,
+    /// Identities the node agent computed (label sets the bundle does not
+    /// know: not reviewed), from its `agent.json`.
+    pub computed: Vec<ComputedIdentity>,
+}
+
+/// The identities the agent computed, as its `agent.json` lists them
+/// (none when no agent runs or it wrote none).
+fn computed_identities(paths: &Paths) -> Vec<ComputedIdentity> {
+    #[derive(serde::Deserialize)]
+    struct AgentFile {
+        #[serde(default)]
+        computed: Vec<ComputedIdentity>,
+    }
+    let Ok(text) = std::fs::read_to_string(paths.state.join("agent.json")) else { return Vec::new() };
+    serde_json::from_str::<AgentFile>(&text).map(|f| f.computed).unwrap_or_default()
 }
 
 /// Reads the status.
@@ -42,7 +58,7 @@ pub fn status(paths: &Paths) -> Result<Status, LoaderError> {
         .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     links.sort();
-    Ok(Status { record, generation, fill, links })
+    Ok(Status { record, generation, fill, links, computed: computed_identities(paths) })
 }
 
 impl Status {
@@ -73,6 +89,14 @@ impl Status {
             out.push_str(&format!("map {map}: {g0} entries in generation 0, {g1} in generation 1\n"));
         }
         out.push_str(&format!("{} pinned link(s)\n", self.links.len()));
+        for c in &self.computed {
+            out.push_str(&format!(
+                "identity {} computed on the node, not in the reviewed bundle: labels `{}`, pods {}\n",
+                c.identity,
+                c.labels,
+                c.pods.join(", ")
+            ));
+        }
         out
     }
 }

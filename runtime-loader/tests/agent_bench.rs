@@ -15,7 +15,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::cni::{write_cluster, Bed};
+use std::time::Instant;
+use support::cni::{http_get, write_cluster, Bed};
 
 const PODS: usize = 100;
 
@@ -50,23 +51,63 @@ impl Drop for Tmpfs {
     }
 }
 
-/// One series: [`PODS`] pods added one by one to an agent attaching with
-/// `attach`; the ADD times, sorted, and the agent's resident memory (KiB).
+/// Writes `count` pods of other nodes into the cluster directory, as the
+/// API lists a large cluster's: `app=client`, one IPv6 address each in
+/// `fd00:a9::/64` (ipcache entries only: no traffic goes to them).
+fn write_remote_pods(dir: &std::path::Path, count: usize) {
+    let mut text = String::with_capacity(count * 260);
+    for i in 0..count {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: r{i}, namespace: web, labels: {{app: client}}}}\n\
+             spec: {{nodeName: far-{}, containers: [{{name: main}}]}}\nstatus: {{podIPs: [{{ip: 'fd00:a9::{:x}:{:x}'}}]}}\n",
+            i % 5000,
+            i >> 16,
+            i & 0xffff
+        ));
+    }
+    std::fs::write(dir.join("remote.yaml"), text).unwrap();
+}
+
+/// One series: `pods` pods added one by one to an agent attaching with
+/// `attach`, with `remote` pods of other nodes in the cluster; the ADD
+/// times, sorted, and the agent's resident memory (KiB).
 fn series(tag: &str, offset: u32, attach: &str) -> (Vec<Duration>, u64) {
+    series_of(tag, offset, attach, PODS, 0)
+}
+
+fn series_of(tag: &str, offset: u32, attach: &str, local: usize, remote: usize) -> (Vec<Duration>, u64) {
     let mut bed = Bed::new(tag, offset);
     let _state = Tmpfs::mount(bed.dir.0.join("state"));
     bed.agent_args = vec!["--attach".into(), attach.into()];
-    let names: Vec<String> = (0..PODS).map(|i| format!("p{i:03}")).collect();
+    let names: Vec<String> = (0..local).map(|i| format!("p{i:04}")).collect();
     let mut pods: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "client")).collect();
     pods.push(("server", "server"));
     let (n, bundle, cluster) = (bed.n, bed.bundle.clone(), bed.cluster.clone());
     write_cluster(&cluster, n, &pods);
-    bed.start_agent(&bundle, &cluster, None);
+    if remote > 0 {
+        write_remote_pods(&cluster, remote);
+    }
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    bed.start_agent(&bundle, &cluster, Some(metrics));
+    // Ready once the first cluster list is bound: what a DaemonSet's
+    // readiness waits for before the node takes pods.
+    let started = Instant::now();
+    while !http_get(metrics, "/readyz").is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
+        assert!(started.elapsed() < Duration::from_secs(600), "the agent never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if remote > 0 {
+        println!("agent ready with {remote} cluster pods after {:.1} s", started.elapsed().as_secs_f64());
+    }
     bed.add_pod("server", 1);
     let mut took: Vec<Duration> = names.iter().map(|name| bed.add_pod_serving(name, 1, false)).collect();
     bed.expect(names.last().unwrap(), "server", true, "the last pod is bound as a client");
     let rss = resident_kib(bed.agent.as_ref().unwrap().id());
-    assert_eq!(bed.agent_report()["endpoints"], PODS + 1);
+    assert_eq!(bed.agent_report()["endpoints"], local + 1);
+    if remote > 0 {
+        let fill = policyc_loader::status::status(&bed.paths).unwrap().fill["ipcache"];
+        assert!(fill[0].max(fill[1]) > remote, "the cluster's pods are in the ipcache: {fill:?}");
+    }
     took.sort();
     (took, rss)
 }
@@ -88,6 +129,37 @@ fn add_to_enforced_at_100_local_pods() {
             ms(percentile(&took, 50.0)),
             ms(took[took.len() - 1]),
             p99 / base,
+            rss as f64 / 1024.0
+        );
+    }
+}
+
+/// Pods of other nodes in the ipcache for [`add_to_enforced_at_scale`]
+/// (`POLICYC_BENCH_CLUSTER_PODS`, default 150 000).
+fn cluster_pods() -> usize {
+    std::env::var("POLICYC_BENCH_CLUSTER_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(150_000)
+}
+
+/// Local pods come from one /24 (the test bed's `host-local` range), so
+/// 150 by default (`POLICYC_BENCH_LOCAL_PODS`), not the 1 000 of the
+/// issue; then 20 local pods beside the cluster's pods in the ipcache.
+#[test]
+#[ignore = "benchmark: cargo xtask bench agent"]
+fn add_to_enforced_at_scale() {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let local: usize = std::env::var("POLICYC_BENCH_LOCAL_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    println!("agent at scale (`run --attach tc`): CNI ADD to enforced and resident memory");
+    println!("| local pods | cluster pods | p50 ms | p99 ms | max ms | resident MiB |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (tag, offset, local, remote) in
+        [("ag-bench-local", 133, local, 0), ("ag-bench-remote", 134, 20, cluster_pods())]
+    {
+        let (took, rss) = series_of(tag, offset, "tc", local, remote);
+        println!(
+            "| {local} | {remote} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            ms(percentile(&took, 50.0)),
+            ms(percentile(&took, 99.0)),
+            ms(took[took.len() - 1]),
             rss as f64 / 1024.0
         );
     }

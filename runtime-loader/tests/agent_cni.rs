@@ -19,8 +19,11 @@
 //! - a pod deleted (DEL) and re-created with a new address and sandbox is
 //!   enforced at its new address, and a late DEL of its old sandbox
 //!   changes nothing;
-//! - a pod whose label set the bundle does not know is held default-deny
-//!   and reported;
+//! - a pod whose label set the bundle does not know gets its identity and
+//!   policy computed on the node, and a compiled pod's policy that selects
+//!   it (a Job's pod with `app=client` and a `job-name`) admits it; both
+//!   are reported (agent.json, `status`, metrics), and the restarted
+//!   agent computes the same numbers (no flip);
 //! - a bundle update (recompiled in place) is picked up and applied;
 //! - `kill -9` of the agent leaves enforcement as it was, and the
 //!   restarted agent adopts what is pinned without a flip (same generation
@@ -39,6 +42,9 @@ use policyc_loader::status::status;
 use std::time::{Duration, Instant};
 use support::cni::{http_get, send_signal, write_cluster, Bed};
 
+/// The labels of the Job's pod (YAML flow mapping items after `app:`).
+const JOB: &str = "client, job-name: run";
+
 #[test]
 fn agent_binds_cni_pods_and_follows_the_cluster() {
     let mut bed = Bed::new("agent-cni", 97);
@@ -46,7 +52,7 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     write_cluster(
         &cluster,
         n,
-        &[("client", "client"), ("server", "server"), ("intruder", "intruder"), ("stranger", "stranger")],
+        &[("client", "client"), ("server", "server"), ("intruder", "intruder"), ("stranger", "stranger"), ("job", JOB)],
     );
 
     bed.start_agent(&bundle, &cluster, None);
@@ -71,13 +77,13 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     write_cluster(
         &cluster,
         n,
-        &[("client", "client"), ("server", "server"), ("intruder", "client"), ("stranger", "stranger")],
+        &[("client", "client"), ("server", "server"), ("intruder", "client"), ("stranger", "stranger"), ("job", JOB)],
     );
     bed.converge("intruder", "server", true, "intruder relabelled app=client");
     write_cluster(
         &cluster,
         n,
-        &[("client", "client"), ("server", "server"), ("intruder", "intruder"), ("stranger", "stranger")],
+        &[("client", "client"), ("server", "server"), ("intruder", "intruder"), ("stranger", "stranger"), ("job", JOB)],
     );
     bed.converge("intruder", "server", false, "intruder relabelled back");
 
@@ -94,21 +100,42 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     bed.expect("client", "server", true, "after the old sandbox's late DEL");
     assert_eq!(bed.agent_report()["endpoints"], 3);
 
-    // A label set the bundle does not know: held default-deny, reported.
+    // A label set the bundle does not know: its identity and policy are
+    // computed on the node (no policy selects `app=stranger`: it is not
+    // isolated, and the server's policy does not admit it), reported.
     bed.add_pod("stranger", 1);
-    bed.expect("stranger", "client", false, "held pod's egress");
-    bed.expect("client", "stranger", false, "held pod's ingress");
+    bed.expect("stranger", "client", true, "computed pod's egress");
+    bed.expect("client", "stranger", true, "computed pod's ingress");
+    bed.expect("stranger", "server", false, "the server's policy does not admit app=stranger");
+    // A Job's pod: `app=client` and a `job-name` no compiled label set
+    // has. The server's compiled policy selects it, so the server gains
+    // the entries of its computed identity.
+    bed.add_pod("job", 1);
+    bed.expect("job", "server", true, "the server's policy admits app=client, job-name=run");
+    bed.expect("intruder", "server", false, "beside the Job's pod");
     let report = bed.agent_report();
-    let held = report["held"].as_array().unwrap();
-    assert_eq!(held.len(), 1, "{report}");
-    assert_eq!(held[0]["pod"], "web/stranger");
-    assert!(held[0]["reason"].as_str().unwrap().contains("is not in the bundle"), "{report}");
+    assert_eq!(report["held"].as_array().unwrap().len(), 0, "{report}");
+    let computed = report["computed"].as_array().unwrap();
+    let pods: Vec<&str> = computed.iter().map(|c| c["pods"][0].as_str().unwrap()).collect();
+    assert_eq!(pods.len(), 2, "{report}");
+    assert!(pods.contains(&"web/stranger") && pods.contains(&"web/job"), "{report}");
+    for c in computed {
+        assert_eq!(c["computed_on_node"], true, "{report}");
+        let identity = c["identity"].as_u64().unwrap();
+        assert!((0xFF_0000..=0xFF_FFFF).contains(&identity), "{report}");
+    }
+    let job = computed.iter().find(|c| c["pods"][0] == "web/job").unwrap();
+    assert!(job["labels"].as_str().unwrap().starts_with("app=client,"), "{report}");
+    assert!(job["labels"].as_str().unwrap().contains("job-name=run"), "{report}");
+    let listed = serde_json::to_value(status(&bed.paths).unwrap()).unwrap();
+    assert_eq!(listed["computed"], report["computed"], "`status --json` names them too");
 
     // A bundle update: the policy admits intruders too, then no more.
     bed.recompile(&["client", "intruder"]);
     bed.converge("intruder", "server", true, "a bundle admitting app=intruder");
     bed.expect("client", "server", true, "a bundle admitting app=intruder");
     bed.expect("stranger", "server", false, "a bundle admitting app=intruder");
+    bed.expect("job", "server", true, "a bundle admitting app=intruder");
     bed.recompile(&["client"]);
     bed.converge("intruder", "server", false, "the bundle back");
 
@@ -135,7 +162,8 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     assert_eq!(after["generation"], before["generation"], "no flip on restart (generation and serial)");
     assert_eq!(after["record"]["bundle_hash"], before["record"]["bundle_hash"], "the same state in force");
     let metrics_text = http_get(metrics, "/metrics").unwrap();
-    assert!(metrics_text.contains("policyc_agent_endpoints 4\n"), "{metrics_text}");
+    assert!(metrics_text.contains("policyc_agent_endpoints 5\n"), "{metrics_text}");
+    assert!(metrics_text.contains("policyc_agent_identities_computed_on_node 2\n"), "{metrics_text}");
     assert!(metrics_text.contains("policyc_agent_applies_total 0\n"), "the restart applied nothing: {metrics_text}");
     bed.expect("client", "server", true, "after the restart");
     bed.expect("intruder", "server", false, "after the restart");

@@ -56,6 +56,31 @@ struct Measured {
     written: Written,
     dry_run: Timing,
     write: Timing,
+    /// Bytes of the first node's bundle, and of its
+    /// `normalized-policy.json` (the same on every node).
+    sizes: (u64, u64),
+}
+
+/// Bytes of every file under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// The first node's bundle under `out`: its size and that of its
+/// normalized policy.
+fn bundle_sizes(out: &Path) -> (u64, u64) {
+    let mut nodes: Vec<_> = fs::read_dir(out).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+    nodes.sort();
+    let Some(node) = nodes.first() else { return (0, 0) };
+    let normalized = fs::metadata(node.join("normalized-policy.json")).map_or(0, |m| m.len());
+    (tree_bytes(node), normalized)
 }
 
 /// Runs `bench <args>`.
@@ -112,9 +137,10 @@ fn compile(quick: bool) -> Result<(), String> {
         };
         let dry_run = timing(None)?;
         let write = timing(Some(&out))?;
+        let sizes = bundle_sizes(&out);
         // The written bundles are hundreds of MiB at the largest size.
         fs::remove_dir_all(&out).map_err(|e| format!("cannot remove {}: {e}", out.display()))?;
-        results.push(Measured { spec: *spec, written, dry_run, write });
+        results.push(Measured { spec: *spec, written, dry_run, write, sizes });
     }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -126,6 +152,18 @@ fn compile(quick: bool) -> Result<(), String> {
     println!("release build, {cores} core(s) available, best of {RUNS} runs, peak RSS of the child (ru_maxrss)");
     println!();
     print!("{}", table(&results));
+    println!();
+    for m in &results {
+        let (bundle, normalized) = m.sizes;
+        println!(
+            "{} pods, {} policies: one node's bundle {:.2} MiB, of which normalized-policy.json {:.2} MiB ({:.1} %)",
+            m.spec.pods,
+            m.spec.policies,
+            bundle as f64 / MIB,
+            normalized as f64 / MIB,
+            100.0 * normalized as f64 / bundle.max(1) as f64
+        );
+    }
     if let Some(largest) = results.iter().find(|m| m.spec.pods == 10_000 && m.spec.policies == 2_000) {
         println!();
         for (what, t) in [("--dry-run", largest.dry_run), ("--out", largest.write)] {

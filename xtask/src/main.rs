@@ -34,7 +34,8 @@ commands:
           then policyc-loader apply from scratch of 1000 endpoints by --attach
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
-          clusters (--quick: the smallest only)
+          clusters, and one node's bundle beside its normalized-policy.json
+          (--quick: the smallest only)
   bench scale [--quick]
           every node's bundle of 5000 nodes, 150k pods, 10k policies and
           10k services (release policyc): time, peak memory, bundle sizes;
@@ -45,7 +46,8 @@ commands:
           each target for N seconds (default 60) or N runs; fails on a crash
   bench agent
           (root) CNI ADD to enforced, p50 and p99, at 100 local pods made
-          with ptp and policyc-cni, and the agent's resident memory
+          with ptp and policyc-cni, and the agent's resident memory; then
+          150 local pods, and 20 beside 150 000 cluster pods in the ipcache
   bench datapath
           per-packet cost of the tc programs (BPF_PROG_TEST_RUN, root)
           beside the empty program, by policy and ipcache size";

@@ -8,6 +8,7 @@
 //! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
 //! <node>/maps/policy/<identity>.txt  the policy entries of the endpoints of one identity
 //! <node>/maps/rules.txt           rule cookie → rule, for flow events
+//! <node>/normalized-policy.json   the policy, normalized, for label sets the bundle does not know
 //! <node>/programs/{from,to}_container.o   program templates (settings per endpoint in the manifest)
 //! ```
 //!
@@ -26,9 +27,11 @@ pub mod write;
 
 use policyc_bundle::digest::{self, Digests, FileDigest};
 use policyc_bundle::manifest;
+use policyc_bundle::normalized::NORMALIZED_POLICY_FILE;
 use policyc_ebpf::abi::{self, MAPS};
 use policyc_ebpf::Template;
 use policyc_ir::cluster::Cluster;
+use policyc_ir::normalized::NormalizedPolicy;
 use policyc_ir::resolve::Resolved;
 use policyc_ir::validate::{validate, ValidationError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -182,6 +185,9 @@ struct Shared<'a> {
     texts: maps::RenderedMaps,
     /// `identities.txt`, the same on every node.
     identities: (Arc<str>, usize),
+    /// `normalized-policy.json` ([`normalized_policy`]), the same on every
+    /// node.
+    normalized: Arc<str>,
     ipcache: maps::Ipcache,
     /// Digests of the texts and objects every bundle shares, by address.
     shared_digests: HashMap<usize, FileDigest>,
@@ -194,14 +200,15 @@ impl<'a> Shared<'a> {
         let lines = maps::identities(resolved);
         let identities = (Arc::from(policyc_bundle::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
-        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
+        let normalized: Arc<str> = Arc::from(normalized_policy(cluster, resolved));
+        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0, &normalized]).collect();
         let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
         let mut shared_digests: HashMap<usize, FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests }
+        Shared { cluster, resolved, options, names, texts, identities, normalized, ipcache, shared_digests }
     }
 
     /// The digests of a bundle's files: hashed once per emission for the
@@ -288,6 +295,7 @@ impl<'a> Shared<'a> {
         ];
         files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));
         files.insert("maps/rules.txt".to_string(), rules.into());
+        files.insert(NORMALIZED_POLICY_FILE.to_string(), Arc::clone(&self.normalized));
 
         let manifest = manifest::Manifest {
             format_version: policyc_bundle::FORMAT_VERSION,
@@ -305,6 +313,14 @@ impl<'a> Shared<'a> {
         files.insert("manifest.json".to_string(), manifest.to_json().into());
         Ok(Bundle { node: node.to_string(), files, programs })
     }
+}
+
+/// The text of `normalized-policy.json`: the policy of `cluster` in the
+/// normalized form ([`policyc_ir::normalized`]) with the identities of
+/// `resolved`, from which the node agent computes the identity and policy
+/// of a label set the bundle does not know.
+pub fn normalized_policy(cluster: &Cluster, resolved: &Resolved) -> String {
+    policyc_bundle::normalized::to_text(&NormalizedPolicy::new(cluster, &resolved.table))
 }
 
 /// A text's address: the key of what is done once per shared text.

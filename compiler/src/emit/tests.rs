@@ -7,6 +7,7 @@ use policyc_ir::policy::{Action, Peer, Peers, Policy, PolicyKind, PolicyOrigin, 
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::resolve;
 use policyc_ir::selector::{LabelSelector, Requirement};
+use std::sync::Arc;
 
 fn pod(name: &str, app: &str, ip: &str, node: &str) -> Endpoint {
     Endpoint {
@@ -92,9 +93,14 @@ fn renders_each_map_of_each_node() {
             "maps/identities.txt",
             "maps/ipcache.txt",
             format!("maps/policy/{api}.txt").as_str(),
-            "maps/rules.txt"
+            "maps/rules.txt",
+            "normalized-policy.json"
         ]
     );
+    // The normalized policy reads back, and is one text for every node.
+    let normalized = policyc_bundle::normalized::from_text(&a.files["normalized-policy.json"]).unwrap();
+    assert_eq!(normalized.table(), resolved.table);
+    assert!(Arc::ptr_eq(&a.files["normalized-policy.json"], &bundles[1].files["normalized-policy.json"]));
     assert_eq!(a.programs.keys().collect::<Vec<_>>(), ["programs/from_container.o", "programs/to_container.o"]);
     let cidr = resolved.cidr_identities[&Cidr::parse_strict("203.0.113.0/24").unwrap()];
     assert!(cidr.is_cidr());

@@ -19,9 +19,15 @@
 //!   on its host-side interface, with the policy and program settings of
 //!   the bundle's endpoint of the same identity (of the same name first,
 //!   whose named ports are the pod's);
-//! - a local pod whose labels are not known yet, whose label set the
-//!   bundle does not know, or whose identity has no policy in this node's
-//!   bundle is **held default-deny**: the `init` identity, which Cilium
+//! - a pod whose label set the bundle does not know, or a local pod whose
+//!   identity has no policy in this node's bundle, gets its identity and
+//!   policy computed on the node from the bundle's normalized policy
+//!   ([`super::computed`]), and the local pods whose policies select such
+//!   an identity gain its entries; these identities are reported;
+//! - a local pod whose labels are not known yet, or one the node cannot
+//!   compute (a bundle without normalized policy, the range of
+//!   node-computed identities full) is **held default-deny**: the `init`
+//!   identity, which Cilium
 //!   gives an endpoint whose labels it cannot determine yet
 //!   (<https://docs.cilium.io/en/latest/security/policy/lifecycle/>,
 //!   "Init Identity"), enforcement on in both directions and no policy
@@ -33,6 +39,7 @@
 
 use super::cluster::ClusterView;
 use super::compiled::{Compiled, Template};
+use super::computed::{Computed, PodInput};
 use super::node_addresses;
 use super::sandboxes::Sandboxes;
 use crate::bundle::Bundle;
@@ -42,11 +49,13 @@ use crate::manifest::BundleEndpoint;
 use crate::route::{self, Route};
 use policyc_bundle::digest::sha256_hex;
 use policyc_ebpf::abi::{
-    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS,
-    IPCACHE_KEY_HEADER_BITS,
+    EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_EGRESS, DIR_INGRESS,
+    ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS, IPCACHE_KEY_HEADER_BITS,
 };
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::identity::Identity;
+use policyc_ir::labels::Labels;
+use policyc_ir::normalized::is_node_computed;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -88,6 +97,19 @@ pub struct Held {
     pub reason: String,
 }
 
+/// An identity computed on the node: not in the reviewed bundle.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ComputedIdentity {
+    /// The number ([`policyc_ir::normalized::NODE_COMPUTED_MIN`] and up).
+    pub identity: u32,
+    /// Its label set, as `identities.txt` writes one.
+    pub labels: String,
+    /// The pods (`<ns>/<pod>`) that have it.
+    pub pods: Vec<String>,
+    /// Always true: computed on the node, not in the reviewed bundle.
+    pub computed_on_node: bool,
+}
+
 /// The desired state of the node, and what binding found.
 #[derive(Clone, Debug)]
 pub struct Binding {
@@ -104,6 +126,8 @@ pub struct Binding {
     pub not_in_ipcache: Vec<Held>,
     /// Container ids of the sandboxes this state binds.
     pub sandboxes: BTreeSet<String>,
+    /// Identities computed on the node, in number order.
+    pub computed: Vec<ComputedIdentity>,
 }
 
 impl Binding {
@@ -119,19 +143,91 @@ struct Local {
     sandbox: Option<String>,
 }
 
-/// The identity of local pod `name` and the bundle endpoint whose policy
-/// it takes, or why it is held.
-fn model<'a>(compiled: &'a Compiled, cluster: &ClusterView, name: &str) -> Result<(u32, &'a Template), String> {
+/// The policy a local pod takes.
+enum Model<'a> {
+    /// A bundle endpoint's, with the entries of peers computed on the node.
+    Compiled(u32, &'a Template, &'a [(PolicyKey, PolicyValue)]),
+    /// Computed on the node.
+    Computed(&'a super::computed::Model),
+}
+
+/// The identity of local pod `name` and the policy it takes, or why it is
+/// held.
+fn model<'a>(
+    compiled: &'a Compiled,
+    computed: Option<&'a Computed>,
+    cluster: &ClusterView,
+    name: &str,
+) -> Result<Model<'a>, String> {
     let pod =
         cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
-    let identity = *compiled
-        .identities
-        .get(&pod.labels)
-        .ok_or_else(|| format!("its label set `{}` is not in the bundle", pod.labels))?;
-    let template = compiled.template(identity, name).ok_or_else(|| {
-        format!("identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)")
-    })?;
-    Ok((identity, template))
+    let on_node = computed.and_then(|c| c.models.get(name));
+    let compiled_identity = compiled.identity(&pod.labels);
+    if let Some(identity) = compiled_identity {
+        if let Some(template) = compiled.template(identity, name) {
+            let peers = on_node.map_or(&[][..], |m| m.computed_peers.as_slice());
+            return Ok(Model::Compiled(identity, template, peers));
+        }
+    }
+    if let Some(m) = on_node {
+        return Ok(Model::Computed(m));
+    }
+    if let Some(error) = computed.and_then(|c| c.error.as_ref()) {
+        return Err(format!("its policy cannot be computed on the node: {error}"));
+    }
+    Err(match (compiled_identity, &compiled.normalized) {
+        (_, None) if compiled_identity.is_none() => format!(
+            "its label set `{}` is not in the bundle (which has no normalized policy to compute it from)",
+            pod.labels
+        ),
+        (Some(identity), None) => format!(
+            "identity {identity} has no policy in this node's bundle (no endpoint of it compiled with addresses)"
+        ),
+        _ => {
+            format!("its label set `{}` is not in the bundle and the node-computed identities are used up", pod.labels)
+        }
+    })
+}
+
+/// The pods whose identity or policy the node computes: every pod whose
+/// label set the bundle does not know (a remote one once per label set and
+/// named ports), and every local pod whenever there is one such label set
+/// (its policies may select it) or its identity has no compiled model.
+fn node_inputs(
+    compiled: &Compiled,
+    cluster: &ClusterView,
+    identities: &[Option<u32>],
+    local: &BTreeMap<String, Local>,
+) -> Vec<PodInput> {
+    let mut inputs = BTreeSet::new();
+    let mut any_unknown = false;
+    for (pod, known) in cluster.pods.iter().zip(identities) {
+        let is_local = local.contains_key(&pod.name);
+        any_unknown |= known.is_none() && (is_local || !pod.ips.is_empty());
+        if is_local || (known.is_none() && !pod.ips.is_empty()) {
+            let without_model = known.is_none_or(|id| compiled.template(id, &pod.name).is_none());
+            // Remote pods only matter by label set and named ports: the
+            // inputs (and so the cache) do not change with their names.
+            let name = if is_local { pod.name.clone() } else { String::new() };
+            inputs.insert((
+                !is_local || without_model,
+                PodInput { name, labels: pod.labels.clone(), named_ports: pod.named_ports.clone(), local: is_local },
+            ));
+        }
+    }
+    // Local pods with a compiled model are computed only for the peers
+    // computed on the node.
+    inputs.into_iter().filter(|(needed, _)| any_unknown || *needed).map(|(_, input)| input).collect()
+}
+
+/// `config` with the by-peer lookups that `entries` need.
+fn with_peer_lookups(config: EndpointConfig, entries: &[(PolicyKey, PolicyValue)]) -> EndpointConfig {
+    let has = |direction: u8| entries.iter().any(|(k, _)| k.direction == direction && k.peer_identity != 0);
+    EndpointConfig {
+        ingress_by_peer: config.ingress_by_peer || has(DIR_INGRESS),
+        egress_by_peer: config.egress_by_peer || has(DIR_EGRESS),
+        ..config
+    }
 }
 
 fn ipcache_entry(ip: IpAddr, identity: u32) -> (IpcacheKey, IpcacheValue) {
@@ -181,6 +277,11 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         present
     });
 
+    // Each cluster pod's compiled identity, looked up once.
+    let identities: Vec<Option<u32>> = cluster.pods.iter().map(|p| compiled.identity(&p.labels)).collect();
+    let inputs = node_inputs(compiled, cluster, &identities, &local);
+    let computed = if inputs.is_empty() { None } else { compiled.compute(node, inputs) };
+    let computed = computed.as_deref();
     let ids = policyc_bundle::ids::endpoint_ids(local.keys().map(String::as_str));
     let mut held = Vec::new();
     let mut endpoints = Vec::new();
@@ -194,12 +295,22 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     for (name, l) in &local {
         let id = ids.get(name.as_str()).copied().unwrap_or(0);
         let (ns, pod) = name.split_once('/').unwrap_or(("", name));
-        let (identity, flags, config, policy_file) = match model(compiled, cluster, name) {
-            Ok((identity, t)) => {
-                policy
-                    .extend(t.policy.iter().map(|(k, v)| (policyc_ebpf::abi::PolicyKey { endpoint_id: id, ..*k }, *v)));
+        let with_id = |entries: &[(PolicyKey, PolicyValue)]| {
+            entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: id, ..*k }, *v)).collect::<Vec<_>>()
+        };
+        let (identity, flags, config, policy_file) = match model(compiled, computed, cluster, name) {
+            Ok(Model::Compiled(identity, t, peers)) => {
+                policy.extend(with_id(&t.policy));
+                policy.extend(with_id(peers));
                 let config = EndpointConfig { endpoint_id: u32::from(id), ..t.endpoint.config };
+                // Entries of computed peers may need the by-peer lookup.
+                let config = if peers.is_empty() { config } else { with_peer_lookups(config, peers) };
                 (identity, t.flags, config, t.endpoint.policy_file.clone())
+            }
+            Ok(Model::Computed(m)) => {
+                policy.extend(with_id(&m.policy));
+                let config = EndpointConfig { endpoint_id: u32::from(id), ..m.config };
+                (m.identity, m.flags, config, String::new())
             }
             Err(reason) => {
                 held.push(Held { pod: name.clone(), reason });
@@ -228,11 +339,14 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     }
 
     let mut not_in_ipcache = Vec::new();
-    for pod in cluster.pods.iter().filter(|p| !local.contains_key(&p.name) && !p.ips.is_empty()) {
-        let Some(&identity) = compiled.identities.get(&pod.labels) else {
+    let computed_identity = |labels: &Labels| computed.and_then(|c| c.identities.get(labels).copied().flatten());
+    for (pod, known) in
+        cluster.pods.iter().zip(&identities).filter(|(p, _)| !local.contains_key(&p.name) && !p.ips.is_empty())
+    {
+        let Some(identity) = known.or_else(|| computed_identity(&pod.labels)) else {
             not_in_ipcache.push(Held {
                 pod: pod.name.clone(),
-                reason: format!("its label set `{}` is not in the bundle", pod.labels),
+                reason: format!("its label set `{}` is not in the bundle and was not computed on the node", pod.labels),
             });
             continue;
         };
@@ -277,7 +391,30 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         }
     }
 
+    // The identities computed on the node, with their pods: status,
+    // metrics and the log name them.
+    let mut computed_identities: BTreeMap<u32, ComputedIdentity> = BTreeMap::new();
+    for (ip, (identity, name)) in &addresses {
+        let _ = ip;
+        if !is_node_computed(Identity(*identity)) {
+            continue;
+        }
+        let entry = computed_identities.entry(*identity).or_insert_with(|| ComputedIdentity {
+            identity: *identity,
+            labels: cluster.pod(name).map(|p| p.labels.to_string()).unwrap_or_default(),
+            pods: Vec::new(),
+            computed_on_node: true,
+        });
+        if !entry.pods.contains(name) {
+            entry.pods.push(name.clone());
+        }
+    }
     let bundle = &compiled.bundle;
+    let mut listed = bundle.listed.clone();
+    if let Some(c) = computed {
+        listed.identities.extend(c.identities.values().flatten());
+        listed.rules.extend(&c.cookies);
+    }
     let fingerprint =
         format!("{}\n{endpoints:?}\n{interfaces:?}\n{ipcache:?}\n{endpoint_entries:?}\n{policy:?}", bundle.hash());
     let mut manifest = bundle.manifest.clone();
@@ -290,9 +427,13 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         policy,
         endpoints,
         templates: bundle.templates.clone(),
-        listed: bundle.listed.clone(),
+        listed,
     });
-    Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
+    let mut computed = computed_identities.into_values().collect::<Vec<_>>();
+    for c in &mut computed {
+        c.pods.sort();
+    }
+    Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes, computed }
 }
 
 #[cfg(test)]
@@ -301,6 +442,7 @@ mod tests {
     use crate::route::Route;
     use policyc::compile::{compile, CompileOptions, Inputs, Output};
     use policyc_cni::protocol::Sandbox;
+    use policyc_ir::normalized::is_node_computed;
     use std::path::PathBuf;
 
     const REPOSITORY: &str = r#"
@@ -460,14 +602,11 @@ spec:
     #[test]
     fn unknown_labels_are_held_default_deny_and_reported() {
         let f = fixture("held");
-        let view = cluster(&f, &[("stranger", "stranger", "n1", None)]);
-        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40"), ("late", "veth-b", "10.200.9.41")]);
-        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a", "veth-b"], &[]));
+        let view = cluster(&f, &[]);
+        let boxes = sandboxes(&f, &[("late", "veth-b", "10.200.9.41")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-b"], &[]));
         let reasons: Vec<(&str, &str)> = binding.held.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
-        assert_eq!(reasons[0].0, "web/late");
-        assert_eq!(reasons[0].1, "its labels are not known yet (not in the cluster source)");
-        assert_eq!(reasons[1].0, "web/stranger");
-        assert!(reasons[1].1.contains("label set `app=stranger,") && reasons[1].1.ends_with("is not in the bundle"));
+        assert_eq!(reasons, [("web/late", "its labels are not known yet (not in the cluster source)")]);
         let b = whole(&binding);
         assert!(b.policy.is_empty());
         for (_, v) in &b.endpoint_entries {
@@ -476,7 +615,67 @@ spec:
                 (Identity::INIT.get(), ENDPOINT_ENFORCE_INGRESS | ENDPOINT_ENFORCE_EGRESS)
             );
         }
-        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(Identity::INIT.get()));
+        assert_eq!(ipcache_identity(b, "10.200.9.41"), Some(Identity::INIT.get()));
+    }
+
+    #[test]
+    fn a_label_set_the_bundle_does_not_know_is_computed_on_the_node_and_reported() {
+        let f = fixture("computed");
+        let view = cluster(&f, &[("stranger", "stranger", "n1", None), ("client", "client", "n2", Some("10.200.7.5"))]);
+        let boxes = sandboxes(&f, &[("stranger", "veth-a", "10.200.9.40")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a"], &[]));
+        assert!(binding.held.is_empty(), "{:?}", binding.held);
+        let [c] = binding.computed.as_slice() else { panic!("{:?}", binding.computed) };
+        assert!(is_node_computed(Identity(c.identity)), "{}", c.identity);
+        assert!(c.labels.starts_with("app=stranger,") && c.computed_on_node, "{c:?}");
+        assert_eq!(c.pods, ["web/stranger"]);
+        let b = whole(&binding);
+        assert_eq!(ipcache_identity(b, "10.200.9.40"), Some(c.identity));
+        let (_, value) = b.endpoint_entries[0];
+        assert_eq!((value.identity, value.flags), (c.identity, 0), "no policy isolates `app=stranger`");
+        assert!(b.listed.identities.contains(&c.identity), "listed, so the loader's reference check passes");
+        // The same pods, bound again (a restarted agent): the same number
+        // and the same state.
+        let again = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-a"], &[]));
+        assert_eq!(again.computed, binding.computed);
+        assert_eq!(again.desired.manifest().hash, binding.desired.manifest().hash);
+    }
+
+    #[test]
+    fn a_compiled_pods_policy_gains_the_entries_of_a_job_pod_it_selects() {
+        let f = fixture("job");
+        // A Job's pod: `app=client` (which the server's policy allows) and
+        // a `job-name` no compiled label set has.
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\n\
+                    metadata: {name: server, namespace: web, labels: {app: server}}\n\
+                    spec: {nodeName: n1, containers: [{name: main}]}\n---\napiVersion: v1\nkind: Pod\n\
+                    metadata: {name: run-1, namespace: web, labels: {app: client, job-name: run}}\n\
+                    spec: {nodeName: n2, containers: [{name: main}]}\nstatus: {podIPs: [{ip: 10.200.7.9}]}\n";
+        let dir = f.dir.join("live-job");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pods.yaml"), text).unwrap();
+        let view = ClusterView::read(&dir).unwrap();
+        let boxes = sandboxes(&f, &[("server", "veth-s", "10.200.9.33")]);
+        let binding = bind(&f.compiled, &view, &boxes, "n1", &host(&["veth-s"], &[]));
+        let b = whole(&binding);
+        let [c] = binding.computed.as_slice() else { panic!("{:?}", binding.computed) };
+        assert_eq!(c.pods, ["web/run-1"]);
+        assert_eq!(ipcache_identity(b, "10.200.7.9"), Some(c.identity));
+        let client =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("client")).map(|(_, i)| *i).unwrap();
+        let peer_entries = |peer: u32| -> Vec<(u8, u32, u8)> {
+            b.policy
+                .iter()
+                .filter(|(k, _)| k.peer_identity == peer)
+                .map(|(k, v)| (k.direction, k.prefixlen, v.verdict))
+                .collect()
+        };
+        assert!(!peer_entries(client).is_empty());
+        assert_eq!(peer_entries(c.identity), peer_entries(client), "the Job's pod is allowed as a client is");
+        let server =
+            f.compiled.identities.iter().find(|(l, _)| l.get("app") == Some("server")).map(|(_, i)| *i).unwrap();
+        let compiled = &f.compiled.template(server, "web/server").unwrap().policy;
+        assert_eq!(b.policy.len(), compiled.len() + peer_entries(c.identity).len(), "the compiled entries stay");
     }
 
     #[test]

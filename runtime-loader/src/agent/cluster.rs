@@ -12,7 +12,7 @@
 use super::kube::Shared;
 use super::watch::{self, Watched};
 use policyc::diag::Diagnostic;
-use policyc_ir::cluster::EndpointKind;
+use policyc_ir::cluster::{EndpointKind, NamedPort};
 use policyc_ir::labels::Labels;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub struct LivePod {
     pub labels: Labels,
     /// Its addresses (`status.podIPs`).
     pub ips: Vec<IpAddr>,
+    /// Its named container ports.
+    pub named_ports: Vec<NamedPort>,
 }
 
 /// A node of the cluster.
@@ -87,6 +89,7 @@ impl ClusterView {
                 node: e.node,
                 labels: e.labels,
                 ips: e.ips,
+                named_ports: e.named_ports,
             })
             .collect();
         pods.sort_by(|a, b| a.name.cmp(&b.name));

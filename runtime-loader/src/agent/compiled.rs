@@ -9,17 +9,24 @@
 //! endpoints compiled with addresses (pods of a `kubectl get` snapshot)
 //! serve as models. Address-less ones (workloads, unscheduled pods) would
 //! need their enforcement in the manifest, a format change not made yet;
-//! pods of such an identity are held default-deny and reported.
+//! pods of such an identity are computed on the node from the bundle's
+//! normalized policy ([`super::computed`]), or held default-deny and
+//! reported when the bundle has none.
 
+use super::computed::{Computed, PodInput};
 use crate::bundle::{locate, Bundle, BundleError};
 use crate::entries;
 use crate::manifest::{BundleEndpoint, IDENTITIES_FILE, IPCACHE_FILE};
+use policyc::emit::maps::RuleNames;
 use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::{IpcacheLine, Source};
+use policyc_bundle::normalized::{self, NORMALIZED_POLICY_FILE};
 use policyc_ebpf::abi::{IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
 use policyc_ir::labels::Labels;
+use policyc_ir::normalized::NormalizedPolicy;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A bundle, ready to bind live pods to.
 #[derive(Clone, Debug)]
@@ -33,7 +40,20 @@ pub struct Compiled {
     /// Per identity, the bundle endpoints that have it, by name: their
     /// policy and settings serve every local pod of that identity.
     pub templates: BTreeMap<u32, Vec<Template>>,
+    /// The normalized policy and its rules' cookies, if the bundle has
+    /// them (`normalized-policy.json`).
+    pub normalized: Option<Arc<(NormalizedPolicy, RuleNames)>>,
+    /// [`Compiled::identities`] by hash: binding looks up every pod of the
+    /// cluster, and comparing label sets in a tree was most of a bind at
+    /// 150 000 pods.
+    by_labels: std::collections::HashMap<Labels, u32>,
+    /// The last computation on the node and its inputs: pods computed on
+    /// the node change far less often than bindings are made.
+    last_computed: Arc<Mutex<Option<LastComputed>>>,
 }
+
+/// A computation on the node and its inputs.
+type LastComputed = (Vec<PodInput>, Arc<Computed>);
 
 /// A bundle endpoint as the model for pods of its identity.
 #[derive(Clone, Debug)]
@@ -91,7 +111,45 @@ impl Compiled {
                 policy,
             });
         }
-        Ok(Compiled { bundle, identities, base_ipcache, templates })
+        let normalized = if manifest.files.contains_key(NORMALIZED_POLICY_FILE) {
+            let policy =
+                normalized::from_text(&manifest.read_text(NORMALIZED_POLICY_FILE)?).map_err(BundleError::Manifest)?;
+            let names = RuleNames::new(&policy.cluster);
+            Some(Arc::new((policy, names)))
+        } else {
+            None
+        };
+        let by_labels = identities.iter().map(|(l, &id)| (l.clone(), id)).collect();
+        Ok(Compiled {
+            bundle,
+            by_labels,
+            identities,
+            base_ipcache,
+            templates,
+            normalized,
+            last_computed: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// What the node computes for `pods` ([`super::computed::compute`]),
+    /// or `None` if the bundle has no normalized policy; the last result
+    /// is kept and given again for the same pods.
+    pub fn compute(&self, node: &str, pods: Vec<PodInput>) -> Option<Arc<Computed>> {
+        let normalized = self.normalized.as_ref()?;
+        let mut last = self.last_computed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((inputs, computed)) = last.as_ref() {
+            if *inputs == pods {
+                return Some(Arc::clone(computed));
+            }
+        }
+        let computed = Arc::new(super::computed::compute(&normalized.0, &normalized.1, node, &pods));
+        *last = Some((pods, Arc::clone(&computed)));
+        Some(computed)
+    }
+
+    /// The compiled identity of `labels`.
+    pub fn identity(&self, labels: &Labels) -> Option<u32> {
+        self.by_labels.get(labels).copied()
     }
 
     /// The bundle's hash.

@@ -1,9 +1,11 @@
 //! The agent's one owner of state: the compiled bundle, the cluster view,
 //! the bound sandboxes; it re-binds and applies when any of them changes,
 //! batching the changes of a short window into one generation flip, and
-//! answers the CNI plugin's requests.
+//! answers the CNI plugin's requests. A change after a quiet spell is
+//! applied at once; changes that come while an apply runs, or within the
+//! batch window after it, go into the next flip together.
 
-use super::binding::{bind, Binding, Held, Host};
+use super::binding::{bind, Binding, ComputedIdentity, Held, Host};
 use super::cluster::{ClusterSource, ClusterView};
 use super::compiled::Compiled;
 use super::metrics::Histogram;
@@ -51,6 +53,8 @@ pub struct AgentStatus {
     pub unbound: Vec<Held>,
     /// Cluster pods left out of the ipcache.
     pub not_in_ipcache: Vec<Held>,
+    /// Identities computed on the node (not in the reviewed bundle).
+    pub computed: Vec<ComputedIdentity>,
 }
 
 /// Counters and the last apply, for `/metrics` and `/readyz`.
@@ -81,7 +85,10 @@ pub struct Controller {
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
     dirty_since: Option<Instant>,
+    /// When the last apply ended.
+    last_apply: Instant,
     last_held: Vec<Held>,
+    last_computed: Vec<ComputedIdentity>,
     last_error: Option<String>,
     health: Arc<std::sync::Mutex<Health>>,
     /// What this agent's applies wrote into each generation: the next
@@ -112,7 +119,9 @@ impl Controller {
             waiting: Vec::new(),
             // The first apply binds what a previous agent left.
             dirty_since: Some(Instant::now()),
+            last_apply: Instant::now(),
             last_held: Vec::new(),
+            last_computed: Vec::new(),
             last_error: None,
             health,
             known: KnownGenerations::default(),
@@ -133,15 +142,25 @@ impl Controller {
                 next_poll = now + self.options.poll;
             }
             let ready = self.compiled.is_some() && self.cluster.is_some();
-            match self.dirty_since {
-                Some(since) if ready && now >= since + self.options.batch => {
+            // Every request already queued joins this flip.
+            while let Ok((request, reply)) = calls.try_recv() {
+                self.handle(request, reply);
+            }
+            // The first change after a quiet spell is applied at once;
+            // changes within `batch` of the last apply wait for the end of
+            // that window and go into one flip (as do those that came
+            // while an apply ran, queued above).
+            let due = self.dirty_since.map(|since| since.max(self.last_apply + self.options.batch));
+            match due {
+                Some(due) if ready && now >= due => {
                     self.apply().await;
+                    self.last_apply = Instant::now();
                     continue;
                 }
                 _ => {}
             }
-            let wake = match self.dirty_since {
-                Some(since) if ready => next_poll.min(since + self.options.batch),
+            let wake = match due {
+                Some(due) if ready => next_poll.min(due),
                 _ => next_poll,
             };
             tokio::select! {
@@ -309,6 +328,17 @@ impl Controller {
             }
             self.last_held = binding.held.clone();
         }
+        if binding.computed != self.last_computed {
+            for c in &binding.computed {
+                log(&format!(
+                    "identity {} computed on the node (not in the reviewed bundle): labels `{}`, pods {}",
+                    c.identity,
+                    c.labels,
+                    c.pods.join(", ")
+                ));
+            }
+            self.last_computed = binding.computed.clone();
+        }
         self.in_force = binding.sandboxes.clone();
         let now = Instant::now();
         let mut add_seconds = Vec::new();
@@ -350,6 +380,7 @@ impl Controller {
             held: binding.held,
             unbound: binding.unbound,
             not_in_ipcache: binding.not_in_ipcache,
+            computed: binding.computed,
         };
         let path = self.options.paths.state.join("agent.json");
         let text = serde_json::to_string_pretty(&status).unwrap_or_default();

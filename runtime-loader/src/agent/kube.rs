@@ -41,7 +41,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
+use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
+use policyc_ir::protocol::Protocol;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,6 +60,9 @@ pub struct PodRecord {
     pub service_account: Option<String>,
     /// `status.podIPs`, then `status.podIP`, each once.
     pub ips: Vec<IpAddr>,
+    /// The containers' named ports, sorted, each once (protocol TCP when
+    /// not given, as the API defaults it).
+    pub named_ports: Vec<NamedPort>,
 }
 
 /// Parses `text` as an address; anything else is not one (the API server
@@ -84,7 +89,20 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
             ips.push(address);
         }
     }
+    let mut named_ports: Vec<NamedPort> = spec
+        .into_iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = u16::try_from(p.container_port).ok()?;
+            let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?;
+            Some(NamedPort { name: p.name.clone()?, protocol, port })
+        })
+        .collect();
+    named_ports.sort();
+    named_ports.dedup();
     Some(PodRecord {
+        named_ports,
         node: spec.and_then(|s| s.node_name.clone()),
         labels: Labels::from_pairs(pod.labels().iter().map(|(k, v)| (k.clone(), v.clone()))),
         service_account: spec.and_then(|s| s.service_account_name.clone().or_else(|| s.service_account.clone())),
@@ -252,6 +270,7 @@ impl KubeState {
                         r.service_account.as_deref(),
                     ),
                     ips: r.ips.clone(),
+                    named_ports: r.named_ports.clone(),
                 }
             })
             .collect();

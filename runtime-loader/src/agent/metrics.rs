@@ -72,6 +72,18 @@ pub fn render(health: &Health) -> String {
     gauge(&mut out, "policyc_agent_generation", "Active generation of the maps.", s.generation.to_string());
     gauge(&mut out, "policyc_agent_endpoints", "Local endpoints bound.", s.endpoints.to_string());
     gauge(&mut out, "policyc_agent_endpoints_held", "Local pods held default-deny.", s.held.len().to_string());
+    gauge(
+        &mut out,
+        "policyc_agent_identities_computed_on_node",
+        "Identities computed on the node (label sets the bundle does not know).",
+        s.computed.len().to_string(),
+    );
+    let _ = writeln!(out, "# HELP policyc_agent_computed_identity_info An identity computed on the node, not in the reviewed bundle.\n# TYPE policyc_agent_computed_identity_info gauge");
+    for c in &s.computed {
+        let labels = c.labels.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ =
+            writeln!(out, "policyc_agent_computed_identity_info{{identity=\"{}\",labels=\"{labels}\"}} 1", c.identity);
+    }
     let _ = writeln!(
         out,
         "# HELP policyc_agent_bundle_info The bundle in force.\n# TYPE policyc_agent_bundle_info gauge\npolicyc_agent_bundle_info{{digest=\"{}\",binding=\"{}\",node=\"{}\"}} 1",

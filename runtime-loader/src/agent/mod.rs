@@ -22,6 +22,7 @@
 pub mod binding;
 pub mod cluster;
 pub mod compiled;
+pub mod computed;
 pub mod controller;
 #[cfg(feature = "kube")]
 pub mod kube;
