@@ -65,7 +65,7 @@ pub struct Query {
 }
 
 /// How one direction was decided.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Decision {
     /// No policy isolates the endpoint in this direction.
     NotIsolated,
@@ -247,7 +247,7 @@ pub fn entity_matches(entity: Entity, party: Party) -> bool {
 }
 
 /// The labels a `fromRequires`/`toRequires` selector is tested against.
-fn party_labels(cluster: &Cluster, party: Party) -> Labels {
+pub fn party_labels(cluster: &Cluster, party: Party) -> Labels {
     match party {
         Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
         Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),

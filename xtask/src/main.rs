@@ -3,6 +3,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_analysis;
 mod bench_apply;
 mod bench_kernel;
 mod bench_scale;
@@ -31,6 +32,10 @@ commands:
   bench attach
           (root) attach from scratch to both hooks of 1000 veths: tcx one
           after the other, tcx in threads, legacy tc (cls_bpf), default RCU
+  bench analysis [--quick]
+          time and peak memory of connectivity, graph, diff and explain
+          (release policyc) at 1k, 3k and 10k pods, beside compile of the
+          same cluster (--quick: 1k only)
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters (--quick: the smallest only)

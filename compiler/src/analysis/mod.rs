@@ -3,7 +3,9 @@
 
 pub mod connectivity;
 pub mod diff;
+pub mod engine;
 pub mod explain;
 pub mod graph;
 pub mod reason;
+pub mod table;
 pub mod trace;
