@@ -29,7 +29,7 @@ use policyc_ir::cluster::{Cluster, NamedPort};
 use policyc_ir::eval::{decide, party_labels, peer_matches, Decision, Party};
 use policyc_ir::ids::{EndpointId, PolicyId, RuleRef};
 use policyc_ir::policy::{Entity, Peers, PortSpec, Subject};
-use policyc_ir::protocol::{Direction, PortRange, Protocol};
+use policyc_ir::protocol::{Direction, PortRange};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -244,6 +244,13 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Class `c`'s runs in `dir` towards every peer: classes, segments,
+    /// then a node as `host` and as `remote-node` (when the cluster has
+    /// nodes); `None` before [`Engine::fill`].
+    pub fn table_of(&self, c: usize, dir: Direction) -> Option<&[RunsId]> {
+        self.tables.get(&(c, dir)).map(Vec::as_slice)
+    }
+
     /// The peers every table covers: classes, segments, then a node as
     /// `host` and as `remote-node` (when the cluster has nodes).
     fn universe(&self) -> Vec<PeerKey> {
@@ -320,8 +327,7 @@ impl<'a> Engine<'a> {
         keys.sort_unstable();
         keys.dedup();
         for key in keys {
-            let matched = &self.matches[&key];
-            refine(&mut group, |u| u128::from(matched[u]));
+            refine_by(&mut group, &self.matches[&key]);
         }
         for name in named {
             refine(&mut group, |u| match universe[u] {
@@ -490,7 +496,18 @@ fn refine(group: &mut [u32], key: impl Fn(usize) -> u128) {
     }
 }
 
-/// Which protocol index of [`PROTOCOLS`] `p` is.
-pub fn protocol_index(p: Protocol) -> Option<usize> {
-    PROTOCOLS.iter().position(|q| *q == p)
+/// [`refine`] by a yes/no key, without hashing: the cost of a table is
+/// mostly this, once per rule peer of the class's policies.
+fn refine_by(group: &mut [u32], matched: &[bool]) {
+    let groups = group.iter().max().map_or(0, |g| *g as usize + 1);
+    let mut next = vec![u32::MAX; groups * 2];
+    let mut count = 0;
+    for (g, &m) in group.iter_mut().zip(matched) {
+        let slot = &mut next[*g as usize * 2 + usize::from(m)];
+        if *slot == u32::MAX {
+            *slot = count;
+            count += 1;
+        }
+        *g = *slot;
+    }
 }

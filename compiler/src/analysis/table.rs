@@ -5,7 +5,7 @@
 //! with the number of classes, not with the number of rows.
 
 use crate::analysis::connectivity::{l7_parser, pad, peer_name, Allowed, Row, Side};
-use crate::analysis::engine::{Engine, PeerKey, RunsId};
+use crate::analysis::engine::{Engine, RunsId};
 use policyc_ir::cluster::Cluster;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::{Direction, PortRange};
@@ -48,12 +48,24 @@ pub struct Table<'a> {
 struct AllowedCache<'e, 'a> {
     engine: &'e Engine<'a>,
     ids: HashMap<(Option<RunsId>, Option<RunsId>), u32>,
+    /// The same for one side only, by runs id: egress, ingress.
+    one_side: [Vec<u32>; 2],
     values: Vec<Allowed>,
     by_value: HashMap<Allowed, u32>,
 }
 
 impl AllowedCache<'_, '_> {
     fn get(&mut self, egress: Option<RunsId>, ingress: Option<RunsId>) -> u32 {
+        let side = match (egress, ingress) {
+            (Some(r), None) => Some((0, r as usize)),
+            (None, Some(r)) => Some((1, r as usize)),
+            _ => None,
+        };
+        if let Some((k, r)) = side {
+            if let Some(&id) = self.one_side[k].get(r).filter(|id| **id != u32::MAX) {
+                return id;
+            }
+        }
         if let Some(&id) = self.ids.get(&(egress, ingress)) {
             return id;
         }
@@ -64,6 +76,12 @@ impl AllowedCache<'_, '_> {
             self.values.push(allowed);
         }
         self.ids.insert((egress, ingress), id);
+        if let Some((k, r)) = side {
+            if self.one_side[k].len() <= r {
+                self.one_side[k].resize(r + 1, u32::MAX);
+            }
+            self.one_side[k][r] = id;
+        }
         id
     }
 }
@@ -101,21 +119,17 @@ impl<'a> Table<'a> {
         engine.fill();
         let (classes, segments) = (engine.classes(), engine.segments().len());
         let node_keys = if cluster.nodes.is_empty() { 0 } else { 2 };
-        let mut runs = |c: usize, dir: Direction, peer: PeerKey| engine.class_runs(c, dir, peer);
-        let mut egress = Vec::with_capacity(classes);
-        let mut ingress = Vec::with_capacity(classes);
-        for c in 0..classes {
-            let row = |dir: Direction, runs: &mut dyn FnMut(usize, Direction, PeerKey) -> RunsId| {
-                let mut v: Vec<RunsId> = (0..classes).map(|k| runs(c, dir, PeerKey::Class(k))).collect();
-                v.extend((0..segments).map(|s| runs(c, dir, PeerKey::Segment(s))));
-                v.extend((0..node_keys).map(|n| runs(c, dir, PeerKey::Node { local: n == 0 })));
-                v
-            };
-            egress.push(row(Direction::Egress, &mut runs));
-            ingress.push(row(Direction::Ingress, &mut runs));
-        }
-        let mut cache =
-            AllowedCache { engine: &engine, ids: HashMap::new(), values: Vec::new(), by_value: HashMap::new() };
+        let table = |dir: Direction| -> Vec<&[RunsId]> {
+            (0..classes).map(|c| engine.table_of(c, dir).expect("every class is judged")).collect()
+        };
+        let (egress, ingress) = (table(Direction::Egress), table(Direction::Ingress));
+        let mut cache = AllowedCache {
+            engine: &engine,
+            ids: HashMap::new(),
+            one_side: Default::default(),
+            values: Vec::new(),
+            by_value: HashMap::new(),
+        };
         let mut between = Vec::with_capacity(classes * classes);
         for s in 0..classes {
             for t in 0..classes {
@@ -127,13 +141,14 @@ impl<'a> Table<'a> {
         let mut to_node = Vec::with_capacity(classes * node_keys);
         let mut from_node = Vec::with_capacity(classes * node_keys);
         for c in 0..classes {
-            for s in 0..segments {
-                to_segment.push(cache.get(Some(egress[c][classes + s]), None));
-                from_segment.push(cache.get(None, Some(ingress[c][classes + s])));
+            let (egress, ingress) = (egress[c], ingress[c]);
+            for s in classes..classes + segments {
+                to_segment.push(cache.get(Some(egress[s]), None));
+                from_segment.push(cache.get(None, Some(ingress[s])));
             }
-            for n in 0..node_keys {
-                to_node.push(cache.get(Some(egress[c][classes + segments + n]), None));
-                from_node.push(cache.get(None, Some(ingress[c][classes + segments + n])));
+            for n in classes + segments..classes + segments + node_keys {
+                to_node.push(cache.get(Some(egress[n]), None));
+                from_node.push(cache.get(None, Some(ingress[n])));
             }
         }
         let allowed = cache.values;
