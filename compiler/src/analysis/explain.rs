@@ -8,17 +8,17 @@
 //! connectivity table; verdicts are computed per port segment with the
 //! reference evaluator and adjacent ports with the same reasons merge.
 
-use crate::analysis::connectivity::{address_segments, full_range, party, port_cuts, Side, PROTOCOLS};
+use crate::analysis::connectivity::{full_range, Side, PROTOCOLS};
+use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
 use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text, Citations, PolicyRef, Reason};
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::{eval, Query};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// A policy that selects the endpoint.
@@ -117,14 +117,48 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         selected_by.push(Selection { policy: citations.policy_ref(p, None), isolates, rules });
     }
 
-    let mut peers: Vec<Side> =
-        cluster.endpoints_with_ids().map(|(i, _)| i).filter(|&i| i != index).map(Side::Endpoint).collect();
-    peers.extend((0..cluster.nodes.len()).map(Side::Node));
-    peers.extend(address_segments(cluster, &[]).into_iter().map(|(a, b)| Side::Addresses(a, b)));
-    let cuts = port_cuts(cluster);
-    let me = Side::Endpoint(index);
-    let reached_by = peers.iter().flat_map(|p| flows(&citations, p, &me, p, &cuts)).collect();
-    let reaches = peers.iter().flat_map(|p| flows(&citations, &me, p, p, &cuts)).collect();
+    // Judged per class: the other endpoints' classes and the outside
+    // segments as the engine groups them, each pair of runs once.
+    let mut engine = Engine::new(cluster, &[]);
+    let me = engine.class_of(index);
+    let my_node = e.node.as_deref();
+    let mut grouped: HashMap<(Option<RunsId>, Option<RunsId>), Vec<(Reasons, Vec<(Protocol, PortRange)>)>> =
+        HashMap::new();
+    let mut reasons: HashMap<DecisionId, Reason> = HashMap::new();
+    let (mut reached_by, mut reaches) = (Vec::new(), Vec::new());
+    let mut peers: Vec<(Side, [PeerKey; 2])> = Vec::new();
+    for (i, _) in cluster.endpoints_with_ids().filter(|&(i, _)| i != index) {
+        peers.push((Side::Endpoint(i), [PeerKey::Class(engine.class_of(i)), PeerKey::Class(me)]));
+    }
+    for (n, node) in cluster.nodes.iter().enumerate() {
+        let local = my_node == Some(node.name.as_str());
+        peers.push((Side::Node(n), [PeerKey::Node { local }; 2]));
+    }
+    let segments = engine.segments().to_vec();
+    for (s, &(a, b)) in segments.iter().enumerate() {
+        peers.push((Side::Addresses(a, b), [PeerKey::Segment(s); 2]));
+    }
+    for (peer, [peer_key, me_key]) in peers {
+        // The peer's own decisions, where it is an endpoint.
+        let theirs = |engine: &mut Engine, dir| match peer {
+            Side::Endpoint(i) => Some(engine.runs_towards(i, dir, me_key)),
+            _ => None,
+        };
+        let inbound =
+            (theirs(&mut engine, Direction::Egress), Some(engine.class_runs(me, Direction::Ingress, peer_key)));
+        let outbound =
+            (Some(engine.class_runs(me, Direction::Egress, peer_key)), theirs(&mut engine, Direction::Ingress));
+        let name = side_name(cluster, &peer);
+        for (key, into) in [(inbound, &mut reached_by), (outbound, &mut reaches)] {
+            let flows = grouped.entry(key).or_insert_with(|| flows(&citations, &engine, &mut reasons, key));
+            into.extend(flows.iter().map(|(r, ports)| Flow {
+                peer: name.clone(),
+                ports: ports.clone(),
+                egress: r.0.clone(),
+                ingress: r.1.clone(),
+            }));
+        }
+    }
 
     Explanation {
         name: e.display_name(),
@@ -151,50 +185,39 @@ fn side_name(cluster: &Cluster, side: &Side) -> String {
 /// The sender's egress and the receiver's ingress decisions.
 type Reasons = (Option<Reason>, Option<Reason>);
 
-/// The allowed flows from `src` to `dst`, grouped by reasons; `peer` is
-/// the end that is not the explained endpoint.
+/// The allowed flows of a pair of runs (egress, ingress), grouped by
+/// reasons: per reasons, the port ranges where they decide, adjacent
+/// ones merged; sorted by ports.
 fn flows(
     citations: &Citations,
-    src: &Side,
-    dst: &Side,
-    peer: &Side,
-    cuts: &[std::collections::BTreeSet<u32>; 4],
-) -> Vec<Flow> {
-    let cluster = citations.cluster();
+    engine: &Engine,
+    reasons: &mut HashMap<DecisionId, Reason>,
+    (egress, ingress): (Option<RunsId>, Option<RunsId>),
+) -> Vec<(Reasons, Vec<(Protocol, PortRange)>)> {
+    let mut reason = |d: Option<DecisionId>| {
+        d.map(|d| reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
+    };
     let mut grouped: BTreeMap<Reasons, Vec<(Protocol, PortRange)>> = BTreeMap::new();
-    for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
-        let full = full_range(protocol);
-        let starts: Vec<u32> =
-            cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
-        let mut run: Option<(Reasons, PortRange)> = None;
-        for (k, &start) in starts.iter().enumerate() {
-            let end = starts.get(k + 1).map(|x| x - 1).unwrap_or(u32::from(full.hi));
-            let range = PortRange { lo: start as u16, hi: end as u16 };
-            let verdict = eval(cluster, &Query { src: party(src), dst: party(dst), protocol, port: range.lo });
-            let step = verdict.allowed().then(|| {
-                let r = |d: &Option<policyc_ir::eval::Decision>| d.as_ref().map(|d| citations.reason(d));
-                (r(&verdict.egress), r(&verdict.ingress))
-            });
-            match (&mut run, step) {
-                (Some((key, r)), Some(k2)) if *key == k2 => r.hi = range.hi,
-                (_, step) => {
-                    if let Some((key, r)) = run.take() {
-                        grouped.entry(key).or_default().push((protocol, r));
-                    }
-                    run = step.map(|k| (k, range));
+    let mut run: Option<(Reasons, usize, PortRange)> = None;
+    for (pi, range, e, i) in engine.pieces(egress, ingress) {
+        let step = (engine.passes(e) && engine.passes(i)).then(|| (reason(e), reason(i)));
+        match (&mut run, step) {
+            (Some((key, p, r)), Some(k2)) if *key == k2 && *p == pi && u32::from(r.hi) + 1 == u32::from(range.lo) => {
+                r.hi = range.hi
+            }
+            (_, step) => {
+                if let Some((key, p, r)) = run.take() {
+                    grouped.entry(key).or_default().push((PROTOCOLS[p], r));
                 }
+                run = step.map(|k| (k, pi, range));
             }
         }
-        if let Some((key, r)) = run {
-            grouped.entry(key).or_default().push((protocol, r));
-        }
     }
-    let name = side_name(cluster, peer);
-    let mut out: Vec<Flow> = grouped
-        .into_iter()
-        .map(|((egress, ingress), ports)| Flow { peer: name.clone(), ports, egress, ingress })
-        .collect();
-    out.sort_by(|a, b| a.ports.cmp(&b.ports));
+    if let Some((key, p, r)) = run {
+        grouped.entry(key).or_default().push((PROTOCOLS[p], r));
+    }
+    let mut out: Vec<(Reasons, Vec<(Protocol, PortRange)>)> = grouped.into_iter().collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }
 
