@@ -20,6 +20,7 @@
 pub mod connectivity;
 pub mod identities;
 pub mod maps;
+pub mod per_class;
 pub mod render;
 pub mod tree;
 

@@ -1,0 +1,317 @@
+//! Connections opened and closed, judged per class: a pair of peers is
+//! judged in each tree through its classes' runs
+//! ([`crate::analysis::engine`]), and a pair of such judgements is turned
+//! into changes once, then expanded to every pair of pods it stands for.
+
+use super::connectivity::{Cause, Change, ConnectivityChange, Peer};
+use crate::analysis::connectivity::PROTOCOLS;
+use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
+use crate::analysis::reason::{Citations, Reason, Verdict};
+use policyc_ir::cluster::Cluster;
+use policyc_ir::ids::EndpointId;
+use policyc_ir::protocol::{Direction, PortRange, Protocol};
+use std::collections::{BTreeMap, HashMap};
+
+/// How one tree judges a pair of peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TreeKey {
+    /// A peer is not in this tree: which of the two, and which of the two
+    /// are endpoints (they get an `absent` reason).
+    Absent {
+        /// The source is missing.
+        src: bool,
+        /// The destination is missing.
+        dst: bool,
+        /// The source is an endpoint.
+        src_endpoint: bool,
+        /// The destination is an endpoint.
+        dst_endpoint: bool,
+    },
+    /// The source's egress and the destination's ingress runs (`None`
+    /// for a side that is no endpoint).
+    Runs(Option<RunsId>, Option<RunsId>),
+}
+
+/// A cause without the names of the pair: direction, now, was (an
+/// `absent` reason's missing names are filled in per pair).
+type CauseTemplate = (Direction, Reason, Reason);
+
+/// The changes of one pair of judgements, without names.
+pub type Pattern = Vec<(Change, Vec<CauseTemplate>, Vec<(Protocol, PortRange)>)>;
+
+/// One tree, judged per class.
+pub struct TreeJudge<'a> {
+    /// The engine, every class's table filled.
+    pub engine: Engine<'a>,
+    citations: Citations<'a>,
+    reasons: HashMap<DecisionId, Reason>,
+}
+
+impl<'a> TreeJudge<'a> {
+    /// Judges `loaded`'s cluster.
+    pub fn new(loaded: &'a crate::pipeline::Loaded) -> Self {
+        let mut engine = Engine::new(&loaded.lowered.cluster, &[]);
+        engine.fill();
+        TreeJudge { engine, citations: Citations::new(loaded), reasons: HashMap::new() }
+    }
+
+    fn cluster(&self) -> &'a Cluster {
+        self.engine.cluster()
+    }
+
+    fn reason(&mut self, d: Option<DecisionId>) -> Option<Reason> {
+        let (engine, citations) = (&self.engine, &self.citations);
+        d.map(|d| self.reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
+    }
+
+    /// Per protocol index and piece: the reasons `[egress, ingress]` and
+    /// whether the connection passes.
+    fn judged(&mut self, key: TreeKey) -> Vec<(usize, PortRange, [Option<Reason>; 2], bool)> {
+        match key {
+            TreeKey::Absent { src_endpoint, dst_endpoint, .. } => {
+                let absent = |endpoint: bool| endpoint.then(|| Reason::new(Verdict::Absent, Vec::new()));
+                PROTOCOLS
+                    .iter()
+                    .enumerate()
+                    .map(|(pi, p)| {
+                        (
+                            pi,
+                            crate::analysis::connectivity::full_range(*p),
+                            [absent(src_endpoint), absent(dst_endpoint)],
+                            false,
+                        )
+                    })
+                    .collect()
+            }
+            TreeKey::Runs(e, i) => {
+                let pieces = self.engine.pieces(e, i);
+                pieces
+                    .into_iter()
+                    .map(|(pi, range, de, di)| {
+                        let ok = self.engine.passes(de) && self.engine.passes(di);
+                        (pi, range, [self.reason(de), self.reason(di)], ok)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The key of an endpoint's runs towards a peer in `dir`.
+    fn runs(&mut self, subject: EndpointId, dir: Direction, peer: PeerKey) -> RunsId {
+        self.engine.runs_towards(subject, dir, peer)
+    }
+}
+
+/// The changes from `was` to `now` judgements of one pair.
+pub fn pattern(old: &mut TreeJudge, new: &mut TreeJudge, was: TreeKey, now: TreeKey) -> Pattern {
+    let (a, b) = (old.judged(was), new.judged(now));
+    let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), Vec<(Protocol, PortRange)>> = BTreeMap::new();
+    let (mut i, mut j) = (0, 0);
+    let mut run: Option<(Change, Vec<CauseTemplate>, usize, PortRange)> = None;
+    let mut flush = |run: &mut Option<(Change, Vec<CauseTemplate>, usize, PortRange)>| {
+        if let Some((c, cs, pi, r)) = run.take() {
+            grouped.entry((c, cs)).or_default().push((PROTOCOLS[pi], r));
+        }
+    };
+    while i < a.len() && j < b.len() {
+        let (pa, ra, wa, oka) = &a[i];
+        let (pb, rb, wb, okb) = &b[j];
+        debug_assert_eq!(pa, pb);
+        let lo = ra.lo.max(rb.lo);
+        let hi = ra.hi.min(rb.hi);
+        let range = PortRange { lo, hi };
+        let step = (oka != okb).then(|| {
+            let change = if *okb { Change::Opened } else { Change::Closed };
+            (change, causes(change, wa, wb))
+        });
+        match (&mut run, step) {
+            (Some((c, cs, pi, r)), Some((change, causes)))
+                if *c == change && *cs == causes && *pi == *pa && u32::from(r.hi) + 1 == u32::from(lo) =>
+            {
+                r.hi = hi
+            }
+            (_, step) => {
+                flush(&mut run);
+                run = step.map(|(change, causes)| (change, causes, *pa, range));
+            }
+        }
+        let last_of_protocol = (ra.hi == hi && a.get(i + 1).is_none_or(|n| n.0 != *pa))
+            && (rb.hi == hi && b.get(j + 1).is_none_or(|n| n.0 != *pb));
+        if ra.hi == hi {
+            i += 1;
+        }
+        if rb.hi == hi {
+            j += 1;
+        }
+        if last_of_protocol {
+            flush(&mut run);
+        }
+    }
+    flush(&mut run);
+    grouped.into_iter().map(|((c, cs), ports)| (c, cs, ports)).collect()
+}
+
+/// The directions whose decision flipped the way the connection did.
+fn causes(change: Change, was: &[Option<Reason>; 2], now: &[Option<Reason>; 2]) -> Vec<CauseTemplate> {
+    let mut out = Vec::new();
+    for (k, direction) in [Direction::Egress, Direction::Ingress].into_iter().enumerate() {
+        let (Some(was), Some(now)) = (&was[k], &now[k]) else { continue };
+        let flipped = match change {
+            Change::Opened => !was.verdict.passes() && now.verdict.passes(),
+            Change::Closed => was.verdict.passes() && !now.verdict.passes(),
+        };
+        if flipped {
+            out.push((direction, now.clone(), was.clone()));
+        }
+    }
+    out
+}
+
+/// Where a peer is in one tree.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// An endpoint: id, class, node index.
+    Endpoint(EndpointId, usize, Option<usize>),
+    /// A node.
+    Node(usize),
+    /// An outside segment of this tree.
+    Segment(usize),
+    /// Not in this tree.
+    Absent,
+}
+
+fn place(cluster: &Cluster, engine: &Engine, peer: &Peer, by_name: &HashMap<String, EndpointId>) -> Place {
+    match peer {
+        Peer::Endpoint(name) => match by_name.get(name) {
+            Some(&i) => {
+                let e = cluster.endpoint(i);
+                let node = e.node.as_ref().and_then(|n| cluster.nodes.iter().position(|x| &x.name == n));
+                Place::Endpoint(i, engine.class_of(i), node)
+            }
+            None => Place::Absent,
+        },
+        Peer::Node(name) => cluster.nodes.iter().position(|n| &n.name == name).map_or(Place::Absent, Place::Node),
+        Peer::Addresses(first, _) => engine.segment_of(*first).map_or(Place::Absent, Place::Segment),
+    }
+}
+
+/// The key of a pair in one tree.
+fn tree_key(judge: &mut TreeJudge, src: Place, dst: Place, src_endpoint: bool, dst_endpoint: bool) -> TreeKey {
+    let (sa, da) = (matches!(src, Place::Absent), matches!(dst, Place::Absent));
+    if sa || da {
+        return TreeKey::Absent { src: sa, dst: da, src_endpoint, dst_endpoint };
+    }
+    // `peer` as `subject` (on `node`) sees it.
+    let seen = |peer: Place, node: Option<usize>| match peer {
+        Place::Endpoint(_, c, _) => PeerKey::Class(c),
+        Place::Node(n) => PeerKey::Node { local: node == Some(n) },
+        Place::Segment(s) => PeerKey::Segment(s),
+        Place::Absent => unreachable!("absent peers are keyed above"),
+    };
+    let egress = match src {
+        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Egress, seen(dst, node))),
+        _ => None,
+    };
+    let ingress = match dst {
+        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Ingress, seen(src, node))),
+        _ => None,
+    };
+    TreeKey::Runs(egress, ingress)
+}
+
+/// Every connection opened or closed from `old` to `new`, in the order of
+/// [`super::connectivity::changes`]: opened before closed, then by source,
+/// destination and causes.
+pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<ConnectivityChange> {
+    let names = |c: &Cluster| -> HashMap<String, EndpointId> {
+        c.endpoints_with_ids().map(|(i, e)| (e.display_name(), i)).collect()
+    };
+    let (on, nn) = (names(old.cluster()), names(new.cluster()));
+    let places: Vec<(Place, Place)> = peers
+        .iter()
+        .map(|p| (place(old.cluster(), &old.engine, p, &on), place(new.cluster(), &new.engine, p, &nn)))
+        .collect();
+    let mut patterns: HashMap<(TreeKey, TreeKey), Pattern> = HashMap::new();
+    // Per (old class, new class) of source and destination: the pattern
+    // key, so that pods of alike classes cost one lookup.
+    let mut by_classes: HashMap<(ClassPair, ClassPair, bool, bool), (TreeKey, TreeKey)> = HashMap::new();
+    let (mut opened, mut closed) = (Vec::new(), Vec::new());
+    for (si, src) in peers.iter().enumerate() {
+        let src_endpoint = matches!(src, Peer::Endpoint(_));
+        for (di, dst) in peers.iter().enumerate() {
+            let dst_endpoint = matches!(dst, Peer::Endpoint(_));
+            // No policy applies between two peers that are not endpoints.
+            if si == di || !(src_endpoint || dst_endpoint) {
+                continue;
+            }
+            let ((os, ns), (od, nd)) = (places[si], places[di]);
+            let class_key = (class_pair(os, ns), class_pair(od, nd));
+            let keys = match class_key {
+                (Some(s), Some(d)) => *by_classes.entry((s, d, src_endpoint, dst_endpoint)).or_insert_with(|| {
+                    (
+                        tree_key(old, os, od, src_endpoint, dst_endpoint),
+                        tree_key(new, ns, nd, src_endpoint, dst_endpoint),
+                    )
+                }),
+                _ => (
+                    tree_key(old, os, od, src_endpoint, dst_endpoint),
+                    tree_key(new, ns, nd, src_endpoint, dst_endpoint),
+                ),
+            };
+            if !patterns.contains_key(&keys) {
+                let p = pattern(old, new, keys.0, keys.1);
+                patterns.insert(keys, p);
+            }
+            for (change, causes, ports) in &patterns[&keys] {
+                let fill = |r: &Reason, tree_src: Place, tree_dst: Place| {
+                    let mut r = r.clone();
+                    if r.verdict == Verdict::Absent {
+                        r.missing = [(src, tree_src), (dst, tree_dst)]
+                            .into_iter()
+                            .filter(|(_, p)| matches!(p, Place::Absent))
+                            .map(|(peer, _)| peer.name())
+                            .collect();
+                    }
+                    r
+                };
+                let causes = causes
+                    .iter()
+                    .map(|(direction, now, was)| Cause {
+                        direction: *direction,
+                        endpoint: if *direction == Direction::Egress { src.name() } else { dst.name() },
+                        now: fill(now, ns, nd),
+                        was: fill(was, os, od),
+                    })
+                    .collect();
+                let c = ConnectivityChange {
+                    change: *change,
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    causes,
+                    ports: ports.clone(),
+                };
+                match change {
+                    Change::Opened => opened.push(c),
+                    Change::Closed => closed.push(c),
+                }
+            }
+        }
+    }
+    opened.extend(closed);
+    opened
+}
+
+/// What a pair's judgement depends on for an endpoint or segment peer in
+/// both trees (its class or segment in each, `None` where absent); `None`
+/// for a node (whose judgement depends on the other end's node).
+type ClassPair = (Option<(bool, usize)>, Option<(bool, usize)>);
+
+fn class_pair(old: Place, new: Place) -> Option<ClassPair> {
+    let one = |p: Place| match p {
+        Place::Endpoint(_, c, _) => Some(Some((true, c))),
+        Place::Segment(s) => Some(Some((false, s))),
+        Place::Absent => Some(None),
+        Place::Node(_) => None,
+    };
+    Some((one(old)?, one(new)?))
+}
