@@ -87,11 +87,13 @@ pub fn diff(old: &Loaded, new: &Loaded) -> Result<Diff, DiffError> {
     let names =
         |l: &Loaded| -> BTreeSet<String> { l.lowered.cluster.endpoints.iter().map(|e| e.display_name()).collect() };
     let (on, nn) = (names(old), names(new));
+    let connectivity = connectivity::changes(old, new);
+    let maps = maps::changes(&ob, &nb);
     Ok(Diff {
-        connectivity: connectivity::changes(old, new),
+        connectivity,
         endpoints_added: nn.difference(&on).cloned().collect(),
         endpoints_removed: on.difference(&nn).cloned().collect(),
         identities: identities::changes(&or, &nr),
-        maps: maps::changes(&ob, &nb),
+        maps,
     })
 }

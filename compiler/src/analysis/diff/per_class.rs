@@ -45,6 +45,10 @@ pub struct TreeJudge<'a> {
     pub engine: Engine<'a>,
     citations: Citations<'a>,
     reasons: HashMap<DecisionId, Reason>,
+    /// Per judgement: the id of what passes (protocol index and range).
+    passing: HashMap<TreeKey, u32>,
+    passing_ids: HashMap<Vec<(usize, PortRange)>, u32>,
+    passing_values: Vec<Vec<(usize, PortRange)>>,
 }
 
 impl<'a> TreeJudge<'a> {
@@ -52,7 +56,14 @@ impl<'a> TreeJudge<'a> {
     pub fn new(loaded: &'a crate::pipeline::Loaded) -> Self {
         let mut engine = Engine::new(&loaded.lowered.cluster, &[]);
         engine.fill();
-        TreeJudge { engine, citations: Citations::new(loaded), reasons: HashMap::new() }
+        TreeJudge {
+            engine,
+            citations: Citations::new(loaded),
+            reasons: HashMap::new(),
+            passing: HashMap::new(),
+            passing_ids: HashMap::new(),
+            passing_values: Vec::new(),
+        }
     }
 
     fn cluster(&self) -> &'a Cluster {
@@ -96,6 +107,32 @@ impl<'a> TreeJudge<'a> {
         }
     }
 
+    /// The id of what `key` lets pass: equal ids, equal connections.
+    fn passing(&mut self, key: TreeKey) -> u32 {
+        if let Some(&id) = self.passing.get(&key) {
+            return id;
+        }
+        let mut ranges: Vec<(usize, PortRange)> = Vec::new();
+        if let TreeKey::Runs(e, i) = key {
+            for (pi, range, de, di) in self.engine.pieces(e, i) {
+                if !(self.engine.passes(de) && self.engine.passes(di)) {
+                    continue;
+                }
+                match ranges.last_mut() {
+                    Some((p, last)) if *p == pi && u32::from(last.hi) + 1 == u32::from(range.lo) => last.hi = range.hi,
+                    _ => ranges.push((pi, range)),
+                }
+            }
+        }
+        let next = self.passing_ids.len() as u32;
+        let id = *self.passing_ids.entry(ranges.clone()).or_insert(next);
+        if id == next {
+            self.passing_values.push(ranges);
+        }
+        self.passing.insert(key, id);
+        id
+    }
+
     /// The key of an endpoint's runs towards a peer in `dir`.
     fn runs(&mut self, subject: EndpointId, dir: Direction, peer: PeerKey) -> RunsId {
         self.engine.runs_towards(subject, dir, peer)
@@ -104,6 +141,12 @@ impl<'a> TreeJudge<'a> {
 
 /// The changes from `was` to `now` judgements of one pair.
 pub fn pattern(old: &mut TreeJudge, new: &mut TreeJudge, was: TreeKey, now: TreeKey) -> Pattern {
+    // Both trees let the same through: nothing opened or closed, whatever
+    // the reasons (the common case, and much cheaper to tell).
+    let (a, b) = (old.passing(was), new.passing(now));
+    if old.passing_values[a as usize] == new.passing_values[b as usize] {
+        return Vec::new();
+    }
     let (a, b) = (old.judged(was), new.judged(now));
     let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), Vec<(Protocol, PortRange)>> = BTreeMap::new();
     let (mut i, mut j) = (0, 0);
@@ -231,10 +274,23 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
         .iter()
         .map(|p| (place(old.cluster(), &old.engine, p, &on), place(new.cluster(), &new.engine, p, &nn)))
         .collect();
-    let mut patterns: HashMap<(TreeKey, TreeKey), Pattern> = HashMap::new();
-    // Per (old class, new class) of source and destination: the pattern
-    // key, so that pods of alike classes cost one lookup.
-    let mut by_classes: HashMap<(ClassPair, ClassPair, bool, bool), (TreeKey, TreeKey)> = HashMap::new();
+    // Pattern ids of every pair of judgements, and per pair of joint
+    // classes (what an endpoint or segment is in both trees) the pattern
+    // id, filled as pairs need it: pods of alike classes cost one lookup.
+    let mut ids: HashMap<(TreeKey, TreeKey), u32> = HashMap::new();
+    let mut patterns: Vec<Pattern> = Vec::new();
+    let mut joint_ids: HashMap<Option<ClassPair>, usize> = HashMap::new();
+    let joint: Vec<Option<usize>> = places
+        .iter()
+        .zip(peers)
+        .map(|(&(o, n), peer)| {
+            let key = class_pair(o, n)?;
+            let next = joint_ids.len();
+            Some(*joint_ids.entry(Some((key, matches!(peer, Peer::Endpoint(_))))).or_insert(next))
+        })
+        .collect();
+    let width = joint_ids.len();
+    let mut by_joint: Vec<u32> = vec![u32::MAX; width * width];
     let (mut opened, mut closed) = (Vec::new(), Vec::new());
     for (si, src) in peers.iter().enumerate() {
         let src_endpoint = matches!(src, Peer::Endpoint(_));
@@ -245,24 +301,30 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
                 continue;
             }
             let ((os, ns), (od, nd)) = (places[si], places[di]);
-            let class_key = (class_pair(os, ns), class_pair(od, nd));
-            let keys = match class_key {
-                (Some(s), Some(d)) => *by_classes.entry((s, d, src_endpoint, dst_endpoint)).or_insert_with(|| {
-                    (
-                        tree_key(old, os, od, src_endpoint, dst_endpoint),
-                        tree_key(new, ns, nd, src_endpoint, dst_endpoint),
-                    )
-                }),
-                _ => (
+            let mut id_of = |old: &mut TreeJudge, new: &mut TreeJudge| {
+                let keys = (
                     tree_key(old, os, od, src_endpoint, dst_endpoint),
                     tree_key(new, ns, nd, src_endpoint, dst_endpoint),
-                ),
+                );
+                *ids.entry(keys).or_insert_with(|| {
+                    patterns.push(pattern(old, new, keys.0, keys.1));
+                    (patterns.len() - 1) as u32
+                })
             };
-            if !patterns.contains_key(&keys) {
-                let p = pattern(old, new, keys.0, keys.1);
-                patterns.insert(keys, p);
+            let id = match (joint[si], joint[di]) {
+                (Some(js), Some(jd)) => {
+                    let slot = js * width + jd;
+                    if by_joint[slot] == u32::MAX {
+                        by_joint[slot] = id_of(old, new);
+                    }
+                    by_joint[slot]
+                }
+                _ => id_of(old, new),
+            };
+            if patterns[id as usize].is_empty() {
+                continue;
             }
-            for (change, causes, ports) in &patterns[&keys] {
+            for (change, causes, ports) in &patterns[id as usize] {
                 let fill = |r: &Reason, tree_src: Place, tree_dst: Place| {
                     let mut r = r.clone();
                     if r.verdict == Verdict::Absent {
@@ -304,9 +366,9 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
 /// What a pair's judgement depends on for an endpoint or segment peer in
 /// both trees (its class or segment in each, `None` where absent); `None`
 /// for a node (whose judgement depends on the other end's node).
-type ClassPair = (Option<(bool, usize)>, Option<(bool, usize)>);
+type ClassPair = ((Option<(bool, usize)>, Option<(bool, usize)>), bool);
 
-fn class_pair(old: Place, new: Place) -> Option<ClassPair> {
+fn class_pair(old: Place, new: Place) -> Option<(Option<(bool, usize)>, Option<(bool, usize)>)> {
     let one = |p: Place| match p {
         Place::Endpoint(_, c, _) => Some(Some((true, c))),
         Place::Segment(s) => Some(Some((false, s))),
