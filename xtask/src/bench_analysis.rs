@@ -31,7 +31,7 @@ const PODS: [usize; 3] = [1_000, 3_000, 10_000];
 /// Pods per thousand the rolling update of `diff`'s new tree replaced.
 const CHURN_PERMILLE: usize = 10;
 /// A child's CPU time limit.
-const CPU_SECONDS: u64 = 120;
+const CPU_SECONDS: u64 = 60;
 /// A child's address-space limit.
 const MEMORY_CAP_GIB: u64 = 4;
 
