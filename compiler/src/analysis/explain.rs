@@ -122,8 +122,7 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
     let mut engine = Engine::new(cluster, &[]);
     let me = engine.class_of(index);
     let my_node = e.node.as_deref();
-    let mut grouped: HashMap<(Option<RunsId>, Option<RunsId>), Vec<(Reasons, Vec<(Protocol, PortRange)>)>> =
-        HashMap::new();
+    let mut grouped: HashMap<(Option<RunsId>, Option<RunsId>), Vec<ReasonedPorts>> = HashMap::new();
     let mut reasons: HashMap<DecisionId, Reason> = HashMap::new();
     let (mut reached_by, mut reaches) = (Vec::new(), Vec::new());
     let mut peers: Vec<(Side, [PeerKey; 2])> = Vec::new();
@@ -185,6 +184,9 @@ fn side_name(cluster: &Cluster, side: &Side) -> String {
 /// The sender's egress and the receiver's ingress decisions.
 type Reasons = (Option<Reason>, Option<Reason>);
 
+/// Reasons and the protocols and port ranges they decide.
+type ReasonedPorts = (Reasons, Vec<(Protocol, PortRange)>);
+
 /// The allowed flows of a pair of runs (egress, ingress), grouped by
 /// reasons: per reasons, the port ranges where they decide, adjacent
 /// ones merged; sorted by ports.
@@ -193,7 +195,7 @@ fn flows(
     engine: &Engine,
     reasons: &mut HashMap<DecisionId, Reason>,
     (egress, ingress): (Option<RunsId>, Option<RunsId>),
-) -> Vec<(Reasons, Vec<(Protocol, PortRange)>)> {
+) -> Vec<ReasonedPorts> {
     let mut reason = |d: Option<DecisionId>| {
         d.map(|d| reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
     };
@@ -216,7 +218,7 @@ fn flows(
     if let Some((key, p, r)) = run {
         grouped.entry(key).or_default().push((PROTOCOLS[p], r));
     }
-    let mut out: Vec<(Reasons, Vec<(Protocol, PortRange)>)> = grouped.into_iter().collect();
+    let mut out: Vec<ReasonedPorts> = grouped.into_iter().collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }

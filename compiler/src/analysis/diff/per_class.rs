@@ -36,8 +36,11 @@ pub enum TreeKey {
 /// `absent` reason's missing names are filled in per pair).
 type CauseTemplate = (Direction, Reason, Reason);
 
+/// Protocols and port ranges, in order.
+type Ports = Vec<(Protocol, PortRange)>;
+
 /// The changes of one pair of judgements, without names.
-pub type Pattern = Vec<(Change, Vec<CauseTemplate>, Vec<(Protocol, PortRange)>)>;
+pub type Pattern = Vec<(Change, Vec<CauseTemplate>, Ports)>;
 
 /// One tree, judged per class.
 pub struct TreeJudge<'a> {
@@ -148,7 +151,7 @@ pub fn pattern(old: &mut TreeJudge, new: &mut TreeJudge, was: TreeKey, now: Tree
         return Vec::new();
     }
     let (a, b) = (old.judged(was), new.judged(now));
-    let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), Vec<(Protocol, PortRange)>> = BTreeMap::new();
+    let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), Ports> = BTreeMap::new();
     let (mut i, mut j) = (0, 0);
     let mut run: Option<(Change, Vec<CauseTemplate>, usize, PortRange)> = None;
     let mut flush = |run: &mut Option<(Change, Vec<CauseTemplate>, usize, PortRange)>| {
@@ -366,9 +369,13 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
 /// What a pair's judgement depends on for an endpoint or segment peer in
 /// both trees (its class or segment in each, `None` where absent); `None`
 /// for a node (whose judgement depends on the other end's node).
-type ClassPair = ((Option<(bool, usize)>, Option<(bool, usize)>), bool);
+type ClassPair = (ClassInTrees, bool);
 
-fn class_pair(old: Place, new: Place) -> Option<(Option<(bool, usize)>, Option<(bool, usize)>)> {
+/// A peer's class (`true`) or segment (`false`) in the old and the new
+/// tree, `None` where absent.
+type ClassInTrees = (Option<(bool, usize)>, Option<(bool, usize)>);
+
+fn class_pair(old: Place, new: Place) -> Option<ClassInTrees> {
     let one = |p: Place| match p {
         Place::Endpoint(_, c, _) => Some(Some((true, c))),
         Place::Segment(s) => Some(Some((false, s))),
