@@ -194,3 +194,14 @@ fn classes_keep_apart_what_nodes_named_ports_and_requirements_tell_apart() {
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
     check("mixed", &loaded.lowered.cluster);
 }
+
+#[test]
+fn a_bad_selector_is_reported_before_the_input_is_read() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_policyc"))
+        .args(["connectivity", "/nonexistent/per-class-input", "--select", "tier in data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: --select:") && !stderr.contains("per-class-input"), "{stderr}");
+}
