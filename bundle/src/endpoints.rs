@@ -79,7 +79,13 @@ impl<'a> EndpointLine<'a> {
     /// Parses every line of `text` (a file, or a piece of one starting at
     /// line `first`); an address listed twice is refused.
     pub fn parse_all(file: &str, first: usize, text: &'a str) -> Result<Vec<Self>, LineError> {
-        parse_lines(file, first, text, Self::parse, |l| l.ip)
+        parse_lines(file, first, text, Self::parse, Self::sort_key)
+    }
+
+    /// What the lines of `endpoints.txt` are sorted by: the address, one
+    /// line each.
+    pub fn sort_key(&self) -> IpAddr {
+        self.ip
     }
 }
 

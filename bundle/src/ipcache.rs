@@ -93,7 +93,13 @@ impl<'a> IpcacheLine<'a> {
     /// Parses every line of `text` (a file, or a piece of one starting at
     /// line `first`); a prefix listed twice is refused.
     pub fn parse_all(file: &str, first: usize, text: &'a str) -> Result<Vec<Self>, LineError> {
-        parse_lines(file, first, text, Self::parse, |l| (l.addr, l.prefix_len))
+        parse_lines(file, first, text, Self::parse, Self::sort_key)
+    }
+
+    /// What the lines of `ipcache.txt` are sorted by: the prefix (address,
+    /// then length), one line each.
+    pub fn sort_key(&self) -> (IpAddr, u8) {
+        (self.addr, self.prefix_len)
     }
 }
 
@@ -119,7 +125,7 @@ mod tests {
 
     #[test]
     fn reads_what_it_writes_and_refuses_the_rest() {
-        let text = "0.0.0.0/0 9 world\n10.0.1.2/32 256 endpoint:shop/api\n::/0 10 world\n192.168.0.1/32 1 host\n";
+        let text = "0.0.0.0/0 9 world\n10.0.1.2/32 256 endpoint:shop/api\n192.168.0.1/32 1 host\n::/0 10 world\n";
         let lines = IpcacheLine::parse_all("ipcache.txt", 1, text).unwrap();
         assert_eq!(lines[1].source, Source::Endpoint("shop/api"));
         assert_eq!(lines.iter().map(|l| format!("{l}\n")).collect::<String>(), text);
@@ -136,5 +142,7 @@ mod tests {
         }
         let e = IpcacheLine::parse_all("ipcache.txt", 1, "0.0.0.0/0 9 world\n0.0.0.0/0 2 world\n").unwrap_err();
         assert_eq!(e.line, 2);
+        let e = IpcacheLine::parse_all("ipcache.txt", 1, "10.0.0.0/8 9 cidr\n0.0.0.0/0 2 world\n").unwrap_err();
+        assert_eq!(e.to_string(), "ipcache.txt:2: this line is out of order (lines are sorted by key)");
     }
 }

@@ -41,6 +41,7 @@ pub mod policy;
 pub mod rules;
 pub mod stem;
 mod text;
+pub use text::out_of_order;
 
 pub use error::LineError;
 pub use text::join;

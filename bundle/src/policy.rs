@@ -178,7 +178,15 @@ impl<'a> PolicyLine<'a> {
     /// Parses every line of `text` (a file, or a piece of one starting at
     /// line `first`); a key listed twice is refused.
     pub fn parse_all(file: &str, first: usize, text: &'a str) -> Result<Vec<Self>, LineError> {
-        parse_lines(file, first, text, Self::parse, |l| l.key)
+        parse_lines(file, first, text, Self::parse, Self::sort_key)
+    }
+
+    /// What the lines of a policy file are sorted by: peer, direction,
+    /// protocol, port, prefix length (the compiler's map order), one line
+    /// per key.
+    pub fn sort_key(&self) -> (u32, Direction, u8, u16, u8) {
+        let k = self.key;
+        (k.peer, k.direction, k.protocol, k.port, k.prefix_len)
     }
 }
 
@@ -193,12 +201,12 @@ mod tests {
     #[test]
     fn reads_what_it_writes() {
         let text = format!(
-            "egress any 6/0/8 deny 42 {RULE}\negress 4294967295 6/65535/24 redirect:http 7 {RULE},+2\n\
-             ingress 300 6/8080/23 allow 42 {RULE}\ningress any 0/0/0 allow 4294967295 {RULE}\n"
+            "ingress any 0/0/0 allow 4294967295 {RULE}\negress any 6/0/8 deny 42 {RULE}\n\
+             ingress 300 6/8080/23 allow 42 {RULE}\negress 4294967295 6/65535/24 redirect:http 7 {RULE},+2\n"
         );
         let lines = PolicyLine::parse_all("p.txt", 1, &text).unwrap();
-        assert_eq!(lines[1].verdict, Verdict::Redirect("http"));
-        assert_eq!((lines[1].cookie, lines[1].rule, lines[1].others), (7, RULE, 2));
+        assert_eq!(lines[3].verdict, Verdict::Redirect("http"));
+        assert_eq!((lines[3].cookie, lines[3].rule, lines[3].others), (7, RULE, 2));
         assert_eq!(
             lines[2].key,
             PolicyKey { direction: Direction::Ingress, peer: 300, protocol: 6, port: 8080, prefix_len: 23 }

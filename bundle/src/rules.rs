@@ -35,7 +35,13 @@ impl<'a> RuleLine<'a> {
 
     /// Parses every line of `text`; a cookie listed twice is refused.
     pub fn parse_all(file: &str, first: usize, text: &'a str) -> Result<Vec<Self>, LineError> {
-        parse_lines(file, first, text, Self::parse, |l| l.cookie)
+        parse_lines(file, first, text, Self::parse, Self::sort_key)
+    }
+
+    /// What the lines of `rules.txt` are sorted by: the cookie, one line
+    /// each.
+    pub fn sort_key(&self) -> u32 {
+        self.cookie
     }
 }
 

@@ -3,8 +3,6 @@
 //! key listed twice.
 
 use crate::error::LineError;
-use std::collections::HashSet;
-use std::hash::Hash;
 use std::net::IpAddr;
 
 /// Lines joined with `\n`, with a final newline unless empty.
@@ -147,29 +145,40 @@ impl<'f, 'a> Fields<'f, 'a> {
 }
 
 /// Parses every line of `text`, a file or a piece of one whose first line
-/// is line `first` of `file`, refusing a key listed twice.
-pub(crate) fn parse_lines<'a, L, K: Eq + Hash>(
+/// is line `first` of `file`, refusing a key listed twice and a line out of
+/// order: the lines of every file are sorted by `key`, each key once (the
+/// compiler writes them so), which lets a reader of some pieces of a file
+/// find a key twice across pieces by comparing only the lines where
+/// neighbouring pieces meet.
+pub(crate) fn parse_lines<'a, L, K: Ord>(
     file: &str,
     first: usize,
     text: &'a str,
     parse: impl Fn(&str, usize, &'a str) -> Result<L, LineError>,
     key: impl Fn(&L) -> K,
 ) -> Result<Vec<L>, LineError> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut out: Vec<L> = Vec::new();
     for (i, line) in text.split_terminator('\n').enumerate() {
         let number = first.saturating_add(i);
         let parsed = parse(file, number, line)?;
-        if !seen.insert(key(&parsed)) {
-            return Err(LineError {
-                file: file.to_string(),
-                line: number,
-                message: "this key is already listed on an earlier line".into(),
-            });
+        if let Some(before) = out.last() {
+            if let Some(message) = out_of_order(&key(before), &key(&parsed)) {
+                return Err(LineError { file: file.to_string(), line: number, message: message.into() });
+            }
         }
         out.push(parsed);
     }
     Ok(out)
+}
+
+/// Why a line of key `after` cannot follow one of key `before`, if it
+/// cannot.
+pub fn out_of_order<K: Ord>(before: &K, after: &K) -> Option<&'static str> {
+    match before.cmp(after) {
+        std::cmp::Ordering::Less => None,
+        std::cmp::Ordering::Equal => Some("this key is already listed on an earlier line"),
+        std::cmp::Ordering::Greater => Some("this line is out of order (lines are sorted by key)"),
+    }
 }
 
 /// `Display` for a line type through its `write` method, so that

@@ -82,13 +82,15 @@ fn refused_at(
 proptest! {
     #[test]
     fn policy_lines(lines in proptest::collection::btree_map(policy_key(), (0u8..3, "[a-z]{1,6}", any::<u32>(), name(), 0u32..5), 1..20), how in any::<usize>(), at in any::<usize>()) {
-        let lines: Vec<PolicyLine> = lines.iter().map(|(key, (verdict, parser, cookie, rule, others))| PolicyLine {
+        let mut lines: Vec<PolicyLine> = lines.iter().map(|(key, (verdict, parser, cookie, rule, others))| PolicyLine {
             key: *key,
             verdict: match verdict { 0 => Verdict::Allow, 1 => Verdict::Deny, _ => Verdict::Redirect(parser) },
             cookie: *cookie,
             rule,
             others: *others,
         }).collect();
+        // Written in the files' order.
+        lines.sort_by_key(PolicyLine::sort_key);
         let written: Vec<String> = lines.iter().map(ToString::to_string).collect();
         let text = policyc_bundle::join(&written);
         let parsed = PolicyLine::parse_all("p.txt", 1, &text).unwrap();

@@ -1,18 +1,12 @@
-//! `policyc-cni`: reads the environment and stdin, runs the command, and
-//! prints its result or the CNI error object.
+//! `policyc-cni`: reads the environment and stdin (bounded), runs the
+//! command, and prints its result or the CNI error object.
 
-use std::io::Read;
+use policyc_cni::netconf::read_netconf;
+use policyc_cni::plugin::{run, Environment};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut stdin = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut stdin) {
-        let error = policyc_cni::error::CniError::new(policyc_cni::error::IO_FAILURE, "cannot read stdin")
-            .with_details(e.to_string());
-        println!("{}", error.to_json());
-        return ExitCode::FAILURE;
-    }
-    match policyc_cni::plugin::run(&policyc_cni::plugin::Environment::from_process(), &stdin) {
+    match read_netconf(std::io::stdin().lock()).and_then(|stdin| run(&Environment::from_process(), &stdin)) {
         Ok(out) => {
             if !out.is_empty() {
                 println!("{out}");

@@ -3,9 +3,10 @@
 //! plugin's result: interfaces and addresses), and this plugin's own keys
 //! `agentSocket` and `timeoutSeconds`.
 
-use crate::error::{CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_NETWORK_CONFIG};
+use crate::error::{CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_NETWORK_CONFIG, IO_FAILURE};
 use crate::protocol::DEFAULT_SOCKET;
 use serde::Deserialize;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,35 @@ pub const SUPPORTED_VERSIONS: [&str; 4] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
 
 /// How long an `ADD` waits for the agent by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of stdin a plugin reads: a network configuration with the
+/// network plugin's result is a few KiB; anything past this is refused,
+/// not buffered.
+pub const MAX_NETCONF: usize = 1024 * 1024;
+
+/// Reads the network configuration from `input` (the plugin's stdin), at
+/// most [`MAX_NETCONF`] bytes of it; more is an invalid configuration (CNI
+/// error 7), bytes that are not UTF-8 a decoding failure (6), a failing
+/// read an I/O failure (5).
+pub fn read_netconf(input: impl Read) -> std::result::Result<String, CniError> {
+    let limit = u64::try_from(MAX_NETCONF).unwrap_or(u64::MAX) + 1;
+    let mut bytes = Vec::new();
+    input.take(limit).read_to_end(&mut bytes).map_err(|e| {
+        CniError::new(IO_FAILURE, "cannot read the network configuration on stdin").with_details(e.to_string())
+    })?;
+    if bytes.len() > MAX_NETCONF {
+        return Err(CniError::new(
+            INVALID_NETWORK_CONFIG,
+            format!("the network configuration on stdin is longer than {MAX_NETCONF} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        CniError::new(DECODING_FAILURE, "the network configuration is not UTF-8").with_details(e.to_string())
+    })
+}
+
+/// The longest Linux interface name (`IFNAMSIZ` less its terminating NUL).
+pub const MAX_INTERFACE_NAME: usize = 15;
 
 /// The configuration, checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +139,19 @@ impl NetConf {
             result.interfaces.iter().find(|i| i.sandbox.as_deref().is_none_or(str::is_empty)).ok_or_else(|| {
                 invalid("`prevResult.interfaces` has no host-side interface (one without `sandbox`)".into())
             })?;
+        // Linux's rule for interface names (`dev_valid_name`): what the
+        // agent attaches to must be a name the kernel could have given.
+        let name = &host.name;
+        if name.is_empty()
+            || name.len() > MAX_INTERFACE_NAME
+            || name == "."
+            || name == ".."
+            || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        {
+            return Err(invalid(format!(
+                "`prevResult.interfaces` names host-side interface `{name}`, not a Linux interface name"
+            )));
+        }
         let mut addresses = Vec::new();
         for (i, ip) in result.ips.iter().enumerate() {
             let address = ip.address.split('/').next().unwrap_or_default();
@@ -160,6 +203,9 @@ mod tests {
         assert!(e.msg.contains("chained plugin"), "{}", e.msg);
         let sandboxed_only =
             r#"{"cniVersion":"1.0.0","prevResult":{"interfaces":[{"name":"eth0","sandbox":"/n"}],"ips":[]}}"#;
+        let bad_name = r#"{"cniVersion":"1.0.0","prevResult":{"interfaces":[{"name":"../eth0"}],"ips":[]}}"#;
+        let e = NetConf::parse(bad_name).unwrap().host_side().unwrap_err();
+        assert_eq!(e.msg, "`prevResult.interfaces` names host-side interface `../eth0`, not a Linux interface name");
         assert!(NetConf::parse(sandboxed_only)
             .unwrap()
             .host_side()

@@ -1,7 +1,9 @@
 //! One invocation of the plugin: the CNI environment and stdin in, what to
 //! print on stdout (or the error object) out.
 
-use crate::error::{CniError, INVALID_ENVIRONMENT, NOT_ENFORCED, TRY_AGAIN_LATER, UNKNOWN_CONTAINER};
+use crate::error::{
+    CniError, INVALID_ENVIRONMENT, INVALID_NETWORK_CONFIG, NOT_ENFORCED, TRY_AGAIN_LATER, UNKNOWN_CONTAINER,
+};
 use crate::netconf::{NetConf, SUPPORTED_VERSIONS};
 use crate::protocol::{exchange, ExchangeError, Reply, Request, Sandbox};
 use std::time::Duration;
@@ -132,7 +134,15 @@ fn ask(conf: &NetConf, request: &Request, timeout: Duration, pod: &str) -> Resul
                 NOT_ENFORCED,
                 format!("policy of pod `{pod}` not in force after {:.1} s", timeout.as_secs_f64()),
             ),
-            _ => CniError::new(TRY_AGAIN_LATER, format!("the policyc agent on `{socket}` did not answer")),
+            ExchangeError::NoAnswer(_) => {
+                CniError::new(TRY_AGAIN_LATER, format!("the policyc agent on `{socket}` did not answer"))
+            }
+            ExchangeError::BadReply(_) => {
+                CniError::new(TRY_AGAIN_LATER, format!("the policyc agent on `{socket}` did not answer with a reply"))
+            }
+            ExchangeError::RequestTooLong(_) => {
+                CniError::new(INVALID_NETWORK_CONFIG, "the sandbox is too large to send to the policyc agent")
+            }
         };
         error.with_details(e.to_string()).in_version(&conf.cni_version)
     })

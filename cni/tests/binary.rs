@@ -13,8 +13,16 @@ fn plugin(env: &[(&str, &str)], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run policyc-cni");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    // The plugin stops reading a stdin past its bound and exits: the rest
+    // of the write then fails, as it does for a runtime.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 #[test]
@@ -53,4 +61,14 @@ fn an_add_without_an_agent_fails_at_once_with_try_again_later() {
     let out = plugin(&[("CNI_COMMAND", "ADD")], &conf.to_string());
     let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((error["code"].as_u64(), error["msg"].as_str()), (Some(4), Some("`CNI_CONTAINERID` is not set")));
+}
+
+#[test]
+fn a_stdin_past_the_bound_is_refused_as_an_invalid_configuration() {
+    let conf = format!(r#"{{"cniVersion":"1.0.0","pad":"{}"}}"#, "x".repeat(policyc_cni::netconf::MAX_NETCONF));
+    let out = plugin(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1")], &conf);
+    assert!(!out.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["code"], 7);
+    assert_eq!(error["msg"], "the network configuration on stdin is longer than 1048576 bytes");
 }

@@ -118,3 +118,45 @@ fn an_unknown_node_is_a_diagnostic_with_a_suggestion() {
         other => panic!("expected an emission failure, got {:?}", other.map(|r| r.built.nodes)),
     }
 }
+
+/// Admin tiers are evaluated but not enforced by the datapath yet: the
+/// compile fails closed, naming each policy (E0350), through the library
+/// and the command (exit 1, the errors in human and JSON form), and writes
+/// nothing.
+#[test]
+fn admin_tiers_are_refused_until_the_datapath_enforces_them() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/anp-tiers-first-match/input");
+    let options = CompileOptions { output: Output::Memory, ..CompileOptions::default() };
+    let Err(CompileError::Rejected(rejected)) = compile(Inputs::Paths(vec![case.clone()]), &options) else {
+        panic!("an input with admin tiers must be refused");
+    };
+    let named: Vec<(&str, Option<&str>)> =
+        rejected.diagnostics.iter().map(|d| (d.code.id, d.location.object.as_deref())).collect();
+    assert_eq!(
+        named,
+        [
+            ("E0350", Some("AdminNetworkPolicy guardrails")),
+            ("E0350", Some("AdminNetworkPolicy monitoring-scrape")),
+            ("E0350", Some("BaselineAdminNetworkPolicy default")),
+        ]
+    );
+    let out_dir = std::env::temp_dir().join(format!("policyc-tr-compile-{}", std::process::id()));
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_policyc"))
+            .args(["compile", "--out"])
+            .arg(&out_dir)
+            .arg(&case)
+            .args(["--format", format])
+            .output()
+            .unwrap()
+    };
+    let human = run("human");
+    assert_eq!(human.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert_eq!(stderr.matches("error[E0350]").count(), 3, "{stderr}");
+    let json = run("json");
+    assert_eq!(json.status.code(), Some(1));
+    let diags: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(diags.as_array().unwrap().iter().filter(|d| d["code"] == "E0350").count(), 3);
+    assert!(!out_dir.exists(), "nothing is written");
+}

@@ -2,6 +2,8 @@
 //! Rust lookup that mirrors the datapath) agree with the reference
 //! evaluator for every pair of addressed endpoints and outside address
 //! ranges, every protocol, and every port segment a policy distinguishes.
+//! Inputs with admin tiers are refused by `compile` (E0350) until the
+//! datapath enforces them, and so are left out.
 
 use policyc::analysis::connectivity::{address_segments, port_cuts, PROTOCOLS};
 use policyc::pipeline::load;
@@ -28,7 +30,7 @@ fn compiled_maps_agree_with_eval() {
     let mut checked = 0usize;
     for dir in inputs() {
         let loaded = load(std::slice::from_ref(&dir));
-        if loaded.has_errors() {
+        if loaded.has_errors() || !policyc::compile::tiers::unenforced(&loaded).is_empty() {
             continue;
         }
         let cluster = &loaded.lowered.cluster;

@@ -4,6 +4,9 @@
 //! the normalized pods and on the manifests as users write them
 //! (workloads standing for their pods).
 
+mod conformance_support;
+
+use conformance_support::{corpus, ip_range, workload_names};
 use policyc::analysis::connectivity::{address_segments, allowed_between, peer_name, port_cuts, Side};
 use policyc::pipeline::load;
 use policyc_ir::cidr::to_u128;
@@ -12,14 +15,7 @@ use policyc_ir::eval::Party;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::PortRange;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-fn corpus() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/netpol-analyzer");
-    assert!(root.is_dir(), "conformance corpus missing at {} (CI clones the repo beside shared/)", root.display());
-    root
-}
 
 /// Allowed port ranges for TCP, UDP, SCTP.
 type Allowed = [Vec<PortRange>; 3];
@@ -79,12 +75,6 @@ fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
 enum Target {
     Endpoint(EndpointId),
     Addresses(u128, u128),
-}
-
-fn ip_range(name: &str) -> Option<(u128, u128)> {
-    let r = name.strip_prefix("ip:")?;
-    let (a, b) = r.split_once('-').unwrap_or((r, r));
-    Some((to_u128(a.parse::<IpAddr>().ok()?), to_u128(b.parse::<IpAddr>().ok()?)))
 }
 
 /// Checks one case on one input file; returns the mismatches.
@@ -157,20 +147,8 @@ fn check(case: &Path, input: &str, names: &BTreeMap<String, String>) -> Vec<Stri
     mismatches
 }
 
-/// pod name → workload id, from peers.txt.
-fn workload_names(case: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(case.join("peers.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut cols = l.split('\t');
-            Some((cols.next()?.to_string(), cols.next()?.to_string()))
-        })
-        .collect()
-}
-
 fn run(input: &str, map_to_workloads: bool) {
-    let cases_dir = corpus().join("cases");
+    let cases_dir = corpus("netpol-analyzer").join("cases");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&cases_dir).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
     assert_eq!(cases.len(), 50, "the corpus has 50 cases");

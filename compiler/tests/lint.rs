@@ -183,7 +183,7 @@ mod random_cluster;
 /// the reference evaluator.
 mod shadowed_rules {
     use super::random_cluster::*;
-    use policyc::lint::shadow::{shadowed_rules, Shadowing};
+    use policyc::lint::shadow::{shadowed_rules_in, Shadowing};
     use policyc_ir::cluster::Cluster;
     use policyc_ir::eval::{decide, Decision, Party};
     use policyc_ir::labels::NAMESPACE_LABEL;
@@ -484,7 +484,7 @@ mod shadowed_rules {
         #[test]
         fn removing_a_reported_rule_changes_no_decision(cluster in scenario()) {
             for (p, policy) in cluster.policies.iter().enumerate() {
-                let found = shadowed_rules(policy);
+                let found = shadowed_rules_in(&cluster, policy);
                 if found.is_empty() {
                     continue;
                 }
@@ -510,7 +510,7 @@ mod shadowed_rules {
         let (mut cases_with_findings, mut by_deny, mut redundant) = (0, 0, 0);
         for _ in 0..200 {
             let cluster = strategy.new_tree(&mut runner).unwrap().current();
-            let found: Vec<_> = cluster.policies.iter().flat_map(shadowed_rules).collect();
+            let found: Vec<_> = cluster.policies.iter().flat_map(|p| shadowed_rules_in(&cluster, p)).collect();
             cases_with_findings += usize::from(!found.is_empty());
             by_deny += found.iter().filter(|f| matches!(f.by, Shadowing::ByDeny(_))).count();
             redundant += found.iter().filter(|f| matches!(f.by, Shadowing::Redundant { .. })).count();

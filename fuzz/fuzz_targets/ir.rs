@@ -156,6 +156,7 @@ fn policy(u: &mut Unstructured, index: usize) -> arbitrary::Result<Policy> {
         subject: if u.ratio(1, 8)? { Subject::Nodes(selector(u)?) } else { Subject::Endpoints(selector(u)?) },
         default_deny: [u.arbitrary()?, u.arbitrary()?],
         requires: [(0..small(u, 1)?).map(|_| selector(u)).collect::<Result<_, _>>()?, Vec::new()],
+        deny_requires: [Vec::new(), (0..small(u, 1)?).map(|_| selector(u)).collect::<Result<_, _>>()?],
         rules: (0..small(u, 3)?).map(|i| rule(u, i)).collect::<Result<_, _>>()?,
     })
 }
@@ -176,6 +177,11 @@ fn cluster(u: &mut Unstructured) -> arbitrary::Result<Cluster> {
         })
         .collect::<arbitrary::Result<_>>()?;
     cluster.policies = (0..small(u, 4)?).map(|i| policy(u, i)).collect::<Result<_, _>>()?;
+    // The API server: any addresses (a node's, a pod's or outside ones),
+    // sorted as lowering sorts them.
+    cluster.apiserver = (0..small(u, 2)?).map(|_| ip(u)).collect::<Result<_, _>>()?;
+    cluster.apiserver.sort();
+    cluster.apiserver.dedup();
     Ok(cluster)
 }
 

@@ -6,7 +6,7 @@ use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::Labels;
 use crate::policy::{Policy, Rule};
 use crate::protocol::Protocol;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -95,6 +95,14 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Policies, in input order.
     pub policies: Vec<Policy>,
+    /// Cluster-admin policies (admin and baseline tiers), in input order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tier_policies: Vec<crate::tier::TierPolicy>,
+    /// The addresses behind Service `default/kubernetes` (its
+    /// EndpointSlices, or its legacy Endpoints), sorted, without repeats:
+    /// what Cilium's `kube-apiserver` entity selects (see
+    /// [`crate::apiserver`]).
+    pub apiserver: Vec<IpAddr>,
 }
 
 impl Cluster {
@@ -123,6 +131,23 @@ impl Cluster {
     /// The node (index into [`Cluster::nodes`]) that has address `ip`, if any.
     pub fn node_by_ip(&self, ip: IpAddr) -> Option<usize> {
         self.nodes.iter().position(|n| n.ips.contains(&ip))
+    }
+
+    /// Whether `ip` is an address of the API server (behind Service
+    /// `default/kubernetes`).
+    pub fn is_apiserver_address(&self, ip: IpAddr) -> bool {
+        self.apiserver.binary_search(&ip).is_ok()
+    }
+
+    /// Whether node `n` (an index into [`Cluster::nodes`]) runs the API
+    /// server: one of its addresses is behind `default/kubernetes`.
+    pub fn node_runs_apiserver(&self, n: usize) -> bool {
+        self.nodes.get(n).is_some_and(|node| node.ips.iter().any(|&ip| self.is_apiserver_address(ip)))
+    }
+
+    /// The names of the nodes that run the API server.
+    pub fn apiserver_nodes(&self) -> BTreeSet<&str> {
+        (0..self.nodes.len()).filter(|&n| self.node_runs_apiserver(n)).map(|n| self.nodes[n].name.as_str()).collect()
     }
 
     /// The endpoint `id`.

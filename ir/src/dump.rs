@@ -3,9 +3,11 @@
 
 use crate::cluster::{Cluster, EndpointKind};
 use crate::policy::{Action, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
+use crate::tier::{tier_order, Tier, TierPeer, TierRule};
 use std::fmt::Write;
 
-/// Renders the whole model: namespaces, endpoints, nodes, policies.
+/// Renders the whole model: namespaces, endpoints, nodes, policies, and
+/// admin and baseline policies.
 pub fn dump(cluster: &Cluster) -> String {
     let mut out = String::new();
     for (name, labels) in &cluster.namespaces {
@@ -50,12 +52,48 @@ pub fn dump(cluster: &Cluster) -> String {
             for req in &p.requires[d.index()] {
                 let _ = writeln!(out, "  requires {d} {req}");
             }
+            for req in &p.deny_requires[d.index()] {
+                let _ = writeln!(out, "  requires {d} deny {req}");
+            }
         }
         for r in &p.rules {
             let _ = writeln!(out, "  {}", rule(r));
         }
     }
+    // In evaluation order: each tier by priority (`tier_order`).
+    for tier in [Tier::Admin, Tier::Baseline] {
+        for i in tier_order(cluster, tier) {
+            let p = &cluster.tier_policies[i];
+            let _ = writeln!(out, "tier-policy {p} tier={} priority={}", tier.name(), p.priority);
+            let _ = writeln!(out, "  subject endpoints {}", p.subject);
+            for r in &p.rules {
+                let _ = writeln!(out, "  {}", tier_rule(r));
+            }
+        }
+    }
     out
+}
+
+/// One rule of an admin or baseline policy on one line.
+pub fn tier_rule(r: &TierRule) -> String {
+    let peers: Vec<String> = r
+        .peers
+        .iter()
+        .map(|p| match p {
+            TierPeer::Endpoints(sel) => format!("endpoints {sel}"),
+            TierPeer::Networks(cidrs) => {
+                format!("networks {}", cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            }
+            TierPeer::Nodes(sel) => format!("nodes {sel}"),
+        })
+        .collect();
+    let peers = if peers.is_empty() { "nothing".to_string() } else { peers.join(" | ") };
+    let ports = match &r.ports {
+        None => "all".to_string(),
+        Some(ms) => ms.iter().map(port_match).collect::<Vec<_>>().join(", "),
+    };
+    let name = r.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+    format!("{}{name}: {} {} peers[{peers}] ports[{ports}]", r.path, r.direction, r.action.name())
 }
 
 /// One rule on one line.

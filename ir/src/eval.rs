@@ -12,13 +12,23 @@
 //!   rule carries L7 rules);
 //! - otherwise the packet passes only if the endpoint is not isolated.
 //!
+//! Cluster-admin tiers ([`crate::tier`]) wrap that: the admin tier's first
+//! matching rule decides before it (`Pass` goes on to it), and where no
+//! NetworkPolicy or Cilium policy isolates the endpoint the baseline
+//! tier's first matching rule decides before the default allow. Cilium
+//! policies sit in the NetworkPolicy tier (policyc's choice: they isolate
+//! and allow as NetworkPolicies do, and their denies win inside it).
+//!
 //! A connection needs the source's egress and the destination's ingress.
 
 use crate::cluster::{Cluster, Endpoint};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
-use crate::labels::{Labels, RESERVED_PREFIX};
-use crate::policy::{Action, Entity, Peer, Peers, PolicyKind, PortMatch, PortSpec, Rule, Subject};
+use crate::labels::Labels;
+use crate::policy::{Action, Entity, Peer, Peers, Policy, PolicyKind, PortMatch, PortSpec, Rule, Subject};
 use crate::protocol::{Direction, Protocol};
+use crate::reserved::{as_labels, entity_selects, reserved_labels};
+use crate::selector::LabelSelector;
+use crate::tier::{first_match, Tier, TierAction, TierRuleRef};
 use std::net::IpAddr;
 
 /// One side of a connection.
@@ -33,22 +43,9 @@ pub enum Party {
     Reserved(Entity),
     /// A node of the cluster, by index into [`Cluster::nodes`] (one of its
     /// addresses): to an endpoint on that node it is `host`, to the others
-    /// `remote-node`, as each node's ipcache maps it.
+    /// `remote-node`, as each node's ipcache maps it (and `kube-apiserver`
+    /// too if it runs the API server, see [`crate::reserved`]).
     Node(usize),
-}
-
-impl Party {
-    /// The party as endpoint `subject` sees it: a node is `host` to the
-    /// endpoints that run on it and `remote-node` to the others.
-    pub fn seen_by(self, cluster: &Cluster, subject: &Endpoint) -> Party {
-        match self {
-            Party::Node(n) => {
-                let local = cluster.nodes.get(n).is_some_and(|node| subject.node.as_deref() == Some(&node.name));
-                Party::Reserved(if local { Entity::Host } else { Entity::RemoteNode })
-            }
-            other => other,
-        }
-    }
 }
 
 /// A packet (the first of a connection) to judge.
@@ -77,12 +74,35 @@ pub enum Decision {
     Denied(Vec<RuleRef>),
     /// Isolated, and no rule allows it; these policies isolate it.
     DefaultDeny(Vec<PolicyId>),
+    /// Allowed by the first matching rule of an admin or baseline policy.
+    TierAllowed(TierRuleRef),
+    /// Dropped by the first matching rule of an admin or baseline policy.
+    TierDenied(TierRuleRef),
+    /// A `Pass` rule left its tier; `then` is how the next tiers decided.
+    Passed {
+        /// The `Pass` rule.
+        by: TierRuleRef,
+        /// The decision of the tiers after it.
+        then: Box<Decision>,
+    },
 }
 
 impl Decision {
     /// Whether the packet passes this direction.
     pub fn passes(&self) -> bool {
-        matches!(self, Decision::NotIsolated | Decision::Allowed(_) | Decision::Redirected(_))
+        match self {
+            Decision::NotIsolated | Decision::Allowed(_) | Decision::Redirected(_) | Decision::TierAllowed(_) => true,
+            Decision::Denied(_) | Decision::DefaultDeny(_) | Decision::TierDenied(_) => false,
+            Decision::Passed { then, .. } => then.passes(),
+        }
+    }
+
+    /// The decision of the tier that decided, past any `Pass`.
+    pub fn decided(&self) -> &Decision {
+        match self {
+            Decision::Passed { then, .. } => then.decided(),
+            other => other,
+        }
     }
 }
 
@@ -114,7 +134,10 @@ pub fn eval(cluster: &Cluster, query: &Query) -> Verdict {
     }
 }
 
-/// The decision of endpoint `subject` on traffic with `peer` in `dir`.
+/// The decision of endpoint `subject` on traffic with `peer` in `dir`,
+/// through the tiers: admin, NetworkPolicy (and Cilium), baseline,
+/// default allow. A `Pass` in the admin tier goes on to the NetworkPolicy
+/// tier; one in a baseline `ClusterNetworkPolicy` to the default.
 pub fn decide(
     cluster: &Cluster,
     subject: EndpointId,
@@ -123,8 +146,42 @@ pub fn decide(
     protocol: Protocol,
     port: u16,
 ) -> Decision {
+    let tier = |tier| first_match(cluster, tier, subject, peer, dir, protocol, port);
+    let final_or_pass = |hit: Option<(TierRuleRef, TierAction)>, next: &dyn Fn() -> Decision| match hit {
+        Some((r, TierAction::Allow)) => Decision::TierAllowed(r),
+        Some((r, TierAction::Deny)) => Decision::TierDenied(r),
+        Some((r, TierAction::Pass)) => Decision::Passed { by: r, then: Box::new(next()) },
+        None => next(),
+    };
+    let baseline = || final_or_pass(tier(Tier::Baseline), &|| Decision::NotIsolated);
+    let network_policy = || match decide_network_policies(cluster, subject, peer, dir, protocol, port) {
+        // "v1.NetworkPolicy always makes a final decision for selected
+        // pods. Further evaluation only happens for Pods not selected by a
+        // v1.NetworkPolicy" (`ClusterNetworkPolicySpec.Tier`,
+        // network-policy-api `apis/v1alpha2`).
+        Decision::NotIsolated => baseline(),
+        decided => decided,
+    };
+    final_or_pass(tier(Tier::Admin), &network_policy)
+}
+
+/// The decision of the NetworkPolicy tier alone (Kubernetes and Cilium
+/// policies): [`Decision::NotIsolated`] when none isolates the endpoint
+/// and none of their rules matches.
+pub fn decide_network_policies(
+    cluster: &Cluster,
+    subject: EndpointId,
+    peer: Party,
+    dir: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> Decision {
     let endpoint = cluster.endpoint(subject);
-    let peer = peer.seen_by(cluster, endpoint);
+    let reserved = reserved_labels(cluster, endpoint, peer);
+    let peer_labels = match &reserved {
+        Some(names) => as_labels(names),
+        None => party_labels(cluster, peer),
+    };
     let selecting: Vec<PolicyId> = cluster
         .policies_with_ids()
         .filter(|(_, policy)| match &policy.subject {
@@ -134,10 +191,12 @@ pub fn decide(
         .map(|(p, _)| p)
         .collect();
     let isolating: Vec<PolicyId> = selecting.iter().copied().filter(|&p| cluster.policy(p).enforces(dir)).collect();
-    let requirements_met = selecting
-        .iter()
-        .flat_map(|&p| &cluster.policy(p).requires[dir.index()])
-        .all(|req| req.matches(&party_labels(cluster, peer)));
+    // Requirements of allow rules narrow allow rules, those of deny rules
+    // deny rules (`Policy::deny_requires`).
+    let met = |of: fn(&Policy) -> &[Vec<LabelSelector>; 2]| {
+        selecting.iter().flat_map(|&p| &of(cluster.policy(p))[dir.index()]).all(|req| req.matches(&peer_labels))
+    };
+    let (requirements_met, deny_requirements_met) = (met(|p| &p.requires), met(|p| &p.deny_requires));
 
     let (mut allows, mut redirects, mut denies) = (Vec::new(), Vec::new(), Vec::new());
     for &p in &selecting {
@@ -147,11 +206,14 @@ pub fn decide(
         let required = requirements_met || policy.is_builtin();
         let kind = policy.origin.kind;
         for (r, rule) in policy.rules.iter().enumerate() {
-            if rule.direction != dir || !rule_matches(cluster, rule, kind, endpoint, peer, dir, protocol, port) {
+            if rule.direction != dir
+                || !rule_matches(cluster, rule, kind, endpoint, (peer, reserved.as_deref()), dir, protocol, port)
+            {
                 continue;
             }
             let at = RuleRef::new(p, r);
             match rule.action {
+                Action::Deny if !deny_requirements_met => {}
                 Action::Deny => denies.push(at),
                 Action::Allow if !required => {}
                 Action::Allow if rule.l7.is_some() => redirects.push(at),
@@ -178,14 +240,14 @@ fn rule_matches(
     rule: &Rule,
     kind: PolicyKind,
     subject: &Endpoint,
-    peer: Party,
+    (peer, reserved): (Party, Option<&[Entity]>),
     dir: Direction,
     protocol: Protocol,
     port: u16,
 ) -> bool {
     let peer_ok = match &rule.peers {
         Peers::Any => true,
-        Peers::Only(peers) => peers.iter().any(|p| peer_matches(cluster, p, peer)),
+        Peers::Only(peers) => peers.iter().any(|p| peer_matches(cluster, p, peer, reserved)),
     };
     if !peer_ok {
         return false;
@@ -206,7 +268,9 @@ fn rule_matches(
     ports.iter().any(|m| port_matches(m, &resolve, protocol, port))
 }
 
-fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: Protocol, port: u16) -> bool {
+/// Whether port match `m` covers `port` of `protocol`; `resolve` gives the
+/// number a named port stands for.
+pub fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: Protocol, port: u16) -> bool {
     let protocol_ok = match m.protocol {
         Some(p) => p == protocol,
         None => Protocol::WITH_PORTS.contains(&protocol),
@@ -219,8 +283,9 @@ fn port_matches(m: &PortMatch, resolve: &dyn Fn(&str) -> Option<u16>, protocol: 
         }
 }
 
-/// Whether `peer` (one entry of a rule) selects `party`.
-pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
+/// Whether `peer` (one entry of a rule) selects `party`, whose reserved
+/// labels are `reserved` ([`reserved_labels`]).
+pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party, reserved: Option<&[Entity]>) -> bool {
     match (peer, party) {
         (Peer::Endpoints(sel), Party::Endpoint(i)) => sel.matches(&cluster.endpoint(i).labels),
         (Peer::Endpoints(_), _) => false,
@@ -228,31 +293,14 @@ pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party) -> bool {
             cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
         }
         (Peer::Cidr { .. }, _) => false,
-        (Peer::Entity(entity), party) => entity_matches(*entity, party),
+        (Peer::Entity(entity), _) => entity_selects(*entity, reserved),
     }
 }
 
-/// Whether a Cilium entity covers `party`.
-pub fn entity_matches(entity: Entity, party: Party) -> bool {
-    match (entity, party) {
-        (Entity::All, _) => true,
-        (Entity::None, _) => false,
-        (Entity::World, party) => matches!(party, Party::External(_)),
-        (Entity::Cluster, party) => !matches!(party, Party::External(_)),
-        // Whichever node it is, it is one of the two.
-        (Entity::Host | Entity::RemoteNode, Party::Node(_)) => true,
-        (entity, Party::Reserved(reserved)) => entity == reserved,
-        _ => false,
-    }
-}
-
-/// The labels a `fromRequires`/`toRequires` selector is tested against.
+/// The labels of an endpoint party.
 pub fn party_labels(cluster: &Cluster, party: Party) -> Labels {
     match party {
         Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
-        Party::External(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}world"), "")]),
-        Party::Reserved(e) => Labels::from_pairs([(format!("{RESERVED_PREFIX}{}", e.name()), "")]),
-        // `decide` sees a node as `host` or `remote-node` before this.
-        Party::Node(_) => Labels::from_pairs([(format!("{RESERVED_PREFIX}remote-node"), "")]),
+        _ => Labels::new(),
     }
 }

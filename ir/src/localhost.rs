@@ -44,6 +44,7 @@ pub fn allow_localhost_policy() -> Policy {
         subject: Subject::Endpoints(LabelSelector::everything()),
         default_deny: [false, false],
         requires: [Vec::new(), Vec::new()],
+        deny_requires: [Vec::new(), Vec::new()],
         rules: vec![Rule {
             path: ALLOW_LOCALHOST_RULE.into(),
             direction: Direction::Ingress,
@@ -85,6 +86,7 @@ mod tests {
             subject: Subject::Endpoints(LabelSelector::everything()),
             default_deny: [true, true],
             requires: [Vec::new(), Vec::new()],
+            deny_requires: [Vec::new(), Vec::new()],
             rules: vec![],
         });
         if allow_localhost {

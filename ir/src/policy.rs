@@ -239,9 +239,14 @@ pub struct Policy {
     /// Per direction (`[ingress, egress]`): whether this policy puts the
     /// endpoints it selects into default deny for that direction.
     pub default_deny: [bool; 2],
-    /// Per direction: Cilium `fromRequires`/`toRequires`; a peer must match
-    /// every one of them for any allow rule to apply to it.
+    /// Per direction: Cilium `fromRequires`/`toRequires` of allow rules; a
+    /// peer must match every one of them for any allow rule to apply to it.
     pub requires: [Vec<LabelSelector>; 2],
+    /// Per direction: `fromRequires`/`toRequires` written in deny rules
+    /// (`ingressDeny`/`egressDeny`); a peer must match every one of them
+    /// for any deny rule to apply to it. They narrow no allow rule
+    /// (Cilium's `requirementsDeny`, `pkg/policy/rules.go`).
+    pub deny_requires: [Vec<LabelSelector>; 2],
     /// The rules.
     pub rules: Vec<Rule>,
 }

@@ -11,7 +11,8 @@
 //!   `cidr` and in no `except` exactly when the address does;
 //! - pod and node IPs are stored as host prefixes, so they never resolve to
 //!   a CIDR identity (a CIDR rule never selects a pod);
-//! - `fromRequires`/`toRequires` restrict the peers of allow rules, so a
+//! - `fromRequires`/`toRequires` restrict the peers of allow rules (those
+//!   written in deny rules the peers of deny rules), so a
 //!   wildcard allow becomes the explicit identities that meet them;
 //! - egress named ports are the peer's: the rule becomes per-identity
 //!   entries with the ports of that identity's endpoints.
@@ -26,8 +27,10 @@ use crate::policy_map::{
     port_space_point, Block, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, VerdictSpace, PORT_SPACE_MAX,
 };
 use crate::protocol::{Direction, Protocol};
+use crate::reserved;
 use crate::selector::LabelSelector;
 use crate::selector_index::SelectorIndex;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -143,7 +146,13 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     let mut identities = BTreeMap::new();
     for id in Identity::RESERVED {
         let labels = id.reserved_labels().unwrap_or_default();
-        let selector_labels = if id.is_world() { world_labels() } else { labels.clone() };
+        let selector_labels = match id {
+            id if id.is_world() => world_labels(),
+            // Identity 7 is a remote node running the API server: Cilium
+            // gives it both labels (`pkg/identity/numericidentity.go`).
+            Identity::KUBE_APISERVER => reserved::as_labels(&[Entity::KubeApiserver, Entity::RemoteNode]),
+            _ => labels.clone(),
+        };
         identities.insert(id, IdentityInfo { identity: id, kind: IdentityKind::Reserved, labels, selector_labels });
     }
     for (labels, id) in table.iter() {
@@ -158,6 +167,16 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         );
     }
 
+    // API server addresses that are neither a node's nor a pod's: outside
+    // the cluster (a managed control plane). Cilium gives each a CIDR
+    // identity that also carries `reserved:kube-apiserver`
+    // (`crate::reserved`).
+    let apiserver_outside: BTreeSet<IpAddr> = cluster
+        .apiserver
+        .iter()
+        .copied()
+        .filter(|&ip| cluster.node_by_ip(ip).is_none() && cluster.endpoint_by_ip(ip).is_none())
+        .collect();
     let prefixes: BTreeSet<Cidr> = cluster
         .policies
         .iter()
@@ -174,6 +193,7 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         .flatten()
         .copied()
         .filter(|c| c.prefix_len() > 0)
+        .chain(apiserver_outside.iter().map(|&ip| Cidr::host(ip)))
         .collect();
     // A prefix's number is a hash of the prefix, probing upwards on a
     // collision in prefix order, so adding a prefix renumbers no other
@@ -193,15 +213,15 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
         }
         if let Some(id) = Identity::cidr(n) {
             cidr_identities.insert(*prefix, id);
-            identities.insert(
-                id,
-                IdentityInfo {
-                    identity: id,
-                    kind: IdentityKind::Cidr(*prefix),
-                    labels: Labels::from_pairs([(format!("cidr:{prefix}"), "")]),
-                    selector_labels: world_labels(),
-                },
-            );
+            let mut labels = Labels::from_pairs([(format!("cidr:{prefix}"), "")]);
+            let mut selector_labels = world_labels();
+            if *prefix == Cidr::host(prefix.addr()) && apiserver_outside.contains(&prefix.addr()) {
+                let apiserver = format!("{RESERVED_PREFIX}{}", Entity::KubeApiserver.name());
+                labels.insert(apiserver.clone(), "");
+                selector_labels.insert(apiserver, "");
+            }
+            identities
+                .insert(id, IdentityInfo { identity: id, kind: IdentityKind::Cidr(*prefix), labels, selector_labels });
         }
     }
 
@@ -215,17 +235,13 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
     for (&prefix, &identity) in &cidr_identities {
         ipcache.insert(prefix, IpcacheEntry { prefix, identity, source: IpcacheSource::Cidr });
     }
-    for node in &cluster.nodes {
+    for (n, node) in cluster.nodes.iter().enumerate() {
+        // As the other nodes see it; the emitter gives the node's own
+        // addresses `host` on the node itself (`crate::reserved`).
+        let identity = if cluster.node_runs_apiserver(n) { Identity::KUBE_APISERVER } else { Identity::REMOTE_NODE };
         for &ip in &node.ips {
             let prefix = Cidr::host(ip);
-            ipcache.insert(
-                prefix,
-                IpcacheEntry {
-                    prefix,
-                    identity: Identity::REMOTE_NODE,
-                    source: IpcacheSource::Node(node.name.clone()),
-                },
-            );
+            ipcache.insert(prefix, IpcacheEntry { prefix, identity, source: IpcacheSource::Node(node.name.clone()) });
         }
     }
     let mut endpoint_ips = BTreeMap::new();
@@ -243,9 +259,11 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
 
     let context = Context::new(cluster, &identity_of, &identities, &cidr_identities);
     // A policy map depends on the subject only through its labels (which
-    // policies select it) and its named ports (ingress named ports are its
-    // own), so pods of one workload share one computation and one map.
-    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>), usize> = HashMap::new();
+    // policies select it), its named ports (ingress named ports are its
+    // own) and whether its node runs the API server (its `host` is then
+    // also `kube-apiserver`), so pods of one workload share one
+    // computation and one map.
+    let mut distinct: HashMap<(&Labels, Vec<&NamedPort>, bool), usize> = HashMap::new();
     let mut subjects: Vec<(EndpointId, Identity)> = Vec::new();
     let map_of: Vec<Option<usize>> = cluster
         .endpoints_with_ids()
@@ -253,7 +271,8 @@ pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>
             let id = identity_of[endpoint.index()]?;
             let mut ports: Vec<&NamedPort> = e.named_ports.iter().collect();
             ports.sort();
-            Some(*distinct.entry((&e.labels, ports)).or_insert_with(|| {
+            let apiserver_local = e.node.as_deref().is_some_and(|n| context.apiserver_nodes.contains(n));
+            Some(*distinct.entry((&e.labels, ports, apiserver_local)).or_insert_with(|| {
                 subjects.push((endpoint, id));
                 subjects.len() - 1
             }))
@@ -301,6 +320,11 @@ fn share_equal_maps(subjects: &[(EndpointId, Identity)], mut maps: Vec<Arc<Polic
         }
     }
     maps
+}
+
+/// Whether `rule` names the `kube-apiserver` entity among its peers.
+fn names_apiserver(rule: &Rule) -> bool {
+    matches!(&rule.peers, Peers::Only(peers) if peers.contains(&Peer::Entity(Entity::KubeApiserver)))
 }
 
 fn world_labels() -> Labels {
@@ -435,6 +459,10 @@ struct Context<'a> {
     /// Per policy and rule: the rule's peers (before `fromRequires` /
     /// `toRequires`, which depend on the subject).
     rule_peers: Vec<Vec<PeerSet>>,
+    /// CIDR identities of API server addresses outside the cluster.
+    apiserver_cidrs: Vec<Identity>,
+    /// The nodes that run the API server.
+    apiserver_nodes: BTreeSet<&'a str>,
 }
 
 impl<'a> Context<'a> {
@@ -462,8 +490,22 @@ impl<'a> Context<'a> {
                 }
             }
         }
-        let mut context =
-            Context { cluster, identities, cidr_identities, endpoints_of, selecting, rule_peers: Vec::new() };
+        let apiserver = format!("{RESERVED_PREFIX}{}", Entity::KubeApiserver.name());
+        let apiserver_cidrs = identities
+            .values()
+            .filter(|info| info.identity.is_cidr() && info.selector_labels.get(&apiserver).is_some())
+            .map(|info| info.identity)
+            .collect();
+        let mut context = Context {
+            cluster,
+            identities,
+            cidr_identities,
+            endpoints_of,
+            selecting,
+            rule_peers: Vec::new(),
+            apiserver_cidrs,
+            apiserver_nodes: cluster.apiserver_nodes(),
+        };
         let by_selector = |selector: &LabelSelector| -> BTreeSet<Identity> {
             index.matching(selector).iter().map(|position| endpoint_identities[position]).collect()
         };
@@ -481,15 +523,22 @@ impl<'a> Context<'a> {
                 .into_iter()
                 .chain(self.cidr_identities.values().copied())
                 .collect(),
-            // Every reserved identity but the world ones, and every pod.
+            // Every reserved identity but the world ones, every pod, and
+            // the API server outside the cluster (`crate::reserved`).
             Entity::Cluster => Identity::RESERVED
                 .into_iter()
                 .filter(|i| !i.is_world())
                 .chain(self.endpoints_of.keys().copied())
+                .chain(self.apiserver_cidrs.iter().copied())
                 .collect(),
             Entity::Host => BTreeSet::from([Identity::HOST]),
-            Entity::RemoteNode => BTreeSet::from([Identity::REMOTE_NODE]),
-            Entity::KubeApiserver => BTreeSet::from([Identity::KUBE_APISERVER]),
+            // Identity 7 is also a remote node.
+            Entity::RemoteNode => BTreeSet::from([Identity::REMOTE_NODE, Identity::KUBE_APISERVER]),
+            // And `host` where the subject's node runs the API server
+            // (added per subject by `add_rule`).
+            Entity::KubeApiserver => {
+                std::iter::once(Identity::KUBE_APISERVER).chain(self.apiserver_cidrs.iter().copied()).collect()
+            }
             Entity::Health => BTreeSet::from([Identity::HEALTH]),
             Entity::Init => BTreeSet::from([Identity::INIT]),
             Entity::Ingress => BTreeSet::from([Identity::INGRESS]),
@@ -530,9 +579,17 @@ impl<'a> Context<'a> {
 
     /// Restricts `set` to identities whose selector labels meet every
     /// requirement (expanding the wildcard into explicit identities).
-    fn require(&self, set: &PeerSet, requirements: &[&LabelSelector]) -> PeerSet {
+    /// `apiserver_local`: the subject's node runs the API server, so its
+    /// `host` also carries `reserved:kube-apiserver`.
+    fn require(&self, set: &PeerSet, requirements: &[&LabelSelector], apiserver_local: bool) -> PeerSet {
+        let host = reserved::as_labels(&[Entity::Host, Entity::KubeApiserver]);
         let meets = |id: &Identity| {
-            self.identities.get(id).is_some_and(|info| requirements.iter().all(|r| r.matches(&info.selector_labels)))
+            let labels = match self.identities.get(id) {
+                Some(_) if *id == Identity::HOST && apiserver_local => &host,
+                Some(info) => &info.selector_labels,
+                None => return false,
+            };
+            requirements.iter().all(|r| r.matches(labels))
         };
         match set {
             PeerSet::Any => PeerSet::Ids(self.identities.keys().copied().filter(meets).collect()),
@@ -559,13 +616,17 @@ impl<'a> Context<'a> {
     /// The policy map of endpoint `subject`, whose identity is `identity`.
     fn policy_map(&self, subject: EndpointId, identity: Identity) -> PolicyMap {
         let selecting = self.selecting.get(&identity).map_or(&[][..], Vec::as_slice);
+        let apiserver_local =
+            self.cluster.endpoint(subject).node.as_deref().is_some_and(|n| self.apiserver_nodes.contains(n));
         let mut enforced = [false; 2];
-        let mut requirements: [Vec<&LabelSelector>; 2] = [Vec::new(), Vec::new()];
+        // Per action (allow, deny) and direction.
+        let mut requirements: [[Vec<&LabelSelector>; 2]; 2] = Default::default();
         for &p in selecting {
             let policy = self.cluster.policy(p);
             for dir in Direction::BOTH {
                 enforced[dir.index()] |= policy.enforces(dir);
-                requirements[dir.index()].extend(&policy.requires[dir.index()]);
+                requirements[0][dir.index()].extend(&policy.requires[dir.index()]);
+                requirements[1][dir.index()].extend(&policy.deny_requires[dir.index()]);
             }
         }
 
@@ -575,9 +636,10 @@ impl<'a> Context<'a> {
             for (r, rule) in policy.rules.iter().enumerate() {
                 let at = RuleRef::new(p, r);
                 // As in `eval`: requirements do not narrow the built-in allow.
+                let action = usize::from(rule.action == Action::Deny);
                 let required: &[&LabelSelector] =
-                    if policy.is_builtin() { &[] } else { &requirements[rule.direction.index()] };
-                self.add_rule(&mut spans, subject, rule, at, required);
+                    if policy.is_builtin() { &[] } else { &requirements[action][rule.direction.index()] };
+                self.add_rule(&mut spans, (subject, apiserver_local), rule, at, required);
             }
         }
         PolicyMap { enforced, entries: spans.entries() }
@@ -586,7 +648,7 @@ impl<'a> Context<'a> {
     fn add_rule(
         &self,
         spans: &mut SpanCollector,
-        subject: EndpointId,
+        (subject, apiserver_local): (EndpointId, bool),
         rule: &Rule,
         at: RuleRef,
         requirements: &[&LabelSelector],
@@ -597,13 +659,18 @@ impl<'a> Context<'a> {
             (Action::Allow, Some(l7)) => MapVerdict::Redirect(l7.parser.clone()),
             (Action::Allow, None) => MapVerdict::Allow,
         };
-        let cached = &self.rule_peers[at.policy.index()][at.rule_index()];
+        let mut cached = Cow::Borrowed(&self.rule_peers[at.policy.index()][at.rule_index()]);
+        if apiserver_local && names_apiserver(rule) {
+            if let PeerSet::Ids(ids) = cached.as_ref() {
+                cached = Cow::Owned(PeerSet::from_ids(ids.iter().copied().chain([Identity::HOST]).collect()));
+            }
+        }
         let required;
-        let peers = if rule.action == Action::Allow && !requirements.is_empty() {
-            required = self.require(cached, requirements);
+        let peers = if !requirements.is_empty() {
+            required = self.require(&cached, requirements, apiserver_local);
             &required
         } else {
-            cached
+            cached.as_ref()
         };
         let keys: &[Identity] = match peers {
             PeerSet::Any => &[Identity::ANY],

@@ -47,6 +47,7 @@ fn egress_policy(peers: Vec<Peer>) -> Policy {
         subject: Subject::Endpoints(LabelSelector::everything()),
         default_deny: [false, true],
         requires: [vec![], vec![]],
+        deny_requires: [Vec::new(), Vec::new()],
         rules: vec![Rule {
             path: "spec.egress[0]".into(),
             direction: Direction::Egress,
@@ -70,6 +71,8 @@ fn cluster() -> Cluster {
             Peer::Cidr { cidr: cidr("10.200.0.2/32"), except: vec![] },
             Peer::Cidr { cidr: cidr("0.0.0.0/0"), except: vec![cidr("192.0.2.0/24")] },
         ])],
+        tier_policies: Vec::new(),
+        apiserver: vec![],
     }
 }
 
@@ -110,11 +113,46 @@ fn entities_map_to_reserved_identities() {
     cluster.policies = vec![egress_policy(vec![Peer::Entity(Entity::Host), Peer::Entity(Entity::RemoteNode)])];
     let resolved = resolve(&cluster);
     let peers: Vec<Identity> = resolved.endpoints[0].policy.entries.iter().map(|e| e.key.identity).collect();
-    assert_eq!(peers, vec![Identity::HOST, Identity::REMOTE_NODE]);
+    // Identity 7 is a remote node running the API server: also `remote-node`.
+    assert_eq!(peers, vec![Identity::HOST, Identity::REMOTE_NODE, Identity::KUBE_APISERVER]);
     // Judged on n1, the pods' node: its address is `host`.
     let verdict =
         lookup(&resolved, &Packet { src: ip("10.200.0.1"), dst: ip("10.100.0.1"), protocol: Protocol::Udp, port: 1 });
     assert_eq!(verdict.egress.unwrap().peer, Identity::HOST);
+}
+
+#[test]
+fn kube_apiserver_is_the_addresses_behind_default_kubernetes() {
+    let mut cluster = cluster();
+    cluster.nodes.push(Node { name: "n2".into(), labels: Labels::new(), ips: vec![ip("10.100.0.2")] });
+    // On n2 (a remote node to the pods on n1), and outside the cluster.
+    cluster.apiserver = vec![ip("10.100.0.2"), ip("203.0.113.9")];
+    cluster.policies = vec![egress_policy(vec![Peer::Entity(Entity::KubeApiserver)])];
+    let resolved = resolve(&cluster);
+    assert_eq!(validate(&resolved), Ok(()));
+    let identity_of = |addr: &str| identity_of_in(&resolved, addr);
+    assert_eq!(identity_of("10.100.0.2"), Some(Identity::KUBE_APISERVER));
+    assert_eq!(identity_of("10.100.0.1"), Some(Identity::REMOTE_NODE));
+    let outside = identity_of("203.0.113.9").expect("a CIDR identity for the outside address");
+    assert!(outside.is_cidr());
+    assert_eq!(resolved.identities[&outside].labels.to_string(), "cidr:203.0.113.9/32=,reserved:kube-apiserver");
+    let pass = |dst: &str| {
+        lookup(&resolved, &Packet { src: ip("10.200.0.1"), dst: ip(dst), protocol: Protocol::Tcp, port: 443 }).allowed()
+    };
+    assert!(pass("10.100.0.2") && pass("203.0.113.9"));
+    assert!(!pass("10.100.0.1") && !pass("203.0.113.10"));
+    // On the node that runs it, the API server is that node's `host`.
+    cluster.apiserver = vec![ip("10.100.0.1")];
+    let resolved = resolve(&cluster);
+    assert_eq!(identity_of_in(&resolved, "10.100.0.1"), Some(Identity::KUBE_APISERVER));
+    let verdict =
+        lookup(&resolved, &Packet { src: ip("10.200.0.1"), dst: ip("10.100.0.1"), protocol: Protocol::Tcp, port: 443 });
+    assert_eq!(verdict.egress.as_ref().unwrap().peer, Identity::HOST);
+    assert!(verdict.allowed());
+}
+
+fn identity_of_in(resolved: &Resolved, addr: &str) -> Option<Identity> {
+    resolved.ipcache.iter().find(|e| e.prefix == cidr(&format!("{addr}/32"))).map(|e| e.identity)
 }
 
 fn broken(resolved: &Resolved) -> Vec<ValidationError> {

@@ -55,6 +55,7 @@ fn cluster(pods: usize, apps: usize) -> Cluster {
             subject: Subject::Endpoints(selector(app)),
             default_deny: [true, true],
             requires: [vec![], vec![]],
+            deny_requires: [Vec::new(), Vec::new()],
             rules: vec![
                 rule(
                     Direction::Ingress,

@@ -23,10 +23,15 @@
 //!    lookups of both (settings only ever enable lookups, so it judges
 //!    either generation exactly). An endpoint in a new place (new, or on
 //!    another interface or stem) gets its links here too, with every
-//!    lookup on (exact in any generation; the old generation drops the
-//!    packets of an endpoint it does not list), and its old links go: so
-//!    every link is created and pinned before the switch. Refused, the
-//!    links of new endpoints are detached again.
+//!    lookup on (exact in any generation), and its old links go: so
+//!    every link is created and pinned before the switch. Where the active
+//!    generation does not list the endpoint's id, it drops the endpoint's
+//!    new connections whatever the program looks up, so the endpoint gets
+//!    its exact programs here and nothing after the switch (an apply from
+//!    scratch loads and attaches each stub once). Links are tc filters or
+//!    tcx links ([`ApplyOptions::attach`]; an endpoint keeps the one it was
+//!    attached with). Refused, the links of new endpoints are detached
+//!    again.
 //! 6. **Switch**: one write of the `state` slot flips every program of the
 //!    node to the new generation at once. This is the only commit point:
 //!    killed before it, the old policy is in force; after it, the new one.
@@ -53,9 +58,10 @@
 
 use crate::desired::DesiredState;
 use crate::error::LoaderError;
+use crate::generation_maps::ENDPOINTS;
 use crate::incremental;
 use crate::kernel::aya::AyaKernel;
-use crate::kernel::{Attachment, Kernel};
+use crate::kernel::{Attachment, Kernel, Mechanism};
 use crate::lock::{lock, LockWait};
 use crate::manifest::{BundleEndpoint, Manifest, Templates};
 use crate::maps::{Generation, MapOps, SyncPlan};
@@ -67,7 +73,7 @@ use crate::validate;
 use policyc_ebpf::abi::StateValue;
 use policyc_ebpf::config::EndpointConfig;
 use policyc_ebpf::Template;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -84,6 +90,13 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// How long to wait for another applier.
     pub lock: LockWait,
+    /// How endpoints attached afresh are attached (those attached before
+    /// keep theirs).
+    pub attach: Mechanism,
+    /// What this process wrote into each generation, for a caller that
+    /// applies again and again (the agent): plans diff against it rather
+    /// than read the live maps, while the record says it is still so.
+    pub known: Option<KnownGenerations>,
 }
 
 /// What happens to an endpoint's programs.
@@ -159,13 +172,13 @@ pub fn apply_desired<K: Kernel>(
         Checked::InForce(report) => return Ok(report),
         Checked::Go(checked) => checked,
     };
-    let (planned, mut report) = run.plan(&checked)?;
+    let (mut planned, mut report) = run.plan(&checked)?;
     if options.dry_run {
         run.verify_dry(&checked)?;
         return Ok(run.dry_run(checked, planned, report));
     }
     let loaded = run.verify(&checked)?;
-    let record = run.sync(&checked, &planned)?;
+    let record = run.sync(&checked, &mut planned)?;
     let loaded: Vec<(&EndpointPlan, LoadedPrograms<K::Program>)> = checked.plans.iter().zip(loaded).collect();
     let before = record.clone();
     let record = run.prepare(record, &loaded, &mut report)?;
@@ -187,6 +200,7 @@ struct Run<'a, K> {
 }
 
 mod check;
+mod known;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -194,5 +208,6 @@ mod verify;
 mod write;
 
 use check::{Checked, Ready};
-use plan::{plan_programs, EndpointPlan, Planned};
+pub use known::KnownGenerations;
+use plan::{listed_ids, plan_programs, EndpointPlan, Planned};
 use verify::LoadedPrograms;

@@ -6,6 +6,7 @@
 use crate::entries;
 pub use crate::manifest::{BundleEndpoint, FORMAT_VERSION};
 use crate::manifest::{Manifest, Templates, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::references::{Listing, References};
 use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::rules::RuleLine;
 use policyc_bundle::LineError;
@@ -88,6 +89,20 @@ pub struct Bundle {
     pub endpoints: Vec<BundleEndpoint>,
     /// The `from_container` and `to_container` templates.
     pub templates: Templates,
+    /// What its tables list (boxed: a bundle is held in a
+    /// [`crate::desired::DesiredState`] beside a manifest alone).
+    pub listed: Box<Listed>,
+}
+
+/// What a bundle's tables list: every entry names one of each kind it
+/// names.
+#[derive(Clone, Debug, Default)]
+pub struct Listed {
+    /// The rule cookies `rules.txt` lists (every policy entry names one).
+    pub rules: BTreeSet<u32>,
+    /// The identities `identities.txt` lists (every ipcache and endpoints
+    /// entry and policy peer names one).
+    pub identities: BTreeSet<u32>,
 }
 
 impl Bundle {
@@ -142,7 +157,11 @@ impl Bundle {
         let rules = text(RULES_FILE)?;
         let cookies: BTreeSet<u32> =
             RuleLine::parse_all(RULES_FILE, 1, &rules).map_err(entry)?.iter().map(|r| r.cookie).collect();
-        IdentityLine::parse_all(IDENTITIES_FILE, &text(IDENTITIES_FILE)?).map_err(entry)?;
+        let identities: BTreeSet<u32> = IdentityLine::parse_all(IDENTITIES_FILE, &text(IDENTITIES_FILE)?)
+            .map_err(entry)?
+            .iter()
+            .map(|l| l.identity)
+            .collect();
         let templates = manifest.templates()?;
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
@@ -170,8 +189,31 @@ impl Bundle {
             policy.extend(entries.iter().map(|(k, v)| (PolicyKey { endpoint_id: e.id, ..*k }, *v)));
         }
         let endpoints = manifest.endpoints.clone();
-        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates };
+        let listed = Box::new(Listed { rules: cookies, identities });
+        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates, listed };
         crate::validate::whole(&bundle)?;
+        if let Some((identity, entries)) = bundle.references().identities.unlisted() {
+            return Err(unlisted_identity(identity, entries));
+        }
         Ok(bundle)
     }
+
+    /// Its rules and identities and the entries naming each.
+    pub fn references(&self) -> References {
+        let peers = self.policy.iter().map(|(k, _)| k.peer_identity).filter(|p| *p != 0);
+        let identities =
+            self.ipcache.iter().map(|(_, v)| v.identity).chain(self.endpoint_entries.iter().map(|(_, v)| v.identity));
+        References {
+            rules: Listing::new(self.listed.rules.clone(), self.policy.iter().map(|(_, v)| v.rule_cookie)),
+            identities: Listing::new(self.listed.identities.clone(), identities.chain(peers)),
+        }
+    }
+}
+
+/// Entries naming an identity `identities.txt` does not list.
+pub fn unlisted_identity(identity: u32, entries: u64) -> BundleError {
+    BundleError::Manifest(format!(
+        "identity {identity}, which {entries} map entries name (ipcache, endpoints or policy peers), \
+         is not listed in `{IDENTITIES_FILE}`"
+    ))
 }

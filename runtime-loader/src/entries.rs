@@ -114,15 +114,15 @@ mod tests {
         let p = policy(
             "policy/shop.api.txt",
             1,
-            "ingress 300 6/8080/23 allow 42 CiliumNetworkPolicy/shop/api:spec.ingress[0]\n\
-             egress any 0/0/0 deny 7 CiliumNetworkPolicy/shop/api:spec.egressDeny[0]\n",
+            "egress any 0/0/0 deny 7 CiliumNetworkPolicy/shop/api:spec.egressDeny[0]\n\
+             ingress 300 6/8080/23 allow 42 CiliumNetworkPolicy/shop/api:spec.ingress[0]\n",
             77,
         )
         .unwrap();
-        assert_eq!(p[0].0.prefixlen, 72 + 23);
-        assert_eq!((p[0].0.protocol, p[0].0.port, p[0].0.peer_identity, p[0].0.endpoint_id), (6, 8080, 300, 77));
-        assert_eq!((p[0].1.verdict, p[0].1.rule_cookie), (VERDICT_ALLOW, 42));
-        assert_eq!((p[1].0.direction, p[1].0.peer_identity, p[1].1.verdict), (DIR_EGRESS, 0, VERDICT_DENY));
+        assert_eq!(p[1].0.prefixlen, 72 + 23);
+        assert_eq!((p[1].0.protocol, p[1].0.port, p[1].0.peer_identity, p[1].0.endpoint_id), (6, 8080, 300, 77));
+        assert_eq!((p[1].1.verdict, p[1].1.rule_cookie), (VERDICT_ALLOW, 42));
+        assert_eq!((p[0].0.direction, p[0].0.peer_identity, p[0].1.verdict), (DIR_EGRESS, 0, VERDICT_DENY));
     }
 
     #[test]

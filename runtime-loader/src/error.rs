@@ -94,11 +94,12 @@ pub enum Operation {
     LoadProgram,
     /// Put a body in the stubs' program array, or pin it.
     FillBody,
-    /// Attach a program with a new tcx link.
+    /// Attach a program with a new tcx link or tc filter.
     Attach,
-    /// Replace the program of a pinned tcx link.
+    /// Replace the program of a pinned tcx link or of the loader's tc
+    /// filter.
     ReplaceLink,
-    /// Pin a link.
+    /// Pin a link (or a tc filter's program).
     PinLink,
     /// Remove a pin (of a link, a map, a body).
     Unpin,

@@ -7,9 +7,9 @@
 //! through the verifier ([`programs`]), writes the *inactive*
 //! generation of the shared maps ([`maps`]; every policy-bearing map holds
 //! two generations told apart by a key byte), flips the one `state` slot
-//! that programs read per packet, and then attaches programs with tcx
-//! through pinned links ([`attach`]), updating them in place with
-//! `BPF_LINK_UPDATE`. Everything it pins lives under one bpffs root
+//! that programs read per packet, and then attaches programs as legacy tc
+//! filters (the default) or tcx links ([`attach`]), pinned and replaced in
+//! place afterwards. Everything it pins lives under one bpffs root
 //! ([`paths`]); its record of the last apply, its copy of what each
 //! generation holds ([`store`]) and its lock live in a state directory.
 //! Each file of a bundle has its digest in the bundle's manifest
@@ -51,6 +51,7 @@ pub mod packet;
 pub mod paths;
 pub mod probe;
 pub mod record;
+pub mod references;
 pub mod route;
 pub mod status;
 pub mod store;

@@ -6,6 +6,7 @@ use policyc_loader::apply::{apply, ApplyOptions, ProgramStep};
 use policyc_loader::bpffs;
 use policyc_loader::bundle::{locate, Bundle};
 use policyc_loader::error::LoaderError;
+use policyc_loader::kernel::Mechanism;
 use policyc_loader::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use policyc_loader::observe::{self, FlowFilter, Observer};
 use policyc_loader::packet::{self, ProbePacket};
@@ -60,6 +61,12 @@ enum Command {
         /// switches) and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// How endpoints attached afresh are attached: `tc` (a cls_bpf
+        /// filter, about 1 ms each) or `tcx` (a link, about 18 ms each with
+        /// the kernel's default RCU settings); endpoints attached before
+        /// keep theirs.
+        #[arg(long, value_enum, default_value_t = Mechanism::Tc)]
+        attach: Mechanism,
     },
     /// Show the bundle in force, generations, map fill levels and links.
     Status,
@@ -94,10 +101,12 @@ enum Command {
         /// The compiled bundle (watched: re-applied when it changes).
         #[arg(long)]
         bundle: PathBuf,
-        /// A directory of Pod, Namespace and Node manifests as `policyc
-        /// compile` reads them (watched: re-read when it changes).
-        #[arg(long)]
-        cluster: PathBuf,
+        /// `kube`: the Kubernetes API (in-cluster configuration, else the
+        /// kubeconfig), watched; or a directory of Pod, Namespace and Node
+        /// manifests as `policyc compile` reads them (polled: re-read when
+        /// it changes; `./kube` for a directory named `kube`).
+        #[arg(long, value_name = "kube|DIR")]
+        cluster: agent::ClusterOption,
         /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
         #[arg(long, value_name = "HOST:PORT")]
         metrics_address: Option<std::net::SocketAddr>,
@@ -110,6 +119,9 @@ enum Command {
         /// Log one JSON object per line on stderr.
         #[arg(long)]
         log_json: bool,
+        /// How new pods' programs are attached, as `apply --attach`.
+        #[arg(long, value_enum, default_value_t = Mechanism::Tc)]
+        attach: Mechanism,
     },
     /// Print flow events (drops and new connections) with pod names, or the
     /// counters.
@@ -196,9 +208,14 @@ fn main() -> ExitCode {
     };
     let lock = LockWait { timeout, on_wait: Some(|message| eprintln!("policyc-loader: {message}")) };
     let result = match &cli.command {
-        Command::Apply { bundle, interfaces, reconcile, dry_run } => {
-            let mut options =
-                ApplyOptions { reconcile: *reconcile, dry_run: *dry_run, lock, ..ApplyOptions::default() };
+        Command::Apply { bundle, interfaces, reconcile, dry_run, attach } => {
+            let mut options = ApplyOptions {
+                reconcile: *reconcile,
+                dry_run: *dry_run,
+                lock,
+                attach: *attach,
+                ..ApplyOptions::default()
+            };
             for spec in interfaces {
                 let Some((endpoint, interface)) = spec.split_once('=') else {
                     eprintln!("error: --interface `{spec}` is not NS/POD=IFNAME");
@@ -321,7 +338,7 @@ fn main() -> ExitCode {
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
         }
-        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json } => {
+        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json, attach } => {
             let options = AgentOptions {
                 node: node.clone(),
                 bundle: bundle.clone(),
@@ -332,6 +349,7 @@ fn main() -> ExitCode {
                 batch: std::time::Duration::from_millis(*batch_ms),
                 metrics: *metrics_address,
                 json_logs: *log_json,
+                attach: *attach,
             };
             bpffs::ensure_mounted(&cli.bpffs)
                 .and_then(|()| agent::run(options).map_err(LoaderError::Agent))

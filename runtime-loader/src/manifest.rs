@@ -98,8 +98,14 @@ impl Manifest {
         })?;
         check_layouts(&file.maps)?;
         let files = file.files;
-        for path in files.keys() {
+        for (path, digest) in &files {
             check_path(path)?;
+            // A file cut in pieces is cut after lines: no piece is empty
+            // (an incremental apply compares the lines where pieces meet).
+            let pieces = digest.pieces();
+            if pieces.len() > 1 && pieces.iter().any(|p| p.lines == 0) {
+                return Err(BundleError::Manifest(format!("`{path}` lists a piece of no lines")));
+            }
         }
         let mut endpoints = Vec::new();
         for e in &file.endpoints {

@@ -52,7 +52,7 @@ impl Paths {
         self.bodies().join(short.join("-"))
     }
 
-    /// Directory of the pinned tcx links.
+    /// Directory of the pinned tcx links and tc filters' programs.
     pub fn links(&self) -> PathBuf {
         self.root.join("links")
     }

@@ -17,7 +17,8 @@ pub struct Status {
     pub generation: Option<(u32, u32)>,
     /// Entries per generation of the policy-bearing maps.
     pub fill: BTreeMap<String, [usize; 2]>,
-    /// Pinned links present, by file name.
+    /// Pinned links (tcx links, or the programs of tc filters) present, by
+    /// file name.
     pub links: Vec<String>,
 }
 

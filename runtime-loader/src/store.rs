@@ -5,13 +5,17 @@
 //! from here the old side of the pieces that changed, and adds the pieces
 //! it read from the new bundle: the copy costs what changed too.
 //!
-//! Every piece of a generation the record knows is here; a piece that is
-//! missing or does not match its digest makes the apply read the live maps
-//! instead.
+//! Beside each generation's manifest, its [`References`]: which rule
+//! cookies and identities its tables list and how many entries name each.
+//!
+//! Every piece of a generation the record knows is here; a piece or an
+//! index that is missing or does not match its digest makes the apply read
+//! the bundle whole and the live maps instead.
 
 use crate::error::LoaderError;
-use crate::manifest::{self, Manifest, Piece, ENDPOINTS_FILE, IPCACHE_FILE, RULES_FILE};
+use crate::manifest::{self, Manifest, Piece, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use crate::paths::Paths;
+use crate::references::References;
 use std::collections::BTreeSet;
 
 fn record_error(what: &str, path: &std::path::Path, e: std::io::Error) -> LoaderError {
@@ -43,10 +47,10 @@ pub fn read_piece(paths: &Paths, file: &str, piece: &Piece) -> Option<String> {
     manifest::checked_text(file, file, piece, bytes).ok()
 }
 
-/// The text files an apply diffs: the ipcache, endpoints and rules files,
-/// and every policy file.
+/// The text files an apply diffs: the ipcache, endpoints, rules and
+/// identities files, and every policy file.
 pub fn diffed_files(m: &Manifest) -> BTreeSet<&str> {
-    let fixed = [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE].into_iter();
+    let fixed = [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE, IDENTITIES_FILE].into_iter();
     fixed.chain(m.endpoints.iter().map(|e| e.policy_file.as_str())).collect()
 }
 
@@ -75,6 +79,23 @@ pub fn read_manifest(paths: &Paths, generation: u8, hash: &str) -> Option<Manife
     let text = std::fs::read_to_string(paths.generation_copy(generation)).ok()?;
     let m = Manifest::parse(&paths.state, text).ok()?;
     (m.hash == hash).then_some(m)
+}
+
+/// Where the [`References`] of generation `generation` are kept.
+fn references_path(paths: &Paths, generation: u8) -> std::path::PathBuf {
+    paths.state.join(format!("generation-{generation}.references"))
+}
+
+/// Keeps `index` as the references of generation `generation`, which
+/// holds the bundle of manifest hash `hash`.
+pub fn save_references(paths: &Paths, generation: u8, hash: &str, index: &References) -> Result<(), LoaderError> {
+    write_whole(&references_path(paths, generation), index.text(hash).as_bytes())
+}
+
+/// The kept references of generation `generation`, if they are there and
+/// are those of the bundle of manifest hash `hash`.
+pub fn read_references(paths: &Paths, generation: u8, hash: &str) -> Option<References> {
+    References::parse(&std::fs::read_to_string(references_path(paths, generation)).ok()?, hash)
 }
 
 /// Removes every stored piece that none of `kept` holds.

@@ -31,8 +31,11 @@ pub fn uninstall_waiting(paths: &Paths, wait: &LockWait) -> Result<Removed, Load
         v.sort();
         v
     };
-    for pin in list(&paths.links()) {
-        attach::detach(&pin)?;
+    let pins = list(&paths.links());
+    // Where the pinned filters' programs run, read once for all pins.
+    let filters = if pins.is_empty() { attach::FilterIndex::default() } else { attach::FilterIndex::read()? };
+    for pin in pins {
+        attach::detach_anywhere(&pin, &filters)?;
         removed.links.push(pin.display().to_string());
     }
     for layout in policyc_ebpf::abi::MAPS {

@@ -19,7 +19,8 @@ use crate::desired::DesiredState;
 use crate::manifest::BundleEndpoint;
 use policyc_bundle::stem::check_stem;
 use policyc_ebpf::abi::{
-    FAMILY_IPV4, FAMILY_IPV6, IPCACHE_KEY_HEADER_BITS, POLICY_KEY_EXACT_BITS, POLICY_KEY_FULL_BITS,
+    EndpointKey, EndpointValue, FAMILY_IPV4, FAMILY_IPV6, IPCACHE_KEY_HEADER_BITS, POLICY_KEY_EXACT_BITS,
+    POLICY_KEY_FULL_BITS,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -133,12 +134,12 @@ fn canonical_policy(bundle: &Bundle) -> Result<(), BundleError> {
     Ok(())
 }
 
-/// The `endpoints` map lists exactly the manifest endpoints' addresses,
-/// each under its endpoint's id.
-fn endpoint_entries(bundle: &Bundle) -> Result<(), BundleError> {
+/// The `endpoints` map's `entries` list exactly the addresses of
+/// `endpoints` (a manifest's), each under its endpoint's id.
+pub fn endpoint_map(endpoints: &[BundleEndpoint], entries: &[(EndpointKey, EndpointValue)]) -> Result<(), BundleError> {
     let mut unlisted: BTreeMap<IpAddr, &BundleEndpoint> =
-        bundle.endpoints.iter().flat_map(|e| e.addresses.iter().map(move |a| (*a, e))).collect();
-    for (i, (key, value)) in bundle.endpoint_entries.iter().enumerate() {
+        endpoints.iter().flat_map(|e| e.addresses.iter().map(move |a| (*a, e))).collect();
+    for (i, (key, value)) in entries.iter().enumerate() {
         let n = i + 1;
         let ip = address(key.family, &key.addr)
             .ok_or_else(|| refuse(format!("entry {n} of map `endpoints` has family {}", key.family)))?;
@@ -174,7 +175,7 @@ pub fn whole(bundle: &Bundle) -> Result<(), BundleError> {
     entries("policy", &bundle.policy, |_| None)?;
     canonical_ipcache(bundle)?;
     canonical_policy(bundle)?;
-    endpoint_entries(bundle)
+    endpoint_map(&bundle.endpoints, &bundle.endpoint_entries)
 }
 
 /// Checks `desired` as a whole (see the module).

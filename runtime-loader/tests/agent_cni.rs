@@ -11,6 +11,9 @@
 //! directory the test edits. Each step checks real TCP between the pods:
 //!
 //! - a pod's policy is in force from the first probe after its ADD returns;
+//! - the node reaches an ingress-isolated pod (kubelet's probes) from the
+//!   address it picks, which only the agent's reading of the node's own
+//!   addresses maps to `host`;
 //! - relabelling a pod in the cluster directory moves it to the identity of
 //!   its new labels and back;
 //! - a pod deleted (DEL) and re-created with a new address and sandbox is
@@ -56,6 +59,13 @@ fn agent_binds_cni_pods_and_follows_the_cluster() {
     bed.expect("client", "server", true, "first probe after the server's ADD");
     bed.expect("server", "client", true, "client is not isolated");
     eprintln!("ADD of web/server to enforced: {:.1} ms", took.as_secs_f64() * 1000.0);
+    // The node's own addresses are `host`: a probe from the node passes
+    // the server's ingress policy. Its source is ptp's gateway on the
+    // server's veth, an address no Node object lists (the agent finds it).
+    let gateway: serde_json::Value = serde_json::from_str(&bed.pods[2].result).unwrap();
+    let gateway = gateway["ips"][0]["gateway"].as_str().unwrap().to_string();
+    assert_ne!(gateway, format!("10.200.{n}.254"), "the probe's source is not the Node object's address");
+    assert_eq!(bed.probe_from_node("server"), support::netns::Seen::Answered, "from the node (source {gateway})");
 
     // Relabelled: the intruder becomes a client, then an intruder again.
     write_cluster(

@@ -17,6 +17,13 @@
 //! - `tc (cls_bpf)`: `clsact` qdisc, then a filter per hook;
 //! - `tc (cls_bpf), N threads`: the same split among threads.
 //!
+//!
+//! Then the loader itself (`apply` of a compiled bundle from scratch: read
+//! and check, plan, load every stub through the verifier, sync the maps,
+//! attach, switch, finish) with 1 000 pods each on its veth, by `--attach`
+//! mechanism: `tc` (the default) on all of them, `tcx` on
+//! [`TCX_SEQUENTIAL_ENDPOINTS`] (scaled like the tcx row, and marked so).
+//!
 //! The veths are `pcsc<i>` / `pcsc<i>p` (the `scale` helper's prefix),
 //! removed after each row and on any failure.
 
@@ -26,11 +33,14 @@ use aya::programs::links::LinkOrder;
 use aya::programs::tc::{qdisc_add_clsact, NlOptions, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
+use policyc_loader::apply::{apply, ApplyOptions, ApplyReport};
+use policyc_loader::kernel::Mechanism;
+use policyc_loader::uninstall::uninstall;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::require_root;
+use support::{require_root, scratch_paths, TempDir};
 
 /// Endpoints per row (two attaches each).
 const ENDPOINTS: usize = 1_000;
@@ -100,12 +110,6 @@ fn program(ebpf: &mut Ebpf) -> &mut SchedClassifier {
     ebpf.program_mut("empty").expect("`empty` in bench/empty.o").try_into().expect("a classifier")
 }
 
-#[derive(Clone, Copy)]
-enum Mechanism {
-    Tcx,
-    Tc,
-}
-
 /// Attaches `ebpf`'s program to both hooks of each interface of `range`.
 fn attach_all(ebpf: &mut Ebpf, mechanism: Mechanism, range: std::ops::Range<usize>) {
     let prog = program(ebpf);
@@ -145,6 +149,60 @@ fn time(mechanism: Mechanism, endpoints: usize, threads: usize) -> Duration {
     took
 }
 
+/// A cluster of `pods` pods on one node, `p0` a server that admits the
+/// others (role `client`) on TCP 80, in `10.200.64.0/20`.
+fn cluster(pods: usize) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\nstatus:\n  addresses:\n    - type: InternalIP\n      address: 10.200.255.1\n---\n",
+    );
+    for i in 0..pods {
+        let (role, ip) = (if i == 0 { "server" } else { "client" }, format!("10.200.{}.{}", 64 + i / 250, 2 + i % 250));
+        let _ = write!(
+            out,
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: demo\n  labels:\n    role: {role}\n\
+             spec:\n  nodeName: node-a\n  containers:\n    - name: main\n      image: demo\n\
+             status:\n  podIP: {ip}\n  podIPs:\n    - ip: {ip}\n---\n"
+        );
+    }
+    out += "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server\n  namespace: demo\n\
+            spec:\n  endpointSelector:\n    matchLabels:\n      role: server\n  ingress:\n    - fromEndpoints:\n\
+            \x20       - matchLabels:\n            role: client\n      toPorts:\n        - ports:\n\
+            \x20           - port: \"80\"\n              protocol: TCP\n";
+    out
+}
+
+/// `policyc-loader apply` of a bundle of `endpoints` pods from scratch
+/// (nothing pinned) with `mechanism`: its time and report. Uninstalled
+/// and the veths removed afterwards, also on failure.
+fn loader_apply(mechanism: Mechanism, endpoints: usize) -> (Duration, ApplyReport) {
+    let out = TempDir::new("at-bench");
+    let input = out.0.join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("cluster.yaml"), cluster(endpoints)).unwrap();
+    let compiled = TempDir(out.0.join("compiled"));
+    let (_, bundles) = support::compile(&input, &compiled).expect("the cluster compiles");
+    let bundle = compiled.0.join(bundles.keys().next().unwrap());
+    let veths = Veths::new(endpoints);
+    let paths = scratch_paths("at-bench", &out);
+    struct Uninstall<'a>(&'a policyc_loader::paths::Paths);
+    impl Drop for Uninstall<'_> {
+        fn drop(&mut self) {
+            if let Err(e) = uninstall(self.0) {
+                eprintln!("cleanup: uninstall of {} failed: {e}", self.0.root.display());
+            }
+        }
+    }
+    let _installed = Uninstall(&paths);
+    let interfaces = (0..endpoints).map(|i| (format!("demo/p{i}"), Veths::name(i))).collect();
+    let options = ApplyOptions { interfaces, attach: mechanism, ..ApplyOptions::default() };
+    let start = Instant::now();
+    let report = apply(&paths, &bundle, &options).expect("apply from scratch");
+    let took = start.elapsed();
+    drop(veths);
+    (took, report)
+}
+
 #[test]
 #[ignore = "benchmark: cargo xtask bench attach"]
 fn bench_attach() {
@@ -175,6 +233,25 @@ fn bench_attach() {
             took.as_secs_f64(),
             each * (2 * ENDPOINTS) as f64 / 1e3,
             each / baseline
+        );
+    }
+
+    println!();
+    println!("policyc-loader apply from scratch (one server, the others its clients), default RCU");
+    println!("| --attach | endpoints | s | s for {ENDPOINTS} endpoints | phases (ms) |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    for (mechanism, endpoints) in [(Mechanism::Tc, ENDPOINTS), (Mechanism::Tcx, TCX_SEQUENTIAL_ENDPOINTS)] {
+        let (took, report) = loader_apply(mechanism, endpoints);
+        // No generation lists the endpoints: each gets its exact programs
+        // before the switch, and nothing after it.
+        assert_eq!(report.programs.len(), 2 * endpoints, "every endpoint attached once: {:?}", report.programs);
+        let phases: Vec<String> = report.phases.iter().map(|(p, ms)| format!("{p} {ms:.0}")).collect();
+        let scaled = took.as_secs_f64() * ENDPOINTS as f64 / endpoints as f64;
+        let mark = if endpoints == ENDPOINTS { "" } else { " (scaled)" };
+        println!(
+            "| {mechanism:?} | {endpoints} | {:.2} | {scaled:.2}{mark} | {} |",
+            took.as_secs_f64(),
+            phases.join(", ")
         );
     }
 }

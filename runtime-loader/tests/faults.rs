@@ -17,10 +17,13 @@ mod support;
 
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Array, HashMap, Map, MapData};
-use aya::programs::{SchedClassifier, TcAttachType};
 use policyc::emit::{emit, BundleOptions};
 use policyc::pipeline::load;
 use policyc_ebpf::abi::{EndpointKey, IPCACHE_KEY_DATA, POLICY_KEY_DATA};
+use policyc_ebpf::Template;
+use policyc_loader::kernel::aya::AyaKernel;
+use policyc_loader::kernel::Kernel;
+use policyc_loader::manifest::Manifest;
 use policyc_loader::paths::Paths;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -197,9 +200,10 @@ impl Node {
         all.sort();
         let mut hooks = Vec::new();
         for interface in &self.interfaces {
-            for (hook, t) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
-                let (_, programs) = SchedClassifier::query_tcx(interface, t).expect("query tcx");
-                hooks.push((interface.clone(), hook, programs.iter().map(|p| p.id()).collect()));
+            // tcx links and tc filters alike, in the order they run.
+            for (hook, t) in [("ingress", Template::FromContainer), ("egress", Template::ToContainer)] {
+                let programs = AyaKernel::new(paths).attached(interface, t).expect("query the hook");
+                hooks.push((interface.clone(), hook, programs));
             }
         }
         Snapshot {
@@ -467,8 +471,8 @@ fn a_pod_with_the_longest_legal_names_is_compiled_to_pinnable_links_and_applied(
         .collect();
     assert_eq!(links.len(), 2, "{links:?}");
     assert!(links.iter().all(|l| l.len() <= 255 && l.contains('+')), "{links:?}");
-    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-        let (_, programs) = SchedClassifier::query_tcx(&interface, t).expect("query tcx");
+    for t in Template::ALL {
+        let programs = AyaKernel::new(&node.paths).attached(&interface, t).expect("query the hook");
         assert_eq!(programs.len(), 1, "{t:?}");
     }
 }
@@ -594,7 +598,7 @@ impl Drop for Netns {
 
 #[test]
 fn a_pod_reached_only_by_a_default_route_is_refused_naming_it() {
-    let node = Node::new("r");
+    let node = Node::new("dr");
     let before = node.snapshot();
     // A namespace whose only route is a default route over an interface of
     // its own: the pods' addresses are covered by it, and by no host route.
@@ -645,4 +649,315 @@ fn a_bundle_whose_endpoint_lines_miss_an_endpoint_is_refused_with_the_node_uncha
         let stderr = refused(&out, &["has no entry in map `endpoints`"]);
         assert_eq!(node.snapshot(), before, "dry run {dry_run}: a refused bundle changed the node:\n{stderr}");
     }
+}
+
+/// The bundle of `cluster/` without the pod `client`: applied, the client
+/// leaves the node (its links are detached after the switch).
+fn without_client(work: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(data("cluster").join("00-cluster.yaml")).unwrap();
+    let kept: Vec<&str> =
+        text.split("\n---\n").filter(|doc| !(doc.contains("kind: Pod") && doc.contains("name: client\n"))).collect();
+    let input = work.join("without-client-input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("00-cluster.yaml"), kept.join("\n---\n")).unwrap();
+    compile(&[input], &work.join("without-client"))
+}
+
+fn record(paths: &Paths) -> policyc_loader::record::Record {
+    policyc_loader::record::Record::read(paths).unwrap().expect("a record")
+}
+
+/// Program ids on the ingress and egress hooks of `interface` (tcx links
+/// and tc filters alike).
+fn hooks(paths: &Paths, interface: &str) -> [Vec<u32>; 2] {
+    [Template::FromContainer, Template::ToContainer]
+        .map(|t| AyaKernel::new(paths).attached(interface, t).expect("query the hook"))
+}
+
+/// A step after the switch that the kernel refuses (the departed client's
+/// link pin is a directory, so it cannot be opened to detach it) leaves
+/// the new bundle in force: the active generation holds exactly its
+/// entries, the server keeps its programs, the client keeps the programs
+/// it had (they drop what the new generation does not list), and the apply
+/// says so with exit code 3 and the record's `unfinished`. Once the pin is
+/// back to normal, the next apply finishes (exit 0) and detaches the
+/// client.
+#[test]
+fn a_cleanup_the_kernel_refuses_after_the_switch_leaves_the_new_bundle_in_force_and_a_rerun_finishes() {
+    use policyc_loader::maps::Generation;
+    let node = Node::new("igs");
+    let bundle = without_client(&node.work.0);
+    let (client_if, server_if) = (node.interfaces[0].clone(), node.interfaces[1].clone());
+    let server_hooks = hooks(&node.paths, &server_if);
+    let client_hooks = hooks(&node.paths, &client_if);
+    assert!(client_hooks.iter().all(|h| h.len() == 1), "the client runs its programs: {client_hooks:?}");
+
+    // The client's `from` pin (a tcx link, or a tc filter's program) moves
+    // to a path of the test's, which keeps it alive, and its own path
+    // becomes a directory (bpffs has directories; opening one as a pin
+    // fails).
+    let pin = node.paths.link("demo.client", "from");
+    let held = PathBuf::from(format!("/sys/fs/bpf/{}-held-pin", node.root));
+    std::fs::rename(&pin, &held).expect("move the client's pin");
+    std::fs::create_dir(&pin).unwrap();
+    struct Unpin(PathBuf);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let held = Unpin(held);
+
+    let args = |bundle: &Path| {
+        let server = format!("demo/server={server_if}");
+        node.loader(&["apply", bundle.to_str().unwrap(), "--interface", &server])
+    };
+    let out = args(&bundle);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "in force, unfinished: {stderr}");
+    assert!(stderr.contains("endpoint `demo/client` left the bundle but keeps its programs"), "{stderr}");
+
+    // In force: the switch happened, the active generation is the bundle.
+    let r = record(&node.paths);
+    let manifest = policyc_loader::manifest::Manifest::read(&bundle).unwrap();
+    assert_eq!(r.bundle_hash, manifest.hash);
+    assert_eq!(r.unfinished.len(), 1, "{:?}", r.unfinished);
+    let kernel = AyaKernel::new(&node.paths);
+    let state = policyc_loader::kernel::Kernel::read_state(&kernel).unwrap();
+    assert_eq!((state.generation, state.serial), (u32::from(r.generation), r.serial));
+    let whole = policyc_loader::bundle::Bundle::read(&bundle).unwrap();
+    let want = Generation::of_bundle(&whole, r.generation);
+    assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the active generation is the bundle");
+    assert_eq!(hooks(&node.paths, &server_if), server_hooks, "the server's programs run on");
+    assert_eq!(hooks(&node.paths, &client_if), client_hooks, "the client keeps what it ran");
+    let status = node.loader(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("demo/client"), "status names what is unfinished:\n{status}");
+
+    // The pin is back to normal: the next apply finishes.
+    std::fs::remove_dir(&pin).unwrap();
+    std::fs::rename(&held.0, &pin).expect("put the client's pin back");
+    let out = args(&bundle);
+    assert!(out.status.success(), "the rerun finishes: {}", String::from_utf8_lossy(&out.stderr));
+    let r = record(&node.paths);
+    assert!(r.unfinished.is_empty() && !r.endpoints.contains_key("demo/client"), "{r:?}");
+    let want = Generation::of_bundle(&whole, r.generation);
+    assert_eq!(Generation::read_live(&kernel, r.generation).unwrap(), want, "the bundle is in force");
+    assert_eq!(hooks(&node.paths, &server_if), server_hooks);
+    drop(held);
+    // The last reference to a link goes in deferred work: bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let none: [Vec<u32>; 2] = [vec![], vec![]];
+    while hooks(&node.paths, &client_if) != none && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hooks(&node.paths, &client_if), none, "the client's programs are detached");
+}
+
+/// Edits text file `relative` of bundle `dir` line by line and lists it
+/// with its true digest, so that only the content is wrong.
+fn edit_lines(dir: &Path, relative: &str, change: impl FnOnce(&mut Vec<String>)) {
+    let path = dir.join(relative);
+    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(String::from).collect();
+    change(&mut lines);
+    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    support::redigest(dir, relative);
+}
+
+/// Edits the manifest's JSON of bundle `dir`.
+fn edit_manifest(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut json);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}
+
+/// The endpoint of the manifest named `name`.
+fn endpoint<'a>(json: &'a mut serde_json::Value, name: &str) -> &'a mut serde_json::Value {
+    json["endpoints"].as_array_mut().unwrap().iter_mut().find(|e| e["name"] == name).unwrap()
+}
+
+type Corruption = fn(&Path);
+
+/// Every inconsistency the loader checks for, made in a bundle directory
+/// (each file listed with its true digest): `(case, corruption, what the
+/// error says)`.
+const CORRUPTIONS: &[(&str, Corruption, &str)] = &[
+    (
+        "two endpoints with one id",
+        |d| {
+            edit_manifest(d, |j| {
+                let id = endpoint(j, "demo/server")["id"].clone();
+                let c = endpoint(j, "demo/client");
+                c["id"] = id.clone();
+                c["config"]["endpoint_id"] = id;
+            })
+        },
+        "have one id",
+    ),
+    (
+        "two endpoints with one name",
+        |d| edit_manifest(d, |j| endpoint(j, "demo/client")["name"] = "demo/server".into()),
+        "have one name",
+    ),
+    (
+        "two endpoints with one stem",
+        |d| edit_manifest(d, |j| endpoint(j, "demo/client")["stem"] = "demo.server".into()),
+        "have one stem",
+    ),
+    (
+        "two endpoints with one address",
+        |d| {
+            edit_manifest(d, |j| {
+                let a = endpoint(j, "demo/server")["addresses"].clone();
+                endpoint(j, "demo/client")["addresses"] = a;
+            })
+        },
+        "have one address",
+    ),
+    (
+        "a stem with a newline",
+        |d| edit_manifest(d, |j| endpoint(j, "demo/client")["stem"] = "demo.a\nb".into()),
+        "stem",
+    ),
+    (
+        "a stem with a star",
+        |d| edit_manifest(d, |j| endpoint(j, "demo/client")["stem"] = "demo.*".into()),
+        "stem `demo.*`",
+    ),
+    (
+        "identity 0 in the ipcache",
+        |d| edit_lines(d, "maps/ipcache.txt", |l| l[0] = l[0].replacen(" 9 ", " 0 ", 1)),
+        "identity 0",
+    ),
+    (
+        "one prefix twice, with two identities",
+        |d| {
+            edit_lines(d, "maps/ipcache.txt", |l| {
+                let twin = l[0].replacen(" 9 ", " 10 ", 1);
+                l.insert(1, twin);
+            })
+        },
+        "this key is already listed on an earlier line",
+    ),
+    (
+        "an ipcache identity identities.txt does not list",
+        |d| edit_lines(d, "maps/ipcache.txt", |l| l[0] = l[0].replacen(" 9 ", " 11 ", 1)),
+        "is not listed in `maps/identities.txt`",
+    ),
+    (
+        "a prefix with host bits",
+        |d| edit_lines(d, "maps/ipcache.txt", |l| l.insert(0, "0.0.0.9/0 2 world".into())),
+        "has host bits set",
+    ),
+    ("lines out of order", |d| edit_lines(d, "maps/ipcache.txt", |l| l.swap(0, 1)), "out of order"),
+    (
+        "an endpoints line of no endpoint",
+        |d| edit_lines(d, "maps/endpoints.txt", |l| l.push(l[l.len() - 1].replacen("10.200.250.", "10.200.250.2", 1))),
+        "is no address of an endpoint of the manifest",
+    ),
+    (
+        "an endpoint without its line",
+        |d| edit_lines(d, "maps/endpoints.txt", |l| drop(l.remove(0))),
+        "has no entry in map `endpoints`",
+    ),
+    (
+        "a policy entry naming no rule",
+        |d| {
+            let file = Manifest::read(d)
+                .unwrap()
+                .endpoints
+                .iter()
+                .find(|e| e.name == "demo/server")
+                .unwrap()
+                .policy_file
+                .clone();
+            edit_lines(d, &file, |l| {
+                let mut fields: Vec<&str> = l[0].split(' ').collect();
+                fields[4] = "1";
+                l[0] = fields.join(" ");
+            })
+        },
+        "names rule cookie 1",
+    ),
+    (
+        "a policy key with port bits past its prefix",
+        |d| {
+            let file = Manifest::read(d)
+                .unwrap()
+                .endpoints
+                .iter()
+                .find(|e| e.name == "demo/server")
+                .unwrap()
+                .policy_file
+                .clone();
+            edit_lines(d, &file, |l| {
+                let at = l.iter().position(|x| x.contains("/24 ")).unwrap();
+                l[at] = l[at].replacen("/24 ", "/16 ", 1);
+            })
+        },
+        "has bits set after its prefix length",
+    ),
+    (
+        "a format version past u32",
+        |d| edit_manifest(d, |j| j["format_version"] = 4_294_967_301u64.into()),
+        "format version 4294967295 is not supported",
+    ),
+    (
+        "a map file that is a FIFO",
+        |d| {
+            std::fs::remove_file(d.join("maps/rules.txt")).unwrap();
+            assert!(Command::new("mkfifo").arg(d.join("maps/rules.txt")).status().unwrap().success());
+        },
+        "is not a regular file",
+    ),
+];
+
+/// The corruption table on the real kernel: each corrupted bundle is
+/// refused by `apply --dry-run` and by `apply` with exit code 1 and a
+/// message saying what is wrong, and the node (maps of both generations,
+/// pins, the programs on every hook, the record) is byte-identical
+/// afterwards. Each bundle is refused twice over: onto a generation
+/// without a record (the bundle read whole) and onto one whose record and
+/// store hold the intact bundle (an incremental plan, which reads only
+/// what changed).
+#[test]
+fn every_corrupted_bundle_is_refused_by_apply_and_dry_run_with_the_kernel_state_unchanged() {
+    let node = Node::new("igt");
+    let started = Instant::now();
+    for round in ["whole", "incremental"] {
+        if round == "incremental" {
+            // Generation 0 gets the intact new bundle, generation 1 the
+            // old one back: the next apply writes generation 0, from its
+            // record.
+            for bundle in [&node.new, &node.old] {
+                let out = node.apply(bundle);
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        // Which plan the round makes: the intact bundle, dry run.
+        let mut args = vec!["--json".to_string()];
+        args.extend(node.apply_args(&node.new));
+        args.push("--dry-run".into());
+        let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        let source = if round == "whole" { "live maps" } else { "record" };
+        assert_eq!(report["diffed_against"], source, "{round}: {report}");
+        let before = node.snapshot();
+        for (case, corrupt, needle) in CORRUPTIONS {
+            let bad = node.copy_of_new(&format!("{round}-{}", case.replace(' ', "-")));
+            corrupt(&bad);
+            for dry_run in [true, false] {
+                let mut args = node.apply_args(&bad);
+                if dry_run {
+                    args.push("--dry-run".into());
+                }
+                let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                let stderr = refused(&out, &[needle]);
+                assert_eq!(out.status.code(), Some(1), "{round} {case}: refused is exit code 1:\n{stderr}");
+                assert_eq!(node.snapshot(), before, "{round} {case} (dry run {dry_run}) changed the node:\n{stderr}");
+            }
+        }
+    }
+    eprintln!("{} corruptions, twice each, in {:?}", CORRUPTIONS.len(), started.elapsed());
 }

@@ -72,6 +72,7 @@ fn stored(out: &Path, dir: &Path) -> (Paths, Manifest) {
     let m = Manifest::read(dir).unwrap();
     store::save_bundle(&paths, &m).unwrap();
     store::save_manifest(&paths, 1, &m).unwrap();
+    store::save_references(&paths, 1, &m.hash, &Bundle::read(dir).unwrap().references()).unwrap();
     let kept = store::read_manifest(&paths, 1, &m.hash).expect("the kept manifest reads back");
     (paths, kept)
 }
@@ -186,4 +187,129 @@ fn a_piece_missing_from_the_store_sends_the_plan_to_the_live_maps() {
     std::fs::remove_dir_all(paths.pieces()).unwrap();
     let new = Manifest::read(&changed).unwrap();
     assert!(incremental::plan(&paths, &old, &new, 1).unwrap().is_none());
+}
+
+#[test]
+fn a_missing_reference_index_sends_the_plan_to_the_live_maps() {
+    let out = TempDir::new("incremental-no-index");
+    let base = bundle(&out.0, "base", &manifests(12, 500, "client", false));
+    let changed = bundle(&out.0, "changed", &manifests(13, 500, "client", false));
+    let (paths, old) = stored(&out.0, &base);
+    std::fs::remove_file(paths.state.join("generation-1.references")).unwrap();
+    let new = Manifest::read(&changed).unwrap();
+    assert!(incremental::plan(&paths, &old, &new, 1).unwrap().is_none());
+}
+
+/// Gives every text file `dir`'s manifest lists its true digest and pieces.
+fn redigest(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let mut json = policyc_bundle::manifest::Manifest::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (file, digest) in json.files.iter_mut() {
+        if digest.lines.is_some() {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            *digest = policyc_bundle::digest::text_digest(&text, policyc_bundle::digest::Digests::Sha256);
+        }
+    }
+    std::fs::write(&path, json.to_json()).unwrap();
+}
+
+/// Edits file `file` of bundle `dir` by `change` and redigests the bundle.
+fn edited(dir: &Path, file: &str, change: impl FnOnce(Vec<String>) -> Vec<String>) {
+    let path = dir.join(file);
+    let lines = std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect();
+    std::fs::write(&path, change(lines).iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    redigest(dir);
+}
+
+/// Each inconsistency a whole read refuses, placed where an incremental
+/// plan reads only part of it (a changed piece against an unchanged one,
+/// a changed policy line against the rule table, a changed `endpoints.txt`
+/// against the manifest), is refused by the plan too, with the message
+/// naming the file (and line) at fault.
+#[test]
+fn an_incremental_plan_refuses_what_a_whole_read_refuses() {
+    let out = TempDir::new("incremental-refuses");
+    let base = bundle(&out.0, "base", &manifests(12, 500, "client", false));
+    let text = manifests(13, 500, "client", false);
+    let server = policy_file(&base, "demo/server");
+    let client = policy_file(&base, "demo/client");
+    let rules_of = |dir: &Path, file: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        text.lines().map(|l| l.split(' ').nth(4).unwrap().to_string()).collect()
+    };
+    let client_cookie = rules_of(&base, &client)[0].clone();
+    type Case<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "a key of a changed piece repeats the last key of the unchanged piece before it",
+            Box::new(|dir: &Path| {
+                let new = Manifest::read(dir).unwrap();
+                let old = Manifest::read(&base).unwrap();
+                let (old_pieces, new_pieces) =
+                    (old.digest(&server).unwrap().pieces(), new.digest(&server).unwrap().pieces());
+                let known: Vec<&String> = old_pieces.iter().map(|p| &p.sha256).collect();
+                // The first changed piece after an unchanged one.
+                let at = (1..new_pieces.len())
+                    .find(|&i| !known.contains(&&new_pieces[i].sha256) && known.contains(&&new_pieces[i - 1].sha256))
+                    .expect("a changed piece after an unchanged one");
+                let line: usize = new_pieces[..at].iter().map(|p| p.lines).sum();
+                edited(dir, &server, |mut lines| {
+                    let twin = lines[line - 1].replacen(" allow ", " deny ", 1);
+                    lines.insert(line, twin);
+                    lines
+                });
+            }),
+            "this key is already listed on an earlier line",
+        ),
+        (
+            "a changed policy line names a cookie rules.txt does not list",
+            Box::new(|dir: &Path| {
+                edited(dir, &server, |mut lines| {
+                    let mut fields: Vec<String> = lines[0].split(' ').map(str::to_string).collect();
+                    fields[4] = "1".into();
+                    lines[0] = fields.join(" ");
+                    lines
+                })
+            }),
+            "which `maps/rules.txt` does not list",
+        ),
+        (
+            "rules.txt drops a rule that an unchanged policy file names",
+            Box::new(|dir: &Path| {
+                let cookie = client_cookie.clone();
+                edited(dir, "maps/rules.txt", move |lines| {
+                    lines.into_iter().filter(|l| !l.starts_with(&format!("{cookie} "))).collect()
+                })
+            }),
+            "does not list rule cookie",
+        ),
+        (
+            "identities.txt drops an identity that an unchanged ipcache entry names",
+            Box::new(|dir: &Path| {
+                edited(dir, "maps/identities.txt", |lines| lines.into_iter().filter(|l| !l.starts_with("9 ")).collect())
+            }),
+            "is not listed in `maps/identities.txt`",
+        ),
+        (
+            "endpoints.txt loses the line of an endpoint of the manifest",
+            Box::new(|dir: &Path| edited(dir, "maps/endpoints.txt", |lines| lines[1..].to_vec())),
+            "has no entry in map `endpoints`",
+        ),
+    ];
+    for (i, (what, corrupt, message)) in cases.into_iter().enumerate() {
+        let dir = bundle(&out.0, &format!("case-{i}"), &text);
+        corrupt(&dir);
+        let state = TempDir(out.0.join("state"));
+        let (paths, old) = stored(&out.0, &base);
+        let new = Manifest::read(&dir).unwrap_or_else(|e| panic!("{what}: the manifest reads ({e})"));
+        let whole = Bundle::read(&dir).map(drop).expect_err(what).to_string();
+        let err = match incremental::plan(&paths, &old, &new, 1) {
+            Err(e) => e.to_string(),
+            Ok(Some(_)) => panic!("{what}: planned (a whole read refuses it: {whole})"),
+            Ok(None) => panic!("{what}: sent to a whole read"),
+        };
+        assert!(err.contains(message), "{what}: {err}");
+        assert!(whole.contains(message) || what.contains("rules.txt drops"), "{what}: whole read: {whole}");
+        drop(state);
+    }
 }

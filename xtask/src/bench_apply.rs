@@ -28,6 +28,10 @@
 //! ext4 every record write, a file replaced, costs a writeback. A timed apply starts after [`GRACE`], so that it does not wait
 //! for the previous apply's switch grace (which only back-to-back applies
 //! pay). Best of [`RUNS`] for (a) and (b).
+//!
+//! With `POLICYC_BENCH_BASELINE_LOADER=<policyc-loader of another build>`,
+//! the one-rule apply is timed again with that loader and then with this
+//! one, each from its own `--reconcile` of the base, and the ratio shown.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -425,6 +429,15 @@ pub fn run(quick: bool) -> Result<(), String> {
     let pod = compile(&policyc, &work.join("pod"), &changes_cluster(false, true))?;
     let entries = policy_entries(&base)?;
     let rule_change = time_change(&loader_bin, &state, &base, &rule)?;
+    // Another loader build to compare the one-rule apply with, in the same
+    // run (a loader of another commit, built as this one is).
+    let baseline = match std::env::var_os("POLICYC_BENCH_BASELINE_LOADER") {
+        Some(other) => Some((
+            time_change(Path::new(&other), &state, &base, &rule)?,
+            time_change(&loader_bin, &state, &base, &rule)?,
+        )),
+        None => None,
+    };
     let pod_change = time_change(&loader_bin, &state, &base, &pod)?;
     sh(loader(&loader_bin, ROOT, &state).arg("uninstall"))?;
 
@@ -459,6 +472,19 @@ pub fn run(quick: bool) -> Result<(), String> {
         let shown = took.map_or("-".to_string(), |d| format!("{:.1}", ms(d)));
         println!("{:<46}  {shown:>10}", format!("{restore} --noflush"));
     }
+    if let Some((other, this)) = &baseline {
+        println!(
+            "\none rule added, POLICYC_BENCH_BASELINE_LOADER then this loader (best of {RUNS} each): \
+             process {:.2} ms vs {:.2} ms (x{:.2}), in-process {:.2} ms vs {:.2} ms (x{:.2})",
+            ms(other.took),
+            ms(this.took),
+            this.took.as_secs_f64() / other.took.as_secs_f64(),
+            ms(other.in_process()),
+            ms(this.in_process()),
+            this.in_process().as_secs_f64() / other.in_process().as_secs_f64()
+        );
+        println!("phases of the baseline's one-rule apply (ms): {}", other.phases());
+    }
     println!("\nphases of the one-rule apply (ms): {}", rule_change.phases());
     println!("phases of the one-pod apply (ms): {}", pod_change.phases());
     let (scratch, expedited) = scratch;
@@ -471,7 +497,7 @@ pub fn run(quick: bool) -> Result<(), String> {
         );
         println!("phases (ms): {}", applied.phases());
         if let Some(each) = per_attach(applied) {
-            println!("tcx attaches: {each:.2} ms each");
+            println!("attaches (the loader's default, tc filters): {each:.2} ms each");
         }
     }
     println!(

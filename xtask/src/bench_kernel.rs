@@ -10,10 +10,13 @@
 //!   and ipcache size.
 //! - `bench attach` (`runtime-loader/tests/bench_attach.rs`): attaching
 //!   from scratch by mechanism (tcx one after the other, tcx in threads,
-//!   legacy tc cls_bpf) with the kernel's default RCU settings.
+//!   legacy tc cls_bpf) with the kernel's default RCU settings, then the
+//!   loader's own `apply` from scratch of 1 000 endpoints (`--attach tc`;
+//!   `--attach tcx` on 100, scaled).
 //! - `bench agent` (`runtime-loader/tests/agent_bench.rs`, needs
 //!   `containernetworking-plugins`): a pod's CNI ADD to its policy in
-//!   force at 100 local pods, and the agent's resident memory.
+//!   force at 100 local pods, one series per `run --attach` mechanism
+//!   (tcx first, the baseline), and the agent's resident memory.
 
 /// Each kernel benchmark's name on the command line and its ignored test.
 const KERNEL_BENCHES: &[(&str, &str)] =

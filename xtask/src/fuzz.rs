@@ -7,7 +7,11 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The targets, in the order they run (`fuzz/Cargo.toml` declares them).
-const TARGETS: [&str; 6] = ["yaml", "manifests", "selector", "ir", "bundle", "loader"];
+const TARGETS: [&str; 7] = ["yaml", "manifests", "selector", "ir", "bundle", "loader", "cni_netconf"];
+
+/// The recorded network configurations (the `ptp` plugin's results as
+/// `prevResult`) that seed the `cni_netconf` corpus.
+const NETCONF_DIR: &str = "cni/tests/data/netconf";
 
 /// Folders whose `.yaml`, `.yml` and `.json` files seed the `yaml` and
 /// `manifests` corpora.
@@ -154,6 +158,17 @@ fn seed(root: &Path, fuzz: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&corpus).map_err(|e| format!("cannot create `{}`: {e}", corpus.display()))?;
     for (i, query) in SELECTOR_SEEDS.iter().enumerate() {
         std::fs::write(corpus.join(format!("seed-{i}")), query).map_err(|e| format!("cannot write a seed: {e}"))?;
+    }
+    let corpus = fuzz.join("corpus").join("cni_netconf");
+    std::fs::create_dir_all(&corpus).map_err(|e| format!("cannot create `{}`: {e}", corpus.display()))?;
+    let mut netconfs = Vec::new();
+    collect(&root.join(NETCONF_DIR), &mut netconfs);
+    if netconfs.is_empty() {
+        return Err(format!("no seeds for `cni_netconf` in `{NETCONF_DIR}`"));
+    }
+    for path in &netconfs {
+        let name = format!("seed-{}", path.file_name().unwrap_or_default().to_string_lossy());
+        std::fs::copy(path, corpus.join(name)).map_err(|e| format!("cannot copy `{}`: {e}", path.display()))?;
     }
     let corpus = fuzz.join("corpus").join("bundle");
     std::fs::create_dir_all(&corpus).map_err(|e| format!("cannot create `{}`: {e}", corpus.display()))?;

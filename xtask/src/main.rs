@@ -31,7 +31,8 @@ commands:
           (--quick: 100)
   bench attach
           (root) attach from scratch to both hooks of 1000 veths: tcx one
-          after the other, tcx in threads, legacy tc (cls_bpf), default RCU
+          after the other, tcx in threads, legacy tc (cls_bpf), default RCU;
+          then policyc-loader apply from scratch of 1000 endpoints by --attach
   bench analysis [--quick]
           time and peak memory of connectivity, graph, diff and explain
           (release policyc) at 1k, 3k and 10k pods, beside compile of the

@@ -14,6 +14,7 @@ use policyc_ir::eval::{eval, Decision, Party, Query};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Peer, Peers, PortSpec};
 use policyc_ir::protocol::{PortRange, Protocol};
+use policyc_ir::tier::TierPeer;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -222,6 +223,13 @@ pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
             }
         }
     }
+    for rule in cluster.tier_policies.iter().flat_map(|p| &p.rules) {
+        for m in rule.ports.iter().flatten() {
+            if let PortSpec::Range(r) = m.ports {
+                add(m.protocol, r.lo, r.hi);
+            }
+        }
+    }
     for e in &cluster.endpoints {
         for np in &e.named_ports {
             add(Some(np.protocol), np.port, np.port);
@@ -235,7 +243,8 @@ pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
 /// `remote-node`, never matched by a CIDR rule: "By default, CIDR-based
 /// selectors do not match in-cluster entities (pods or nodes)",
 /// <https://docs.cilium.io/en/stable/security/policy/language/>), so each
-/// is cut out of the segments.
+/// is cut out of the segments. The API server's addresses outside the
+/// cluster are segments of their own.
 pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
     let mut prefixes: Vec<Cidr> = Vec::new();
     for policy in &cluster.policies {
@@ -250,7 +259,15 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
             }
         }
     }
+    for peer in cluster.tier_policies.iter().flat_map(|p| &p.rules).flat_map(|r| &r.peers) {
+        if let TierPeer::Networks(cidrs) = peer {
+            prefixes.extend(cidrs.iter().copied());
+        }
+    }
     prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));
+    // An API server address outside the cluster is `world` and
+    // `kube-apiserver` at once (`policyc_ir::reserved`): its own segment.
+    prefixes.extend(cluster.apiserver.iter().map(|ip| Cidr::host(*ip)));
     let node_ips: BTreeSet<IpAddr> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
     prefixes.extend(node_ips.iter().map(|ip| Cidr::host(*ip)));
     let mut out = Vec::new();

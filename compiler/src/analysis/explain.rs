@@ -17,6 +17,7 @@ use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
+use policyc_ir::tier::TierAction;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -74,7 +75,8 @@ pub struct Explanation {
     pub labels: Vec<String>,
     /// Named ports, `name=PROTO/port`.
     pub named_ports: Vec<String>,
-    /// The policies that select it, in input order.
+    /// The policies that select it, in input order; then the admin and
+    /// baseline policies that do.
     pub selected_by: Vec<Selection>,
     /// Per direction (ingress, egress): the policies that isolate it.
     pub isolated_by: [Vec<PolicyRef>; 2],
@@ -90,6 +92,17 @@ fn rule_kind(direction: Direction, action: Action) -> &'static str {
         (Direction::Egress, Action::Allow) => "egress",
         (Direction::Ingress, Action::Deny) => "ingressDeny",
         (Direction::Egress, Action::Deny) => "egressDeny",
+    }
+}
+
+fn tier_rule_kind(direction: Direction, action: TierAction) -> &'static str {
+    match (direction, action) {
+        (Direction::Ingress, TierAction::Allow) => "ingress Allow",
+        (Direction::Ingress, TierAction::Deny) => "ingress Deny",
+        (Direction::Ingress, TierAction::Pass) => "ingress Pass",
+        (Direction::Egress, TierAction::Allow) => "egress Allow",
+        (Direction::Egress, TierAction::Deny) => "egress Deny",
+        (Direction::Egress, TierAction::Pass) => "egress Pass",
     }
 }
 
@@ -116,12 +129,24 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         }
         selected_by.push(Selection { policy: citations.policy_ref(p, None), isolates, rules });
     }
+    // Admin and baseline policies select without isolating; their rules
+    // are counted by direction and action.
+    for (t, policy) in cluster.tier_policies.iter().enumerate() {
+        if !policy.subject.matches(&e.labels) {
+            continue;
+        }
+        let mut rules = BTreeMap::new();
+        for r in &policy.rules {
+            *rules.entry(tier_rule_kind(r.direction, r.action)).or_default() += 1;
+        }
+        selected_by.push(Selection { policy: citations.tier_policy_ref(t), isolates: Vec::new(), rules });
+    }
 
     // Judged per class: the other endpoints' classes and the outside
     // segments as the engine groups them, each pair of runs once.
     let mut engine = Engine::new(cluster, &[]);
     let me = engine.class_of(index);
-    let my_node = e.node.as_deref();
+    let my_node = e.node.as_deref().and_then(|name| cluster.nodes.iter().position(|n| n.name == name));
     let mut grouped: HashMap<(Option<RunsId>, Option<RunsId>), Vec<ReasonedPorts>> = HashMap::new();
     let mut reasons: HashMap<DecisionId, Reason> = HashMap::new();
     let (mut reached_by, mut reaches) = (Vec::new(), Vec::new());
@@ -129,9 +154,8 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
     for (i, _) in cluster.endpoints_with_ids().filter(|&(i, _)| i != index) {
         peers.push((Side::Endpoint(i), [PeerKey::Class(engine.class_of(i)), PeerKey::Class(me)]));
     }
-    for (n, node) in cluster.nodes.iter().enumerate() {
-        let local = my_node == Some(node.name.as_str());
-        peers.push((Side::Node(n), [PeerKey::Node { local }; 2]));
+    for n in 0..cluster.nodes.len() {
+        peers.push((Side::Node(n), [engine.node_peer(n, my_node); 2]));
     }
     let segments = engine.segments().to_vec();
     for (s, &(a, b)) in segments.iter().enumerate() {

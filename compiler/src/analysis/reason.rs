@@ -9,6 +9,7 @@ use crate::pipeline::Loaded;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::eval::Decision;
 use policyc_ir::ids::{PolicyId, RuleRef};
+use policyc_ir::tier::TierRuleRef;
 use serde_json::{json, Value};
 
 /// A policy, or one rule of it, with where it is written.
@@ -43,13 +44,49 @@ pub struct Citations<'a> {
     cluster: &'a Cluster,
     locations: &'a [Location],
     spans: &'a [PolicySpans],
+    tier_locations: &'a [Location],
+    tier_rule_positions: &'a [Vec<crate::front::yaml::Pos>],
 }
 
 impl<'a> Citations<'a> {
     /// The citations of `loaded`'s policies.
     pub fn new(loaded: &'a Loaded) -> Self {
         let cluster = &loaded.lowered.cluster;
-        Citations { cluster, locations: &loaded.lowered.policy_locations, spans: &loaded.lowered.policy_spans }
+        Citations {
+            cluster,
+            locations: &loaded.lowered.policy_locations,
+            spans: &loaded.lowered.policy_spans,
+            tier_locations: &loaded.lowered.tier_locations,
+            tier_rule_positions: &loaded.lowered.tier_rule_positions,
+        }
+    }
+
+    /// Admin or baseline policy `policy` (its position in
+    /// `tier_policies`) with where it is written; the policy names its
+    /// tier and priority (`AdminNetworkPolicy a (admin tier, priority 10)`).
+    pub fn tier_policy_ref(&self, policy: usize) -> PolicyRef {
+        let p = &self.cluster.tier_policies[policy];
+        let location = self.tier_locations.get(policy);
+        PolicyRef {
+            policy: format!("{p} ({} tier, priority {})", p.tier.name(), p.priority),
+            rule: None,
+            file: location.and_then(|l| l.file.clone()),
+            line: location.and_then(|l| l.pos).map(|pos| pos.line),
+            rule_line: None,
+        }
+    }
+
+    /// Rule `r` of an admin or baseline policy with where it is written;
+    /// the rule names its name and action (`spec.ingress[0] "deny-web"
+    /// (Deny)`).
+    pub fn tier_rule_ref(&self, r: TierRuleRef) -> PolicyRef {
+        let rule = &self.cluster.tier_policies[r.policy].rules[r.rule];
+        let named = rule.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        PolicyRef {
+            rule: Some(format!("{}{named} ({})", rule.path, rule.action.name())),
+            rule_line: self.tier_rule_positions.get(r.policy).and_then(|ps| ps.get(r.rule)).map(|pos| pos.line),
+            ..self.tier_policy_ref(r.policy)
+        }
     }
 
     /// The cluster whose policies these are.
@@ -81,6 +118,13 @@ impl<'a> Citations<'a> {
             Decision::Denied(rs) => Reason::new(Verdict::Deny, rules(rs)),
             Decision::DefaultDeny(ps) => {
                 Reason::new(Verdict::DefaultDeny, ps.iter().map(|&p| self.policy_ref(p, None)).collect())
+            }
+            Decision::TierAllowed(r) => Reason::new(Verdict::Allow, vec![self.tier_rule_ref(*r)]),
+            Decision::TierDenied(r) => Reason::new(Verdict::Deny, vec![self.tier_rule_ref(*r)]),
+            Decision::Passed { by, then } => {
+                let mut reason = self.reason(then);
+                reason.passed.insert(0, self.tier_rule_ref(*by));
+                reason
             }
         }
     }
@@ -132,12 +176,15 @@ pub struct Reason {
     /// For [`Verdict::Absent`]: the endpoints of the connection that are
     /// not in this tree.
     pub missing: Vec<String>,
+    /// The `Pass` rules of admin (or baseline) tiers the traffic went
+    /// through before the tier that decided, in order.
+    pub passed: Vec<PolicyRef>,
 }
 
 impl Reason {
     /// A reason with no missing endpoints.
     pub fn new(verdict: Verdict, by: Vec<PolicyRef>) -> Self {
-        Reason { verdict, by, missing: Vec::new() }
+        Reason { verdict, by, missing: Vec::new(), passed: Vec::new() }
     }
 }
 
@@ -159,17 +206,19 @@ pub fn policy_text(p: &PolicyRef) -> String {
 /// A decision in words: `allowed by ...`, `denied: isolated by ... and no rule allows it`.
 pub fn reason_text(r: &Reason) -> String {
     let by = r.by.iter().map(policy_text).collect::<Vec<_>>().join("; ");
-    match r.verdict {
-        Verdict::Absent => {
-            let names: Vec<String> = r.missing.iter().map(|m| format!("`{m}`")).collect();
-            format!("no such connection: {} not in this tree", names.join(" and "))
+    let passed = r.passed.iter().map(|p| format!("passed by {}, then ", policy_text(p))).collect::<String>();
+    passed
+        + &match r.verdict {
+            Verdict::Absent => {
+                let names: Vec<String> = r.missing.iter().map(|m| format!("`{m}`")).collect();
+                format!("no such connection: {} not in this tree", names.join(" and "))
+            }
+            Verdict::NotIsolated => "allowed: no policy isolates this direction".to_string(),
+            Verdict::Allow => format!("allowed by {by}"),
+            Verdict::Redirect => format!("allowed through the L7 proxy by {by}"),
+            Verdict::Deny => format!("denied by {by}"),
+            Verdict::DefaultDeny => format!("denied: isolated by {by}, and no rule allows it"),
         }
-        Verdict::NotIsolated => "allowed: no policy isolates this direction".to_string(),
-        Verdict::Allow => format!("allowed by {by}"),
-        Verdict::Redirect => format!("allowed through the L7 proxy by {by}"),
-        Verdict::Deny => format!("denied by {by}"),
-        Verdict::DefaultDeny => format!("denied: isolated by {by}, and no rule allows it"),
-    }
 }
 
 /// A policy reference as JSON: `{policy, rule, file, line, rule_line}`
@@ -178,13 +227,18 @@ pub fn policy_json(p: &PolicyRef) -> Value {
     json!({"policy": p.policy, "rule": p.rule, "file": p.file, "line": p.line, "rule_line": p.rule_line})
 }
 
-/// A reason as JSON: `{verdict, missing, by}`.
+/// A reason as JSON: `{verdict, missing, by}`, and `passed` when a `Pass`
+/// rule led to the deciding tier.
 pub fn reason_json(r: &Reason) -> Value {
-    json!({
+    let mut value = json!({
         "verdict": r.verdict.name(),
         "missing": r.missing,
         "by": r.by.iter().map(policy_json).collect::<Vec<_>>(),
-    })
+    });
+    if !r.passed.is_empty() {
+        value["passed"] = json!(r.passed.iter().map(policy_json).collect::<Vec<_>>());
+    }
+    value
 }
 
 #[cfg(test)]

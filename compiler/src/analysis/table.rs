@@ -39,9 +39,14 @@ pub struct Table<'a> {
     /// Per (class, segment): from the class, to the class.
     to_segment: Vec<u32>,
     from_segment: Vec<u32>,
-    /// Per (class, local node or not): to the node, from the node.
+    /// Per (class, node class, local node or not): to the node, from the
+    /// node.
     to_node: Vec<u32>,
     from_node: Vec<u32>,
+    /// Per node: its node class.
+    node_class: Vec<usize>,
+    /// The number of node classes, twice (local and remote).
+    node_keys: usize,
 }
 
 /// Interns what is allowed for a pair of runs.
@@ -118,7 +123,7 @@ impl<'a> Table<'a> {
         let mut engine = Engine::new(cluster, externals);
         engine.fill();
         let (classes, segments) = (engine.classes(), engine.segments().len());
-        let node_keys = if cluster.nodes.is_empty() { 0 } else { 2 };
+        let node_keys = 2 * engine.node_classes();
         let table = |dir: Direction| -> Vec<&[RunsId]> {
             (0..classes).map(|c| engine.table_of(c, dir).expect("every class is judged")).collect()
         };
@@ -168,6 +173,7 @@ impl<'a> Table<'a> {
                 .map(|(s, &(a, b))| (peer_name(cluster, &Side::Addresses(a, b)), Listed::Segment(s))),
         );
         peers.sort_by(|a, b| a.0.cmp(&b.0));
+        let node_class = (0..cluster.nodes.len()).map(|n| engine.node_class_of(n)).collect();
         Table {
             cluster,
             peers,
@@ -179,6 +185,8 @@ impl<'a> Table<'a> {
             from_segment,
             to_node,
             from_node,
+            node_class,
+            node_keys,
         }
     }
 
@@ -187,16 +195,18 @@ impl<'a> Table<'a> {
     /// `keep` filters on the two peers' indices.
     fn for_each_row(&self, keep: &dyn Fn(usize, usize) -> bool, f: &mut dyn FnMut(usize, usize, u32)) {
         let (classes, segments) = (self.classes, self.segments.len());
-        let local = |node: Option<usize>, n: usize| usize::from(node != Some(n));
+        let node_key = |c: usize, node: Option<usize>, n: usize| {
+            c * self.node_keys + 2 * self.node_class[n] + usize::from(node != Some(n))
+        };
         for (si, (_, src)) in self.peers.iter().enumerate() {
             for (di, (_, dst)) in self.peers.iter().enumerate() {
                 let id = match (*src, *dst) {
                     (Listed::Endpoint(s, cs, _), Listed::Endpoint(t, ct, _)) if s != t => {
                         self.between[cs * classes + ct]
                     }
-                    (Listed::Endpoint(_, cs, node), Listed::Node(n)) => self.to_node[cs * 2 + local(node, n)],
+                    (Listed::Endpoint(_, cs, node), Listed::Node(n)) => self.to_node[node_key(cs, node, n)],
                     (Listed::Endpoint(_, cs, _), Listed::Segment(s)) => self.to_segment[cs * segments + s],
-                    (Listed::Node(n), Listed::Endpoint(_, ct, node)) => self.from_node[ct * 2 + local(node, n)],
+                    (Listed::Node(n), Listed::Endpoint(_, ct, node)) => self.from_node[node_key(ct, node, n)],
                     (Listed::Segment(s), Listed::Endpoint(_, ct, _)) => self.from_segment[ct * segments + s],
                     _ => continue,
                 };

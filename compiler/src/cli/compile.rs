@@ -68,9 +68,18 @@ pub fn run(args: &CompileArgs) -> u8 {
 fn fail(loaded: Option<&Loaded>, e: CompileError, format: Format) -> u8 {
     let machine = format != Format::Human;
     match (e, loaded) {
-        (CompileError::Rejected(_), Some(loaded)) => {
+        (CompileError::Rejected(rejected), Some(loaded)) => {
+            // What the build itself refused (E0350: admin tiers the
+            // datapath does not enforce) is not among the input's
+            // diagnostics, which were shown already in human form.
+            let extra: Vec<_> = rejected.diagnostics.into_iter().filter(|d| !loaded.diagnostics.contains(d)).collect();
             if machine {
-                report(loaded, format);
+                let mut all = loaded.diagnostics.clone();
+                all.extend(extra);
+                all.sort();
+                print!("{}", render(&all, format, &loaded.input.sources));
+            } else if !extra.is_empty() {
+                eprint!("{}", render(&extra, format, &loaded.input.sources));
             }
             EXIT_ERRORS
         }

@@ -242,8 +242,12 @@ fn lint(args: &LintArgs) -> u8 {
     if args.format == Format::Human {
         let c = &loaded.lowered.cluster;
         let skipped: usize = loaded.input.skipped.values().sum();
+        let tiers = match c.tier_policies.len() {
+            0 => String::new(),
+            n => format!(", {n} admin/baseline policies"),
+        };
         eprintln!(
-            "checked {} object(s) in {} file(s): {} endpoint(s), {} policy spec(s), {} namespace(s); {} object(s) of other kinds skipped",
+            "checked {} object(s) in {} file(s): {} endpoint(s), {} policy spec(s){tiers}, {} namespace(s); {} object(s) of other kinds skipped",
             loaded.input.objects.len(),
             loaded.input.sources.len(),
             c.endpoints.len(),

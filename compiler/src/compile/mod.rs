@@ -22,12 +22,14 @@ pub mod phases;
 mod source_hash;
 mod staging;
 mod stats;
+pub mod tiers;
 
 pub use emit_diagnostic::emit_diagnostic;
 pub use error::{CompileError, EmitFailure, OutputError, PreviousError, RejectedError};
 pub use source_hash::source_hash;
 pub use stats::NodeStats;
 
+use crate::diag::Diagnostic;
 use crate::emit::maps::read_identity_table;
 use crate::emit::write::Written;
 use crate::emit::{emit_each, Bundle, BundleOptions, DEFAULT_POLICY_MAP_CAPACITY};
@@ -158,9 +160,12 @@ impl Checked {
     /// diagnostics fail them under `options.lint`.
     pub fn build(&mut self, options: &CompileOptions) -> Result<Built, CompileError> {
         let loaded = &self.loaded;
-        if crate::lint::fails(loaded, &options.lint) {
-            let diagnostics =
+        let unenforced = tiers::unenforced(loaded);
+        if crate::lint::fails(loaded, &options.lint) || !unenforced.is_empty() {
+            let mut diagnostics: Vec<Diagnostic> =
                 loaded.diagnostics.iter().filter(|d| d.is_error() || options.lint.deny_warnings).cloned().collect();
+            diagnostics.extend(unenforced);
+            diagnostics.sort();
             return Err(CompileError::Rejected(RejectedError { diagnostics }));
         }
         let previous =

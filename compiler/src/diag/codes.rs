@@ -77,6 +77,7 @@ codes! {
     CILIUM_REJECTED_RULE = "E0130", "a Cilium rule combines fields or values that Cilium rejects together";
     END_PORT_IGNORED = "W0131", "`endPort` with a named port, which Cilium ignores";
     EXTENDED_PROTOCOL_NOT_MATCHED = "W0132", "a protocol without ports (VRRP, IGMP) that policyc's datapath does not match: the entry matches nothing";
+    SERVICE_NOT_RESOLVED = "W0133", "a `toServices` entry names no Service of the input, or only Services without selector or endpoints: it selects nothing";
     UNMATCHED_SELECTOR = "W0201", "a selector matches no endpoint of the input";
     UNPROTECTED_POD = "W0202", "a pod is selected by no policy in a namespace where other pods are isolated";
     POLICY_WITHOUT_EFFECT = "W0203", "a policy selects endpoints but neither allows, denies nor isolates anything";
@@ -85,4 +86,17 @@ codes! {
     WORLD_INGRESS_ALL_PORTS = "W0206", "ingress from the whole world is allowed on every port";
     SHADOWED_RULE = "W0207", "an allow rule has no effect: a deny rule or another allow rule of the same policy covers it";
     HOST_NETWORK_ONLY = "W0208", "a policy selects only host-network pods, whose traffic is their node's: it applies to nothing";
+    ADMIN_PRIORITY_OUT_OF_RANGE = "E0150", "an admin policy's `priority` is outside 0-1000";
+    ADMIN_ONE_OF = "E0151", "an admin policy's subject, peer or port sets none, or more than one, of its alternatives";
+    ADMIN_ACTION = "E0152", "an admin policy rule's `action` is not one its kind allows";
+    ADMIN_LIMIT = "E0153", "an admin policy's list or rule name is longer than its CRD allows, or a list that needs an item is empty";
+    ADMIN_NAMED_PORT_WITH_ADDRESSES = "W0154", "an admin egress rule uses a named port together with `networks`, `nodes` or `domainNames` peers: it matches only the rule's pod peers";
+    BASELINE_NAME = "E0155", "a BaselineAdminNetworkPolicy is not named `default`";
+    ADMIN_PORT_RANGE = "E0156", "an admin policy port range does not have `start` below `end`";
+    ADMIN_TIER = "E0157", "a ClusterNetworkPolicy's `tier` is neither `Admin` nor `Baseline`";
+    NAMESPACED_POD_SELECTOR_MISSING = "W0159", "a `pods` subject or peer lacks `namespaceSelector` or `podSelector`, which its CRD requires: read as `{}` (all)";
+    NETWORK_HOST_BITS = "W0160", "a `networks` CIDR has host bits set: read as its network, as `net.ParseCIDR` does";
+    DOMAIN_NAMES_NOT_COMPILABLE = "W0158", "`domainNames` cannot be resolved ahead of time: the peer matches nothing";
+    TIERS_NOT_ENFORCED = "E0350", "the input has admin or baseline policies, which the datapath does not enforce yet";
+    ADMIN_PRIORITY_TIE = "W0209", "two admin policies of one tier and priority match the same traffic: their order is undefined";
 }

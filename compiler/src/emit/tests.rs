@@ -40,6 +40,7 @@ fn cluster() -> Cluster {
             subject: Subject::Endpoints(api),
             default_deny: [true, false],
             requires: [vec![], vec![]],
+            deny_requires: [Vec::new(), Vec::new()],
             rules: vec![
                 Rule {
                     path: "spec.ingress[0]".into(),
@@ -65,6 +66,8 @@ fn cluster() -> Cluster {
                 },
             ],
         }],
+        tier_policies: Vec::new(),
+        apiserver: vec![],
     }
 }
 

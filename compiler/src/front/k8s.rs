@@ -115,9 +115,10 @@ pub fn network_policy(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
         subject: subject?,
         default_deny,
         requires: [Vec::new(), Vec::new()],
+        deny_requires: [Vec::new(), Vec::new()],
         rules,
     };
-    Some(Body::Policy(vec![SpannedPolicy { policy, spans }]))
+    Some(Body::Policy(vec![SpannedPolicy { policy, spans, services: Vec::new() }]))
 }
 
 /// `[ingress, egress]` from `policyTypes`; `None` if the list is empty

@@ -17,6 +17,9 @@ const READ: &[(&str, &[&str])] = &[
     ("NetworkPolicy", &["networking.k8s.io/v1"]),
     ("CiliumNetworkPolicy", &["cilium.io/v2"]),
     ("CiliumClusterwideNetworkPolicy", &["cilium.io/v2"]),
+    ("AdminNetworkPolicy", &["policy.networking.k8s.io/v1alpha1"]),
+    ("BaselineAdminNetworkPolicy", &["policy.networking.k8s.io/v1alpha1"]),
+    ("ClusterNetworkPolicy", &["policy.networking.k8s.io/v1alpha2"]),
     ("Pod", &["v1"]),
     ("Namespace", &["v1"]),
     ("Service", &["v1"]),
@@ -33,14 +36,10 @@ const READ: &[(&str, &[&str])] = &[
     ("DeploymentConfig", &["apps.openshift.io/v1", "v1"]),
 ];
 
-/// Network-policy kinds policyc does not compile: Kubernetes' admin tiers
-/// (network-policy-api), Cilium's other policy CRDs, and other CNIs'
-/// policies. An object of one of these kinds changes what the cluster
+/// Network-policy kinds policyc does not compile: Cilium's other policy
+/// CRDs, and other CNIs' policies. An object of one of these kinds changes what the cluster
 /// allows, so skipping it is worth a warning.
 const POLICY_KINDS_NOT_COMPILED: &[&str] = &[
-    "AdminNetworkPolicy",
-    "BaselineAdminNetworkPolicy",
-    "ClusterNetworkPolicy",
     "CiliumCIDRGroup",
     "CiliumEgressGatewayPolicy",
     "CiliumLocalRedirectPolicy",
@@ -155,11 +154,10 @@ mod tests {
         assert_eq!(input.diagnostics[0].code, codes::UNKNOWN_API_VERSION);
         assert!(input.diagnostics[0].message.contains("no `apiVersion`"));
 
-        let input =
-            read("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: a}\n");
+        let input = read("apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: a}\n");
         assert_eq!(input.diagnostics[0].code, codes::POLICY_KIND_NOT_COMPILED);
-        assert_eq!(input.diagnostics[0].location.object.as_deref(), Some("AdminNetworkPolicy a"));
-        assert_eq!(input.skipped.get("AdminNetworkPolicy"), Some(&1));
+        assert_eq!(input.diagnostics[0].location.object.as_deref(), Some("GlobalNetworkPolicy a"));
+        assert_eq!(input.skipped.get("GlobalNetworkPolicy"), Some(&1));
 
         let input = read("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
         assert!(input.diagnostics.is_empty());
@@ -178,10 +176,12 @@ mod tests {
 
     #[test]
     fn policy_kinds_not_compiled_are_told_apart_from_other_kinds() {
-        assert_eq!(
-            disposition("AdminNetworkPolicy", Some("policy.networking.k8s.io/v1alpha1")),
-            Disposition::PolicyNotCompiled
-        );
+        assert_eq!(disposition("AdminNetworkPolicy", Some("policy.networking.k8s.io/v1alpha1")), Disposition::Read);
+        assert_eq!(disposition("ClusterNetworkPolicy", Some("policy.networking.k8s.io/v1alpha2")), Disposition::Read);
+        assert!(matches!(
+            disposition("ClusterNetworkPolicy", Some("crd.antrea.io/v1beta1")),
+            Disposition::UnknownApiVersion(_)
+        ));
         assert_eq!(disposition("CiliumCIDRGroup", Some("cilium.io/v2alpha1")), Disposition::PolicyNotCompiled);
         assert_eq!(disposition("ConfigMap", Some("v1")), Disposition::Other);
     }

@@ -5,6 +5,7 @@
 //! compile and for known kinds under an unknown `apiVersion` (see
 //! [`kinds`]). All diagnostics are collected.
 
+pub mod adminpolicy;
 pub mod cilium;
 pub mod core;
 pub mod decode;
@@ -159,6 +160,9 @@ pub enum Body {
     Backends(BackendObject),
     /// `Node`.
     Node(NodeObject),
+    /// `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
+    /// `ClusterNetworkPolicy`: one admin or baseline tier policy.
+    Tier(adminpolicy::SpannedTierPolicy),
 }
 
 /// A decoded object with its metadata.
@@ -273,6 +277,9 @@ fn decode_document(
             "NetworkPolicy" => k8s::network_policy,
             "CiliumNetworkPolicy" => cilium::network_policy,
             "CiliumClusterwideNetworkPolicy" => cilium::clusterwide_network_policy,
+            "AdminNetworkPolicy" => adminpolicy::admin_network_policy,
+            "BaselineAdminNetworkPolicy" => adminpolicy::baseline_admin_network_policy,
+            "ClusterNetworkPolicy" => adminpolicy::cluster_network_policy,
             "Pod" => core::pod,
             "Namespace" => |_, _, _| Some(Body::Namespace),
             "Service" => core::service,
@@ -304,7 +311,15 @@ fn decode_document(
             return;
         }
     };
-    let cluster_scoped = matches!(kind.as_str(), "Namespace" | "Node" | "CiliumClusterwideNetworkPolicy");
+    let cluster_scoped = matches!(
+        kind.as_str(),
+        "Namespace"
+            | "Node"
+            | "CiliumClusterwideNetworkPolicy"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
+            | "ClusterNetworkPolicy"
+    );
     let Some(meta) = decode_meta(ctx, root, &kind, cluster_scoped) else { return };
     ctx.object = Some(meta.display());
     if let Some(body) = decoder(ctx, &meta, root) {

@@ -15,6 +15,8 @@ pub struct SpannedPolicy {
     pub policy: Policy,
     /// Where its parts are written.
     pub spans: PolicySpans,
+    /// Its `toServices` entries, which lowering resolves.
+    pub services: Vec<crate::front::cilium::services::ServiceRef>,
 }
 
 /// Positions of one policy's parts.

@@ -20,6 +20,7 @@ mod peers;
 mod ports;
 mod selectors;
 pub mod shadow;
+mod tiers;
 
 use crate::diag::{codes, Diagnostic, Location, Severity};
 use crate::front::spans::{Cited, RuleSpans};
@@ -144,6 +145,7 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     peers::excepts_excluding_all(loaded, &mut out);
     peers::world_ingress_all_ports(loaded, &mut out);
     shadow::shadowed_rules_of_policies(loaded, &mut out);
+    tiers::priority_ties(loaded, &facts, &mut out);
     out
 }
 

@@ -11,15 +11,21 @@
 //! two selectors together) but never reports a rule that does have an
 //! effect. `compiler/tests/lint.rs` checks this against `policyc_ir::eval`
 //! on random policies.
+//!
+//! A deny rule shadows an allow rule only where no policy of the cluster
+//! writes `fromRequires`/`toRequires` in a deny rule of that direction:
+//! those narrow the deny rules of every policy selecting the endpoint, and
+//! not its allow rules ([`shadowed_rules_in`]).
 
 use super::{at_policy, rule_spans};
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::Cidr;
+use policyc_ir::cluster::Cluster;
 use policyc_ir::ids::RuleRef;
 use policyc_ir::labels::NAMESPACE_LABEL;
 use policyc_ir::policy::{Action, Entity, Peer, Peers, Policy, PortMatch, PortSpec, Rule};
-use policyc_ir::protocol::{PortRange, Protocol};
+use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
 
 /// Why an allow rule has no effect.
@@ -116,10 +122,22 @@ pub fn shadowed_rules(policy: &Policy) -> Vec<ShadowedRule> {
         .collect()
 }
 
+/// [`shadowed_rules`] of `policy`, a policy of `cluster`, without the
+/// findings of deny rules that requirements written in deny rules may
+/// narrow (`Policy::deny_requires`).
+pub fn shadowed_rules_in(cluster: &Cluster, policy: &Policy) -> Vec<ShadowedRule> {
+    let narrowed = |dir: Direction| cluster.policies.iter().any(|p| !p.deny_requires[dir.index()].is_empty());
+    shadowed_rules(policy)
+        .into_iter()
+        .filter(|s| !matches!(s.by, Shadowing::ByDeny(_)) || !narrowed(policy.rules[s.rule].direction))
+        .collect()
+}
+
 /// W0207.
 pub(super) fn shadowed_rules_of_policies(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
-    for (p, policy) in loaded.lowered.cluster.written_policies() {
-        for shadowed in shadowed_rules(policy) {
+    let cluster = &loaded.lowered.cluster;
+    for (p, policy) in cluster.written_policies() {
+        for shadowed in shadowed_rules_in(cluster, policy) {
             let rule = &policy.rules[shadowed.rule];
             let (message, help) = match shadowed.by {
                 Shadowing::ByDeny(d) => (
@@ -338,6 +356,7 @@ mod tests {
             subject: Subject::Endpoints(LabelSelector::everything()),
             default_deny: [true, false],
             requires: [vec![], vec![]],
+            deny_requires: [Vec::new(), Vec::new()],
             rules,
         }
     }

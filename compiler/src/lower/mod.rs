@@ -17,12 +17,20 @@
 //!   are unaffected by network policy rules", and Cilium's host
 //!   firewall: <https://docs.cilium.io/en/stable/security/policy/host/>).
 //!   They are kept apart ([`Lowered::host_network`]) for lint.
+//! - The addresses behind Service `default/kubernetes` (its EndpointSlices
+//!   or its legacy Endpoints) are the API server's, which Cilium's
+//!   `kube-apiserver` entity selects ([`policyc_ir::reserved`]).
+//! - `toServices` entries become the peers of the Services they name
+//!   ([`services`]).
 //! - The same object twice is an error.
 //! - Under `--allow-localhost=always` (the default) the built-in policy
 //!   letting the local node reach its endpoints comes last
 //!   ([`policyc_ir::localhost`]).
 
+mod services;
+
 use crate::diag::{codes, Diagnostic, Location};
+use crate::front::cilium::services::ServiceRef;
 use crate::front::spans::PolicySpans;
 use crate::front::yaml::Pos;
 use crate::front::{Body, Input, Meta, Object, PodTemplate};
@@ -33,6 +41,7 @@ use policyc_ir::labels::{
 };
 use policyc_ir::localhost::allow_localhost_policy;
 use policyc_ir::policy::Policy;
+use policyc_ir::tier::TierPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The lowered cluster, with where each policy came from.
@@ -53,6 +62,10 @@ pub struct Lowered {
     /// identity labels they would have (what a policy's selector meant
     /// for them is matched against), sorted by name.
     pub host_network: Vec<Endpoint>,
+    /// Per policy of `cluster.tier_policies`: the location of its object.
+    pub tier_locations: Vec<Location>,
+    /// Per policy of `cluster.tier_policies`: where each rule is written.
+    pub tier_rule_positions: Vec<Vec<Pos>>,
 }
 
 /// Lowers the objects of `input` under `semantics`, appending diagnostics
@@ -97,6 +110,7 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
         }
     }
 
+    let services = services::Services::of(input, &duplicate);
     // Each object lowers on its own (endpoints' identity labels are most of
     // the work), on every core; the results are gathered in input order.
     let objects: Vec<(&Object, bool)> = input.objects.iter().zip(duplicate).collect();
@@ -116,6 +130,12 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
             Part::HostNetwork(e) => lowered.host_network.push(*e),
             Part::Policies(ps) => policies.extend(ps),
             Part::Node(n) => nodes.push(n),
+            Part::Tier(policy, location, positions) => {
+                lowered.cluster.tier_policies.push(*policy);
+                lowered.tier_locations.push(location);
+                lowered.tier_rule_positions.push(positions);
+            }
+            Part::ApiServer(ips) => lowered.cluster.apiserver.extend(ips),
             Part::Nothing => {}
         }
     }
@@ -123,6 +143,8 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
     endpoints.sort_by(|a, b| a.0.cmp(&b.0));
 
     nodes.sort();
+    lowered.cluster.apiserver.sort();
+    lowered.cluster.apiserver.dedup();
     lowered.host_network.sort_by_key(Endpoint::display_name);
     lowered.cluster.namespaces = namespaces;
     for endpoint in endpoints {
@@ -131,7 +153,8 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
         lowered.endpoint_locations.push(location);
         lowered.endpoint_name_positions.push(name_pos);
     }
-    for (policy, location, spans) in policies {
+    for (mut policy, location, spans, refs) in policies {
+        services::resolve(&services, &mut policy, &refs, &location, diags);
         lowered.cluster.policies.push(policy);
         lowered.policy_locations.push(location);
         lowered.policy_spans.push(spans);
@@ -155,8 +178,11 @@ enum Part {
     Endpoint(Box<(EndpointKey, Endpoint, Location, Pos)>),
     /// A host-network pod or workload: not an endpoint.
     HostNetwork(Box<Endpoint>),
-    Policies(Vec<(Policy, Location, PolicySpans)>),
+    Policies(Vec<(Policy, Location, PolicySpans, Vec<ServiceRef>)>),
     Node(Node),
+    Tier(Box<TierPolicy>, Location, Vec<Pos>),
+    /// Addresses behind Service `default/kubernetes`.
+    ApiServer(Vec<std::net::IpAddr>),
     Nothing,
 }
 
@@ -196,12 +222,25 @@ fn lower_object(
         }
         Body::Policy(ps) => {
             let location = located();
-            Part::Policies(ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone())).collect())
+            Part::Policies(
+                ps.iter().map(|p| (p.policy.clone(), location.clone(), p.spans.clone(), p.services.clone())).collect(),
+            )
         }
+        Body::Tier(t) => Part::Tier(Box::new(t.policy.clone()), located(), t.rules.clone()),
         Body::Node(n) => Part::Node(Node { name: meta.name.clone(), labels: meta.labels.clone(), ips: n.ips.clone() }),
+        Body::Backends(b)
+            if b.service == APISERVER_SERVICE && meta.namespace.as_deref().unwrap_or("default") == "default" =>
+        {
+            Part::ApiServer(b.addresses.clone())
+        }
         _ => Part::Nothing,
     }
 }
+
+/// The Service in namespace `default` whose endpoints are the API server's
+/// addresses (Kubernetes: "the `kubernetes` service in the `default`
+/// namespace" points at the API server).
+const APISERVER_SERVICE: &str = "kubernetes";
 
 /// An endpoint with Cilium's identity labels.
 fn endpoint(

@@ -150,6 +150,11 @@ pub fn requires_selector() -> impl Strategy<Value = LabelSelector> {
             operator: Operator::Exists,
             values: vec![],
         })),
+        1 => Just(LabelSelector::everything().with(Requirement {
+            key: "reserved:kube-apiserver".into(),
+            operator: Operator::DoesNotExist,
+            values: vec![],
+        })),
     ]
 }
 
@@ -232,9 +237,10 @@ pub fn policy() -> impl Strategy<Value = Policy> {
         selector(),
         [any::<bool>(), any::<bool>()],
         [proptest::collection::vec(requires_selector(), 0..2), proptest::collection::vec(requires_selector(), 0..2)],
+        [proptest::collection::vec(requires_selector(), 0..2), proptest::collection::vec(requires_selector(), 0..2)],
         proptest::collection::vec(rule(), 0..5),
     )
-        .prop_map(|(kind, subject, default_deny, requires, mut rules)| {
+        .prop_map(|(kind, subject, default_deny, requires, deny_requires, mut rules)| {
             if kind == PolicyKind::NetworkPolicy {
                 // Kubernetes has no deny rules, no L7 and no requirements.
                 rules.retain(|r| r.action == Action::Allow);
@@ -255,6 +261,7 @@ pub fn policy() -> impl Strategy<Value = Policy> {
                 subject: Subject::Endpoints(subject),
                 default_deny,
                 requires: if kind == PolicyKind::NetworkPolicy { [vec![], vec![]] } else { requires },
+                deny_requires: if kind == PolicyKind::NetworkPolicy { [vec![], vec![]] } else { deny_requires },
                 rules,
             }
         })
@@ -308,6 +315,26 @@ pub fn address(cluster: &Cluster, pods: usize, v6: bool, side: Side) -> (IpAddr,
     }
 }
 
+/// The addresses behind Service `default/kubernetes`: none, a node's (one
+/// or both of its addresses: the node runs the API server), outside the
+/// cluster (a managed control plane: addresses some packets use, inside
+/// some CIDR rules' prefixes), or both, sorted as lowering sorts them.
+pub fn apiserver() -> impl Strategy<Value = Vec<IpAddr>> {
+    let (_, n1_v4, _) = NODES[0];
+    let (_, n2_v4, n2_v6) = NODES[1];
+    prop_oneof![
+        2 => Just(vec![]),
+        1 => Just(vec![ip(n1_v4)]),
+        1 => Just(vec![ip(n2_v4), ip(n2_v6)]),
+        1 => Just(vec![ip(EXTERNAL_V4[1]), ip(EXTERNAL_V6[0])]),
+        1 => Just(vec![ip(n1_v4), ip(EXTERNAL_V4[2])]),
+    ]
+    .prop_map(|mut ips| {
+        ips.sort();
+        ips
+    })
+}
+
 pub fn node_of(cluster: &Cluster, pods: usize, side: Side) -> Option<&str> {
     match side {
         Side::Pod(i) => cluster.endpoints[i % pods].node.as_deref(),
@@ -324,10 +351,12 @@ pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
         proptest::collection::vec(policy(), 0..5),
         proptest::collection::vec(packet(), 48),
         any::<bool>(),
+        apiserver(),
     )
-        .prop_map(|(ns_count, teams, pods, ports, policies, packets, allow_localhost)| {
+        .prop_map(|(ns_count, teams, pods, ports, policies, packets, allow_localhost, apiserver)| {
             let mut cluster = build_cluster(ns_count, &teams, &pods, &ports);
             cluster.policies = policies;
+            cluster.apiserver = apiserver;
             // `--allow-localhost` on or off (`policyc_ir::localhost`).
             if allow_localhost {
                 cluster.policies.push(allow_localhost_policy());

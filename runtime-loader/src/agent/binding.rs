@@ -8,6 +8,11 @@
 //!
 //! - every pod of the cluster with addresses and a label set the bundle
 //!   knows puts `/32` (`/128`) ipcache entries with that identity;
+//! - every address of the node itself ([`node_addresses`]) is `host`, so
+//!   the pod's own node may always reach it (kubelet's probes); so are
+//!   this node's live `Node` addresses, the other nodes' are
+//!   `remote-node`, the API server's `kube-apiserver` (after the bundle's
+//!   own entries, which stay as compiled); these win over a pod's address;
 //! - every local pod (a sandbox the CNI plugin bound, or a pod of this
 //!   node whose address has an exact `/32` (`/128`) host route: never a
 //!   broader route, which would be the node's uplink) becomes an endpoint
@@ -28,6 +33,7 @@
 
 use super::cluster::ClusterView;
 use super::compiled::{Compiled, Template};
+use super::node_addresses;
 use super::sandboxes::Sandboxes;
 use crate::bundle::Bundle;
 use crate::desired::DesiredState;
@@ -44,19 +50,27 @@ use policyc_ir::identity::Identity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// What the node looks like: its exact host routes and its interfaces.
+/// What the node looks like: its exact host routes, its interfaces and
+/// its own addresses.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
     /// Routes of the main table (only `/32` and `/128` ones are used).
     pub routes: Vec<Route>,
     /// Interface names.
     pub interfaces: BTreeSet<String>,
+    /// The node's own addresses ([`node_addresses`]): `host` in the
+    /// ipcache.
+    pub addresses: BTreeSet<IpAddr>,
 }
 
 impl Host {
     /// This process's network namespace.
     pub fn read() -> std::io::Result<Host> {
-        Ok(Host { routes: route::host_routes()?, interfaces: route::host_interfaces()? })
+        Ok(Host {
+            routes: route::host_routes()?,
+            interfaces: route::host_interfaces()?,
+            addresses: node_addresses::read()?,
+        })
     }
 
     /// The interface of the exact host route to `ip`.
@@ -233,7 +247,27 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         }
     }
     let mut ipcache = compiled.base_ipcache.clone();
-    let taken: BTreeSet<(u32, [u8; 16], u8)> = ipcache.iter().map(|(k, _)| (k.prefixlen, k.addr, k.family)).collect();
+    let mut taken: BTreeSet<(u32, [u8; 16], u8)> =
+        ipcache.iter().map(|(k, _)| (k.prefixlen, k.addr, k.family)).collect();
+    // The node's own addresses are `host`, beside those its `Node` object
+    // lists (which the bundle already maps): the pod's own node may always
+    // reach it. A compiled entry of the same address stays as compiled.
+    // Then the live nodes' addresses (`host` for this node, `remote-node`
+    // for the others, as the compiler maps a `Node` object's), then the
+    // API server's (`kube-apiserver`) where no node has them: Cilium gives
+    // an address that is both a node's and the API server's both labels,
+    // which one identity cannot, so the node's entity is kept.
+    let live = cluster.nodes.iter().flat_map(|n| {
+        let identity = if n.name == node { Identity::HOST } else { Identity::REMOTE_NODE };
+        n.ips.iter().map(move |&ip| (ip, identity))
+    });
+    let apiserver = cluster.apiserver.iter().map(|&ip| (ip, Identity::KUBE_APISERVER));
+    for (ip, identity) in host.addresses.iter().map(|&ip| (ip, Identity::HOST)).chain(live).chain(apiserver) {
+        let entry = ipcache_entry(ip, identity.get());
+        if taken.insert((entry.0.prefixlen, entry.0.addr, entry.0.family)) {
+            ipcache.push(entry);
+        }
+    }
     for (&ip, (identity, name)) in &addresses {
         let entry = ipcache_entry(ip, *identity);
         if taken.contains(&(entry.0.prefixlen, entry.0.addr, entry.0.family)) {
@@ -256,6 +290,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         policy,
         endpoints,
         templates: bundle.templates.clone(),
+        listed: bundle.listed.clone(),
     });
     Binding { desired, interfaces, held, unbound, not_in_ipcache, sandboxes: bound_sandboxes }
 }
@@ -370,6 +405,7 @@ spec:
                 })
                 .collect(),
             interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+            addresses: BTreeSet::new(),
         }
     }
 
@@ -477,5 +513,53 @@ spec:
         assert_eq!(hash(&cluster(&f, &[("server", "server", "n1", None)])), first);
         assert_ne!(hash(&cluster(&f, &[("server", "client", "n1", None)])), first);
         assert_ne!(first, f.compiled.hash(), "the binding is part of the hash");
+    }
+
+    #[test]
+    fn the_nodes_own_addresses_are_host_and_win_over_a_pods() {
+        let f = fixture("node-addresses");
+        let view = cluster(
+            &f,
+            &[("client", "client", "n2", Some("10.200.7.5")), ("other", "client", "n2", Some("10.200.9.1"))],
+        );
+        let addresses = ["10.200.9.1", "10.200.9.254", "fd00:9::1"].iter().map(|a| a.parse().unwrap()).collect();
+        let h = Host { addresses, ..host(&[], &[]) };
+        let binding = bind(&f.compiled, &view, &sandboxes(&f, &[]), "n1", &h);
+        let b = whole(&binding);
+        let host_id = Some(Identity::HOST.get());
+        assert_eq!(ipcache_identity(b, "10.200.9.1"), host_id, "a ptp gateway on a pod's veth is the node's");
+        assert_eq!(ipcache_identity(b, "10.200.9.254"), host_id, "the Node object's address, compiled, once");
+        let v6 = address_bytes("fd00:9::1".parse().unwrap());
+        let v6_entry = b.ipcache.iter().find(|(k, _)| (k.family, k.addr) == v6).unwrap();
+        assert_eq!((v6_entry.0.prefixlen, v6_entry.1.identity), (IPCACHE_KEY_HEADER_BITS + 128, Identity::HOST.get()));
+        let same = |ip: &str| {
+            let (family, addr) = address_bytes(ip.parse().unwrap());
+            b.ipcache.iter().filter(|(k, _)| (k.family, k.addr) == (family, addr)).count()
+        };
+        assert_eq!((same("10.200.9.254"), same("10.200.9.1")), (1, 1), "one entry an address");
+        let reasons: Vec<(&str, &str)> =
+            binding.not_in_ipcache.iter().map(|h| (h.pod.as_str(), h.reason.as_str())).collect();
+        assert_eq!(reasons, [("web/other", "its address 10.200.9.1 is a node's")]);
+        assert!(ipcache_identity(b, "10.200.7.5").is_some());
+    }
+
+    #[test]
+    fn live_nodes_and_the_api_server_get_their_entities_where_the_bundle_has_none() {
+        use super::super::cluster::LiveNode;
+        let f = fixture("live-nodes");
+        let mut view = cluster(&f, &[]);
+        let node = |name: &str, ip: &str| LiveNode { name: name.into(), ips: vec![ip.parse().unwrap()] };
+        view.nodes = vec![node("n1", "10.200.9.253"), node("n2", "10.200.8.254"), node("n3", "10.200.9.254")];
+        view.apiserver = vec!["10.200.5.1".parse().unwrap(), "10.200.8.254".parse().unwrap()];
+        let binding = bind(&f.compiled, &view, &sandboxes(&f, &[]), "n1", &host(&[], &[]));
+        let b = whole(&binding);
+        assert_eq!(ipcache_identity(b, "10.200.9.253"), Some(Identity::HOST.get()), "this node's live address");
+        assert_eq!(
+            ipcache_identity(b, "10.200.8.254"),
+            Some(Identity::REMOTE_NODE.get()),
+            "a node's, not the API server's"
+        );
+        assert_eq!(ipcache_identity(b, "10.200.9.254"), Some(Identity::HOST.get()), "as compiled, though n3 claims it");
+        assert_eq!(ipcache_identity(b, "10.200.5.1"), Some(Identity::KUBE_APISERVER.get()));
     }
 }

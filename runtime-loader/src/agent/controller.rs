@@ -4,14 +4,14 @@
 //! answers the CNI plugin's requests.
 
 use super::binding::{bind, Binding, Held, Host};
-use super::cluster::ClusterView;
+use super::cluster::{ClusterSource, ClusterView};
 use super::compiled::Compiled;
 use super::metrics::Histogram;
 use super::sandboxes::Sandboxes;
 use super::server::Call;
 use super::watch::{self, Watched};
 use super::{log, AgentOptions};
-use crate::apply::{apply_desired, ApplyOptions, ApplyReport};
+use crate::apply::{apply_desired, ApplyOptions, ApplyReport, KnownGenerations};
 use crate::error::LoaderError;
 use crate::kernel::aya::AyaKernel;
 use crate::lock::LockWait;
@@ -76,7 +76,7 @@ pub struct Controller {
     compiled: Option<Arc<Compiled>>,
     bundle_seen: Watched,
     cluster: Option<Arc<ClusterView>>,
-    cluster_seen: Watched,
+    cluster_source: ClusterSource,
     sandboxes: Sandboxes,
     in_force: BTreeSet<String>,
     waiting: Vec<(Awaited, Instant, oneshot::Sender<Reply>)>,
@@ -84,11 +84,19 @@ pub struct Controller {
     last_held: Vec<Held>,
     last_error: Option<String>,
     health: Arc<std::sync::Mutex<Health>>,
+    /// What this agent's applies wrote into each generation: the next
+    /// flips plan against it instead of reading the live maps whole.
+    known: KnownGenerations,
 }
 
 impl Controller {
-    /// A controller with the sandboxes kept in the state directory.
-    pub fn new(options: AgentOptions, health: Arc<std::sync::Mutex<Health>>) -> Result<Controller, String> {
+    /// A controller with the sandboxes kept in the state directory, the
+    /// cluster from `cluster_source`.
+    pub fn new(
+        options: AgentOptions,
+        cluster_source: ClusterSource,
+        health: Arc<std::sync::Mutex<Health>>,
+    ) -> Result<Controller, String> {
         let (sandboxes, problems) = Sandboxes::load(&options.sandboxes_dir())?;
         for p in problems {
             log(&format!("a kept sandbox is unreadable and left out: {p}"));
@@ -98,7 +106,7 @@ impl Controller {
             compiled: None,
             bundle_seen: Watched::default(),
             cluster: None,
-            cluster_seen: Watched::default(),
+            cluster_source,
             sandboxes,
             in_force: BTreeSet::new(),
             waiting: Vec::new(),
@@ -107,6 +115,7 @@ impl Controller {
             last_held: Vec::new(),
             last_error: None,
             health,
+            known: KnownGenerations::default(),
         })
     }
 
@@ -148,6 +157,9 @@ impl Controller {
 
     fn handle(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
         let now = Instant::now();
+        // Plugins that gave up (their connection closed) wait no more:
+        // the list stays bounded while no bundle or cluster has come yet.
+        self.waiting.retain(|(_, _, reply)| !reply.is_closed());
         match request {
             Request::Add(sandbox) => {
                 let id = sandbox.container_id.clone();
@@ -191,7 +203,7 @@ impl Controller {
         }
     }
 
-    /// Re-reads the bundle and the cluster directory if they changed; an
+    /// Re-reads the bundle if it changed and takes the cluster source's new view; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
         let (bundle, node) = (&self.options.bundle, &self.options.node);
@@ -214,11 +226,7 @@ impl Controller {
                 self.mark_dirty();
             }
         }
-        let cluster = &self.options.cluster;
-        let read_cluster =
-            || ClusterView::read(cluster).map_err(|e| format!("cluster `{}` refused: {e}", cluster.display()));
-        let fingerprint = watch::tree_fingerprint(cluster);
-        if let Some(view) = self.cluster_seen.refresh(fingerprint, read_cluster, "keeping the pods bound") {
+        if let Some(view) = self.cluster_source.poll() {
             if self.cluster.as_deref() != Some(&view) {
                 self.cluster = Some(Arc::new(view));
                 self.mark_dirty();
@@ -232,6 +240,7 @@ impl Controller {
         self.dirty_since = None;
         let sandboxes = self.sandboxes.clone();
         let (node, paths) = (self.options.node.clone(), self.options.paths.clone());
+        let (known, attach) = (self.known.clone(), self.options.attach);
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport, f64), String> {
             let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
@@ -240,6 +249,8 @@ impl Controller {
             let options = ApplyOptions {
                 interfaces: binding.interfaces.clone(),
                 lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
+                known: Some(known),
+                attach,
                 ..ApplyOptions::default()
             };
             match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {

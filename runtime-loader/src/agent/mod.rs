@@ -2,7 +2,9 @@
 //!
 //! Policy is compiled and reviewed ahead of time; addresses are bound live
 //! on the node. The agent holds the compiled bundle ([`compiled`]), the
-//! cluster's pods as a directory of manifests shows them ([`cluster`]) and
+//! cluster's pods as a directory of manifests or the Kubernetes API shows
+//! them ([`cluster`], [`kube`]), the node's own addresses
+//! ([`node_addresses`]) and
 //! the pod sandboxes the chained CNI plugin `policyc-cni` announced
 //! ([`sandboxes`]); from them it builds the node's desired state
 //! ([`binding`]) and puts it in force through the loader's atomic,
@@ -21,7 +23,10 @@ pub mod binding;
 pub mod cluster;
 pub mod compiled;
 pub mod controller;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod metrics;
+pub mod node_addresses;
 pub mod sandboxes;
 pub mod server;
 pub mod watch;
@@ -39,8 +44,8 @@ pub struct AgentOptions {
     pub node: String,
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// The cluster directory.
-    pub cluster: PathBuf,
+    /// Where the live cluster comes from.
+    pub cluster: ClusterOption,
     /// Where `agent.sock` is.
     pub socket: PathBuf,
     /// The loader's places (pins, record, kept sandboxes).
@@ -53,6 +58,25 @@ pub struct AgentOptions {
     pub metrics: Option<SocketAddr>,
     /// Log JSON objects rather than text.
     pub json_logs: bool,
+    /// How new pods' programs are attached (`apply --attach`).
+    pub attach: crate::kernel::Mechanism,
+}
+
+/// `--cluster`: `kube`, or a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterOption {
+    /// The Kubernetes API (in-cluster configuration, else the kubeconfig).
+    Kube,
+    /// A directory of manifests (`./kube` for one named `kube`).
+    Directory(PathBuf),
+}
+
+impl std::str::FromStr for ClusterOption {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<ClusterOption, Self::Err> {
+        Ok(if text == "kube" { ClusterOption::Kube } else { ClusterOption::Directory(PathBuf::from(text)) })
+    }
 }
 
 impl AgentOptions {
@@ -94,7 +118,16 @@ pub fn run(options: AgentOptions) -> Result<(), String> {
             tokio::spawn(metrics::serve(http, health.clone()));
         }
         let socket = options.socket.clone();
-        let controller = controller::Controller::new(options, health)?;
+        let source = match &options.cluster {
+            ClusterOption::Directory(dir) => {
+                cluster::ClusterSource::Directory { dir: dir.clone(), seen: watch::Watched::default() }
+            }
+            #[cfg(feature = "kube")]
+            ClusterOption::Kube => cluster::ClusterSource::Kube(kube::connect(&options.node).await?),
+            #[cfg(not(feature = "kube"))]
+            ClusterOption::Kube => return Err("`--cluster kube`: built without the `kube` feature".into()),
+        };
+        let controller = controller::Controller::new(options, source, health)?;
         let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(1024);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(server::serve(listener, calls_tx));

@@ -76,7 +76,10 @@ impl<'a, K: Kernel> Run<'a, K> {
         let state = if existed.contains(&"state") { kernel.read_state()? } else { StateValue::default() };
         let trusted = record.serial == state.serial && existed.len() == policyc_ebpf::abi::MAPS.len();
         let interfaces = interfaces(kernel, self.desired.endpoints(), options)?;
-        let plans = plan_programs(kernel, self.desired, &interfaces, &record, paths);
+        let active = (state.generation & 1) as u8;
+        let known = options.known.as_ref().filter(|_| !options.reconcile);
+        let listed = || listed_ids(kernel, &record, trusted, active, &existed, known);
+        let plans = plan_programs(kernel, self.desired, &interfaces, &record, paths, listed)?;
         let departed: Vec<(String, RecordedEndpoint)> = record
             .endpoints
             .iter()

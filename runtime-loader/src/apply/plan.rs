@@ -2,6 +2,7 @@
 //! make the target generation hold the desired state.
 
 use super::*;
+use crate::references::References;
 
 /// One endpoint's program work.
 pub(super) struct EndpointPlan<'a> {
@@ -33,13 +34,53 @@ fn every_lookup(config: &EndpointConfig) -> EndpointConfig {
     config.union(&EndpointConfig::of_lookups(u8::MAX))
 }
 
+/// The endpoint ids the active generation lists (its `endpoints` map):
+/// none if the map was not pinned, else from what this process wrote there
+/// ([`KnownGenerations`], while the trusted record names it), else read
+/// from the map (a node's own endpoints: a few hundred entries). A program
+/// attached before the switch judges its packets by the active
+/// generation, which drops every new connection of an endpoint id it does
+/// not list (`DROP_INVALID_SOURCE`/`DROP_UNKNOWN_TARGET` in
+/// `ebpf-templates/include/datapath.h`), whatever lookups the program
+/// makes: such an endpoint's exact program is exact in either generation.
+pub(super) fn listed_ids(
+    kernel: &impl Kernel,
+    record: &Record,
+    trusted: bool,
+    active: u8,
+    existed: &[&str],
+    known: Option<&KnownGenerations>,
+) -> Result<BTreeSet<u32>, LoaderError> {
+    if !existed.contains(&ENDPOINTS.name) {
+        return Ok(BTreeSet::new());
+    }
+    let written_for = record.generations[usize::from(active)].as_deref().filter(|_| trusted);
+    if let Some(ids) = written_for.zip(known).and_then(|(hash, known)| known.endpoint_ids(active, hash)) {
+        return Ok(ids);
+    }
+    let mut ids = BTreeSet::new();
+    for (key, value) in kernel.entries(&ENDPOINTS)? {
+        if ENDPOINTS.generation_of(&key) == Some(active) {
+            let value: [u8; 12] = value.as_slice().try_into().map_err(|_| {
+                LoaderError::Object(format!("an entry of `{}` of {} bytes", ENDPOINTS.name, value.len()))
+            })?;
+            ids.insert(known::endpoint_id(&value));
+        }
+    }
+    Ok(ids)
+}
+
+/// What each endpoint's programs need. `listed` is what [`listed_ids`]
+/// gives, asked only when an endpoint goes in a new place.
 pub(super) fn plan_programs<'a>(
     kernel: &impl Kernel,
     desired: &'a DesiredState,
     interfaces: &BTreeMap<String, String>,
     record: &Record,
     paths: &Paths,
-) -> Vec<EndpointPlan<'a>> {
+    mut listed: impl FnMut() -> Result<BTreeSet<u32>, LoaderError>,
+) -> Result<Vec<EndpointPlan<'a>>, LoaderError> {
+    let mut listed_ids: Option<BTreeSet<u32>> = None;
     let templates = desired.manifest().templates_digest();
     let mut out = Vec::new();
     for e in desired.endpoints() {
@@ -66,7 +107,11 @@ pub(super) fn plan_programs<'a>(
                 }
             }
             None => {
-                let prepare = every_lookup(&e.config);
+                let listed = match &listed_ids {
+                    Some(ids) => ids,
+                    None => listed_ids.insert(listed()?),
+                };
+                let prepare = if listed.contains(&u32::from(e.id)) { every_lookup(&e.config) } else { e.config };
                 EndpointPlan {
                     endpoint: e,
                     interface: interface.clone(),
@@ -79,18 +124,24 @@ pub(super) fn plan_programs<'a>(
         };
         out.push(plan);
     }
-    out
+    Ok(out)
 }
 
 /// The map operations of an apply, and what its sync keeps in the store.
 pub(super) struct Planned {
     pub(super) plan: SyncPlan,
-    /// What the plan was diffed against: `record`, `live maps` or `empty
-    /// maps`.
+    /// What the plan was diffed against: `record`, `memory` (what this
+    /// process wrote, [`KnownGenerations`]), `live maps` or `empty maps`.
     pub(super) source: &'static str,
+    /// What the target generation holds once synced, to keep in
+    /// [`ApplyOptions::known`] (when there is one).
+    pub(super) wanted: Option<Generation>,
     /// Pieces read from the new bundle, to keep; `None`: the whole bundle
     /// was read, keep all of it.
     pub(super) read: Option<Vec<(String, String)>>,
+    /// The new bundle's references, to keep with its manifest (`None` for
+    /// a state in memory, which the store does not keep).
+    pub(super) references: Option<References>,
 }
 
 impl<K: Kernel> Run<'_, K> {
@@ -130,17 +181,28 @@ impl<K: Kernel> Run<'_, K> {
                 .and_then(|h| store::read_manifest(paths, target, h));
             if let Some(old) = old {
                 if let Some(done) = incremental::plan(paths, &old, manifest, target)? {
-                    return Ok(Planned { plan: done.plan, source: "record", read: Some(done.read) });
+                    let (plan, read, references) = (done.plan, Some(done.read), Some(done.references));
+                    return Ok(Planned { plan, source: "record", read, references, wanted: None });
                 }
             }
         }
         let whole = self.desired.whole()?;
-        let (current, source) = if self.kernel.is_pinned(&paths.map("state")) {
-            (Generation::read_live(self.kernel, target)?, "live maps")
-        } else {
-            (Generation::default(), "empty maps")
+        let wanted = Generation::of_bundle(&whole, target);
+        let written_for = ready.record.generations[usize::from(target)].as_deref();
+        let known = match (&self.options.known, written_for) {
+            (Some(known), Some(hash)) if ready.trusted && !self.options.reconcile => known.take(target, hash),
+            _ => None,
         };
-        Ok(Planned { plan: SyncPlan::new(&current, &Generation::of_bundle(&whole, target)), source, read: None })
+        let (current, source) = match known {
+            Some(current) => (current, "memory"),
+            None if self.kernel.is_pinned(&paths.map("state")) => {
+                (Generation::read_live(self.kernel, target)?, "live maps")
+            }
+            None => (Generation::default(), "empty maps"),
+        };
+        let references = matches!(self.desired, DesiredState::Directory(_)).then(|| whole.references());
+        let plan = SyncPlan::new(&current, &wanted);
+        Ok(Planned { plan, source, read: None, references, wanted: self.options.known.is_some().then_some(wanted) })
     }
 
     /// What a dry run reports: the plan, nothing written, nothing loaded.

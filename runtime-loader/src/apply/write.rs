@@ -4,10 +4,11 @@
 use super::*;
 
 /// Threads attaching programs. The kernel serializes tcx attaches (under
-/// the rtnl lock, each waiting for an RCU grace period, about 13 ms here
-/// unless grace periods are expedited); threads overlap the rest (opening
-/// and pinning links). Measured with 100 new endpoints: attaching took
-/// 2.99 s on one thread, 2.74 s on these; 36 and 14 ms with expedited RCU.
+/// the rtnl lock, each waiting for an RCU grace period, about 18 ms here
+/// unless grace periods are expedited), so threads overlap only the rest
+/// for tcx (0.8× one thread in `cargo xtask bench attach`); tc filters
+/// wait for a grace period only where none has passed since the last
+/// swap, and many threads share one (0.15× one thread there).
 const ATTACH_THREADS: usize = 64;
 
 /// Puts `loaded` in place of `p`'s programs (both hooks). Where `p` moves
@@ -18,11 +19,12 @@ fn put_in_place<K: Kernel>(
     paths: &Paths,
     p: &EndpointPlan,
     loaded: &Mutex<K::Program>,
+    mechanism: Mechanism,
 ) -> Result<Vec<Attachment>, LoaderError> {
     let old = p.replaces.as_ref().filter(|_| p.moves);
     let detach_old = |old: &RecordedEndpoint| -> Result<(), LoaderError> {
         for t in Template::ALL {
-            kernel.detach(&paths.link(&old.stem, t.suffix()))?;
+            kernel.detach(&paths.link(&old.stem, t.suffix()), &old.interface)?;
         }
         Ok(())
     };
@@ -33,7 +35,7 @@ fn put_in_place<K: Kernel>(
     let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let hows = Template::ALL
         .into_iter()
-        .map(|t| kernel.attach(&mut loaded, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix())))
+        .map(|t| kernel.attach(&mut loaded, t, &p.interface, &paths.link(&p.endpoint.stem, t.suffix()), mechanism))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(old) = old.filter(|old| old.stem != p.endpoint.stem) {
         detach_old(old)?;
@@ -47,9 +49,10 @@ fn attach_each<K: Kernel>(
     kernel: &K,
     paths: &Paths,
     endpoints: &[(&EndpointPlan, &Mutex<K::Program>)],
+    mechanism: Mechanism,
 ) -> Vec<Result<Vec<Attachment>, LoaderError>> {
     let each = policyc_ir::parallel::try_map_on(ATTACH_THREADS, endpoints, |(p, loaded)| {
-        Ok::<_, std::convert::Infallible>(put_in_place(kernel, paths, p, loaded))
+        Ok::<_, std::convert::Infallible>(put_in_place(kernel, paths, p, loaded, mechanism))
     });
     match each {
         Ok(each) => each,
@@ -70,7 +73,7 @@ impl<K: Kernel> Run<'_, K> {
     /// **Sync** the target generation (no packet reads it), after marking
     /// it unknown in the record so that a crash in what follows is read
     /// back, and keep what was read in the store.
-    pub(super) fn sync(&mut self, ready: &Ready, planned: &Planned) -> Result<Record, LoaderError> {
+    pub(super) fn sync(&mut self, ready: &Ready, planned: &mut Planned) -> Result<Record, LoaderError> {
         let (paths, target) = (self.paths, ready.target);
         let state = self.kernel.read_state()?;
         let mut record = Record { serial: state.serial, ..ready.record.clone() };
@@ -80,7 +83,13 @@ impl<K: Kernel> Run<'_, K> {
         record.generations[usize::from(target)] = None;
         record.write(paths)?;
         std::thread::sleep(record::grace_left(record.switched_at_ns, record::now_ns()));
+        if let Some(known) = &self.options.known {
+            known.forget(target);
+        }
         planned.plan.execute(self.kernel)?;
+        if let (Some(known), Some(wanted)) = (&self.options.known, planned.wanted.take()) {
+            known.keep(target, &self.desired.manifest().hash, wanted);
+        }
         // Only a directory's pieces can be kept: an in-memory state is
         // diffed against the live maps by the next apply.
         if let DesiredState::Directory(manifest) = self.desired {
@@ -89,6 +98,9 @@ impl<K: Kernel> Run<'_, K> {
                 None => store::save_bundle(paths, manifest)?,
             }
             store::save_manifest(paths, target, manifest)?;
+            if let Some(references) = &planned.references {
+                store::save_references(paths, target, &manifest.hash, references)?;
+            }
         }
         self.phases.mark("sync");
         Ok(record)
@@ -127,7 +139,8 @@ impl<K: Kernel> Run<'_, K> {
             record.write(self.paths)?;
         }
         let mut refused = None;
-        for ((p, _), hows) in prepared.iter().zip(attach_each(self.kernel, self.paths, &prepared)) {
+        for ((p, _), hows) in prepared.iter().zip(attach_each(self.kernel, self.paths, &prepared, self.options.attach))
+        {
             match hows {
                 Ok(hows) => {
                     for (t, how) in Template::ALL.into_iter().zip(hows) {
@@ -173,7 +186,8 @@ impl<K: Kernel> Run<'_, K> {
                 // Its old links are gone: the new ones stay.
                 Some(_) => continue,
             };
-            let detached = Template::ALL.iter().all(|t| kernel.detach(&paths.link(&e.stem, t.suffix())).is_ok());
+            let detached =
+                Template::ALL.iter().all(|t| kernel.detach(&paths.link(&e.stem, t.suffix()), &p.interface).is_ok());
             if detached {
                 match back.or(before.endpoints.get(&e.name)) {
                     Some(old) => record.endpoints.insert(e.name.clone(), old.clone()),
@@ -239,7 +253,7 @@ impl<K: Kernel> Run<'_, K> {
         let (kernel, paths, manifest) = (self.kernel, self.paths, self.desired.manifest());
         let finished: Vec<_> = loaded.iter().filter_map(|(p, l)| Some((*p, l.finished.as_ref()?))).collect();
         let endpoints_changed = !finished.is_empty() || !departed.is_empty();
-        for ((p, _), hows) in finished.iter().zip(attach_each(kernel, paths, &finished)) {
+        for ((p, _), hows) in finished.iter().zip(attach_each(kernel, paths, &finished, self.options.attach)) {
             let e = p.endpoint;
             match hows {
                 Ok(hows) => {
@@ -256,7 +270,8 @@ impl<K: Kernel> Run<'_, K> {
             }
         }
         for (name, old) in departed {
-            match Template::ALL.iter().try_for_each(|t| kernel.detach(&paths.link(&old.stem, t.suffix())).map(drop)) {
+            let detach = |t: &Template| kernel.detach(&paths.link(&old.stem, t.suffix()), &old.interface).map(drop);
+            match Template::ALL.iter().try_for_each(detach) {
                 Ok(()) => {
                     record.endpoints.remove(&name);
                     report.detached.push(name);

@@ -6,7 +6,7 @@
 //! calls that changed something, in order, so that tests check what an
 //! apply did and when.
 
-use super::{Attachment, Kernel, RawEntries};
+use super::{Attachment, Kernel, Mechanism, RawEntries};
 use crate::error::{KernelError, LoaderError, Operation};
 use crate::generation_maps::GenerationMap;
 use crate::manifest::Templates;
@@ -126,7 +126,7 @@ pub struct MemoryProgram {
     pub config: EndpointConfig,
 }
 
-/// A pinned tcx link.
+/// A pinned tcx link or tc filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     /// The interface.
@@ -135,6 +135,8 @@ pub struct Link {
     pub template: Template,
     /// The program it runs.
     pub program: u32,
+    /// How it was attached.
+    pub mechanism: Mechanism,
 }
 
 /// What the memory kernel holds.
@@ -321,6 +323,7 @@ impl Kernel for MemoryKernel {
         template: Template,
         interface: &str,
         pin: &Path,
+        mechanism: Mechanism,
     ) -> Result<Attachment, LoaderError> {
         let mut m = self.call(Call::Attach, pin.display())?;
         if !m.interfaces.contains(interface) {
@@ -331,7 +334,9 @@ impl Kernel for MemoryKernel {
                 message: format!("cannot attach `{}` on `{interface}`: no such device", template.program_name()),
             }));
         }
-        let link = Link { interface: interface.to_string(), template, program: program.id };
+        // What is pinned keeps its mechanism: replaced in place.
+        let mechanism = m.links.get(pin).map_or(mechanism, |l| l.mechanism);
+        let link = Link { interface: interface.to_string(), template, program: program.id, mechanism };
         let how = match m.links.insert(pin.to_path_buf(), link) {
             Some(_) => Attachment::Replaced,
             None => Attachment::Created,
@@ -340,7 +345,7 @@ impl Kernel for MemoryKernel {
         Ok(how)
     }
 
-    fn detach(&self, pin: &Path) -> Result<bool, LoaderError> {
+    fn detach(&self, pin: &Path, _interface: &str) -> Result<bool, LoaderError> {
         let mut m = self.call(Call::Detach, pin.display())?;
         let removed = m.links.remove(pin).is_some();
         if removed {

@@ -112,6 +112,8 @@ pub struct Bed {
     pub bundle: PathBuf,
     /// The cluster directory the agent reads.
     pub cluster: PathBuf,
+    /// More arguments of the agent's `run`.
+    pub agent_args: Vec<String>,
 }
 
 impl Bed {
@@ -144,6 +146,7 @@ impl Bed {
             stop: Arc::default(),
             bundle: dir.0.join("bundles").join(NODE),
             cluster: cluster.clone(),
+            agent_args: Vec::new(),
             dir,
         };
         // Stray packets of this run's range stop at the host.
@@ -288,6 +291,15 @@ impl Bed {
         in_netns(&self.pod(from).netns, || tcp_probe(dst, &want, PROBE_TIMEOUT))
     }
 
+    /// TCP from the node itself (this test's network namespace, as
+    /// kubelet probes) to pod `to`'s server; the source is the kernel's
+    /// choice for the host route to the pod: with `ptp`, the pod's gateway
+    /// address on the host side of its veth.
+    pub fn probe_from_node(&self, to: &str) -> Seen {
+        let dst = SocketAddr::new(self.pod(to).ips[0], PORT);
+        tcp_probe(dst, &self.pod(to).name, PROBE_TIMEOUT)
+    }
+
     pub fn expect(&self, from: &str, to: &str, answered: bool, when: &str) {
         let seen = self.probe(from, to);
         let want = if answered { Seen::Answered } else { Seen::Silent };
@@ -317,7 +329,8 @@ impl Bed {
             .arg("--bundle")
             .arg(bundle)
             .arg("--cluster")
-            .arg(cluster);
+            .arg(cluster)
+            .args(&self.agent_args);
         if let Some(address) = metrics {
             command.arg("--metrics-address").arg(address.to_string());
         }

@@ -62,7 +62,9 @@ pub fn scratch_paths(tag: &str, state: &TempDir) -> Paths {
 }
 
 /// The manifests of `dir` compiled into one bundle per node (read back as
-/// the loader reads them), or `None` if the input has errors.
+/// the loader reads them), or `None` if the input has errors or admin
+/// tiers, which `policyc compile` refuses (E0350) while the datapath does
+/// not enforce them.
 pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
     compile_with(dir, out, Semantics::default())
 }
@@ -70,7 +72,7 @@ pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bu
 /// [`compile`] under `semantics` (`--allow-localhost`).
 pub fn compile_with(dir: &Path, out: &TempDir, semantics: Semantics) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
     let loaded = load_input_with(read_paths(&[dir.to_path_buf()]), semantics);
-    if loaded.has_errors() {
+    if loaded.has_errors() || !policyc::compile::tiers::unenforced(&loaded).is_empty() {
         return None;
     }
     let cluster = &loaded.lowered.cluster;

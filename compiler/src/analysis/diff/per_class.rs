@@ -248,18 +248,18 @@ fn tree_key(judge: &mut TreeJudge, src: Place, dst: Place, src_endpoint: bool, d
         return TreeKey::Absent { src: sa, dst: da, src_endpoint, dst_endpoint };
     }
     // `peer` as `subject` (on `node`) sees it.
-    let seen = |peer: Place, node: Option<usize>| match peer {
+    let seen = |judge: &TreeJudge, peer: Place, node: Option<usize>| match peer {
         Place::Endpoint(_, c, _) => PeerKey::Class(c),
-        Place::Node(n) => PeerKey::Node { local: node == Some(n) },
+        Place::Node(n) => judge.engine.node_peer(n, node),
         Place::Segment(s) => PeerKey::Segment(s),
         Place::Absent => unreachable!("absent peers are keyed above"),
     };
     let egress = match src {
-        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Egress, seen(dst, node))),
+        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Egress, seen(judge, dst, node))),
         _ => None,
     };
     let ingress = match dst {
-        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Ingress, seen(src, node))),
+        Place::Endpoint(i, _, node) => Some(judge.runs(i, Direction::Ingress, seen(judge, src, node))),
         _ => None,
     };
     TreeKey::Runs(egress, ingress)

@@ -10,6 +10,7 @@
 
 mod ports;
 mod rule;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -19,9 +20,10 @@ use super::yaml::{Node, Pos};
 use super::{Body, Meta};
 use crate::diag::codes;
 use policyc_ir::labels::{Labels, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, RESERVED_PREFIX};
-use policyc_ir::policy::{Policy, PolicyKind, PolicyOrigin, Subject};
+use policyc_ir::policy::{Action, Policy, PolicyKind, PolicyOrigin, Subject};
 use policyc_ir::protocol::Direction;
 use policyc_ir::selector::{LabelSelector, Operator, Requirement};
+use services::ServiceRef;
 use std::sync::Arc;
 
 /// Fields of a CNP/CCNP object, besides what `metadata` decoding checks.
@@ -186,8 +188,13 @@ fn decode_spec(
     }
 
     let host = matches!(subject, Some(Subject::Nodes(_)));
+    // `fromRequires` in allow rules narrows the allow rules, in deny rules
+    // the deny rules (Cilium's `resolveL4IngressPolicy`, `pkg/policy/rules.go`:
+    // `requirements` and `requirementsDeny`).
     let mut requires: [Vec<LabelSelector>; 2] = Default::default();
+    let mut deny_requires: [Vec<LabelSelector>; 2] = Default::default();
     let mut rules = Vec::new();
+    let mut services = Vec::new();
     let mut spans =
         PolicySpans { object: meta.start, spec: at, subject: key_pos(node, "endpointSelector"), rules: Vec::new() };
     let mut has_rules = [false, false];
@@ -198,12 +205,23 @@ fn decode_spec(
         has_rules[kind.direction.index()] |= !items.is_empty();
         for (i, item) in items.iter().enumerate() {
             let rule_path = index(&list_path, i);
-            let reqs = &mut requires[kind.direction.index()];
+            let reqs = match kind.action {
+                Action::Allow => &mut requires[kind.direction.index()],
+                Action::Deny => &mut deny_requires[kind.direction.index()],
+            };
             let cited = cite_rule(item, &rule_path);
-            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs) {
+            let mut named = Vec::new();
+            let first = rules.len();
+            for (rule, pos) in rule::decode_rule(ctx, scope, item, &rule_path, kind, host, reqs, &mut named) {
                 rules.push(rule);
                 spans.rules.push(RuleSpans { pos, cited: Arc::clone(&cited) });
             }
+            services.extend(named.into_iter().map(|(target, path, pos)| ServiceRef {
+                rules: first..rules.len(),
+                target,
+                path,
+                pos,
+            }));
         }
     }
 
@@ -227,8 +245,8 @@ fn decode_spec(
         name: meta.name.clone(),
         spec_path: path.to_string(),
     };
-    let policy = Policy { origin, subject: subject?, default_deny, requires, rules };
-    Some(SpannedPolicy { policy, spans })
+    let policy = Policy { origin, subject: subject?, default_deny, requires, deny_requires, rules };
+    Some(SpannedPolicy { policy, spans, services })
 }
 
 /// The subject: exactly one of `endpointSelector` and `nodeSelector`.

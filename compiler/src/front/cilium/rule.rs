@@ -2,6 +2,7 @@
 //! (through [`super::ports`]) its ports, ICMP types and L7 rules.
 
 use super::ports::{self, PortEntry};
+use super::services::ServiceTarget;
 use super::{normalize_key, Scope};
 use crate::diag::{codes, did_you_mean};
 use crate::front::decode::{index, join, Ctx, Fields};
@@ -86,7 +87,9 @@ const WORLD_FAMILIES: [(&str, bool); 2] = [("world-ipv4", false), ("world-ipv6",
 /// Decodes one rule into one or more IR rules (one more per `toPorts`
 /// entry with L7 rules, since L7 rules apply to that entry's ports only),
 /// each with where it is written.
-/// `fromRequires`/`toRequires` selectors go into `requires`.
+/// `fromRequires`/`toRequires` selectors go into `requires`, `toServices`
+/// entries (with their paths) into `services`, for lowering to resolve.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn decode_rule(
     ctx: &mut Ctx,
     scope: &Scope,
@@ -95,6 +98,7 @@ pub(super) fn decode_rule(
     kind: RuleKind,
     host: bool,
     requires: &mut Vec<LabelSelector>,
+    services: &mut Vec<(ServiceTarget, String, Pos)>,
 ) -> Vec<(Rule, Pos)> {
     let known = match (kind.direction, kind.action) {
         (Direction::Ingress, Action::Allow) => INGRESS_FIELDS,
@@ -104,7 +108,7 @@ pub(super) fn decode_rule(
     };
     let Some(fields) = ctx.fields(node, path, known) else { return Vec::new() };
     let deny = kind.action == Action::Deny;
-    let (peers, has_peer_field) = peers(ctx, scope, &fields, known, path, kind, requires);
+    let (peers, has_peer_field) = peers(ctx, scope, &fields, known, path, kind, (requires, services));
 
     if let Some(auth) = fields.get("authentication").filter(|_| known.contains(&"authentication")) {
         ctx.report(
@@ -227,7 +231,7 @@ fn peers(
     known: &[&str],
     path: &str,
     kind: RuleKind,
-    requires: &mut Vec<LabelSelector>,
+    (requires, services): (&mut Vec<LabelSelector>, &mut Vec<(ServiceTarget, String, Pos)>),
 ) -> (Vec<Peer>, bool) {
     let side = if kind.direction == Direction::Ingress { "from" } else { "to" };
     let deny = kind.action == Action::Deny;
@@ -284,13 +288,25 @@ fn peers(
         }
     }
 
+    // Resolved at lowering against the input's Services (`services`).
+    let key = format!("{side}Services");
+    if let Some(list) = fields.get(&key).filter(|_| known.contains(&key.as_str())) {
+        has_peer_field = true;
+        let list_path = join(path, &key);
+        for (i, item) in ctx.list(list, &list_path).iter().enumerate() {
+            let item_path = index(&list_path, i);
+            if let Some((target, pos)) = super::services::decode(ctx, item, &item_path) {
+                services.push((target, item_path, pos));
+            }
+        }
+    }
+
     // Each says why the peers cannot be compiled; the message says what
     // that does: an allow rule allows nothing for them (fail closed), a
     // deny rule drops nothing for them.
-    let unenforced: [(&str, &str); 4] = [
+    let unenforced: [(&str, &str); 3] = [
         ("Nodes", "node selectors are not compiled by policyc"),
         ("Groups", "cloud provider groups cannot be resolved ahead of time"),
-        ("Services", "`toServices` is not compiled yet"),
         ("FQDNs", "DNS names cannot be resolved ahead of time"),
     ];
     for (suffix, reason) in unenforced {
@@ -307,7 +323,6 @@ fn peers(
         };
         let (code, help) = match suffix {
             "FQDNs" => (codes::FQDN_NOT_COMPILABLE, "name the addresses with `toCIDR` or `toCIDRSet` instead"),
-            "Services" => (codes::UNSUPPORTED_FIELD, "allow the service's pods with `toEndpoints`"),
             _ => (codes::UNSUPPORTED_FIELD, "name the peers with endpoint selectors, entities or CIDRs instead"),
         };
         ctx.report(code, Some(node), &field_path, message, Some(help.to_string()));

@@ -343,11 +343,15 @@ fn unenforced_peers_warn_and_select_nothing() {
     let (ps, codes) = with_codes(&cnp("{endpointSelector: {}, egress: [{toFQDNs: [{matchName: api.example.com}], toPorts: [{ports: [{port: '443'}]}]}]}"));
     assert_eq!(codes, ["W0112"]);
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![]));
+    // `toServices` is resolved at lowering (`crate::lower`): no warning
+    // here, and no peer yet.
     let (ps, codes) = with_codes(&cnp(
         "{endpointSelector: {}, egress: [{toServices: [{k8sService: {serviceName: db, namespace: prod}}]}]}",
     ));
-    assert_eq!(codes, ["W0118"]);
+    assert!(codes.is_empty(), "{codes:?}");
     assert_eq!(ps[0].rules[0].peers, Peers::Only(vec![]));
+    let codes = codes_of("{endpointSelector: {}, egress: [{toServices: [{}, {k8sService: {namespace: prod}}]}]}");
+    assert_eq!(codes, ["E0005", "E0005"]);
     let codes = codes_of("{endpointSelector: {}, ingress: [{fromNodes: [{}]}, {fromGroups: [{aws: {region: x}}]}, {authentication: {mode: required}}]}");
     assert_eq!(codes, ["W0118", "W0118", "W0118"]);
 }

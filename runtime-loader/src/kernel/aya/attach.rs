@@ -1,16 +1,20 @@
-//! tcx attachment: a pinned link per endpoint and hook, created on first
-//! apply and afterwards switched to the new program with `BPF_LINK_UPDATE`
-//! (atomic per hook: every packet sees the old program or the new one).
+//! Attaching an endpoint's programs to its interface's hooks, by either
+//! mechanism ([`Mechanism`]): a tcx link ([`super::tcx`]) or a legacy tc
+//! filter ([`super::tc`]). Both keep something pinned at the endpoint's
+//! pin ([`crate::paths::Paths::link`]): the link, or the filter's program.
+//! What is pinned decides how an endpoint is changed afterwards, whatever
+//! mechanism an apply asks for new endpoints: an endpoint keeps the
+//! mechanism it was attached with, and is only ever replaced in place.
 
+use super::{tc, tcx};
 use crate::error::{kernel, LoaderError, Operation};
-pub use crate::kernel::Attachment;
-use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
-use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+pub use crate::kernel::{Attachment, Mechanism};
 use aya::programs::{SchedClassifier, TcAttachType};
 use policyc_ebpf::Template;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The tcx hook of a template on the pod's host-side interface.
+/// The hook of a template on the pod's host-side interface.
 pub fn attach_type(template: Template) -> TcAttachType {
     match template {
         // Packets the pod sends arrive on the host side's ingress.
@@ -19,53 +23,86 @@ pub fn attach_type(template: Template) -> TcAttachType {
     }
 }
 
-/// Attaches `program` to `interface` at the hook of `template`, through
-/// the link pinned at `pin` if there is one (and it is on the same
-/// interface, which the caller checks), else a new link pinned there.
+/// What a pin holds.
+enum Pinned {
+    /// A tcx link.
+    Link,
+    /// The program of a tc filter, by id.
+    Filter(u32),
+}
+
+fn pinned(pin: &Path) -> Option<Pinned> {
+    if !pin.exists() {
+        return None;
+    }
+    Some(tc::pinned_program(pin).map_or(Pinned::Link, Pinned::Filter))
+}
+
+/// Attaches `program` to `interface` at the hook of `template` and pins
+/// it at `pin`: in place of what is pinned there, by its mechanism, or
+/// else by `mechanism`.
 pub fn attach(
     program: &mut SchedClassifier,
     template: Template,
     interface: &str,
     pin: &Path,
+    mechanism: Mechanism,
 ) -> Result<Attachment, LoaderError> {
-    let object = format!("`{}` on `{interface}`", template.program_name());
-    let what = |action: &str| format!("{action} {object}");
-    if pin.exists() {
-        let pinned = PinnedLink::from_pin(pin)
-            .map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot open the link of"), e))?;
-        let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-            .map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot use the link of"), e))?;
-        program.attach_to_link(link).map_err(|e| kernel(Operation::ReplaceLink, &object, what("cannot replace"), e))?;
-        return Ok(Attachment::Replaced);
-    }
     if let Some(dir) = pin.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             kernel(Operation::CreateDirectory, dir.display(), format!("cannot create `{}`", dir.display()), e)
         })?;
     }
-    let id = program
-        .attach_with_options(interface, attach_type(template), TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(|e| kernel(Operation::Attach, &object, what("cannot attach"), e))?;
-    let link =
-        program.take_link(id).map_err(|e| kernel(Operation::Attach, &object, what("cannot keep the link of"), e))?;
-    let fd_link =
-        FdLink::try_from(link).map_err(|e| kernel(Operation::PinLink, &object, what("cannot pin the link of"), e))?;
-    fd_link.pin(pin).map_err(|e| kernel(Operation::PinLink, &object, what("cannot pin the link of"), e))?;
-    Ok(Attachment::Created)
+    match (pinned(pin), mechanism) {
+        (Some(Pinned::Link), _) | (None, Mechanism::Tcx) => tcx::attach(program, template, interface, pin),
+        (Some(Pinned::Filter(_)), _) | (None, Mechanism::Tc) => tc::attach(program, template, interface, pin),
+    }
 }
 
-/// Detaches the link pinned at `pin` by removing its pin (the last
-/// reference), if it exists.
-pub fn detach(pin: &Path) -> Result<bool, LoaderError> {
-    if !pin.exists() {
-        return Ok(false);
+/// Detaches what is pinned at `pin` from `interface`, if anything is
+/// pinned there.
+pub fn detach(pin: &Path, interface: &str) -> Result<bool, LoaderError> {
+    match pinned(pin) {
+        None => Ok(false),
+        Some(Pinned::Link) => tcx::detach(pin).map(|()| true),
+        Some(Pinned::Filter(id)) => tc::detach(pin, id, interface).map(|()| true),
     }
-    let pinned = PinnedLink::from_pin(pin)
-        .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot open `{}`", pin.display()), e))?;
-    // Unpinning drops the last reference once the fd closes: the kernel
-    // detaches the program.
-    pinned
-        .unpin()
-        .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot unpin `{}`", pin.display()), e))?;
-    Ok(true)
+}
+
+/// The interfaces on which each program runs in the loader's tc slot, by
+/// program id: one dump of each hook of each interface, for `uninstall`,
+/// which has only the pins.
+#[derive(Default)]
+pub struct FilterIndex(BTreeMap<u32, Vec<String>>);
+
+impl FilterIndex {
+    /// Reads the index from every interface of the host.
+    pub fn read() -> Result<FilterIndex, LoaderError> {
+        let interfaces = crate::route::host_interfaces()
+            .map_err(|e| kernel(Operation::ListInterfaces, "/proc/net/dev", "cannot list the interfaces", e))?;
+        let mut index: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for interface in interfaces {
+            for id in tc::slot_programs(&interface)? {
+                index.entry(id).or_default().push(interface.clone());
+            }
+        }
+        Ok(FilterIndex(index))
+    }
+}
+
+/// Detaches what is pinned at `pin` wherever it runs: a link knows its
+/// interface; a filter's program is looked up in `filters`.
+pub fn detach_anywhere(pin: &Path, filters: &FilterIndex) -> Result<bool, LoaderError> {
+    match pinned(pin) {
+        None => Ok(false),
+        Some(Pinned::Link) => tcx::detach(pin).map(|()| true),
+        Some(Pinned::Filter(id)) => {
+            for interface in filters.0.get(&id).into_iter().flatten() {
+                tc::delete_filters_of(interface, id)?;
+            }
+            std::fs::remove_file(pin)
+                .map_err(|e| kernel(Operation::Unpin, pin.display(), format!("cannot unpin `{}`", pin.display()), e))?;
+            Ok(true)
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! The kernel through aya: pinned maps under the bpffs root, programs
-//! through the verifier ([`programs`]), tcx links ([`attach`]). This is
-//! the one place the loader's apply reaches aya from.
+//! through the verifier ([`programs`]), tcx links or tc filters
+//! ([`attach`]). This is the one place the loader's apply reaches aya from.
 
 pub mod attach;
 pub mod programs;
+pub mod tc;
+pub mod tcx;
 
-use super::Attachment;
+use super::{tc_filters, Attachment, Mechanism};
 use super::{Kernel, RawEntries};
 use crate::error::{kernel, LoaderError, Operation};
 use crate::generation_maps::{GenerationMap, ENDPOINTS, IPCACHE, POLICY, POLICY_EXACT};
@@ -195,12 +197,13 @@ impl Kernel for AyaKernel {
         template: Template,
         interface: &str,
         pin: &Path,
+        mechanism: Mechanism,
     ) -> Result<Attachment, LoaderError> {
-        attach::attach(program.program(template)?, template, interface, pin)
+        attach::attach(program.program(template)?, template, interface, pin, mechanism)
     }
 
-    fn detach(&self, pin: &Path) -> Result<bool, LoaderError> {
-        attach::detach(pin)
+    fn detach(&self, pin: &Path, interface: &str) -> Result<bool, LoaderError> {
+        attach::detach(pin, interface)
     }
 
     fn unpin_maps_except(&self, kept: &[&str]) {
@@ -216,12 +219,16 @@ impl Kernel for AyaKernel {
         programs::remove_bodies_except(&self.paths, keep)
     }
 
+    /// tcx programs first, then tc filters by priority: the order in which
+    /// `sch_handle_ingress()`/`sch_handle_egress()` run them.
     fn attached(&self, interface: &str, template: Template) -> Result<Vec<u32>, LoaderError> {
-        let (_, programs) = SchedClassifier::query_tcx(interface, attach::attach_type(template)).map_err(|e| {
-            let object = format!("`{}` on `{interface}`", template.program_name());
-            kernel(Operation::QueryAttached, &object, format!("cannot query the programs of {object}"), e)
-        })?;
-        Ok(programs.iter().map(|p| p.id()).collect())
+        let object = format!("`{}` on `{interface}`", template.program_name());
+        let what = format!("cannot query the programs of {object}");
+        let (_, programs) = SchedClassifier::query_tcx(interface, attach::attach_type(template))
+            .map_err(|e| kernel(Operation::QueryAttached, &object, &what, e))?;
+        let filters = tc_filters::list(interface, tc::hook(template))
+            .map_err(|e| kernel(Operation::QueryAttached, &object, &what, e))?;
+        Ok(programs.iter().map(|p| p.id()).chain(filters.iter().map(|f| f.program_id)).collect())
     }
 
     fn host_routes(&self) -> Result<Vec<Route>, LoaderError> {
