@@ -87,15 +87,24 @@ pub struct ConnectivityChange {
     pub causes: Vec<Cause>,
     /// The protocols and port (ICMP type) ranges affected, in order.
     pub ports: Vec<(Protocol, PortRange)>,
+    /// The ranges of `ports` that pass only through the L7 proxy where
+    /// they pass (the new tree for an opened connection, the old one for a
+    /// closed one), with the parser (`http`; several joined by `+`), as
+    /// `connectivity` marks them.
+    pub l7: Vec<(Protocol, PortRange, String)>,
 }
 
 impl ConnectivityChange {
     /// Ports as the connectivity table writes them (`TCP` for every port,
-    /// `TCP/5432`, `UDP/53-54`).
+    /// `TCP/5432`, `UDP/53-54`, `TCP/80 (L7 http)`).
     pub fn port_items(&self) -> Vec<String> {
         self.ports
             .iter()
-            .map(|(p, r)| if *r == full_range(*p) { p.name().to_string() } else { format!("{}/{r}", p.name()) })
+            .map(|(p, r)| match self.l7.iter().find(|(q, s, _)| q == p && s == r) {
+                Some((_, _, parser)) => format!("{}/{r} (L7 {parser})", p.name()),
+                None if *r == full_range(*p) => p.name().to_string(),
+                None => format!("{}/{r}", p.name()),
+            })
             .collect()
     }
 }

@@ -4,7 +4,7 @@
 //! into changes once, then expanded to every pair of pods it stands for.
 
 use super::connectivity::{Cause, Change, ConnectivityChange, Peer};
-use crate::analysis::connectivity::PROTOCOLS;
+use crate::analysis::connectivity::{l7_parser, PROTOCOLS};
 use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
 use crate::analysis::reason::{Citations, Reason, Verdict};
 use policyc_ir::cluster::Cluster;
@@ -39,8 +39,16 @@ type CauseTemplate = (Direction, Reason, Reason);
 /// Protocols and port ranges, in order.
 type Ports = Vec<(Protocol, PortRange)>;
 
+/// The ranges of [`Ports`] that pass through the L7 proxy, with the parser.
+type L7Ports = Vec<(Protocol, PortRange, String)>;
+
 /// The changes of one pair of judgements, without names.
-pub type Pattern = Vec<(Change, Vec<CauseTemplate>, Ports)>;
+pub type Pattern = Vec<(Change, Vec<CauseTemplate>, Ports, L7Ports)>;
+
+/// One piece of a judgement: protocol index, range, the reasons
+/// `[egress, ingress]`, whether the connection passes, and the L7 parser
+/// where it passes through the proxy.
+type Piece = (usize, PortRange, [Option<Reason>; 2], bool, Option<String>);
 
 /// One tree, judged per class.
 pub struct TreeJudge<'a> {
@@ -78,9 +86,8 @@ impl<'a> TreeJudge<'a> {
         d.map(|d| self.reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
     }
 
-    /// Per protocol index and piece: the reasons `[egress, ingress]` and
-    /// whether the connection passes.
-    fn judged(&mut self, key: TreeKey) -> Vec<(usize, PortRange, [Option<Reason>; 2], bool)> {
+    /// Every piece of a judgement, in protocol and port order.
+    fn judged(&mut self, key: TreeKey) -> Vec<Piece> {
         match key {
             TreeKey::Absent { src_endpoint, dst_endpoint, .. } => {
                 let absent = |endpoint: bool| endpoint.then(|| Reason::new(Verdict::Absent, Vec::new()));
@@ -93,6 +100,7 @@ impl<'a> TreeJudge<'a> {
                             crate::analysis::connectivity::full_range(*p),
                             [absent(src_endpoint), absent(dst_endpoint)],
                             false,
+                            None,
                         )
                     })
                     .collect()
@@ -103,7 +111,9 @@ impl<'a> TreeJudge<'a> {
                     .into_iter()
                     .map(|(pi, range, de, di)| {
                         let ok = self.engine.passes(de) && self.engine.passes(di);
-                        (pi, range, [self.reason(de), self.reason(di)], ok)
+                        let decisions = [de.map(|d| self.engine.decision(d)), di.map(|d| self.engine.decision(d))];
+                        let parser = if ok { l7_parser(self.cluster(), decisions) } else { None };
+                        (pi, range, [self.reason(de), self.reason(di)], ok, parser)
                     })
                     .collect()
             }
@@ -151,34 +161,45 @@ pub fn pattern(old: &mut TreeJudge, new: &mut TreeJudge, was: TreeKey, now: Tree
         return Vec::new();
     }
     let (a, b) = (old.judged(was), new.judged(now));
-    let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), Ports> = BTreeMap::new();
+    let mut grouped: BTreeMap<(Change, Vec<CauseTemplate>), (Ports, L7Ports)> = BTreeMap::new();
     let (mut i, mut j) = (0, 0);
-    let mut run: Option<(Change, Vec<CauseTemplate>, usize, PortRange)> = None;
-    let mut flush = |run: &mut Option<(Change, Vec<CauseTemplate>, usize, PortRange)>| {
-        if let Some((c, cs, pi, r)) = run.take() {
-            grouped.entry((c, cs)).or_default().push((PROTOCOLS[pi], r));
+    // The run being built: change, causes, protocol index, range, and the
+    // L7 parser where it passes (runs split where that changes).
+    type Run = (Change, Vec<CauseTemplate>, usize, PortRange, Option<String>);
+    let mut run: Option<Run> = None;
+    let mut flush = |run: &mut Option<Run>| {
+        if let Some((c, cs, pi, r, parser)) = run.take() {
+            let (ports, l7) = grouped.entry((c, cs)).or_default();
+            ports.push((PROTOCOLS[pi], r));
+            if let Some(parser) = parser {
+                l7.push((PROTOCOLS[pi], r, parser));
+            }
         }
     };
     while i < a.len() && j < b.len() {
-        let (pa, ra, wa, oka) = &a[i];
-        let (pb, rb, wb, okb) = &b[j];
+        let (pa, ra, wa, oka, la) = &a[i];
+        let (pb, rb, wb, okb, lb) = &b[j];
         debug_assert_eq!(pa, pb);
         let lo = ra.lo.max(rb.lo);
         let hi = ra.hi.min(rb.hi);
         let range = PortRange { lo, hi };
         let step = (oka != okb).then(|| {
-            let change = if *okb { Change::Opened } else { Change::Closed };
-            (change, causes(change, wa, wb))
+            let (change, parser) = if *okb { (Change::Opened, lb) } else { (Change::Closed, la) };
+            (change, causes(change, wa, wb), parser.clone())
         });
         match (&mut run, step) {
-            (Some((c, cs, pi, r)), Some((change, causes)))
-                if *c == change && *cs == causes && *pi == *pa && u32::from(r.hi) + 1 == u32::from(lo) =>
+            (Some((c, cs, pi, r, l7)), Some((change, causes, parser)))
+                if *c == change
+                    && *cs == causes
+                    && *pi == *pa
+                    && *l7 == parser
+                    && u32::from(r.hi) + 1 == u32::from(lo) =>
             {
                 r.hi = hi
             }
             (_, step) => {
                 flush(&mut run);
-                run = step.map(|(change, causes)| (change, causes, *pa, range));
+                run = step.map(|(change, causes, parser)| (change, causes, *pa, range, parser));
             }
         }
         let last_of_protocol = (ra.hi == hi && a.get(i + 1).is_none_or(|n| n.0 != *pa))
@@ -194,7 +215,7 @@ pub fn pattern(old: &mut TreeJudge, new: &mut TreeJudge, was: TreeKey, now: Tree
         }
     }
     flush(&mut run);
-    grouped.into_iter().map(|((c, cs), ports)| (c, cs, ports)).collect()
+    grouped.into_iter().map(|((c, cs), (ports, l7))| (c, cs, ports, l7)).collect()
 }
 
 /// The directions whose decision flipped the way the connection did.
@@ -327,7 +348,7 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
             if patterns[id as usize].is_empty() {
                 continue;
             }
-            for (change, causes, ports) in &patterns[id as usize] {
+            for (change, causes, ports, l7) in &patterns[id as usize] {
                 let fill = |r: &Reason, tree_src: Place, tree_dst: Place| {
                     let mut r = r.clone();
                     if r.verdict == Verdict::Absent {
@@ -354,6 +375,7 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
                     dst: dst.clone(),
                     causes,
                     ports: ports.clone(),
+                    l7: l7.clone(),
                 };
                 match change {
                     Change::Opened => opened.push(c),
