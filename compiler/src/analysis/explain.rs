@@ -17,7 +17,7 @@ use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
-use policyc_ir::tier::TierAction;
+use policyc_ir::tier::{tier_order, Tier, TierAction};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -80,6 +80,10 @@ pub struct Explanation {
     pub selected_by: Vec<Selection>,
     /// Per direction (ingress, egress): the policies that isolate it.
     pub isolated_by: [Vec<PolicyRef>; 2],
+    /// Per direction (ingress, egress): the admin and baseline policies
+    /// selecting it with rules in that direction, in the order they are
+    /// asked (admin by priority, then baseline).
+    pub tiered_by: [Vec<(Tier, PolicyRef)>; 2],
     /// What may reach it.
     pub reached_by: Vec<Flow>,
     /// What it may reach.
@@ -131,6 +135,18 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
     }
     // Admin and baseline policies select without isolating; their rules
     // are counted by direction and action.
+    let mut tiered_by: [Vec<(Tier, PolicyRef)>; 2] = Default::default();
+    for tier in [Tier::Admin, Tier::Baseline] {
+        for t in tier_order(cluster, tier) {
+            let policy = &cluster.tier_policies[t];
+            if !policy.subject.matches(&e.labels) {
+                continue;
+            }
+            for d in Direction::BOTH.into_iter().filter(|d| policy.rules.iter().any(|r| r.direction == *d)) {
+                tiered_by[d.index()].push((tier, citations.tier_policy_ref(t)));
+            }
+        }
+    }
     for (t, policy) in cluster.tier_policies.iter().enumerate() {
         if !policy.subject.matches(&e.labels) {
             continue;
@@ -196,6 +212,7 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         named_ports: e.named_ports.iter().map(|p| format!("{}={}/{}", p.name, p.protocol, p.port)).collect(),
         selected_by,
         isolated_by,
+        tiered_by,
         reached_by,
         reaches,
     }
@@ -278,13 +295,7 @@ pub fn render_human(x: &Explanation) -> String {
     }
     let _ = writeln!(out, "\nisolation:");
     for d in Direction::BOTH {
-        let by = &x.isolated_by[d.index()];
-        if by.is_empty() {
-            let _ = writeln!(out, "  {d}: not isolated (everything is allowed unless a deny rule drops it)");
-        } else {
-            let names: Vec<String> = by.iter().map(|p| p.policy.clone()).collect();
-            let _ = writeln!(out, "  {d}: isolated by {}", names.join(", "));
-        }
+        let _ = writeln!(out, "  {d}: {}", isolation_text(&x.isolated_by[d.index()], &x.tiered_by[d.index()]));
     }
     for (title, flows) in [("may be reached by", &x.reached_by), ("may reach", &x.reaches)] {
         let _ = writeln!(out, "\n{title}:");
@@ -304,6 +315,37 @@ pub fn render_human(x: &Explanation) -> String {
     out
 }
 
+/// How one direction is decided, in words: the tiers in the order they
+/// are asked. An admin policy decides what its rules match before the
+/// NetworkPolicy tier; a baseline policy only where no NetworkPolicy (or
+/// Cilium policy) isolates the endpoint (`decide` in `policyc_ir::eval`).
+fn isolation_text(isolated_by: &[PolicyRef], tiered_by: &[(Tier, PolicyRef)]) -> String {
+    let names = |tier: Tier| -> Vec<String> {
+        tiered_by.iter().filter(|(t, _)| *t == tier).map(|(_, p)| p.policy.clone()).collect()
+    };
+    let (admin, baseline) = (names(Tier::Admin), names(Tier::Baseline));
+    let mut steps = Vec::new();
+    if !admin.is_empty() {
+        steps.push(format!("the admin tier decides what its rules match first ({})", admin.join(", ")));
+    }
+    if !isolated_by.is_empty() {
+        let by: Vec<String> = isolated_by.iter().map(|p| p.policy.clone()).collect();
+        if steps.is_empty() {
+            return format!("isolated by {}", by.join(", "));
+        }
+        steps.push(format!("then isolated by {}", by.join(", ")));
+        return steps.join("; ");
+    }
+    if admin.is_empty() && baseline.is_empty() {
+        return "not isolated (everything is allowed unless a deny rule drops it)".to_string();
+    }
+    if !baseline.is_empty() {
+        let then = if admin.is_empty() { "" } else { "then " };
+        steps.push(format!("{then}the baseline tier decides what its rules match ({})", baseline.join(", ")));
+    }
+    format!("no NetworkPolicy isolates it; {}; what no rule matches is allowed", steps.join("; "))
+}
+
 /// JSON.
 pub fn render_json(x: &Explanation) -> Value {
     let flows = |fs: &[Flow]| -> Vec<Value> {
@@ -318,7 +360,7 @@ pub fn render_json(x: &Explanation) -> Value {
             })
             .collect()
     };
-    json!({
+    let mut value = json!({
         "endpoint": x.name,
         "kind": x.kind,
         "node": x.node,
@@ -337,5 +379,40 @@ pub fn render_json(x: &Explanation) -> Value {
         },
         "reached_by": flows(&x.reached_by),
         "reaches": flows(&x.reaches),
-    })
+    });
+    // Only where admin or baseline policies decide, so that output without
+    // them stays as it was.
+    if x.tiered_by.iter().any(|t| !t.is_empty()) {
+        let tiers = |d: usize| -> Vec<Value> {
+            x.tiered_by[d].iter().map(|(t, p)| json!({"tier": t.name(), "policy": p.policy})).collect()
+        };
+        value["tiers"] = json!({"ingress": tiers(0), "egress": tiers(1)});
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(policy: &str) -> PolicyRef {
+        PolicyRef { policy: policy.to_string(), rule: None, file: None, line: None, rule_line: None }
+    }
+
+    #[test]
+    fn isolation_names_the_tiers_in_the_order_they_decide() {
+        let (np, anp, banp) = (named("NetworkPolicy a/np"), named("AdminNetworkPolicy x"), named("BANP default"));
+        assert_eq!(isolation_text(&[np.clone()], &[]), "isolated by NetworkPolicy a/np");
+        // Where a NetworkPolicy isolates, the baseline tier is never asked.
+        assert_eq!(
+            isolation_text(&[np], &[(Tier::Admin, anp.clone()), (Tier::Baseline, banp.clone())]),
+            "the admin tier decides what its rules match first (AdminNetworkPolicy x); then isolated by NetworkPolicy a/np"
+        );
+        assert_eq!(
+            isolation_text(&[], &[(Tier::Baseline, banp)]),
+            "no NetworkPolicy isolates it; the baseline tier decides what its rules match (BANP default); \
+             what no rule matches is allowed"
+        );
+        assert_eq!(isolation_text(&[], &[]), "not isolated (everything is allowed unless a deny rule drops it)");
+    }
 }
