@@ -147,6 +147,13 @@ impl<'a> Engine<'a> {
     /// The engine of `cluster`, with outside segments as
     /// [`address_segments`] cuts them (`externals` each on its own).
     pub fn new(cluster: &'a Cluster, externals: &[IpAddr]) -> Self {
+        Self::with_segments(cluster, address_segments(cluster, externals))
+    }
+
+    /// The engine of `cluster` with these outside segments, which must
+    /// be at least as fine as [`address_segments`] cuts them (a segment
+    /// is judged by its first address).
+    pub fn with_segments(cluster: &'a Cluster, segments: Vec<(IpAddr, IpAddr)>) -> Self {
         // An admin `networks` peer matches pods and nodes by address
         // (`policyc_ir::tier::TierPeer::Networks`): what tells two pods or
         // nodes apart is the set of those prefixes holding an address.
@@ -251,7 +258,7 @@ impl<'a> Engine<'a> {
             selecting,
             selecting_tiers,
             loaded: None,
-            segments: address_segments(cluster, externals),
+            segments,
             named_cuts,
             decisions: Interner::new(),
             runs: Interner::new(),

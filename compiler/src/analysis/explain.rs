@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn isolation_names_the_tiers_in_the_order_they_decide() {
         let (np, anp, banp) = (named("NetworkPolicy a/np"), named("AdminNetworkPolicy x"), named("BANP default"));
-        assert_eq!(isolation_text(&[np.clone()], &[]), "isolated by NetworkPolicy a/np");
+        assert_eq!(isolation_text(std::slice::from_ref(&np), &[]), "isolated by NetworkPolicy a/np");
         // Where a NetworkPolicy isolates, the baseline tier is never asked.
         assert_eq!(
             isolation_text(&[np], &[(Tier::Admin, anp.clone()), (Tier::Baseline, banp.clone())]),

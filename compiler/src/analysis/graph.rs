@@ -1,10 +1,12 @@
-//! The allowed-connectivity graph: workloads as nodes (grouped by
-//! namespace), outside address ranges as nodes, an edge for what may flow
+//! The allowed-connectivity graph: workloads as vertices (grouped by
+//! namespace), the cluster's nodes (`node:NAME`, as `connectivity` lists
+//! them) and outside address ranges as vertices, an edge for what may flow
 //! from one to the other, labelled with protocols and ports, and a dashed
 //! edge for what an explicit deny rule blocks.
 //!
 //! The graph is a `petgraph` [`DiGraph`] built from the connectivity table
-//! ([`crate::analysis::connectivity`], the reference evaluator). A
+//! ([`crate::analysis::table`], the reference evaluator asked per class of
+//! alike endpoints). A
 //! "blocked by a deny rule" edge holds the ports that the same cluster
 //! would allow if its deny rules were removed (policies keep isolating what
 //! they isolate): a deny that only repeats what default deny already drops
@@ -13,15 +15,15 @@
 //! one per prefix boundary. [`to_dot`] renders Graphviz DOT,
 //! deterministically.
 
-use crate::analysis::connectivity::{address_segments, allowed_between, port_cuts, Allowed, PROTOCOLS};
+use crate::analysis::connectivity::{Allowed, Side, PROTOCOLS};
+use crate::analysis::table::Table;
 use petgraph::graph::{DiGraph, NodeIndex};
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::Party;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -36,6 +38,12 @@ pub enum GraphNode {
         name: String,
         /// What the node shows: the pod or workload name.
         label: String,
+    },
+    /// A node of the cluster: `host` to the endpoints on it,
+    /// `remote-node` to the others.
+    Node {
+        /// The node's name.
+        name: String,
     },
     /// Outside addresses on which the policies decide alike.
     Outside {
@@ -100,32 +108,46 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     for p in &mut relaxed.policies {
         p.rules.retain(|r| r.action == Action::Allow);
     }
-    let cuts = port_cuts(cluster);
-    let segments = address_segments(cluster, &[]);
-    let n = cluster.endpoints.len();
-    let party = |i: usize| if i < n { Party::Endpoint(EndpointId::new(i)) } else { Party::External(segments[i - n].0) };
+    let strict = Table::new(cluster, &[]);
+    // Judged on the same segments: without the deny rules' prefixes the
+    // relaxed cluster's own would be coarser, never finer.
+    let segments = strict.segments().to_vec();
+    let loose = Table::with_segments(&relaxed, segments.clone());
+    let (n, m) = (cluster.endpoints.len(), cluster.nodes.len());
+    let side = |i: usize| match i {
+        i if i < n => Side::Endpoint(EndpointId::new(i)),
+        i if i < n + m => Side::Node(i - n),
+        i => Side::Addresses(segments[i - n - m].0, segments[i - n - m].1),
+    };
 
-    // Every edge between parties (endpoint indices, then segments).
+    // The edges of each pair of allowed ids (with and without denies),
+    // computed once.
+    let mut edges_of: HashMap<(u32, u32), Vec<GraphEdge>> = HashMap::new();
+    // Every edge between parties (endpoints, nodes, then segments).
     let mut edges: Vec<(usize, usize, GraphEdge)> = Vec::new();
-    for s in 0..n + segments.len() {
-        for d in 0..n + segments.len() {
-            if s == d || (s >= n && d >= n) {
-                continue;
-            }
-            let allowed = allowed_between(cluster, party(s), party(d), &cuts);
-            let without_denies = allowed_between(&relaxed, party(s), party(d), &cuts);
-            let mut blocked = Allowed::default();
-            for pi in 0..PROTOCOLS.len() {
-                blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
-            }
-            if !allowed.is_empty() {
-                edges.push((s, d, GraphEdge { kind: EdgeKind::Allowed, items: items(&allowed) }));
-            }
-            if !blocked.is_empty() {
-                edges.push((s, d, GraphEdge { kind: EdgeKind::Denied, items: items(&blocked) }));
-            }
+    for s in 0..n + m + segments.len() {
+        for d in 0..n + m + segments.len() {
+            let (a, b) = (side(s), side(d));
+            let (Some(with), Some(without)) = (strict.allowed_id(&a, &b), loose.allowed_id(&a, &b)) else { continue };
+            let pair = edges_of.entry((with, without)).or_insert_with(|| {
+                let (allowed, without_denies) = (strict.allowed(with), loose.allowed(without));
+                let mut blocked = Allowed::default();
+                for pi in 0..PROTOCOLS.len() {
+                    blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
+                }
+                let mut pair = Vec::new();
+                if !allowed.is_empty() {
+                    pair.push(GraphEdge { kind: EdgeKind::Allowed, items: items(allowed) });
+                }
+                if !blocked.is_empty() {
+                    pair.push(GraphEdge { kind: EdgeKind::Denied, items: items(&blocked) });
+                }
+                pair
+            });
+            edges.extend(pair.iter().map(|e| (s, d, e.clone())));
         }
     }
+    let n = n + m;
 
     // Outside segments with the same edges become one node.
     let mut signatures: BTreeMap<usize, Signature> = BTreeMap::new();
@@ -155,6 +177,9 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
         let node =
             graph.add_node(GraphNode::Endpoint { namespace: e.namespace.clone(), name: e.display_name(), label });
         index.insert(i, node);
+    }
+    for (k, node) in cluster.nodes.iter().enumerate() {
+        index.insert(cluster.endpoints.len() + k, graph.add_node(GraphNode::Node { name: node.name.clone() }));
     }
     for group in &groups {
         let ranges = group.iter().map(|&s| segments[s - n]).collect();
@@ -207,12 +232,13 @@ fn quote(s: &str) -> String {
 fn node_id(node: &GraphNode) -> String {
     match node {
         GraphNode::Endpoint { name, .. } => name.clone(),
+        GraphNode::Node { name } => format!("node:{name}"),
         GraphNode::Outside { ranges } => format!("outside:{}", range_text(ranges[0].0, ranges[0].1)),
     }
 }
 
-/// Graphviz DOT: namespaces as clusters, outside addresses in their own
-/// cluster, allowed edges solid, edges a deny rule blocks dashed red. An
+/// Graphviz DOT: namespaces as clusters, the cluster's nodes in one,
+/// outside addresses in their own cluster, allowed edges solid, edges a deny rule blocks dashed red. An
 /// endpoint with the same edge to every outside node is drawn with one
 /// edge to the outside cluster's border.
 pub fn to_dot(graph: &ConnectivityGraph) -> String {
@@ -225,11 +251,13 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
     out.push_str("  edge [fontname=\"Helvetica\", fontsize=9, color=\"#3b6ea8\"];\n");
     let mut by_namespace: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     let mut outside: Vec<&GraphNode> = Vec::new();
+    let mut nodes: Vec<&str> = Vec::new();
     for node in graph.node_weights() {
         match node {
             GraphNode::Endpoint { namespace, name, label } => {
                 by_namespace.entry(namespace).or_default().push((name, label))
             }
+            GraphNode::Node { name } => nodes.push(name),
             GraphNode::Outside { .. } => outside.push(node),
         }
     }
@@ -238,6 +266,19 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
         let _ = writeln!(out, "    label={}; style=\"rounded\"; color=\"#9aa5b1\";", quote(&format!("namespace {ns}")));
         for (name, label) in nodes {
             let _ = writeln!(out, "    {} [label={}];", quote(name), quote(label));
+        }
+        out.push_str("  }\n");
+    }
+    if !nodes.is_empty() {
+        out.push_str("  subgraph \"cluster_nodes\" {\n");
+        out.push_str("    label=\"nodes\"; style=\"rounded\"; color=\"#9aa5b1\";\n");
+        for name in nodes {
+            let _ = writeln!(
+                out,
+                "    {} [label={}, shape=box3d, fillcolor=\"#fbf3e6\"];",
+                quote(&format!("node:{name}")),
+                quote(name)
+            );
         }
         out.push_str("  }\n");
     }
@@ -285,13 +326,15 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
         let mut attributes = Vec::new();
         let (from_endpoint, to_endpoint) =
             (matches!(graph[a], GraphNode::Endpoint { .. }), matches!(graph[b], GraphNode::Endpoint { .. }));
-        if from_endpoint && !to_endpoint && whole_outside.contains(&(a, true, edge)) {
+        let (from_outside, to_outside) =
+            (matches!(graph[a], GraphNode::Outside { .. }), matches!(graph[b], GraphNode::Outside { .. }));
+        if from_endpoint && to_outside && whole_outside.contains(&(a, true, edge)) {
             if b != outside_nodes[0] {
                 continue;
             }
             attributes.push("lhead=\"cluster_outside\"".to_string());
         }
-        if !from_endpoint && to_endpoint && whole_outside.contains(&(b, false, edge)) {
+        if from_outside && to_endpoint && whole_outside.contains(&(b, false, edge)) {
             if a != outside_nodes[0] {
                 continue;
             }

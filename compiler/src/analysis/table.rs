@@ -45,6 +45,8 @@ pub struct Table<'a> {
     from_node: Vec<u32>,
     /// Per node: its node class.
     node_class: Vec<usize>,
+    /// Per endpoint: its class and node.
+    endpoint_class: Vec<(usize, Option<usize>)>,
     /// The number of node classes, twice (local and remote).
     node_keys: usize,
 }
@@ -120,7 +122,16 @@ impl<'a> Table<'a> {
     /// Judges `cluster` per class (outside segments as
     /// [`crate::analysis::connectivity::address_segments`] cuts them).
     pub fn new(cluster: &'a Cluster, externals: &[IpAddr]) -> Self {
-        let mut engine = Engine::new(cluster, externals);
+        Self::with_engine(cluster, Engine::new(cluster, externals))
+    }
+
+    /// Judges `cluster` per class on these outside segments (as
+    /// [`Engine::with_segments`] takes them).
+    pub fn with_segments(cluster: &'a Cluster, segments: Vec<(IpAddr, IpAddr)>) -> Self {
+        Self::with_engine(cluster, Engine::with_segments(cluster, segments))
+    }
+
+    fn with_engine(cluster: &'a Cluster, mut engine: Engine<'a>) -> Self {
         engine.fill();
         let (classes, segments) = (engine.classes(), engine.segments().len());
         let node_keys = 2 * engine.node_classes();
@@ -174,6 +185,8 @@ impl<'a> Table<'a> {
         );
         peers.sort_by(|a, b| a.0.cmp(&b.0));
         let node_class = (0..cluster.nodes.len()).map(|n| engine.node_class_of(n)).collect();
+        let endpoint_class =
+            cluster.endpoints_with_ids().map(|(i, e)| (engine.class_of(i), node_index(&e.node))).collect();
         Table {
             cluster,
             peers,
@@ -186,8 +199,56 @@ impl<'a> Table<'a> {
             to_node,
             from_node,
             node_class,
+            endpoint_class,
             node_keys,
         }
+    }
+
+    /// The outside segments, in address order.
+    pub fn segments(&self) -> &[(IpAddr, IpAddr)] {
+        &self.segments
+    }
+
+    /// The id of what may flow from `src` to `dst` (see
+    /// [`Table::allowed`]); `None` between two peers that are not
+    /// endpoints, or from an endpoint to itself. A segment is given by
+    /// its index into [`Table::segments`].
+    pub fn allowed_id(&self, src: &Side, dst: &Side) -> Option<u32> {
+        let (classes, segments) = (self.classes, self.segments.len());
+        let segment = |first: &IpAddr| self.segments.binary_search_by(|s| s.0.cmp(first)).ok();
+        let node_key = |c: usize, node: Option<usize>, n: usize| {
+            c * self.node_keys + 2 * self.node_class[n] + usize::from(node != Some(n))
+        };
+        Some(match (src, dst) {
+            (Side::Endpoint(s), Side::Endpoint(t)) if s != t => {
+                self.between[self.endpoint_class[s.index()].0 * classes + self.endpoint_class[t.index()].0]
+            }
+            (Side::Endpoint(s), Side::Node(n)) => {
+                let (c, node) = self.endpoint_class[s.index()];
+                self.to_node[node_key(c, node, *n)]
+            }
+            (Side::Node(n), Side::Endpoint(t)) => {
+                let (c, node) = self.endpoint_class[t.index()];
+                self.from_node[node_key(c, node, *n)]
+            }
+            (Side::Endpoint(s), Side::Addresses(first, _)) => {
+                self.to_segment[self.endpoint_class[s.index()].0 * segments + segment(first)?]
+            }
+            (Side::Addresses(first, _), Side::Endpoint(t)) => {
+                self.from_segment[self.endpoint_class[t.index()].0 * segments + segment(first)?]
+            }
+            _ => return None,
+        })
+    }
+
+    /// What allowed id `id` stands for.
+    pub fn allowed(&self, id: u32) -> &Allowed {
+        &self.allowed[id as usize]
+    }
+
+    /// The number of distinct allowed values.
+    pub fn allowed_count(&self) -> usize {
+        self.allowed.len()
     }
 
     /// Calls `f` with the sorted indices (into the sorted peers) of every
