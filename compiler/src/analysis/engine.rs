@@ -130,8 +130,9 @@ pub struct Engine<'a> {
     named_cuts: [BTreeSet<u32>; 4],
     decisions: Interner<Decision>,
     runs: Interner<Runs>,
-    /// Per (class, direction): the runs towards every peer of the universe.
-    tables: HashMap<(usize, Direction), Vec<RunsId>>,
+    /// Per (class, direction), at `2 * class + direction`: the runs
+    /// towards every peer of the universe (a vector: looked up per pair).
+    tables: Vec<Option<Vec<RunsId>>>,
     /// Runs judged one peer at a time.
     single: HashMap<(usize, Direction, PeerKey), RunsId>,
     /// Per rule peer, requirement or admin rule peer: which peers of the
@@ -262,7 +263,7 @@ impl<'a> Engine<'a> {
             named_cuts,
             decisions: Interner::new(),
             runs: Interner::new(),
-            tables: HashMap::new(),
+            tables: Vec::new(),
             single: HashMap::new(),
             matches: HashMap::new(),
             universe_reserved: Vec::new(),
@@ -337,7 +338,7 @@ impl<'a> Engine<'a> {
 
     /// How class `c` decides traffic with `peer` in `dir`.
     pub fn class_runs(&mut self, c: usize, dir: Direction, peer: PeerKey) -> RunsId {
-        if let Some(table) = self.tables.get(&(c, dir)) {
+        if let Some(Some(table)) = self.tables.get(2 * c + dir.index()) {
             if let Some(u) = self.universe_index(peer) {
                 return table[u];
             }
@@ -355,9 +356,12 @@ impl<'a> Engine<'a> {
     pub fn fill(&mut self) {
         for c in 0..self.classes() {
             for dir in Direction::BOTH {
-                if !self.tables.contains_key(&(c, dir)) {
+                if self.tables.len() < 2 * self.classes() {
+                    self.tables.resize(2 * self.classes(), None);
+                }
+                if self.tables[2 * c + dir.index()].is_none() {
                     let table = self.table(c, dir);
-                    self.tables.insert((c, dir), table);
+                    self.tables[2 * c + dir.index()] = Some(table);
                 }
             }
         }
@@ -367,7 +371,7 @@ impl<'a> Engine<'a> {
     /// then per node class a node as `host` and as `remote-node`; `None`
     /// before [`Engine::fill`].
     pub fn table_of(&self, c: usize, dir: Direction) -> Option<&[RunsId]> {
-        self.tables.get(&(c, dir)).map(Vec::as_slice)
+        self.tables.get(2 * c + dir.index()).and_then(Option::as_deref)
     }
 
     /// The peers every table covers: classes, segments, then per node

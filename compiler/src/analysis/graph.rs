@@ -15,12 +15,11 @@
 //! one per prefix boundary. [`to_dot`] renders Graphviz DOT,
 //! deterministically.
 
-use crate::analysis::connectivity::{Allowed, Side, PROTOCOLS};
-use crate::analysis::table::Table;
+use crate::analysis::connectivity::{Allowed, PROTOCOLS};
+use crate::analysis::table::{At, Table};
 use petgraph::graph::{DiGraph, NodeIndex};
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
 use std::collections::{BTreeMap, HashMap};
@@ -73,8 +72,8 @@ pub struct GraphEdge {
 /// The connectivity graph of a cluster.
 pub type ConnectivityGraph = DiGraph<GraphNode, GraphEdge>;
 
-/// Per peer: (the other peer, whether it is the destination, edge).
-type Signature = Vec<(usize, bool, GraphEdge)>;
+/// Per peer: (the other peer, whether it is the destination, edge id).
+type Signature = Vec<(usize, bool, u32)>;
 
 fn items(a: &Allowed) -> Vec<String> {
     if a.is_all() {
@@ -102,6 +101,47 @@ fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     out
 }
 
+/// Edges, and the edges of each pair of allowed ids (with and without
+/// denies), numbered in the order first seen.
+#[derive(Default)]
+struct Interned {
+    ids: BTreeMap<GraphEdge, u32>,
+    edges: Vec<GraphEdge>,
+    pair_ids: HashMap<(u32, u32), usize>,
+    pairs: Vec<Vec<u32>>,
+}
+
+impl Interned {
+    /// The pair of allowed ids `with` (of `strict`) and `without` (of
+    /// `loose`, the cluster without its deny rules): an allowed edge for
+    /// what passes, a denied edge for what only the deny rules drop.
+    fn pair(&mut self, strict: &Table, loose: &Table, with: u32, without: u32) -> usize {
+        if let Some(&id) = self.pair_ids.get(&(with, without)) {
+            return id;
+        }
+        let (allowed, without_denies) = (strict.allowed(with), loose.allowed(without));
+        let mut blocked = Allowed::default();
+        for pi in 0..PROTOCOLS.len() {
+            blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
+        }
+        let mut pair = Vec::new();
+        for (kind, a) in [(EdgeKind::Allowed, allowed), (EdgeKind::Denied, &blocked)] {
+            if !a.is_empty() {
+                let edge = GraphEdge { kind, items: items(a) };
+                let next = self.edges.len() as u32;
+                let id = *self.ids.entry(edge.clone()).or_insert(next);
+                if id == next {
+                    self.edges.push(edge);
+                }
+                pair.push(id);
+            }
+        }
+        self.pairs.push(pair);
+        self.pair_ids.insert((with, without), self.pairs.len() - 1);
+        self.pairs.len() - 1
+    }
+}
+
 /// Builds the graph of `cluster`.
 pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     let mut relaxed = cluster.clone();
@@ -114,49 +154,54 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     let segments = strict.segments().to_vec();
     let loose = Table::with_segments(&relaxed, segments.clone());
     let (n, m) = (cluster.endpoints.len(), cluster.nodes.len());
-    let side = |i: usize| match i {
-        i if i < n => Side::Endpoint(EndpointId::new(i)),
-        i if i < n + m => Side::Node(i - n),
-        i => Side::Addresses(segments[i - n - m].0, segments[i - n - m].1),
+    let at = |i: usize| match i {
+        i if i < n => At::Endpoint(i),
+        i if i < n + m => At::Node(i - n),
+        i => At::Segment(i - n - m),
     };
+    // Both tables group endpoints alike: dropping rules changes no class.
+    debug_assert!((0..n).all(|e| strict.class_of(e) == loose.class_of(e)));
 
-    // The edges of each pair of allowed ids (with and without denies),
-    // computed once.
-    let mut edges_of: HashMap<(u32, u32), Vec<GraphEdge>> = HashMap::new();
+    // Edges are interned; each pair of allowed ids (with and without
+    // denies) is turned into edges once, and each pair of classes looked
+    // up once.
+    let mut interned = Interned::default();
+    let classes = strict.classes();
+    let mut by_classes: Vec<u32> = vec![u32::MAX; classes * classes];
     // Every edge between parties (endpoints, nodes, then segments).
-    let mut edges: Vec<(usize, usize, GraphEdge)> = Vec::new();
-    for s in 0..n + m + segments.len() {
-        for d in 0..n + m + segments.len() {
-            let (a, b) = (side(s), side(d));
-            let (Some(with), Some(without)) = (strict.allowed_id(&a, &b), loose.allowed_id(&a, &b)) else { continue };
-            let pair = edges_of.entry((with, without)).or_insert_with(|| {
-                let (allowed, without_denies) = (strict.allowed(with), loose.allowed(without));
-                let mut blocked = Allowed::default();
-                for pi in 0..PROTOCOLS.len() {
-                    blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
+    let mut edges: Vec<(usize, usize, u32)> = Vec::new();
+    let parties = n + m + segments.len();
+    for s in 0..parties {
+        for d in 0..parties {
+            let (a, b) = (at(s), at(d));
+            let pair = match (a, b) {
+                (At::Endpoint(x), At::Endpoint(y)) if x != y => {
+                    let slot = strict.class_of(x) * classes + strict.class_of(y);
+                    if by_classes[slot] == u32::MAX {
+                        let ids = (strict.allowed_id(a, b), loose.allowed_id(a, b));
+                        let (with, without) = (ids.0.expect("two endpoints"), ids.1.expect("two endpoints"));
+                        by_classes[slot] = interned.pair(&strict, &loose, with, without) as u32;
+                    }
+                    by_classes[slot] as usize
                 }
-                let mut pair = Vec::new();
-                if !allowed.is_empty() {
-                    pair.push(GraphEdge { kind: EdgeKind::Allowed, items: items(allowed) });
-                }
-                if !blocked.is_empty() {
-                    pair.push(GraphEdge { kind: EdgeKind::Denied, items: items(&blocked) });
-                }
-                pair
-            });
-            edges.extend(pair.iter().map(|e| (s, d, e.clone())));
+                _ => match (strict.allowed_id(a, b), loose.allowed_id(a, b)) {
+                    (Some(with), Some(without)) => interned.pair(&strict, &loose, with, without),
+                    _ => continue,
+                },
+            };
+            edges.extend(interned.pairs[pair].iter().map(|&e| (s, d, e)));
         }
     }
     let n = n + m;
 
     // Outside segments with the same edges become one node.
     let mut signatures: BTreeMap<usize, Signature> = BTreeMap::new();
-    for (s, d, e) in &edges {
-        if *s >= n {
-            signatures.entry(*s).or_default().push((*d, true, e.clone()));
+    for &(s, d, e) in &edges {
+        if s >= n {
+            signatures.entry(s).or_default().push((d, true, e));
         }
-        if *d >= n {
-            signatures.entry(*d).or_default().push((*s, false, e.clone()));
+        if d >= n {
+            signatures.entry(d).or_default().push((s, false, e));
         }
     }
     let mut groups: BTreeMap<Signature, Vec<usize>> = BTreeMap::new();
@@ -168,32 +213,36 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     groups.sort();
 
     let mut graph = ConnectivityGraph::new();
-    let mut index: BTreeMap<usize, NodeIndex> = BTreeMap::new();
-    for (i, e) in cluster.endpoints.iter().enumerate() {
+    let mut index: Vec<NodeIndex> = Vec::with_capacity(parties);
+    for e in &cluster.endpoints {
         let label = match &e.kind {
             EndpointKind::Pod => e.name.clone(),
             EndpointKind::Workload(kind) => format!("{} [{kind}]", e.name),
         };
-        let node =
-            graph.add_node(GraphNode::Endpoint { namespace: e.namespace.clone(), name: e.display_name(), label });
-        index.insert(i, node);
+        index.push(graph.add_node(GraphNode::Endpoint {
+            namespace: e.namespace.clone(),
+            name: e.display_name(),
+            label,
+        }));
     }
-    for (k, node) in cluster.nodes.iter().enumerate() {
-        index.insert(cluster.endpoints.len() + k, graph.add_node(GraphNode::Node { name: node.name.clone() }));
+    for node in &cluster.nodes {
+        index.push(graph.add_node(GraphNode::Node { name: node.name.clone() }));
     }
+    // A segment without edges is drawn nowhere.
+    index.resize(parties, NodeIndex::end());
     for group in &groups {
         let ranges = group.iter().map(|&s| segments[s - n]).collect();
         let node = graph.add_node(GraphNode::Outside { ranges });
         for &s in group {
-            index.insert(s, node);
+            index[s] = node;
         }
     }
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for (s, d, e) in edges {
-        let (a, b) = (index[&s], index[&d]);
+        let (a, b) = (index[s], index[d]);
         // Segments merged into one node give the same edge several times.
-        if seen.insert((a, b, e.clone())) {
-            graph.add_edge(a, b, e);
+        if seen.insert((a, b, e)) {
+            graph.add_edge(a, b, interned.edges[e as usize].clone());
         }
     }
     graph

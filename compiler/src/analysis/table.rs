@@ -25,6 +25,18 @@ enum Listed {
     Segment(usize),
 }
 
+/// A peer of the table by position: an endpoint or a node (indices into
+/// the cluster's lists), or an outside segment (into [`Table::segments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// An endpoint.
+    Endpoint(usize),
+    /// A node.
+    Node(usize),
+    /// An outside segment.
+    Segment(usize),
+}
+
 /// Every row of the connectivity table, ready to be written.
 pub struct Table<'a> {
     cluster: &'a Cluster,
@@ -211,34 +223,39 @@ impl<'a> Table<'a> {
 
     /// The id of what may flow from `src` to `dst` (see
     /// [`Table::allowed`]); `None` between two peers that are not
-    /// endpoints, or from an endpoint to itself. A segment is given by
-    /// its index into [`Table::segments`].
-    pub fn allowed_id(&self, src: &Side, dst: &Side) -> Option<u32> {
+    /// endpoints, or from an endpoint to itself.
+    pub fn allowed_id(&self, src: At, dst: At) -> Option<u32> {
         let (classes, segments) = (self.classes, self.segments.len());
-        let segment = |first: &IpAddr| self.segments.binary_search_by(|s| s.0.cmp(first)).ok();
         let node_key = |c: usize, node: Option<usize>, n: usize| {
             c * self.node_keys + 2 * self.node_class[n] + usize::from(node != Some(n))
         };
         Some(match (src, dst) {
-            (Side::Endpoint(s), Side::Endpoint(t)) if s != t => {
-                self.between[self.endpoint_class[s.index()].0 * classes + self.endpoint_class[t.index()].0]
+            (At::Endpoint(s), At::Endpoint(t)) if s != t => {
+                self.between[self.endpoint_class[s].0 * classes + self.endpoint_class[t].0]
             }
-            (Side::Endpoint(s), Side::Node(n)) => {
-                let (c, node) = self.endpoint_class[s.index()];
-                self.to_node[node_key(c, node, *n)]
+            (At::Endpoint(s), At::Node(n)) => {
+                let (c, node) = self.endpoint_class[s];
+                self.to_node[node_key(c, node, n)]
             }
-            (Side::Node(n), Side::Endpoint(t)) => {
-                let (c, node) = self.endpoint_class[t.index()];
-                self.from_node[node_key(c, node, *n)]
+            (At::Node(n), At::Endpoint(t)) => {
+                let (c, node) = self.endpoint_class[t];
+                self.from_node[node_key(c, node, n)]
             }
-            (Side::Endpoint(s), Side::Addresses(first, _)) => {
-                self.to_segment[self.endpoint_class[s.index()].0 * segments + segment(first)?]
-            }
-            (Side::Addresses(first, _), Side::Endpoint(t)) => {
-                self.from_segment[self.endpoint_class[t.index()].0 * segments + segment(first)?]
-            }
+            (At::Endpoint(s), At::Segment(k)) => self.to_segment[self.endpoint_class[s].0 * segments + k],
+            (At::Segment(k), At::Endpoint(t)) => self.from_segment[self.endpoint_class[t].0 * segments + k],
             _ => return None,
         })
+    }
+
+    /// The class of endpoint `e` (an index into `Cluster::endpoints`):
+    /// two endpoints of one class have the same rows towards every peer.
+    pub fn class_of(&self, e: usize) -> usize {
+        self.endpoint_class[e].0
+    }
+
+    /// The number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     /// What allowed id `id` stands for.
