@@ -35,6 +35,7 @@
 //! expand classes to pods only where they print.
 
 use crate::analysis::connectivity::{address_segments, full_range, PROTOCOLS};
+use crate::analysis::fast_hash::FastMap;
 use policyc_ir::cidr::Cidr;
 use policyc_ir::cluster::{Cluster, Endpoint, EndpointKind, NamedPort};
 use policyc_ir::eval::{decide, party_labels, peer_matches, Decision, Party};
@@ -85,13 +86,13 @@ enum MatchKey {
 
 /// Values numbered in the order first seen.
 struct Interner<T> {
-    ids: HashMap<T, u32>,
+    ids: FastMap<T, u32>,
     values: Vec<T>,
 }
 
 impl<T: Clone + Eq + Hash> Interner<T> {
     fn new() -> Self {
-        Interner { ids: HashMap::new(), values: Vec::new() }
+        Interner { ids: FastMap::default(), values: Vec::new() }
     }
 
     fn intern(&mut self, value: T) -> u32 {
@@ -134,7 +135,7 @@ pub struct Engine<'a> {
     /// towards every peer of the universe (a vector: looked up per pair).
     tables: Vec<Option<Vec<RunsId>>>,
     /// Runs judged one peer at a time.
-    single: HashMap<(usize, Direction, PeerKey), RunsId>,
+    single: FastMap<(usize, Direction, PeerKey), RunsId>,
     /// Per rule peer, requirement or admin rule peer: which peers of the
     /// universe it matches.
     matches: HashMap<MatchKey, Vec<bool>>,
@@ -264,7 +265,7 @@ impl<'a> Engine<'a> {
             decisions: Interner::new(),
             runs: Interner::new(),
             tables: Vec::new(),
-            single: HashMap::new(),
+            single: FastMap::default(),
             matches: HashMap::new(),
             universe_reserved: Vec::new(),
         };

@@ -16,13 +16,14 @@
 //! deterministically.
 
 use crate::analysis::connectivity::{Allowed, PROTOCOLS};
+use crate::analysis::fast_hash::FastMap;
 use crate::analysis::table::{At, Table};
 use petgraph::graph::{DiGraph, NodeIndex};
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -107,7 +108,7 @@ fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
 struct Interned {
     ids: BTreeMap<GraphEdge, u32>,
     edges: Vec<GraphEdge>,
-    pair_ids: HashMap<(u32, u32), usize>,
+    pair_ids: FastMap<(u32, u32), usize>,
     pairs: Vec<Vec<u32>>,
 }
 

@@ -6,6 +6,7 @@
 
 use crate::analysis::connectivity::{l7_parser, pad, peer_name, Allowed, Row, Side};
 use crate::analysis::engine::{Engine, RunsId};
+use crate::analysis::fast_hash::FastMap;
 use policyc_ir::cluster::Cluster;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::{Direction, PortRange};
@@ -66,7 +67,7 @@ pub struct Table<'a> {
 /// Interns what is allowed for a pair of runs.
 struct AllowedCache<'e, 'a> {
     engine: &'e Engine<'a>,
-    ids: HashMap<(Option<RunsId>, Option<RunsId>), u32>,
+    ids: FastMap<(Option<RunsId>, Option<RunsId>), u32>,
     /// The same for one side only, by runs id: egress, ingress.
     one_side: [Vec<u32>; 2],
     values: Vec<Allowed>,
@@ -153,7 +154,7 @@ impl<'a> Table<'a> {
         let (egress, ingress) = (table(Direction::Egress), table(Direction::Ingress));
         let mut cache = AllowedCache {
             engine: &engine,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             one_side: Default::default(),
             values: Vec::new(),
             by_value: HashMap::new(),

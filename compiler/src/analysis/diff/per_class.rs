@@ -6,6 +6,7 @@
 use super::connectivity::{Cause, Change, ConnectivityChange, Peer};
 use crate::analysis::connectivity::{l7_parser, PROTOCOLS};
 use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
+use crate::analysis::fast_hash::FastMap;
 use crate::analysis::reason::{Citations, Reason, Verdict};
 use policyc_ir::cluster::Cluster;
 use policyc_ir::ids::EndpointId;
@@ -55,9 +56,9 @@ pub struct TreeJudge<'a> {
     /// The engine, every class's table filled.
     pub engine: Engine<'a>,
     citations: Citations<'a>,
-    reasons: HashMap<DecisionId, Reason>,
+    reasons: FastMap<DecisionId, Reason>,
     /// Per judgement: the id of what passes (protocol index and range).
-    passing: HashMap<TreeKey, u32>,
+    passing: FastMap<TreeKey, u32>,
     passing_ids: HashMap<Vec<(usize, PortRange)>, u32>,
     passing_values: Vec<Vec<(usize, PortRange)>>,
 }
@@ -70,8 +71,8 @@ impl<'a> TreeJudge<'a> {
         TreeJudge {
             engine,
             citations: Citations::new(loaded),
-            reasons: HashMap::new(),
-            passing: HashMap::new(),
+            reasons: FastMap::default(),
+            passing: FastMap::default(),
             passing_ids: HashMap::new(),
             passing_values: Vec::new(),
         }
@@ -301,7 +302,7 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
     // Pattern ids of every pair of judgements, and per pair of joint
     // classes (what an endpoint or segment is in both trees) the pattern
     // id, filled as pairs need it: pods of alike classes cost one lookup.
-    let mut ids: HashMap<(TreeKey, TreeKey), u32> = HashMap::new();
+    let mut ids: FastMap<(TreeKey, TreeKey), u32> = FastMap::default();
     let mut patterns: Vec<Pattern> = Vec::new();
     let mut joint_ids: HashMap<Option<ClassPair>, usize> = HashMap::new();
     let joint: Vec<Option<usize>> = places
