@@ -145,15 +145,25 @@ impl Interned {
 
 /// Builds the graph of `cluster`.
 pub fn build(cluster: &Cluster) -> ConnectivityGraph {
-    let mut relaxed = cluster.clone();
-    for p in &mut relaxed.policies {
-        p.rules.retain(|r| r.action == Action::Allow);
-    }
     let strict = Table::new(cluster, &[]);
-    // Judged on the same segments: without the deny rules' prefixes the
-    // relaxed cluster's own would be coarser, never finer.
     let segments = strict.segments().to_vec();
-    let loose = Table::with_segments(&relaxed, segments.clone());
+    // Without deny rules the cluster is its own relaxed cluster.
+    let has_denies = cluster.policies.iter().flat_map(|p| &p.rules).any(|r| r.action != Action::Allow);
+    let relaxed: Cluster;
+    let relaxed_table;
+    let loose = if has_denies {
+        let mut without = cluster.clone();
+        for p in &mut without.policies {
+            p.rules.retain(|r| r.action == Action::Allow);
+        }
+        relaxed = without;
+        // Judged on the same segments: without the deny rules' prefixes
+        // the relaxed cluster's own would be coarser, never finer.
+        relaxed_table = Table::with_segments(&relaxed, segments.clone());
+        &relaxed_table
+    } else {
+        &strict
+    };
     let (n, m) = (cluster.endpoints.len(), cluster.nodes.len());
     let at = |i: usize| match i {
         i if i < n => At::Endpoint(i),
@@ -181,12 +191,12 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
                     if by_classes[slot] == u32::MAX {
                         let ids = (strict.allowed_id(a, b), loose.allowed_id(a, b));
                         let (with, without) = (ids.0.expect("two endpoints"), ids.1.expect("two endpoints"));
-                        by_classes[slot] = interned.pair(&strict, &loose, with, without) as u32;
+                        by_classes[slot] = interned.pair(&strict, loose, with, without) as u32;
                     }
                     by_classes[slot] as usize
                 }
                 _ => match (strict.allowed_id(a, b), loose.allowed_id(a, b)) {
-                    (Some(with), Some(without)) => interned.pair(&strict, &loose, with, without),
+                    (Some(with), Some(without)) => interned.pair(&strict, loose, with, without),
                     _ => continue,
                 },
             };
