@@ -23,7 +23,7 @@ fn case_dir(name: &str) -> PathBuf {
 }
 
 /// Cases whose Markdown and JSON renderings are pinned too.
-const ALL_FORMATS: &[&str] = &["rule-added", "example-frontend-to-db"];
+const ALL_FORMATS: &[&str] = &["rule-added", "example-frontend-to-db", "l7-rule-added"];
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);

@@ -6,9 +6,11 @@
 //! which must be installed (CI installs it; these tests fail, never skip,
 //! without it).
 
-use policyc::analysis::connectivity::connectivity;
+use policyc::analysis::connectivity::{allowed_between, party, peer_name, port_cuts, Allowed, Side};
 use policyc::analysis::graph::{build, to_dot, EdgeKind, GraphNode};
 use policyc::pipeline::load;
+use policyc_ir::cluster::Cluster;
+use policyc_ir::protocol::PortRange;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,41 +87,104 @@ fn assert_has_dot() {
     assert!(has_dot, "Graphviz `dot` is not installed: `apt-get install graphviz` (.ci/run installs it)");
 }
 
-#[test]
-fn edges_between_endpoints_are_the_connectivity_table() {
-    let loaded = load(&[root().join("examples/policies")]);
-    let cluster = &loaded.lowered.cluster;
-    let graph = build(cluster);
+/// Every edge between endpoints and nodes, allowed or blocked by a deny
+/// rule, as the reference evaluator gives it pair by pair: allowed is the
+/// connectivity of the cluster, blocked what the cluster without its deny
+/// rules would allow beyond that.
+fn pairwise_edges(cluster: &Cluster) -> Vec<(String, String, EdgeKind, String)> {
+    let mut relaxed = cluster.clone();
+    for p in &mut relaxed.policies {
+        p.rules.retain(|r| r.action == policyc_ir::policy::Action::Allow);
+    }
+    let cuts = port_cuts(cluster);
+    let mut sides: Vec<Side> = cluster.endpoints_with_ids().map(|(i, _)| Side::Endpoint(i)).collect();
+    sides.extend((0..cluster.nodes.len()).map(Side::Node));
+    let text = |a: &Allowed| if a.is_all() { "all".to_string() } else { a.items().join(",") };
+    let mut out = Vec::new();
+    for src in &sides {
+        for dst in &sides {
+            let endpoint = |s: &Side| matches!(s, Side::Endpoint(_));
+            if src == dst || !(endpoint(src) || endpoint(dst)) {
+                continue;
+            }
+            let allowed = allowed_between(cluster, party(src), party(dst), &cuts);
+            let without = allowed_between(&relaxed, party(src), party(dst), &cuts);
+            let names = (peer_name(cluster, src), peer_name(cluster, dst));
+            if !allowed.is_empty() {
+                out.push((names.0.clone(), names.1.clone(), EdgeKind::Allowed, text(&allowed)));
+            }
+            let mut blocked = Allowed::default();
+            for pi in 0..4 {
+                let inside = |port: u16| allowed.ranges[pi].iter().any(|r| r.contains(port));
+                // Port by port: the reference, not the graph's subtraction.
+                let mut ranges: Vec<PortRange> = Vec::new();
+                for r in &without.ranges[pi] {
+                    for port in r.lo..=r.hi {
+                        if inside(port) {
+                            continue;
+                        }
+                        match ranges.last_mut() {
+                            Some(last) if u32::from(last.hi) + 1 == u32::from(port) => last.hi = port,
+                            _ => ranges.push(PortRange { lo: port, hi: port }),
+                        }
+                    }
+                }
+                blocked.ranges[pi] = ranges;
+            }
+            if !blocked.is_empty() {
+                out.push((names.0, names.1, EdgeKind::Denied, text(&blocked)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The graph's edges between endpoints and nodes.
+fn graph_edges(graph: &policyc::analysis::graph::ConnectivityGraph) -> Vec<(String, String, EdgeKind, String)> {
     let name = |i| match &graph[i] {
         GraphNode::Endpoint { name, .. } => Some(name.clone()),
+        GraphNode::Node { name } => Some(format!("node:{name}")),
         GraphNode::Outside { .. } => None,
     };
-    let mut from_graph: Vec<(String, String, String)> = graph
+    let mut out: Vec<(String, String, EdgeKind, String)> = graph
         .edge_indices()
-        .filter(|&e| graph[e].kind == EdgeKind::Allowed)
         .filter_map(|e| {
             let (a, b) = graph.edge_endpoints(e)?;
-            Some((name(a)?, name(b)?, graph[e].items.join(",")))
+            Some((name(a)?, name(b)?, graph[e].kind.clone(), graph[e].items.join(",")))
         })
         .collect();
-    from_graph.sort();
-    let mut from_table: Vec<(String, String, String)> = connectivity(cluster, &[])
-        .into_iter()
-        .filter_map(|r| {
-            let name = |s: &policyc::analysis::connectivity::Side| match s {
-                policyc::analysis::connectivity::Side::Endpoint(i) => Some(cluster.endpoint(*i).display_name()),
-                _ => None,
-            };
-            let items = if r.allowed.is_all() { "all".to_string() } else { r.allowed.items().join(",") };
-            Some((name(&r.src)?, name(&r.dst)?, items))
-        })
+    out.sort();
+    out
+}
+
+#[test]
+fn edges_between_endpoints_and_nodes_are_the_evaluators() {
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/golden"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("input"))
+        .filter(|p| p.is_dir())
         .collect();
-    from_table.sort();
-    assert_eq!(from_graph, from_table);
-    // The pprof carve-out of the monitoring allow is drawn as a deny edge.
-    assert!(example_dot().contains(
+    inputs.sort();
+    inputs.push(root().join("examples/policies"));
+    let mut checked = 0;
+    for input in inputs {
+        let loaded = load(std::slice::from_ref(&input));
+        if loaded.has_errors() {
+            continue;
+        }
+        let cluster = &loaded.lowered.cluster;
+        assert_eq!(graph_edges(&build(cluster)), pairwise_edges(cluster), "{}", input.display());
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} inputs checked");
+    // The pprof carve-out of the monitoring allow is drawn as a deny edge,
+    // and the nodes are vertices.
+    let dot = example_dot();
+    assert!(dot.contains(
         "\"monitoring/prometheus-0\" -> \"shop/db-0\" [label=\"deny TCP/9109\", style=dashed, color=\"#c0392b\""
     ));
+    assert!(dot.contains("\"node:node-a\" [label=\"node-a\""), "{dot}");
 }
 
 #[test]

@@ -94,4 +94,20 @@ fn explain_lists_the_admin_policies_that_select_the_endpoint() {
         text.contains("ingress: allowed by AdminNetworkPolicy monitoring-scrape (admin tier, priority 10)"),
         "{text}"
     );
+    // Admin and baseline rules decide its ingress: not "not isolated",
+    // and the tiers named in the order they are asked.
+    assert!(
+        text.contains(
+            "  ingress: no NetworkPolicy isolates it; the admin tier decides what its rules match first \
+             (AdminNetworkPolicy monitoring-scrape (admin tier, priority 10), AdminNetworkPolicy guardrails \
+             (admin tier, priority 20)); then the baseline tier decides what its rules match \
+             (BaselineAdminNetworkPolicy default (baseline tier, priority 0)); what no rule matches is allowed\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  egress: not isolated (everything is allowed unless a deny rule drops it)\n"), "{text}");
+    let json = policyc::analysis::explain::render_json(&x);
+    assert_eq!(json["tiers"]["ingress"][0]["tier"], "admin");
+    assert_eq!(json["tiers"]["ingress"][2]["policy"], "BaselineAdminNetworkPolicy default (baseline tier, priority 0)");
+    assert_eq!(json["tiers"]["egress"], serde_json::json!([]));
 }

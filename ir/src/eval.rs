@@ -62,7 +62,7 @@ pub struct Query {
 }
 
 /// How one direction was decided.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Decision {
     /// No policy isolates the endpoint in this direction.
     NotIsolated,
@@ -298,7 +298,7 @@ pub fn peer_matches(cluster: &Cluster, peer: &Peer, party: Party, reserved: Opti
 }
 
 /// The labels of an endpoint party.
-fn party_labels(cluster: &Cluster, party: Party) -> Labels {
+pub fn party_labels(cluster: &Cluster, party: Party) -> Labels {
     match party {
         Party::Endpoint(i) => cluster.endpoint(i).labels.clone(),
         _ => Labels::new(),

@@ -89,15 +89,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
         _ => {
-            return Err("usage: cargo xtask bench compile|apply|scale [--quick], or bench datapath|attach|agent".into())
+            return Err(
+                "usage: cargo xtask bench compile|analysis|apply|scale [--quick], or bench datapath|attach|agent"
+                    .into(),
+            )
         }
     };
     match what {
         "compile" => compile(quick),
+        "analysis" => crate::bench_analysis::run(quick),
         "apply" => crate::bench_apply::run(quick),
         "scale" => crate::bench_scale::run(quick),
         _ => Err(format!(
-            "unknown benchmark `{what}` (expected `compile`, `apply`, `scale`, `datapath`, `attach` or `agent`)"
+            "unknown benchmark `{what}` (expected `compile`, `analysis`, `apply`, `scale`, `datapath`, `attach` or `agent`)"
         )),
     }
 }

@@ -3,6 +3,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_analysis;
 mod bench_apply;
 mod bench_kernel;
 mod bench_scale;
@@ -32,6 +33,10 @@ commands:
           (root) attach from scratch to both hooks of 1000 veths: tcx one
           after the other, tcx in threads, legacy tc (cls_bpf), default RCU;
           then policyc-loader apply from scratch of 1000 endpoints by --attach
+  bench analysis [--quick]
+          time and peak memory of connectivity, graph, diff and explain
+          (release policyc) at 1k, 3k and 10k pods, beside compile of the
+          same cluster (--quick: 1k only)
   bench compile [--quick]
           compile time and peak memory of the release policyc on synthetic
           clusters, and one node's bundle beside its normalized-policy.json

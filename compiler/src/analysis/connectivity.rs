@@ -10,7 +10,7 @@
 
 use policyc_ir::cidr::{from_u128, Cidr};
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{eval, Decision, Party, Query, Verdict};
+use policyc_ir::eval::{eval, Decision, Party, Query};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Peer, Peers, PortSpec};
 use policyc_ir::protocol::{PortRange, Protocol};
@@ -36,7 +36,7 @@ pub enum Side {
 }
 
 /// What is allowed between two peers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Allowed {
     /// Per protocol of [`PROTOCOLS`]: allowed port (ICMP type) ranges.
     pub ranges: [Vec<PortRange>; 4],
@@ -133,28 +133,11 @@ pub fn full_range(p: Protocol) -> PortRange {
 /// Computes every row with something allowed, between every pair of
 /// distinct endpoints and between endpoints and outside address ranges
 /// (the IPv4 space cut at every prefix a policy names, IPv6 too if a
-/// policy names an IPv6 prefix, and each of `externals` on its own).
+/// policy names an IPv6 prefix, and each of `externals` on its own), in
+/// the table's order. Judged per class ([`crate::analysis::table`]); every
+/// row is a value, so large clusters write the table instead.
 pub fn connectivity(cluster: &Cluster, externals: &[IpAddr]) -> Vec<Row> {
-    let segments = address_segments(cluster, externals);
-    let cuts = port_cuts(cluster);
-    let mut peers: Vec<Side> = cluster.endpoints_with_ids().map(|(i, _)| Side::Endpoint(i)).collect();
-    peers.extend((0..cluster.nodes.len()).map(Side::Node));
-    peers.extend(segments.iter().map(|&(a, b)| Side::Addresses(a, b)));
-    let mut rows = Vec::new();
-    for src in &peers {
-        for dst in &peers {
-            // No policy applies between two peers that are not endpoints.
-            let no_endpoint = !matches!(src, Side::Endpoint(_)) && !matches!(dst, Side::Endpoint(_));
-            if src == dst || no_endpoint {
-                continue;
-            }
-            let allowed = allowed_between(cluster, party(src), party(dst), &cuts);
-            if !allowed.is_empty() {
-                rows.push(Row { src: src.clone(), dst: dst.clone(), allowed });
-            }
-        }
-    }
-    rows
+    crate::analysis::table::Table::new(cluster, externals).rows()
 }
 
 /// The evaluator's party for a side.
@@ -186,7 +169,7 @@ pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeS
                 Some(last) if u32::from(last.hi) + 1 == start => last.hi = hi,
                 _ => ranges.push(PortRange { lo, hi }),
             }
-            if let Some(parser) = l7_parser(cluster, &verdict) {
+            if let Some(parser) = l7_parser(cluster, [verdict.egress.as_ref(), verdict.ingress.as_ref()]) {
                 match l7.last_mut() {
                     Some((last, p)) if u32::from(last.hi) + 1 == start && *p == parser => last.hi = hi,
                     _ => l7.push((PortRange { lo, hi }, parser)),
@@ -200,9 +183,10 @@ pub fn allowed_between(cluster: &Cluster, src: Party, dst: Party, cuts: &[BTreeS
 }
 
 /// The L7 parsers of the rules that let an allowed connection through
-/// the proxy (either end's decision), joined by `+`; `None` without L7.
-fn l7_parser(cluster: &Cluster, verdict: &Verdict) -> Option<String> {
-    let parsers: BTreeSet<&str> = [&verdict.egress, &verdict.ingress]
+/// the proxy (either end's decision: egress, ingress), joined by `+`;
+/// `None` without L7.
+pub fn l7_parser(cluster: &Cluster, decisions: [Option<&Decision>; 2]) -> Option<String> {
+    let parsers: BTreeSet<&str> = decisions
         .into_iter()
         .flatten()
         .filter_map(|d| match d {
@@ -259,7 +243,8 @@ pub fn port_cuts(cluster: &Cluster) -> [BTreeSet<u32>; 4] {
 /// `remote-node`, never matched by a CIDR rule: "By default, CIDR-based
 /// selectors do not match in-cluster entities (pods or nodes)",
 /// <https://docs.cilium.io/en/stable/security/policy/language/>), so each
-/// is cut out of the segments.
+/// is cut out of the segments. The API server's addresses outside the
+/// cluster are segments of their own.
 pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
     let mut prefixes: Vec<Cidr> = Vec::new();
     for policy in &cluster.policies {
@@ -280,6 +265,9 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
         }
     }
     prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));
+    // An API server address outside the cluster is `world` and
+    // `kube-apiserver` at once (`policyc_ir::reserved`): its own segment.
+    prefixes.extend(cluster.apiserver.iter().map(|ip| Cidr::host(*ip)));
     let node_ips: BTreeSet<IpAddr> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
     prefixes.extend(node_ips.iter().map(|ip| Cidr::host(*ip)));
     let mut out = Vec::new();
@@ -367,7 +355,7 @@ pub fn to_table(cluster: &Cluster, rows: &[Row]) -> String {
 /// Appends `text` padded with spaces to `width` characters, as `{:width$}`
 /// would: a format width is limited to 65 535 and panics beyond it, and
 /// names from the input may be longer.
-fn pad(out: &mut String, text: &str, width: usize) {
+pub fn pad(out: &mut String, text: &str, width: usize) {
     out.push_str(text);
     out.extend(std::iter::repeat_n(' ', width.saturating_sub(text.chars().count())));
 }

@@ -8,18 +8,18 @@
 //! connectivity table; verdicts are computed per port segment with the
 //! reference evaluator and adjacent ports with the same reasons merge.
 
-use crate::analysis::connectivity::{address_segments, full_range, party, port_cuts, Side, PROTOCOLS};
+use crate::analysis::connectivity::{full_range, Side, PROTOCOLS};
+use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
 use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text, Citations, PolicyRef, Reason};
 use crate::pipeline::Loaded;
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::{eval, Query};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::{Action, Subject};
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
 use policyc_ir::resolve::Resolved;
-use policyc_ir::tier::TierAction;
+use policyc_ir::tier::{tier_order, Tier, TierAction};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// A policy that selects the endpoint.
@@ -80,6 +80,10 @@ pub struct Explanation {
     pub selected_by: Vec<Selection>,
     /// Per direction (ingress, egress): the policies that isolate it.
     pub isolated_by: [Vec<PolicyRef>; 2],
+    /// Per direction (ingress, egress): the admin and baseline policies
+    /// selecting it with rules in that direction, in the order they are
+    /// asked (admin by priority, then baseline).
+    pub tiered_by: [Vec<(Tier, PolicyRef)>; 2],
     /// What may reach it.
     pub reached_by: Vec<Flow>,
     /// What it may reach.
@@ -131,6 +135,18 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
     }
     // Admin and baseline policies select without isolating; their rules
     // are counted by direction and action.
+    let mut tiered_by: [Vec<(Tier, PolicyRef)>; 2] = Default::default();
+    for tier in [Tier::Admin, Tier::Baseline] {
+        for t in tier_order(cluster, tier) {
+            let policy = &cluster.tier_policies[t];
+            if !policy.subject.matches(&e.labels) {
+                continue;
+            }
+            for d in Direction::BOTH.into_iter().filter(|d| policy.rules.iter().any(|r| r.direction == *d)) {
+                tiered_by[d.index()].push((tier, citations.tier_policy_ref(t)));
+            }
+        }
+    }
     for (t, policy) in cluster.tier_policies.iter().enumerate() {
         if !policy.subject.matches(&e.labels) {
             continue;
@@ -142,14 +158,46 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         selected_by.push(Selection { policy: citations.tier_policy_ref(t), isolates: Vec::new(), rules });
     }
 
-    let mut peers: Vec<Side> =
-        cluster.endpoints_with_ids().map(|(i, _)| i).filter(|&i| i != index).map(Side::Endpoint).collect();
-    peers.extend((0..cluster.nodes.len()).map(Side::Node));
-    peers.extend(address_segments(cluster, &[]).into_iter().map(|(a, b)| Side::Addresses(a, b)));
-    let cuts = port_cuts(cluster);
-    let me = Side::Endpoint(index);
-    let reached_by = peers.iter().flat_map(|p| flows(&citations, p, &me, p, &cuts)).collect();
-    let reaches = peers.iter().flat_map(|p| flows(&citations, &me, p, p, &cuts)).collect();
+    // Judged per class: the other endpoints' classes and the outside
+    // segments as the engine groups them, each pair of runs once.
+    let mut engine = Engine::new(cluster, &[]);
+    let me = engine.class_of(index);
+    let my_node = e.node.as_deref().and_then(|name| cluster.nodes.iter().position(|n| n.name == name));
+    let mut grouped: HashMap<(Option<RunsId>, Option<RunsId>), Vec<ReasonedPorts>> = HashMap::new();
+    let mut reasons: HashMap<DecisionId, Reason> = HashMap::new();
+    let (mut reached_by, mut reaches) = (Vec::new(), Vec::new());
+    let mut peers: Vec<(Side, [PeerKey; 2])> = Vec::new();
+    for (i, _) in cluster.endpoints_with_ids().filter(|&(i, _)| i != index) {
+        peers.push((Side::Endpoint(i), [PeerKey::Class(engine.class_of(i)), PeerKey::Class(me)]));
+    }
+    for n in 0..cluster.nodes.len() {
+        peers.push((Side::Node(n), [engine.node_peer(n, my_node); 2]));
+    }
+    let segments = engine.segments().to_vec();
+    for (s, &(a, b)) in segments.iter().enumerate() {
+        peers.push((Side::Addresses(a, b), [PeerKey::Segment(s); 2]));
+    }
+    for (peer, [peer_key, me_key]) in peers {
+        // The peer's own decisions, where it is an endpoint.
+        let theirs = |engine: &mut Engine, dir| match peer {
+            Side::Endpoint(i) => Some(engine.runs_towards(i, dir, me_key)),
+            _ => None,
+        };
+        let inbound =
+            (theirs(&mut engine, Direction::Egress), Some(engine.class_runs(me, Direction::Ingress, peer_key)));
+        let outbound =
+            (Some(engine.class_runs(me, Direction::Egress, peer_key)), theirs(&mut engine, Direction::Ingress));
+        let name = side_name(cluster, &peer);
+        for (key, into) in [(inbound, &mut reached_by), (outbound, &mut reaches)] {
+            let flows = grouped.entry(key).or_insert_with(|| flows(&citations, &engine, &mut reasons, key));
+            into.extend(flows.iter().map(|(r, ports)| Flow {
+                peer: name.clone(),
+                ports: ports.clone(),
+                egress: r.0.clone(),
+                ingress: r.1.clone(),
+            }));
+        }
+    }
 
     Explanation {
         name: e.display_name(),
@@ -164,6 +212,7 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         named_ports: e.named_ports.iter().map(|p| format!("{}={}/{}", p.name, p.protocol, p.port)).collect(),
         selected_by,
         isolated_by,
+        tiered_by,
         reached_by,
         reaches,
     }
@@ -176,50 +225,42 @@ fn side_name(cluster: &Cluster, side: &Side) -> String {
 /// The sender's egress and the receiver's ingress decisions.
 type Reasons = (Option<Reason>, Option<Reason>);
 
-/// The allowed flows from `src` to `dst`, grouped by reasons; `peer` is
-/// the end that is not the explained endpoint.
+/// Reasons and the protocols and port ranges they decide.
+type ReasonedPorts = (Reasons, Vec<(Protocol, PortRange)>);
+
+/// The allowed flows of a pair of runs (egress, ingress), grouped by
+/// reasons: per reasons, the port ranges where they decide, adjacent
+/// ones merged; sorted by ports.
 fn flows(
     citations: &Citations,
-    src: &Side,
-    dst: &Side,
-    peer: &Side,
-    cuts: &[std::collections::BTreeSet<u32>; 4],
-) -> Vec<Flow> {
-    let cluster = citations.cluster();
+    engine: &Engine,
+    reasons: &mut HashMap<DecisionId, Reason>,
+    (egress, ingress): (Option<RunsId>, Option<RunsId>),
+) -> Vec<ReasonedPorts> {
+    let mut reason = |d: Option<DecisionId>| {
+        d.map(|d| reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
+    };
     let mut grouped: BTreeMap<Reasons, Vec<(Protocol, PortRange)>> = BTreeMap::new();
-    for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
-        let full = full_range(protocol);
-        let starts: Vec<u32> =
-            cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
-        let mut run: Option<(Reasons, PortRange)> = None;
-        for (k, &start) in starts.iter().enumerate() {
-            let end = starts.get(k + 1).map(|x| x - 1).unwrap_or(u32::from(full.hi));
-            let range = PortRange { lo: start as u16, hi: end as u16 };
-            let verdict = eval(cluster, &Query { src: party(src), dst: party(dst), protocol, port: range.lo });
-            let step = verdict.allowed().then(|| {
-                let r = |d: &Option<policyc_ir::eval::Decision>| d.as_ref().map(|d| citations.reason(d));
-                (r(&verdict.egress), r(&verdict.ingress))
-            });
-            match (&mut run, step) {
-                (Some((key, r)), Some(k2)) if *key == k2 => r.hi = range.hi,
-                (_, step) => {
-                    if let Some((key, r)) = run.take() {
-                        grouped.entry(key).or_default().push((protocol, r));
-                    }
-                    run = step.map(|k| (k, range));
+    let mut run: Option<(Reasons, usize, PortRange)> = None;
+    for (pi, range, e, i) in engine.pieces(egress, ingress) {
+        let step = (engine.passes(e) && engine.passes(i)).then(|| (reason(e), reason(i)));
+        match (&mut run, step) {
+            (Some((key, p, r)), Some(k2)) if *key == k2 && *p == pi && u32::from(r.hi) + 1 == u32::from(range.lo) => {
+                r.hi = range.hi
+            }
+            (_, step) => {
+                if let Some((key, p, r)) = run.take() {
+                    grouped.entry(key).or_default().push((PROTOCOLS[p], r));
                 }
+                run = step.map(|k| (k, pi, range));
             }
         }
-        if let Some((key, r)) = run {
-            grouped.entry(key).or_default().push((protocol, r));
-        }
     }
-    let name = side_name(cluster, peer);
-    let mut out: Vec<Flow> = grouped
-        .into_iter()
-        .map(|((egress, ingress), ports)| Flow { peer: name.clone(), ports, egress, ingress })
-        .collect();
-    out.sort_by(|a, b| a.ports.cmp(&b.ports));
+    if let Some((key, p, r)) = run {
+        grouped.entry(key).or_default().push((PROTOCOLS[p], r));
+    }
+    let mut out: Vec<ReasonedPorts> = grouped.into_iter().collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }
 
@@ -254,13 +295,7 @@ pub fn render_human(x: &Explanation) -> String {
     }
     let _ = writeln!(out, "\nisolation:");
     for d in Direction::BOTH {
-        let by = &x.isolated_by[d.index()];
-        if by.is_empty() {
-            let _ = writeln!(out, "  {d}: not isolated (everything is allowed unless a deny rule drops it)");
-        } else {
-            let names: Vec<String> = by.iter().map(|p| p.policy.clone()).collect();
-            let _ = writeln!(out, "  {d}: isolated by {}", names.join(", "));
-        }
+        let _ = writeln!(out, "  {d}: {}", isolation_text(&x.isolated_by[d.index()], &x.tiered_by[d.index()]));
     }
     for (title, flows) in [("may be reached by", &x.reached_by), ("may reach", &x.reaches)] {
         let _ = writeln!(out, "\n{title}:");
@@ -280,6 +315,37 @@ pub fn render_human(x: &Explanation) -> String {
     out
 }
 
+/// How one direction is decided, in words: the tiers in the order they
+/// are asked. An admin policy decides what its rules match before the
+/// NetworkPolicy tier; a baseline policy only where no NetworkPolicy (or
+/// Cilium policy) isolates the endpoint (`decide` in `policyc_ir::eval`).
+fn isolation_text(isolated_by: &[PolicyRef], tiered_by: &[(Tier, PolicyRef)]) -> String {
+    let names = |tier: Tier| -> Vec<String> {
+        tiered_by.iter().filter(|(t, _)| *t == tier).map(|(_, p)| p.policy.clone()).collect()
+    };
+    let (admin, baseline) = (names(Tier::Admin), names(Tier::Baseline));
+    let mut steps = Vec::new();
+    if !admin.is_empty() {
+        steps.push(format!("the admin tier decides what its rules match first ({})", admin.join(", ")));
+    }
+    if !isolated_by.is_empty() {
+        let by: Vec<String> = isolated_by.iter().map(|p| p.policy.clone()).collect();
+        if steps.is_empty() {
+            return format!("isolated by {}", by.join(", "));
+        }
+        steps.push(format!("then isolated by {}", by.join(", ")));
+        return steps.join("; ");
+    }
+    if admin.is_empty() && baseline.is_empty() {
+        return "not isolated (everything is allowed unless a deny rule drops it)".to_string();
+    }
+    if !baseline.is_empty() {
+        let then = if admin.is_empty() { "" } else { "then " };
+        steps.push(format!("{then}the baseline tier decides what its rules match ({})", baseline.join(", ")));
+    }
+    format!("no NetworkPolicy isolates it; {}; what no rule matches is allowed", steps.join("; "))
+}
+
 /// JSON.
 pub fn render_json(x: &Explanation) -> Value {
     let flows = |fs: &[Flow]| -> Vec<Value> {
@@ -294,7 +360,7 @@ pub fn render_json(x: &Explanation) -> Value {
             })
             .collect()
     };
-    json!({
+    let mut value = json!({
         "endpoint": x.name,
         "kind": x.kind,
         "node": x.node,
@@ -313,5 +379,40 @@ pub fn render_json(x: &Explanation) -> Value {
         },
         "reached_by": flows(&x.reached_by),
         "reaches": flows(&x.reaches),
-    })
+    });
+    // Only where admin or baseline policies decide, so that output without
+    // them stays as it was.
+    if x.tiered_by.iter().any(|t| !t.is_empty()) {
+        let tiers = |d: usize| -> Vec<Value> {
+            x.tiered_by[d].iter().map(|(t, p)| json!({"tier": t.name(), "policy": p.policy})).collect()
+        };
+        value["tiers"] = json!({"ingress": tiers(0), "egress": tiers(1)});
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(policy: &str) -> PolicyRef {
+        PolicyRef { policy: policy.to_string(), rule: None, file: None, line: None, rule_line: None }
+    }
+
+    #[test]
+    fn isolation_names_the_tiers_in_the_order_they_decide() {
+        let (np, anp, banp) = (named("NetworkPolicy a/np"), named("AdminNetworkPolicy x"), named("BANP default"));
+        assert_eq!(isolation_text(std::slice::from_ref(&np), &[]), "isolated by NetworkPolicy a/np");
+        // Where a NetworkPolicy isolates, the baseline tier is never asked.
+        assert_eq!(
+            isolation_text(&[np], &[(Tier::Admin, anp.clone()), (Tier::Baseline, banp.clone())]),
+            "the admin tier decides what its rules match first (AdminNetworkPolicy x); then isolated by NetworkPolicy a/np"
+        );
+        assert_eq!(
+            isolation_text(&[], &[(Tier::Baseline, banp)]),
+            "no NetworkPolicy isolates it; the baseline tier decides what its rules match (BANP default); \
+             what no rule matches is allowed"
+        );
+        assert_eq!(isolation_text(&[], &[]), "not isolated (everything is allowed unless a deny rule drops it)");
+    }
 }

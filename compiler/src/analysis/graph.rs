@@ -1,10 +1,12 @@
-//! The allowed-connectivity graph: workloads as nodes (grouped by
-//! namespace), outside address ranges as nodes, an edge for what may flow
+//! The allowed-connectivity graph: workloads as vertices (grouped by
+//! namespace), the cluster's nodes (`node:NAME`, as `connectivity` lists
+//! them) and outside address ranges as vertices, an edge for what may flow
 //! from one to the other, labelled with protocols and ports, and a dashed
 //! edge for what an explicit deny rule blocks.
 //!
 //! The graph is a `petgraph` [`DiGraph`] built from the connectivity table
-//! ([`crate::analysis::connectivity`], the reference evaluator). A
+//! ([`crate::analysis::table`], the reference evaluator asked per class of
+//! alike endpoints). A
 //! "blocked by a deny rule" edge holds the ports that the same cluster
 //! would allow if its deny rules were removed (policies keep isolating what
 //! they isolate): a deny that only repeats what default deny already drops
@@ -13,12 +15,12 @@
 //! one per prefix boundary. [`to_dot`] renders Graphviz DOT,
 //! deterministically.
 
-use crate::analysis::connectivity::{address_segments, allowed_between, port_cuts, Allowed, PROTOCOLS};
+use crate::analysis::connectivity::{Allowed, PROTOCOLS};
+use crate::analysis::fast_hash::FastMap;
+use crate::analysis::table::{At, Table};
 use petgraph::graph::{DiGraph, NodeIndex};
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
-use policyc_ir::eval::Party;
-use policyc_ir::ids::EndpointId;
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
 use std::collections::BTreeMap;
@@ -36,6 +38,12 @@ pub enum GraphNode {
         name: String,
         /// What the node shows: the pod or workload name.
         label: String,
+    },
+    /// A node of the cluster: `host` to the endpoints on it,
+    /// `remote-node` to the others.
+    Node {
+        /// The node's name.
+        name: String,
     },
     /// Outside addresses on which the policies decide alike.
     Outside {
@@ -65,8 +73,8 @@ pub struct GraphEdge {
 /// The connectivity graph of a cluster.
 pub type ConnectivityGraph = DiGraph<GraphNode, GraphEdge>;
 
-/// Per peer: (the other peer, whether it is the destination, edge).
-type Signature = Vec<(usize, bool, GraphEdge)>;
+/// Per peer: (the other peer, whether it is the destination, edge id).
+type Signature = Vec<(usize, bool, u32)>;
 
 fn items(a: &Allowed) -> Vec<String> {
     if a.is_all() {
@@ -94,47 +102,117 @@ fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     out
 }
 
-/// Builds the graph of `cluster`.
-pub fn build(cluster: &Cluster) -> ConnectivityGraph {
-    let mut relaxed = cluster.clone();
-    for p in &mut relaxed.policies {
-        p.rules.retain(|r| r.action == Action::Allow);
-    }
-    let cuts = port_cuts(cluster);
-    let segments = address_segments(cluster, &[]);
-    let n = cluster.endpoints.len();
-    let party = |i: usize| if i < n { Party::Endpoint(EndpointId::new(i)) } else { Party::External(segments[i - n].0) };
+/// Edges, and the edges of each pair of allowed ids (with and without
+/// denies), numbered in the order first seen.
+#[derive(Default)]
+struct Interned {
+    ids: BTreeMap<GraphEdge, u32>,
+    edges: Vec<GraphEdge>,
+    pair_ids: FastMap<(u32, u32), usize>,
+    pairs: Vec<Vec<u32>>,
+}
 
-    // Every edge between parties (endpoint indices, then segments).
-    let mut edges: Vec<(usize, usize, GraphEdge)> = Vec::new();
-    for s in 0..n + segments.len() {
-        for d in 0..n + segments.len() {
-            if s == d || (s >= n && d >= n) {
-                continue;
-            }
-            let allowed = allowed_between(cluster, party(s), party(d), &cuts);
-            let without_denies = allowed_between(&relaxed, party(s), party(d), &cuts);
-            let mut blocked = Allowed::default();
-            for pi in 0..PROTOCOLS.len() {
-                blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
-            }
-            if !allowed.is_empty() {
-                edges.push((s, d, GraphEdge { kind: EdgeKind::Allowed, items: items(&allowed) }));
-            }
-            if !blocked.is_empty() {
-                edges.push((s, d, GraphEdge { kind: EdgeKind::Denied, items: items(&blocked) }));
+impl Interned {
+    /// The pair of allowed ids `with` (of `strict`) and `without` (of
+    /// `loose`, the cluster without its deny rules): an allowed edge for
+    /// what passes, a denied edge for what only the deny rules drop.
+    fn pair(&mut self, strict: &Table, loose: &Table, with: u32, without: u32) -> usize {
+        if let Some(&id) = self.pair_ids.get(&(with, without)) {
+            return id;
+        }
+        let (allowed, without_denies) = (strict.allowed(with), loose.allowed(without));
+        let mut blocked = Allowed::default();
+        for pi in 0..PROTOCOLS.len() {
+            blocked.ranges[pi] = subtract(&without_denies.ranges[pi], &allowed.ranges[pi]);
+        }
+        let mut pair = Vec::new();
+        for (kind, a) in [(EdgeKind::Allowed, allowed), (EdgeKind::Denied, &blocked)] {
+            if !a.is_empty() {
+                let edge = GraphEdge { kind, items: items(a) };
+                let next = self.edges.len() as u32;
+                let id = *self.ids.entry(edge.clone()).or_insert(next);
+                if id == next {
+                    self.edges.push(edge);
+                }
+                pair.push(id);
             }
         }
+        self.pairs.push(pair);
+        self.pair_ids.insert((with, without), self.pairs.len() - 1);
+        self.pairs.len() - 1
     }
+}
+
+/// Builds the graph of `cluster`.
+pub fn build(cluster: &Cluster) -> ConnectivityGraph {
+    let strict = Table::new(cluster, &[]);
+    let segments = strict.segments().to_vec();
+    // Without deny rules the cluster is its own relaxed cluster.
+    let has_denies = cluster.policies.iter().flat_map(|p| &p.rules).any(|r| r.action != Action::Allow);
+    let relaxed: Cluster;
+    let relaxed_table;
+    let loose = if has_denies {
+        let mut without = cluster.clone();
+        for p in &mut without.policies {
+            p.rules.retain(|r| r.action == Action::Allow);
+        }
+        relaxed = without;
+        // Judged on the same segments: without the deny rules' prefixes
+        // the relaxed cluster's own would be coarser, never finer.
+        relaxed_table = Table::with_segments(&relaxed, segments.clone());
+        &relaxed_table
+    } else {
+        &strict
+    };
+    let (n, m) = (cluster.endpoints.len(), cluster.nodes.len());
+    let at = |i: usize| match i {
+        i if i < n => At::Endpoint(i),
+        i if i < n + m => At::Node(i - n),
+        i => At::Segment(i - n - m),
+    };
+    // Both tables group endpoints alike: dropping rules changes no class.
+    debug_assert!((0..n).all(|e| strict.class_of(e) == loose.class_of(e)));
+
+    // Edges are interned; each pair of allowed ids (with and without
+    // denies) is turned into edges once, and each pair of classes looked
+    // up once.
+    let mut interned = Interned::default();
+    let classes = strict.classes();
+    let mut by_classes: Vec<u32> = vec![u32::MAX; classes * classes];
+    // Every edge between parties (endpoints, nodes, then segments).
+    let mut edges: Vec<(usize, usize, u32)> = Vec::new();
+    let parties = n + m + segments.len();
+    for s in 0..parties {
+        for d in 0..parties {
+            let (a, b) = (at(s), at(d));
+            let pair = match (a, b) {
+                (At::Endpoint(x), At::Endpoint(y)) if x != y => {
+                    let slot = strict.class_of(x) * classes + strict.class_of(y);
+                    if by_classes[slot] == u32::MAX {
+                        let ids = (strict.allowed_id(a, b), loose.allowed_id(a, b));
+                        let (with, without) = (ids.0.expect("two endpoints"), ids.1.expect("two endpoints"));
+                        by_classes[slot] = interned.pair(&strict, loose, with, without) as u32;
+                    }
+                    by_classes[slot] as usize
+                }
+                _ => match (strict.allowed_id(a, b), loose.allowed_id(a, b)) {
+                    (Some(with), Some(without)) => interned.pair(&strict, loose, with, without),
+                    _ => continue,
+                },
+            };
+            edges.extend(interned.pairs[pair].iter().map(|&e| (s, d, e)));
+        }
+    }
+    let n = n + m;
 
     // Outside segments with the same edges become one node.
     let mut signatures: BTreeMap<usize, Signature> = BTreeMap::new();
-    for (s, d, e) in &edges {
-        if *s >= n {
-            signatures.entry(*s).or_default().push((*d, true, e.clone()));
+    for &(s, d, e) in &edges {
+        if s >= n {
+            signatures.entry(s).or_default().push((d, true, e));
         }
-        if *d >= n {
-            signatures.entry(*d).or_default().push((*s, false, e.clone()));
+        if d >= n {
+            signatures.entry(d).or_default().push((s, false, e));
         }
     }
     let mut groups: BTreeMap<Signature, Vec<usize>> = BTreeMap::new();
@@ -146,29 +224,36 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     groups.sort();
 
     let mut graph = ConnectivityGraph::new();
-    let mut index: BTreeMap<usize, NodeIndex> = BTreeMap::new();
-    for (i, e) in cluster.endpoints.iter().enumerate() {
+    let mut index: Vec<NodeIndex> = Vec::with_capacity(parties);
+    for e in &cluster.endpoints {
         let label = match &e.kind {
             EndpointKind::Pod => e.name.clone(),
             EndpointKind::Workload(kind) => format!("{} [{kind}]", e.name),
         };
-        let node =
-            graph.add_node(GraphNode::Endpoint { namespace: e.namespace.clone(), name: e.display_name(), label });
-        index.insert(i, node);
+        index.push(graph.add_node(GraphNode::Endpoint {
+            namespace: e.namespace.clone(),
+            name: e.display_name(),
+            label,
+        }));
     }
+    for node in &cluster.nodes {
+        index.push(graph.add_node(GraphNode::Node { name: node.name.clone() }));
+    }
+    // A segment without edges is drawn nowhere.
+    index.resize(parties, NodeIndex::end());
     for group in &groups {
         let ranges = group.iter().map(|&s| segments[s - n]).collect();
         let node = graph.add_node(GraphNode::Outside { ranges });
         for &s in group {
-            index.insert(s, node);
+            index[s] = node;
         }
     }
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for (s, d, e) in edges {
-        let (a, b) = (index[&s], index[&d]);
+        let (a, b) = (index[s], index[d]);
         // Segments merged into one node give the same edge several times.
-        if seen.insert((a, b, e.clone())) {
-            graph.add_edge(a, b, e);
+        if seen.insert((a, b, e)) {
+            graph.add_edge(a, b, interned.edges[e as usize].clone());
         }
     }
     graph
@@ -207,12 +292,13 @@ fn quote(s: &str) -> String {
 fn node_id(node: &GraphNode) -> String {
     match node {
         GraphNode::Endpoint { name, .. } => name.clone(),
+        GraphNode::Node { name } => format!("node:{name}"),
         GraphNode::Outside { ranges } => format!("outside:{}", range_text(ranges[0].0, ranges[0].1)),
     }
 }
 
-/// Graphviz DOT: namespaces as clusters, outside addresses in their own
-/// cluster, allowed edges solid, edges a deny rule blocks dashed red. An
+/// Graphviz DOT: namespaces as clusters, the cluster's nodes in one,
+/// outside addresses in their own cluster, allowed edges solid, edges a deny rule blocks dashed red. An
 /// endpoint with the same edge to every outside node is drawn with one
 /// edge to the outside cluster's border.
 pub fn to_dot(graph: &ConnectivityGraph) -> String {
@@ -225,11 +311,13 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
     out.push_str("  edge [fontname=\"Helvetica\", fontsize=9, color=\"#3b6ea8\"];\n");
     let mut by_namespace: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     let mut outside: Vec<&GraphNode> = Vec::new();
+    let mut nodes: Vec<&str> = Vec::new();
     for node in graph.node_weights() {
         match node {
             GraphNode::Endpoint { namespace, name, label } => {
                 by_namespace.entry(namespace).or_default().push((name, label))
             }
+            GraphNode::Node { name } => nodes.push(name),
             GraphNode::Outside { .. } => outside.push(node),
         }
     }
@@ -238,6 +326,19 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
         let _ = writeln!(out, "    label={}; style=\"rounded\"; color=\"#9aa5b1\";", quote(&format!("namespace {ns}")));
         for (name, label) in nodes {
             let _ = writeln!(out, "    {} [label={}];", quote(name), quote(label));
+        }
+        out.push_str("  }\n");
+    }
+    if !nodes.is_empty() {
+        out.push_str("  subgraph \"cluster_nodes\" {\n");
+        out.push_str("    label=\"nodes\"; style=\"rounded\"; color=\"#9aa5b1\";\n");
+        for name in nodes {
+            let _ = writeln!(
+                out,
+                "    {} [label={}, shape=box3d, fillcolor=\"#fbf3e6\"];",
+                quote(&format!("node:{name}")),
+                quote(name)
+            );
         }
         out.push_str("  }\n");
     }
@@ -285,13 +386,15 @@ pub fn to_dot(graph: &ConnectivityGraph) -> String {
         let mut attributes = Vec::new();
         let (from_endpoint, to_endpoint) =
             (matches!(graph[a], GraphNode::Endpoint { .. }), matches!(graph[b], GraphNode::Endpoint { .. }));
-        if from_endpoint && !to_endpoint && whole_outside.contains(&(a, true, edge)) {
+        let (from_outside, to_outside) =
+            (matches!(graph[a], GraphNode::Outside { .. }), matches!(graph[b], GraphNode::Outside { .. }));
+        if from_endpoint && to_outside && whole_outside.contains(&(a, true, edge)) {
             if b != outside_nodes[0] {
                 continue;
             }
             attributes.push("lhead=\"cluster_outside\"".to_string());
         }
-        if !from_endpoint && to_endpoint && whole_outside.contains(&(b, false, edge)) {
+        if from_outside && to_endpoint && whole_outside.contains(&(b, false, edge)) {
             if a != outside_nodes[0] {
                 continue;
             }

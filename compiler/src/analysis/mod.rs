@@ -3,7 +3,10 @@
 
 pub mod connectivity;
 pub mod diff;
+pub mod engine;
 pub mod explain;
+pub mod fast_hash;
 pub mod graph;
 pub mod reason;
+pub mod table;
 pub mod trace;

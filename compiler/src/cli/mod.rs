@@ -11,7 +11,8 @@ pub mod graph;
 pub mod query;
 
 use crate::analysis::reason::Citations;
-use crate::analysis::{connectivity, trace};
+use crate::analysis::table::Table;
+use crate::analysis::trace;
 use crate::diag::render::{render, Format};
 use crate::pipeline::{load, Loaded};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -361,33 +362,26 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
 }
 
 fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
+    // Options first: a bad selector costs no reading or judging.
+    let selector = match args.select.as_deref().map(crate::select::parse_selector).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --select: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let loaded = match load_clean(&args.paths) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let cluster = &loaded.lowered.cluster;
-    let mut rows = connectivity::connectivity(cluster, &args.externals);
-    if let Some(query) = &args.select {
-        let selector = match crate::select::parse_selector(query) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: --select: {e}");
-                return EXIT_USAGE;
-            }
-        };
-        let matches = |side: &connectivity::Side| match side {
-            connectivity::Side::Endpoint(i) => selector.matches(&cluster.endpoint(*i).labels),
-            connectivity::Side::Node(_) | connectivity::Side::Addresses(..) => false,
-        };
-        rows.retain(|r| matches(&r.src) || matches(&r.dst));
-    }
-    let out = match args.output {
-        ConnectivityOutput::Table => connectivity::to_table(cluster, &rows),
-        ConnectivityOutput::Json => {
-            serde_json::to_string_pretty(&connectivity::to_json(cluster, &rows)).expect("JSON values serialize") + "\n"
-        }
+    let table = Table::new(&loaded.lowered.cluster, &args.externals);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match args.output {
+        ConnectivityOutput::Table => table.write_table(selector.as_ref(), &mut out),
+        ConnectivityOutput::Json => table.write_json(selector.as_ref(), &mut out),
     };
-    print_stdout(&out);
+    // A closed pipe (`policyc ... | head`) is not an error.
+    let _ = written.and_then(|()| out.flush());
     EXIT_OK
 }
 

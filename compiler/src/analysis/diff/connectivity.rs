@@ -2,21 +2,18 @@
 //! that decide them.
 //!
 //! Endpoints are matched by display name (`ns/pod`), outside addresses by
-//! range. Verdicts are constant between the ports and addresses either
-//! tree's policies mention, so both trees are judged once per segment of
-//! the union of their cuts. Adjacent segments with the same change and the
-//! same reasons merge into one port range.
+//! range (the union of both trees' cuts). Each tree is judged per class
+//! ([`super::per_class`]); adjacent port ranges with the same change and
+//! the same reasons merge into one.
 
-use crate::analysis::connectivity::{address_segments, full_range, port_cuts, PROTOCOLS};
-use crate::analysis::reason::Citations;
+use super::per_class::{self, TreeJudge};
+use crate::analysis::connectivity::{address_segments, full_range};
 pub use crate::analysis::reason::{PolicyRef, Reason, Verdict};
 use crate::pipeline::Loaded;
 use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::Cluster;
-use policyc_ir::eval::{eval, Decision, Party, Query};
-use policyc_ir::ids::EndpointId;
 use policyc_ir::protocol::{Direction, PortRange, Protocol};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// A peer present in either tree.
@@ -90,152 +87,39 @@ pub struct ConnectivityChange {
     pub causes: Vec<Cause>,
     /// The protocols and port (ICMP type) ranges affected, in order.
     pub ports: Vec<(Protocol, PortRange)>,
+    /// The ranges of `ports` that pass only through the L7 proxy where
+    /// they pass (the new tree for an opened connection, the old one for a
+    /// closed one), with the parser (`http`; several joined by `+`), as
+    /// `connectivity` marks them.
+    pub l7: Vec<(Protocol, PortRange, String)>,
 }
 
 impl ConnectivityChange {
     /// Ports as the connectivity table writes them (`TCP` for every port,
-    /// `TCP/5432`, `UDP/53-54`).
+    /// `TCP/5432`, `UDP/53-54`, `TCP/80 (L7 http)`).
     pub fn port_items(&self) -> Vec<String> {
         self.ports
             .iter()
-            .map(|(p, r)| if *r == full_range(*p) { p.name().to_string() } else { format!("{}/{r}", p.name()) })
+            .map(|(p, r)| match self.l7.iter().find(|(q, s, _)| q == p && s == r) {
+                Some((_, _, parser)) => format!("{}/{r} (L7 {parser})", p.name()),
+                None if *r == full_range(*p) => p.name().to_string(),
+                None => format!("{}/{r}", p.name()),
+            })
             .collect()
     }
 }
 
-/// One tree, ready to judge peers by name.
-struct Side<'a> {
-    cluster: &'a Cluster,
-    citations: Citations<'a>,
-    by_name: BTreeMap<String, EndpointId>,
-    nodes: BTreeMap<String, usize>,
-}
-
-/// One direction as judged in one tree (`None` for an outside peer).
-type Judged = [Option<Reason>; 2];
-
-impl<'a> Side<'a> {
-    fn new(loaded: &'a Loaded) -> Self {
-        let cluster = &loaded.lowered.cluster;
-        let by_name = cluster.endpoints_with_ids().map(|(i, e)| (e.display_name(), i)).collect();
-        let nodes = cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        Side { cluster, citations: Citations::new(loaded), by_name, nodes }
-    }
-
-    /// The party of `peer` in this tree; `None` if the endpoint is absent.
-    fn party(&self, peer: &Peer) -> Option<Party> {
-        match peer {
-            Peer::Endpoint(name) => self.by_name.get(name).map(|&i| Party::Endpoint(i)),
-            Peer::Node(name) => self.nodes.get(name).map(|&n| Party::Node(n)),
-            Peer::Addresses(first, _) => Some(Party::External(*first)),
-        }
-    }
-
-    /// `[egress of src, ingress of dst]`; whether the connection passes.
-    fn judge(&self, src: &Peer, dst: &Peer, protocol: Protocol, port: u16) -> (Judged, bool) {
-        let (Some(s), Some(d)) = (self.party(src), self.party(dst)) else {
-            // No decision in this tree: every endpoint's direction is "absent".
-            let missing: Vec<String> =
-                [src, dst].into_iter().filter(|p| self.party(p).is_none()).map(Peer::name).collect();
-            let absent = |peer: &Peer| {
-                matches!(peer, Peer::Endpoint(_)).then(|| Reason {
-                    verdict: Verdict::Absent,
-                    by: Vec::new(),
-                    missing: missing.clone(),
-                    passed: Vec::new(),
-                })
-            };
-            return ([absent(src), absent(dst)], false);
-        };
-        let verdict = eval(self.cluster, &Query { src: s, dst: d, protocol, port });
-        let reason = |d: &Option<Decision>| d.as_ref().map(|d| self.citations.reason(d));
-        ([reason(&verdict.egress), reason(&verdict.ingress)], verdict.allowed())
-    }
-}
-
-/// What a change is grouped by: one [`ConnectivityChange`] per key.
-type GroupKey = (Change, Peer, Peer, Vec<Cause>);
-
-/// Every connection opened or closed from `old` to `new`.
+/// Every connection opened or closed from `old` to `new`, judged per
+/// class ([`super::per_class`]).
 pub fn changes(old: &Loaded, new: &Loaded) -> Vec<ConnectivityChange> {
-    let (o, n) = (Side::new(old), Side::new(new));
-    let names: BTreeSet<&String> = o.by_name.keys().chain(n.by_name.keys()).collect();
-    let mut peers: Vec<Peer> = names.into_iter().map(|s| Peer::Endpoint(s.clone())).collect();
-    let nodes: BTreeSet<&String> = o.nodes.keys().chain(n.nodes.keys()).collect();
+    let (oc, nc) = (&old.lowered.cluster, &new.lowered.cluster);
+    let names: BTreeSet<String> = [oc, nc].iter().flat_map(|c| c.endpoints.iter().map(|e| e.display_name())).collect();
+    let mut peers: Vec<Peer> = names.into_iter().map(Peer::Endpoint).collect();
+    let nodes: BTreeSet<&String> = oc.nodes.iter().chain(&nc.nodes).map(|n| &n.name).collect();
     peers.extend(nodes.into_iter().map(|name| Peer::Node(name.clone())));
-    peers.extend(merged_segments(o.cluster, n.cluster).into_iter().map(|(a, b)| Peer::Addresses(a, b)));
-    let cuts = merged_port_cuts(o.cluster, n.cluster);
-
-    let mut grouped: BTreeMap<GroupKey, Vec<(Protocol, PortRange)>> = BTreeMap::new();
-    for src in &peers {
-        for dst in &peers {
-            // No policy applies between two peers that are not endpoints.
-            let endpoint = |p: &Peer| matches!(p, Peer::Endpoint(_));
-            if src == dst || !(endpoint(src) || endpoint(dst)) {
-                continue;
-            }
-            for (pi, &protocol) in PROTOCOLS.iter().enumerate() {
-                let full = full_range(protocol);
-                let starts: Vec<u32> =
-                    cuts[pi].iter().copied().filter(|&c| c >= u32::from(full.lo) && c <= u32::from(full.hi)).collect();
-                // The run being built: (change, causes, range).
-                let mut run: Option<(Change, Vec<Cause>, PortRange)> = None;
-                for (k, &start) in starts.iter().enumerate() {
-                    let end = starts.get(k + 1).map(|x| x - 1).unwrap_or(u32::from(full.hi));
-                    let range = PortRange { lo: start as u16, hi: end as u16 };
-                    let (was, was_ok) = o.judge(src, dst, protocol, range.lo);
-                    let (now, now_ok) = n.judge(src, dst, protocol, range.lo);
-                    let step = (was_ok != now_ok).then(|| {
-                        let change = if now_ok { Change::Opened } else { Change::Closed };
-                        (change, causes(src, dst, change, was, now))
-                    });
-                    match (&mut run, step) {
-                        (Some((c, cs, r)), Some((change, causes))) if *c == change && *cs == causes => r.hi = range.hi,
-                        (_, step) => {
-                            if let Some((c, cs, r)) = run.take() {
-                                grouped.entry((c, src.clone(), dst.clone(), cs)).or_default().push((protocol, r));
-                            }
-                            run = step.map(|(change, causes)| (change, causes, range));
-                        }
-                    }
-                }
-                if let Some((c, cs, r)) = run {
-                    grouped.entry((c, src.clone(), dst.clone(), cs)).or_default().push((protocol, r));
-                }
-            }
-        }
-    }
-    grouped
-        .into_iter()
-        .map(|((change, src, dst, causes), ports)| ConnectivityChange { change, src, dst, causes, ports })
-        .collect()
-}
-
-/// The directions whose decision flipped the way the connection did.
-fn causes(src: &Peer, dst: &Peer, change: Change, was: Judged, now: Judged) -> Vec<Cause> {
-    let mut out = Vec::new();
-    for ((direction, subject), (w, n)) in
-        [(Direction::Egress, src), (Direction::Ingress, dst)].into_iter().zip(was.into_iter().zip(now))
-    {
-        let (Some(was), Some(now)) = (w, n) else { continue };
-        let flipped = match change {
-            Change::Opened => !was.verdict.passes() && now.verdict.passes(),
-            Change::Closed => was.verdict.passes() && !now.verdict.passes(),
-        };
-        if flipped {
-            out.push(Cause { direction, endpoint: subject.name(), now, was });
-        }
-    }
-    out
-}
-
-/// Per protocol, the union of both trees' port cuts.
-fn merged_port_cuts(a: &Cluster, b: &Cluster) -> [BTreeSet<u32>; 4] {
-    let mut cuts = port_cuts(a);
-    for (mine, theirs) in cuts.iter_mut().zip(port_cuts(b)) {
-        mine.extend(theirs);
-    }
-    cuts
+    peers.extend(merged_segments(oc, nc).into_iter().map(|(a, b)| Peer::Addresses(a, b)));
+    let (mut o, mut n) = (TreeJudge::new(old), TreeJudge::new(new));
+    per_class::changes(&mut o, &mut n, &peers)
 }
 
 /// Outside address ranges on which both trees decide the same way

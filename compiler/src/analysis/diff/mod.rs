@@ -20,6 +20,7 @@
 pub mod connectivity;
 pub mod identities;
 pub mod maps;
+pub mod per_class;
 pub mod render;
 pub mod tree;
 
@@ -81,16 +82,22 @@ pub fn diff(old: &Loaded, new: &Loaded) -> Result<Diff, DiffError> {
     let (oc, nc) = (&old.lowered.cluster, &new.lowered.cluster);
     let (or, nr) = (resolve(oc), resolve(nc));
     let options = BundleOptions::default();
-    let ob = emit(oc, &or, None, &options).map_err(|error| DiffError { side: "old", error })?;
-    let nb = emit(nc, &nr, None, &options).map_err(|error| DiffError { side: "new", error })?;
+    // The bundles are dropped before the connections are judged: the peak
+    // is the larger of the two, not their sum.
+    let maps = {
+        let ob = emit(oc, &or, None, &options).map_err(|error| DiffError { side: "old", error })?;
+        let nb = emit(nc, &nr, None, &options).map_err(|error| DiffError { side: "new", error })?;
+        maps::changes(&ob, &nb)
+    };
     let names =
         |l: &Loaded| -> BTreeSet<String> { l.lowered.cluster.endpoints.iter().map(|e| e.display_name()).collect() };
     let (on, nn) = (names(old), names(new));
+    let connectivity = connectivity::changes(old, new);
     Ok(Diff {
-        connectivity: connectivity::changes(old, new),
+        connectivity,
         endpoints_added: nn.difference(&on).cloned().collect(),
         endpoints_removed: on.difference(&nn).cloned().collect(),
         identities: identities::changes(&or, &nr),
-        maps: maps::changes(&ob, &nb),
+        maps,
     })
 }
