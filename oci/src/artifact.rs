@@ -108,7 +108,8 @@ pub fn layout(out_dir: &Path) -> Result<Artifact, OciError> {
         let entries = std::fs::read_dir(out_dir)
             .map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", out_dir.display())))?;
         for entry in entries {
-            let path = entry.map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", out_dir.display())))?.path();
+            let path =
+                entry.map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", out_dir.display())))?.path();
             if path.join(MANIFEST_FILE).is_file() {
                 bundle_dirs.push(path);
             }
@@ -138,7 +139,11 @@ pub fn layout(out_dir: &Path) -> Result<Artifact, OciError> {
         schema_version: 2,
         media_type: MANIFEST_MEDIA_TYPE.into(),
         artifact_type: ARTIFACT_TYPE.into(),
-        config: Descriptor { media_type: INDEX_MEDIA_TYPE.into(), digest: digest_of(&config), size: config.len() as u64 },
+        config: Descriptor {
+            media_type: INDEX_MEDIA_TYPE.into(),
+            digest: digest_of(&config),
+            size: config.len() as u64,
+        },
         layers: layers
             .iter()
             .map(|(digest, source): (&String, &Source)| Descriptor {
@@ -160,18 +165,22 @@ fn lay_out_bundle(
     let manifest_path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", manifest_path.display())))?;
-    let manifest = Manifest::from_json(&text)
-        .map_err(|e| OciError::Bundles(format!("`{}`: {e}", manifest_path.display())))?;
+    let manifest =
+        Manifest::from_json(&text).map_err(|e| OciError::Bundles(format!("`{}`: {e}", manifest_path.display())))?;
     let mut files = BTreeMap::new();
     let digest = digest_of(text.as_bytes());
     layers.entry(digest.clone()).or_insert(Source { path: manifest_path, offset: 0, size: text.len() as u64 });
     files.insert(MANIFEST_FILE.to_string(), vec![digest]);
     for (name, expected) in &manifest.files {
         if !is_plain_relative(name) || name == MANIFEST_FILE {
-            return Err(OciError::Bundles(format!("`{}` lists the file `{name}`, which a bundle cannot hold", dir.display())));
+            return Err(OciError::Bundles(format!(
+                "`{}` lists the file `{name}`, which a bundle cannot hold",
+                dir.display()
+            )));
         }
         let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| OciError::Bundles(format!("cannot read `{}`: {e}", path.display())))?;
         if sha256_hex(&bytes) != expected.sha256 {
             return Err(OciError::Bundles(format!(
                 "`{}` does not match its digest in `{}`: edit bundles only by compiling",
@@ -195,7 +204,11 @@ fn lay_out_bundle(
                     path.display()
                 )));
             }
-            layers.entry(digest.clone()).or_insert(Source { path: path.clone(), offset: offset as u64, size: size as u64 });
+            layers.entry(digest.clone()).or_insert(Source {
+                path: path.clone(),
+                offset: offset as u64,
+                size: size as u64,
+            });
             digests.push(digest);
             offset = end;
         }

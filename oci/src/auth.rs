@@ -32,7 +32,10 @@ pub fn config_paths() -> Vec<PathBuf> {
 pub fn registry_auth(registry: &str) -> Result<RegistryAuth, OciError> {
     for path in config_paths() {
         match std::fs::read(&path) {
-            Ok(bytes) => return auth_from_config(&bytes, registry).map_err(|e| OciError::Auth(format!("`{}`: {e}", path.display()))),
+            Ok(bytes) => {
+                return auth_from_config(&bytes, registry)
+                    .map_err(|e| OciError::Auth(format!("`{}`: {e}", path.display())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(OciError::Auth(format!("cannot read `{}`: {e}", path.display()))),
         }
@@ -94,7 +97,10 @@ mod tests {
         // base64("ci:s3cret:x") (a password may hold a colon)
         let config = br#"{"auths": {"https://registry.example/v1/": {"auth": "Y2k6czNjcmV0Ong="},
             "127.0.0.1:5000": {"username": "u", "password": "p"}}}"#;
-        assert_eq!(basic(auth_from_config(config, "registry.example").unwrap()), Some(("ci".into(), "s3cret:x".into())));
+        assert_eq!(
+            basic(auth_from_config(config, "registry.example").unwrap()),
+            Some(("ci".into(), "s3cret:x".into()))
+        );
         assert_eq!(basic(auth_from_config(config, "127.0.0.1:5000").unwrap()), Some(("u".into(), "p".into())));
         assert_eq!(basic(auth_from_config(config, "other.example").unwrap()), None);
     }

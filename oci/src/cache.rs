@@ -97,7 +97,9 @@ impl Cache {
 
 fn list(dir: &Path) -> Result<Vec<String>, OciError> {
     match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()),
+        Ok(entries) => {
+            Ok(entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(cache_error(dir, e)),
     }

@@ -22,7 +22,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> ClientOptions {
-        ClientOptions { plain_http: false, connect_timeout: Duration::from_secs(5), read_timeout: Duration::from_secs(30) }
+        ClientOptions {
+            plain_http: false,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! as a directory the loader reads like any other.
 
 use crate::artifact::{
-    digest_of, is_plain_relative, Descriptor, ImageManifest, Index, ARTIFACT_TYPE, INDEX_MEDIA_TYPE,
-    INDEX_VERSION, MANIFEST_MEDIA_TYPE,
+    digest_of, is_plain_relative, Descriptor, ImageManifest, Index, ARTIFACT_TYPE, INDEX_MEDIA_TYPE, INDEX_VERSION,
+    MANIFEST_MEDIA_TYPE,
 };
 use crate::cache::{hex_of, write_atomically, Cache};
 use crate::client::{describe, ClientOptions, Session};
@@ -54,7 +54,12 @@ pub struct Puller {
 
 impl Puller {
     /// A puller; nothing is sent until [`Puller::pull`].
-    pub fn new(reference: ArtifactRef, node: &str, cache_dir: &Path, options: &ClientOptions) -> Result<Puller, OciError> {
+    pub fn new(
+        reference: ArtifactRef,
+        node: &str,
+        cache_dir: &Path,
+        options: &ClientOptions,
+    ) -> Result<Puller, OciError> {
         let session = Session::new(&reference, options)?;
         Ok(Puller { reference, node: node.to_string(), cache: Cache::new(cache_dir), session, last: None })
     }
@@ -75,7 +80,13 @@ impl Puller {
             let dir = self.cache.bundle_dir(digest)?;
             if dir.is_dir() {
                 self.last = Some(digest.to_string());
-                return Ok(Pulled { digest: digest.to_string(), dir, manifests_fetched: 0, blobs_fetched: 0, bytes_fetched: 0 });
+                return Ok(Pulled {
+                    digest: digest.to_string(),
+                    dir,
+                    manifests_fetched: 0,
+                    blobs_fetched: 0,
+                    bytes_fetched: 0,
+                });
             }
         }
         self.session.authenticate(&self.reference, RegistryOperation::Pull)?;
@@ -95,7 +106,8 @@ impl Puller {
         if !pulled.dir.is_dir() {
             self.materialize(&mut pulled)?;
         }
-        let keep_bundles: BTreeSet<String> = [Some(pulled.digest.clone()), self.last.clone()].into_iter().flatten().collect();
+        let keep_bundles: BTreeSet<String> =
+            [Some(pulled.digest.clone()), self.last.clone()].into_iter().flatten().collect();
         self.last = Some(pulled.digest.clone());
         // The blobs of what is materialized stay for the next pull of a
         // tag that moved; others go.
@@ -113,7 +125,9 @@ impl Puller {
 
     fn registry_error(&self, what: &str, e: &OciDistributionError) -> OciError {
         match e {
-            OciDistributionError::DigestError(_) => OciError::Refused(format!("`{}`: {what}: {}", self.reference, describe(e))),
+            OciDistributionError::DigestError(_) => {
+                OciError::Refused(format!("`{}`: {what}: {}", self.reference, describe(e)))
+            }
             _ => OciError::Registry(format!("`{}`: {what}: {}", self.reference, describe(e))),
         }
     }
@@ -178,21 +192,28 @@ impl Puller {
             }
             for piece in pieces {
                 let layer = layers.get(piece.as_str()).ok_or_else(|| {
-                    OciError::Refused(format!("`{}`: `{path}` names a piece `{piece}` the manifest does not list", self.reference))
+                    OciError::Refused(format!(
+                        "`{}`: `{path}` names a piece `{piece}` the manifest does not list",
+                        self.reference
+                    ))
                 })?;
                 needed.insert(piece.as_str(), *layer);
             }
         }
         let total: u64 = needed.values().map(|l| l.size).fold(0, u64::saturating_add);
         if total > MAX_BUNDLE {
-            return Err(OciError::Refused(format!("`{}`: node `{}`'s bundle is larger than {MAX_BUNDLE} bytes", self.reference, self.node)));
+            return Err(OciError::Refused(format!(
+                "`{}`: node `{}`'s bundle is larger than {MAX_BUNDLE} bytes",
+                self.reference, self.node
+            )));
         }
         for layer in needed.values() {
             if !self.cache.has(&layer.digest) {
                 self.blob(layer, pulled)?;
             }
         }
-        let tmp = pulled.dir.with_file_name(format!(".{}.{}.tmp", hex_of(&pulled.digest).unwrap_or(""), std::process::id()));
+        let tmp =
+            pulled.dir.with_file_name(format!(".{}.{}.tmp", hex_of(&pulled.digest).unwrap_or(""), std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         for (path, pieces) in files {
             let mut bytes = Vec::new();
@@ -204,8 +225,7 @@ impl Puller {
             }
             write_atomically(&tmp.join(path), &bytes)?;
         }
-        std::fs::rename(&tmp, &pulled.dir)
-            .map_err(|e| OciError::Cache(format!("`{}`: {e}", pulled.dir.display())))
+        std::fs::rename(&tmp, &pulled.dir).map_err(|e| OciError::Cache(format!("`{}`: {e}", pulled.dir.display())))
     }
 
     /// The blob `layer`, from the cache or fetched, verified and kept.
@@ -215,8 +235,11 @@ impl Puller {
         }
         hex_of(&layer.digest).ok_or_else(|| OciError::Refused(format!("`{}` is not a sha256 digest", layer.digest)))?;
         let mut sink = Bounded { bytes: Vec::new(), limit: layer.size, overflowed: false };
-        let fetched =
-            self.session.runtime.block_on(self.session.client.pull_blob(self.reference.reference(), layer.digest.as_str(), &mut sink));
+        let fetched = self.session.runtime.block_on(self.session.client.pull_blob(
+            self.reference.reference(),
+            layer.digest.as_str(),
+            &mut sink,
+        ));
         if sink.overflowed {
             return Err(OciError::Refused(format!(
                 "blob `{}` is larger than the {} bytes its descriptor states",

@@ -25,7 +25,9 @@ pub struct Published {
 /// tag, not a digest) and tags the manifest.
 pub fn publish(out_dir: &Path, reference: &ArtifactRef, options: &ClientOptions) -> Result<Published, OciError> {
     if reference.pinned().is_some() {
-        return Err(OciError::Reference(format!("`{reference}`: publish to a tag, not a digest (the digest is printed)")));
+        return Err(OciError::Reference(format!(
+            "`{reference}`: publish to a tag, not a digest (the digest is printed)"
+        )));
     }
     let artifact = layout(out_dir)?;
     let session = Session::new(reference, options)?;

@@ -33,8 +33,7 @@ impl ArtifactRef {
                 "`{text}` names no registry host and repository (oci://HOST[:PORT]/REPOSITORY:TAG)"
             )));
         }
-        let reference: Reference =
-            rest.parse().map_err(|e| OciError::Reference(format!("`{text}`: {e}")))?;
+        let reference: Reference = rest.parse().map_err(|e| OciError::Reference(format!("`{text}`: {e}")))?;
         if reference.registry() != host {
             return Err(OciError::Reference(format!("`{text}`: `{host}` is not a registry host")));
         }
@@ -90,7 +89,10 @@ mod tests {
     #[test]
     fn references_name_host_repository_and_tag_or_digest() {
         let r = ArtifactRef::parse("oci://127.0.0.1:5000/policies/prod:v42").unwrap();
-        assert_eq!((r.registry(), r.reference().repository(), r.tag()), ("127.0.0.1:5000", "policies/prod", Some("v42")));
+        assert_eq!(
+            (r.registry(), r.reference().repository(), r.tag()),
+            ("127.0.0.1:5000", "policies/prod", Some("v42"))
+        );
         assert_eq!(r.pinned(), None);
         let digest = format!("sha256:{}", "a".repeat(64));
         let r = ArtifactRef::parse(&format!("oci://registry.example/policies@{digest}")).unwrap();

@@ -134,7 +134,10 @@ fn publish_pull_update_and_restart_move_only_what_changed() {
     let gets_before = registry.blob_gets();
     let mut restarted = Puller::new(reference.clone(), "node-a", &cache, &plain()).unwrap();
     let pulled = restarted.pull().expect("pull after a restart");
-    assert_eq!((pulled.digest.as_str(), pulled.manifests_fetched, pulled.blobs_fetched), (second.digest.as_str(), 0, 0));
+    assert_eq!(
+        (pulled.digest.as_str(), pulled.manifests_fetched, pulled.blobs_fetched),
+        (second.digest.as_str(), 0, 0)
+    );
     assert_eq!(registry.blob_gets(), gets_before);
 
     // Pinned to the digest, the cache serves it with the registry gone;

@@ -369,9 +369,11 @@ impl Controller {
                 log(&format!("artifact {} ({}) in force", a.digest, a.reference));
             }
         }
-        if let Err(e) =
-            crate::status::write_applied_artifact(&self.options.paths, self.compiled_artifact.as_ref(), &report.bundle_hash)
-        {
+        if let Err(e) = crate::status::write_applied_artifact(
+            &self.options.paths,
+            self.compiled_artifact.as_ref(),
+            &report.bundle_hash,
+        ) {
             log(&format!("cannot record the artifact in force: {e}"));
         }
         let status = AgentStatus {

@@ -85,9 +85,12 @@ impl Active {
                 Ok(Active::Directory(dir.clone()))
             }
             #[cfg(feature = "oci")]
-            BundleSource::Artifact(artifact) => {
-                Ok(Active::Artifact(super::pull::Pulling::start(artifact.clone(), node, &paths.state.join("oci"), counters)?))
-            }
+            BundleSource::Artifact(artifact) => Ok(Active::Artifact(super::pull::Pulling::start(
+                artifact.clone(),
+                node,
+                &paths.state.join("oci"),
+                counters,
+            )?)),
         }
     }
 
@@ -111,7 +114,8 @@ pub fn pull_once(source: &BundleSource, node: Option<&str>, paths: &Paths) -> Re
         }
         #[cfg(feature = "oci")]
         BundleSource::Artifact(artifact) => {
-            let node = node.ok_or("a bundle from a registry needs `--node` (or `NODE_NAME`): the artifact holds every node's")?;
+            let node = node
+                .ok_or("a bundle from a registry needs `--node` (or `NODE_NAME`): the artifact holds every node's")?;
             let mut puller =
                 policyc_oci::Puller::new(artifact.reference.clone(), node, &paths.state.join("oci"), &artifact.client)
                     .map_err(|e| e.to_string())?;
@@ -121,4 +125,3 @@ pub fn pull_once(source: &BundleSource, node: Option<&str>, paths: &Paths) -> Re
         }
     }
 }
-

@@ -59,7 +59,10 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !registry.answers() {
             if let Some(status) = registry.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("docker-registry exited: {status}: {}", std::fs::read_to_string(&registry.log).unwrap_or_default());
+                panic!(
+                    "docker-registry exited: {status}: {}",
+                    std::fs::read_to_string(&registry.log).unwrap_or_default()
+                );
             }
             assert!(Instant::now() < deadline, "docker-registry did not answer on {} within 10 s", registry.address);
             std::thread::sleep(Duration::from_millis(20));
