@@ -239,6 +239,56 @@ pub fn read_layer(digest: &str, source: &Source) -> Result<Vec<u8>, OciError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policyc_bundle::digest::{text_digest, Digests};
+    use policyc_bundle::manifest::ProgramFiles;
+
+    /// A bundle of node `node` in `dir` whose only file is a long map
+    /// file (cut into pieces by its manifest) of `lines`.
+    fn write_bundle(dir: &Path, node: &str, lines: &[String]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::create_dir_all(dir.join("maps")).unwrap();
+        std::fs::write(dir.join("maps/ipcache.txt"), &text).unwrap();
+        let manifest = Manifest {
+            format_version: policyc_bundle::FORMAT_VERSION,
+            node: node.into(),
+            source_hash: "0".repeat(64),
+            maps: Vec::new(),
+            programs: ProgramFiles { from: String::new(), to: String::new() },
+            endpoints: Vec::new(),
+            tables: Vec::new(),
+            files: [("maps/ipcache.txt".to_string(), text_digest(&text, Digests::Sha256))].into(),
+        };
+        std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    }
+
+    #[test]
+    fn a_long_file_is_a_layer_per_piece_and_one_changed_line_changes_one_piece() {
+        let root = std::env::temp_dir().join(format!("policyc-oc-layout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut lines: Vec<String> =
+            (0..20_000).map(|i| format!("10.{}.{}.0/24 {} cluster", i / 256, i % 256, 256 + i)).collect();
+        write_bundle(&root.join("out/node-a"), "node-a", &lines);
+        let before = layout(&root.join("out")).unwrap();
+        let index: Index = serde_json::from_slice(&before.config).unwrap();
+        let pieces = &index.nodes["node-a"]["maps/ipcache.txt"];
+        assert!(pieces.len() > 5, "20 000 lines are cut into pieces: {}", pieces.len());
+        // The pieces put together are the file.
+        let whole: Vec<u8> = pieces.iter().flat_map(|d| read_layer(d, &before.layers[d]).unwrap()).collect();
+        assert_eq!(whole, std::fs::read(root.join("out/node-a/maps/ipcache.txt")).unwrap());
+
+        // Determinism: the same bundle elsewhere, the same digest.
+        write_bundle(&root.join("again/node-a"), "node-a", &lines);
+        assert_eq!(layout(&root.join("again")).unwrap().digest, before.digest);
+
+        lines[10_000] = "10.39.16.0/24 99999 cluster".into();
+        write_bundle(&root.join("out/node-a"), "node-a", &lines);
+        let after = layout(&root.join("out")).unwrap();
+        assert_ne!(after.digest, before.digest);
+        let new: Vec<&String> = after.layers.keys().filter(|d| !before.layers.contains_key(*d)).collect();
+        // The changed piece and manifest.json, which lists its digest.
+        assert_eq!(new.len(), 2, "{new:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn only_plain_relative_paths_are_bundle_files() {
