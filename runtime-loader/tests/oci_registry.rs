@@ -102,6 +102,7 @@ fn publish_pull_update_and_restart_move_only_what_changed() {
     let mut puller = Puller::new(reference.clone(), "node-a", &cache, &plain()).unwrap();
     let gets_before = registry.blob_gets();
     let pulled = puller.pull().expect("pull");
+    let first_bytes = pulled.bytes_fetched;
     assert_eq!(pulled.digest, first.digest);
     assert_eq!(files(&pulled.dir), files(&out.join("node-a")), "the pulled bundle is what the compiler wrote");
     policyc_loader::bundle::Bundle::read(&pulled.dir).expect("the loader reads the pulled bundle");
@@ -124,10 +125,11 @@ fn publish_pull_update_and_restart_move_only_what_changed() {
     assert_eq!(pulled.blobs_fetched, changed.len() + 1, "the changed pieces and the index, nothing else");
     assert_eq!(registry.blob_gets() - gets_before, pulled.blobs_fetched, "the registry's count");
     eprintln!(
-        "first pull: {} blobs; after the change: {} blobs, {} bytes",
+        "node-a's first pull: {} blobs, {first_bytes} bytes; after the change: {} blobs, {} bytes ({:.3} of the first)",
         node_a.len() + 1,
         pulled.blobs_fetched,
-        pulled.bytes_fetched
+        pulled.bytes_fetched,
+        pulled.bytes_fetched as f64 / first_bytes as f64
     );
 
     // A restart: a new puller on the same cache fetches nothing.
