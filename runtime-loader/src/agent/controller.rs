@@ -219,35 +219,35 @@ impl Controller {
     /// Re-reads the bundle if it changed and takes the cluster source's new view; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
-        if let Some(current) = self.bundle_source.current() {
-            let (bundle, node) = (&current.dir, &self.options.node);
-            let read_bundle = || {
-                let c = Compiled::read(bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
-                if c.bundle.manifest.node != *node {
-                    return Err(format!(
-                        "bundle `{}` is for node `{}`, not `{node}`",
-                        bundle.display(),
-                        c.bundle.manifest.node
-                    ));
-                }
-                Ok(c)
-            };
-            // A pulled bundle never changes in place: its artifact digest
-            // says whether it is new.
-            let fingerprint = match &current.artifact {
-                Some(artifact) => Ok(artifact.digest.clone()),
-                None => watch::bundle_fingerprint(bundle),
-            };
-            if let Some(c) = self.bundle_seen.refresh(fingerprint, read_bundle, "keeping what is in force") {
-                if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
-                    log(&format!("bundle {} read", c.hash()));
-                    self.compiled = Some(Arc::new(c));
-                }
-                // A new artifact with this node's bundle unchanged is in
-                // force as well: the next (unchanged) apply says so.
-                self.compiled_artifact = current.artifact;
-                self.mark_dirty();
+        let current = self.bundle_source.current();
+        let (bundle, node) = (current.as_ref().map(|c| c.dir.clone()).unwrap_or_default(), &self.options.node);
+        let read_bundle = || {
+            let c = Compiled::read(&bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
+            if c.bundle.manifest.node != *node {
+                return Err(format!(
+                    "bundle `{}` is for node `{}`, not `{node}`",
+                    bundle.display(),
+                    c.bundle.manifest.node
+                ));
             }
+            Ok(c)
+        };
+        // A pulled bundle never changes in place: its artifact digest says
+        // whether it is new.
+        let fingerprint = match current.as_ref().map(|c| &c.artifact) {
+            None => Err("no bundle pulled yet".to_string()),
+            Some(Some(artifact)) => Ok(artifact.digest.clone()),
+            Some(None) => watch::bundle_fingerprint(&bundle),
+        };
+        if let Some(c) = self.bundle_seen.refresh(fingerprint, read_bundle, "keeping what is in force") {
+            if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
+                log(&format!("bundle {} read", c.hash()));
+                self.compiled = Some(Arc::new(c));
+            }
+            // A new artifact with this node's bundle unchanged is in force
+            // as well: the next (unchanged) apply says so.
+            self.compiled_artifact = current.and_then(|c| c.artifact);
+            self.mark_dirty();
         }
         if let Some(view) = self.cluster_source.poll() {
             if self.cluster.as_deref() != Some(&view) {
