@@ -12,7 +12,7 @@ use policyc_loader::observe::{self, FlowFilter, Observer};
 use policyc_loader::packet::{self, ProbePacket};
 use policyc_loader::paths::Paths;
 use policyc_loader::probe::{HookVerdict, Probe};
-use policyc_loader::status::status;
+use policyc_loader::status::{status, write_applied_artifact};
 use policyc_loader::uninstall::uninstall_waiting;
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,8 +47,19 @@ struct Cli {
 enum Command {
     /// Put a bundle in force (a no-op if it already is).
     Apply {
-        /// The bundle directory (`policyc compile --out DIR` writes DIR/<node>).
-        bundle: PathBuf,
+        /// The bundle directory (`policyc compile --out DIR` writes
+        /// DIR/<node>), or `oci://HOST[:PORT]/REPOSITORY:TAG` (or
+        /// `@sha256:...`) as `policyc publish` pushed it, pulled into the
+        /// state directory's cache.
+        #[arg(value_name = "DIR|oci://REF")]
+        bundle: String,
+        /// This node's name: which bundle of an `oci://` artifact to apply.
+        #[arg(long, env = "NODE_NAME")]
+        node: Option<String>,
+        /// Reach the registry of an `oci://` bundle over plain HTTP (a
+        /// registry on loopback without TLS).
+        #[arg(long)]
+        plain_http: bool,
         /// Host-side interface of an endpoint, overriding the route lookup.
         #[arg(long = "interface", value_name = "NS/POD=IFNAME")]
         interfaces: Vec<String>,
@@ -98,9 +109,21 @@ enum Command {
         /// This node's name.
         #[arg(long, env = "NODE_NAME")]
         node: String,
-        /// The compiled bundle (watched: re-applied when it changes).
+        /// The compiled bundle (watched: re-applied when it changes): a
+        /// directory, or `oci://HOST[:PORT]/REPOSITORY:TAG` (or
+        /// `@sha256:...`) as `policyc publish` pushed it, pulled at every
+        /// `--poll-interval` into the state directory's cache.
+        #[arg(long, value_name = "DIR|oci://REF")]
+        bundle: String,
+        /// Seconds between pulls of `--bundle oci://REF` (a reference
+        /// pinned to a digest is pulled once).
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        poll_interval: u64,
+        /// Reach the registry of `--bundle oci://REF` over plain HTTP (a
+        /// registry on loopback without TLS). Credentials come from the
+        /// Docker config file.
         #[arg(long)]
-        bundle: PathBuf,
+        plain_http: bool,
         /// `kube`: the Kubernetes API (in-cluster configuration, else the
         /// kubeconfig), watched; or a directory of Pod, Namespace and Node
         /// manifests as `policyc compile` reads them (polled: re-read when
@@ -210,7 +233,15 @@ fn main() -> ExitCode {
     };
     let lock = LockWait { timeout, on_wait: Some(|message| eprintln!("policyc-loader: {message}")) };
     let result = match &cli.command {
-        Command::Apply { bundle, interfaces, reconcile, dry_run, attach } => {
+        Command::Apply { bundle, node, plain_http, interfaces, reconcile, dry_run, attach } => {
+            let source = agent::source::BundleSource::parse(bundle, std::time::Duration::ZERO, *plain_http);
+            let pulled = match source.and_then(|s| agent::source::pull_once(&s, node.as_deref(), &paths)) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let mut options = ApplyOptions {
                 reconcile: *reconcile,
                 dry_run: *dry_run,
@@ -225,7 +256,13 @@ fn main() -> ExitCode {
                 };
                 options.interfaces.insert(endpoint.to_string(), interface.to_string());
             }
-            bpffs::ensure_mounted(&cli.bpffs).and_then(|()| apply(&paths, bundle, &options)).map(|report| {
+            let applied = bpffs::ensure_mounted(&cli.bpffs).and_then(|()| apply(&paths, &pulled.dir, &options));
+            if let (Ok(report), false) = (&applied, *dry_run) {
+                if let Err(e) = write_applied_artifact(&paths, pulled.artifact.as_ref(), &report.bundle_hash) {
+                    eprintln!("warning: cannot record the artifact in force: {e}");
+                }
+            }
+            applied.map(|report| {
                 if cli.json {
                     serde_json::to_string_pretty(&report).unwrap_or_default()
                 } else if report.unchanged {
@@ -340,10 +377,29 @@ fn main() -> ExitCode {
                 observe_flows(&paths, &filter, *follow, *count, cli.json)
             }
         }
-        Command::Run { node, bundle, cluster, metrics_address, poll_ms, batch_ms, log_json, attach } => {
+        Command::Run {
+            node,
+            bundle,
+            poll_interval,
+            plain_http,
+            cluster,
+            metrics_address,
+            poll_ms,
+            batch_ms,
+            log_json,
+            attach,
+        } => {
+            let interval = std::time::Duration::from_secs((*poll_interval).max(1));
+            let bundle = match agent::source::BundleSource::parse(bundle, interval, *plain_http) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let options = AgentOptions {
                 node: node.clone(),
-                bundle: bundle.clone(),
+                bundle,
                 cluster: cluster.clone(),
                 socket: cli.state.join("agent.sock"),
                 paths: paths.clone(),

@@ -24,6 +24,10 @@ pub struct Status {
     /// Identities the node agent computed (label sets the bundle does not
     /// know: not reviewed), from its `agent.json`.
     pub computed: Vec<ComputedIdentity>,
+    /// The OCI artifact the bundle in force was pulled from (`run --bundle
+    /// oci://REF`), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<AppliedArtifact>,
 }
 
 /// The identities the agent computed, as its `agent.json` lists them
@@ -36,6 +40,54 @@ fn computed_identities(paths: &Paths) -> Vec<ComputedIdentity> {
     }
     let Ok(text) = std::fs::read_to_string(paths.state.join("agent.json")) else { return Vec::new() };
     serde_json::from_str::<AgentFile>(&text).map(|f| f.computed).unwrap_or_default()
+}
+
+/// The artifact a bundle in force was pulled from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedArtifact {
+    /// The reference pulled (`oci://HOST/REPOSITORY:TAG`).
+    pub reference: String,
+    /// The manifest digest it resolved to.
+    pub digest: String,
+}
+
+/// `STATE/artifact.json`: the artifact, and the record's bundle hash it
+/// was applied with; a later apply of anything else makes it stale.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ArtifactFile {
+    artifact: AppliedArtifact,
+    bundle_hash: String,
+}
+
+fn artifact_file(paths: &Paths) -> std::path::PathBuf {
+    paths.state.join("artifact.json")
+}
+
+/// Records that the apply whose record has `bundle_hash` put `artifact`'s
+/// bundle in force (`None`: a bundle from no artifact).
+pub fn write_applied_artifact(
+    paths: &Paths,
+    artifact: Option<&AppliedArtifact>,
+    bundle_hash: &str,
+) -> std::io::Result<()> {
+    let path = artifact_file(paths);
+    let Some(artifact) = artifact else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    };
+    let file = ArtifactFile { artifact: artifact.clone(), bundle_hash: bundle_hash.to_string() };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&file).unwrap_or_default())?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The artifact of the bundle in force, if the record is the one it was
+/// applied with.
+fn applied_artifact(paths: &Paths, record: Option<&Record>) -> Option<AppliedArtifact> {
+    let file: ArtifactFile = serde_json::from_slice(&std::fs::read(artifact_file(paths)).ok()?).ok()?;
+    (record?.bundle_hash == file.bundle_hash).then_some(file.artifact)
 }
 
 /// Reads the status.
@@ -58,7 +110,8 @@ pub fn status(paths: &Paths) -> Result<Status, LoaderError> {
         .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     links.sort();
-    Ok(Status { record, generation, fill, links, computed: computed_identities(paths) })
+    let artifact = applied_artifact(paths, record.as_ref());
+    Ok(Status { record, generation, fill, links, computed: computed_identities(paths), artifact })
 }
 
 impl Status {
@@ -69,6 +122,9 @@ impl Status {
             None => out.push_str("no bundle applied\n"),
             Some(r) => {
                 out.push_str(&format!("bundle {} (node {}, source {})\n", r.bundle_hash, r.node, r.source_hash));
+                if let Some(a) = &self.artifact {
+                    out.push_str(&format!("artifact {} ({})\n", a.digest, a.reference));
+                }
                 for (name, e) in &r.endpoints {
                     out.push_str(&format!(
                         "  endpoint {name} id {} on {} (lookups {:#x})\n",

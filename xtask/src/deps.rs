@@ -12,9 +12,18 @@ use std::process::Command;
 /// --format svg`; the datapath objects are rebuilt with clang-19 and
 /// llvm-strip-19 against the kernel and libbpf headers and compared with the
 /// committed bytes; the node agent's kernel test makes pods with the
-/// reference CNI plugins (`ptp`, `host-local` in `/usr/lib/cni`).
-const PACKAGES: [&str; 6] =
-    ["graphviz", "clang-19", "llvm-19", "libbpf-dev", "linux-libc-dev", "containernetworking-plugins"];
+/// reference CNI plugins (`ptp`, `host-local` in `/usr/lib/cni`); the
+/// registry tests publish to and pull from the CNCF distribution registry
+/// (`/usr/bin/docker-registry`) on loopback.
+const PACKAGES: [&str; 7] = [
+    "graphviz",
+    "clang-19",
+    "llvm-19",
+    "libbpf-dev",
+    "linux-libc-dev",
+    "containernetworking-plugins",
+    "docker-registry",
+];
 
 /// Toolchain components the format and lint steps run.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];

@@ -1,5 +1,5 @@
 //! Command-line interface: `lint`, `compile`, `trace`, `connectivity`,
-//! `diff`, `graph`, `explain`.
+//! `diff`, `graph`, `explain`, `publish`.
 //!
 //! Exit codes: 0 clean, 1 the input has errors (or a trace is denied with
 //! `--exit-code`), 2 usage errors.
@@ -8,6 +8,8 @@ pub mod compile;
 pub mod diff;
 pub mod explain;
 pub mod graph;
+#[cfg(feature = "oci")]
+pub mod publish;
 pub mod query;
 
 use crate::analysis::reason::Citations;
@@ -74,6 +76,10 @@ pub enum Command {
     /// Explain one endpoint: the policies selecting it, its isolation, its
     /// identity and labels, what may reach it and what it may reach, and why.
     Explain(explain::ExplainArgs),
+    /// Push the bundles of `compile --out` to an OCI registry as one
+    /// artifact (`oci://HOST[:PORT]/REPOSITORY:TAG`); prints its digest.
+    #[cfg(feature = "oci")]
+    Publish(publish::PublishArgs),
 }
 
 /// Arguments of `lint`.
@@ -215,6 +221,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Diff(a) => diff::run(&a),
         Command::Graph(a) => graph::run(&a),
         Command::Explain(a) => explain::run(&a),
+        #[cfg(feature = "oci")]
+        Command::Publish(a) => publish::run(&a),
     }
 }
 

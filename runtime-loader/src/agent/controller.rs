@@ -11,6 +11,7 @@ use super::compiled::Compiled;
 use super::metrics::Histogram;
 use super::sandboxes::Sandboxes;
 use super::server::Call;
+use super::source::{Active, PullCounters};
 use super::watch::{self, Watched};
 use super::{log, AgentOptions};
 use crate::apply::{apply_desired, ApplyOptions, ApplyReport, KnownGenerations};
@@ -47,6 +48,9 @@ pub struct AgentStatus {
     pub generation: u8,
     /// Local endpoints bound.
     pub endpoints: usize,
+    /// The OCI artifact the bundle came from (`--bundle oci://REF`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<crate::status::AppliedArtifact>,
     /// Local pods held default-deny.
     pub held: Vec<Held>,
     /// Local pods not bound (no interface).
@@ -72,12 +76,17 @@ pub struct Health {
     pub add_seconds: Histogram,
     /// What is in force.
     pub status: AgentStatus,
+    /// Pulls of `--bundle oci://REF` (shared with the puller thread).
+    pub pulls: Arc<std::sync::Mutex<PullCounters>>,
 }
 
 /// The controller's state.
 pub struct Controller {
     options: AgentOptions,
     compiled: Option<Arc<Compiled>>,
+    /// The artifact `compiled` came from, if any.
+    compiled_artifact: Option<crate::status::AppliedArtifact>,
+    bundle_source: Active,
     bundle_seen: Watched,
     cluster: Option<Arc<ClusterView>>,
     cluster_source: ClusterSource,
@@ -108,9 +117,13 @@ impl Controller {
         for p in problems {
             log(&format!("a kept sandbox is unreadable and left out: {p}"));
         }
+        let pulls = health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pulls.clone();
+        let bundle_source = Active::start(&options.bundle, &options.node, &options.paths, pulls)?;
         Ok(Controller {
             options,
             compiled: None,
+            compiled_artifact: None,
+            bundle_source,
             bundle_seen: Watched::default(),
             cluster: None,
             cluster_source,
@@ -225,9 +238,10 @@ impl Controller {
     /// Re-reads the bundle if it changed and takes the cluster source's new view; an
     /// unreadable or invalid one is logged and the last good one kept.
     fn poll(&mut self) {
-        let (bundle, node) = (&self.options.bundle, &self.options.node);
+        let current = self.bundle_source.current();
+        let (bundle, node) = (current.as_ref().map(|c| c.dir.clone()).unwrap_or_default(), &self.options.node);
         let read_bundle = || {
-            let c = Compiled::read(bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
+            let c = Compiled::read(&bundle).map_err(|e| format!("bundle `{}` refused: {e}", bundle.display()))?;
             if c.bundle.manifest.node != *node {
                 return Err(format!(
                     "bundle `{}` is for node `{}`, not `{node}`",
@@ -237,13 +251,22 @@ impl Controller {
             }
             Ok(c)
         };
-        let fingerprint = watch::bundle_fingerprint(bundle);
+        // A pulled bundle never changes in place: its artifact digest says
+        // whether it is new.
+        let fingerprint = match current.as_ref().map(|c| &c.artifact) {
+            None => Err("no bundle pulled yet".to_string()),
+            Some(Some(artifact)) => Ok(artifact.digest.clone()),
+            Some(None) => watch::bundle_fingerprint(&bundle),
+        };
         if let Some(c) = self.bundle_seen.refresh(fingerprint, read_bundle, "keeping what is in force") {
             if self.compiled.as_ref().is_none_or(|old| old.hash() != c.hash()) {
                 log(&format!("bundle {} read", c.hash()));
                 self.compiled = Some(Arc::new(c));
-                self.mark_dirty();
             }
+            // A new artifact with this node's bundle unchanged is in force
+            // as well: the next (unchanged) apply says so.
+            self.compiled_artifact = current.and_then(|c| c.artifact);
+            self.mark_dirty();
         }
         if let Some(view) = self.cluster_source.poll() {
             if self.cluster.as_deref() != Some(&view) {
@@ -371,8 +394,21 @@ impl Controller {
         }
         self.waiting = still;
         let compiled_hash = self.compiled.as_ref().map(|c| c.hash().to_string()).unwrap_or_default();
+        if status_artifact_changed(&self.health, self.compiled_artifact.as_ref()) {
+            if let Some(a) = &self.compiled_artifact {
+                log(&format!("artifact {} ({}) in force", a.digest, a.reference));
+            }
+        }
+        if let Err(e) = crate::status::write_applied_artifact(
+            &self.options.paths,
+            self.compiled_artifact.as_ref(),
+            &report.bundle_hash,
+        ) {
+            log(&format!("cannot record the artifact in force: {e}"));
+        }
         let status = AgentStatus {
             node: self.options.node.clone(),
+            artifact: self.compiled_artifact.clone(),
             bundle_hash: compiled_hash,
             binding_hash: report.bundle_hash.clone(),
             generation: report.generation,
@@ -399,4 +435,13 @@ impl Controller {
         }
         health.status = status;
     }
+}
+
+/// Whether `artifact` differs from the one the last status reported.
+fn status_artifact_changed(
+    health: &std::sync::Mutex<Health>,
+    artifact: Option<&crate::status::AppliedArtifact>,
+) -> bool {
+    let health = health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    health.status.artifact.as_ref() != artifact
 }

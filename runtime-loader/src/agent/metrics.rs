@@ -89,6 +89,23 @@ pub fn render(health: &Health) -> String {
         "# HELP policyc_agent_bundle_info The bundle in force.\n# TYPE policyc_agent_bundle_info gauge\npolicyc_agent_bundle_info{{digest=\"{}\",binding=\"{}\",node=\"{}\"}} 1",
         s.bundle_hash, s.binding_hash, s.node
     );
+    if let Some(a) = &s.artifact {
+        let _ = writeln!(
+            out,
+            "# HELP policyc_agent_artifact_info The OCI artifact whose bundle is in force.\n# TYPE policyc_agent_artifact_info gauge\npolicyc_agent_artifact_info{{digest=\"{}\",reference=\"{}\"}} 1",
+            a.digest,
+            a.reference.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
+    let pulls = health.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    for (name, help, value) in [
+        ("policyc_agent_artifact_pulls_total", "Pulls of the artifact that succeeded.", pulls.pulls),
+        ("policyc_agent_artifact_pull_failures_total", "Pulls of the artifact that failed.", pulls.failures),
+        ("policyc_agent_artifact_blobs_fetched_total", "Manifests and blobs fetched from the registry.", pulls.fetched),
+        ("policyc_agent_artifact_bytes_fetched_total", "Bytes of the blobs fetched.", pulls.bytes),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
     out
 }
 

@@ -9,7 +9,8 @@
 //! ([`sandboxes`]); from them it builds the node's desired state
 //! ([`binding`]) and puts it in force through the loader's atomic,
 //! generation-flipping apply. One task owns all of it ([`controller`]):
-//! it polls the bundle and the cluster directory ([`watch`]), answers the
+//! it polls the bundle (a directory, or an OCI artifact pulled by
+//! [`pull`], [`source`]) and the cluster directory ([`watch`]), answers the
 //! plugin on a unix socket ([`server`]) once a pod's policy is in force,
 //! batches the changes of a short window into one flip, and serves
 //! metrics ([`metrics`]).
@@ -28,8 +29,11 @@ pub mod controller;
 pub mod kube;
 pub mod metrics;
 pub mod node_addresses;
+#[cfg(feature = "oci")]
+pub mod pull;
 pub mod sandboxes;
 pub mod server;
+pub mod source;
 pub mod watch;
 
 use crate::paths::Paths;
@@ -43,8 +47,8 @@ use std::time::Duration;
 pub struct AgentOptions {
     /// This node's name.
     pub node: String,
-    /// The bundle directory.
-    pub bundle: PathBuf,
+    /// The bundle: a directory, or an artifact in a registry.
+    pub bundle: source::BundleSource,
     /// Where the live cluster comes from.
     pub cluster: ClusterOption,
     /// Where `agent.sock` is.

@@ -1,9 +1,11 @@
-//! Shared by the kernel tests: the root check, scratch places that clean up
-//! after themselves, and compiling a manifest directory into bundles.
+//! Shared by the kernel and registry tests: the root check, scratch places
+//! that clean up after themselves, compiling a manifest directory into
+//! bundles, and a registry on loopback.
 #![allow(dead_code)] // each test binary uses its own part of the support
 
 pub mod cni;
 pub mod netns;
+pub mod registry;
 
 use policyc::emit::{emit, BundleOptions};
 use policyc::front::source::read_paths;
