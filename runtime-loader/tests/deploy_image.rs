@@ -122,7 +122,8 @@ fn the_image_builds_from_scratch_and_its_binaries_run_in_it() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&instruction("ENTRYPOINT")).unwrap(), config["Entrypoint"]);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&instruction("CMD")).unwrap(), config["Cmd"]);
     assert_eq!(instruction("USER"), config["User"]);
-    assert_eq!(instruction("ENV"), format!("{}", config["Env"][0].as_str().unwrap()));
+    let env: Vec<&str> = config["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(instruction("ENV"), env.join(" "));
     assert!(containerfile.starts_with("# The policyc node image") && containerfile.contains("\nFROM scratch\n"));
     for (key, value) in config["Labels"].as_object().unwrap() {
         if ["title", "description", "licenses", "version"]

@@ -174,6 +174,9 @@ fn fill_and_commit(
         "0:0",
         "--workingdir",
         "/",
+        // `kubectl exec POD -- policyc-loader status` finds it.
+        "--env",
+        "PATH=/usr/local/bin",
         "--env",
         "TMPDIR=/tmp",
     ]
