@@ -168,7 +168,8 @@ fn fill_and_commit(
         "[\"run\"]",
         // Root, with the capabilities the DaemonSet grants (README,
         // "Running on a cluster"): Kubernetes gives a non-root container's
-        // added capabilities no effect (no ambient set), and bpffs and
+        // added capabilities no effect (no ambient set,
+        // kubernetes/kubernetes#56374), and bpffs and
         // the CNI directories belong to root.
         "--user",
         "0:0",
