@@ -3,10 +3,11 @@
 //!
 //! It copies this binary into the runtime's plugin directory and chains
 //! `policyc-cni` after the plugins of the network configuration the runtime
-//! uses. That is the first file of the configuration directory in name
-//! order with the extension `.conf`, `.conflist` or `.json`: containerd and
-//! CRI-O both take the first one that sorts (libcni's `ConfFiles`, sorted
-//! by `sort.Strings` in CRI-O's and containerd's CNI loaders). A single
+//! uses. That is the first file of the configuration directory in byte
+//! order with the extension `.conf`, `.conflist` or `.json`: containerd's
+//! go-cni (`loadFromConfDir`: libcni's `ConfFiles` with those extensions,
+//! `sort.Strings`, the first file is the default network) and CRI-O's
+//! ocicni choose it so. A single
 //! plugin's `.conf` becomes a `.conflist` with the same stem holding that
 //! plugin and then `policyc-cni`, since only a list chains (CNI
 //! specification 1.0, "Network Configuration Lists").
