@@ -107,6 +107,9 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> 
     let text = read_configuration(&conf)?;
     let entry = json!({ "type": PLUGIN_TYPE, "agentSocket": options.agent_socket });
     let (target, chained) = chain(&conf, &text, entry)?;
+    if target != conf && target.exists() {
+        return Err(invalid(&conf, format!("`{}` exists beside it", target.display())));
+    }
     let conf_changed = target != conf || chained != text;
     if conf_changed {
         write_atomically(&target, chained.as_bytes(), 0o644)?;

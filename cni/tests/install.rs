@@ -97,6 +97,14 @@ fn a_single_plugin_configuration_becomes_a_list() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!dir.0.join("net.d/10-bridge.conf").exists());
     assert_eq!(plugin_types(&dir.0.join("net.d/10-bridge.conflist")), ["bridge", "policyc-cni"]);
+
+    // A list of the same stem beside it is never overwritten.
+    std::fs::write(dir.0.join("net.d/05-macvlan.conf"), bridge).unwrap();
+    std::fs::write(dir.0.join("net.d/05-macvlan.conflist"), "{}").unwrap();
+    let out = cni(&["install", "--bin-dir", &dir.path("bin"), "--conf-dir", &dir.path("net.d")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("05-macvlan.conflist` exists beside it"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.0.join("net.d/05-macvlan.conflist")).unwrap(), "{}");
 }
 
 #[test]
