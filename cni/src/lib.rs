@@ -22,10 +22,18 @@
 //! The plugin is a thin binary ([`plugin::run`] does the work, given the
 //! environment and stdin as values); the agent side of the socket reads the
 //! same [`protocol`] types.
+//!
+//! The same binary sets a node up, from the DaemonSet's init containers
+//! (the image has no shell): [`bpffs`] mounts bpffs where the node lacks
+//! it, [`install`] copies the plugin into the runtime's plugin directory
+//! and chains it after the network plugin; [`command`] reads which.
 #![deny(missing_docs)]
 
+pub mod bpffs;
+pub mod command;
 pub mod connect;
 pub mod error;
+pub mod install;
 pub mod netconf;
 pub mod plugin;
 pub mod protocol;

@@ -25,13 +25,18 @@ const PACKAGES: [&str; 7] = [
     "docker-registry",
 ];
 
+/// Debian packages of the image test: it builds the node image with
+/// buildah from scratch and runs its binaries in it
+/// (`runtime-loader/tests/deploy_image.rs`, `cargo xtask image`).
+const IMAGE_PACKAGES: [&str; 1] = ["buildah"];
+
 /// Toolchain components the format and lint steps run.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
 
 /// Installs what is missing (as root), or names the command that would.
 pub fn ensure() -> Result<(), String> {
     let components: Vec<&str> = COMPONENTS.into_iter().filter(|c| !has_component(c)).collect();
-    let packages: Vec<&str> = PACKAGES.into_iter().filter(|p| !has_package(p)).collect();
+    let packages: Vec<&str> = PACKAGES.into_iter().chain(IMAGE_PACKAGES).filter(|p| !has_package(p)).collect();
     if components.is_empty() && packages.is_empty() {
         return Ok(());
     }

@@ -10,6 +10,7 @@ mod bench_scale;
 mod deps;
 mod ebpf;
 mod fuzz;
+mod image;
 mod synth;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -18,6 +19,10 @@ commands:
   ci      install what the checks need (root; otherwise print the command),
           format check, clippy (warnings are errors), the whole test suite,
           15 s of each fuzz target
+  image [--tag NAME] [--loader PATH --cni PATH]
+          the node image with buildah from scratch (no base image pulled):
+          policyc-loader, policyc-cni (static), their shared libraries;
+          release binaries unless --loader and --cni name built ones
   bless   re-record the golden files after a deliberate change (INSTA_UPDATE=always),
           and the README's graph of the example (docs/example-graph.dot, .svg;
           needs Graphviz `dot`)
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             None => bench::run(&args[1..]),
         },
         Some("build-ebpf") => ebpf::run(&args[1..]),
+        Some("image") => image::run(&args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),
         _ => {
             eprintln!("{USAGE}");

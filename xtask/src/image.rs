@@ -1,0 +1,302 @@
+//! `cargo xtask image`: the node image, built with buildah **from
+//! scratch**, so that no base image is pulled (this machine and many CI
+//! runners have no registry to pull from). The `Containerfile` at the
+//! repository root is the same image for users with a registry.
+//!
+//! The image holds `policyc-loader` (the agent), `policyc-cni` (the init
+//! containers' commands, and the plugin they copy to the node), exactly
+//! the shared libraries `ldd` names for them, and the system's CA bundle
+//! (a registry behind TLS, for `--bundle oci://`). `policyc-cni` is linked
+//! statically (`-C target-feature=+crt-static` on the glibc target): the
+//! container runtime runs the copy on the node itself, whose glibc may be
+//! older than the build machine's. It makes no NSS lookup, so static glibc
+//! has no caveat for it. The agent stays dynamic: it resolves registry
+//! names through glibc, and its three libraries cost less than a second
+//! static build of the whole tree.
+//!
+//! Each binary is run (`--version`) inside the finished container
+//! (`buildah run --isolation chroot`: buildah's full runtime does not work
+//! on every cgroup layout, this machine's among them) before the image is
+//! committed, so an image whose binaries cannot start is never tagged.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The glibc target `policyc-cni` is built for statically.
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Where the binaries go in the image.
+const BIN_DIR: &str = "/usr/local/bin";
+
+/// The image's defaults when the command line names none.
+const DEFAULT_TAG: &str = "localhost/policyc:dev";
+
+/// What to build the image from.
+#[derive(Debug, PartialEq)]
+struct Options {
+    /// The image name to commit to.
+    tag: String,
+    /// Prebuilt binaries (`--loader`, `--cni`), else a release build.
+    binaries: Option<(PathBuf, PathBuf)>,
+}
+
+const USAGE: &str = "usage: cargo xtask image [--tag NAME] [--loader PATH --cni PATH]";
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut tag = DEFAULT_TAG.to_string();
+    let (mut loader, mut cni) = (None, None);
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--tag" => tag = value.clone(),
+            "--loader" => loader = Some(PathBuf::from(value)),
+            "--cni" => cni = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    let binaries = match (loader, cni) {
+        (Some(loader), Some(cni)) => Some((loader, cni)),
+        (None, None) => None,
+        _ => return Err(format!("`--loader` and `--cni` go together\n{USAGE}")),
+    };
+    Ok(Options { tag, binaries })
+}
+
+/// Builds the image (release binaries unless `--loader` and `--cni` name
+/// prebuilt ones) and prints its name and id.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    if !Command::new("buildah").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Err("`buildah` is missing: `apt-get install buildah` (`cargo xtask ci` installs it as root)".into());
+    }
+    let (loader, cni) = match options.binaries {
+        Some(binaries) => binaries,
+        None => build_release()?,
+    };
+    let id = assemble(&loader, &cni, &options.tag)?;
+    println!("{} {id}", options.tag);
+    Ok(())
+}
+
+fn build_release() -> Result<(PathBuf, PathBuf), String> {
+    crate::cargo(&["build", "--release", "-p", "policyc-loader", "--bin", "policyc-loader"], &[])?;
+    crate::cargo(
+        &["build", "--release", "-p", "policyc-cni", "--bin", "policyc-cni", "--target", STATIC_TARGET],
+        &[("RUSTFLAGS", "-C target-feature=+crt-static")],
+    )?;
+    let target = workspace().join("target");
+    Ok((target.join("release/policyc-loader"), target.join(STATIC_TARGET).join("release/policyc-cni")))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Makes the image from `loader` and `cni`, checks that both start in it,
+/// commits it as `tag`; its id.
+fn assemble(loader: &Path, cni: &Path, tag: &str) -> Result<String, String> {
+    if !shared_libraries(cni)?.is_empty() {
+        eprintln!(
+            "xtask: warning: `{}` is linked dynamically: the copy `install` puts on a node needs a glibc \
+             as new as this machine's (the release build links it statically)",
+            cni.display()
+        );
+    }
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for binary in [loader, cni] {
+        let name = binary.file_name().and_then(|n| n.to_str()).ok_or(format!("`{}` is no file", binary.display()))?;
+        files.push((binary.to_path_buf(), format!("{BIN_DIR}/{name}")));
+        for library in shared_libraries(binary)? {
+            let source = std::fs::canonicalize(&library).map_err(|e| format!("`{}`: {e}", library.display()))?;
+            let entry = (source, library.to_string_lossy().into_owned());
+            if !files.contains(&entry) {
+                files.push(entry);
+            }
+        }
+    }
+    let certificates = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if certificates.is_file() {
+        files.push((certificates.to_path_buf(), certificates.to_string_lossy().into_owned()));
+    }
+    let container = buildah(&["from", "scratch"])?;
+    let result = fill_and_commit(&container, &files, loader, cni, tag);
+    // The working container goes whatever happened; the image stays.
+    let removed = buildah(&["rm", &container]);
+    let id = result?;
+    removed?;
+    Ok(id)
+}
+
+fn fill_and_commit(
+    container: &str,
+    files: &[(PathBuf, String)],
+    loader: &Path,
+    cni: &Path,
+    tag: &str,
+) -> Result<String, String> {
+    for (source, destination) in files {
+        // The source's own permissions: the dynamic loader, like the
+        // binaries, must be executable (the kernel opens a program's
+        // interpreter for execution).
+        let mode = std::fs::metadata(source).map_err(|e| format!("`{}`: {e}", source.display()))?.permissions().mode();
+        let mode = format!("{:04o}", mode & 0o7777);
+        buildah(&["copy", "--quiet", "--chmod", &mode, container, &source.to_string_lossy(), destination])?;
+    }
+    // The directories the agent writes where the DaemonSet mounts nothing
+    // (`--state`, a scratch `TMPDIR`): copying an empty directory makes
+    // one, with no shell or `mkdir` in the image and no mount (rootless
+    // buildah works too).
+    let empty = std::env::temp_dir().join(format!("policyc-image-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).map_err(|e| format!("cannot make `{}`: {e}", empty.display()))?;
+    let made = ["/run/policyc", "/tmp"]
+        .iter()
+        .try_for_each(|d| buildah(&["copy", "--quiet", container, &empty.to_string_lossy(), d]).map(drop));
+    let _ = std::fs::remove_dir(&empty);
+    made?;
+    for binary in [loader, cni] {
+        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let version =
+            buildah(&["run", "--isolation", "chroot", container, "--", &format!("{BIN_DIR}/{name}"), "--version"])?;
+        eprintln!("xtask: in the image: {version}");
+    }
+    let mut config: Vec<String> = [
+        "--entrypoint",
+        "[\"/usr/local/bin/policyc-loader\"]",
+        "--cmd",
+        "[\"run\"]",
+        // Root, with the capabilities the DaemonSet grants (README,
+        // "Running on a cluster"): Kubernetes gives a non-root container's
+        // added capabilities no effect (no ambient set,
+        // kubernetes/kubernetes#56374), and bpffs and
+        // the CNI directories belong to root.
+        "--user",
+        "0:0",
+        "--workingdir",
+        "/",
+        // `kubectl exec POD -- policyc-loader status` finds it.
+        "--env",
+        "PATH=/usr/local/bin",
+        "--env",
+        "TMPDIR=/tmp",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    for (key, value) in labels()? {
+        config.push("--label".into());
+        config.push(format!("{key}={value}"));
+    }
+    let config: Vec<&str> = config.iter().map(String::as_str).collect();
+    buildah(&[&["config"], config.as_slice(), &[container]].concat())?;
+    let timestamp = commit_time()?;
+    buildah(&["commit", "--quiet", "--format", "oci", "--timestamp", &timestamp, container, tag])
+}
+
+/// The OCI annotations of the image (`org.opencontainers.image.*`, image
+/// spec "Pre-Defined Annotation Keys"), from the repository.
+fn labels() -> Result<Vec<(&'static str, String)>, String> {
+    let revision = git(&["rev-parse", "HEAD"])?;
+    let created = git(&["log", "-1", "--format=%cI"])?;
+    let mut labels = vec![
+        ("org.opencontainers.image.title", "policyc".to_string()),
+        (
+            "org.opencontainers.image.description",
+            "policyc node agent (policyc-loader run) and chained CNI plugin (policyc-cni)".to_string(),
+        ),
+        ("org.opencontainers.image.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("org.opencontainers.image.revision", revision),
+        ("org.opencontainers.image.created", created),
+        ("org.opencontainers.image.licenses", "Apache-2.0".to_string()),
+    ];
+    if let Ok(source) = git(&["remote", "get-url", "origin"]) {
+        labels.push(("org.opencontainers.image.source", source));
+    }
+    Ok(labels)
+}
+
+/// The commit's time (seconds): the image's creation time, so that the
+/// same commit gives the same image config (as `SOURCE_DATE_EPOCH`).
+fn commit_time() -> Result<String, String> {
+    git(&["log", "-1", "--format=%ct"])
+}
+
+fn git(args: &[&str]) -> Result<String, String> {
+    let out =
+        Command::new("git").args(args).current_dir(workspace()).output().map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The shared libraries `ldd` names for `binary`, the dynamic loader
+/// among them (none for a static binary; the vDSO is the kernel's).
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
+    let out = Command::new("ldd").arg(binary).output().map_err(|e| format!("cannot run ldd: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("statically linked") {
+        // ldd exits 1 for a static binary ("not a dynamic executable").
+        return if text.contains("statically linked") || String::from_utf8_lossy(&out.stderr).contains("not a dynamic") {
+            Ok(Vec::new())
+        } else {
+            Err(format!("`ldd {}` failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim()))
+        };
+    }
+    parse_ldd(&text).map_err(|line| format!("`ldd {}`: cannot read `{line}`", binary.display()))
+}
+
+/// The library paths of `ldd`'s output; a library it did not find is an
+/// error (the line).
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
+    let mut libraries = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = match line.split_once(" => ") {
+            Some((_, found)) => found.split(" (").next().unwrap_or_default(),
+            None => line.split(" (").next().unwrap_or_default(),
+        };
+        if line.starts_with("linux-vdso") {
+            continue;
+        }
+        if !path.starts_with('/') {
+            return Err(line.to_string());
+        }
+        libraries.push(PathBuf::from(path));
+    }
+    Ok(libraries)
+}
+
+/// Runs buildah; its trimmed stdout.
+fn buildah(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("buildah").args(args).output().map_err(|e| format!("cannot run buildah: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`buildah {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_lines_give_the_library_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        let paths: Vec<String> = parse_ldd(text).unwrap().iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            paths,
+            ["/lib/x86_64-linux-gnu/libgcc_s.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+        );
+        assert_eq!(parse_ldd("\tlibfoo.so.1 => not found\n"), Err("libfoo.so.1 => not found".into()));
+    }
+
+    #[test]
+    fn command_line() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(parse(&[]).unwrap(), Options { tag: DEFAULT_TAG.into(), binaries: None });
+        let o = parse(&args("--tag localhost/p:t --loader /a --cni /b")).unwrap();
+        assert_eq!(o.binaries, Some(("/a".into(), "/b".into())));
+        assert!(parse(&args("--loader /a")).unwrap_err().starts_with("`--loader` and `--cni` go together"));
+    }
+}
