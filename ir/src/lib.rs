@@ -37,5 +37,6 @@ pub mod reserved;
 pub mod resolve;
 pub mod selector;
 pub mod selector_index;
+pub mod service;
 pub mod tier;
 pub mod validate;

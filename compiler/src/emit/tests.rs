@@ -68,6 +68,7 @@ fn cluster() -> Cluster {
         }],
         tier_policies: Vec::new(),
         apiserver: vec![],
+        services: vec![],
     }
 }
 
