@@ -231,7 +231,7 @@ fn lower_object(
         Body::Backends(b)
             if b.service == APISERVER_SERVICE && meta.namespace.as_deref().unwrap_or("default") == "default" =>
         {
-            Part::ApiServer(b.addresses.clone())
+            Part::ApiServer(b.ready_addresses())
         }
         _ => Part::Nothing,
     }
