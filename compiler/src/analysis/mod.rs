@@ -6,4 +6,5 @@ pub mod diff;
 pub mod explain;
 pub mod graph;
 pub mod reason;
+pub mod services;
 pub mod trace;

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod explain;
 pub mod graph;
 pub mod query;
+mod services;
 
 use crate::analysis::reason::Citations;
 use crate::analysis::{connectivity, trace};
@@ -148,7 +149,8 @@ pub struct TraceArgs {
     /// it, `remote-node` to the others (kubelet's probes come from it).
     #[arg(long)]
     pub from_node: Option<String>,
-    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query.
+    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, a selector query, or a
+    /// Service: `svc:NS/NAME` (traced through to each backend).
     #[arg(long, required_unless_present_any = ["to_cidr", "to_node"], conflicts_with_all = ["to_cidr", "to_node"])]
     pub to: Option<String>,
     /// Destination address (a pod's or a node's is that pod or node).
@@ -322,6 +324,9 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(code) = services::trace(&loaded, args, &srcs) {
+        return code;
+    }
     let dsts = match resolve_parties(&loaded, args.to.as_deref(), args.to_cidr, args.to_node.as_deref(), "--to") {
         Ok(p) => p,
         Err(code) => return code,
@@ -367,6 +372,7 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
     };
     let cluster = &loaded.lowered.cluster;
     let mut rows = connectivity::connectivity(cluster, &args.externals);
+    let mut selected = None;
     if let Some(query) = &args.select {
         let selector = match crate::select::parse_selector(query) {
             Ok(s) => s,
@@ -380,11 +386,20 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
             connectivity::Side::Node(_) | connectivity::Side::Addresses(..) => false,
         };
         rows.retain(|r| matches(&r.src) || matches(&r.dst));
+        selected = Some(selector);
     }
+    // Rows to Services follow the endpoint rows.
+    let service_rows = services::connectivity(cluster, selected.as_ref());
     let out = match args.output {
-        ConnectivityOutput::Table => connectivity::to_table(cluster, &rows),
+        ConnectivityOutput::Table => {
+            connectivity::to_table(cluster, &rows) + &crate::analysis::services::rows_table(&service_rows)
+        }
         ConnectivityOutput::Json => {
-            serde_json::to_string_pretty(&connectivity::to_json(cluster, &rows)).expect("JSON values serialize") + "\n"
+            let mut value = connectivity::to_json(cluster, &rows);
+            if let serde_json::Value::Array(items) = &mut value {
+                items.extend(crate::analysis::services::rows_json(&service_rows));
+            }
+            serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
         }
     };
     print_stdout(&out);

@@ -210,7 +210,6 @@ pub fn node(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
 mod tests {
     use super::*;
     use crate::diag::{Code, Diagnostic};
-    use crate::front::decode::PortValue;
     use crate::front::Input;
 
     fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
