@@ -8,6 +8,9 @@
 //! <node>/maps/endpoints.txt       pod IP → endpoint id, identity, enforcement
 //! <node>/maps/policy/<identity>.txt  the policy entries of the endpoints of one identity
 //! <node>/maps/rules.txt           rule cookie → rule, for flow events
+//! <node>/maps/services.txt        frontend → backends (only with Services; [`services`])
+//! <node>/maps/backends.txt        backend id → address:port
+//! <node>/maps/revnat.txt          reverse-NAT id → frontend
 //! <node>/programs/{from,to}_container.o   program templates (settings per endpoint in the manifest)
 //! ```
 //!
@@ -22,6 +25,7 @@
 pub mod maps;
 pub mod programs;
 pub mod rules;
+pub mod services;
 pub mod write;
 
 use policyc_bundle::digest::{self, Digests, FileDigest};
@@ -185,6 +189,8 @@ struct Shared<'a> {
     ipcache: maps::Ipcache,
     /// Digests of the texts and objects every bundle shares, by address.
     shared_digests: HashMap<usize, FileDigest>,
+    /// Backend and reverse-NAT ids, when the input has Services.
+    service_ids: Option<Result<services::ServicePlan, services::ServiceIdsError>>,
 }
 
 impl<'a> Shared<'a> {
@@ -201,7 +207,8 @@ impl<'a> Shared<'a> {
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests }
+        let service_ids = (!cluster.services.is_empty()).then(|| services::ServicePlan::new(cluster));
+        Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests, service_ids }
     }
 
     /// The digests of a bundle's files: hashed once per emission for the
@@ -286,6 +293,32 @@ impl<'a> Shared<'a> {
             },
             manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rule_lines },
         ];
+        let mut tables = tables;
+        if let Some(ids) = &self.service_ids {
+            let ids = ids.as_ref().map_err(|e| {
+                let (map, capacity) = if e.what == "backend" {
+                    ("backends", policyc_ir::service::ids::BACKEND_ID_MAX as usize)
+                } else {
+                    ("revnat", policyc_ir::service::ids::REV_NAT_ID_MAX as usize)
+                };
+                EmitError::Capacity(CapacityError {
+                    node: node.to_string(),
+                    map: map.into(),
+                    entries: e.needed,
+                    capacity,
+                })
+            })?;
+            let files_of = [
+                ("services", policyc_bundle::SERVICES_FILE),
+                ("backends", policyc_bundle::BACKENDS_FILE),
+                ("revnat", policyc_bundle::REVNAT_FILE),
+            ];
+            for ((name, file), (text, entries)) in files_of.into_iter().zip(ids.node_files(cluster, node)) {
+                check_capacity(node, name, entries, services::SERVICE_MAP_CAPACITY)?;
+                tables.push(manifest::TableSpec { name: name.into(), file: file.into(), entries });
+                files.insert(file.to_string(), text.into());
+            }
+        }
         files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));
         files.insert("maps/rules.txt".to_string(), rules.into());
 

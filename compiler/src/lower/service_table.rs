@@ -97,6 +97,11 @@ pub fn services(input: &Input, duplicate: &[bool], cluster: &Cluster) -> Vec<Ser
             _ => {}
         }
     }
+    // Selectors only match pods of their Service's namespace.
+    let mut by_namespace: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    for c in &candidates {
+        by_namespace.entry(c.namespace.as_str()).or_default().push(c);
+    }
     specs
         .into_iter()
         .map(|((namespace, name), spec)| {
@@ -108,7 +113,10 @@ pub fn services(input: &Input, duplicate: &[bool], cluster: &Cluster) -> Vec<Ser
                 .map(|p| {
                     let mut backends = match (published, &spec.selector) {
                         (Some(objects), _) => from_endpoint_objects(cluster, objects, p),
-                        (None, Some(selector)) => from_selector(&candidates, &namespace, selector, spec, p),
+                        (None, Some(selector)) => {
+                            let here = by_namespace.get(namespace.as_str()).map(Vec::as_slice).unwrap_or_default();
+                            from_selector(here, selector, spec, p)
+                        }
                         (None, None) => Vec::new(),
                     };
                     backends.sort();
@@ -166,10 +174,10 @@ fn from_endpoint_objects(cluster: &Cluster, objects: &[&BackendObject], p: &crat
 }
 
 /// The backends the EndpointSlice controller would publish for Service
-/// port `p` of a Service in `namespace` with `selector`.
+/// port `p` of a Service with `selector`, among `candidates` (the pods and
+/// workloads of its namespace).
 fn from_selector(
-    candidates: &[Candidate],
-    namespace: &str,
+    candidates: &[&Candidate],
     selector: &Labels,
     spec: &ServiceObject,
     p: &crate::front::ServicePort,
@@ -177,7 +185,7 @@ fn from_selector(
     let matches = |labels: &Labels| selector.iter().all(|(k, v)| labels.get(k) == Some(v));
     candidates
         .iter()
-        .filter(|c| c.namespace == namespace && matches(c.labels))
+        .filter(|c| matches(c.labels))
         .filter_map(|c| {
             let port = match &p.target_port {
                 None => p.port,

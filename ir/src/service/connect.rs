@@ -166,6 +166,13 @@ fn cluster_ip_owner(cluster: &Cluster, address: IpAddr) -> Option<usize> {
     cluster.services.iter().position(|s: &Service| s.has_cluster_ip(address))
 }
 
+/// The backends of `backends` in the address family of `address` (and
+/// those without an address): kube-proxy programs each family from the
+/// EndpointSlices of that family.
+pub fn same_family(backends: &[Backend], address: IpAddr) -> Vec<Backend> {
+    backends.iter().filter(|b| b.address.is_none_or(|a| a.is_ipv4() == address.is_ipv4())).cloned().collect()
+}
+
 /// What happens to `query`.
 pub fn connect(cluster: &Cluster, query: &ServiceQuery) -> Outcome {
     let via = translating_node(cluster, query);
@@ -194,7 +201,8 @@ pub fn connect(cluster: &Cluster, query: &ServiceQuery) -> Outcome {
     };
     let node_name = via.and_then(|n| cluster.nodes.get(n)).map(|n| n.name.as_str());
     let port = &s.ports[frontend.port_index];
-    let chosen = match select(&port.backends, policy, node_name) {
+    let family = same_family(&port.backends, query.address);
+    let chosen = match select(&family, policy, node_name) {
         Selection::NoEndpoints => return Outcome::Refused { service, frontend },
         Selection::NoLocalEndpoints => return Outcome::Dropped { service, reason: DropReason::NoLocalEndpoint },
         Selection::Backends(b) => b,
