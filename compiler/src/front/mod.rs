@@ -117,6 +117,12 @@ pub struct ServicePort {
     pub target_port: Option<decode::PortValue>,
     /// `nodePort`.
     pub node_port: Option<u16>,
+    /// Position in `spec.ports`.
+    pub index: usize,
+    /// Where the port is written.
+    pub pos: yaml::Pos,
+    /// Where `targetPort` is written.
+    pub target_pos: Option<yaml::Pos>,
 }
 
 /// A `Service`.
@@ -144,6 +150,8 @@ pub struct ServiceObject {
     pub source_ranges: Vec<policyc_ir::cidr::Cidr>,
     /// `spec.publishNotReadyAddresses`.
     pub publish_not_ready: bool,
+    /// Where `spec.selector` is written.
+    pub selector_pos: Option<yaml::Pos>,
 }
 
 /// One endpoint of an `EndpointSlice` (or an address of an `Endpoints`

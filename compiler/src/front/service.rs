@@ -49,7 +49,8 @@ pub fn service(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
     let mut ports = Vec::new();
     let port_nodes = get("ports").map(|n| ctx.list(n, "spec.ports")).unwrap_or(&[]);
     for (i, node) in port_nodes.iter().enumerate() {
-        if let Some(p) = service_port(ctx, node, &index("spec.ports", i), service_type) {
+        if let Some(mut p) = service_port(ctx, node, &index("spec.ports", i), service_type) {
+            p.index = i;
             ports.push((p, node, i));
         }
     }
@@ -124,6 +125,7 @@ pub fn service(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
         affinity_timeout: affinity_timeout?,
         source_ranges,
         publish_not_ready,
+        selector_pos: get("selector").map(|n| n.pos),
     }))
 }
 
@@ -286,7 +288,17 @@ fn service_port(ctx: &mut Ctx, node: &Node, path: &str, service_type: ServiceTyp
         Some(n) => Some(ctx.int(n, &node_port_path).and_then(|p| port_number(ctx, n, &node_port_path, p))?),
         None => None,
     };
-    Some(ServicePort { name, protocol: protocol?, port: port?, target_port, node_port })
+    let target_pos = get("targetPort").map(|n| n.pos);
+    Some(ServicePort {
+        name,
+        protocol: protocol?,
+        port: port?,
+        target_port,
+        node_port,
+        index: 0,
+        pos: node.pos,
+        target_pos,
+    })
 }
 
 /// Reports the second of two ports with the same protocol and port, node
@@ -384,15 +396,14 @@ status:
         assert_eq!(s.selector, Some(Labels::from_pairs([("app", "web")])));
         assert_eq!(s.cluster_ips, vec![ip("10.96.0.10"), ip("fd00:96::10")]);
         assert_eq!(s.service_type, ServiceType::LoadBalancer);
-        let port = |name: &str, protocol, port, target_port, node_port| ServicePort {
-            name: Some(name.into()),
-            protocol,
-            port,
-            target_port,
-            node_port,
+        let port = |name: &str, protocol, port, target_port, node_port| {
+            (Some(name.to_string()), protocol, port, target_port, node_port)
         };
+        let got: Vec<_> =
+            s.ports.iter().map(|p| (p.name.clone(), p.protocol, p.port, p.target_port.clone(), p.node_port)).collect();
+        assert_eq!(s.ports[2].index, 2);
         assert_eq!(
-            s.ports,
+            got,
             vec![
                 port("http", Protocol::Tcp, 80, Some(PortValue::Name("http".into())), Some(30080)),
                 port("dns", Protocol::Udp, 53, Some(PortValue::Number(5353)), None),
