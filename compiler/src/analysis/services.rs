@@ -55,28 +55,52 @@ pub struct ServiceTrace {
 }
 
 /// Traces `src` to `address:port`, or `None` when that is no Service
-/// frontend (ordinary policy decides). `service_name` is how the
-/// destination is named in the output.
+/// frontend (ordinary policy decides). A client outside the cluster
+/// reaching a load-balancer or external IP arrives at some node, which
+/// the input does not say: it is traced once per node (the traffic
+/// policies make the answers differ).
 pub fn trace(
     citations: &Citations,
     src: Party,
     address: IpAddr,
     protocol: Protocol,
     port: u16,
-) -> Option<ServiceTrace> {
+) -> Option<Vec<ServiceTrace>> {
     let cluster = citations.cluster();
-    let outcome = connect(cluster, &ServiceQuery { src, via: None, address, protocol, port });
+    let external_address = cluster.services.iter().any(|s| {
+        (s.external_ips.contains(&address) || s.load_balancer_ips.contains(&address)) && !s.has_cluster_ip(address)
+    });
+    let per_node = matches!(src, Party::External(_)) && external_address && cluster.node_by_ip(address).is_none();
+    let vias: Vec<Option<usize>> =
+        if per_node && !cluster.nodes.is_empty() { (0..cluster.nodes.len()).map(Some).collect() } else { vec![None] };
+    let mut out = Vec::new();
+    for via in vias {
+        out.push(trace_via(citations, ServiceQuery { src, via, address, protocol, port })?);
+    }
+    Some(out)
+}
+
+/// [`trace`] through the node `query.via` says.
+fn trace_via(citations: &Citations, query: ServiceQuery) -> Option<ServiceTrace> {
+    let cluster = citations.cluster();
+    let ServiceQuery { src, via, address, protocol, port } = query;
+    let outcome = connect(cluster, &query);
     let src_name = party_name(cluster, src);
+    let at = via.map(|n| format!(" (arriving at node {})", cluster.nodes[n].name)).unwrap_or_default();
     let head =
-        |service: usize| format!("{src_name} -> {SERVICE_PREFIX}{} {protocol}/{port}", cluster.services[service]);
+        |service: usize| format!("{src_name} -> {SERVICE_PREFIX}{} {protocol}/{port}{at}", cluster.services[service]);
     let base = |service: usize| {
-        json!({
+        let mut value = json!({
             "src": src_name,
             "dst": format!("{SERVICE_PREFIX}{}", cluster.services[service]),
             "address": address.to_string(),
             "protocol": protocol.name(),
             "port": port,
-        })
+        });
+        if let Some(n) = via {
+            value["node"] = json!(cluster.nodes[n].name);
+        }
+        value
     };
     Some(match outcome {
         Outcome::NotService => return None,

@@ -26,7 +26,7 @@ pub fn trace(loaded: &Loaded, args: &TraceArgs, srcs: &[Party]) -> Option<u8> {
     let citations = Citations::new(loaded);
     let mut traces = Vec::new();
     for &src in srcs {
-        traces.push(services::trace(&citations, src, address, args.protocol, args.port)?);
+        traces.extend(services::trace(&citations, src, address, args.protocol, args.port)?);
     }
     let allowed = traces.iter().all(|t| t.allowed);
     let out = match args.output {
