@@ -181,3 +181,35 @@ fn connectivity_lists_services_and_explain_describes_one() {
     assert_eq!(v["type"], "LoadBalancer");
     assert_eq!(v["ports"][0]["reached_by"], serde_json::json!(["shop/api-a", "shop/api-b", "shop/client"]));
 }
+
+#[test]
+fn previous_backend_and_reverse_nat_ids_are_kept() {
+    let out = std::env::temp_dir().join(format!("policyc-sv-previous-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let first = out.join("first");
+    let (code, _, err) = policyc(&["compile", CASE, "--out", first.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // Give one backend and one frontend other ids in the previous bundle,
+    // as a compile with other colliding keys could have.
+    let node = first.join("node-a");
+    let backends = std::fs::read_to_string(node.join("maps/backends.txt")).unwrap();
+    let (old_id, rest) = backends.lines().next().unwrap().split_once(' ').unwrap();
+    std::fs::write(node.join("maps/backends.txt"), format!("7 {rest}\n")).unwrap();
+    let revnat = std::fs::read_to_string(node.join("maps/revnat.txt")).unwrap();
+    let (old_rev, frontend) = revnat.lines().next().unwrap().split_once(' ').unwrap();
+    std::fs::write(node.join("maps/revnat.txt"), format!("9 {frontend}\n")).unwrap();
+
+    let second = out.join("second");
+    let (code, _, err) =
+        policyc(&["compile", CASE, "--out", second.to_str().unwrap(), "--previous", node.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let backends = std::fs::read_to_string(second.join("node-a/maps/backends.txt")).unwrap();
+    assert!(backends.lines().any(|l| l == format!("7 {rest}")), "{backends}");
+    assert!(!backends.contains(&format!("{old_id} {rest}")), "{backends}");
+    let services = std::fs::read_to_string(second.join("node-a/maps/services.txt")).unwrap();
+    let revnat = std::fs::read_to_string(second.join("node-a/maps/revnat.txt")).unwrap();
+    assert!(revnat.lines().any(|l| l == format!("9 {frontend}")), "{revnat}");
+    assert!(!revnat.lines().any(|l| l.starts_with(&format!("{old_rev} "))), "{revnat}");
+    assert!(services.contains(&format!("{frontend} ext ")), "{services}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -52,6 +52,9 @@ pub struct BundleOptions {
     pub source_hash: String,
     /// What the manifest's file digests hold.
     pub digests: Digests,
+    /// Backend and reverse-NAT ids of a previous bundle, kept for the
+    /// backends and frontends still there.
+    pub previous_service_ids: Option<services::PreviousIds>,
 }
 
 impl Default for BundleOptions {
@@ -60,6 +63,7 @@ impl Default for BundleOptions {
             policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY,
             source_hash: String::new(),
             digests: Digests::Sha256,
+            previous_service_ids: None,
         }
     }
 }
@@ -207,7 +211,8 @@ impl<'a> Shared<'a> {
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        let service_ids = (!cluster.services.is_empty()).then(|| services::ServicePlan::new(cluster));
+        let service_ids = (!cluster.services.is_empty())
+            .then(|| services::ServicePlan::new(cluster, options.previous_service_ids.as_ref()));
         Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests, service_ids }
     }
 

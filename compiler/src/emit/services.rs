@@ -8,7 +8,8 @@
 //! so `Local` traffic policies make the tables differ per node. Backend
 //! and reverse-NAT ids are the cluster's ([`policyc_ir::service::ids`]):
 //! the same backend or frontend has the same id on every node and, short
-//! of a hash collision, across compiles.
+//! of a hash collision, across compiles; with `--previous`, the previous
+//! bundle's ids are kept for what is still there, collisions or not.
 //!
 //! Frontends whose lines are the same on every node (no node port, no
 //! `Local` policy) are rendered once per emission; each node renders only
@@ -95,10 +96,32 @@ fn per_node(s: &Service, f: &Frontend) -> bool {
     f.kind == FrontendKind::NodePort || scopes(s, f).iter().any(|(_, p)| *p == TrafficPolicy::Local)
 }
 
+/// The backend and reverse-NAT ids of a previous bundle
+/// (`maps/backends.txt`, `maps/revnat.txt`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreviousIds {
+    backends: IdTable<L3n4>,
+    rev_nat: IdTable<L3n4>,
+}
+
+impl PreviousIds {
+    /// Reads the texts of a previous bundle's `backends.txt` and
+    /// `revnat.txt`; the message names the file and line of a bad one.
+    pub fn parse(backends: &str, rev_nat: &str) -> Result<PreviousIds, String> {
+        let backends = BackendLine::parse_all(policyc_bundle::BACKENDS_FILE, 1, backends).map_err(|e| e.to_string())?;
+        let rev_nat = RevNatLine::parse_all(policyc_bundle::REVNAT_FILE, 1, rev_nat).map_err(|e| e.to_string())?;
+        Ok(PreviousIds {
+            backends: IdTable::from_assignments(backends.iter().map(|b| (b.address, b.id))),
+            rev_nat: IdTable::from_assignments(rev_nat.iter().map(|r| (r.frontend, u32::from(r.id)))),
+        })
+    }
+}
+
 impl ServicePlan {
-    /// Ids for every backend and every frontend of every node, and the
-    /// lines every node shares.
-    pub fn new(cluster: &Cluster) -> Result<ServicePlan, ServiceIdsError> {
+    /// Ids for every backend and every frontend of every node (those of
+    /// `previous` kept where still there), and the lines every node
+    /// shares.
+    pub fn new(cluster: &Cluster, previous: Option<&PreviousIds>) -> Result<ServicePlan, ServiceIdsError> {
         let all_node_ips: Vec<_> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
         let mut backends = Vec::new();
         let mut frontends = Vec::new();
@@ -110,9 +133,9 @@ impl ServicePlan {
         }
         let (nb, nf) = (backends.len(), frontends.len());
         let mut plan = ServicePlan {
-            backends: IdTable::allocate(backends, BACKEND_ID_MAX, None)
+            backends: IdTable::allocate(backends, BACKEND_ID_MAX, previous.map(|p| &p.backends))
                 .ok_or(ServiceIdsError { what: "backend", needed: nb })?,
-            rev_nat: IdTable::allocate(frontends, REV_NAT_ID_MAX, None)
+            rev_nat: IdTable::allocate(frontends, REV_NAT_ID_MAX, previous.map(|p| &p.rev_nat))
                 .ok_or(ServiceIdsError { what: "reverse-NAT", needed: nf })?,
             shared: Vec::new(),
         };
