@@ -156,7 +156,7 @@ impl Cluster {
 
     /// The Service `namespace/name`, by index into [`Cluster::services`].
     pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.services.iter().position(|s| s.namespace == namespace && s.name == name)
+        self.services.binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name))).ok()
     }
 
     /// The endpoint `id`.

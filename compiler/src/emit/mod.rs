@@ -204,15 +204,16 @@ impl<'a> Shared<'a> {
         let lines = maps::identities(resolved);
         let identities = (Arc::from(policyc_bundle::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
-        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).collect();
+        let service_ids = (!cluster.services.is_empty())
+            .then(|| services::ServicePlan::new(cluster, options.previous_service_ids.as_ref()));
+        let service_texts = service_ids.iter().flatten().flat_map(services::ServicePlan::shared_texts);
+        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0]).chain(service_texts).collect();
         let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
         let mut shared_digests: HashMap<usize, FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        let service_ids = (!cluster.services.is_empty())
-            .then(|| services::ServicePlan::new(cluster, options.previous_service_ids.as_ref()));
         Shared { cluster, resolved, options, names, texts, identities, ipcache, shared_digests, service_ids }
     }
 
@@ -321,7 +322,7 @@ impl<'a> Shared<'a> {
             for ((name, file), (text, entries)) in files_of.into_iter().zip(ids.node_files(cluster, node)) {
                 check_capacity(node, name, entries, services::SERVICE_MAP_CAPACITY)?;
                 tables.push(manifest::TableSpec { name: name.into(), file: file.into(), entries });
-                files.insert(file.to_string(), text.into());
+                files.insert(file.to_string(), text);
             }
         }
         files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));

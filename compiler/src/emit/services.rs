@@ -32,6 +32,7 @@ use policyc_ir::service::model::{Frontend, FrontendKind};
 use policyc_ir::service::select::{select, Selection};
 use policyc_ir::service::{Backend, Service, TrafficPolicy};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Capacity of the service and backend maps: Cilium's default
 /// (`bpf-lb-map-max`, 65536).
@@ -43,6 +44,11 @@ pub struct ServicePlan {
     backends: IdTable<L3n4>,
     rev_nat: IdTable<L3n4>,
     shared: Vec<Entry>,
+    /// The Services with lines that depend on the node.
+    per_node: Vec<usize>,
+    /// The three texts of a node with no lines of its own: one allocation
+    /// every such node's bundle shares (written once, hard-linked).
+    shared_texts: [(Arc<str>, usize); 3],
 }
 
 /// Why service ids cannot be allocated.
@@ -138,15 +144,28 @@ impl ServicePlan {
             rev_nat: IdTable::allocate(frontends, REV_NAT_ID_MAX, previous.map(|p| &p.rev_nat))
                 .ok_or(ServiceIdsError { what: "reverse-NAT", needed: nf })?,
             shared: Vec::new(),
+            per_node: Vec::new(),
+            shared_texts: Default::default(),
         };
         let mut shared = Vec::new();
-        for s in &cluster.services {
+        for (i, s) in cluster.services.iter().enumerate() {
             for f in s.frontends(&[]).iter().filter(|f| !per_node(s, f)) {
                 shared.extend(plan.entries(s, f, None));
             }
+            // Node ports have no frontend without a node address: ask with one.
+            let probe = s.frontends(&[std::net::IpAddr::from([0, 0, 0, 0])]);
+            if probe.iter().any(|f| per_node(s, f)) {
+                plan.per_node.push(i);
+            }
         }
         plan.shared = shared;
+        plan.shared_texts = texts(plan.shared.iter().collect());
         Ok(plan)
+    }
+
+    /// The texts every node with no lines of its own shares.
+    pub fn shared_texts(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.shared_texts.iter().map(|(t, _)| t)
     }
 
     /// The lines of frontend `f` of `s` on `node`.
@@ -198,30 +217,36 @@ impl ServicePlan {
 
     /// The three files of `node`: `(services, backends, revnat)` texts with
     /// their line counts.
-    pub fn node_files(&self, cluster: &Cluster, node: &str) -> [(String, usize); 3] {
+    pub fn node_files(&self, cluster: &Cluster, node: &str) -> [(Arc<str>, usize); 3] {
         let node_ips = cluster.nodes.iter().find(|n| n.name == node).map(|n| n.ips.clone()).unwrap_or_default();
         let mut own = Vec::new();
-        for s in &cluster.services {
+        for s in self.per_node.iter().map(|&i| &cluster.services[i]) {
             for f in s.frontends(&node_ips).iter().filter(|f| per_node(s, f)) {
                 own.extend(self.entries(s, f, Some(node)));
             }
         }
-        let mut entries: Vec<&Entry> = self.shared.iter().chain(&own).collect();
-        // Stable: two Services claiming one frontend, the first by name
-        // keeps it (the parser refuses a key twice).
-        entries.sort_by_key(|e| e.key);
-        entries.dedup_by_key(|e| e.key);
-        let mut backends: BTreeMap<u32, &BackendLine> = BTreeMap::new();
-        let mut rev_nat: BTreeMap<u16, &RevNatLine> = BTreeMap::new();
-        for e in &entries {
-            backends.extend(e.backends.iter().map(|b| (b.id, b)));
-            rev_nat.insert(e.rev_nat.id, &e.rev_nat);
+        if own.is_empty() {
+            return self.shared_texts.clone();
         }
-        let text = |lines: Vec<String>| (policyc_bundle::join(&lines), lines.len());
-        [
-            text(entries.iter().map(|e| e.line.clone()).collect()),
-            text(backends.values().map(ToString::to_string).collect()),
-            text(rev_nat.values().map(ToString::to_string).collect()),
-        ]
+        texts(self.shared.iter().chain(&own).collect())
     }
+}
+
+/// The three texts of `entries`, sorted by key; two Services claiming one
+/// frontend, the first by name keeps it (the parser refuses a key twice).
+fn texts(mut entries: Vec<&Entry>) -> [(Arc<str>, usize); 3] {
+    entries.sort_by_key(|e| e.key);
+    entries.dedup_by_key(|e| e.key);
+    let mut backends: BTreeMap<u32, &BackendLine> = BTreeMap::new();
+    let mut rev_nat: BTreeMap<u16, &RevNatLine> = BTreeMap::new();
+    for e in &entries {
+        backends.extend(e.backends.iter().map(|b| (b.id, b)));
+        rev_nat.insert(e.rev_nat.id, &e.rev_nat);
+    }
+    let text = |lines: Vec<String>| (Arc::from(policyc_bundle::join(&lines)), lines.len());
+    [
+        text(entries.iter().map(|e| e.line.clone()).collect()),
+        text(backends.values().map(ToString::to_string).collect()),
+        text(rev_nat.values().map(ToString::to_string).collect()),
+    ]
 }

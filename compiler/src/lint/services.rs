@@ -10,9 +10,10 @@ use crate::diag::{codes, Diagnostic, Location};
 use crate::front::decode::PortValue;
 use crate::front::{Body, ServiceObject};
 use crate::pipeline::Loaded;
+use policyc_ir::cluster::Endpoint;
 use policyc_ir::service::select::{select, Selection};
 use policyc_ir::service::ServiceType;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// W0280, W0281, W0282.
 pub(super) fn services(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
@@ -30,6 +31,14 @@ pub(super) fn services(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
             _ => None,
         })
         .collect();
+    // Endpoints by namespace and label: a selector's matches are among
+    // those with its first label.
+    let mut by_label: HashMap<(&str, &str, &str), Vec<&Endpoint>> = HashMap::new();
+    for e in &cluster.endpoints {
+        for (k, v) in e.labels.iter() {
+            by_label.entry((e.namespace.as_str(), k, v)).or_default().push(e);
+        }
+    }
     for object in &loaded.input.objects {
         let Body::Service(spec) = &object.body else { continue };
         let meta = &object.meta;
@@ -47,12 +56,17 @@ pub(super) fn services(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
         };
         let from_selector = !published.contains(&(namespace.clone(), meta.name.clone()));
         if let (true, Some(selector)) = (from_selector, &spec.selector) {
-            let matched: Vec<_> = cluster
-                .endpoints
-                .iter()
-                .filter(|e| e.namespace == namespace && selector.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+            let first = selector.iter().next().and_then(|(k, v)| by_label.get(&(namespace.as_str(), k, v)));
+            let matched: Vec<&Endpoint> = first
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|e| selector.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
                 .collect();
-            if matched.is_empty() {
+            // The pods' identity labels leave some labels out (Cilium's
+            // filter); the backends were found on all of them.
+            let has_backends = service.ports.iter().any(|p| !p.backends.is_empty());
+            if matched.is_empty() && !has_backends {
                 out.push(
                     Diagnostic::new(
                         codes::SERVICE_SELECTOR_UNMATCHED,
@@ -94,7 +108,7 @@ pub(super) fn services(loaded: &Loaded, out: &mut Vec<Diagnostic>) {
 /// defines.
 fn target_ports(
     spec: &ServiceObject,
-    matched: &[&policyc_ir::cluster::Endpoint],
+    matched: &[&Endpoint],
     at: &dyn Fn(String, Option<crate::front::yaml::Pos>) -> Location,
     out: &mut Vec<Diagnostic>,
 ) {

@@ -23,7 +23,7 @@ use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::ids::EndpointId;
 use policyc_ir::labels::Labels;
 use policyc_ir::service::{Backend, Conditions, Service, ServicePort};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A pod or workload that may back a Service.
 struct Candidate<'a> {
@@ -97,10 +97,14 @@ pub fn services(input: &Input, duplicate: &[bool], cluster: &Cluster) -> Vec<Ser
             _ => {}
         }
     }
-    // Selectors only match pods of their Service's namespace.
-    let mut by_namespace: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    // Selectors only match pods of their Service's namespace, and each
+    // pod has all of a selector's labels: index the pods by namespace and
+    // label, and look at those with the selector's first label only.
+    let mut by_label: HashMap<(&str, &str, &str), Vec<&Candidate>> = HashMap::new();
     for c in &candidates {
-        by_namespace.entry(c.namespace.as_str()).or_default().push(c);
+        for (k, v) in c.labels.iter() {
+            by_label.entry((c.namespace.as_str(), k, v)).or_default().push(c);
+        }
     }
     specs
         .into_iter()
@@ -114,7 +118,13 @@ pub fn services(input: &Input, duplicate: &[bool], cluster: &Cluster) -> Vec<Ser
                     let mut backends = match (published, &spec.selector) {
                         (Some(objects), _) => from_endpoint_objects(cluster, objects, p),
                         (None, Some(selector)) => {
-                            let here = by_namespace.get(namespace.as_str()).map(Vec::as_slice).unwrap_or_default();
+                            // A selector has a label: an empty one is no selector.
+                            let here = selector
+                                .iter()
+                                .next()
+                                .and_then(|(k, v)| by_label.get(&(namespace.as_str(), k, v)))
+                                .map(Vec::as_slice)
+                                .unwrap_or_default();
                             from_selector(here, selector, spec, p)
                         }
                         (None, None) => Vec::new(),
@@ -174,8 +184,8 @@ fn from_endpoint_objects(cluster: &Cluster, objects: &[&BackendObject], p: &crat
 }
 
 /// The backends the EndpointSlice controller would publish for Service
-/// port `p` of a Service with `selector`, among `candidates` (the pods and
-/// workloads of its namespace).
+/// port `p` of a Service with `selector`, among `candidates` (pods and
+/// workloads of its namespace with one of the selector's labels).
 fn from_selector(
     candidates: &[&Candidate],
     selector: &Labels,
