@@ -11,6 +11,9 @@
 //! maps/policy/<identity>.txt      the policy entries of one identity's endpoints (policy)
 //! maps/rules.txt                  rule cookie → rule, for flow events       (rules)
 //! normalized-policy.json          the policy in a form any label set is evaluated against (normalized)
+//! maps/services.txt               frontend → backends, reverse NAT          (services; with Services only)
+//! maps/backends.txt               backend id → address:port                  (backends; with Services only)
+//! maps/revnat.txt                 reverse-NAT id → frontend                  (revnat; with Services only)
 //! programs/{from,to}_container.o  program templates
 //! ```
 //!
@@ -31,16 +34,20 @@
 //! bytes in memory.
 #![deny(missing_docs)]
 
+pub mod backends;
 pub mod digest;
 pub mod endpoints;
 pub mod error;
 pub mod identities;
 pub mod ids;
 pub mod ipcache;
+pub mod l3n4;
 pub mod manifest;
 pub mod normalized;
 pub mod policy;
+pub mod revnat;
 pub mod rules;
+pub mod services;
 pub mod stem;
 mod text;
 pub use text::out_of_order;
@@ -65,3 +72,10 @@ pub const IPCACHE_FILE: &str = "maps/ipcache.txt";
 pub const ENDPOINTS_FILE: &str = "maps/endpoints.txt";
 /// The rule table ([`rules`]).
 pub const RULES_FILE: &str = "maps/rules.txt";
+/// The service map ([`services`]); in a bundle only when the input has
+/// Services, as are [`BACKENDS_FILE`] and [`REVNAT_FILE`].
+pub const SERVICES_FILE: &str = "maps/services.txt";
+/// The backend map ([`backends`]).
+pub const BACKENDS_FILE: &str = "maps/backends.txt";
+/// The reverse-NAT map ([`revnat`]).
+pub const REVNAT_FILE: &str = "maps/revnat.txt";

@@ -113,6 +113,11 @@ impl<'f, 'a> Fields<'f, 'a> {
         self.name(what, s)
     }
 
+    /// Whether every field has been read.
+    pub(crate) fn at_end(&self) -> bool {
+        self.rest.is_none()
+    }
+
     /// Checks that no field is left.
     pub(crate) fn end(&mut self) -> Result<(), LineError> {
         match self.rest.take() {

@@ -196,6 +196,9 @@ fn golden_map_files_parse() {
                 Some("endpoints.txt") => EndpointLine::parse_all(&shown, 1, &body).map(|_| ()),
                 Some("rules.txt") => RuleLine::parse_all(&shown, 1, &body).map(|_| ()),
                 Some("identities.txt") => IdentityLine::parse_all(&shown, &body).map(|_| ()),
+                Some("services.txt") => policyc_bundle::services::ServiceLine::parse_all(&shown, 1, &body).map(|_| ()),
+                Some("backends.txt") => policyc_bundle::backends::BackendLine::parse_all(&shown, 1, &body).map(|_| ()),
+                Some("revnat.txt") => policyc_bundle::revnat::RevNatLine::parse_all(&shown, 1, &body).map(|_| ()),
                 Some(_) if path.contains("/maps/policy/") => PolicyLine::parse_all(&shown, 1, &body).map(|_| ()),
                 _ => continue,
             };

@@ -54,6 +54,13 @@ fn render_case(case: &Path) -> String {
     } else {
         let rows = connectivity(&loaded.lowered.cluster, &[]);
         out.push_str(&to_table(&loaded.lowered.cluster, &rows));
+        if !loaded.lowered.cluster.services.is_empty() {
+            // Each endpoint to each Service, through translation and
+            // policy on every backend.
+            out.push_str("\n# services\n");
+            let rows = policyc::analysis::services::connectivity(&loaded.lowered.cluster, |_| true);
+            out.push_str(&policyc::analysis::services::rows_table(&rows));
+        }
         out.push_str("\n# bundles\n");
         let cluster = &loaded.lowered.cluster;
         let resolved = policyc_ir::resolve::resolve(cluster);

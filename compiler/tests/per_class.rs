@@ -132,7 +132,7 @@ fn check(name: &str, cluster: &Cluster) {
     table.write_table(None, &mut text).unwrap();
     assert_eq!(String::from_utf8(text).unwrap(), to_table(cluster, &expected), "{name}: table");
     let mut json = Vec::new();
-    table.write_json(None, &mut json).unwrap();
+    table.write_json(None, &[], &mut json).unwrap();
     let want = serde_json::to_string_pretty(&to_json(cluster, &expected)).unwrap() + "\n";
     assert_eq!(String::from_utf8(json).unwrap(), want, "{name}: json");
     // A selector keeps the rows with a matching endpoint on either end.

@@ -103,6 +103,10 @@ pub struct Cluster {
     /// what Cilium's `kube-apiserver` entity selects (see
     /// [`crate::apiserver`]).
     pub apiserver: Vec<IpAddr>,
+    /// Services with their backends, sorted by namespace and name (see
+    /// [`crate::service`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::service::Service>,
 }
 
 impl Cluster {
@@ -148,6 +152,11 @@ impl Cluster {
     /// The names of the nodes that run the API server.
     pub fn apiserver_nodes(&self) -> BTreeSet<&str> {
         (0..self.nodes.len()).filter(|&n| self.node_runs_apiserver(n)).map(|n| self.nodes[n].name.as_str()).collect()
+    }
+
+    /// The Service `namespace/name`, by index into [`Cluster::services`].
+    pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.services.binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name))).ok()
     }
 
     /// The endpoint `id`.

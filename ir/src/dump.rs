@@ -6,8 +6,8 @@ use crate::policy::{Action, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
 use crate::tier::{tier_order, Tier, TierPeer, TierRule};
 use std::fmt::Write;
 
-/// Renders the whole model: namespaces, endpoints, nodes, policies, and
-/// admin and baseline policies.
+/// Renders the whole model: namespaces, endpoints, nodes, Services,
+/// policies, and admin and baseline policies.
 pub fn dump(cluster: &Cluster) -> String {
     let mut out = String::new();
     for (name, labels) in &cluster.namespaces {
@@ -34,6 +34,9 @@ pub fn dump(cluster: &Cluster) -> String {
     for n in &cluster.nodes {
         let ips: Vec<String> = n.ips.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "node {} ips=[{}]", n.name, ips.join(","));
+    }
+    for s in &cluster.services {
+        service(&mut out, cluster, s);
     }
     for p in &cluster.policies {
         let _ = writeln!(out, "policy {}", p.origin);
@@ -132,5 +135,47 @@ fn port_match(m: &PortMatch) -> String {
         PortSpec::All => format!("{proto}/all"),
         PortSpec::Range(r) => format!("{proto}/{r}"),
         PortSpec::Named(n) => format!("{proto}/named:{n}"),
+    }
+}
+
+/// One Service: its addresses and settings, then each port with its
+/// backends (address:port, node, conditions).
+fn service(out: &mut String, cluster: &Cluster, s: &crate::service::Service) {
+    let list = |ips: &[std::net::IpAddr]| ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let _ = write!(out, "service {s} {} cluster-ips=[{}]", s.service_type.name(), list(&s.cluster_ips));
+    if !s.external_ips.is_empty() {
+        let _ = write!(out, " external-ips=[{}]", list(&s.external_ips));
+    }
+    if !s.load_balancer_ips.is_empty() {
+        let _ = write!(out, " lb-ips=[{}]", list(&s.load_balancer_ips));
+    }
+    let _ = write!(out, " itp={} etp={}", s.internal_traffic_policy.name(), s.external_traffic_policy.name());
+    if let Some(t) = s.affinity_timeout {
+        let _ = write!(out, " affinity={t}s");
+    }
+    if !s.source_ranges.is_empty() {
+        let ranges: Vec<String> = s.source_ranges.iter().map(ToString::to_string).collect();
+        let _ = write!(out, " source-ranges=[{}]", ranges.join(","));
+    }
+    out.push('\n');
+    for p in &s.ports {
+        let name = if p.name.is_empty() { "-" } else { &p.name };
+        let node_port = p.node_port.map(|n| format!(" node-port={n}")).unwrap_or_default();
+        let _ = writeln!(out, "  port {name} {}/{}{node_port}", p.protocol, p.port);
+        for b in &p.backends {
+            let at = match b.address {
+                Some(a) => format!("{a}:{}", b.port),
+                None => format!(":{}", b.port),
+            };
+            let who = b.endpoint.map(|e| cluster.endpoint(e).display_name()).unwrap_or_else(|| "-".into());
+            let c = b.conditions;
+            let state: Vec<&str> = [(c.ready, "ready"), (c.serving, "serving"), (c.terminating, "terminating")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect();
+            let _ =
+                writeln!(out, "    backend {at} {who} node={} [{}]", b.node.as_deref().unwrap_or("-"), state.join(","));
+        }
     }
 }

@@ -17,6 +17,11 @@
 //!   (peer identity, direction, protocol, port prefix).
 //!
 //! The back end emits the second reading; tests check it against the first.
+//!
+//! Services ([`service`]) are the third part: what kube-proxy does with a
+//! connection to a Service address (which backends on which node, refused
+//! or dropped), with [`service::connect::connect`] composing it with
+//! policy judged on the backend after translation.
 #![deny(missing_docs)]
 
 pub mod cidr;
@@ -38,5 +43,6 @@ pub mod reserved;
 pub mod resolve;
 pub mod selector;
 pub mod selector_index;
+pub mod service;
 pub mod tier;
 pub mod validate;

@@ -73,6 +73,7 @@ fn cluster() -> Cluster {
         ])],
         tier_policies: Vec::new(),
         apiserver: vec![],
+        services: vec![],
     }
 }
 

@@ -163,6 +163,7 @@ impl Bundle {
             .map(|l| l.identity)
             .collect();
         let templates = manifest.templates()?;
+        crate::services::check(&manifest)?;
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
         for e in &manifest.endpoints {

@@ -232,6 +232,7 @@ macro_rules! or_whole {
 /// changed fails (see the module), refuses it.
 pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result<Option<Incremental>, BundleError> {
     let mut refs = or_whole!(store::read_references(paths, target, &old.hash));
+    crate::services::check(new)?;
     let mut sides = Sides { paths, old, new, read: Vec::new() };
     let mut before = Generation::default();
     let mut after = Generation::default();

@@ -53,6 +53,7 @@ pub mod probe;
 pub mod record;
 pub mod references;
 pub mod route;
+pub mod services;
 pub mod status;
 pub mod store;
 pub mod uninstall;

@@ -961,3 +961,35 @@ fn every_corrupted_bundle_is_refused_by_apply_and_dry_run_with_the_kernel_state_
     }
     eprintln!("{} corruptions, twice each, in {:?}", CORRUPTIONS.len(), started.elapsed());
 }
+
+/// A bundle whose service tables do not hold together (a backend id
+/// `backends.txt` lacks), redigested, is refused by apply, dry run and a
+/// reconciling apply (a whole read), with the node unchanged; the tables
+/// policyc writes are accepted.
+#[test]
+fn a_bad_service_table_is_refused_with_the_node_unchanged() {
+    let node = Node::new("sv");
+    let bad = node.copy_of_new("bad-services");
+    let tables = [
+        ("maps/services.txt", "10.200.96.10:80/TCP ext ClusterIP demo/web 1 backends:5\n"),
+        ("maps/backends.txt", "6 10.200.0.2:8080/TCP active\n"),
+        ("maps/revnat.txt", "1 10.200.96.10:80/TCP\n"),
+    ];
+    for (file, text) in tables {
+        std::fs::write(bad.join(file), text).unwrap();
+        support::redigest(&bad, file);
+    }
+    let before = node.snapshot();
+    for extra in [None, Some("--dry-run"), Some("--reconcile")] {
+        let mut args = node.apply_args(&bad);
+        args.extend(extra.map(String::from));
+        let out = node.loader(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        refused(&out, &["maps/services.txt", "backend 5 is not in maps/backends.txt"]);
+        assert_eq!(node.snapshot(), before, "{extra:?}");
+    }
+    // The same tables, consistent, pass.
+    std::fs::write(bad.join("maps/backends.txt"), "5 10.200.0.2:8080/TCP active\n").unwrap();
+    support::redigest(&bad, "maps/backends.txt");
+    let out = node.apply(&bad);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

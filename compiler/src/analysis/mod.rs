@@ -8,5 +8,6 @@ pub mod explain;
 pub mod fast_hash;
 pub mod graph;
 pub mod reason;
+pub mod services;
 pub mod table;
 pub mod trace;

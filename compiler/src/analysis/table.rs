@@ -364,8 +364,14 @@ impl<'a> Table<'a> {
 
     /// Writes the JSON array of the rows `select` keeps, as
     /// `serde_json::to_string_pretty` of
-    /// [`crate::analysis::connectivity::to_json`] renders it, and a newline.
-    pub fn write_json(&self, select: Option<&LabelSelector>, out: &mut dyn Write) -> io::Result<()> {
+    /// [`crate::analysis::connectivity::to_json`] renders it, then the
+    /// `tail` items (rows to Services) in the same array, and a newline.
+    pub fn write_json(
+        &self,
+        select: Option<&LabelSelector>,
+        tail: &[serde_json::Value],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
         let keep = self.keep(select);
         // One row's pretty JSON with placeholders, indented as an element
         // of the array: the key order is serde_json's, whatever it is.
@@ -415,6 +421,12 @@ impl<'a> Table<'a> {
             }
         });
         result?;
+        for value in tail {
+            out.write_all(if first { b"\n  " } else { b",\n  " })?;
+            first = false;
+            let text = serde_json::to_string_pretty(value).expect("JSON values serialize").replace('\n', "\n  ");
+            out.write_all(text.as_bytes())?;
+        }
         out.write_all(if first { b"]\n" } else { b"\n]\n" })
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Arguments of `explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The endpoint: `NS/POD` or `NS/NAME[Kind]`.
+    /// The endpoint: `NS/POD` or `NS/NAME[Kind]`; or a Service: `svc:NS/NAME`.
     pub endpoint: String,
     /// Files or directories of YAML/JSON manifests (`-` for stdin).
     #[arg(required = true)]
@@ -24,6 +24,9 @@ pub fn run(args: &ExplainArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
+    if let Some(code) = super::services::explain(&loaded, &args.endpoint, args.output) {
+        return code;
+    }
     let cluster = &loaded.lowered.cluster;
     let Some(index) = cluster.endpoint_by_name(&args.endpoint) else {
         let names: Vec<String> = cluster.endpoints.iter().map(|e| e.display_name()).collect();

@@ -11,6 +11,7 @@ pub mod graph;
 #[cfg(feature = "oci")]
 pub mod publish;
 pub mod query;
+mod services;
 
 use crate::analysis::reason::Citations;
 use crate::analysis::table::Table;
@@ -155,7 +156,8 @@ pub struct TraceArgs {
     /// it, `remote-node` to the others (kubelet's probes come from it).
     #[arg(long)]
     pub from_node: Option<String>,
-    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, or a selector query.
+    /// Destination endpoint: `NS/POD`, `NS/NAME[Kind]`, a selector query, or a
+    /// Service: `svc:NS/NAME` (traced through to each backend).
     #[arg(long, required_unless_present_any = ["to_cidr", "to_node"], conflicts_with_all = ["to_cidr", "to_node"])]
     pub to: Option<String>,
     /// Destination address (a pod's or a node's is that pod or node).
@@ -331,6 +333,9 @@ fn trace_cmd(args: &TraceArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(code) = services::trace(&loaded, args, &srcs) {
+        return code;
+    }
     let dsts = match resolve_parties(&loaded, args.to.as_deref(), args.to_cidr, args.to_node.as_deref(), "--to") {
         Ok(p) => p,
         Err(code) => return code,
@@ -382,11 +387,19 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let table = Table::new(&loaded.lowered.cluster, &args.externals);
+    let cluster = &loaded.lowered.cluster;
+    let table = Table::new(cluster, &args.externals);
+    // Rows to Services follow the endpoint rows.
+    let service_rows = services::connectivity(cluster, selector.as_ref());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.output {
-        ConnectivityOutput::Table => table.write_table(selector.as_ref(), &mut out),
-        ConnectivityOutput::Json => table.write_json(selector.as_ref(), &mut out),
+        ConnectivityOutput::Table => table.write_table(selector.as_ref(), &mut out).and_then(|()| {
+            out.write_all(crate::analysis::services::rows_table(&service_rows).as_bytes())
+        }),
+        ConnectivityOutput::Json => {
+            let tail = crate::analysis::services::rows_json(&service_rows);
+            table.write_json(selector.as_ref(), &tail, &mut out)
+        }
     };
     // A closed pipe (`policyc ... | head`) is not an error.
     let _ = written.and_then(|()| out.flush());

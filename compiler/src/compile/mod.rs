@@ -172,6 +172,7 @@ impl Checked {
         }
         let previous =
             options.previous.as_ref().map(|dir| read_previous(&dir.join("maps/identities.txt"))).transpose()?;
+        let previous_service_ids = options.previous.as_deref().map(read_previous_service_ids).transpose()?.flatten();
         let cluster = &loaded.lowered.cluster;
         let resolved = resolve_with_previous(cluster, previous.as_ref());
         self.timings.mark("resolve");
@@ -193,6 +194,7 @@ impl Checked {
             policy_map_capacity: options.policy_map_capacity,
             source_hash: source_hash(loaded),
             digests,
+            previous_service_ids,
         };
         let keep = options.output == Output::Memory;
         // Bundles are written to the staging directory as they are built,
@@ -231,6 +233,25 @@ impl Checked {
         self.timings.mark("move into place");
         Ok(dirs)
     }
+}
+
+/// Reads the backend and reverse-NAT ids of a previous bundle; `None` when
+/// it has no service tables.
+fn read_previous_service_ids(
+    dir: &std::path::Path,
+) -> Result<Option<crate::emit::services::PreviousIds>, CompileError> {
+    let (backends, rev_nat) = (dir.join(policyc_bundle::BACKENDS_FILE), dir.join(policyc_bundle::REVNAT_FILE));
+    if !backends.exists() && !rev_nat.exists() {
+        return Ok(None);
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| CompileError::Previous(PreviousError { path: path.to_path_buf(), message: e.to_string() }))
+    };
+    let (b, r) = (read(&backends)?, read(&rev_nat)?);
+    crate::emit::services::PreviousIds::parse(&b, &r)
+        .map(Some)
+        .map_err(|message| CompileError::Previous(PreviousError { path: dir.to_path_buf(), message }))
 }
 
 /// Reads the identity table of a previous bundle.

@@ -98,5 +98,14 @@ codes! {
     NETWORK_HOST_BITS = "W0160", "a `networks` CIDR has host bits set: read as its network, as `net.ParseCIDR` does";
     DOMAIN_NAMES_NOT_COMPILABLE = "W0158", "`domainNames` cannot be resolved ahead of time: the peer matches nothing";
     TIERS_NOT_ENFORCED = "E0350", "an admin rule's `networks` or `nodes` peer or egress named port tells apart pods or nodes of one identity, which the datapath cannot";
+    INVALID_SERVICE_TYPE = "E0180", "a Service's `type` is not one Kubernetes defines";
+    INVALID_TRAFFIC_POLICY = "E0181", "a Service's traffic policy is neither `Cluster` nor `Local`";
+    INVALID_SESSION_AFFINITY = "E0182", "a Service's session affinity is neither `None` nor `ClientIP`, or its timeout is outside 1-86400 seconds";
+    SERVICE_TYPE_CONFLICT = "E0183", "a Service field is not allowed with the Service's `type`";
+    EXTERNAL_POLICY_NOT_EXTERNAL = "W0184", "`externalTrafficPolicy` on a Service with no node port, external IP or load balancer: it has no effect";
+    DUPLICATE_SERVICE_PORT = "E0185", "two ports of a Service have the same protocol and port, node port or name";
+    SERVICE_SELECTOR_UNMATCHED = "W0280", "a Service's selector matches no pod or workload of its namespace, and it has no EndpointSlices";
+    SERVICE_TARGET_PORT_UNDEFINED = "W0281", "a Service port's named `targetPort` is defined by none of the pods its selector matches";
+    SERVICE_PORT_WITHOUT_BACKENDS = "W0282", "a Service port has no usable backend: connections to it are refused";
     ADMIN_PRIORITY_TIE = "W0209", "two admin policies of one tier and priority match the same traffic: their order is undefined";
 }

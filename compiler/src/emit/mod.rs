@@ -9,6 +9,9 @@
 //! <node>/maps/policy/<identity>.txt  the policy entries of the endpoints of one identity
 //! <node>/maps/rules.txt           rule cookie → rule, for flow events
 //! <node>/normalized-policy.json   the policy, normalized, for label sets the bundle does not know
+//! <node>/maps/services.txt        frontend → backends (only with Services; [`services`])
+//! <node>/maps/backends.txt        backend id → address:port
+//! <node>/maps/revnat.txt          reverse-NAT id → frontend
 //! <node>/programs/{from,to}_container.o   program templates (settings per endpoint in the manifest)
 //! ```
 //!
@@ -23,6 +26,7 @@
 pub mod maps;
 pub mod programs;
 pub mod rules;
+pub mod services;
 pub mod write;
 
 use policyc_bundle::digest::{self, Digests, FileDigest};
@@ -51,6 +55,9 @@ pub struct BundleOptions {
     pub source_hash: String,
     /// What the manifest's file digests hold.
     pub digests: Digests,
+    /// Backend and reverse-NAT ids of a previous bundle, kept for the
+    /// backends and frontends still there.
+    pub previous_service_ids: Option<services::PreviousIds>,
 }
 
 impl Default for BundleOptions {
@@ -59,6 +66,7 @@ impl Default for BundleOptions {
             policy_map_capacity: DEFAULT_POLICY_MAP_CAPACITY,
             source_hash: String::new(),
             digests: Digests::Sha256,
+            previous_service_ids: None,
         }
     }
 }
@@ -191,6 +199,8 @@ struct Shared<'a> {
     ipcache: maps::Ipcache,
     /// Digests of the texts and objects every bundle shares, by address.
     shared_digests: HashMap<usize, FileDigest>,
+    /// Backend and reverse-NAT ids, when the input has Services.
+    service_ids: Option<Result<services::ServicePlan, services::ServiceIdsError>>,
 }
 
 impl<'a> Shared<'a> {
@@ -201,14 +211,18 @@ impl<'a> Shared<'a> {
         let identities = (Arc::from(policyc_bundle::join(&lines)), lines.len());
         let ipcache = maps::Ipcache::new(resolved);
         let normalized: Arc<str> = Arc::from(normalized_policy(cluster, resolved));
-        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0, &normalized]).collect();
+        let service_ids = (!cluster.services.is_empty())
+            .then(|| services::ServicePlan::new(cluster, options.previous_service_ids.as_ref()));
+        let service_texts = service_ids.iter().flatten().flat_map(services::ServicePlan::shared_texts);
+        let shared: Vec<&Arc<str>> =
+            texts.texts().chain([&identities.0, &normalized]).chain(service_texts).collect();
         let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
         let mut shared_digests: HashMap<usize, FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        Shared { cluster, resolved, options, names, texts, identities, normalized, ipcache, shared_digests }
+        Shared { cluster, resolved, options, names, texts, identities, normalized, ipcache, shared_digests, service_ids }
     }
 
     /// The digests of a bundle's files: hashed once per emission for the
@@ -293,6 +307,32 @@ impl<'a> Shared<'a> {
             },
             manifest::TableSpec { name: "rules".into(), file: "maps/rules.txt".into(), entries: rule_lines },
         ];
+        let mut tables = tables;
+        if let Some(ids) = &self.service_ids {
+            let ids = ids.as_ref().map_err(|e| {
+                let (map, capacity) = if e.what == "backend" {
+                    ("backends", policyc_ir::service::ids::BACKEND_ID_MAX as usize)
+                } else {
+                    ("revnat", policyc_ir::service::ids::REV_NAT_ID_MAX as usize)
+                };
+                EmitError::Capacity(CapacityError {
+                    node: node.to_string(),
+                    map: map.into(),
+                    entries: e.needed,
+                    capacity,
+                })
+            })?;
+            let files_of = [
+                ("services", policyc_bundle::SERVICES_FILE),
+                ("backends", policyc_bundle::BACKENDS_FILE),
+                ("revnat", policyc_bundle::REVNAT_FILE),
+            ];
+            for ((name, file), (text, entries)) in files_of.into_iter().zip(ids.node_files(cluster, node)) {
+                check_capacity(node, name, entries, services::SERVICE_MAP_CAPACITY)?;
+                tables.push(manifest::TableSpec { name: name.into(), file: file.into(), entries });
+                files.insert(file.to_string(), text);
+            }
+        }
         files.insert("maps/identities.txt".to_string(), Arc::clone(&self.identities.0));
         files.insert("maps/rules.txt".to_string(), rules.into());
         files.insert(NORMALIZED_POLICY_FILE.to_string(), Arc::clone(&self.normalized));

@@ -1,21 +1,19 @@
-//! Core objects: `Pod`, `Service`, `Endpoints`, `EndpointSlice`, `Node`.
+//! Core objects: `Pod` and `Node` (`Service` is in [`super::service`],
+//! `EndpointSlice` and `Endpoints` in [`super::backends`]).
 //!
 //! These objects have large schemas that policyc mostly does not use, so
 //! only the fields it reads are checked (their types and values); other
 //! fields are not reported as unknown.
 
-use super::decode::{check_port_name, index, join, plain_key, Ctx};
-use super::k8s::{int_or_string_port, protocol};
+use super::decode::{check_port_name, index, join, Ctx};
+use super::k8s::protocol;
 use super::yaml::{Node, Value};
-use super::{BackendObject, Body, Meta, NodeObject, PodObject, PodTemplate, ServiceObject, ServicePort};
+use super::{Body, Meta, NodeObject, PodObject, PodTemplate};
 use crate::diag::codes;
 use policyc_ir::cluster::NamedPort;
 use policyc_ir::labels::Labels;
 use policyc_ir::protocol::Protocol;
 use std::net::IpAddr;
-
-/// The label that ties an `EndpointSlice` to its `Service`.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Decodes a `Pod`: labels, service account, host networking, named
 /// container ports, IPs and node.
@@ -50,7 +48,26 @@ pub fn pod(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
             push_ip(ctx, &mut ips, ip, "status.podIP");
         }
     }
-    Some(Body::Pod(PodObject { template, ips, node }))
+    let (ready, terminating) = pod_state(ctx, root);
+    Some(Body::Pod(PodObject { template, ips, node, ready, terminating }))
+}
+
+/// Whether the pod is ready (its `Ready` condition is not `False`; a pod
+/// without status counts as ready) and whether it is terminating
+/// (`metadata.deletionTimestamp` is set): what the EndpointSlice
+/// controller reads (`podutil.IsPodReady`, `DeletionTimestamp`).
+fn pod_state(ctx: &mut Ctx, root: &Node) -> (bool, bool) {
+    let terminating =
+        root.get("metadata").and_then(|m| m.get("deletionTimestamp")).is_some_and(|n| n.value != Value::Null);
+    let mut ready = true;
+    let conditions = root.get("status").and_then(|s| s.get("conditions")).filter(|n| n.value != Value::Null);
+    for (i, c) in conditions.map(|n| ctx.list(n, "status.conditions")).unwrap_or(&[]).iter().enumerate() {
+        if c.get("type").and_then(Node::as_str) == Some("Ready") {
+            let path = join(&index("status.conditions", i), "status");
+            ready = c.get("status").and_then(|s| ctx.string(s, &path)) == Some("True");
+        }
+    }
+    (ready, terminating)
 }
 
 /// What a pod spec (of a `Pod` or of a workload's pod template at `path`)
@@ -141,7 +158,7 @@ fn container_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<NamedPort> {
 }
 
 /// Checks that `value` (read from `node`) is a port number 1-65535.
-fn port_number(ctx: &mut Ctx, node: &Node, path: &str, value: i64) -> Option<u16> {
+pub(super) fn port_number(ctx: &mut Ctx, node: &Node, path: &str, value: i64) -> Option<u16> {
     if (1..=65535).contains(&value) {
         Some(value as u16)
     } else {
@@ -157,183 +174,13 @@ fn port_number(ctx: &mut Ctx, node: &Node, path: &str, value: i64) -> Option<u16
 }
 
 /// Reads an IP address into `ips` (once), reporting an invalid one.
-fn push_ip(ctx: &mut Ctx, ips: &mut Vec<IpAddr>, node: &Node, path: &str) {
+pub(super) fn push_ip(ctx: &mut Ctx, ips: &mut Vec<IpAddr>, node: &Node, path: &str) {
     let Some(text) = ctx.string(node, path) else { return };
     match text.parse::<IpAddr>() {
         Ok(ip) if !ips.contains(&ip) => ips.push(ip),
         Ok(_) => {}
         Err(_) => ctx.report(codes::INVALID_IP, Some(node), path, format!("invalid IP address `{text}`"), None),
     }
-}
-
-/// Decodes a `Service`: selector, ports, cluster IPs and type.
-pub fn service(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
-    let spec = super::spec(ctx, root)?;
-    let Value::Map(_) = spec.value else {
-        ctx.wrong_type(spec, "spec", "a mapping");
-        return None;
-    };
-    let get = |key: &str| spec.get(key).filter(|n| n.value != Value::Null);
-    // An empty selector is no selector: the endpoints are managed by hand.
-    let selector = get("selector").map(|n| ctx.labels(n, "spec.selector", plain_key)).filter(|l| !l.is_empty());
-
-    let mut ports = Vec::new();
-    let port_nodes = get("ports").map(|n| ctx.list(n, "spec.ports")).unwrap_or(&[]);
-    for (i, node) in port_nodes.iter().enumerate() {
-        if let Some(p) = service_port(ctx, node, &index("spec.ports", i)) {
-            ports.push(p);
-        }
-    }
-
-    let mut cluster_ips = Vec::new();
-    let mut add_cluster_ip = |ctx: &mut Ctx, node: &Node, path: &str| {
-        // `None` marks a headless service; `""` asks for an allocation.
-        if !matches!(node.as_str(), Some("None" | "")) {
-            push_ip(ctx, &mut cluster_ips, node, path);
-        }
-    };
-    if let Some(list) = get("clusterIPs") {
-        for (i, node) in ctx.list(list, "spec.clusterIPs").iter().enumerate() {
-            add_cluster_ip(ctx, node, &index("spec.clusterIPs", i));
-        }
-    }
-    if let Some(node) = get("clusterIP") {
-        add_cluster_ip(ctx, node, "spec.clusterIP");
-    }
-
-    let service_type = get("type").and_then(|n| ctx.string(n, "spec.type")).unwrap_or("ClusterIP").to_string();
-    Some(Body::Service(ServiceObject { selector, ports, cluster_ips, service_type }))
-}
-
-fn service_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ServicePort> {
-    let Value::Map(_) = node.value else {
-        ctx.wrong_type(node, path, "a mapping");
-        return None;
-    };
-    let get = |key: &str| node.get(key).filter(|n| n.value != Value::Null);
-    let name = get("name").and_then(|n| ctx.text(n, &join(path, "name")));
-    let protocol = match get("protocol") {
-        Some(n) => protocol(ctx, n, &join(path, "protocol")),
-        None => Some(Protocol::Tcp),
-    };
-    let port_path = join(path, "port");
-    let port = match get("port") {
-        Some(n) => ctx.int(n, &port_path).and_then(|p| port_number(ctx, n, &port_path, p)),
-        None => {
-            ctx.report(codes::MISSING_FIELD, Some(node), path, "missing field `port`", None);
-            None
-        }
-    };
-    let target_path = join(path, "targetPort");
-    let target_port = match get("targetPort") {
-        Some(n) => Some(int_or_string_port(ctx, n, &target_path)?),
-        None => None,
-    };
-    Some(ServicePort { name, protocol: protocol?, port: port?, target_port })
-}
-
-/// Decodes an `EndpointSlice`: the backends of the service named by its
-/// `kubernetes.io/service-name` label. Endpoints whose `ready` condition
-/// is `false` are left out, as Cilium leaves them out for new connections.
-pub fn endpoint_slice(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
-    let Some(service) = meta.labels.get(SERVICE_NAME_LABEL).map(str::to_string) else {
-        ctx.report(
-            codes::NO_SERVICE_NAME,
-            root.get("metadata"),
-            "metadata.labels",
-            format!("the endpoint slice has no `{SERVICE_NAME_LABEL}` label and is ignored"),
-            Some(format!("add the label `{SERVICE_NAME_LABEL}` with the name of its service")),
-        );
-        return None;
-    };
-    // Addresses of `FQDN` slices are host names, which policyc cannot use.
-    let fqdn = root.get("addressType").and_then(Node::as_str) == Some("FQDN");
-    let mut addresses = Vec::new();
-    let endpoints = root.get("endpoints").map(|n| ctx.list(n, "endpoints")).unwrap_or(&[]);
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let path = index("endpoints", i);
-        let Value::Map(_) = endpoint.value else {
-            ctx.wrong_type(endpoint, &path, "a mapping");
-            continue;
-        };
-        let ready = endpoint.get("conditions").and_then(|c| c.get("ready")).filter(|n| n.value != Value::Null);
-        // An unset `ready` means ready (the API's "unknown" is to be taken as ready).
-        if let Some(r) = ready {
-            if ctx.boolean(r, &join(&path, "conditions.ready")) == Some(false) {
-                continue;
-            }
-        }
-        let list_path = join(&path, "addresses");
-        let list = endpoint.get("addresses").map(|n| ctx.list(n, &list_path)).unwrap_or(&[]);
-        for (j, address) in list.iter().enumerate() {
-            if !fqdn {
-                push_ip(ctx, &mut addresses, address, &index(&list_path, j));
-            }
-        }
-    }
-    let ports = backend_ports(ctx, root.get("ports"), "ports");
-    Some(Body::Backends(BackendObject { service, addresses, ports }))
-}
-
-/// Decodes an `Endpoints` object: the ready addresses and ports of every
-/// subset of the service with the same name.
-pub fn endpoints(ctx: &mut Ctx, meta: &Meta, root: &Node) -> Option<Body> {
-    let mut addresses = Vec::new();
-    let mut ports = Vec::new();
-    let subsets = root.get("subsets").map(|n| ctx.list(n, "subsets")).unwrap_or(&[]);
-    for (i, subset) in subsets.iter().enumerate() {
-        let path = index("subsets", i);
-        let Value::Map(_) = subset.value else {
-            ctx.wrong_type(subset, &path, "a mapping");
-            continue;
-        };
-        let list_path = join(&path, "addresses");
-        let list = subset.get("addresses").map(|n| ctx.list(n, &list_path)).unwrap_or(&[]);
-        for (j, address) in list.iter().enumerate() {
-            let address_path = index(&list_path, j);
-            let Value::Map(_) = address.value else {
-                ctx.wrong_type(address, &address_path, "a mapping");
-                continue;
-            };
-            match address.get("ip").filter(|n| n.value != Value::Null) {
-                Some(ip) => push_ip(ctx, &mut addresses, ip, &join(&address_path, "ip")),
-                None => ctx.report(codes::MISSING_FIELD, Some(address), &address_path, "missing field `ip`", None),
-            }
-        }
-        for port in backend_ports(ctx, subset.get("ports"), &join(&path, "ports")) {
-            if !ports.contains(&port) {
-                ports.push(port);
-            }
-        }
-    }
-    Some(Body::Backends(BackendObject { service: meta.name.clone(), addresses, ports }))
-}
-
-/// The `ports` of an `EndpointSlice` or an `Endpoints` subset. A slice port
-/// without a number stands for "all ports" and has no entry.
-fn backend_ports(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Vec<(Option<String>, Protocol, u16)> {
-    let mut out = Vec::new();
-    let list = node.map(|n| ctx.list(n, path)).unwrap_or(&[]);
-    for (i, port) in list.iter().enumerate() {
-        let port_path = index(path, i);
-        let Value::Map(_) = port.value else {
-            ctx.wrong_type(port, &port_path, "a mapping");
-            continue;
-        };
-        let get = |key: &str| port.get(key).filter(|n| n.value != Value::Null);
-        let name = get("name").and_then(|n| ctx.text(n, &join(&port_path, "name"))).filter(|n| !n.is_empty());
-        let protocol = match get("protocol") {
-            Some(n) => protocol(ctx, n, &join(&port_path, "protocol")),
-            None => Some(Protocol::Tcp),
-        };
-        let number_path = join(&port_path, "port");
-        let number =
-            get("port").and_then(|n| ctx.int(n, &number_path).and_then(|p| port_number(ctx, n, &number_path, p)));
-        if let (Some(protocol), Some(number)) = (protocol, number) {
-            out.push((name, protocol, number));
-        }
-    }
-    out
 }
 
 /// Decodes a `Node`: its `InternalIP` and `ExternalIP` addresses.
@@ -363,7 +210,6 @@ pub fn node(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
 mod tests {
     use super::*;
     use crate::diag::{Code, Diagnostic};
-    use crate::front::decode::PortValue;
     use crate::front::Input;
 
     fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
@@ -432,6 +278,18 @@ status:
         );
         assert_eq!(pod.ips, vec![ip("10.0.0.5"), ip("fd00::5")]);
         assert_eq!(pod.node.as_deref(), Some("node-a"));
+        assert!(pod.ready && !pod.terminating);
+    }
+
+    #[test]
+    fn pod_readiness() {
+        let Body::Pod(pod) = one(concat!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, deletionTimestamp: '2026-01-01T00:00:00Z'}\n",
+            "status: {conditions: [{type: PodScheduled, status: 'True'}, {type: Ready, status: 'False'}]}\n",
+        )) else {
+            panic!()
+        };
+        assert!(!pod.ready && pod.terminating);
     }
 
     #[test]
@@ -497,125 +355,6 @@ status:
         assert_eq!(diags[0].help.as_deref(), Some("did you mean `containerPort`?"));
         let Body::Pod(pod) = &bodies[0] else { panic!() };
         assert!(pod.template.ports.is_empty());
-    }
-
-    const SERVICE: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: prod}
-spec:
-  selector: {app: web}
-  clusterIP: 10.96.0.10
-  clusterIPs: [10.96.0.10, "fd00:96::10"]
-  ports:
-  - {name: http, port: 80, targetPort: http}
-  - {name: dns, port: 53, protocol: UDP, targetPort: 5353}
-  - {port: 443}
-"#;
-
-    #[test]
-    fn service() {
-        let Body::Service(s) = one(SERVICE) else { panic!() };
-        assert_eq!(s.selector, Some(Labels::from_pairs([("app", "web")])));
-        assert_eq!(s.cluster_ips, vec![ip("10.96.0.10"), ip("fd00:96::10")]);
-        assert_eq!(s.service_type, "ClusterIP");
-        let port = |name: Option<&str>, protocol, port, target_port| ServicePort {
-            name: name.map(String::from),
-            protocol,
-            port,
-            target_port,
-        };
-        assert_eq!(
-            s.ports,
-            vec![
-                port(Some("http"), Protocol::Tcp, 80, Some(PortValue::Name("http".into()))),
-                port(Some("dns"), Protocol::Udp, 53, Some(PortValue::Number(5353))),
-                port(None, Protocol::Tcp, 443, None),
-            ]
-        );
-    }
-
-    #[test]
-    fn headless_service_without_selector() {
-        let Body::Service(s) = one("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: None, type: NodePort, selector: {}}\n")
-        else {
-            panic!()
-        };
-        assert_eq!(s.selector, None);
-        assert!(s.cluster_ips.is_empty());
-        assert_eq!(s.service_type, "NodePort");
-    }
-
-    #[test]
-    fn service_errors() {
-        let d = only(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.999}\n",
-            codes::INVALID_IP,
-        );
-        assert_eq!(d.location.path.as_deref(), Some("spec.clusterIP"));
-        only(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, protocol: Tcp}]}\n",
-            codes::UNKNOWN_PROTOCOL,
-        );
-        only(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, targetPort: 0}]}\n",
-            codes::PORT_OUT_OF_RANGE,
-        );
-        only(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{targetPort: 80}]}\n",
-            codes::MISSING_FIELD,
-        );
-        only("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", codes::MISSING_FIELD);
-    }
-
-    #[test]
-    fn endpoint_slice() {
-        let Body::Backends(b) = one(concat!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n",
-            "metadata: {name: web-abc, namespace: prod, labels: {kubernetes.io/service-name: web}}\n",
-            "addressType: IPv4\n",
-            "endpoints:\n- addresses: [10.0.0.5]\n  conditions: {ready: true}\n",
-            "- addresses: [10.0.0.6]\n  conditions: {ready: false}\n- addresses: [10.0.0.7, 10.0.0.5]\n",
-            "ports: [{name: http, port: 8080}, {name: dns, protocol: UDP, port: 53}]\n",
-        )) else {
-            panic!()
-        };
-        assert_eq!(b.service, "web");
-        assert_eq!(b.addresses, vec![ip("10.0.0.5"), ip("10.0.0.7")]);
-        assert_eq!(b.ports, vec![(Some("http".into()), Protocol::Tcp, 8080), (Some("dns".into()), Protocol::Udp, 53)]);
-    }
-
-    #[test]
-    fn endpoint_slice_without_service_name() {
-        let d = only(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x}\naddressType: IPv4\nendpoints: []\n",
-            codes::NO_SERVICE_NAME,
-        );
-        assert!(!d.is_error());
-        assert_eq!(parse("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x}\n").0.len(), 0);
-        only(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x, labels: {kubernetes.io/service-name: s}}\nendpoints: [{addresses: [x.y]}]\n",
-            codes::INVALID_IP,
-        );
-    }
-
-    #[test]
-    fn endpoints() {
-        let Body::Backends(b) = one(concat!(
-            "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web, namespace: prod}\nsubsets:\n",
-            "- addresses: [{ip: 10.0.0.5}, {ip: 10.0.0.6}]\n  notReadyAddresses: [{ip: 10.0.0.9}]\n  ports: [{name: http, port: 8080}]\n",
-            "- addresses: [{ip: 10.0.0.7}]\n  ports: [{name: http, port: 8080}, {name: q, port: 9, protocol: SCTP}]\n",
-        )) else {
-            panic!()
-        };
-        assert_eq!(b.service, "web");
-        assert_eq!(b.addresses, vec![ip("10.0.0.5"), ip("10.0.0.6"), ip("10.0.0.7")]);
-        assert_eq!(b.ports, vec![(Some("http".into()), Protocol::Tcp, 8080), (Some("q".into()), Protocol::Sctp, 9)]);
-        let d = only(
-            "apiVersion: v1\nkind: Endpoints\nmetadata: {name: w}\nsubsets: [{addresses: [{ip: bad}]}]\n",
-            codes::INVALID_IP,
-        );
-        assert_eq!(d.location.path.as_deref(), Some("subsets[0].addresses[0].ip"));
     }
 
     #[test]

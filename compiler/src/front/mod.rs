@@ -6,12 +6,14 @@
 //! [`kinds`]). All diagnostics are collected.
 
 pub mod adminpolicy;
+pub mod backends;
 pub mod cilium;
 pub mod core;
 pub mod decode;
 pub mod git;
 pub mod k8s;
 pub mod kinds;
+pub mod service;
 pub mod source;
 pub mod spans;
 pub mod workload;
@@ -88,6 +90,11 @@ pub struct PodObject {
     pub ips: Vec<IpAddr>,
     /// `spec.nodeName`.
     pub node: Option<String>,
+    /// `status.conditions` `Ready` (true when the pod has no status, as a
+    /// manifest in a repository has none).
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
 }
 
 /// A workload (`Deployment`, `StatefulSet`, ...): its pod template.
@@ -108,6 +115,14 @@ pub struct ServicePort {
     pub port: u16,
     /// `targetPort`: a number or a container port name.
     pub target_port: Option<decode::PortValue>,
+    /// `nodePort`.
+    pub node_port: Option<u16>,
+    /// Position in `spec.ports`.
+    pub index: usize,
+    /// Where the port is written.
+    pub pos: yaml::Pos,
+    /// Where `targetPort` is written.
+    pub target_pos: Option<yaml::Pos>,
 }
 
 /// A `Service`.
@@ -120,19 +135,64 @@ pub struct ServiceObject {
     /// `spec.clusterIPs` / `spec.clusterIP` (`None` is left out).
     pub cluster_ips: Vec<IpAddr>,
     /// `spec.type`.
-    pub service_type: String,
+    pub service_type: policyc_ir::service::ServiceType,
+    /// `spec.externalIPs`.
+    pub external_ips: Vec<IpAddr>,
+    /// `status.loadBalancer.ingress[].ip`.
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// `spec.internalTrafficPolicy`.
+    pub internal_traffic_policy: policyc_ir::service::TrafficPolicy,
+    /// `spec.externalTrafficPolicy`.
+    pub external_traffic_policy: policyc_ir::service::TrafficPolicy,
+    /// `spec.sessionAffinity: ClientIP`: the timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+    /// `spec.loadBalancerSourceRanges`.
+    pub source_ranges: Vec<policyc_ir::cidr::Cidr>,
+    /// `spec.publishNotReadyAddresses`.
+    pub publish_not_ready: bool,
+    /// Where `spec.selector` is written.
+    pub selector_pos: Option<yaml::Pos>,
 }
 
-/// A backend address of an `EndpointSlice` or `Endpoints` object.
+/// One endpoint of an `EndpointSlice` (or an address of an `Endpoints`
+/// subset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendEndpoint {
+    /// `addresses` (one for an `Endpoints` address).
+    pub addresses: Vec<IpAddr>,
+    /// `conditions`.
+    pub conditions: policyc_ir::service::Conditions,
+    /// `nodeName`.
+    pub node: Option<String>,
+    /// `zone`.
+    pub zone: Option<String>,
+}
+
+/// The endpoints of an `EndpointSlice` or `Endpoints` object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendObject {
     /// The service it belongs to (`kubernetes.io/service-name` label, or
     /// the `Endpoints` object's name).
     pub service: String,
-    /// Addresses.
-    pub addresses: Vec<IpAddr>,
+    /// Endpoints (none for an `FQDN` slice, whose addresses are names).
+    pub endpoints: Vec<BackendEndpoint>,
     /// Ports: name, protocol, number.
     pub ports: Vec<(Option<String>, policyc_ir::protocol::Protocol, u16)>,
+}
+
+impl BackendObject {
+    /// The addresses of the ready endpoints, in order, without repeats.
+    pub fn ready_addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for e in self.endpoints.iter().filter(|e| e.conditions.ready) {
+            for &ip in &e.addresses {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A `Node`.
@@ -282,9 +342,9 @@ fn decode_document(
             "ClusterNetworkPolicy" => adminpolicy::cluster_network_policy,
             "Pod" => core::pod,
             "Namespace" => |_, _, _| Some(Body::Namespace),
-            "Service" => core::service,
-            "Endpoints" => core::endpoints,
-            "EndpointSlice" => core::endpoint_slice,
+            "Service" => service::service,
+            "Endpoints" => backends::endpoints,
+            "EndpointSlice" => backends::endpoint_slice,
             "Node" => core::node,
             _ => workload::workload,
         },

@@ -19,6 +19,7 @@
 mod peers;
 mod ports;
 mod selectors;
+mod services;
 pub mod shadow;
 mod tiers;
 
@@ -146,6 +147,7 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     peers::world_ingress_all_ports(loaded, &mut out);
     shadow::shadowed_rules_of_policies(loaded, &mut out);
     tiers::priority_ties(loaded, &facts, &mut out);
+    services::services(loaded, &mut out);
     out
 }
 

@@ -22,11 +22,14 @@
 //!   `kube-apiserver` entity selects ([`policyc_ir::reserved`]).
 //! - `toServices` entries become the peers of the Services they name
 //!   ([`services`]).
+//! - Services get their backends from their EndpointSlices, or from their
+//!   selector as the EndpointSlice controller would ([`service_table`]).
 //! - The same object twice is an error.
 //! - Under `--allow-localhost=always` (the default) the built-in policy
 //!   letting the local node reach its endpoints comes last
 //!   ([`policyc_ir::localhost`]).
 
+mod service_table;
 mod services;
 
 use crate::diag::{codes, Diagnostic, Location};
@@ -113,7 +116,7 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
     let services = services::Services::of(input, &duplicate);
     // Each object lowers on its own (endpoints' identity labels are most of
     // the work), on every core; the results are gathered in input order.
-    let objects: Vec<(&Object, bool)> = input.objects.iter().zip(duplicate).collect();
+    let objects: Vec<(&Object, bool)> = input.objects.iter().zip(duplicate.iter().copied()).collect();
     let parts = policyc_ir::parallel::map(&objects, |&(object, duplicate)| {
         if duplicate {
             return Part::Nothing;
@@ -166,6 +169,7 @@ pub fn lower(input: &Input, semantics: Semantics, diags: &mut Vec<Diagnostic>) -
         lowered.policy_spans.push(PolicySpans::default());
     }
     lowered.cluster.nodes = nodes;
+    lowered.cluster.services = service_table::services(input, &duplicate, &lowered.cluster);
     lowered
 }
 
@@ -231,7 +235,7 @@ fn lower_object(
         Body::Backends(b)
             if b.service == APISERVER_SERVICE && meta.namespace.as_deref().unwrap_or("default") == "default" =>
         {
-            Part::ApiServer(b.addresses.clone())
+            Part::ApiServer(b.ready_addresses())
         }
         _ => Part::Nothing,
     }

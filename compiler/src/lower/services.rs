@@ -46,7 +46,7 @@ impl Services {
                     services.by_name.insert(key, (object.meta.labels.clone(), s.selector.clone()));
                 }
                 Body::Backends(b) => {
-                    services.addresses.entry((namespace, b.service.clone())).or_default().extend(&b.addresses);
+                    services.addresses.entry((namespace, b.service.clone())).or_default().extend(b.ready_addresses());
                 }
                 _ => {}
             }
