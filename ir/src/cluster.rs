@@ -104,8 +104,10 @@ pub struct Cluster {
     /// [`crate::apiserver`]).
     pub apiserver: Vec<IpAddr>,
     /// Services with their backends, sorted by namespace and name (see
-    /// [`crate::service`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// [`crate::service`]). Not read back: the normalized policy
+    /// ([`crate::normalized`]) leaves them out, service tables being
+    /// compiled per node.
+    #[serde(skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub services: Vec<crate::service::Service>,
 }
 

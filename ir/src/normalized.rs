@@ -87,7 +87,7 @@ impl NormalizedPolicy {
         NormalizedPolicy {
             format: FORMAT,
             identities: endpoints.iter().map(|e| table.get(&e.labels)).collect(),
-            cluster: Cluster { endpoints, apiserver, ..cluster.clone() },
+            cluster: Cluster { endpoints, apiserver, services: Vec::new(), ..cluster.clone() },
         }
     }
 

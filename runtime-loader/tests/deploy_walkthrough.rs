@@ -65,19 +65,36 @@ fn commands(script: &str) -> Vec<Vec<String>> {
     found
 }
 
-/// The `policyc` binary of the test profile, built once (this package's
-/// tests build only this package's binaries; an up-to-date build is a
-/// link step at most).
+/// The `policyc` binary of the test profile with its default features.
+/// `cargo test --workspace` (CI) builds it beside this package's binaries
+/// before any test runs, with the workspace's features; only where it is
+/// missing or lacks `publish` (this package's tests run alone) is it built
+/// here, once: building `-p policyc` alone resolves other dependency
+/// features and rebuilds much of the tree.
 fn policyc() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let manifest = repository().join("Cargo.toml");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-q", "--manifest-path", manifest.to_str().unwrap(), "-p", "policyc", "--bin", "policyc"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cargo build -p policyc: {}", String::from_utf8_lossy(&out.stderr));
-        Path::new(env!("CARGO_BIN_EXE_policyc-loader")).with_file_name("policyc")
+        let sibling = Path::new(env!("CARGO_BIN_EXE_policyc-loader")).with_file_name("policyc");
+        let has_publish =
+            || Command::new(&sibling).args(["publish", "--help"]).output().is_ok_and(|o| o.status.success());
+        if !has_publish() {
+            let manifest = repository().join("Cargo.toml");
+            let out = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-q",
+                    "--manifest-path",
+                    manifest.to_str().unwrap(),
+                    "-p",
+                    "policyc",
+                    "--bin",
+                    "policyc",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "cargo build -p policyc: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        sibling
     })
 }
 

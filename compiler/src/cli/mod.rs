@@ -393,9 +393,9 @@ fn connectivity_cmd(args: &ConnectivityArgs) -> u8 {
     let service_rows = services::connectivity(cluster, selector.as_ref());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.output {
-        ConnectivityOutput::Table => table.write_table(selector.as_ref(), &mut out).and_then(|()| {
-            out.write_all(crate::analysis::services::rows_table(&service_rows).as_bytes())
-        }),
+        ConnectivityOutput::Table => table
+            .write_table(selector.as_ref(), &mut out)
+            .and_then(|()| out.write_all(crate::analysis::services::rows_table(&service_rows).as_bytes())),
         ConnectivityOutput::Json => {
             let tail = crate::analysis::services::rows_json(&service_rows);
             table.write_json(selector.as_ref(), &tail, &mut out)

@@ -214,15 +214,25 @@ impl<'a> Shared<'a> {
         let service_ids = (!cluster.services.is_empty())
             .then(|| services::ServicePlan::new(cluster, options.previous_service_ids.as_ref()));
         let service_texts = service_ids.iter().flatten().flat_map(services::ServicePlan::shared_texts);
-        let shared: Vec<&Arc<str>> =
-            texts.texts().chain([&identities.0, &normalized]).chain(service_texts).collect();
+        let shared: Vec<&Arc<str>> = texts.texts().chain([&identities.0, &normalized]).chain(service_texts).collect();
         let digests = policyc_ir::parallel::map(&shared, |text| digest::text_digest(text, options.digests));
         let mut shared_digests: HashMap<usize, FileDigest> =
             shared.iter().map(|text| address(text)).zip(digests).collect();
         shared_digests.extend(
             Template::ALL.map(|t| (t.bytes().as_ptr() as usize, digest::object_digest(t.bytes(), options.digests))),
         );
-        Shared { cluster, resolved, options, names, texts, identities, normalized, ipcache, shared_digests, service_ids }
+        Shared {
+            cluster,
+            resolved,
+            options,
+            names,
+            texts,
+            identities,
+            normalized,
+            ipcache,
+            shared_digests,
+            service_ids,
+        }
     }
 
     /// The digests of a bundle's files: hashed once per emission for the
