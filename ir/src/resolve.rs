@@ -27,7 +27,7 @@ use crate::cluster::{Cluster, NamedPort};
 use crate::identity::{fnv1a64, Identity, IdentityTable, CIDR_INDEX_MAX};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
-use crate::policy::{Action, Entity, Peer, Peers, PortSpec, Rule, Subject};
+use crate::policy::{Action, Entity, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
 use crate::policy_map::{
     port_space_point, Block, MapVerdict, PolicyEntry, PolicyKey, PolicyMap, Precedence, SpanAction, SpanVerdict,
     VerdictSpace, PORT_SPACE_MAX,
@@ -977,50 +977,22 @@ impl<'a> Context<'a> {
         peers: &[Identity],
         verdict: &SpanVerdict,
     ) {
-        let dir = rule.direction;
-        let Some(matches) = &rule.ports else {
-            spans.add(peers, dir, 0, PORT_SPACE_MAX, verdict, at);
-            return;
+        let named = |name: &str, protocol: Protocol| -> Vec<(Vec<Identity>, u16)> {
+            peers
+                .iter()
+                .flat_map(|&id| {
+                    let ports: BTreeSet<u16> = self
+                        .endpoints_of
+                        .get(&id)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
+                        .collect();
+                    ports.into_iter().map(move |port| (vec![id], port))
+                })
+                .collect()
         };
-        for m in matches {
-            let protocols = match m.protocol {
-                Some(p) => vec![p],
-                None => Protocol::WITH_PORTS.to_vec(),
-            };
-            for protocol in protocols {
-                let n = protocol.number();
-                match &m.ports {
-                    PortSpec::All => {
-                        spans.add(peers, dir, port_space_point(n, 0), port_space_point(n, u16::MAX), verdict, at);
-                    }
-                    PortSpec::Range(range) => {
-                        let (lo, hi) = (port_space_point(n, range.lo), port_space_point(n, range.hi));
-                        spans.add(peers, dir, lo, hi, verdict, at);
-                    }
-                    PortSpec::Named(name) => match dir {
-                        Direction::Ingress => {
-                            if let Some(port) = self.cluster.endpoint(subject).named_port(name, protocol) {
-                                let point = port_space_point(n, port);
-                                spans.add(peers, dir, point, point, verdict, at);
-                            }
-                        }
-                        Direction::Egress => {
-                            for &id in peers {
-                                let Some(endpoints) = self.endpoints_of.get(&id) else { continue };
-                                let ports: BTreeSet<u16> = endpoints
-                                    .iter()
-                                    .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
-                                    .collect();
-                                for port in ports {
-                                    let point = port_space_point(n, port);
-                                    spans.add(&[id], dir, point, point, verdict, at);
-                                }
-                            }
-                        }
-                    },
-                }
-            }
-        }
+        self.add_port_spans(spans, (subject, rule.direction), rule.ports.as_deref(), peers, (verdict, at), named);
     }
 
     fn add_rule(
@@ -1054,8 +1026,50 @@ impl<'a> Context<'a> {
             PeerSet::Any => &[Identity::ANY],
             PeerSet::Ids(ids) => ids,
         };
-        let Some(matches) = &rule.ports else {
-            spans.add(keys, dir, 0, PORT_SPACE_MAX, &verdict, at);
+        let cilium = self.cluster.policy(at.policy).origin.kind.is_cilium();
+        let named = |name: &str, protocol: Protocol| -> Vec<(Vec<Identity>, u16)> {
+            if cilium {
+                // Cilium: one number for the whole cluster, whatever the
+                // peer (`Cluster::cluster_named_port`).
+                return self
+                    .cluster
+                    .cluster_named_port(name, protocol)
+                    .map(|port| (keys.to_vec(), port))
+                    .into_iter()
+                    .collect();
+            }
+            // Kubernetes: the peer's named port: per identity, every number
+            // its endpoints give the name (exact when endpoints sharing an
+            // identity agree).
+            self.endpoint_ids(peers)
+                .into_iter()
+                .flat_map(|id| {
+                    let ports: BTreeSet<u16> = self.endpoints_of[&id]
+                        .iter()
+                        .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
+                        .collect();
+                    ports.into_iter().map(move |port| (vec![id], port))
+                })
+                .collect()
+        };
+        self.add_port_spans(spans, (subject, dir), rule.ports.as_deref(), keys, (&verdict, at), named);
+    }
+
+    /// Adds the spans of a rule's `ports` (`None`: every port) for `keys`
+    /// with `verdict`. A named port is the destination's: on ingress the
+    /// subject's; on egress `egress_named` gives the identities and numbers
+    /// it stands for (Cilium, Kubernetes and admin rules read it apart).
+    fn add_port_spans(
+        &self,
+        spans: &mut SpanCollector,
+        (subject, dir): (EndpointId, Direction),
+        ports: Option<&[PortMatch]>,
+        keys: &[Identity],
+        (verdict, at): (&SpanVerdict, RuleRef),
+        egress_named: impl Fn(&str, Protocol) -> Vec<(Vec<Identity>, u16)>,
+    ) {
+        let Some(matches) = ports else {
+            spans.add(keys, dir, 0, PORT_SPACE_MAX, verdict, at);
             return;
         };
         for m in matches {
@@ -1067,43 +1081,25 @@ impl<'a> Context<'a> {
                 let n = protocol.number();
                 match &m.ports {
                     PortSpec::All => {
-                        spans.add(keys, dir, port_space_point(n, 0), port_space_point(n, u16::MAX), &verdict, at);
+                        spans.add(keys, dir, port_space_point(n, 0), port_space_point(n, u16::MAX), verdict, at);
                     }
                     PortSpec::Range(range) => {
                         let (lo, hi) = (port_space_point(n, range.lo), port_space_point(n, range.hi));
-                        spans.add(keys, dir, lo, hi, &verdict, at);
+                        spans.add(keys, dir, lo, hi, verdict, at);
                     }
-                    PortSpec::Named(name) => match dir {
-                        Direction::Ingress => {
-                            if let Some(port) = self.cluster.endpoint(subject).named_port(name, protocol) {
-                                let point = port_space_point(n, port);
-                                spans.add(keys, dir, point, point, &verdict, at);
+                    PortSpec::Named(name) => {
+                        let points: Vec<(Vec<Identity>, u16)> = match dir {
+                            Direction::Ingress => {
+                                let port = self.cluster.endpoint(subject).named_port(name.as_str(), protocol);
+                                port.map(|port| (keys.to_vec(), port)).into_iter().collect()
                             }
+                            Direction::Egress => egress_named(name.as_str(), protocol),
+                        };
+                        for (ids, port) in points {
+                            let point = port_space_point(n, port);
+                            spans.add(&ids, dir, point, point, verdict, at);
                         }
-                        // Cilium: one number for the whole cluster, whatever
-                        // the peer (`Cluster::cluster_named_port`).
-                        Direction::Egress if self.cluster.policy(at.policy).origin.kind.is_cilium() => {
-                            if let Some(port) = self.cluster.cluster_named_port(name, protocol) {
-                                let point = port_space_point(n, port);
-                                spans.add(keys, dir, point, point, &verdict, at);
-                            }
-                        }
-                        // Kubernetes: the peer's named port: per identity,
-                        // every number its endpoints give the name (exact
-                        // when endpoints sharing an identity agree).
-                        Direction::Egress => {
-                            for id in self.endpoint_ids(peers) {
-                                let ports: BTreeSet<u16> = self.endpoints_of[&id]
-                                    .iter()
-                                    .filter_map(|&e| self.cluster.endpoint(e).named_port(name, protocol))
-                                    .collect();
-                                for port in ports {
-                                    let point = port_space_point(n, port);
-                                    spans.add(&[id], dir, point, point, &verdict, at);
-                                }
-                            }
-                        }
-                    },
+                    }
                 }
             }
         }

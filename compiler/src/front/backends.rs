@@ -148,14 +148,9 @@ fn backend_ports(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Vec<(Option<
 mod tests {
     use super::*;
     use crate::diag::{Code, Diagnostic};
-    use crate::front::Input;
     use std::net::IpAddr;
 
-    fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
-        let mut input = Input::default();
-        input.add_source("t.yaml", text.to_string());
-        (input.objects.into_iter().map(|o| o.body).collect(), input.diagnostics)
-    }
+    use crate::front::tests_support::parse;
 
     fn one(text: &str) -> BackendObject {
         let (mut bodies, diags) = parse(text);

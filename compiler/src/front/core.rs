@@ -210,13 +210,8 @@ pub fn node(ctx: &mut Ctx, _meta: &Meta, root: &Node) -> Option<Body> {
 mod tests {
     use super::*;
     use crate::diag::{Code, Diagnostic};
-    use crate::front::Input;
 
-    fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
-        let mut input = Input::default();
-        input.add_source("t.yaml", text.to_string());
-        (input.objects.into_iter().map(|o| o.body).collect(), input.diagnostics)
-    }
+    use crate::front::tests_support::parse;
 
     fn one(text: &str) -> Body {
         let (mut bodies, diags) = parse(text);

@@ -566,3 +566,17 @@ pub fn spec<'n>(ctx: &mut Ctx, root: &'n Node) -> Option<&'n Node> {
     }
     s
 }
+
+/// What the front end's unit tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{Body, Input};
+    use crate::diag::Diagnostic;
+
+    /// The bodies and diagnostics of one file `t.yaml` holding `text`.
+    pub(crate) fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
+        let mut input = Input::default();
+        input.add_source("t.yaml", text.to_string());
+        (input.objects.into_iter().map(|o| o.body).collect(), input.diagnostics)
+    }
+}

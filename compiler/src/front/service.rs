@@ -337,15 +337,10 @@ mod tests {
     use super::*;
     use crate::diag::{Code, Diagnostic};
     use crate::front::decode::PortValue;
-    use crate::front::Input;
     use policyc_ir::labels::Labels;
     use std::net::IpAddr;
 
-    fn parse(text: &str) -> (Vec<Body>, Vec<Diagnostic>) {
-        let mut input = Input::default();
-        input.add_source("t.yaml", text.to_string());
-        (input.objects.into_iter().map(|o| o.body).collect(), input.diagnostics)
-    }
+    use crate::front::tests_support::parse;
 
     fn one(text: &str) -> ServiceObject {
         let (mut bodies, diags) = parse(text);
