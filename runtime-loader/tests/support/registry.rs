@@ -86,6 +86,20 @@ impl Registry {
 
     /// Blob GETs the registry served (from its access log: one line per
     /// request), counted independently of the client's own count.
+    /// The registry writes a request's log line after its response, so
+    /// this waits (at most 2 s) for `at_least` lines before counting.
+    pub fn blob_gets_at_least(&self, at_least: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let n = self.blob_gets();
+            if n >= at_least || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Blob GETs in the access log as it is now.
     pub fn blob_gets(&self) -> usize {
         let log = std::fs::read_to_string(&self.access_log).unwrap_or_default();
         log.lines().filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:")).count()
