@@ -67,6 +67,11 @@ enum drop_code {
 	/* DROP_UNKNOWN_TARGET, "Unknown L3 target address": the destination
 	 * is not this endpoint. */
 	DROP_UNKNOWN_TARGET = -150,
+	/* DROP_NO_SERVICE, "Service backend not found": a service frontend
+	 * without a backend for the client (no endpoints: the client gets an
+	 * ICMP port unreachable; `Local` traffic policy and none on this
+	 * node: dropped). */
+	DROP_NO_SERVICE = -158,
 	/* DROP_POLICY_DENY, "Policy denied by denylist": an explicit deny
 	 * entry matched. */
 	DROP_POLICY_DENY = -181,
@@ -219,15 +224,27 @@ struct ct4_key {
 /* Bits of `ct_value.flags`. */
 #define CT_SEEN_REPLY (1 << 0)
 #define CT_CLOSING (1 << 1)
+/* The entry of a connection to a service frontend, keyed by the tuple the
+ * client sent (to the frontend): `backend_id` is the backend it goes to. */
+#define CT_SERVICE (1 << 2)
+/* The connection is a pod's to itself through a service: its source was
+ * rewritten to LB4_LOOPBACK (see lb.h). */
+#define CT_HAIRPIN (1 << 3)
 
 /* `endpoint_id` is the endpoint whose hook made the entry: an entry only
  * lets that endpoint's packets through, so a pod sending with another
- * pod's address cannot ride that pod's connections. */
+ * pod's address cannot ride that pod's connections. Service connections
+ * (see lb.h) have two entries: the client's tuple to the frontend
+ * (CT_SERVICE, with the backend), and the translated tuple, whose
+ * `rev_nat` names the frontend that replies are rewritten to. */
 struct ct_value {
 	__u64 expires_ns;
 	__u32 rule_cookie;
 	__u16 endpoint_id;
 	__u16 flags;
+	__u32 backend_id;
+	__u16 rev_nat;
+	__u16 pad;
 };
 
 /* metrics: per-CPU packet and byte counts of dropped packets per
@@ -268,6 +285,86 @@ struct flow_event {
 	__u8 verdict;
 	__u8 pad;
 	__u32 length;
+};
+
+/*
+ * Services (IPv4), in the layout of Cilium's `lb4_services_v2`,
+ * `lb4_backends_v3` and `lb4_reverse_nat` (cilium/cilium `bpf/lib/lb.h`),
+ * with the generation byte in the keys' padding so that services switch
+ * with policy. A frontend's entry is slot 0 of `lb4_services` (backend
+ * count, reverse-NAT id, flags, affinity timeout); slots 1..count name its
+ * backends in order.
+ */
+#define LB_SCOPE_EXT 0
+#define LB_SCOPE_INT 1
+
+/* Bits of `lb4_service.flags` (slot 0). */
+/* No backend: refuse with ICMP port unreachable (else drop). */
+#define SVC_FLAG_REJECT (1 << 0)
+/* An LB_SCOPE_INT entry exists for sources inside the cluster. */
+#define SVC_FLAG_TWO_SCOPES (1 << 1)
+/* ClientIP session affinity: `backend_id` of slot 0 is its timeout. */
+#define SVC_FLAG_AFFINITY (1 << 2)
+
+struct lb4_key {
+	__be32 address;
+	__be16 dport;
+	__u16 backend_slot; /* 0: the frontend; 1..count: its backends */
+	__u8 proto;
+	__u8 scope; /* LB_SCOPE_* */
+	__u8 generation;
+	__u8 pad;
+};
+
+struct lb4_service {
+	/* Slot 0: the affinity timeout in seconds; else the backend id. */
+	__u32 backend_id;
+	__u16 count;
+	__u16 rev_nat;
+	__u8 flags; /* SVC_FLAG_* */
+	__u8 pad[3];
+};
+
+struct lb4_backend_key {
+	__u32 backend_id;
+	__u8 generation;
+	__u8 pad[3];
+};
+
+/* Bits of `lb4_backend.flags`. */
+#define BACKEND_TERMINATING (1 << 0)
+
+struct lb4_backend {
+	__be32 address;
+	__be16 port;
+	__u8 proto;
+	__u8 flags;
+};
+
+struct lb4_reverse_nat_key {
+	__u16 rev_nat;
+	__u8 generation;
+	__u8 pad;
+};
+
+struct lb4_reverse_nat {
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+/* Session affinity, outside the generations (as conntrack): the backend a
+ * client last got from a frontend, and when. */
+struct lb4_affinity_key {
+	__be32 client;
+	__u16 rev_nat;
+	__u16 pad;
+};
+
+struct lb_affinity_value {
+	__u64 last_used_ns;
+	__u32 backend_id;
+	__u32 pad;
 };
 
 /*

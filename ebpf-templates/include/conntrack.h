@@ -62,7 +62,10 @@ static __always_inline __u64 ct_lifetime(const struct packet *p, __u16 flags)
 		return CT_LIFETIME_CLOSING;
 	if (p->tuple.protocol != IPPROTO_TCP)
 		return CT_LIFETIME_OTHER;
-	return (flags & CT_SEEN_REPLY) ? CT_LIFETIME_TCP : CT_LIFETIME_TCP_OPENING;
+	/* A service entry sees the client's packets only (replies refresh
+	 * the translated tuple's entry), so it never learns of a reply: it
+	 * lives as long as an established connection's. */
+	return (flags & (CT_SEEN_REPLY | CT_SERVICE)) ? CT_LIFETIME_TCP : CT_LIFETIME_TCP_OPENING;
 }
 
 /* Refreshes a live entry for packet `p`; `reply` says which side sent it.
@@ -151,40 +154,53 @@ static __always_inline struct ct_value *ct_find(const struct packet *p, int reve
 }
 
 /* Classifies packet `p` seen by the hook of `direction` (whose value is
- * already in `p->tuple.direction`). */
-static __always_inline int ct_lookup(const struct packet *p, __u64 now)
+ * already in `p->tuple.direction`); `*found` is the entry that decided
+ * (for the service translation of established and reply packets). */
+static __always_inline int ct_lookup(const struct packet *p, __u64 now, struct ct_value **found)
 {
 	struct ct_value *v;
 
 	v = ct_find(p, 0);
 	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 0);
+		*found = v;
 		return CT_ESTABLISHED;
 	}
 	v = ct_find(p, 1);
 	if (ct_usable(p, v, now)) {
 		ct_refresh(v, p, now, 1);
+		*found = v;
 		return CT_REPLY;
 	}
 	return CT_NEW;
 }
 
-/* Records a new connection allowed by the rule `cookie`. */
-static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 cookie)
+/* Stores entry `v` for `tuple` as the hook of `direction` sees it. */
+static __always_inline void ct_store(const struct ct_key *tuple, __u8 direction, const struct ct_value *v)
+{
+	if (tuple->family == FAMILY_IPV4) {
+		struct ct4_key k;
+
+		ct4_key_of(&k, tuple, 0, direction);
+		bpf_map_update_elem(&conntrack4, &k, v, BPF_ANY);
+		return;
+	}
+	bpf_map_update_elem(&conntrack6, tuple, v, BPF_ANY);
+}
+
+/* Records a new connection allowed by the rule `cookie`; `rev_nat` names
+ * the service frontend its replies are rewritten to (0: none), `flags`
+ * adds CT_HAIRPIN. */
+static __always_inline void ct_create(const struct packet *p, __u64 now, __u32 cookie, __u16 rev_nat, __u16 flags)
 {
 	struct ct_value v = {};
 
 	v.rule_cookie = cookie;
 	v.endpoint_id = p->endpoint_id;
+	v.rev_nat = rev_nat;
+	v.flags = flags;
 	ct_refresh(&v, p, now, 0);
-	if (p->tuple.family == FAMILY_IPV4) {
-		struct ct4_key k;
-
-		ct4_key_of(&k, &p->tuple, 0, p->tuple.direction);
-		bpf_map_update_elem(&conntrack4, &k, &v, BPF_ANY);
-		return;
-	}
-	bpf_map_update_elem(&conntrack6, &p->tuple, &v, BPF_ANY);
+	ct_store(&p->tuple, p->tuple.direction, &v);
 }
 
 #endif /* POLICYC_CONNTRACK_H */

@@ -14,6 +14,7 @@
 #include "abi.h"
 #include "config.h"
 #include "conntrack.h"
+#include "lb.h"
 #include "maps.h"
 #include "observe.h"
 #include "parse.h"
@@ -63,6 +64,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	struct endpoint_value *ep;
 	struct policy_result r;
 	struct event_info info = {};
+	struct ct_value *ct = NULL;
+	struct ct_key original;
+	struct lb_nat nat = {};
+	int lb = LB_NONE;
 	__u32 peer, enforce;
 	__u8 generation;
 	__u64 now;
@@ -89,9 +94,25 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	 * Conntrack carries no policy, so there is no generation to read:
 	 * the state slot is read once, below, for a packet that needs policy. */
 	now = coarse_now();
-	if (ct_lookup(&p, now) != CT_NEW) {
-		count_forwarded(&p, direction);
-		return VERDICT_PASS;
+	ret = ct_lookup(&p, now, &ct);
+	if (ret != CT_NEW) {
+		/* Only service connections' entries carry a backend or a
+		 * frontend: other connections pay two tests of a flag word. */
+		if (ct && (ct->flags & CT_SERVICE)) {
+			ret = lb4_established(skb, &p, ct, active_generation());
+			if (ret == LB_ERROR)
+				return drop(&p, direction, DROP_INVALID_PACKET);
+		} else if (ct && ct->rev_nat && ret == CT_REPLY) {
+			if (lb4_rev_nat(skb, &p, ct, active_generation()))
+				return drop(&p, direction, DROP_INVALID_PACKET);
+		}
+		/* A service connection whose backend is gone is a new one: it
+		 * gets another backend (for TCP, which answers a segment of a
+		 * connection it does not know with a reset). */
+		if (ret != LB_NONE) {
+			count_forwarded(&p, direction);
+			return VERDICT_PASS;
+		}
 	}
 
 	generation = active_generation();
@@ -101,6 +122,20 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 	ep = bpf_map_lookup_elem(&endpoints, &ek);
 	if (!ep || ep->endpoint_id != p.endpoint_id)
 		return drop(&p, direction, direction == DIR_EGRESS ? DROP_INVALID_SOURCE : DROP_UNKNOWN_TARGET);
+
+	/* A connection to a service is judged on the backend it gets. */
+	if (direction == DIR_EGRESS) {
+		__builtin_memcpy(&original, &p.tuple, sizeof(original));
+		lb = lb4_new(skb, &p, generation, now, &nat);
+		if (lb == LB_REJECTED) {
+			count_drop(&p, direction, DROP_REASON(DROP_NO_SERVICE));
+			return bpf_redirect_peer(skb->ifindex, 0);
+		}
+		if (lb == LB_NO_BACKEND)
+			return drop(&p, direction, DROP_NO_SERVICE);
+		if (lb == LB_ERROR)
+			return drop(&p, direction, DROP_INVALID_PACKET);
+	}
 
 	peer = ipcache_identity(generation, p.tuple.family, direction == DIR_EGRESS ? p.tuple.daddr : p.tuple.saddr);
 	r = policy_decide(generation, direction, peer, &p);
@@ -122,9 +157,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 
 	/* Redirect entries pass at L4: the L7 rules travel in the bundle for a
 	 * proxy, which this datapath does not run. */
-	ct_create(&p, now, r.rule_cookie);
 	info.kind = EVENT_NEW_ALLOWED;
 	emit_event(&p, &info);
+	if (lb == LB_TRANSLATED) {
+		lb_ct_create(&p, &original, &nat, now, r.rule_cookie);
+	} else {
+		ct_create(&p, now, r.rule_cookie, 0, 0);
+	}
 	count_forwarded(&p, direction);
 	return VERDICT_PASS;
 }

@@ -93,6 +93,44 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conntrack6 SEC(".maps");
 
+/* Services (see lb.h): two generations of Cilium's default 65536
+ * entries each (`--bpf-lb-map-max`). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct lb4_backend_key);
+	__type(value, struct lb4_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct lb4_reverse_nat_key);
+	__type(value, struct lb4_reverse_nat);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_reverse_nat SEC(".maps");
+
+/* ClientIP affinity: outside the generations, so it survives an apply. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb4_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_affinity SEC(".maps");
+
 /* Dropped packets: rare next to forwarded ones and already on the slow
  * path, so a hash keyed by endpoint, direction and reason is cheap enough
  * and stays small. */

@@ -30,6 +30,9 @@ struct packet {
 	__u8 tcp_flags;
 	__u8 neighbor_discovery; /* ICMPv6 NDP/MLD: link plumbing, always passes */
 	__u32 length;
+	/* Where the L4 header starts (for the service translation's checksum
+	 * updates, lb.h). */
+	__u16 l4_offset;
 	/* The endpoint whose hook runs: its id on the node, from the stub
 	 * (`endpoint.c`) that tail-called this program. */
 	__u16 endpoint_id;
@@ -83,6 +86,7 @@ static __always_inline int link_scope(const struct packet *p)
 
 static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *p, __u32 offset)
 {
+	p->l4_offset = offset;
 	switch (p->tuple.protocol) {
 	case IPPROTO_TCP: {
 		__u8 *tcp = header(skb, offset, 14);

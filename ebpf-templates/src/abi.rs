@@ -56,17 +56,20 @@ pub enum DropCode {
     InvalidPacket,
     /// The destination is not this endpoint.
     UnknownTarget,
+    /// A service frontend has no backend for the client.
+    NoService,
     /// An explicit deny entry matched.
     PolicyDeny,
 }
 
 impl DropCode {
     /// Every code.
-    pub const ALL: [DropCode; 5] = [
+    pub const ALL: [DropCode; 6] = [
         DropCode::InvalidSource,
         DropCode::Policy,
         DropCode::InvalidPacket,
         DropCode::UnknownTarget,
+        DropCode::NoService,
         DropCode::PolicyDeny,
     ];
 
@@ -77,6 +80,7 @@ impl DropCode {
             DropCode::Policy => -133,
             DropCode::InvalidPacket => -134,
             DropCode::UnknownTarget => -150,
+            DropCode::NoService => -158,
             DropCode::PolicyDeny => -181,
         }
     }
@@ -88,6 +92,7 @@ impl DropCode {
             DropCode::Policy => "DROP_POLICY",
             DropCode::InvalidPacket => "DROP_INVALID_PACKET",
             DropCode::UnknownTarget => "DROP_UNKNOWN_TARGET",
+            DropCode::NoService => "DROP_NO_SERVICE",
             DropCode::PolicyDeny => "DROP_POLICY_DENY",
         }
     }
@@ -104,6 +109,7 @@ impl DropCode {
             DropCode::Policy => "policy-denied",
             DropCode::InvalidPacket => "invalid-packet",
             DropCode::UnknownTarget => "unknown-target",
+            DropCode::NoService => "no-service-backend",
             DropCode::PolicyDeny => "policy-deny-rule",
         }
     }
@@ -173,7 +179,7 @@ pub const BODIES: MapLayout = MapLayout {
 pub const ENDPOINT_ID_CB: usize = 0;
 
 /// Every shared map, in the order of `include/maps.h`.
-pub const MAPS: [MapLayout; 12] = [
+pub const MAPS: [MapLayout; 16] = [
     MapLayout { name: "state", map_type: BPF_MAP_TYPE_ARRAY, key_size: 4, value_size: 8, max_entries: 1 },
     MapLayout { name: "clock", map_type: BPF_MAP_TYPE_PERCPU_ARRAY, key_size: 4, value_size: 16, max_entries: 1 },
     MapLayout { name: "ipcache", map_type: BPF_MAP_TYPE_LPM_TRIE, key_size: 24, value_size: 8, max_entries: 1_024_000 },
@@ -190,16 +196,26 @@ pub const MAPS: [MapLayout; 12] = [
         name: "conntrack4",
         map_type: BPF_MAP_TYPE_LRU_HASH,
         key_size: 16,
-        value_size: 16,
+        value_size: 24,
         max_entries: 262_144,
     },
     MapLayout {
         name: "conntrack6",
         map_type: BPF_MAP_TYPE_LRU_HASH,
         key_size: 40,
-        value_size: 16,
+        value_size: 24,
         max_entries: 262_144,
     },
+    MapLayout { name: "lb4_services", map_type: BPF_MAP_TYPE_HASH, key_size: 12, value_size: 12, max_entries: 131_072 },
+    MapLayout { name: "lb4_backends", map_type: BPF_MAP_TYPE_HASH, key_size: 8, value_size: 8, max_entries: 131_072 },
+    MapLayout {
+        name: "lb4_reverse_nat",
+        map_type: BPF_MAP_TYPE_HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 131_072,
+    },
+    MapLayout { name: "lb4_affinity", map_type: BPF_MAP_TYPE_LRU_HASH, key_size: 8, value_size: 16, max_entries: 65_536 },
     MapLayout { name: "metrics", map_type: BPF_MAP_TYPE_PERCPU_HASH, key_size: 4, value_size: 16, max_entries: 65_536 },
     MapLayout {
         name: "forwarded",
@@ -234,11 +250,11 @@ pub fn generation_capacity(name: &str) -> Option<u32> {
 }
 
 /// Writes `value`'s native bytes at `offset` of `out`.
-fn put(out: &mut [u8], offset: usize, bytes: &[u8]) {
+pub(crate) fn put(out: &mut [u8], offset: usize, bytes: &[u8]) {
     out[offset..offset + bytes.len()].copy_from_slice(bytes);
 }
 
-fn get<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
+pub(crate) fn get<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
     let mut out = [0; N];
     out.copy_from_slice(&bytes[offset..offset + N]);
     out
@@ -574,6 +590,12 @@ pub struct CtValue {
     pub endpoint_id: u16,
     /// `CT_*` bits.
     pub flags: u16,
+    /// The backend of a service connection (`CT_SERVICE` entries).
+    pub backend_id: u32,
+    /// The frontend replies are rewritten to (0: none).
+    pub rev_nat: u16,
+    /// Zero.
+    pub pad: u16,
 }
 
 /// `struct metrics_key`.
@@ -703,6 +725,7 @@ pub struct StructLayout {
 
 /// The layout of every ABI struct, for the comparison with the BTF.
 pub fn layouts() -> Vec<StructLayout> {
+    use crate::lb::*;
     macro_rules! layout {
         ($c:literal, $t:ty, [$($field:ident),*]) => {
             StructLayout {
@@ -727,7 +750,15 @@ pub fn layouts() -> Vec<StructLayout> {
         layout!("policy_value", PolicyValue, [verdict, pad, proxy_port, rule_cookie, precedence]),
         layout!("ct_key", CtKey, [saddr, daddr, sport, dport, protocol, family, direction, pad]),
         layout!("ct4_key", Ct4Key, [saddr, daddr, sport, dport, protocol, direction, pad]),
-        layout!("ct_value", CtValue, [expires_ns, rule_cookie, endpoint_id, flags]),
+        layout!("ct_value", CtValue, [expires_ns, rule_cookie, endpoint_id, flags, backend_id, rev_nat, pad]),
+        layout!("lb4_key", Lb4Key, [address, dport, backend_slot, proto, scope, generation, pad]),
+        layout!("lb4_service", Lb4Service, [backend_id, count, rev_nat, flags, pad]),
+        layout!("lb4_backend_key", Lb4BackendKey, [backend_id, generation, pad]),
+        layout!("lb4_backend", Lb4Backend, [address, port, proto, flags]),
+        layout!("lb4_reverse_nat_key", Lb4ReverseNatKey, [rev_nat, generation, pad]),
+        layout!("lb4_reverse_nat", Lb4ReverseNat, [address, port, pad]),
+        layout!("lb4_affinity_key", Lb4AffinityKey, [client, rev_nat, pad]),
+        layout!("lb_affinity_value", LbAffinityValue, [last_used_ns, backend_id, pad]),
         layout!("metrics_key", MetricsKey, [endpoint_id, direction, reason]),
         layout!("metrics_value", MetricsValue, [packets, bytes]),
         layout!(

@@ -24,6 +24,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod lb;
 pub mod specialize;
 
 /// A program template.

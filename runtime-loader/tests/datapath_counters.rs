@@ -54,6 +54,9 @@ fn conntrack4(paths: &Paths) -> Vec<(Ct4Key, CtValue)> {
                 rule_cookie: u32::from_ne_bytes(v[8..12].try_into().unwrap()),
                 endpoint_id: u16::from_ne_bytes([v[12], v[13]]),
                 flags: u16::from_ne_bytes([v[14], v[15]]),
+                backend_id: u32::from_ne_bytes(v[16..20].try_into().unwrap()),
+                rev_nat: u16::from_ne_bytes([v[20], v[21]]),
+                pad: 0,
             };
             (key, value)
         })
