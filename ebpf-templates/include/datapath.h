@@ -102,9 +102,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 			ret = lb4_established(skb, &p, ct, active_generation());
 			if (ret == LB_ERROR)
 				return drop(&p, direction, DROP_INVALID_PACKET);
+			if (ret == LB_TRANSLATED && (ct->flags & CT_HAIRPIN)) {
+				count_forwarded(&p, direction);
+				return lb_hairpin_redirect(skb);
+			}
 		} else if (ct && ct->rev_nat && ret == CT_REPLY) {
 			if (lb4_rev_nat(skb, &p, ct, active_generation()))
 				return drop(&p, direction, DROP_INVALID_PACKET);
+			if (ct->flags & CT_HAIRPIN) {
+				count_forwarded(&p, direction);
+				return lb_hairpin_redirect(skb);
+			}
 		}
 		/* A service connection whose backend is gone is a new one: it
 		 * gets another backend (for TCP, which answers a segment of a
@@ -165,6 +173,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 direction)
 		ct_create(&p, now, r.rule_cookie, 0, 0);
 	}
 	count_forwarded(&p, direction);
+	if (lb == LB_TRANSLATED && nat.hairpin)
+		return lb_hairpin_redirect(skb);
 	return VERDICT_PASS;
 }
 

@@ -25,6 +25,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "abi.h"
@@ -214,6 +215,34 @@ static __always_inline struct lb4_backend *lb4_select(struct __sk_buff *skb, __u
 	return b;
 }
 
+/* Swaps the Ethernet addresses, for a packet sent back where it came
+ * from. */
+static __always_inline int lb_swap_macs(struct __sk_buff *skb)
+{
+	__u8 macs[12], swapped[12];
+
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return -1;
+	__builtin_memcpy(swapped, macs + 6, 6);
+	__builtin_memcpy(swapped + 6, macs, 6);
+	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0);
+}
+
+/*
+ * A hairpin packet (either way) goes straight back into the pod it came
+ * from (`bpf_redirect_peer` from tc ingress of the host-side veth), as
+ * Cilium redirects it to the endpoint: through the host's routing it would
+ * meet reverse-path filtering (a source of 169.254.42.1 or of a service
+ * address arriving from the pod's interface), and the pod's own ingress
+ * policy is not asked (see lb_ct_create).
+ */
+static __always_inline int lb_hairpin_redirect(struct __sk_buff *skb)
+{
+	if (lb_swap_macs(skb))
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(skb->ifindex, 0);
+}
+
 static __always_inline __u16 csum_fold(__s64 sum)
 {
 	__u32 c = (__u32)sum;
@@ -243,11 +272,8 @@ struct lb4_icmp_error {
 static __always_inline int lb4_reject(struct __sk_buff *skb, const struct packet *p)
 {
 	struct lb4_icmp_error e = {};
-	__u8 macs[12], swapped[12];
 
 	if (p->l4_offset != ETH_HLEN + sizeof(struct iphdr))
-		return LB_ERROR;
-	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
 		return LB_ERROR;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, e.original, sizeof(e.original)))
 		return LB_ERROR;
@@ -268,9 +294,7 @@ static __always_inline int lb4_reject(struct __sk_buff *skb, const struct packet
 
 		__builtin_memcpy(&e.icmp[2], &c, 2);
 	}
-	__builtin_memcpy(swapped, macs + 6, 6);
-	__builtin_memcpy(swapped + 6, macs, 6);
-	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
+	if (lb_swap_macs(skb))
 		return LB_ERROR;
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &e, sizeof(e), 0))
 		return LB_ERROR;

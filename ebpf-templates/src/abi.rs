@@ -215,7 +215,13 @@ pub const MAPS: [MapLayout; 16] = [
         value_size: 8,
         max_entries: 131_072,
     },
-    MapLayout { name: "lb4_affinity", map_type: BPF_MAP_TYPE_LRU_HASH, key_size: 8, value_size: 16, max_entries: 65_536 },
+    MapLayout {
+        name: "lb4_affinity",
+        map_type: BPF_MAP_TYPE_LRU_HASH,
+        key_size: 8,
+        value_size: 16,
+        max_entries: 65_536,
+    },
     MapLayout { name: "metrics", map_type: BPF_MAP_TYPE_PERCPU_HASH, key_size: 4, value_size: 16, max_entries: 65_536 },
     MapLayout {
         name: "forwarded",

@@ -85,6 +85,8 @@ pub struct Bundle {
     pub endpoint_entries: Vec<(EndpointKey, EndpointValue)>,
     /// policy entries of every endpoint.
     pub policy: Vec<(PolicyKey, PolicyValue)>,
+    /// The service maps' entries.
+    pub services: crate::services::ServiceEntries,
     /// Local endpoints, by name.
     pub endpoints: Vec<BundleEndpoint>,
     /// The `from_container` and `to_container` templates.
@@ -163,7 +165,7 @@ impl Bundle {
             .map(|l| l.identity)
             .collect();
         let templates = manifest.templates()?;
-        crate::services::check(&manifest)?;
+        let services = crate::services::read(&manifest)?.map(|(_, e)| e).unwrap_or_default();
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
         for e in &manifest.endpoints {
@@ -191,7 +193,7 @@ impl Bundle {
         }
         let endpoints = manifest.endpoints.clone();
         let listed = Box::new(Listed { rules: cookies, identities });
-        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, endpoints, templates, listed };
+        let bundle = Bundle { manifest, ipcache, endpoint_entries, policy, services, endpoints, templates, listed };
         crate::validate::whole(&bundle)?;
         if let Some((identity, entries)) = bundle.references().identities.unlisted() {
             return Err(unlisted_identity(identity, entries));

@@ -1,4 +1,5 @@
-//! The maps that hold two generations of the node's policy, declared once.
+//! The maps that hold two generations of the node's policy and services,
+//! declared once.
 //!
 //! Every entry of these maps has the generation it belongs to in one byte
 //! of its key, so that an apply writes one generation while packets read
@@ -24,7 +25,8 @@ pub struct GenerationMap {
 }
 
 /// The maps of a generation.
-pub const GENERATION_MAPS: [GenerationMap; 4] = [IPCACHE, ENDPOINTS, POLICY, POLICY_EXACT];
+pub const GENERATION_MAPS: [GenerationMap; 7] =
+    [IPCACHE, ENDPOINTS, POLICY, POLICY_EXACT, LB4_SERVICES, LB4_BACKENDS, LB4_REVERSE_NAT];
 
 /// The ipcache trie: address prefix to identity.
 pub const IPCACHE: GenerationMap =
@@ -38,6 +40,27 @@ pub const POLICY: GenerationMap =
 /// Single-port policy entries (a hash looked up first).
 pub const POLICY_EXACT: GenerationMap =
     GenerationMap { name: "policy_exact", generation_byte: 4, key_size: 16, value_size: 12, reported_as: "policy" };
+
+/// Service frontends and their backend slots (`struct lb4_key`: the
+/// generation after address, port, slot, protocol and scope).
+pub const LB4_SERVICES: GenerationMap = GenerationMap {
+    name: "lb4_services",
+    generation_byte: 10,
+    key_size: 12,
+    value_size: 12,
+    reported_as: "lb4_services",
+};
+/// Service backends by id.
+pub const LB4_BACKENDS: GenerationMap =
+    GenerationMap { name: "lb4_backends", generation_byte: 4, key_size: 8, value_size: 8, reported_as: "lb4_backends" };
+/// Service frontends by reverse-NAT id.
+pub const LB4_REVERSE_NAT: GenerationMap = GenerationMap {
+    name: "lb4_reverse_nat",
+    generation_byte: 2,
+    key_size: 4,
+    value_size: 8,
+    reported_as: "lb4_reverse_nat",
+};
 
 impl GenerationMap {
     /// The generation a kernel key belongs to.

@@ -44,7 +44,7 @@ use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::IpcacheLine;
 use policyc_bundle::policy::PolicyLine;
 use policyc_bundle::rules::RuleLine;
-use policyc_bundle::{out_of_order, LineError};
+use policyc_bundle::{out_of_order, LineError, BACKENDS_FILE, REVNAT_FILE, SERVICES_FILE};
 use policyc_ebpf::abi::{EndpointKey, EndpointValue, PolicyKey, PolicyValue};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -232,11 +232,27 @@ macro_rules! or_whole {
 /// changed fails (see the module), refuses it.
 pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result<Option<Incremental>, BundleError> {
     let mut refs = or_whole!(store::read_references(paths, target, &old.hash));
-    crate::services::check(new)?;
     let mut sides = Sides { paths, old, new, read: Vec::new() };
     let mut before = Generation::default();
     let mut after = Generation::default();
     let entry = BundleError::Entry;
+
+    // The service tables, whole where any of them changed (see
+    // `crate::services`): the maps' entries of both sides, diffed.
+    if SERVICE_FILES.iter().any(|f| old.files.get(*f) != new.files.get(*f)) {
+        let old_texts = or_whole!(service_texts(&mut sides, false)?);
+        let new_texts = service_texts(&mut sides, true)?;
+        if let Some(texts) = old_texts {
+            before.add_services(target, &crate::services::parse(&texts)?.1);
+        }
+        match new_texts {
+            Some(Some(texts)) => after.add_services(target, &crate::services::parse(&texts)?.1),
+            // Refused as a whole read refuses it (some of the files only).
+            _ => {
+                crate::services::read(new)?;
+            }
+        }
+    }
 
     let changed = or_whole!(sides.changed(Some(IPCACHE_FILE), Some(IPCACHE_FILE), &ipcache_key)?);
     for (first, text) in &changed.gone {
@@ -353,6 +369,27 @@ pub fn plan(paths: &Paths, old: &Manifest, new: &Manifest, target: u8) -> Result
     let mut plan = SyncPlan::new(&before, &after);
     plan.count_unchanged(&new.entries()?);
     Ok(Some(Incremental { plan, read: sides.read, references: refs }))
+}
+
+/// The service tables of a bundle, in [`crate::services::parse`]'s order.
+const SERVICE_FILES: [&str; 3] = [SERVICES_FILE, BACKENDS_FILE, REVNAT_FILE];
+
+/// The whole texts of the old (from the store) or new (from the bundle,
+/// kept) side's service tables: `Ok(None)` when an old piece is not in
+/// the store; `Some(None)` when that side does not have all three.
+#[allow(clippy::type_complexity)]
+fn service_texts(sides: &mut Sides<'_>, new: bool) -> Result<Option<Option<[String; 3]>>, BundleError> {
+    let manifest = if new { sides.new } else { sides.old };
+    let mut texts: [String; 3] = Default::default();
+    for (file, text) in SERVICE_FILES.iter().zip(&mut texts) {
+        let Some(digest) = manifest.files.get(*file) else { return Ok(Some(None)) };
+        for (i, piece) in digest.pieces().iter().enumerate() {
+            let piece_text =
+                if new { sides.new_piece(file, i, piece)? } else { or_whole!(sides.old_piece(file, piece)) };
+            text.push_str(&piece_text);
+        }
+    }
+    Ok(Some(Some(texts)))
 }
 
 /// Every entry of the new `endpoints.txt`: its changed pieces `came` as

@@ -3,12 +3,17 @@
 
 use crate::bundle::Bundle;
 use crate::error::LoaderError;
-use crate::generation_maps::{GenerationMap, ENDPOINTS, GENERATION_MAPS, IPCACHE, POLICY, POLICY_EXACT};
+use crate::generation_maps::{
+    GenerationMap, ENDPOINTS, GENERATION_MAPS, IPCACHE, LB4_BACKENDS, LB4_REVERSE_NAT, LB4_SERVICES, POLICY,
+    POLICY_EXACT,
+};
 use crate::kernel::Kernel;
+use crate::services::ServiceEntries;
 use policyc_ebpf::abi::{
     EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, IPCACHE_KEY_DATA, POLICY_KEY_DATA,
     POLICY_KEY_FULL_BITS, POLICY_VALUE,
 };
+use policyc_ebpf::lb::{Lb4BackendKey, Lb4Key, Lb4ReverseNatKey};
 use std::collections::BTreeMap;
 
 const ENDPOINT_KEY: usize = std::mem::size_of::<EndpointKey>();
@@ -72,6 +77,9 @@ pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(
 type IpcacheEntries = BTreeMap<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>;
 type EndpointEntries = BTreeMap<[u8; ENDPOINT_KEY], [u8; 12]>;
 type PolicyEntries = BTreeMap<(u32, [u8; POLICY_KEY_DATA]), [u8; POLICY_VALUE]>;
+type Lb4ServiceEntries = BTreeMap<[u8; 12], [u8; 12]>;
+type Lb4BackendEntries = BTreeMap<[u8; 8], [u8; 8]>;
+type Lb4ReverseNatEntries = BTreeMap<[u8; 4], [u8; 8]>;
 
 /// The entries of one generation of the policy-bearing maps, as the
 /// kernel stores them (keys include the generation byte).
@@ -83,6 +91,12 @@ pub struct Generation {
     pub endpoints: EndpointEntries,
     /// policy: (prefix length, key data) → value.
     pub policy: PolicyEntries,
+    /// lb4_services: key → value.
+    pub lb4_services: Lb4ServiceEntries,
+    /// lb4_backends: key → value.
+    pub lb4_backends: Lb4BackendEntries,
+    /// lb4_reverse_nat: key → value.
+    pub lb4_reverse_nat: Lb4ReverseNatEntries,
 }
 
 impl Generation {
@@ -92,7 +106,21 @@ impl Generation {
         out.add_ipcache(generation, &bundle.ipcache);
         out.add_endpoints(generation, bundle.endpoint_entries.iter().copied());
         out.add_policy(generation, None, &bundle.policy);
+        out.add_services(generation, &bundle.services);
         out
+    }
+
+    /// Adds the service maps' entries, in generation `generation`.
+    pub fn add_services(&mut self, generation: u8, entries: &ServiceEntries) {
+        for (k, v) in &entries.services {
+            self.lb4_services.insert(Lb4Key { generation, ..*k }.to_bytes(), v.to_bytes());
+        }
+        for (k, v) in &entries.backends {
+            self.lb4_backends.insert(Lb4BackendKey { generation, ..*k }.to_bytes(), v.to_bytes());
+        }
+        for (k, v) in &entries.revnat {
+            self.lb4_reverse_nat.insert(Lb4ReverseNatKey { generation, ..*k }.to_bytes(), v.to_bytes());
+        }
     }
 
     /// Adds ipcache entries, in generation `generation`.
@@ -141,6 +169,15 @@ impl Generation {
             self.ipcache.insert(key, value.try_into().map_err(|_| malformed())?);
         } else if map.name == ENDPOINTS.name {
             self.endpoints.insert(key.try_into().map_err(|_| malformed())?, value.try_into().map_err(|_| malformed())?);
+        } else if map.name == LB4_SERVICES.name {
+            self.lb4_services
+                .insert(key.try_into().map_err(|_| malformed())?, value.try_into().map_err(|_| malformed())?);
+        } else if map.name == LB4_BACKENDS.name {
+            self.lb4_backends
+                .insert(key.try_into().map_err(|_| malformed())?, value.try_into().map_err(|_| malformed())?);
+        } else if map.name == LB4_REVERSE_NAT.name {
+            self.lb4_reverse_nat
+                .insert(key.try_into().map_err(|_| malformed())?, value.try_into().map_err(|_| malformed())?);
         } else {
             // `policy` and `policy_exact` together hold the policy.
             let key = trie_parts(key).ok_or_else(malformed)?;
@@ -157,6 +194,35 @@ struct Changes<K, V> {
     removes: Vec<K>,
 }
 
+impl<const K: usize, const V: usize> Changes<[u8; K], [u8; V]> {
+    /// Writes, then removals, of a hash map (whose keys carry the
+    /// generation, which no packet reads while it is synced).
+    fn execute(&self, kernel: &impl Kernel, map: &GenerationMap) -> Result<(), LoaderError> {
+        for (k, v) in &self.writes {
+            kernel.write(map, k, v)?;
+        }
+        for k in &self.removes {
+            kernel.delete(map, k)?;
+        }
+        Ok(())
+    }
+}
+
+/// The changes of a service map, counted under its name where either side
+/// has entries (a node without Services reports no service maps).
+fn service_changes<const K: usize, const V: usize>(
+    ops: &mut BTreeMap<&'static str, MapOps>,
+    name: &'static str,
+    current: &BTreeMap<[u8; K], [u8; V]>,
+    wanted: &BTreeMap<[u8; K], [u8; V]>,
+) -> Changes<[u8; K], [u8; V]> {
+    let (writes, removes, o) = diff(current, wanted);
+    if !current.is_empty() || !wanted.is_empty() {
+        ops.insert(name, o);
+    }
+    Changes { writes, removes }
+}
+
 /// The writes and removals that turn one generation's content into
 /// another's, per map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,6 +230,9 @@ pub struct SyncPlan {
     ipcache: Changes<(u32, [u8; IPCACHE_KEY_DATA]), [u8; 8]>,
     endpoints: Changes<[u8; ENDPOINT_KEY], [u8; 12]>,
     policy: Changes<(u32, [u8; POLICY_KEY_DATA]), [u8; POLICY_VALUE]>,
+    lb4_services: Changes<[u8; 12], [u8; 12]>,
+    lb4_backends: Changes<[u8; 8], [u8; 8]>,
+    lb4_reverse_nat: Changes<[u8; 4], [u8; 8]>,
     /// Operations per map.
     pub ops: BTreeMap<&'static str, MapOps>,
 }
@@ -180,7 +249,12 @@ impl SyncPlan {
         let endpoints = Changes { writes, removes };
         let (writes, removes, o) = diff(&current.policy, &wanted.policy);
         ops.insert("policy", o);
-        SyncPlan { ipcache, endpoints, policy: Changes { writes, removes }, ops }
+        let policy = Changes { writes, removes };
+        let lb4_services = service_changes(&mut ops, LB4_SERVICES.name, &current.lb4_services, &wanted.lb4_services);
+        let lb4_backends = service_changes(&mut ops, LB4_BACKENDS.name, &current.lb4_backends, &wanted.lb4_backends);
+        let lb4_reverse_nat =
+            service_changes(&mut ops, LB4_REVERSE_NAT.name, &current.lb4_reverse_nat, &wanted.lb4_reverse_nat);
+        SyncPlan { ipcache, endpoints, policy, lb4_services, lb4_backends, lb4_reverse_nat, ops }
     }
 
     /// Counts as unchanged, per map, the entries of `totals` (entries of
@@ -210,6 +284,9 @@ impl SyncPlan {
         for ((len, data), v) in &self.policy.writes {
             kernel.write(policy_map(*len), &trie_key::<POLICY_KEY, POLICY_KEY_DATA>(*len, data), v)?;
         }
+        self.lb4_services.execute(kernel, &LB4_SERVICES)?;
+        self.lb4_backends.execute(kernel, &LB4_BACKENDS)?;
+        self.lb4_reverse_nat.execute(kernel, &LB4_REVERSE_NAT)?;
         for (len, data) in &self.ipcache.removes {
             kernel.delete(&IPCACHE, &trie_key::<IPCACHE_KEY, IPCACHE_KEY_DATA>(*len, data))?;
         }

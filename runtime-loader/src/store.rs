@@ -16,6 +16,7 @@ use crate::error::LoaderError;
 use crate::manifest::{self, Manifest, Piece, ENDPOINTS_FILE, IDENTITIES_FILE, IPCACHE_FILE, RULES_FILE};
 use crate::paths::Paths;
 use crate::references::References;
+use policyc_bundle::{BACKENDS_FILE, REVNAT_FILE, SERVICES_FILE};
 use std::collections::BTreeSet;
 
 fn record_error(what: &str, path: &std::path::Path, e: std::io::Error) -> LoaderError {
@@ -48,10 +49,12 @@ pub fn read_piece(paths: &Paths, file: &str, piece: &Piece) -> Option<String> {
 }
 
 /// The text files an apply diffs: the ipcache, endpoints, rules and
-/// identities files, and every policy file.
+/// identities files, every policy file, and the service tables where the
+/// bundle has them.
 pub fn diffed_files(m: &Manifest) -> BTreeSet<&str> {
     let fixed = [IPCACHE_FILE, ENDPOINTS_FILE, RULES_FILE, IDENTITIES_FILE].into_iter();
-    fixed.chain(m.endpoints.iter().map(|e| e.policy_file.as_str())).collect()
+    let services = [SERVICES_FILE, BACKENDS_FILE, REVNAT_FILE].into_iter().filter(|f| m.files.contains_key(*f));
+    fixed.chain(services).chain(m.endpoints.iter().map(|e| e.policy_file.as_str())).collect()
 }
 
 /// Stores every piece of the files `m` diffs, each read from its bundle

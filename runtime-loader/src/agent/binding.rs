@@ -425,6 +425,9 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         ipcache,
         endpoint_entries,
         policy,
+        // The compiled node's services (its bundle's hash, in the
+        // fingerprint, covers them).
+        services: bundle.services.clone(),
         endpoints,
         templates: bundle.templates.clone(),
         listed,

@@ -10,7 +10,9 @@ pub mod tcx;
 use super::{tc_filters, Attachment, Mechanism};
 use super::{Kernel, RawEntries};
 use crate::error::{kernel, LoaderError, Operation};
-use crate::generation_maps::{GenerationMap, ENDPOINTS, IPCACHE, POLICY, POLICY_EXACT};
+use crate::generation_maps::{
+    GenerationMap, ENDPOINTS, IPCACHE, LB4_BACKENDS, LB4_REVERSE_NAT, LB4_SERVICES, POLICY, POLICY_EXACT,
+};
 use crate::manifest::Templates;
 use crate::paths::Paths;
 use crate::route::{self, Route};
@@ -38,6 +40,9 @@ enum OpenMap {
     Endpoints(HashMap<MapData, [u8; 20], [u8; 12]>),
     Policy(LpmTrie<MapData, [u8; POLICY_KEY_DATA], [u8; POLICY_VALUE]>),
     PolicyExact(HashMap<MapData, [u8; 16], [u8; POLICY_VALUE]>),
+    Lb4Services(HashMap<MapData, [u8; 12], [u8; 12]>),
+    Lb4Backends(HashMap<MapData, [u8; 8], [u8; 8]>),
+    Lb4ReverseNat(HashMap<MapData, [u8; 4], [u8; 8]>),
 }
 
 fn open(path: &Path) -> Result<Map, LoaderError> {
@@ -87,6 +92,9 @@ impl AyaKernel {
                 n if n == ENDPOINTS.name => OpenMap::Endpoints(HashMap::try_from(raw).map_err(typed)?),
                 n if n == POLICY.name => OpenMap::Policy(LpmTrie::try_from(raw).map_err(typed)?),
                 n if n == POLICY_EXACT.name => OpenMap::PolicyExact(HashMap::try_from(raw).map_err(typed)?),
+                n if n == LB4_SERVICES.name => OpenMap::Lb4Services(HashMap::try_from(raw).map_err(typed)?),
+                n if n == LB4_BACKENDS.name => OpenMap::Lb4Backends(HashMap::try_from(raw).map_err(typed)?),
+                n if n == LB4_REVERSE_NAT.name => OpenMap::Lb4ReverseNat(HashMap::try_from(raw).map_err(typed)?),
                 other => return Err(LoaderError::Object(format!("`{other}` is not a generation map"))),
             };
             open_maps.insert(map.name, opened);
@@ -155,6 +163,15 @@ impl Kernel for AyaKernel {
             OpenMap::PolicyExact(m) => {
                 m.iter().map(|i| i.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(failed)).collect()
             }
+            OpenMap::Lb4Services(m) => {
+                m.iter().map(|i| i.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(failed)).collect()
+            }
+            OpenMap::Lb4Backends(m) => {
+                m.iter().map(|i| i.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(failed)).collect()
+            }
+            OpenMap::Lb4ReverseNat(m) => {
+                m.iter().map(|i| i.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(failed)).collect()
+            }
         })
     }
 
@@ -165,6 +182,9 @@ impl Kernel for AyaKernel {
             OpenMap::Policy(m) => m.insert(&lpm(map, key)?, sized(map, value)?, 0).map_err(failed),
             OpenMap::Endpoints(m) => m.insert(sized(map, key)?, sized(map, value)?, 0).map_err(failed),
             OpenMap::PolicyExact(m) => m.insert(sized(map, key)?, sized(map, value)?, 0).map_err(failed),
+            OpenMap::Lb4Services(m) => m.insert(sized(map, key)?, sized(map, value)?, 0).map_err(failed),
+            OpenMap::Lb4Backends(m) => m.insert(sized(map, key)?, sized(map, value)?, 0).map_err(failed),
+            OpenMap::Lb4ReverseNat(m) => m.insert(sized(map, key)?, sized(map, value)?, 0).map_err(failed),
         })
     }
 
@@ -175,6 +195,9 @@ impl Kernel for AyaKernel {
             OpenMap::Policy(m) => m.remove(&lpm(map, key)?).map_err(failed),
             OpenMap::Endpoints(m) => m.remove(&sized(map, key)?).map_err(failed),
             OpenMap::PolicyExact(m) => m.remove(&sized(map, key)?).map_err(failed),
+            OpenMap::Lb4Services(m) => m.remove(&sized(map, key)?).map_err(failed),
+            OpenMap::Lb4Backends(m) => m.remove(&sized(map, key)?).map_err(failed),
+            OpenMap::Lb4ReverseNat(m) => m.remove(&sized(map, key)?).map_err(failed),
         })
     }
 

@@ -1,0 +1,312 @@
+//! Real traffic to Services through the datapath's translation
+//! (`ebpf-templates/include/lb.h`): network-namespace pods on one node
+//! (`tests/support/netns.rs`), each with servers that answer with the
+//! pod's name, and a bundle compiled from manifests written here with this
+//! run's addresses. Service addresses are a /28 of 10.200.250.0/24 of this
+//! run, blackholed on the host, so a packet the datapath does not
+//! translate dies there instead of leaving the machine.
+//!
+//! Checked, each with a bounded number of connections:
+//! - a ClusterIP (TCP and UDP) reaches every ready backend and only those;
+//! - an established TCP connection keeps its backend across an apply that
+//!   changes the service's backends;
+//! - a Service without endpoints refuses at once (ECONNREFUSED, from the
+//!   datapath's ICMP port unreachable), not after a timeout;
+//! - a backend whose ingress policy denies the client is not reachable
+//!   through the Service either (policy judges the translated packet);
+//! - a pod reaches itself through its Service (hairpin);
+//! - ClientIP affinity sends a client's connections to one backend.
+//!
+//! Names carry the test's short name `sd` and the process id; everything
+//! made is undone on drop, panics included.
+
+mod support;
+
+use policyc_loader::apply::{apply, ApplyOptions};
+use policyc_loader::paths::Paths;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::netns::{in_netns, require_ip, subnet, Pod, Testbed};
+use support::{compile, require_root, TempDir};
+
+/// The backends' ports.
+const TCP_PORT: u16 = 8080;
+const UDP_PORT: u16 = 5353;
+/// Connections tried to see every backend of a Service: with two or three
+/// backends picked by a hash of the source port, the chance that one is
+/// never picked in this many is below 1e-10.
+const TRIES: usize = 64;
+/// How long an answer may take on local veths, generously.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Servers stop after this long even if the test is stuck.
+const SERVER_LIFETIME: Duration = Duration::from_secs(120);
+
+/// The manifests of this run: `subnet` is its pods' /24 (10.200.S.0/24),
+/// `vip` the first address of its Services' /28; `later` labels pod
+/// `api-c` as a backend of `api` too.
+fn manifests(subnet: u32, vip: u32, later: bool) -> String {
+    let pod = |name: &str, app: &str, host: u32| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\n\
+             spec:\n  nodeName: node-a\n  containers:\n    - name: main\n      ports:\n\
+             \x20       - {{name: http, containerPort: {TCP_PORT}, protocol: TCP}}\n\
+             \x20       - {{name: dns, containerPort: {UDP_PORT}, protocol: UDP}}\n\
+             status:\n  phase: Running\n  conditions: [{{type: Ready, status: \"True\"}}]\n\
+             \x20 podIP: 10.200.{subnet}.{host}\n  podIPs: [{{ip: 10.200.{subnet}.{host}}}]\n---\n"
+        )
+    };
+    let service = |name: &str, app: &str, offset: u32, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\n\
+             spec:\n  clusterIP: 10.200.250.{}\n  selector: {{app: {app}}}\n{extra}  ports:\n\
+             \x20   - {{name: http, port: 80, targetPort: {TCP_PORT}, protocol: TCP}}\n\
+             \x20   - {{name: dns, port: 53, targetPort: {UDP_PORT}, protocol: UDP}}\n---\n",
+            vip + offset
+        )
+    };
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {kubernetes.io/metadata.name: shop}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nstatus:\n  addresses: [{type: InternalIP, address: 10.200.255.1}]\n---\n",
+    );
+    out += &pod("client", "client", 10);
+    out += &pod("api-a", "api", 21);
+    out += &pod("api-b", "api", 22);
+    out += &pod("api-c", if later { "api" } else { "api-later" }, 23);
+    out += &pod("guarded", "guarded", 24);
+    out += &pod("solo", "solo", 25);
+    out += &service("api", "api", 0, "");
+    out += &service("empty", "nothing", 1, "");
+    out += &service("guarded", "guarded", 2, "");
+    out += &service("sticky", "api", 3, "  sessionAffinity: ClientIP\n");
+    out += &service("solo", "solo", 4, "");
+    // `guarded` takes connections from `admin` pods only.
+    out += "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: guarded, namespace: shop}\n\
+            spec:\n  podSelector: {matchLabels: {app: guarded}}\n  ingress:\n\
+            \x20   - from: [{podSelector: {matchLabels: {app: admin}}}]\n";
+    out
+}
+
+/// The blackhole route of this run's Service addresses on the host,
+/// removed on drop.
+struct Blackhole(String);
+
+impl Blackhole {
+    fn new(prefix: String) -> Blackhole {
+        support::netns::ip(&["route", "add", "blackhole", &prefix]);
+        Blackhole(prefix)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["route", "del", "blackhole", &self.0]).output();
+    }
+}
+
+/// Servers in `pod`: on TCP, each connection gets the pod's name at once,
+/// then `bye <name>` after a line from the client (so a connection can be
+/// checked to still reach the same backend later); on UDP, the name.
+fn serve(pod: &Pod, stop: &Arc<AtomicBool>) {
+    let (tcp, udp) = in_netns(&pod.netns, || {
+        (
+            TcpListener::bind(("0.0.0.0", TCP_PORT)).expect("listen"),
+            UdpSocket::bind(("0.0.0.0", UDP_PORT)).expect("bind udp"),
+        )
+    });
+    tcp.set_nonblocking(true).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let (name, stop_tcp) = (pod.name.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while !stop_tcp.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+            match tcp.accept() {
+                Ok((mut s, _)) => {
+                    let name = name.clone();
+                    std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                        let _ = s.write_all(format!("{name}\n").as_bytes());
+                        let mut line = String::new();
+                        if BufReader::new(&s).read_line(&mut line).is_ok() && !line.is_empty() {
+                            let _ = s.write_all(format!("bye {name}\n").as_bytes());
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    let (name, stop) = (pod.name.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < SERVER_LIFETIME {
+            if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(name.as_bytes(), from);
+            }
+        }
+    });
+}
+
+/// The name a TCP connection to `dst` first reads.
+fn tcp_name(dst: SocketAddr) -> Result<String, std::io::Error> {
+    let s = TcpStream::connect_timeout(&dst, TIMEOUT)?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+/// The name a UDP request to `dst` is answered with, from `dst`'s address.
+fn udp_name(dst: SocketAddr) -> Result<String, String> {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket.send_to(b"hello", dst).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = socket.recv_from(&mut buf).map_err(|e| format!("recv: {e}"))?;
+    if from != dst {
+        return Err(format!("answer from {from}, not the service address {dst}"));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The names [`TRIES`] new connections (TCP, or UDP requests from new
+/// ports) from `netns` to `dst` get.
+fn names_seen(netns: &str, dst: SocketAddr, udp: bool) -> BTreeSet<String> {
+    in_netns(netns, || {
+        (0..TRIES)
+            .map(|i| {
+                if udp {
+                    udp_name(dst).unwrap_or_else(|e| panic!("UDP request {i} to {dst}: {e}"))
+                } else {
+                    tcp_name(dst).unwrap_or_else(|e| panic!("connection {i} to {dst}: {e}"))
+                }
+            })
+            .collect()
+    })
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn services_are_load_balanced_by_the_datapath() {
+    require_root();
+    require_ip();
+    let _turn = support::turn();
+    let pid = std::process::id();
+    let s = subnet(7);
+    // This run's /28 of Service addresses.
+    let vip = 16 * (pid % 16);
+    let work = TempDir::new("sd-services");
+    let write = |later: bool| {
+        let dir = work.0.join(if later { "later" } else { "first" });
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        std::fs::write(dir.join("in/cluster.yaml"), manifests(s, vip, later)).unwrap();
+        let out = TempDir(dir.join("out"));
+        std::fs::create_dir_all(&out.0).unwrap();
+        let (_, bundles) = compile(&dir.join("in"), &out).expect("the manifests compile");
+        assert!(bundles.contains_key("node-a"));
+        let path = out.0.join("node-a");
+        std::mem::forget(out); // removed with `work`
+        path
+    };
+    let (first, later) = (write(false), write(true));
+
+    let names = ["client", "api-a", "api-b", "api-c", "guarded", "solo"];
+    let pods: Vec<Pod> = names
+        .iter()
+        .zip([10, 21, 22, 23, 24, 25])
+        .enumerate()
+        .map(|(i, (name, host))| Pod {
+            name: format!("shop/{name}"),
+            endpoint: i,
+            netns: format!("sd-{pid}-{name}"),
+            host_if: format!("sd{}h{i}", pid % 1_000_000),
+            ips: vec![IpAddr::V4(Ipv4Addr::new(10, 200, s as u8, host))],
+        })
+        .collect();
+    let mut bed = Testbed::default();
+    bed.make_pods(&pods);
+    let _blackhole = Blackhole::new(format!("10.200.250.{vip}/28"));
+    for pod in &pods {
+        serve(pod, &bed.stop);
+    }
+    let state = TempDir::new("sd-services-state");
+    let root = format!("policyc-test-sd-{pid}");
+    let paths = Paths::new(Path::new("/sys/fs/bpf"), &root, &state.0.join(&root));
+    bed.loader = Some(paths.clone());
+    let service =
+        |offset: u32, port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 200, 250, (vip + offset) as u8)), port);
+    let (api, empty, guarded, sticky, solo) = (0, 1, 2, 3, 4);
+    let client = &pods[0].netns;
+
+    // Before any bundle, a Service address goes nowhere: the blackhole.
+    let untranslated = in_netns(client, || tcp_name(service(api, 80)));
+    assert!(untranslated.is_err(), "without the datapath, {} answered: {untranslated:?}", service(api, 80));
+
+    let report = apply(&paths, &first, &ApplyOptions::default()).expect("apply");
+    let written = report.maps.get("lb4_services").map(|o| o.added).unwrap_or(0);
+    // api (2 backends), empty (0), guarded (1), sticky (2), solo (1): TCP and UDP each.
+    assert_eq!(written, 2 * (3 + 1 + 2 + 3 + 2), "lb4_services entries written: {:?}", report.maps);
+
+    // A ClusterIP reaches every ready backend and only those (api-c is not selected yet).
+    assert_eq!(names_seen(client, service(api, 80), false), set(&["shop/api-a", "shop/api-b"]), "TCP");
+    assert_eq!(names_seen(client, service(api, 53), true), set(&["shop/api-a", "shop/api-b"]), "UDP");
+
+    // No endpoints: refused at once.
+    let started = Instant::now();
+    let refused = in_netns(client, || tcp_name(service(empty, 80)));
+    let took = started.elapsed();
+    match refused {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("a Service without endpoints must refuse (ECONNREFUSED), got {other:?}"),
+    }
+    assert!(took < Duration::from_millis(500), "refused only after {took:?}");
+
+    // Policy is judged on the backend: `guarded` does not take `client`.
+    let denied = in_netns(client, || tcp_name(service(guarded, 80)));
+    match denied {
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {}
+        other => panic!("the guarded backend's ingress policy must drop the client's connection, got {other:?}"),
+    }
+
+    // Hairpin: `solo` reaches itself through its Service.
+    let own = in_netns(&pods[5].netns, || tcp_name(service(solo, 80)));
+    assert_eq!(own.expect("hairpin connection"), "shop/solo");
+    let own = in_netns(&pods[5].netns, || udp_name(service(solo, 53)));
+    assert_eq!(own.expect("hairpin UDP"), "shop/solo");
+
+    // ClientIP affinity: one backend for every connection of the client.
+    let stuck = names_seen(client, service(sticky, 80), false);
+    assert_eq!(stuck.len(), 1, "affinity: {stuck:?}");
+
+    // An established connection keeps its backend across an apply that
+    // changes the backends (api-c joins).
+    let (stream, first_name) = in_netns(client, || {
+        let s = TcpStream::connect_timeout(&service(api, 80), TIMEOUT).expect("connect");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("name");
+        (s, line.trim().to_string())
+    });
+    apply(&paths, &later, &ApplyOptions::default()).expect("second apply");
+    let mut stream = stream;
+    stream.write_all(b"hello\n").expect("write after the apply");
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    assert_eq!(rest.trim(), format!("bye {first_name}"), "the connection moved or broke across the apply");
+    assert_eq!(
+        names_seen(client, service(api, 80), false),
+        set(&["shop/api-a", "shop/api-b", "shop/api-c"]),
+        "after the apply, new connections reach every backend"
+    );
+}
