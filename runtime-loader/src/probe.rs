@@ -113,6 +113,26 @@ impl Probe {
         Ok((result.return_value, result.duration))
     }
 
+    /// Runs `frame` once through `template`'s program of the endpoint
+    /// holding address `ip`: the return value and the frame as the program
+    /// left it (for the service translation's rewrites).
+    pub fn run_frame(&mut self, ip: IpAddr, template: Template, frame: &[u8]) -> Result<(u32, Vec<u8>), LoaderError> {
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| e.addresses.contains(&ip))
+            .ok_or_else(|| LoaderError::Probe(format!("no endpoint of the bundle has address {ip}")))?;
+        let program = self.endpoints[index].loaded.program(template)?;
+        // Room for a frame the program grows (an ICMP error is at most 70 bytes).
+        let mut out = vec![0u8; frame.len().max(128) + 64];
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::default() };
+        let result = program
+            .test_run(opts)
+            .map_err(|e| kernel(Operation::TestRun, "BPF_PROG_TEST_RUN", "BPF_PROG_TEST_RUN", e))?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
     /// What the programs do with the first packet of `packet`'s connection.
     pub fn judge(&mut self, packet: &ProbePacket) -> Result<ProbeVerdict, LoaderError> {
         let frame = packet.to_bytes();

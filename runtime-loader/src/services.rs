@@ -195,7 +195,7 @@ mod tests {
         let (counts, e) = parse(&texts).unwrap();
         assert_eq!(counts, ServiceCounts { services: 5, backends: 3, revnat: 4 });
         // web: slot 0 and two backend slots; none: slot 0; NodePort: ext and int slot 0, int's backend slot.
-        assert_eq!(e.services.len(), 6);
+        assert_eq!(e.services.len(), 7);
         let (k, v) = e.services[0];
         assert_eq!((k.address, k.dport, k.backend_slot, k.proto, k.scope), ([10, 96, 0, 10], 80, 0, 6, LB_SCOPE_EXT));
         assert_eq!((v.backend_id, v.count, v.rev_nat, v.flags), (60, 2, 7, SVC_FLAG_AFFINITY));
@@ -204,6 +204,7 @@ mod tests {
         assert_eq!((e.services[3].1.count, e.services[3].1.flags), (0, SVC_FLAG_REJECT));
         assert_eq!((e.services[4].1.count, e.services[4].1.flags), (0, SVC_FLAG_TWO_SCOPES));
         assert_eq!((e.services[5].0.scope, e.services[5].1.count), (LB_SCOPE_INT, 1));
+        assert_eq!((e.services[6].0.backend_slot, e.services[6].1.backend_id), (1, 1));
         // IPv6 lines are not loaded.
         assert_eq!(e.backends.len(), 2);
         assert_eq!(

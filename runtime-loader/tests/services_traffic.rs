@@ -310,3 +310,124 @@ fn services_are_load_balanced_by_the_datapath() {
         "after the apply, new connections reach every backend"
     );
 }
+
+/// The ones' complement sum of `bytes` (RFC 1071), folded, not inverted.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The TCP/UDP pseudo-header and L4 bytes of IPv4 frame `f` (no options).
+fn pseudo_and_l4(f: &[u8]) -> Vec<u8> {
+    let l4 = &f[34..];
+    let mut out = f[26..34].to_vec();
+    out.extend_from_slice(&[0, f[23]]);
+    out.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    out.extend_from_slice(l4);
+    out
+}
+
+/// Fills in the IPv4 header checksum and the TCP or UDP one of frame `f`.
+fn with_checksums(mut f: Vec<u8>) -> Vec<u8> {
+    f[24..26].copy_from_slice(&[0, 0]);
+    let ip = !ones_sum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip.to_be_bytes());
+    let at = if f[23] == 6 { 34 + 16 } else { 34 + 6 };
+    f[at..at + 2].copy_from_slice(&[0, 0]);
+    let l4 = !ones_sum(&pseudo_and_l4(&f));
+    f[at..at + 2].copy_from_slice(&l4.to_be_bytes());
+    f
+}
+
+/// Whether frame `f`'s IPv4 header checksum and its L4 checksum (TCP, UDP
+/// unless 0, or ICMP) verify, as a receiver computes them.
+fn checksums_verify(f: &[u8]) -> bool {
+    let ip = ones_sum(&f[14..34]) == 0xffff;
+    let l4 = match f[23] {
+        1 => ones_sum(&f[34..]) == 0xffff,
+        17 if f[40..42] == [0, 0] => true,
+        _ => ones_sum(&pseudo_and_l4(f)) == 0xffff,
+    };
+    ip && l4
+}
+
+fn frame(src: [u8; 4], dst: [u8; 4], protocol: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let packet =
+        policyc_loader::packet::ProbePacket { src: IpAddr::from(src), dst: IpAddr::from(dst), protocol, sport, dport };
+    let mut f = packet.to_bytes();
+    // A payload, so that the checksums cover more than headers.
+    f.extend_from_slice(b"policyc service checksum\n");
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    if protocol == 17 {
+        let len = (f.len() - 34) as u16;
+        f[38..40].copy_from_slice(&len.to_be_bytes());
+    }
+    f
+}
+
+/// `TC_ACT_UNSPEC` as the test run returns it: the packet goes on.
+const PASS: u32 = u32::MAX;
+/// `TC_ACT_REDIRECT`.
+const REDIRECT: u32 = 7;
+
+#[test]
+fn dnat_and_reverse_nat_keep_checksums_right() {
+    require_root();
+    let _turn = support::turn();
+    let (s, vip) = (subnet(8) as u8, 16 * (std::process::id() % 16) as u8);
+    let work = TempDir::new("sd-checksums");
+    std::fs::create_dir_all(work.0.join("in")).unwrap();
+    std::fs::write(work.0.join("in/cluster.yaml"), manifests(u32::from(s), u32::from(vip), false)).unwrap();
+    let (_, bundles) = compile(&work.0.join("in"), &work).expect("the manifests compile");
+    let state = TempDir::new("sd-checksums-state");
+    let paths = support::scratch_paths("sd-checksums", &state);
+    let mut probe = policyc_loader::probe::Probe::load(paths, &bundles["node-a"]).expect("probe");
+    let client = [10, 200, s, 10];
+    let backends = [[10, 200, s, 21], [10, 200, s, 22]];
+    let from = policyc_ebpf::Template::FromContainer;
+    let to = policyc_ebpf::Template::ToContainer;
+
+    for (protocol, port, target, zero_udp) in
+        [(6u8, 80u16, TCP_PORT, false), (17, 53, UDP_PORT, false), (17, 53, UDP_PORT, true)]
+    {
+        let sport = 40000 + u16::from(protocol) + u16::from(zero_udp);
+        let mut request = with_checksums(frame(client, [10, 200, 250, vip], protocol, sport, port));
+        if zero_udp {
+            request[40..42].copy_from_slice(&[0, 0]);
+        }
+        let what = format!("protocol {protocol} to port {port} (UDP checksum 0: {zero_udp})");
+        let (ret, out) = probe.run_frame(IpAddr::from(client), from, &request).expect("test run");
+        assert_eq!(ret, PASS, "{what}: the request must pass");
+        let backend: [u8; 4] = out[30..34].try_into().unwrap();
+        assert!(backends.contains(&backend), "{what}: destination {backend:?} is not a backend");
+        assert_eq!(u16::from_be_bytes([out[36], out[37]]), target, "{what}: destination port");
+        assert_eq!(&out[26..30], &client, "{what}: the source stays the client");
+        assert!(checksums_verify(&out), "{what}: checksums after DNAT: {out:02x?}");
+        if zero_udp {
+            assert_eq!(&out[40..42], &[0, 0], "{what}: a UDP checksum of 0 stays 0");
+        }
+        // The backend's reply, through the client's to_container.
+        let reply = with_checksums(frame(backend, client, protocol, target, sport));
+        let (ret, back) = probe.run_frame(IpAddr::from(client), to, &reply).expect("test run");
+        assert_eq!(ret, PASS, "{what}: the reply must pass");
+        assert_eq!(&back[26..30], &[10, 200, 250, vip], "{what}: the reply comes from the service address");
+        assert_eq!(u16::from_be_bytes([back[34], back[35]]), port, "{what}: the reply's source port");
+        assert!(checksums_verify(&back), "{what}: checksums after reverse NAT: {back:02x?}");
+    }
+
+    // No endpoints: the SYN becomes an ICMP port unreachable sent back.
+    let syn = with_checksums(frame(client, [10, 200, 250, vip + 1], 6, 41000, 80));
+    let (ret, icmp) = probe.run_frame(IpAddr::from(client), from, &syn).expect("test run");
+    assert_eq!(ret, REDIRECT, "the refused SYN is redirected back into the pod");
+    assert_eq!(icmp.len(), 14 + 20 + 8 + 28, "{icmp:02x?}");
+    assert_eq!((icmp[23], icmp[34], icmp[35]), (1, 3, 3), "ICMP destination port unreachable: {icmp:02x?}");
+    assert_eq!(&icmp[26..30], &[10, 200, 250, vip + 1], "from the service address");
+    assert_eq!(&icmp[30..34], &client, "to the client");
+    assert_eq!(&icmp[0..6], &syn[6..12], "to the client's MAC");
+    assert_eq!(&icmp[42..70], &syn[14..42], "quoting the refused packet's IP header and 8 bytes");
+    assert!(checksums_verify(&icmp), "ICMP error checksums: {icmp:02x?}");
+}

@@ -375,8 +375,9 @@ fn a_failure_at_any_call_of_a_change_in_memory_leaves_old_or_new_in_force() {
     let fixture = Fixture::new();
     let calls = calls_of(Some(&fixture.a), &fixture.b, Source::Memory);
     // The check reads the active generation's endpoints once (`newcomer`
-    // goes in a new place), the plan the four generation maps.
-    assert!(calls.contains(&(Call::Entries, 5)), "the plan reads the live maps: {calls:?}");
+    // goes in a new place), the plan the seven generation maps (policy and
+    // services).
+    assert!(calls.contains(&(Call::Entries, 8)), "the plan reads the live maps: {calls:?}");
     fail_each_call(Some(&fixture.a), &fixture.b, Source::Memory);
 }
 
