@@ -31,6 +31,17 @@
 //!   of both conntrack tables, which leaves the caches cold and added
 //!   microseconds to the run that followed.)
 //!
+//! - Services (issue 15): the bundle also holds a Service
+//!   (`10.200.250.1:80/TCP` to the server's 8080). `from established
+//!   service`: client's `from_container` on a packet of a tracked
+//!   connection to it (conntrack hit on the service entry, state, backend
+//!   lookup, DNAT with checksums); repeat 100 000. `from new` and `from new
+//!   service`: the client's `from_container` on the first packet of a new
+//!   direct connection and of a new one to the Service (service lookup,
+//!   backend slot and backend lookups, DNAT, two conntrack entries), single
+//!   runs as `to new allowed`. Targets: established service / from
+//!   established ≤ 1.2, new service / new ≤ 1.5.
+//!
 //! Beside them, in the same rounds, the reference programs of
 //! `bench/reference.c` (`policyc_ebpf::REFERENCE_PROGRAMS`), their maps
 //! filled with as many entries as policyc's at each size: `parse only`,
@@ -51,6 +62,7 @@ use policyc_ebpf::abi::{
     IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_INGRESS, FAMILY_IPV4, IPCACHE_KEY_DATA,
     IPCACHE_KEY_HEADER_BITS, POLICY_KEY_EXACT_BITS, VERDICT_ALLOW,
 };
+use policyc_ebpf::lb::{Lb4Backend, Lb4BackendKey, Lb4Key, Lb4ReverseNat, Lb4ReverseNatKey, Lb4Service};
 use policyc_ebpf::Template;
 use policyc_loader::bundle::Bundle;
 use policyc_loader::observe::Observer;
@@ -109,7 +121,32 @@ fn grow(bundle: &Bundle, server: u16, policy: usize, ipcache: usize) -> Bundle {
         b.ipcache.push((key, IpcacheValue { identity: SYNTHETIC_IDENTITY + i % 50_000, flags: 0 }));
         i += 1;
     }
+    with_service(&mut b, server_ip_of(bundle, server));
     b
+}
+
+/// The Service address of the bench: `SERVICE_VIP:80/TCP` to the server's
+/// TCP 8080 (its one backend).
+const SERVICE_VIP: [u8; 4] = [10, 200, 250, 1];
+
+fn server_ip_of(bundle: &Bundle, server: u16) -> [u8; 4] {
+    let e = bundle.endpoints.iter().find(|e| e.id == server).expect("the server");
+    match e.addresses[0] {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => panic!("the bench pods are IPv4"),
+    }
+}
+
+/// Adds the bench's Service to `b`'s service maps.
+fn with_service(b: &mut Bundle, server: [u8; 4]) {
+    let key = Lb4Key { address: SERVICE_VIP, dport: 80, backend_slot: 0, proto: TCP, scope: 0, generation: 0, pad: 0 };
+    let master = Lb4Service { backend_id: 0, count: 1, rev_nat: 1, flags: 0, pad: [0; 3] };
+    let slot = Lb4Service { backend_id: 1, count: 0, rev_nat: 1, flags: 0, pad: [0; 3] };
+    b.services.services = vec![(key, master), (Lb4Key { backend_slot: 1, ..key }, slot)];
+    let backend = Lb4Backend { address: server, port: 8080, proto: TCP, flags: 0 };
+    b.services.backends = vec![(Lb4BackendKey { backend_id: 1, generation: 0, pad: [0; 3] }, backend)];
+    let frontend = Lb4ReverseNat { address: SERVICE_VIP, port: 80, pad: 0 };
+    b.services.revnat = vec![(Lb4ReverseNatKey { rev_nat: 1, generation: 0, pad: 0 }, frontend)];
 }
 
 /// One run of repeat [`REPEAT`], in ns per run.
@@ -234,6 +271,9 @@ fn bench_datapath() {
     empty_program(&mut empty).load().expect("verify the empty program");
 
     let allowed = ProbePacket { src: client_ip, dst: server_ip, protocol: TCP, sport: 40_000, dport: 8080 }.to_bytes();
+    let to_service =
+        ProbePacket { src: client_ip, dst: IpAddr::from(SERVICE_VIP), protocol: TCP, sport: 40_002, dport: 80 }
+            .to_bytes();
     let world =
         ProbePacket { src: "203.0.113.7".parse().unwrap(), dst: server_ip, protocol: TCP, sport: 40_001, dport: 8080 }
             .to_bytes();
@@ -257,9 +297,13 @@ fn bench_datapath() {
             assert_ne!(ret, TC_ACT_SHOT, "server's ingress allows client on 8080");
             let (ret, _) = probe.run(server_ip, Template::ToContainer, &world, 1).unwrap();
             assert_eq!(ret, TC_ACT_SHOT, "server's ingress denies the world");
+            let (ret, out) = probe.run_frame(client_ip, Template::FromContainer, &to_service).unwrap();
+            assert_ne!(ret, TC_ACT_SHOT, "client's egress to the Service passes");
+            assert_eq!(out[30..34], allowed[30..34], "the Service's packet goes to the server");
             let mut refs = reference(client_ip, server_ip, client_identity, policy, ipcache);
             let [mut parse_only, mut parse_ct, mut cilium_allowed, mut cilium_denied] = [f64::INFINITY; 4];
             let [mut empty_repeat, mut from_est, mut to_est, mut to_denied] = [f64::INFINITY; 4];
+            let mut from_est_service = f64::INFINITY;
             for _ in 0..ROUNDS {
                 parse_only = parse_only.min(reference_once(&mut refs, "parse_only", &allowed, true));
                 parse_ct = parse_ct.min(reference_once(&mut refs, "parse_ct", &allowed, true));
@@ -269,10 +313,13 @@ fn bench_datapath() {
                 from_est = from_est.min(once(&mut probe, client_ip, Template::FromContainer, &allowed));
                 to_est = to_est.min(once(&mut probe, server_ip, Template::ToContainer, &allowed));
                 to_denied = to_denied.min(once(&mut probe, server_ip, Template::ToContainer, &world));
+                from_est_service =
+                    from_est_service.min(once(&mut probe, client_ip, Template::FromContainer, &to_service));
             }
 
             let mut new_allowed = Vec::with_capacity(SINGLE_RUNS);
             let mut empty_single = Vec::with_capacity(SINGLE_RUNS);
+            let (mut from_new, mut from_new_service) = (Vec::new(), Vec::new());
             for run in 0..SINGLE_RUNS {
                 let sport = 20_000 + run as u16;
                 let allowed =
@@ -281,6 +328,24 @@ fn bench_datapath() {
                 let (ret, d) = probe.run(server_ip, Template::ToContainer, &allowed, 1).unwrap();
                 assert_ne!(ret, TC_ACT_SHOT);
                 new_allowed.push(ns(d));
+                // The client's egress of a new connection, direct and to
+                // the Service (source ports of their own).
+                events.drain();
+                let (ret, d) = probe.run(client_ip, Template::FromContainer, &allowed, 1).unwrap();
+                assert_ne!(ret, TC_ACT_SHOT);
+                from_new.push(ns(d));
+                let service = ProbePacket {
+                    src: client_ip,
+                    dst: IpAddr::from(SERVICE_VIP),
+                    protocol: TCP,
+                    sport: sport + SINGLE_RUNS as u16,
+                    dport: 80,
+                }
+                .to_bytes();
+                events.drain();
+                let (ret, d) = probe.run(client_ip, Template::FromContainer, &service, 1).unwrap();
+                assert_ne!(ret, TC_ACT_SHOT);
+                from_new_service.push(ns(d));
                 let opts = TestRunOptions { data_in: Some(&allowed), repeat: 1, ..Default::default() };
                 empty_single.push(ns(empty_program(&mut empty).test_run(opts).unwrap().duration));
             }
@@ -289,6 +354,9 @@ fn bench_datapath() {
             rows.push((policy, ipcache, "to established", to_est, empty_repeat));
             rows.push((policy, ipcache, "to new denied", to_denied, empty_repeat));
             rows.push((policy, ipcache, "to new allowed", median(new_allowed), empty_single));
+            rows.push((policy, ipcache, "from established service", from_est_service, empty_repeat));
+            rows.push((policy, ipcache, "from new", median(from_new), empty_single));
+            rows.push((policy, ipcache, "from new service", median(from_new_service), empty_single));
             rows.push((policy, ipcache, "empty repeat", empty_repeat, empty_repeat));
             rows.push((policy, ipcache, "parse only", parse_only, empty_repeat));
             rows.push((policy, ipcache, "parse + ct lookup", parse_ct, empty_repeat));
@@ -326,6 +394,22 @@ fn bench_datapath() {
     }
     let worst_established =
         rows.iter().filter(|r| r.2.ends_with("established")).map(|r| r.3 / r.4).fold(0.0f64, f64::max);
+    println!("services (issue 15 targets): a connection to a Service beside a direct one, same run:");
+    println!(
+        "| policy entries | ipcache entries | established service / established (≤ 1.2) | new service / new (≤ 1.5) |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    for &policy in &POLICY_SIZES {
+        for &ipcache in &IPCACHE_SIZES {
+            let at =
+                |path: &str| rows.iter().find(|r| r.0 == policy && r.1 == ipcache && r.2 == path).map(|r| r.3).unwrap();
+            println!(
+                "| {policy} | {ipcache} | {:.2} | {:.2} |",
+                at("from established service") / at("from established"),
+                at("from new service") / at("from new")
+            );
+        }
+    }
     println!("established path, worst ratio to the empty program: {worst_established:.2}× (target ≤ 3×)");
     println!();
     println!("policyc's paths against the references timed beside them (issue 17 targets):");
