@@ -85,8 +85,8 @@ pub struct Bundle {
     pub endpoint_entries: Vec<(EndpointKey, EndpointValue)>,
     /// policy entries of every endpoint.
     pub policy: Vec<(PolicyKey, PolicyValue)>,
-    /// The service maps' entries.
-    pub services: crate::services::ServiceEntries,
+    /// The service maps' entries (boxed, as `listed`).
+    pub services: Box<crate::services::ServiceEntries>,
     /// Local endpoints, by name.
     pub endpoints: Vec<BundleEndpoint>,
     /// The `from_container` and `to_container` templates.
@@ -165,7 +165,7 @@ impl Bundle {
             .map(|l| l.identity)
             .collect();
         let templates = manifest.templates()?;
-        let services = crate::services::read(&manifest)?.map(|(_, e)| e).unwrap_or_default();
+        let services = Box::new(crate::services::read(&manifest)?.map(|(_, e)| e).unwrap_or_default());
         // Endpoints may share a policy file: each is read once.
         let mut files: BTreeMap<&str, Vec<(PolicyKey, PolicyValue)>> = BTreeMap::new();
         for e in &manifest.endpoints {
