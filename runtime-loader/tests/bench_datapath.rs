@@ -225,7 +225,7 @@ fn reference(client: IpAddr, server: IpAddr, client_identity: u32, policy: usize
         };
         policies.insert(policy_hash_key(&key), allow, 0).unwrap();
     }
-    let mut conntrack: HashMap<_, [u8; 16], [u8; 16]> =
+    let mut conntrack: HashMap<_, [u8; 16], [u8; 24]> =
         HashMap::try_from(ebpf.map_mut("ref_conntrack").expect("ref_conntrack")).unwrap();
     let mut key = [0u8; 16];
     key[..4].copy_from_slice(&client.octets());
@@ -233,7 +233,7 @@ fn reference(client: IpAddr, server: IpAddr, client_identity: u32, policy: usize
     key[8..10].copy_from_slice(&40_000u16.to_be_bytes());
     key[10..12].copy_from_slice(&8080u16.to_be_bytes());
     key[12] = TCP;
-    conntrack.insert(key, [0u8; 16], 0).unwrap();
+    conntrack.insert(key, [0u8; 24], 0).unwrap();
     ebpf
 }
 
