@@ -13,7 +13,7 @@
  *
  * Backend selection follows Cilium's `lb4_local`: ClientIP affinity first
  * (`lb4_affinity`, outside the generations), else slot `hash % count + 1`
- * of the frontend, the hash being the skb's flow hash of the 5-tuple.
+ * of the frontend, the hash being one of the 5-tuple (`lb4_flow_hash`).
  * A frontend without backends refuses the connection with an ICMP port
  * unreachable (kube-proxy's REJECT: the client sees ECONNREFUSED), or
  * drops it where the compiler said so (`Local` traffic policy).
@@ -179,9 +179,26 @@ static __always_inline struct lb4_service *lb4_lookup(__u8 generation, const str
 	return svc;
 }
 
+/* A hash of the 5-tuple (murmur3's finalizer over the addresses and
+ * ports): cheaper than the skb's flow hash, which `bpf_get_hash_recalc`
+ * computes with the flow dissector where the skb has none, and the same
+ * for every packet of the connection. */
+static __always_inline __u32 lb4_flow_hash(const struct packet *p)
+{
+	__u32 h = addr4(p->tuple.saddr) ^ (addr4(p->tuple.daddr) * 0x9e3779b1u) ^
+		  ((((__u32)p->tuple.sport << 16) | p->tuple.dport) * 0x85ebca6bu) ^ p->tuple.protocol;
+
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 /* Picks the backend of a new connection of `svc` (`key` is its slot 0),
  * and records it for affinity. */
-static __always_inline struct lb4_backend *lb4_select(struct __sk_buff *skb, __u8 generation, const struct packet *p,
+static __always_inline struct lb4_backend *lb4_select(__u8 generation, const struct packet *p,
 						      struct lb4_key *key, const struct lb4_service *svc, __u64 now,
 						      __u32 *backend_id)
 {
@@ -198,7 +215,7 @@ static __always_inline struct lb4_backend *lb4_select(struct __sk_buff *skb, __u
 		}
 	}
 	if (!b) {
-		key->backend_slot = (__u16)(bpf_get_hash_recalc(skb) % svc->count) + 1;
+		key->backend_slot = (__u16)(lb4_flow_hash(p) % svc->count) + 1;
 		slot = bpf_map_lookup_elem(&lb4_services, key);
 		if (!slot)
 			return NULL;
@@ -327,7 +344,7 @@ static __always_inline int lb4_new(struct __sk_buff *skb, struct packet *p, __u8
 		return lb4_reject(skb, p) == LB_REJECTED ? LB_REJECTED : LB_NO_BACKEND;
 	}
 	nat->rev_nat = svc->rev_nat;
-	b = lb4_select(skb, generation, p, &key, svc, now, &id);
+	b = lb4_select(generation, p, &key, svc, now, &id);
 	if (!b)
 		return LB_NO_BACKEND;
 	nat->backend_id = id;
