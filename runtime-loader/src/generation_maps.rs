@@ -85,5 +85,13 @@ mod tests {
             );
             assert!(map.generation_byte < map.key_size);
         }
+        // The generation byte of the hash maps' keys, where the ABI puts it.
+        use policyc_ebpf::lb::{Lb4BackendKey, Lb4Key, Lb4ReverseNatKey};
+        use std::mem::offset_of;
+        assert_eq!(LB4_SERVICES.generation_byte, offset_of!(Lb4Key, generation));
+        assert_eq!(LB4_BACKENDS.generation_byte, offset_of!(Lb4BackendKey, generation));
+        assert_eq!(LB4_REVERSE_NAT.generation_byte, offset_of!(Lb4ReverseNatKey, generation));
+        let key = Lb4Key { generation: 1, ..Default::default() }.to_bytes();
+        assert_eq!(LB4_SERVICES.generation_of(&key), Some(1));
     }
 }

@@ -9,7 +9,8 @@
 //! Checked, each with a bounded number of connections:
 //! - a ClusterIP (TCP and UDP) reaches every ready backend and only those;
 //! - an established TCP connection keeps its backend across an apply that
-//!   changes the service's backends;
+//!   changes the service's backends, and is reset once an apply removes
+//!   its backend, while a UDP flow then goes on to a backend that is left;
 //! - a Service without endpoints refuses at once (ECONNREFUSED, from the
 //!   datapath's ICMP port unreachable), not after a timeout;
 //! - a backend whose ingress policy denies the client is not reachable
@@ -48,9 +49,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const SERVER_LIFETIME: Duration = Duration::from_secs(120);
 
 /// The manifests of this run: `subnet` is its pods' /24 (10.200.S.0/24),
-/// `vip` the first address of its Services' /28; `later` labels pod
-/// `api-c` as a backend of `api` too.
-fn manifests(subnet: u32, vip: u32, later: bool) -> String {
+/// `vip` the first address of its Services' /28; at `stage` 0 `api-a` and
+/// `api-b` are the backends of `api` (and `sticky`), at 1 `api-c` joins
+/// them, at 2 it is the only one left.
+fn manifests(subnet: u32, vip: u32, stage: u8) -> String {
     let pod = |name: &str, app: &str, host: u32| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\n\
@@ -75,9 +77,10 @@ fn manifests(subnet: u32, vip: u32, later: bool) -> String {
          apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nstatus:\n  addresses: [{type: InternalIP, address: 10.200.255.1}]\n---\n",
     );
     out += &pod("client", "client", 10);
-    out += &pod("api-a", "api", 21);
-    out += &pod("api-b", "api", 22);
-    out += &pod("api-c", if later { "api" } else { "api-later" }, 23);
+    let old = if stage == 2 { "api-old" } else { "api" };
+    out += &pod("api-a", old, 21);
+    out += &pod("api-b", old, 22);
+    out += &pod("api-c", if stage >= 1 { "api" } else { "api-later" }, 23);
     out += &pod("guarded", "guarded", 24);
     out += &pod("solo", "solo", 25);
     out += &service("api", "api", 0, "");
@@ -206,10 +209,10 @@ fn services_are_load_balanced_by_the_datapath() {
     // This run's /28 of Service addresses.
     let vip = 16 * (pid % 16);
     let work = TempDir::new("sd-services");
-    let write = |later: bool| {
-        let dir = work.0.join(if later { "later" } else { "first" });
+    let write = |stage: u8| {
+        let dir = work.0.join(format!("stage-{stage}"));
         std::fs::create_dir_all(dir.join("in")).unwrap();
-        std::fs::write(dir.join("in/cluster.yaml"), manifests(s, vip, later)).unwrap();
+        std::fs::write(dir.join("in/cluster.yaml"), manifests(s, vip, stage)).unwrap();
         let out = TempDir(dir.join("out"));
         std::fs::create_dir_all(&out.0).unwrap();
         let (_, bundles) = compile(&dir.join("in"), &out).expect("the manifests compile");
@@ -218,7 +221,7 @@ fn services_are_load_balanced_by_the_datapath() {
         std::mem::forget(out); // removed with `work`
         path
     };
-    let (first, later) = (write(false), write(true));
+    let (first, later, last) = (write(0), write(1), write(2));
 
     let names = ["client", "api-a", "api-b", "api-c", "guarded", "solo"];
     let pods: Vec<Pod> = names
@@ -309,6 +312,51 @@ fn services_are_load_balanced_by_the_datapath() {
         set(&["shop/api-a", "shop/api-b", "shop/api-c"]),
         "after the apply, new connections reach every backend"
     );
+
+    // An apply that removes the backends of a running connection: TCP
+    // ends with a reset (the backend that is left does not know the
+    // connection), UDP goes on to the backend that is left.
+    let (stream, udp) = in_netns(client, || {
+        // A connection on api-a or api-b (two of three backends: a few tries).
+        let stream = (0..20)
+            .find_map(|_| {
+                let s = TcpStream::connect_timeout(&service(api, 80), TIMEOUT).expect("connect");
+                s.set_read_timeout(Some(TIMEOUT)).unwrap();
+                let mut line = String::new();
+                BufReader::new(s.try_clone().unwrap()).read_line(&mut line).expect("name");
+                (line.trim() != "shop/api-c").then_some(s)
+            })
+            .expect("a connection on api-a or api-b in 20 tries");
+        let udp = (0..20)
+            .find_map(|_| {
+                let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+                u.set_read_timeout(Some(TIMEOUT)).unwrap();
+                u.send_to(b"hello", service(api, 53)).unwrap();
+                let mut buf = [0u8; 64];
+                let (n, _) = u.recv_from(&mut buf).expect("UDP answer");
+                (&buf[..n] != b"shop/api-c").then_some(u)
+            })
+            .expect("a UDP flow on api-a or api-b in 20 tries");
+        (stream, udp)
+    });
+    apply(&paths, &last, &ApplyOptions::default()).expect("third apply");
+    let mut stream = stream;
+    let started = Instant::now();
+    let _ = stream.write_all(
+        b"hello
+",
+    );
+    let mut rest = String::new();
+    let ended = stream.read_to_string(&mut rest);
+    assert!(
+        matches!(&ended, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "a connection whose backend left must be reset, got {ended:?} `{rest}`"
+    );
+    assert!(started.elapsed() < TIMEOUT, "the reset took {:?}", started.elapsed());
+    udp.send_to(b"hello", service(api, 53)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = udp.recv_from(&mut buf).expect("the UDP flow gets an answer after its backend left");
+    assert_eq!((&buf[..n], from), (&b"shop/api-c"[..], service(api, 53)), "the UDP flow re-selects");
 }
 
 /// The ones' complement sum of `bytes` (RFC 1071), folded, not inverted.
@@ -381,7 +429,7 @@ fn dnat_and_reverse_nat_keep_checksums_right() {
     let (s, vip) = (subnet(8) as u8, 16 * (std::process::id() % 16) as u8);
     let work = TempDir::new("sd-checksums");
     std::fs::create_dir_all(work.0.join("in")).unwrap();
-    std::fs::write(work.0.join("in/cluster.yaml"), manifests(u32::from(s), u32::from(vip), false)).unwrap();
+    std::fs::write(work.0.join("in/cluster.yaml"), manifests(u32::from(s), u32::from(vip), 0)).unwrap();
     let (_, bundles) = compile(&work.0.join("in"), &work).expect("the manifests compile");
     let state = TempDir::new("sd-checksums-state");
     let paths = support::scratch_paths("sd-checksums", &state);
