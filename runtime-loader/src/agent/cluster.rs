@@ -14,18 +14,21 @@ use super::watch::{self, Watched};
 use policyc::diag::Diagnostic;
 use policyc_ir::cluster::{EndpointKind, NamedPort};
 use policyc_ir::labels::Labels;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A pod of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LivePod {
     /// `<ns>/<pod>`.
     pub name: String,
-    /// The node it runs on.
-    pub node: Option<String>,
-    /// Its identity labels.
-    pub labels: Labels,
+    /// The node it runs on (shared by its node's pods: [`Interner`]).
+    pub node: Option<Arc<str>>,
+    /// Its identity labels (shared by every pod of its label set:
+    /// [`Interner`]).
+    pub labels: Arc<Labels>,
     /// Its addresses (`status.podIPs`).
     pub ips: Vec<IpAddr>,
     /// Its named container ports.
@@ -49,9 +52,50 @@ pub struct ClusterView {
     pub pods: Vec<LivePod>,
     /// The nodes, in name order.
     pub nodes: Vec<LiveNode>,
-    /// The ready addresses of Service `default/kubernetes` (the `kube`
-    /// source only: a directory names none).
-    pub apiserver: Vec<IpAddr>,
+    /// The ready addresses of Service `default/kubernetes` (its
+    /// EndpointSlices, or its legacy Endpoints in a directory), if the
+    /// source names them: they replace the bundle's `kube-apiserver`
+    /// entries, so identity 7 follows the API server live. `None` (a
+    /// directory without them) keeps the bundle's entries as compiled.
+    pub apiserver: Option<Vec<IpAddr>>,
+}
+
+/// One shared copy of each label set and node name: 150 000 pods have a
+/// few hundred label sets and a few thousand nodes, and a label set is a
+/// tree of strings (about a kilobyte), so the view holds each once.
+#[derive(Debug, Default)]
+pub struct Interner {
+    labels: HashSet<Arc<Labels>>,
+    nodes: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// The shared copy of `labels`.
+    pub fn labels(&mut self, labels: Labels) -> Arc<Labels> {
+        if let Some(shared) = self.labels.get(&labels) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(labels);
+        self.labels.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Forgets what only the interner still holds (label sets and nodes
+    /// no pod has any more), so that churn does not grow it.
+    pub fn prune(&mut self) {
+        self.labels.retain(|l| Arc::strong_count(l) > 1);
+        self.nodes.retain(|n| Arc::strong_count(n) > 1);
+    }
+
+    /// The shared copy of node name `name`.
+    pub fn node(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.nodes.get(name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.nodes.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 fn render(d: &Diagnostic) -> String {
@@ -78,23 +122,27 @@ impl ClusterView {
             let errors: Vec<String> = loaded.diagnostics.iter().filter(|d| d.is_error()).map(render).collect();
             return Err(errors.join("; "));
         }
-        let mut pods: Vec<LivePod> = loaded
-            .lowered
-            .cluster
+        let mut interner = Interner::default();
+        let cluster = loaded.lowered.cluster;
+        let mut pods: Vec<LivePod> = cluster
             .endpoints
             .into_iter()
             .filter(|e| e.kind == EndpointKind::Pod)
             .map(|e| LivePod {
                 name: format!("{}/{}", e.namespace, e.name),
-                node: e.node,
-                labels: e.labels,
+                node: e.node.as_deref().map(|n| interner.node(n)),
+                labels: interner.labels(e.labels),
                 ips: e.ips,
                 named_ports: e.named_ports,
             })
             .collect();
         pods.sort_by(|a, b| a.name.cmp(&b.name));
-        let nodes = loaded.lowered.cluster.nodes.into_iter().map(|n| LiveNode { name: n.name, ips: n.ips }).collect();
-        Ok(ClusterView { pods, nodes, apiserver: Vec::new() })
+        let nodes = cluster.nodes.into_iter().map(|n| LiveNode { name: n.name, ips: n.ips }).collect();
+        // The compiler lowers `default/kubernetes`'s EndpointSlices (or
+        // Endpoints) to the API server's ready addresses; a directory
+        // without them says nothing about the API server.
+        let apiserver = (!cluster.apiserver.is_empty()).then_some(cluster.apiserver);
+        Ok(ClusterView { pods, nodes, apiserver })
     }
 
     /// Pod `name`.
