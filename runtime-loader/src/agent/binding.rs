@@ -946,4 +946,18 @@ spec:
         let moved = bind(&f.compiled, &state.view(), &none, "n1", &host(&[], &[]));
         assert_eq!(apiserver_entries(&f, whole(&moved)), ips(&["10.200.62.3", "10.200.62.4"]));
     }
+
+    #[test]
+    fn the_cluster_readers_compact_form_gives_the_same_view_with_label_sets_shared() {
+        let f = fixture("wire");
+        let mut view = cluster(
+            &f,
+            &[("a", "client", "n2", Some("10.200.7.5")), ("b", "client", "n2", None), ("c", "server", "n1", None)],
+        );
+        view.apiserver = Some(ips(&["10.200.5.7"]));
+        let back = ClusterView::from_wire(view.to_wire().as_bytes()).unwrap();
+        assert_eq!(back, view);
+        assert!(Arc::ptr_eq(&back.pods[0].labels, &back.pods[1].labels), "one copy of a label set");
+        assert!(ClusterView::from_wire(b"{").unwrap_err().starts_with("the cluster reader's answer:"));
+    }
 }
