@@ -8,7 +8,7 @@
 //! enforced. The agent's state directory is a tmpfs, as its default
 //! `/run/policyc` is on a node. Two series in one run, one per `run
 //! --attach` mechanism (tcx first, as the baseline); then 1 000 local pods
-//! (a /22 of `host-local`), 20 local pods beside 150 000 cluster pods, and
+//! (a /21 of `host-local`), 20 local pods beside 150 000 cluster pods, and
 //! churn at 100 pods a second. Ignored in the normal run: it takes about
 //! ten minutes.
 
@@ -150,7 +150,7 @@ fn cluster_pods() -> usize {
 }
 
 /// 1 000 local pods by default (`POLICYC_BENCH_LOCAL_PODS`), from the
-/// wide bed's /22 ([`Bed::wide`]); then 20 local pods beside the cluster's
+/// wide bed's /21 ([`Bed::wide`]); then 20 local pods beside the cluster's
 /// pods in the ipcache.
 #[test]
 #[ignore = "benchmark: cargo xtask bench agent"]

@@ -115,7 +115,7 @@ pub struct Bed {
     /// More arguments of the agent's `run`.
     pub agent_args: Vec<String>,
     /// The prefix length of this run's range `10.200.<n>.0/<prefix>`: 24,
-    /// or 22 for a bed of a thousand pods ([`Bed::wide`]).
+    /// or 21 for a bed of a thousand pods and more ([`Bed::wide`]).
     pub prefix: u8,
 }
 
@@ -128,11 +128,12 @@ impl Bed {
         Bed::in_range(tag, subnet(offset), 24)
     }
 
-    /// A bed whose pods take addresses from `10.200.244.0/22` (past every
-    /// /24 [`subnet`] gives): about a thousand pods, beside the repository's
-    /// addresses in `10.200.244.0/24`.
+    /// A bed whose pods take addresses from `10.200.240.0/21` (past every
+    /// /24 [`subnet`] gives): about 1 790 pods in `10.200.241.0` to
+    /// `10.200.247.250`, beside the repository's addresses in
+    /// `10.200.240.0/24`.
     pub fn wide(tag: &str) -> Bed {
-        Bed::in_range(tag, 244, 22)
+        Bed::in_range(tag, 240, 21)
     }
 
     fn in_range(tag: &str, n: u32, prefix: u8) -> Bed {
