@@ -129,7 +129,7 @@ impl Bed {
     }
 
     /// A bed whose pods take addresses from `10.200.240.0/21` (past every
-    /// /24 [`subnet`] gives): about 1 790 pods in `10.200.241.0` to
+    /// /24 [`subnet`] gives): about 1 790 pods in `10.200.241.1` to
     /// `10.200.247.250`, beside the repository's addresses in
     /// `10.200.240.0/24`.
     pub fn wide(tag: &str) -> Bed {
@@ -197,7 +197,7 @@ impl Bed {
         // repository's addresses (the node's `.254`, the snapshot's pods).
         let (start, end) = match self.prefix {
             24 => (format!("10.200.{n}.10"), format!("10.200.{n}.199")),
-            _ => (format!("10.200.{}.0", n + 1), format!("10.200.{}.250", n + (1 << (24 - self.prefix)) - 1)),
+            _ => (format!("10.200.{}.1", n + 1), format!("10.200.{}.250", n + (1 << (24 - self.prefix)) - 1)),
         };
         serde_json::json!({
             "cniVersion": "1.0.0",
