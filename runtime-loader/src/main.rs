@@ -170,6 +170,14 @@ enum Command {
         #[arg(long)]
         counters: bool,
     },
+    /// The agent's cluster reader (`run --cluster DIR` starts it): the
+    /// directory's pods, nodes and API server addresses, compact, on
+    /// stdout.
+    #[command(hide = true)]
+    ReadCluster {
+        /// The cluster directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Writes `text` and a newline to stdout; `false` once the reader is gone
@@ -413,6 +421,16 @@ fn main() -> ExitCode {
                 .and_then(|()| agent::run(options).map_err(LoaderError::Agent))
                 .map(|()| String::new())
         }
+        Command::ReadCluster { dir } => match agent::cluster::ClusterView::read(dir) {
+            Ok(view) => {
+                println!("{}", view.to_wire());
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        },
         Command::Uninstall => uninstall_waiting(&paths, &lock).map(|r| {
             if cli.json {
                 serde_json::to_string_pretty(&r).unwrap_or_default()

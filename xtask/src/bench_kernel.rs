@@ -16,7 +16,8 @@
 //! - `bench agent` (`runtime-loader/tests/agent_bench.rs`, needs
 //!   `containernetworking-plugins`): a pod's CNI ADD to its policy in
 //!   force at 100 local pods, one series per `run --attach` mechanism
-//!   (tcx first, the baseline), and the agent's resident memory.
+//!   (tcx first, the baseline), then at 1 000 local pods, beside 150 000
+//!   cluster pods, and under churn, with the agent's resident memory.
 
 /// Each kernel benchmark's name on the command line and its ignored test.
 const KERNEL_BENCHES: &[(&str, &str)] =

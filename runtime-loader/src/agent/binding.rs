@@ -47,7 +47,6 @@ use crate::desired::DesiredState;
 use crate::entries::address_bytes;
 use crate::manifest::BundleEndpoint;
 use crate::route::{self, Route};
-use policyc_bundle::digest::sha256_hex;
 use policyc_ebpf::abi::{
     EndpointKey, EndpointValue, IpcacheKey, IpcacheValue, PolicyKey, PolicyValue, DIR_EGRESS, DIR_INGRESS,
     ENDPOINT_ENFORCE_EGRESS, ENDPOINT_ENFORCE_INGRESS, IPCACHE_KEY_HEADER_BITS,
@@ -56,8 +55,10 @@ use policyc_ebpf::config::EndpointConfig;
 use policyc_ir::identity::Identity;
 use policyc_ir::labels::Labels;
 use policyc_ir::normalized::is_node_computed;
-use std::collections::{BTreeMap, BTreeSet};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What the node looks like: its exact host routes, its interfaces and
 /// its own addresses.
@@ -211,7 +212,7 @@ fn node_inputs(
             let name = if is_local { pod.name.clone() } else { String::new() };
             inputs.insert((
                 !is_local || without_model,
-                PodInput { name, labels: pod.labels.clone(), named_ports: pod.named_ports.clone(), local: is_local },
+                PodInput { name, labels: (*pod.labels).clone(), named_ports: pod.named_ports.clone(), local: is_local },
             ));
         }
     }
@@ -237,6 +238,50 @@ fn ipcache_entry(ip: IpAddr, identity: u32) -> (IpcacheKey, IpcacheValue) {
         IpcacheKey { prefixlen: IPCACHE_KEY_HEADER_BITS + bits, generation: 0, family, pad: 0, addr },
         IpcacheValue { identity, flags: 0 },
     )
+}
+
+/// The hash of a bound state: the bundle's, the local endpoints and
+/// interfaces, and the bytes of every entry as the kernel stores them,
+/// streamed into the digest (a text of 150 000 entries would be tens of
+/// megabytes made at every bind).
+fn fingerprint(
+    bundle: &str,
+    endpoints: &[BundleEndpoint],
+    interfaces: &BTreeMap<String, String>,
+    ipcache: &[(IpcacheKey, IpcacheValue)],
+    endpoint_entries: &[(EndpointKey, EndpointValue)],
+    policy: &[(PolicyKey, PolicyValue)],
+) -> String {
+    let mut digest = Sha256::new();
+    digest.update(format!("{bundle}\n{endpoints:?}\n{interfaces:?}\n").as_bytes());
+    for (k, v) in ipcache {
+        digest.update(k.prefixlen.to_le_bytes());
+        digest.update(k.data());
+        digest.update(v.to_bytes());
+    }
+    digest.update(b"\n");
+    for (k, v) in endpoint_entries {
+        digest.update(k.to_bytes());
+        digest.update(v.to_bytes());
+    }
+    digest.update(b"\n");
+    for (k, v) in policy {
+        digest.update(k.prefixlen.to_le_bytes());
+        digest.update(k.data());
+        digest.update(v.to_bytes());
+    }
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The address of a `/32` (`/128`) ipcache entry (`None` for a shorter
+/// prefix: a CIDR, not one address).
+fn entry_address(key: &IpcacheKey) -> Option<IpAddr> {
+    let v4: [u8; 4] = key.addr[..4].try_into().ok()?;
+    let (v4, v6) = (IpAddr::from(v4), IpAddr::from(key.addr));
+    let ip = if address_bytes(v4) == (key.family, key.addr) { v4 } else { v6 };
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    (key.prefixlen == IPCACHE_KEY_HEADER_BITS + bits && address_bytes(ip) == (key.family, key.addr)).then_some(ip)
 }
 
 /// Binds the live pods to the compiled policy on `node`.
@@ -277,8 +322,14 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         present
     });
 
-    // Each cluster pod's compiled identity, looked up once.
-    let identities: Vec<Option<u32>> = cluster.pods.iter().map(|p| compiled.identity(&p.labels)).collect();
+    // Each cluster pod's compiled identity, looked up once per label set
+    // (pods of one label set share it: [`super::cluster::Interner`]).
+    let mut by_set: HashMap<*const Labels, Option<u32>> = HashMap::new();
+    let identities: Vec<Option<u32>> = cluster
+        .pods
+        .iter()
+        .map(|p| *by_set.entry(Arc::as_ptr(&p.labels)).or_insert_with(|| compiled.identity(&p.labels)))
+        .collect();
     let inputs = node_inputs(compiled, cluster, &identities, &local);
     let computed = if inputs.is_empty() { None } else { compiled.compute(node, inputs) };
     let computed = computed.as_deref();
@@ -291,7 +342,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     let mut bound_sandboxes = BTreeSet::new();
     // Addresses of local pods, with their identity: these win over any
     // cluster pod's stale address.
-    let mut addresses: BTreeMap<IpAddr, (u32, String)> = BTreeMap::new();
+    let mut addresses: BTreeMap<IpAddr, (u32, &str)> = BTreeMap::new();
     for (name, l) in &local {
         let id = ids.get(name.as_str()).copied().unwrap_or(0);
         let (ns, pod) = name.split_once('/').unwrap_or(("", name));
@@ -324,7 +375,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
                 EndpointKey { generation: 0, family, pad: 0, addr },
                 EndpointValue { endpoint_id: u32::from(id), identity, flags },
             ));
-            addresses.insert(ip, (identity, name.clone()));
+            addresses.insert(ip, (identity, name.as_str()));
         }
         endpoints.push(BundleEndpoint {
             name: name.clone(),
@@ -355,12 +406,37 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
                 Some((_, other)) => not_in_ipcache
                     .push(Held { pod: pod.name.clone(), reason: format!("its address {ip} is `{other}`'s") }),
                 None => {
-                    addresses.insert(ip, (identity, pod.name.clone()));
+                    addresses.insert(ip, (identity, pod.name.as_str()));
                 }
             }
         }
     }
+    // A source that names the API server's addresses moves
+    // `kube-apiserver` there (Cilium's entity follows `default/kubernetes`'s
+    // endpoints, `pkg/ipcache/metadata.go`): the bundle's entries of it
+    // were the snapshot's. Identity 7 (a remote node running the API
+    // server) leaves, and the live nodes below take it again where they
+    // run it; a compiled outside address keeps its CIDR identity (which
+    // carries `reserved:kube-apiserver`) only while it is still the API
+    // server's, as do the compiled `remote-node` entries of a node that
+    // does not run it now.
+    let live_apiserver: Option<BTreeSet<IpAddr>> = cluster.apiserver.as_ref().map(|a| a.iter().copied().collect());
+    let runs_apiserver =
+        |n: &super::cluster::LiveNode| live_apiserver.as_ref().is_some_and(|a| n.ips.iter().any(|ip| a.contains(ip)));
     let mut ipcache = compiled.base_ipcache.clone();
+    if let Some(live) = &live_apiserver {
+        let now_apiserver_nodes: BTreeSet<IpAddr> =
+            cluster.nodes.iter().filter(|n| runs_apiserver(n)).flat_map(|n| n.ips.iter().copied()).collect();
+        ipcache.retain(|(k, v)| {
+            let ip = entry_address(k);
+            match v.identity {
+                id if id == Identity::KUBE_APISERVER.get() => false,
+                id if id == Identity::REMOTE_NODE.get() => !ip.is_some_and(|ip| now_apiserver_nodes.contains(&ip)),
+                id if compiled.apiserver_cidrs.contains(&id) => ip.is_some_and(|ip| live.contains(&ip)),
+                _ => true,
+            }
+        });
+    }
     let mut taken: BTreeSet<(u32, [u8; 16], u8)> =
         ipcache.iter().map(|(k, _)| (k.prefixlen, k.addr, k.family)).collect();
     // The node's own addresses are `host`, beside those its `Node` object
@@ -372,10 +448,14 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     // an address that is both a node's and the API server's both labels,
     // which one identity cannot, so the node's entity is kept.
     let live = cluster.nodes.iter().flat_map(|n| {
-        let identity = if n.name == node { Identity::HOST } else { Identity::REMOTE_NODE };
+        let identity = match (n.name == node, runs_apiserver(n)) {
+            (true, _) => Identity::HOST,
+            (false, true) => Identity::KUBE_APISERVER,
+            (false, false) => Identity::REMOTE_NODE,
+        };
         n.ips.iter().map(move |&ip| (ip, identity))
     });
-    let apiserver = cluster.apiserver.iter().map(|&ip| (ip, Identity::KUBE_APISERVER));
+    let apiserver = cluster.apiserver.iter().flatten().map(|&ip| (ip, Identity::KUBE_APISERVER));
     for (ip, identity) in host.addresses.iter().map(|&ip| (ip, Identity::HOST)).chain(live).chain(apiserver) {
         let entry = ipcache_entry(ip, identity.get());
         if taken.insert((entry.0.prefixlen, entry.0.addr, entry.0.family)) {
@@ -385,7 +465,7 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     for (&ip, (identity, name)) in &addresses {
         let entry = ipcache_entry(ip, *identity);
         if taken.contains(&(entry.0.prefixlen, entry.0.addr, entry.0.family)) {
-            not_in_ipcache.push(Held { pod: name.clone(), reason: format!("its address {ip} is a node's") });
+            not_in_ipcache.push(Held { pod: name.to_string(), reason: format!("its address {ip} is a node's") });
         } else {
             ipcache.push(entry);
         }
@@ -394,19 +474,16 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     // The identities computed on the node, with their pods: status,
     // metrics and the log name them.
     let mut computed_identities: BTreeMap<u32, ComputedIdentity> = BTreeMap::new();
-    for (ip, (identity, name)) in &addresses {
-        let _ = ip;
-        if !is_node_computed(Identity(*identity)) {
-            continue;
-        }
+    let node_computed = addresses.values().filter(|(identity, _)| is_node_computed(Identity(*identity)));
+    for (identity, name) in node_computed.take(if computed.is_some() { usize::MAX } else { 0 }) {
         let entry = computed_identities.entry(*identity).or_insert_with(|| ComputedIdentity {
             identity: *identity,
             labels: cluster.pod(name).map(|p| p.labels.to_string()).unwrap_or_default(),
             pods: Vec::new(),
             computed_on_node: true,
         });
-        if !entry.pods.contains(name) {
-            entry.pods.push(name.clone());
+        if !entry.pods.iter().any(|p| p == name) {
+            entry.pods.push(name.to_string());
         }
     }
     let bundle = &compiled.bundle;
@@ -415,10 +492,8 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
         listed.identities.extend(c.identities.values().flatten());
         listed.rules.extend(&c.cookies);
     }
-    let fingerprint =
-        format!("{}\n{endpoints:?}\n{interfaces:?}\n{ipcache:?}\n{endpoint_entries:?}\n{policy:?}", bundle.hash());
     let mut manifest = bundle.manifest.clone();
-    manifest.hash = format!("sha256:{}", sha256_hex(fingerprint.as_bytes()));
+    manifest.hash = fingerprint(bundle.hash(), &endpoints, &interfaces, &ipcache, &endpoint_entries, &policy);
     manifest.endpoints = endpoints.clone();
     let desired = DesiredState::Memory(Bundle {
         manifest,
@@ -452,6 +527,13 @@ mod tests {
 apiVersion: v1
 kind: Namespace
 metadata: {name: web}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: kubernetes, namespace: default, labels: {kubernetes.io/service-name: kubernetes}}
+addressType: IPv4
+endpoints: [{addresses: [10.200.5.1]}]
+ports: [{name: https, port: 6443, protocol: TCP}]
 ---
 apiVersion: v1
 kind: Node
@@ -752,16 +834,133 @@ spec:
         let mut view = cluster(&f, &[]);
         let node = |name: &str, ip: &str| LiveNode { name: name.into(), ips: vec![ip.parse().unwrap()] };
         view.nodes = vec![node("n1", "10.200.9.253"), node("n2", "10.200.8.254"), node("n3", "10.200.9.254")];
-        view.apiserver = vec!["10.200.5.1".parse().unwrap(), "10.200.8.254".parse().unwrap()];
+        view.apiserver = Some(vec!["10.200.5.1".parse().unwrap(), "10.200.8.254".parse().unwrap()]);
         let binding = bind(&f.compiled, &view, &sandboxes(&f, &[]), "n1", &host(&[], &[]));
         let b = whole(&binding);
         assert_eq!(ipcache_identity(b, "10.200.9.253"), Some(Identity::HOST.get()), "this node's live address");
         assert_eq!(
             ipcache_identity(b, "10.200.8.254"),
-            Some(Identity::REMOTE_NODE.get()),
-            "a node's, not the API server's"
+            Some(Identity::KUBE_APISERVER.get()),
+            "a remote node running the API server: identity 7, as the compiler gives it"
         );
         assert_eq!(ipcache_identity(b, "10.200.9.254"), Some(Identity::HOST.get()), "as compiled, though n3 claims it");
-        assert_eq!(ipcache_identity(b, "10.200.5.1"), Some(Identity::KUBE_APISERVER.get()));
+        let outside = ipcache_identity(b, "10.200.5.1").unwrap();
+        assert!(f.compiled.apiserver_cidrs.contains(&outside), "still the API server's: its compiled CIDR identity");
+    }
+
+    /// The addresses whose identity carries `reserved:kube-apiserver`:
+    /// identity 7, or a compiled outside address's CIDR identity.
+    fn apiserver_entries(f: &Fixture, b: &Bundle) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = b
+            .ipcache
+            .iter()
+            .filter(|(_, v)| {
+                v.identity == Identity::KUBE_APISERVER.get() || f.compiled.apiserver_cidrs.contains(&v.identity)
+            })
+            .map(|(k, _)| entry_address(k).unwrap())
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_api_server_follows_its_endpoint_slices_in_a_directory() {
+        let f = fixture("apiserver-dir");
+        let none = sandboxes(&f, &[]);
+        // A directory without `default/kubernetes`'s endpoints keeps the
+        // bundle's `kube-apiserver` entry as compiled.
+        let view = cluster(&f, &[]);
+        assert_eq!(view.apiserver, None);
+        let compiled = bind(&f.compiled, &view, &none, "n1", &host(&[], &[]));
+        assert_eq!(apiserver_entries(&f, whole(&compiled)), ips(&["10.200.5.1"]));
+        // The API server moved: the directory's slice says where.
+        let slice = "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+                     metadata: {name: kubernetes-x, namespace: default, labels: {kubernetes.io/service-name: kubernetes}}\n\
+                     addressType: IPv4\nendpoints: [{addresses: [10.200.5.7]}, {addresses: [10.200.5.8], conditions: {ready: false}}]\n";
+        let dir = f.dir.join("live");
+        std::fs::write(dir.join("apiserver.yaml"), slice).unwrap();
+        let view = ClusterView::read(&dir).unwrap();
+        assert_eq!(view.apiserver, Some(ips(&["10.200.5.7"])), "ready addresses only");
+        let moved = bind(&f.compiled, &view, &none, "n1", &host(&[], &[]));
+        let b = whole(&moved);
+        assert_eq!(apiserver_entries(&f, b), ips(&["10.200.5.7"]), "identity 7 moved, the old address left");
+        assert_eq!(ipcache_identity(b, "10.200.5.7"), Some(Identity::KUBE_APISERVER.get()));
+        assert_eq!(ipcache_identity(b, "10.200.5.1"), None, "world again (`0.0.0.0/0`)");
+        assert_ne!(moved.desired.manifest().hash, compiled.desired.manifest().hash);
+        // Onto a node: all of that node's addresses are identity 7 (a
+        // remote node running the API server), and back to `remote-node`
+        // when it moves off.
+        use super::super::cluster::LiveNode;
+        let mut view = view;
+        view.nodes = vec![LiveNode { name: "n2".into(), ips: ips(&["10.200.8.254", "fd00:8::254"]) }];
+        view.apiserver = Some(ips(&["10.200.8.254"]));
+        let on_node = bind(&f.compiled, &view, &none, "n1", &host(&[], &[]));
+        assert_eq!(apiserver_entries(&f, whole(&on_node)), ips(&["10.200.8.254", "fd00:8::254"]));
+        view.apiserver = Some(ips(&["10.200.5.7"]));
+        let off = bind(&f.compiled, &view, &none, "n1", &host(&[], &[]));
+        assert_eq!(ipcache_identity(whole(&off), "10.200.8.254"), Some(Identity::REMOTE_NODE.get()));
+        assert_eq!(apiserver_entries(&f, whole(&off)), ips(&["10.200.5.7"]));
+    }
+
+    #[cfg(feature = "kube")]
+    #[test]
+    fn the_api_server_follows_its_endpoint_slices_from_the_api() {
+        use super::super::kube::{KubeState, Update};
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use kube::runtime::watcher::Event;
+        let f = fixture("apiserver-kube");
+        let recorded = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kube").join(name);
+            std::fs::read_to_string(path).unwrap()
+        };
+        // The recorded list of `default/kubernetes`'s slices, then its
+        // recorded watch event (an endpoint no longer ready, one added).
+        let list: serde_json::Value = serde_json::from_str(&recorded("apiserver.list.json")).unwrap();
+        let listed: Vec<EndpointSlice> = serde_json::from_value(list["items"].clone()).unwrap();
+        let watched: Vec<EndpointSlice> = recorded("apiserver.watch.jsonl")
+            .lines()
+            .map(|l| serde_json::from_value(serde_json::from_str::<serde_json::Value>(l).unwrap()["object"].clone()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut state = KubeState::default();
+        for update in [Update::LocalPod, Update::OtherPod] {
+            state.apply(update(Event::Init));
+            state.apply(update(Event::InitDone));
+        }
+        state.apply(Update::Namespace(Event::Init));
+        state.apply(Update::Namespace(Event::InitDone));
+        state.apply(Update::Node(Event::Init));
+        state.apply(Update::Node(Event::InitDone));
+        state.apply(Update::ApiServer(Event::Init));
+        for slice in listed {
+            state.apply(Update::ApiServer(Event::InitApply(slice)));
+        }
+        assert!(state.apply(Update::ApiServer(Event::InitDone)));
+        let none = sandboxes(&f, &[]);
+        let first = bind(&f.compiled, &state.view(), &none, "n1", &host(&[], &[]));
+        assert_eq!(apiserver_entries(&f, whole(&first)), ips(&["10.200.62.1", "10.200.62.3"]), "not the compiled one");
+        for slice in watched {
+            assert!(state.apply(Update::ApiServer(Event::Apply(slice))));
+        }
+        let moved = bind(&f.compiled, &state.view(), &none, "n1", &host(&[], &[]));
+        assert_eq!(apiserver_entries(&f, whole(&moved)), ips(&["10.200.62.3", "10.200.62.4"]));
+    }
+
+    #[test]
+    fn the_cluster_readers_compact_form_gives_the_same_view_with_label_sets_shared() {
+        let f = fixture("wire");
+        let mut view = cluster(
+            &f,
+            &[("a", "client", "n2", Some("10.200.7.5")), ("b", "client", "n2", None), ("c", "server", "n1", None)],
+        );
+        view.apiserver = Some(ips(&["10.200.5.7"]));
+        let back = ClusterView::from_wire(view.to_wire().as_bytes()).unwrap();
+        assert_eq!(back, view);
+        assert!(Arc::ptr_eq(&back.pods[0].labels, &back.pods[1].labels), "one copy of a label set");
+        assert!(ClusterView::from_wire(b"{").unwrap_err().starts_with("the cluster reader's answer:"));
     }
 }

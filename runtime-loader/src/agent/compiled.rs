@@ -37,6 +37,10 @@ pub struct Compiled {
     pub identities: BTreeMap<Labels, u32>,
     /// ipcache entries that do not name a pod: pods are bound live.
     pub base_ipcache: Vec<(IpcacheKey, IpcacheValue)>,
+    /// The CIDR identities compiled for API server addresses outside the
+    /// cluster (their labels carry `reserved:kube-apiserver`): when the
+    /// live source names the API server elsewhere, their entries leave.
+    pub apiserver_cidrs: std::collections::BTreeSet<u32>,
     /// Per identity, the bundle endpoints that have it, by name: their
     /// policy and settings serve every local pod of that identity.
     pub templates: BTreeMap<u32, Vec<Template>>,
@@ -77,9 +81,13 @@ impl Compiled {
     pub fn of_bundle(bundle: Bundle) -> Result<Compiled, BundleError> {
         let manifest = &bundle.manifest;
         let mut identities = BTreeMap::new();
+        let mut apiserver_cidrs = std::collections::BTreeSet::new();
         for line in IdentityLine::parse_all(IDENTITIES_FILE, &manifest.read_text(IDENTITIES_FILE)?)
             .map_err(BundleError::Entry)?
         {
+            if line.kind == "cidr" && line.labels.split(',').any(|l| l == "reserved:kube-apiserver") {
+                apiserver_cidrs.insert(line.identity);
+            }
             if line.kind != "endpoint" {
                 continue;
             }
@@ -125,6 +133,7 @@ impl Compiled {
             by_labels,
             identities,
             base_ipcache,
+            apiserver_cidrs,
             templates,
             normalized,
             last_computed: Arc::new(Mutex::new(None)),

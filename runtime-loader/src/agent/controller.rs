@@ -13,6 +13,7 @@ use super::sandboxes::Sandboxes;
 use super::server::Call;
 use super::source::{Active, PullCounters};
 use super::watch::{self, Watched};
+use super::worker::Worker;
 use super::{log, AgentOptions};
 use crate::apply::{apply_desired, ApplyOptions, ApplyReport, KnownGenerations};
 use crate::error::LoaderError;
@@ -103,6 +104,8 @@ pub struct Controller {
     /// What this agent's applies wrote into each generation: the next
     /// flips plan against it instead of reading the live maps whole.
     known: KnownGenerations,
+    /// The thread that binds and applies.
+    worker: Worker,
 }
 
 impl Controller {
@@ -138,6 +141,7 @@ impl Controller {
             last_error: None,
             health,
             known: KnownGenerations::default(),
+            worker: Worker::start()?,
         })
     }
 
@@ -276,7 +280,7 @@ impl Controller {
         }
     }
 
-    /// Binds and applies (on a blocking thread), then answers what waited.
+    /// Binds and applies (on the apply thread), then answers what waited.
     async fn apply(&mut self) {
         let (Some(compiled), Some(cluster)) = (self.compiled.clone(), self.cluster.clone()) else { return };
         self.dirty_since = None;
@@ -284,31 +288,33 @@ impl Controller {
         let (node, paths) = (self.options.node.clone(), self.options.paths.clone());
         let (known, attach) = (self.known.clone(), self.options.attach);
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || -> Result<(Binding, ApplyReport, f64), String> {
-            let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
-            let binding = bind(&compiled, &cluster, &sandboxes, &node, &host);
-            let bind_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let options = ApplyOptions {
-                interfaces: binding.interfaces.clone(),
-                lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
-                known: Some(known),
-                attach,
-                ..ApplyOptions::default()
-            };
-            match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {
-                Ok(report) => Ok((binding, report, bind_ms)),
-                // A node with no pod yet and nothing pinned: there is
-                // nothing to enforce, and no program to create the maps
-                // with until the first pod comes.
-                Err(LoaderError::NoMaps) if binding.endpoints() == 0 => {
-                    let report = ApplyReport { unchanged: true, ..ApplyReport::default() };
-                    Ok((binding, report, bind_ms))
+        let outcome = self
+            .worker
+            .run(move || -> Result<(Binding, ApplyReport, f64), String> {
+                let host = Host::read().map_err(|e| format!("cannot read the host's routes and interfaces: {e}"))?;
+                let binding = bind(&compiled, &cluster, &sandboxes, &node, &host);
+                let bind_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let options = ApplyOptions {
+                    interfaces: binding.interfaces.clone(),
+                    lock: LockWait { timeout: Duration::from_secs(10), on_wait: None },
+                    known: Some(known),
+                    attach,
+                    ..ApplyOptions::default()
+                };
+                match apply_desired(&AyaKernel::new(&paths), &paths, &binding.desired, &options, Instant::now()) {
+                    Ok(report) => Ok((binding, report, bind_ms)),
+                    // A node with no pod yet and nothing pinned: there is
+                    // nothing to enforce, and no program to create the maps
+                    // with until the first pod comes.
+                    Err(LoaderError::NoMaps) if binding.endpoints() == 0 => {
+                        let report = ApplyReport { unchanged: true, ..ApplyReport::default() };
+                        Ok((binding, report, bind_ms))
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the apply panicked: {e}")));
+            })
+            .await
+            .unwrap_or_else(Err);
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok((binding, report, bind_ms)) => {

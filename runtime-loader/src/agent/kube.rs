@@ -33,7 +33,7 @@
 //! `/readyz` means "the first cluster list is bound", as with a directory)
 //! and then after every change; the controller takes the newest.
 
-use super::cluster::{ClusterView, LiveNode, LivePod};
+use super::cluster::{ClusterView, Interner, LiveNode, LivePod};
 use super::log;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -54,8 +54,9 @@ use tokio::sync::watch as channel;
 pub struct PodRecord {
     /// `spec.nodeName`.
     pub node: Option<String>,
-    /// `metadata.labels`, as given.
-    pub labels: Labels,
+    /// `metadata.labels`, as given (shared by the pods that have the same:
+    /// a workload's replicas).
+    pub labels: Arc<Labels>,
     /// `spec.serviceAccountName` (or `serviceAccount`).
     pub service_account: Option<String>,
     /// `status.podIPs`, then `status.podIP`, each once.
@@ -63,6 +64,14 @@ pub struct PodRecord {
     /// The containers' named ports, sorted, each once (protocol TCP when
     /// not given, as the API defaults it).
     pub named_ports: Vec<NamedPort>,
+}
+
+impl PodRecord {
+    /// This record with its labels shared with the pods that have the same.
+    fn interned(self, interner: &mut Interner) -> PodRecord {
+        let labels = Arc::try_unwrap(self.labels).unwrap_or_else(|shared| (*shared).clone());
+        PodRecord { labels: interner.labels(labels), ..self }
+    }
 }
 
 /// Parses `text` as an address; anything else is not one (the API server
@@ -104,7 +113,7 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
     Some(PodRecord {
         named_ports,
         node: spec.and_then(|s| s.node_name.clone()),
-        labels: Labels::from_pairs(pod.labels().iter().map(|(k, v)| (k.clone(), v.clone()))),
+        labels: Arc::new(Labels::from_pairs(pod.labels().iter().map(|(k, v)| (k.clone(), v.clone())))),
         service_account: spec.and_then(|s| s.service_account_name.clone().or_else(|| s.service_account.clone())),
         ips,
     })
@@ -151,7 +160,12 @@ impl<T> Default for Known<T> {
 impl<T: PartialEq> Known<T> {
     /// Applies `event`, keyed by `key` and reduced by `reduce` (`None`:
     /// not kept, as a deletion); whether what is known changed.
-    pub fn apply<K>(&mut self, event: Event<K>, key: impl Fn(&K) -> String, reduce: impl Fn(&K) -> Option<T>) -> bool {
+    pub fn apply<K>(
+        &mut self,
+        event: Event<K>,
+        key: impl Fn(&K) -> String,
+        mut reduce: impl FnMut(&K) -> Option<T>,
+    ) -> bool {
         match event {
             Event::Init => {
                 self.listing = Some(BTreeMap::new());
@@ -207,6 +221,8 @@ pub struct KubeState {
     pub nodes: Known<Vec<IpAddr>>,
     /// `default/kubernetes`'s ready addresses by slice.
     pub apiserver: Known<Vec<IpAddr>>,
+    /// One copy of each pod label set and node name.
+    interner: Interner,
 }
 
 /// An event of one of the watches.
@@ -232,8 +248,14 @@ impl KubeState {
     /// Applies `update`; whether what is known changed.
     pub fn apply(&mut self, update: Update) -> bool {
         match update {
-            Update::LocalPod(event) => self.local_pods.apply(event, namespaced, pod_record),
-            Update::OtherPod(event) => self.other_pods.apply(event, namespaced, pod_record),
+            Update::LocalPod(event) => {
+                let interner = &mut self.interner;
+                self.local_pods.apply(event, namespaced, |p| pod_record(p).map(|r| r.interned(interner)))
+            }
+            Update::OtherPod(event) => {
+                let interner = &mut self.interner;
+                self.other_pods.apply(event, namespaced, |p| pod_record(p).map(|r| r.interned(interner)))
+            }
             Update::Namespace(event) => self.namespaces.apply(event, cluster_scoped, namespace_labels),
             Update::Node(event) => self.nodes.apply(event, cluster_scoped, |n| Some(node_addresses(n))),
             Update::ApiServer(event) => self.apiserver.apply(event, namespaced, |s| Some(slice_addresses(s))),
@@ -251,24 +273,37 @@ impl KubeState {
 
     /// The view binding reads: every pod with its identity labels (the
     /// compiler's), the nodes, the API server's addresses.
-    pub fn view(&self) -> ClusterView {
+    pub fn view(&mut self) -> ClusterView {
         // The watches are disjoint; while a pod moves from one to the
         // other (scheduled here), this node's watch says where it is.
         let mut records: BTreeMap<&String, &PodRecord> = self.other_pods.objects.iter().collect();
         records.extend(self.local_pods.objects.iter());
+        // Identity labels are computed once per namespace, label set and
+        // service account (label sets are shared, so the pointer names
+        // one), not once per pod.
+        let mut identity: std::collections::HashMap<(&str, *const Labels, Option<&str>), Arc<Labels>> =
+            std::collections::HashMap::new();
+        let interner = &mut self.interner;
         let pods = records
             .into_iter()
             .map(|(name, r)| {
                 let namespace = name.split_once('/').map_or("", |(ns, _)| ns);
+                let key = (namespace, Arc::as_ptr(&r.labels), r.service_account.as_deref());
+                let labels = identity
+                    .entry(key)
+                    .or_insert_with(|| {
+                        interner.labels(policyc::lower::identity_labels(
+                            namespace,
+                            &r.labels,
+                            self.namespaces.objects.get(namespace),
+                            r.service_account.as_deref(),
+                        ))
+                    })
+                    .clone();
                 LivePod {
                     name: name.clone(),
-                    node: r.node.clone(),
-                    labels: policyc::lower::identity_labels(
-                        namespace,
-                        &r.labels,
-                        self.namespaces.objects.get(namespace),
-                        r.service_account.as_deref(),
-                    ),
+                    node: r.node.as_deref().map(|n| interner.node(n)),
+                    labels,
                     ips: r.ips.clone(),
                     named_ports: r.named_ports.clone(),
                 }
@@ -279,7 +314,10 @@ impl KubeState {
         let mut apiserver: Vec<IpAddr> = self.apiserver.objects.values().flatten().copied().collect();
         apiserver.sort();
         apiserver.dedup();
-        ClusterView { pods, nodes, apiserver }
+        drop(identity);
+        self.interner.prune();
+        // Once listed, the API says where the API server is, even nowhere.
+        ClusterView { pods, nodes, apiserver: Some(apiserver) }
     }
 }
 
@@ -300,7 +338,7 @@ impl Shared {
             return None;
         }
         self.changes.mark_unchanged();
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.listed().then(|| state.view())
     }
 }

@@ -12,8 +12,8 @@
 //! it polls the bundle (a directory, or an OCI artifact pulled by
 //! [`pull`], [`source`]) and the cluster directory ([`watch`]), answers the
 //! plugin on a unix socket ([`server`]) once a pod's policy is in force,
-//! batches the changes of a short window into one flip, and serves
-//! metrics ([`metrics`]).
+//! batches the changes of a short window into one flip (bound and applied
+//! on one thread, [`worker`]), and serves metrics ([`metrics`]).
 //!
 //! What is in force stays in force when the agent stops (SIGTERM, a crash,
 //! `kill -9`): maps and links are pinned. A restarted agent re-reads the
@@ -35,6 +35,7 @@ pub mod sandboxes;
 pub mod server;
 pub mod source;
 pub mod watch;
+pub mod worker;
 
 use crate::paths::Paths;
 use std::net::SocketAddr;

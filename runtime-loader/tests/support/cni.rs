@@ -114,6 +114,9 @@ pub struct Bed {
     pub cluster: PathBuf,
     /// More arguments of the agent's `run`.
     pub agent_args: Vec<String>,
+    /// The prefix length of this run's range `10.200.<n>.0/<prefix>`: 24,
+    /// or 21 for a bed of a thousand pods and more ([`Bed::wide`]).
+    pub prefix: u8,
 }
 
 impl Bed {
@@ -122,6 +125,18 @@ impl Bed {
     /// on the host), and compiles [`repository`] into this node's bundle.
     /// The cluster directory is made empty.
     pub fn new(tag: &str, offset: u32) -> Bed {
+        Bed::in_range(tag, subnet(offset), 24)
+    }
+
+    /// A bed whose pods take addresses from `10.200.240.0/21` (past every
+    /// /24 [`subnet`] gives): about 1 790 pods in `10.200.241.1` to
+    /// `10.200.247.250`, beside the repository's addresses in
+    /// `10.200.240.0/24`.
+    pub fn wide(tag: &str) -> Bed {
+        Bed::in_range(tag, 240, 21)
+    }
+
+    fn in_range(tag: &str, n: u32, prefix: u8) -> Bed {
         require_root();
         require_ip();
         for plugin in ["ptp", "host-local"] {
@@ -130,7 +145,6 @@ impl Bed {
                 "the agent tests need the reference CNI plugins in {CNI_BIN} (apt-get install containernetworking-plugins)"
             );
         }
-        let n = subnet(offset);
         let pid = std::process::id();
         let dir = TempDir::new(tag);
         let root = format!("policyc-test-{tag}-{pid}");
@@ -147,10 +161,11 @@ impl Bed {
             bundle: dir.0.join("bundles").join(NODE),
             cluster: cluster.clone(),
             agent_args: Vec::new(),
+            prefix,
             dir,
         };
         // Stray packets of this run's range stop at the host.
-        ip(&["route", "add", "blackhole", &format!("10.200.{n}.0/24")]);
+        ip(&["route", "add", "blackhole", &format!("10.200.{n}.0/{prefix}")]);
         for d in [&repo, &cluster] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -178,6 +193,12 @@ impl Bed {
 
     pub fn ptp_conf(&self) -> String {
         let n = self.n;
+        // A /24 gives 190 pods; a wider range leaves its first /24 to the
+        // repository's addresses (the node's `.254`, the snapshot's pods).
+        let (start, end) = match self.prefix {
+            24 => (format!("10.200.{n}.10"), format!("10.200.{n}.199")),
+            _ => (format!("10.200.{}.1", n + 1), format!("10.200.{}.250", n + (1 << (24 - self.prefix)) - 1)),
+        };
         serde_json::json!({
             "cniVersion": "1.0.0",
             "name": format!("policyc-{}", self.tag),
@@ -185,7 +206,7 @@ impl Bed {
             "ipMasq": false,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{ "subnet": format!("10.200.{n}.0/24"), "rangeStart": format!("10.200.{n}.10"), "rangeEnd": format!("10.200.{n}.199") }]],
+                "ranges": [[{ "subnet": format!("10.200.{n}.0/{}", self.prefix), "rangeStart": start, "rangeEnd": end }]],
                 "dataDir": self.dir.0.join("ipam"),
             },
         })
@@ -364,7 +385,8 @@ impl Drop for Bed {
         if self.paths.root.exists() {
             let _ = policyc_loader::uninstall::uninstall(&self.paths);
         }
-        let _ = Command::new("ip").args(["route", "del", "blackhole", &format!("10.200.{}.0/24", self.n)]).output();
+        let blackhole = format!("10.200.{}.0/{}", self.n, self.prefix);
+        let _ = Command::new("ip").args(["route", "del", "blackhole", &blackhole]).output();
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
     }
 }
