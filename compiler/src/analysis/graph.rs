@@ -307,13 +307,13 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     for (group, column) in groups.iter().zip(&group_columns) {
         let ranges = group.iter().map(|&k| segments[k]).collect();
         let outside = graph.add_node(GraphNode::Outside { ranges });
-        for e in 0..endpoints {
+        for (e, &vertex) in index.iter().enumerate().take(endpoints) {
             let c = strict.class_of(e);
             for &edge in lists.edges(column[2 * c]) {
-                graph.add_edge(index[e], outside, interned.edges[edge as usize].clone());
+                graph.add_edge(vertex, outside, interned.edges[edge as usize].clone());
             }
             for &edge in lists.edges(column[2 * c + 1]) {
-                graph.add_edge(outside, index[e], interned.edges[edge as usize].clone());
+                graph.add_edge(outside, vertex, interned.edges[edge as usize].clone());
             }
         }
     }

@@ -41,26 +41,20 @@ pub fn changes(old: &NodeEmitter, new: &NodeEmitter) -> Result<Vec<MapChange>, D
     let nodes: BTreeSet<&str> = old.nodes().iter().chain(new.nodes()).map(String::as_str).collect();
     let nodes: Vec<&str> = nodes.into_iter().collect();
     let bundle = |emitter: &NodeEmitter, node: &str| -> Result<Option<Bundle>, EmitError> {
-        emitter.nodes().iter().any(|n| n == node).then(|| emitter.node(node)).transpose()
+        let listed = emitter.nodes().binary_search_by(|n| n.as_str().cmp(node)).is_ok();
+        listed.then(|| emitter.node(node)).transpose()
     };
-    let per_node = policyc_ir::parallel::map(&nodes, |node| {
-        let (was, now) = (bundle(old, node), bundle(new, node));
-        match (was, now) {
-            (Ok(was), Ok(now)) => Ok(node_changes(node, was.as_ref(), now.as_ref())),
-            (was, now) => Err((was.err(), now.err())),
-        }
+    // Per node: its changes, or the emission errors of either side.
+    let per_node = policyc_ir::parallel::map(&nodes, |node| match (bundle(old, node), bundle(new, node)) {
+        (Ok(was), Ok(now)) => (node_changes(node, was.as_ref(), now.as_ref()), [None, None]),
+        (was, now) => (Vec::new(), [was.err(), now.err()]),
     });
-    let first = |old_side: bool| {
-        per_node.iter().find_map(|r| match r {
-            Err((Some(e), _)) if old_side => Some(DiffError { side: "old", error: e.clone() }),
-            Err((_, Some(e))) if !old_side => Some(DiffError { side: "new", error: e.clone() }),
-            _ => None,
-        })
-    };
-    if let Some(error) = first(true).or_else(|| first(false)) {
-        return Err(error);
+    for (k, side) in ["old", "new"].into_iter().enumerate() {
+        if let Some(error) = per_node.iter().find_map(|(_, errors)| errors[k].clone()) {
+            return Err(DiffError { side, error });
+        }
     }
-    Ok(per_node.into_iter().flat_map(|r| r.unwrap_or_default()).collect())
+    Ok(per_node.into_iter().flat_map(|(changes, _)| changes).collect())
 }
 
 /// The map files of a bundle the diff compares, by path.
