@@ -80,6 +80,7 @@ pub fn run(quick: bool) -> Result<(), String> {
         );
     }
 
+    check_disk(&root, &spec)?;
     let base = compile(&policyc, &base_dir, &base_out, None)?;
     let nodes = node_dirs(&base_out)?;
     let first = nodes.first().ok_or_else(|| format!("`{}` holds no bundle", base_out.display()))?;
@@ -176,6 +177,43 @@ fn compile(policyc: &Path, dir: &Path, out: &Path, previous: Option<&Path>) -> R
     }
     Ok(Compiled { elapsed, peak_kib })
 }
+
+/// Bytes of an `ipcache.txt` line of a pod (`10.1.0.1/32 21250
+/// endpoint:ns/pod`), fewer than the synthetic clusters' 64 on average.
+const IPCACHE_LINE_BYTES: u64 = 60;
+
+/// Refuses to start when the disk cannot hold both outputs: every node's
+/// bundle has its own `ipcache.txt` with a line per pod of the cluster
+/// (policyc hard-links only what bundles share), so the outputs take at
+/// least nodes × pods × [`IPCACHE_LINE_BYTES`] twice. On a shared machine
+/// a full disk would fail everyone's work, not only this benchmark.
+fn check_disk(dir: &Path, spec: &ClusterSpec) -> Result<(), String> {
+    let needed = 2 * (spec.nodes as u64) * (spec.pods as u64) * IPCACHE_LINE_BYTES;
+    let output = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run `df`: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let available: u64 = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("cannot read the free space of `{}` from `df`: {text}", dir.display()))?;
+    if available < needed {
+        return Err(format!(
+            "the bundles need at least {:.1} GiB (two compiles, {} nodes each with an ipcache of {} pods) and `{}` has {:.1} GiB free",
+            needed as f64 / GIB,
+            spec.nodes,
+            spec.pods,
+            dir.display(),
+            available as f64 / GIB
+        ));
+    }
+    Ok(())
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// The node bundle directories of a compile's output, sorted.
 fn node_dirs(out: &Path) -> Result<Vec<PathBuf>, String> {

@@ -60,7 +60,11 @@ commands:
           150 local pods, and 20 beside 150 000 cluster pods in the ipcache
   bench datapath
           per-packet cost of the tc programs (BPF_PROG_TEST_RUN, root)
-          beside the empty program, by policy and ipcache size";
+          beside the empty program, by policy and ipcache size
+  synth --out DIR [--nodes N] [--pods N] [--policies N] [--services N] [--churn PERMILLE]
+          write a synthetic cluster (the benchmarks' generator) to profile
+          a command by hand (defaults: 20 nodes, 1000 pods, a policy per
+          five pods, a service per twenty)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Some("build-ebpf") => ebpf::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
         Some("fuzz") => fuzz::parse(&args[1..]).and_then(fuzz::run),
+        Some("synth") => synth::command(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -223,6 +223,34 @@ impl<'a> DocWriter<'a> {
     }
 }
 
+/// `cargo xtask synth --out DIR [--nodes N] [--pods N] [--policies N]
+/// [--services N] [--churn PERMILLE]`: one cluster written for profiling
+/// by hand, with the benchmarks' seed unless `--seed` says otherwise.
+pub fn command(args: &[String]) -> Result<(), String> {
+    let mut out = None;
+    let value = |name: &str| -> Option<usize> {
+        let at = args.iter().position(|a| a == name)?;
+        args.get(at + 1)?.parse().ok()
+    };
+    let pods = value("--pods").unwrap_or(1_000);
+    let spec = ClusterSpec {
+        nodes: value("--nodes").unwrap_or(20),
+        pods,
+        policies: value("--policies").unwrap_or(pods / 5),
+        services: value("--services").unwrap_or(pods / 20),
+        seed: value("--seed").map_or(0x616e_616c_7973_6973, |s| s as u64),
+        churn_permille: value("--churn").unwrap_or(0),
+    };
+    if let Some(at) = args.iter().position(|a| a == "--out") {
+        out = args.get(at + 1).map(Path::new);
+    }
+    let dir = out.ok_or("synth needs `--out DIR`")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let written = write_cluster(&spec, dir).map_err(|e| format!("cannot write `{}`: {e}", dir.display()))?;
+    eprintln!("xtask: synth: {} documents in {} files → {}", written.documents, written.files, dir.display());
+    Ok(())
+}
+
 /// Writes the cluster of `spec` into `dir` (which must exist and should be
 /// empty).
 pub fn write_cluster(spec: &ClusterSpec, dir: &Path) -> io::Result<Written> {

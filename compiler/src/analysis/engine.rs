@@ -375,6 +375,23 @@ impl<'a> Engine<'a> {
         self.tables.get(2 * c + dir.index()).and_then(Option::as_deref)
     }
 
+    /// Per outside segment, the first segment that every class's tables
+    /// (after [`Engine::fill`]) judge alike in both directions: segments
+    /// with the same representative are interchangeable as peers.
+    pub fn segment_representatives(&self) -> Vec<usize> {
+        let (classes, segments) = (self.classes(), self.segments.len());
+        if self.tables.len() < 2 * classes || self.tables.iter().any(Option::is_none) {
+            return (0..segments).collect();
+        }
+        let mut first: HashMap<Vec<RunsId>, usize> = HashMap::new();
+        (0..segments)
+            .map(|s| {
+                let column: Vec<RunsId> = self.tables.iter().flatten().map(|t| t[classes + s]).collect();
+                *first.entry(column).or_insert(s)
+            })
+            .collect()
+    }
+
     /// The peers every table covers: classes, segments, then per node
     /// class a node as `host` and as `remote-node`.
     fn universe(&self) -> Vec<PeerKey> {

@@ -23,7 +23,7 @@ use policyc_ir::cidr::{from_u128, to_u128};
 use policyc_ir::cluster::{Cluster, EndpointKind};
 use policyc_ir::policy::Action;
 use policyc_ir::protocol::PortRange;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -72,9 +72,6 @@ pub struct GraphEdge {
 
 /// The connectivity graph of a cluster.
 pub type ConnectivityGraph = DiGraph<GraphNode, GraphEdge>;
-
-/// Per peer: (the other peer, whether it is the destination, edge id).
-type Signature = Vec<(usize, bool, u32)>;
 
 fn items(a: &Allowed) -> Vec<String> {
     if a.is_all() {
@@ -143,6 +140,54 @@ impl Interned {
     }
 }
 
+/// Edge lists of pairs, numbered so that pairs with the same edges share
+/// a number.
+#[derive(Default)]
+struct Lists {
+    ids: HashMap<Vec<u32>, u32>,
+    values: Vec<Vec<u32>>,
+    /// Per pair of [`Interned::pairs`]: its list.
+    of_pair: Vec<u32>,
+}
+
+impl Lists {
+    /// No edge.
+    const NONE: u32 = u32::MAX;
+
+    /// The list of `pair`'s edges ([`Lists::NONE`] for none).
+    fn of(&mut self, interned: &Interned, pair: Option<usize>) -> u32 {
+        let Some(pair) = pair else { return Self::NONE };
+        if let Some(&id) = self.of_pair.get(pair).filter(|&&id| id != u32::MAX - 1) {
+            return id;
+        }
+        let edges = &interned.pairs[pair];
+        let id = if edges.is_empty() {
+            Self::NONE
+        } else {
+            let next = self.values.len() as u32;
+            let id = *self.ids.entry(edges.clone()).or_insert(next);
+            if id == next {
+                self.values.push(edges.clone());
+            }
+            id
+        };
+        if self.of_pair.len() <= pair {
+            self.of_pair.resize(pair + 1, u32::MAX - 1);
+        }
+        self.of_pair[pair] = id;
+        id
+    }
+
+    /// The edges of list `id`.
+    fn edges(&self, id: u32) -> &[u32] {
+        if id == Self::NONE {
+            &[]
+        } else {
+            &self.values[id as usize]
+        }
+    }
+}
+
 /// Builds the graph of `cluster`.
 pub fn build(cluster: &Cluster) -> ConnectivityGraph {
     let strict = Table::new(cluster, &[]);
@@ -165,66 +210,84 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
         &strict
     };
     let (n, m) = (cluster.endpoints.len(), cluster.nodes.len());
-    let at = |i: usize| match i {
-        i if i < n => At::Endpoint(i),
-        i if i < n + m => At::Node(i - n),
-        i => At::Segment(i - n - m),
-    };
     // Both tables group endpoints alike: dropping rules changes no class.
     debug_assert!((0..n).all(|e| strict.class_of(e) == loose.class_of(e)));
+    let classes = strict.classes();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for e in 0..n {
+        members[strict.class_of(e)].push(e);
+    }
+    // A class's first endpoint stands for the class towards segments,
+    // whose rows depend on nothing else (not on the endpoint's node).
+    let rep = |c: usize| At::Endpoint(members[c][0]);
 
     // Edges are interned; each pair of allowed ids (with and without
-    // denies) is turned into edges once, and each pair of classes looked
-    // up once.
+    // denies) is turned into edges once, and each pair of classes (or of
+    // a class and a segment) looked up once.
     let mut interned = Interned::default();
-    let classes = strict.classes();
-    let mut by_classes: Vec<u32> = vec![u32::MAX; classes * classes];
-    // Every edge between parties (endpoints, nodes, then segments).
-    let mut edges: Vec<(usize, usize, u32)> = Vec::new();
-    let parties = n + m + segments.len();
-    for s in 0..parties {
-        for d in 0..parties {
-            let (a, b) = (at(s), at(d));
-            let pair = match (a, b) {
-                (At::Endpoint(x), At::Endpoint(y)) if x != y => {
-                    let slot = strict.class_of(x) * classes + strict.class_of(y);
-                    if by_classes[slot] == u32::MAX {
-                        let ids = (strict.allowed_id(a, b), loose.allowed_id(a, b));
-                        let (with, without) = (ids.0.expect("two endpoints"), ids.1.expect("two endpoints"));
-                        by_classes[slot] = interned.pair(&strict, loose, with, without) as u32;
-                    }
-                    by_classes[slot] as usize
-                }
-                _ => match (strict.allowed_id(a, b), loose.allowed_id(a, b)) {
-                    (Some(with), Some(without)) => interned.pair(&strict, loose, with, without),
-                    _ => continue,
-                },
-            };
-            edges.extend(interned.pairs[pair].iter().map(|&e| (s, d, e)));
+    // The pair of `a` and `b`; `None` where it has no edge.
+    let pair_of = |interned: &mut Interned, a: At, b: At| match (strict.allowed_id(a, b), loose.allowed_id(a, b)) {
+        (Some(with), Some(without)) => {
+            Some(interned.pair(&strict, loose, with, without)).filter(|&p| !interned.pairs[p].is_empty())
+        }
+        _ => None,
+    };
+    // Every edge between parties: endpoints, nodes (after the endpoints),
+    // then outside nodes (after the nodes, by group).
+    let mut edges: Vec<(usize, usize, usize)> = Vec::new();
+    for cx in 0..classes {
+        for cy in 0..classes {
+            let (x, y) = (members[cx][0], members[cy].iter().copied().find(|&y| y != members[cx][0]));
+            let Some(pair) = y.and_then(|y| pair_of(&mut interned, At::Endpoint(x), At::Endpoint(y))) else { continue };
+            for &x in &members[cx] {
+                edges.extend(members[cy].iter().filter(|&&y| y != x).map(|&y| (x, y, pair)));
+            }
         }
     }
-    let n = n + m;
+    for e in 0..n {
+        for node in 0..m {
+            if let Some(pair) = pair_of(&mut interned, At::Endpoint(e), At::Node(node)) {
+                edges.push((e, n + node, pair));
+            }
+            if let Some(pair) = pair_of(&mut interned, At::Node(node), At::Endpoint(e)) {
+                edges.push((n + node, e, pair));
+            }
+        }
+    }
 
-    // Outside segments with the same edges become one node.
-    let mut signatures: BTreeMap<usize, Signature> = BTreeMap::new();
-    for &(s, d, e) in &edges {
-        if s >= n {
-            signatures.entry(s).or_default().push((d, true, e));
+    // Outside segments with the same edges become one node. Endpoints of
+    // one class have the same edges with a segment, so a segment's edges
+    // are told by its column: per class, the edges to the segment and
+    // from it (nodes have none with segments). Each distinct column is
+    // kept once, with its group's segments.
+    let mut lists = Lists::default();
+    let mut columns: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for k in 0..segments.len() {
+        let mut column = Vec::with_capacity(2 * classes);
+        for c in 0..classes {
+            let to = pair_of(&mut interned, rep(c), At::Segment(k));
+            let from = pair_of(&mut interned, At::Segment(k), rep(c));
+            column.push(lists.of(&interned, to));
+            column.push(lists.of(&interned, from));
         }
-        if d >= n {
-            signatures.entry(d).or_default().push((s, false, e));
+        if column.iter().all(|&l| l == Lists::NONE) {
+            continue;
         }
+        let next = groups.len();
+        let g = *columns.entry(column).or_insert(next);
+        if g == next {
+            groups.push(Vec::new());
+        }
+        groups[g].push(k);
     }
-    let mut groups: BTreeMap<Signature, Vec<usize>> = BTreeMap::new();
-    for (segment, mut signature) in signatures {
-        signature.sort();
-        groups.entry(signature).or_default().push(segment);
+    // Numbered by first segment, so in the order of their ranges.
+    let mut group_columns: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
+    for (column, g) in columns {
+        group_columns[g] = column;
     }
-    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
-    groups.sort();
-
     let mut graph = ConnectivityGraph::new();
-    let mut index: Vec<NodeIndex> = Vec::with_capacity(parties);
+    let mut index: Vec<NodeIndex> = Vec::with_capacity(n);
     for e in &cluster.endpoints {
         let label = match &e.kind {
             EndpointKind::Pod => e.name.clone(),
@@ -240,20 +303,23 @@ pub fn build(cluster: &Cluster) -> ConnectivityGraph {
         index.push(graph.add_node(GraphNode::Node { name: node.name.clone() }));
     }
     // A segment without edges is drawn nowhere.
-    index.resize(parties, NodeIndex::end());
-    for group in &groups {
-        let ranges = group.iter().map(|&s| segments[s - n]).collect();
-        let node = graph.add_node(GraphNode::Outside { ranges });
-        for &s in group {
-            index[s] = node;
+    let endpoints = cluster.endpoints.len();
+    for (group, column) in groups.iter().zip(&group_columns) {
+        let ranges = group.iter().map(|&k| segments[k]).collect();
+        let outside = graph.add_node(GraphNode::Outside { ranges });
+        for (e, &vertex) in index.iter().enumerate().take(endpoints) {
+            let c = strict.class_of(e);
+            for &edge in lists.edges(column[2 * c]) {
+                graph.add_edge(vertex, outside, interned.edges[edge as usize].clone());
+            }
+            for &edge in lists.edges(column[2 * c + 1]) {
+                graph.add_edge(outside, vertex, interned.edges[edge as usize].clone());
+            }
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    for (s, d, e) in edges {
-        let (a, b) = (index[s], index[d]);
-        // Segments merged into one node give the same edge several times.
-        if seen.insert((a, b, e)) {
-            graph.add_edge(a, b, interned.edges[e as usize].clone());
+    for (s, d, pair) in edges {
+        for &edge in &interned.pairs[pair] {
+            graph.add_edge(index[s], index[d], interned.edges[edge as usize].clone());
         }
     }
     graph

@@ -184,6 +184,34 @@ pub fn emit_each<T: Send>(
     policyc_ir::parallel::try_map(&selected, |node| shared.node(node).and_then(&sink))
 }
 
+/// Every node's bundle of one cluster, one node at a time: what the nodes
+/// share is prepared once (as in [`emit_each`]), a node's bundle only when
+/// asked for, so that a caller comparing two clusters (`diff`) holds a
+/// node's two bundles at a time, not both clusters' bundles.
+pub struct NodeEmitter<'a> {
+    shared: Shared<'a>,
+    nodes: Vec<String>,
+}
+
+impl<'a> NodeEmitter<'a> {
+    /// Validates `resolved` and prepares what every node's bundle shares.
+    pub fn new(cluster: &'a Cluster, resolved: &'a Resolved, options: &'a BundleOptions) -> Result<Self, EmitError> {
+        validate(resolved).map_err(EmitError::Invalid)?;
+        Ok(NodeEmitter { shared: Shared::new(cluster, resolved, None, options), nodes: node_names(cluster) })
+    }
+
+    /// The nodes a bundle is emitted for ([`node_names`]), sorted.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// The bundle of `node` (one of [`NodeEmitter::nodes`]), as [`emit`]
+    /// builds it.
+    pub fn node(&self, node: &str) -> Result<Bundle, EmitError> {
+        self.shared.node(node)
+    }
+}
+
 /// What every node's bundle is built from, prepared once per emission.
 struct Shared<'a> {
     cluster: &'a Cluster,

@@ -7,7 +7,8 @@
 //! that identity's endpoints on the node: each change to one names the
 //! endpoints that use it, as the bundles' `manifest.json` lists them.
 
-use crate::emit::Bundle;
+use super::DiffError;
+use crate::emit::{Bundle, EmitError, NodeEmitter};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The identity table is in every bundle but is not a pinned map, and the
@@ -31,53 +32,85 @@ pub struct MapChange {
 }
 
 /// Per node and map file, the lines that differ (a node or file present on
-/// one side only has all its lines added or removed).
-pub fn changes(old: &[Bundle], new: &[Bundle]) -> Vec<MapChange> {
-    let files = |bundles: &[Bundle]| -> BTreeMap<(String, String), BTreeSet<String>> {
-        let mut out = BTreeMap::new();
-        for b in bundles {
-            for (path, text) in &b.files {
-                if path.starts_with("maps/") && !SKIPPED.contains(&path.as_str()) {
-                    out.insert((b.node.clone(), path.clone()), text.lines().map(str::to_string).collect());
-                }
-            }
-        }
-        out
+/// one side only has all its lines added or removed). Nodes are emitted
+/// and compared one at a time on every core, each node's two bundles
+/// dropped once compared; a file whose text is the same on both sides is
+/// not split into lines. An emission failure is returned: the old tree's
+/// first (in node order), else the new tree's.
+pub fn changes(old: &NodeEmitter, new: &NodeEmitter) -> Result<Vec<MapChange>, DiffError> {
+    let nodes: BTreeSet<&str> = old.nodes().iter().chain(new.nodes()).map(String::as_str).collect();
+    let nodes: Vec<&str> = nodes.into_iter().collect();
+    let bundle = |emitter: &NodeEmitter, node: &str| -> Result<Option<Bundle>, EmitError> {
+        let listed = emitter.nodes().binary_search_by(|n| n.as_str().cmp(node)).is_ok();
+        listed.then(|| emitter.node(node)).transpose()
     };
-    let (o, n) = (files(old), files(new));
-    let mut users = policy_file_users(old);
-    for (key, names) in policy_file_users(new) {
-        users.entry(key).or_default().extend(names);
+    // Per node: its changes, or the emission errors of either side.
+    let per_node = policyc_ir::parallel::map(&nodes, |node| match (bundle(old, node), bundle(new, node)) {
+        (Ok(was), Ok(now)) => (node_changes(node, was.as_ref(), now.as_ref()), [None, None]),
+        (was, now) => (Vec::new(), [was.err(), now.err()]),
+    });
+    for (k, side) in ["old", "new"].into_iter().enumerate() {
+        if let Some(error) = per_node.iter().find_map(|(_, errors)| errors[k].clone()) {
+            return Err(DiffError { side, error });
+        }
     }
-    let empty = BTreeSet::new();
-    let keys: BTreeSet<&(String, String)> = o.keys().chain(n.keys()).collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let (was, now) = (o.get(key).unwrap_or(&empty), n.get(key).unwrap_or(&empty));
-            let removed: Vec<String> = was.difference(now).cloned().collect();
-            let added: Vec<String> = now.difference(was).cloned().collect();
-            (!removed.is_empty() || !added.is_empty()).then(|| MapChange {
-                node: key.0.clone(),
-                file: key.1.clone(),
-                endpoints: users.get(key).map(|names| names.iter().cloned().collect()).unwrap_or_default(),
-                removed,
-                added,
-            })
-        })
+    Ok(per_node.into_iter().flat_map(|(changes, _)| changes).collect())
+}
+
+/// The map files of a bundle the diff compares, by path.
+fn map_files(bundle: Option<&Bundle>) -> BTreeMap<&str, &str> {
+    let files = bundle.into_iter().flat_map(|b| &b.files);
+    files
+        .filter(|(path, _)| path.starts_with("maps/") && !SKIPPED.contains(&path.as_str()))
+        .map(|(path, text)| (path.as_str(), &**text))
         .collect()
 }
 
-/// Per node and policy file, the endpoints using it, from each bundle's
-/// `manifest.json` (`endpoints[].name` and `.policy_file`).
-fn policy_file_users(bundles: &[Bundle]) -> BTreeMap<(String, String), BTreeSet<String>> {
-    let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for b in bundles {
-        let Some(manifest) = b.files.get("manifest.json") else { continue };
-        let Ok(manifest) = serde_json::from_str::<serde_json::Value>(manifest) else { continue };
-        for e in manifest["endpoints"].as_array().into_iter().flatten() {
-            if let (Some(name), Some(file)) = (e["name"].as_str(), e["policy_file"].as_str()) {
-                out.entry((b.node.clone(), file.to_string())).or_default().insert(name.to_string());
+/// The changes of one node's map files, in file order.
+fn node_changes(node: &str, old: Option<&Bundle>, new: Option<&Bundle>) -> Vec<MapChange> {
+    let (o, n) = (map_files(old), map_files(new));
+    let paths: BTreeSet<&str> = o.keys().chain(n.keys()).copied().collect();
+    let mut users: Option<BTreeMap<String, BTreeSet<String>>> = None;
+    let mut out = Vec::new();
+    for path in paths {
+        let (was, now) = (o.get(path).copied().unwrap_or(""), n.get(path).copied().unwrap_or(""));
+        if was == now {
+            continue;
+        }
+        let (was, now): (BTreeSet<&str>, BTreeSet<&str>) = (was.lines().collect(), now.lines().collect());
+        let removed: Vec<String> = was.difference(&now).map(|l| l.to_string()).collect();
+        let added: Vec<String> = now.difference(&was).map(|l| l.to_string()).collect();
+        if removed.is_empty() && added.is_empty() {
+            continue;
+        }
+        // Read from the manifests only when a file changed.
+        let users = users.get_or_insert_with(|| {
+            let mut users = policy_file_users(old);
+            for (file, names) in policy_file_users(new) {
+                users.entry(file).or_default().extend(names);
             }
+            users
+        });
+        out.push(MapChange {
+            node: node.to_string(),
+            file: path.to_string(),
+            endpoints: users.get(path).map(|names| names.iter().cloned().collect()).unwrap_or_default(),
+            removed,
+            added,
+        });
+    }
+    out
+}
+
+/// Per policy file, the endpoints using it, from a bundle's
+/// `manifest.json` (`endpoints[].name` and `.policy_file`).
+fn policy_file_users(bundle: Option<&Bundle>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let Some(manifest) = bundle.and_then(|b| b.files.get("manifest.json")) else { return out };
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(manifest) else { return out };
+    for e in manifest["endpoints"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(file)) = (e["name"].as_str(), e["policy_file"].as_str()) {
+            out.entry(file.to_string()).or_default().insert(name.to_string());
         }
     }
     out

@@ -24,11 +24,12 @@ pub mod per_class;
 pub mod render;
 pub mod tree;
 
-use crate::emit::{emit, BundleOptions, EmitError};
+use crate::emit::{BundleOptions, EmitError, NodeEmitter};
 use crate::pipeline::Loaded;
 use connectivity::ConnectivityChange;
 use identities::IdentityChange;
 use maps::MapChange;
+use policyc_bundle::digest::Digests;
 use policyc_ir::resolve::resolve;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -81,13 +82,15 @@ impl std::error::Error for DiffError {}
 pub fn diff(old: &Loaded, new: &Loaded) -> Result<Diff, DiffError> {
     let (oc, nc) = (&old.lowered.cluster, &new.lowered.cluster);
     let (or, nr) = (resolve(oc), resolve(nc));
-    let options = BundleOptions::default();
-    // The bundles are dropped before the connections are judged: the peak
-    // is the larger of the two, not their sum.
+    // The manifests' digests are not compared (the map files are): not
+    // hashed.
+    let options = BundleOptions { digests: Digests::Placeholder, ..BundleOptions::default() };
+    // One node's two bundles at a time, dropped before the connections
+    // are judged.
     let maps = {
-        let ob = emit(oc, &or, None, &options).map_err(|error| DiffError { side: "old", error })?;
-        let nb = emit(nc, &nr, None, &options).map_err(|error| DiffError { side: "new", error })?;
-        maps::changes(&ob, &nb)
+        let oe = NodeEmitter::new(oc, &or, &options).map_err(|error| DiffError { side: "old", error })?;
+        let ne = NodeEmitter::new(nc, &nr, &options).map_err(|error| DiffError { side: "new", error })?;
+        maps::changes(&oe, &ne)?
     };
     let names =
         |l: &Loaded| -> BTreeSet<String> { l.lowered.cluster.endpoints.iter().map(|e| e.display_name()).collect() };

@@ -301,54 +301,88 @@ pub fn changes(old: &mut TreeJudge, new: &mut TreeJudge, peers: &[Peer]) -> Vec<
         .collect();
     // Pattern ids of every pair of judgements, and per pair of joint
     // classes (what an endpoint or segment is in both trees) the pattern
-    // id, filled as pairs need it: pods of alike classes cost one lookup.
+    // id: pods of alike classes, and segments every table judges alike,
+    // cost one judgement.
     let mut ids: FastMap<(TreeKey, TreeKey), u32> = FastMap::default();
     let mut patterns: Vec<Pattern> = Vec::new();
-    let mut joint_ids: HashMap<Option<ClassPair>, usize> = HashMap::new();
-    let joint: Vec<Option<usize>> = places
-        .iter()
-        .zip(peers)
-        .map(|(&(o, n), peer)| {
-            let key = class_pair(o, n)?;
-            let next = joint_ids.len();
-            Some(*joint_ids.entry(Some((key, matches!(peer, Peer::Endpoint(_))))).or_insert(next))
-        })
-        .collect();
-    let width = joint_ids.len();
-    let mut by_joint: Vec<u32> = vec![u32::MAX; width * width];
-    let (mut opened, mut closed) = (Vec::new(), Vec::new());
-    for (si, src) in peers.iter().enumerate() {
-        let src_endpoint = matches!(src, Peer::Endpoint(_));
-        for (di, dst) in peers.iter().enumerate() {
-            let dst_endpoint = matches!(dst, Peer::Endpoint(_));
-            // No policy applies between two peers that are not endpoints.
-            if si == di || !(src_endpoint || dst_endpoint) {
-                continue;
-            }
-            let ((os, ns), (od, nd)) = (places[si], places[di]);
-            let mut id_of = |old: &mut TreeJudge, new: &mut TreeJudge| {
-                let keys = (
-                    tree_key(old, os, od, src_endpoint, dst_endpoint),
-                    tree_key(new, ns, nd, src_endpoint, dst_endpoint),
-                );
-                *ids.entry(keys).or_insert_with(|| {
-                    patterns.push(pattern(old, new, keys.0, keys.1));
-                    (patterns.len() - 1) as u32
-                })
-            };
-            let id = match (joint[si], joint[di]) {
-                (Some(js), Some(jd)) => {
-                    let slot = js * width + jd;
-                    if by_joint[slot] == u32::MAX {
-                        by_joint[slot] = id_of(old, new);
-                    }
-                    by_joint[slot]
+    let mut joint_ids: HashMap<ClassPair, usize> = HashMap::new();
+    let (old_segments, new_segments) = (old.engine.segment_representatives(), new.engine.segment_representatives());
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut loose: Vec<usize> = Vec::new();
+    for (k, (&(o, n), peer)) in places.iter().zip(peers).enumerate() {
+        match class_pair(o, n, &old_segments, &new_segments) {
+            Some(key) => {
+                let next = joint_ids.len();
+                let j = *joint_ids.entry((key, matches!(peer, Peer::Endpoint(_)))).or_insert(next);
+                if j == next {
+                    members.push(Vec::new());
                 }
-                _ => id_of(old, new),
+                members[j].push(k);
+            }
+            None => loose.push(k),
+        }
+    }
+    let id_of = |ids: &mut FastMap<(TreeKey, TreeKey), u32>,
+                 patterns: &mut Vec<Pattern>,
+                 old: &mut TreeJudge,
+                 new: &mut TreeJudge,
+                 si: usize,
+                 di: usize| {
+        let ((os, ns), (od, nd)) = (places[si], places[di]);
+        let (src_endpoint, dst_endpoint) =
+            (matches!(peers[si], Peer::Endpoint(_)), matches!(peers[di], Peer::Endpoint(_)));
+        let keys =
+            (tree_key(old, os, od, src_endpoint, dst_endpoint), tree_key(new, ns, nd, src_endpoint, dst_endpoint));
+        *ids.entry(keys).or_insert_with(|| {
+            patterns.push(pattern(old, new, keys.0, keys.1));
+            (patterns.len() - 1) as u32
+        })
+    };
+    // The pairs whose pattern is not empty, with it: judged per pair of
+    // joint classes, expanded to their members only then, and per pair
+    // for the peers that have no joint class (nodes).
+    let mut changed: Vec<(usize, usize, u32)> = Vec::new();
+    // No policy applies between two peers that are not endpoints.
+    let is_endpoint = |k: usize| matches!(peers[k], Peer::Endpoint(_));
+    let judged = |si: usize, di: usize| si != di && (is_endpoint(si) || is_endpoint(di));
+    for js in &members {
+        for jd in &members {
+            let Some((si, di)) = js.iter().find_map(|&si| jd.iter().find(|&&di| judged(si, di)).map(|&di| (si, di)))
+            else {
+                continue;
             };
+            let id = id_of(&mut ids, &mut patterns, old, new, si, di);
             if patterns[id as usize].is_empty() {
                 continue;
             }
+            for &si in js {
+                changed.extend(jd.iter().filter(|&&di| judged(si, di)).map(|&di| (si, di, id)));
+            }
+        }
+    }
+    let mut is_loose = vec![false; peers.len()];
+    for &k in &loose {
+        is_loose[k] = true;
+    }
+    for &k in &loose {
+        for other in 0..peers.len() {
+            for (si, di) in [(k, other), (other, k)] {
+                // A pair of two loose peers is met from both ends: once.
+                if judged(si, di) && !(is_loose[si] && is_loose[di] && si != k) {
+                    let id = id_of(&mut ids, &mut patterns, old, new, si, di);
+                    if !patterns[id as usize].is_empty() {
+                        changed.push((si, di, id));
+                    }
+                }
+            }
+        }
+    }
+    changed.sort_unstable();
+    let (mut opened, mut closed) = (Vec::new(), Vec::new());
+    for (si, di, id) in changed {
+        let ((os, ns), (od, nd)) = (places[si], places[di]);
+        let (src, dst) = (&peers[si], &peers[di]);
+        {
             for (change, causes, ports, l7) in &patterns[id as usize] {
                 let fill = |r: &Reason, tree_src: Place, tree_dst: Place| {
                     let mut r = r.clone();
@@ -398,12 +432,13 @@ type ClassPair = (ClassInTrees, bool);
 /// tree, `None` where absent.
 type ClassInTrees = (Option<(bool, usize)>, Option<(bool, usize)>);
 
-fn class_pair(old: Place, new: Place) -> Option<ClassInTrees> {
-    let one = |p: Place| match p {
+fn class_pair(old: Place, new: Place, old_segments: &[usize], new_segments: &[usize]) -> Option<ClassInTrees> {
+    let one = |p: Place, segments: &[usize]| match p {
         Place::Endpoint(_, c, _) => Some(Some((true, c))),
-        Place::Segment(s) => Some(Some((false, s))),
+        // Segments every table judges alike are one.
+        Place::Segment(s) => Some(Some((false, segments[s]))),
         Place::Absent => Some(None),
         Place::Node(_) => None,
     };
-    Some((one(old)?, one(new)?))
+    Some((one(old, old_segments)?, one(new, new_segments)?))
 }
