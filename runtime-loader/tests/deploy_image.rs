@@ -76,8 +76,9 @@ fn the_image_builds_from_scratch_and_its_binaries_run_in_it() {
     let dir = std::env::temp_dir().join(format!("policyc-dp-image-{}", std::process::id()));
     let mut cleanup = Cleanup { image: image.clone(), containers: Vec::new(), dir: dir.clone() };
     let started = std::time::Instant::now();
-    // xtask itself runs each binary's `--version` in the container before
-    // it commits.
+    // xtask itself builds the Containerfile, runs each binary's
+    // `--version` in a container of the image, and removes an image whose
+    // binaries cannot start.
     let printed = run(
         env!("CARGO"),
         &[
