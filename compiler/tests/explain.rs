@@ -130,3 +130,29 @@ fn unknown_endpoint_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `shop/db-0`"));
 }
+
+/// An allow only through the L7 proxy is marked in `explain`'s flows as
+/// `connectivity` marks it (`TCP/8080 (L7 http)`), on both ends.
+#[test]
+fn l7_restricted_flows_are_marked_as_in_connectivity() {
+    let loaded = load(&[root().join("tests/golden/cnp-l7-http/input")]);
+    let cluster = &loaded.lowered.cluster;
+    let resolved = policyc_ir::resolve::resolve(cluster);
+    let name = |s: &Side| policyc::analysis::connectivity::peer_name(cluster, s);
+    let marked = |items: Vec<String>| -> std::collections::BTreeSet<String> {
+        items.into_iter().filter(|i| i.contains(" (L7 ")).collect()
+    };
+    let mut seen = 0;
+    for r in connectivity(cluster, &[]) {
+        let want = marked(r.allowed.summary());
+        seen += want.len();
+        for (side, other, inbound) in [(&r.dst, &r.src, true), (&r.src, &r.dst, false)] {
+            let Side::Endpoint(index) = side else { continue };
+            let x = explain(&loaded, &resolved, *index);
+            let flows = if inbound { &x.reached_by } else { &x.reaches };
+            let got = marked(flows.iter().filter(|f| f.peer == name(other)).flat_map(|f| f.port_items()).collect());
+            assert_eq!(got, want, "{} -> {}", name(&r.src), name(&r.dst));
+        }
+    }
+    assert!(seen > 0, "the L7 golden has an L7-restricted allow");
+}

@@ -3,7 +3,9 @@
 //! the test fails if it is missing), and read the digest from stdout. The
 //! same bundles publish to the same digest, the second time uploading
 //! nothing; a bad reference is a usage error (exit 2); an unreachable
-//! registry and a directory without bundles are errors (exit 1).
+//! registry and a directory without bundles are errors (exit 1); behind
+//! TLS and htpasswd, `--ca-file` and `--registry-config` publish, and
+//! wrong credentials are refused naming the registry and the file.
 
 #[path = "../../runtime-loader/tests/support/registry.rs"]
 #[allow(dead_code)] // the loader's tests use the rest
@@ -71,5 +73,46 @@ fn publish_prints_the_same_digest_for_the_same_bundles() {
         String::from_utf8_lossy(&gone.stderr).contains("error: registry:"),
         "{}",
         String::from_utf8_lossy(&gone.stderr)
+    );
+}
+
+/// `--ca-file` and `--registry-config` as a CI job passes them: a registry
+/// behind TLS (a test CA) that wants htpasswd credentials.
+#[test]
+fn publish_takes_a_private_ca_and_a_registry_config() {
+    let dir = TempDir::new("sh-publish-auth");
+    let guard = registry::Guard { htpasswd: Some(("ci".into(), "s3cret".into())), tls: true };
+    let registry = registry::Registry::start_with("sh-publish-auth-registry", &guard);
+    let reference = registry.reference("policies:v1");
+    let out = dir.0.join("out");
+    compile(&out);
+    let ca = registry.ca_file.clone().unwrap();
+    let config = |name: &str, auth: &str| {
+        let path = dir.0.join(name);
+        let json = format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.address);
+        std::fs::write(&path, json).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (good, wrong) = (config("good.json", "Y2k6czNjcmV0"), config("wrong.json", "Y2k6d3Jvbmc="));
+    let publish = |config: &str| {
+        policyc(&[
+            "publish",
+            out.to_str().unwrap(),
+            &reference,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--registry-config",
+            config,
+        ])
+    };
+    let ok = publish(&good);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("sha256:"));
+    let refused = publish(&wrong);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("registry `{}` refused", registry.address)) && said.contains("wrong.json"),
+        "{said}"
     );
 }

@@ -18,6 +18,14 @@
 //! - `cluster` selects every reserved label but `world`'s, `kube-apiserver`
 //!   included (`pkg/policy/api/entity.go`, `InitEntities`).
 //!
+//! An address of the API server that is also a pod's (an API server on the
+//! pod network) is where policyc parts from Cilium: Cilium's ipcache gives
+//! `kube-apiserver` state the strongest ownership of an address
+//! (`pkg/source/source.go`, `AllowOverwrite`), so there the address takes
+//! an identity with `reserved:kube-apiserver`; policyc keeps the pod's
+//! identity for it (a pod is one peer, whatever address it uses), in
+//! `eval` and in the maps alike, and `lint` warns (W0210).
+//!
 //! policyc decides per node, not per address, whether a node runs the API
 //! server (one of its addresses is behind `default/kubernetes`): on the
 //! node itself that is exactly Cilium's `host` identity; on the others
@@ -36,7 +44,11 @@ use crate::policy::Entity;
 pub fn reserved_labels(cluster: &Cluster, subject: &Endpoint, party: Party) -> Option<Vec<Entity>> {
     Some(match party {
         Party::Endpoint(_) => return None,
-        Party::External(ip) if cluster.is_apiserver_address(ip) => vec![Entity::World, Entity::KubeApiserver],
+        // A pod's address keeps the pod's identity in the ipcache even where
+        // `default/kubernetes` names it (W0210): no `kube-apiserver` there.
+        Party::External(ip) if cluster.is_apiserver_address(ip) && cluster.endpoint_by_ip(ip).is_none() => {
+            vec![Entity::World, Entity::KubeApiserver]
+        }
         Party::External(_) => vec![Entity::World],
         // Identity 7's labels.
         Party::Reserved(Entity::KubeApiserver) => vec![Entity::KubeApiserver, Entity::RemoteNode],

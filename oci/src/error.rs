@@ -14,6 +14,10 @@ pub enum OciError {
     Bundles(String),
     /// The registry could not be reached or refused a request.
     Registry(String),
+    /// The registry refused the credentials sent, or their absence (401,
+    /// 403); the message names the registry and where the credentials
+    /// came from.
+    Unauthorized(String),
     /// What the registry sent was refused: a digest that does not match,
     /// an artifact that is not policyc's, a blob larger than stated.
     Refused(String),
@@ -30,6 +34,7 @@ impl fmt::Display for OciError {
             OciError::Auth(m) => ("registry credentials", m),
             OciError::Bundles(m) => ("bundles", m),
             OciError::Registry(m) => ("registry", m),
+            OciError::Unauthorized(m) => ("unauthorized", m),
             OciError::Refused(m) => ("artifact refused", m),
             OciError::MissingNode(m) => ("no bundle for this node", m),
             OciError::Cache(m) => ("cache", m),

@@ -19,7 +19,8 @@
 //!
 //! Everything the registry sends is checked by digest before it is used
 //! (the manifest against the digest it was resolved to, every blob against
-//! its descriptor) and bounded in size by what refers to it. The OCI client
+//! its descriptor) and bounded in size by what refers to it (the manifest,
+//! which nothing refers to, by 4 MiB before it is read). The OCI client
 //! is async (`oci-client`, over reqwest); this crate runs it on its own
 //! current-thread runtime and offers blocking calls, so that its callers
 //! need no runtime of their own.
@@ -30,7 +31,9 @@ pub mod artifact;
 pub mod auth;
 pub mod cache;
 mod client;
+pub mod cred_helper;
 pub mod error;
+mod manifest_fetch;
 pub mod pull;
 pub mod push;
 pub mod reference;

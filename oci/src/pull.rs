@@ -5,22 +5,17 @@
 
 use crate::artifact::{
     digest_of, is_plain_relative, Descriptor, ImageManifest, Index, ARTIFACT_TYPE, INDEX_MEDIA_TYPE, INDEX_VERSION,
-    MANIFEST_MEDIA_TYPE,
 };
 use crate::cache::{hex_of, write_atomically, Cache};
-use crate::client::{describe, ClientOptions, Session};
+use crate::client::{ClientOptions, Session};
 use crate::error::OciError;
 use crate::reference::ArtifactRef;
-use oci_client::errors::OciDistributionError;
 use oci_client::RegistryOperation;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The largest manifest taken (the OCI distribution spec lets registries
-/// refuse manifests over 4 MiB).
-const MAX_MANIFEST: usize = 4 << 20;
 /// The largest index taken.
 const MAX_INDEX: u64 = 64 << 20;
 /// The most one node's bundle may hold, all pieces together (the compiler
@@ -89,14 +84,10 @@ impl Puller {
                 });
             }
         }
-        self.session.authenticate(&self.reference, RegistryOperation::Pull)?;
-        let digest = match self.reference.pinned() {
-            Some(digest) => digest.to_string(),
-            None => self
-                .session
-                .runtime
-                .block_on(self.session.client.fetch_manifest_digest(self.reference.reference(), &self.session.auth))
-                .map_err(|e| self.registry_error("cannot resolve the tag", &e))?,
+        let token = self.session.authenticate(&self.reference, RegistryOperation::Pull)?;
+        let (digest, manifest) = match self.reference.pinned() {
+            Some(digest) => (digest.to_string(), None),
+            None => self.session.resolve_tag(&self.reference, token.as_deref())?,
         };
         if hex_of(&digest).is_none() {
             return Err(OciError::Refused(format!("`{}` resolved to `{digest}`, not a sha256 digest", self.reference)));
@@ -104,7 +95,7 @@ impl Puller {
         let dir = self.cache.bundle_dir(&digest)?;
         let mut pulled = Pulled { digest, dir, manifests_fetched: 0, blobs_fetched: 0, bytes_fetched: 0 };
         if !pulled.dir.is_dir() {
-            self.materialize(&mut pulled)?;
+            self.materialize(&mut pulled, manifest, token.as_deref())?;
         }
         let keep_bundles: BTreeSet<String> =
             [Some(pulled.digest.clone()), self.last.clone()].into_iter().flatten().collect();
@@ -123,26 +114,23 @@ impl Puller {
         Ok(pulled)
     }
 
-    fn registry_error(&self, what: &str, e: &OciDistributionError) -> OciError {
-        match e {
-            OciDistributionError::DigestError(_) => {
-                OciError::Refused(format!("`{}`: {what}: {}", self.reference, describe(e)))
-            }
-            _ => OciError::Registry(format!("`{}`: {what}: {}", self.reference, describe(e))),
-        }
-    }
-
-    fn materialize(&mut self, pulled: &mut Pulled) -> Result<(), OciError> {
+    /// Brings the manifest (`fetched` where resolving the tag read it
+    /// already), the index and the node's pieces into the cache, and
+    /// writes the node's bundle directory.
+    fn materialize(
+        &mut self,
+        pulled: &mut Pulled,
+        fetched: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<(), OciError> {
         let manifest_bytes = match self.cache.get(&pulled.digest)? {
             Some(bytes) => bytes,
             None => {
-                let at = self.reference.at(&pulled.digest);
-                let (bytes, _) = self
-                    .session
-                    .runtime
-                    .block_on(self.session.client.pull_manifest_raw(&at, &self.session.auth, &[MANIFEST_MEDIA_TYPE]))
-                    .map_err(|e| self.registry_error("cannot fetch the manifest", &e))?;
-                if bytes.len() > MAX_MANIFEST || digest_of(&bytes) != pulled.digest {
+                let bytes = match fetched {
+                    Some(bytes) => bytes,
+                    None => self.session.manifest(&self.reference, &pulled.digest, token)?,
+                };
+                if digest_of(&bytes) != pulled.digest {
                     return Err(OciError::Refused(format!(
                         "`{}`: the manifest does not match its digest `{}`",
                         self.reference, pulled.digest
@@ -150,7 +138,7 @@ impl Puller {
                 }
                 pulled.manifests_fetched += 1;
                 self.cache.put(&pulled.digest, &bytes)?;
-                bytes.to_vec()
+                bytes
             }
         };
         let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
@@ -246,7 +234,7 @@ impl Puller {
                 layer.digest, layer.size
             )));
         }
-        fetched.map_err(|e| self.registry_error(&format!("blob `{}`", layer.digest), &e))?;
+        fetched.map_err(|e| self.session.error(&self.reference, &format!("blob `{}`", layer.digest), &e))?;
         // pull_blob checked the digest; the cache checks it again.
         if sink.bytes.len() as u64 != layer.size {
             return Err(OciError::Refused(format!("blob `{}` is not of the size its descriptor states", layer.digest)));

@@ -2,7 +2,7 @@
 //! registry does not hold yet.
 
 use crate::artifact::{layout, read_layer, MANIFEST_MEDIA_TYPE};
-use crate::client::{describe, ClientOptions, Session};
+use crate::client::{ClientOptions, Session};
 use crate::error::OciError;
 use crate::reference::ArtifactRef;
 use oci_client::RegistryOperation;
@@ -33,9 +33,7 @@ pub fn publish(out_dir: &Path, reference: &ArtifactRef, options: &ClientOptions)
     let session = Session::new(reference, options)?;
     session.authenticate(reference, RegistryOperation::Push)?;
     let target = reference.reference();
-    let registry_error = |what: &str, e: &oci_client::errors::OciDistributionError| {
-        OciError::Registry(format!("`{reference}`: {what}: {}", describe(e)))
-    };
+    let registry_error = |what: &str, e: &oci_client::errors::OciDistributionError| session.error(reference, what, e);
     let mut published = Published { digest: artifact.digest.clone(), uploaded: 0, bytes_uploaded: 0, present: 0 };
     let blobs = artifact
         .layers

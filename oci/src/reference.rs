@@ -65,15 +65,6 @@ impl ArtifactRef {
     pub(crate) fn reference(&self) -> &Reference {
         &self.reference
     }
-
-    /// The same repository at `digest`.
-    pub(crate) fn at(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.reference.registry().to_string(),
-            self.reference.repository().to_string(),
-            digest.to_string(),
-        )
-    }
 }
 
 impl std::fmt::Display for ArtifactRef {

@@ -56,10 +56,9 @@ enum Command {
         /// This node's name: which bundle of an `oci://` artifact to apply.
         #[arg(long, env = "NODE_NAME")]
         node: Option<String>,
-        /// Reach the registry of an `oci://` bundle over plain HTTP (a
-        /// registry on loopback without TLS).
-        #[arg(long)]
-        plain_http: bool,
+        /// How to reach the registry of an `oci://` bundle.
+        #[command(flatten)]
+        registry: agent::source::RegistryFlags,
         /// Host-side interface of an endpoint, overriding the route lookup.
         #[arg(long = "interface", value_name = "NS/POD=IFNAME")]
         interfaces: Vec<String>,
@@ -119,11 +118,9 @@ enum Command {
         /// pinned to a digest is pulled once).
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         poll_interval: u64,
-        /// Reach the registry of `--bundle oci://REF` over plain HTTP (a
-        /// registry on loopback without TLS). Credentials come from the
-        /// Docker config file.
-        #[arg(long)]
-        plain_http: bool,
+        /// How to reach the registry of `--bundle oci://REF`.
+        #[command(flatten)]
+        registry: agent::source::RegistryFlags,
         /// `kube`: the Kubernetes API (in-cluster configuration, else the
         /// kubeconfig), watched; or a directory of Pod, Namespace and Node
         /// manifests as `policyc compile` reads them (polled: re-read when
@@ -241,8 +238,8 @@ fn main() -> ExitCode {
     };
     let lock = LockWait { timeout, on_wait: Some(|message| eprintln!("policyc-loader: {message}")) };
     let result = match &cli.command {
-        Command::Apply { bundle, node, plain_http, interfaces, reconcile, dry_run, attach } => {
-            let source = agent::source::BundleSource::parse(bundle, std::time::Duration::ZERO, *plain_http);
+        Command::Apply { bundle, node, registry, interfaces, reconcile, dry_run, attach } => {
+            let source = agent::source::BundleSource::parse(bundle, std::time::Duration::ZERO, registry);
             let pulled = match source.and_then(|s| agent::source::pull_once(&s, node.as_deref(), &paths)) {
                 Ok(p) => p,
                 Err(e) => {
@@ -389,7 +386,7 @@ fn main() -> ExitCode {
             node,
             bundle,
             poll_interval,
-            plain_http,
+            registry,
             cluster,
             metrics_address,
             poll_ms,
@@ -398,7 +395,7 @@ fn main() -> ExitCode {
             attach,
         } => {
             let interval = std::time::Duration::from_secs((*poll_interval).max(1));
-            let bundle = match agent::source::BundleSource::parse(bundle, interval, *plain_http) {
+            let bundle = match agent::source::BundleSource::parse(bundle, interval, registry) {
                 Ok(b) => b,
                 Err(e) => {
                     eprintln!("error: {e}");

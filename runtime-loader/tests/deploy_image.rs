@@ -1,8 +1,9 @@
-//! The node image (root, buildah): `cargo xtask image` builds it from
-//! scratch out of the test profile's binaries (no release build, no base
-//! image pulled), and inside it the binaries start and the init
-//! container's `policyc-cni install` sets up a CNI directory mounted as
-//! the DaemonSet mounts the node's.
+//! The node image (root, buildah): `cargo xtask image` builds the
+//! repository's `Containerfile` (`FROM scratch`, `buildah build`) out of
+//! the test profile's binaries (no release build, no base image pulled),
+//! and inside it the binaries start and the init container's `policyc-cni
+//! install` sets up a CNI directory mounted as the DaemonSet mounts the
+//! node's.
 //!
 //! Fails, never skips, without root or buildah: `cargo xtask ci` installs
 //! buildah.
@@ -75,8 +76,9 @@ fn the_image_builds_from_scratch_and_its_binaries_run_in_it() {
     let dir = std::env::temp_dir().join(format!("policyc-dp-image-{}", std::process::id()));
     let mut cleanup = Cleanup { image: image.clone(), containers: Vec::new(), dir: dir.clone() };
     let started = std::time::Instant::now();
-    // xtask itself runs each binary's `--version` in the container before
-    // it commits.
+    // xtask itself builds the Containerfile, runs each binary's
+    // `--version` in a container of the image, and removes an image whose
+    // binaries cannot start.
     let printed = run(
         env!("CARGO"),
         &[
@@ -109,33 +111,13 @@ fn the_image_builds_from_scratch_and_its_binaries_run_in_it() {
         let value = config["Labels"][format!("org.opencontainers.image.{label}")].as_str().unwrap_or_default();
         assert!(!value.is_empty(), "label org.opencontainers.image.{label} is missing");
     }
-    // The Containerfile (for users with a registry) makes the same image.
+    // The Containerfile's image, from no base image: its entrypoint and
+    // environment, and its labels.
     let containerfile = std::fs::read_to_string(format!("{workspace}/Containerfile")).unwrap();
-    let instruction = |name: &str| {
-        containerfile
-            .lines()
-            .filter(|l| l.starts_with(&format!("{name} ")))
-            .map(|l| l[name.len() + 1..].to_string())
-            .next_back()
-            .unwrap_or_else(|| panic!("the Containerfile has no {name}"))
-    };
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&instruction("ENTRYPOINT")).unwrap(), config["Entrypoint"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&instruction("CMD")).unwrap(), config["Cmd"]);
-    assert_eq!(instruction("USER"), config["User"]);
+    assert!(containerfile.contains("\nFROM scratch\n") && !containerfile.contains("\nRUN "));
     let env: Vec<&str> = config["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert_eq!(instruction("ENV"), env.join(" "));
-    assert!(containerfile.starts_with("# The policyc node image") && containerfile.contains("\nFROM scratch\n"));
-    for (key, value) in config["Labels"].as_object().unwrap() {
-        if ["title", "description", "licenses", "version"]
-            .iter()
-            .any(|l| key == &format!("org.opencontainers.image.{l}"))
-        {
-            assert!(
-                containerfile.contains(&format!("{key}={value}")),
-                "the Containerfile's {key} differs from {value}"
-            );
-        }
-    }
+    assert_eq!(env, ["PATH=/usr/local/bin", "TMPDIR=/tmp"]);
+    assert_eq!(config["Labels"]["org.opencontainers.image.title"], "policyc");
     // Nothing but the two binaries, their libraries and the CA bundle:
     // one layer, from no base image.
     assert_eq!(inspect["OCIv1"]["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);

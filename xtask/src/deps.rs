@@ -14,8 +14,10 @@ use std::process::Command;
 /// committed bytes; the node agent's kernel test makes pods with the
 /// reference CNI plugins (`ptp`, `host-local` in `/usr/lib/cni`); the
 /// registry tests publish to and pull from the CNCF distribution registry
-/// (`/usr/bin/docker-registry`) on loopback.
-const PACKAGES: [&str; 7] = [
+/// (`/usr/bin/docker-registry`) on loopback, behind htpasswd (bcrypt, made
+/// with apache2-utils' `htpasswd`) and TLS (certificates made with
+/// `openssl`).
+const PACKAGES: [&str; 9] = [
     "graphviz",
     "clang-19",
     "llvm-19",
@@ -23,6 +25,8 @@ const PACKAGES: [&str; 7] = [
     "linux-libc-dev",
     "containernetworking-plugins",
     "docker-registry",
+    "apache2-utils",
+    "openssl",
 ];
 
 /// Debian packages of the image test: it builds the node image with

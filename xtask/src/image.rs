@@ -1,25 +1,25 @@
-//! `cargo xtask image`: the node image, built with buildah **from
-//! scratch**, so that no base image is pulled (this machine and many CI
-//! runners have no registry to pull from). The `Containerfile` at the
-//! repository root is the same image for users with a registry.
+//! `cargo xtask image`: the node image, built from the repository's
+//! `Containerfile` (`FROM scratch`), so that no base image is pulled (this
+//! machine and many CI runners have no registry to pull from).
 //!
-//! The image holds `policyc-loader` (the agent), `policyc-cni` (the init
-//! containers' commands, and the plugin they copy to the node), exactly
-//! the shared libraries `ldd` names for them, and the system's CA bundle
-//! (a registry behind TLS, for `--bundle oci://`). `policyc-cni` is linked
-//! statically (`-C target-feature=+crt-static` on the glibc target): the
-//! container runtime runs the copy on the node itself, whose glibc may be
-//! older than the build machine's. It makes no NSS lookup, so static glibc
-//! has no caveat for it. The agent stays dynamic: it resolves registry
-//! names through glibc, and its three libraries cost less than a second
-//! static build of the whole tree.
+//! The release binaries are built here, outside the container; they are
+//! staged with exactly the shared libraries `ldd` names for them and the
+//! system's CA bundle (a registry behind TLS, for `--bundle oci://`) under
+//! `rootfs/` of a build context, and the `Containerfile` is built in that
+//! context with `buildah build --isolation chroot` (buildah's full runtime
+//! does not work on every cgroup layout, this machine's among them; the
+//! file has no `RUN`, so nothing runs during the build). `policyc-cni` is
+//! linked statically (`-C target-feature=+crt-static` on the glibc
+//! target): the container runtime runs the copy on the node itself, whose
+//! glibc may be older than the build machine's. It makes no NSS lookup, so
+//! static glibc has no caveat for it. The agent stays dynamic: it resolves
+//! registry names through glibc, and its three libraries cost less than a
+//! second static build of the whole tree.
 //!
-//! Each binary is run (`--version`) inside the finished container
-//! (`buildah run --isolation chroot`: buildah's full runtime does not work
-//! on every cgroup layout, this machine's among them) before the image is
-//! committed, so an image whose binaries cannot start is never tagged.
+//! Each binary is then run (`--version`) in a container of the image; an
+//! image whose binaries cannot start is removed again, and the command
+//! fails.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -94,8 +94,8 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Makes the image from `loader` and `cni`, checks that both start in it,
-/// commits it as `tag`; its id.
+/// Makes the image from `loader` and `cni` with the `Containerfile`,
+/// checks that both start in it, and tags it `tag`; its id.
 fn assemble(loader: &Path, cni: &Path, tag: &str) -> Result<String, String> {
     if !shared_libraries(cni)?.is_empty() {
         eprintln!(
@@ -104,6 +104,24 @@ fn assemble(loader: &Path, cni: &Path, tag: &str) -> Result<String, String> {
             cni.display()
         );
     }
+    let context = std::env::temp_dir().join(format!("policyc-image-context-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&context);
+    let built = stage(&context.join("rootfs"), loader, cni).and_then(|()| build(&context, tag));
+    let _ = std::fs::remove_dir_all(&context);
+    let id = built?;
+    let checked = check_binaries(tag, loader, cni);
+    if checked.is_err() {
+        let _ = buildah(&["rmi", "--force", tag]);
+    }
+    checked?;
+    Ok(id)
+}
+
+/// Lays out the image's file system under `rootfs`: the binaries in
+/// [`BIN_DIR`], their libraries where `ldd` found them, the CA bundle, and
+/// the directories the agent writes where the DaemonSet mounts nothing
+/// (`--state`, a scratch `TMPDIR`).
+fn stage(rootfs: &Path, loader: &Path, cni: &Path) -> Result<(), String> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for binary in [loader, cni] {
         let name = binary.file_name().and_then(|n| n.to_str()).ok_or(format!("`{}` is no file", binary.display()))?;
@@ -120,95 +138,72 @@ fn assemble(loader: &Path, cni: &Path, tag: &str) -> Result<String, String> {
     if certificates.is_file() {
         files.push((certificates.to_path_buf(), certificates.to_string_lossy().into_owned()));
     }
-    let container = buildah(&["from", "scratch"])?;
-    let result = fill_and_commit(&container, &files, loader, cni, tag);
-    // The working container goes whatever happened; the image stays.
-    let removed = buildah(&["rm", &container]);
-    let id = result?;
-    removed?;
-    Ok(id)
+    for (source, destination) in &files {
+        let target = rootfs.join(destination.trim_start_matches('/'));
+        let parent = target.parent().ok_or(format!("`{destination}` has no directory"))?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot make `{}`: {e}", parent.display()))?;
+        // `copy` keeps the source's permissions: the dynamic loader, like
+        // the binaries, must stay executable (the kernel opens a program's
+        // interpreter for execution).
+        std::fs::copy(source, &target)
+            .map_err(|e| format!("cannot copy `{}` to `{}`: {e}", source.display(), target.display()))?;
+    }
+    for dir in ["run/policyc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(dir)).map_err(|e| format!("cannot make `/{dir}` in the image: {e}"))?;
+    }
+    Ok(())
 }
 
-fn fill_and_commit(
-    container: &str,
-    files: &[(PathBuf, String)],
-    loader: &Path,
-    cni: &Path,
-    tag: &str,
-) -> Result<String, String> {
-    for (source, destination) in files {
-        // The source's own permissions: the dynamic loader, like the
-        // binaries, must be executable (the kernel opens a program's
-        // interpreter for execution).
-        let mode = std::fs::metadata(source).map_err(|e| format!("`{}`: {e}", source.display()))?.permissions().mode();
-        let mode = format!("{:04o}", mode & 0o7777);
-        buildah(&["copy", "--quiet", "--chmod", &mode, container, &source.to_string_lossy(), destination])?;
-    }
-    // The directories the agent writes where the DaemonSet mounts nothing
-    // (`--state`, a scratch `TMPDIR`): copying an empty directory makes
-    // one, with no shell or `mkdir` in the image and no mount (rootless
-    // buildah works too).
-    let empty = std::env::temp_dir().join(format!("policyc-image-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&empty).map_err(|e| format!("cannot make `{}`: {e}", empty.display()))?;
-    let made = ["/run/policyc", "/tmp"]
+/// `buildah build` of the repository's `Containerfile` in `context`, with
+/// the labels only the repository knows (revision, commit time, source)
+/// and the commit's time as the image's, so that the same commit gives the
+/// same image config; the image id.
+fn build(context: &Path, tag: &str) -> Result<String, String> {
+    let containerfile = workspace().join("Containerfile");
+    let timestamp = commit_time()?;
+    let mut args: Vec<String> = ["build", "--quiet", "--isolation", "chroot", "--format", "oci", "--timestamp"]
         .iter()
-        .try_for_each(|d| buildah(&["copy", "--quiet", container, &empty.to_string_lossy(), d]).map(drop));
-    let _ = std::fs::remove_dir(&empty);
-    made?;
-    for binary in [loader, cni] {
+        .map(|s| (*s).to_string())
+        .collect();
+    args.push(timestamp);
+    for (key, value) in labels()? {
+        args.push("--label".into());
+        args.push(format!("{key}={value}"));
+    }
+    args.extend(["--file".into(), containerfile.to_string_lossy().into_owned(), "--tag".into(), tag.to_string()]);
+    args.push(context.to_string_lossy().into_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = buildah(&args)?;
+    // `--quiet` prints the image id last.
+    Ok(out.lines().last().unwrap_or_default().to_string())
+}
+
+/// Runs each binary's `--version` in a container of `tag`.
+fn check_binaries(tag: &str, loader: &Path, cni: &Path) -> Result<(), String> {
+    let container = buildah(&["from", "--quiet", tag])?;
+    let ran = [loader, cni].iter().try_for_each(|binary| {
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let version =
-            buildah(&["run", "--isolation", "chroot", container, "--", &format!("{BIN_DIR}/{name}"), "--version"])?;
+            buildah(&["run", "--isolation", "chroot", &container, "--", &format!("{BIN_DIR}/{name}"), "--version"])?;
         eprintln!("xtask: in the image: {version}");
-    }
-    let mut config: Vec<String> = [
-        "--entrypoint",
-        "[\"/usr/local/bin/policyc-loader\"]",
-        "--cmd",
-        "[\"run\"]",
-        // Root, with the capabilities the DaemonSet grants (README,
-        // "Running on a cluster"): Kubernetes gives a non-root container's
-        // added capabilities no effect (no ambient set,
-        // kubernetes/kubernetes#56374), and bpffs and
-        // the CNI directories belong to root.
-        "--user",
-        "0:0",
-        "--workingdir",
-        "/",
-        // `kubectl exec POD -- policyc-loader status` finds it.
-        "--env",
-        "PATH=/usr/local/bin",
-        "--env",
-        "TMPDIR=/tmp",
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect();
-    for (key, value) in labels()? {
-        config.push("--label".into());
-        config.push(format!("{key}={value}"));
-    }
-    let config: Vec<&str> = config.iter().map(String::as_str).collect();
-    buildah(&[&["config"], config.as_slice(), &[container]].concat())?;
-    let timestamp = commit_time()?;
-    buildah(&["commit", "--quiet", "--format", "oci", "--timestamp", &timestamp, container, tag])
+        Ok::<(), String>(())
+    });
+    let removed = buildah(&["rm", &container]);
+    ran?;
+    removed.map(drop)
 }
 
 /// The OCI annotations of the image (`org.opencontainers.image.*`, image
-/// spec "Pre-Defined Annotation Keys"), from the repository.
+/// spec "Pre-Defined Annotation Keys") that only the repository knows; the
+/// `Containerfile` sets the others (and the version, which this keeps
+/// equal to the crates').
 fn labels() -> Result<Vec<(&'static str, String)>, String> {
     let revision = git(&["rev-parse", "HEAD"])?;
     let created = git(&["log", "-1", "--format=%cI"])?;
     let mut labels = vec![
-        ("org.opencontainers.image.title", "policyc".to_string()),
-        (
-            "org.opencontainers.image.description",
-            "policyc node agent (policyc-loader run) and chained CNI plugin (policyc-cni)".to_string(),
-        ),
         ("org.opencontainers.image.version", env!("CARGO_PKG_VERSION").to_string()),
         ("org.opencontainers.image.revision", revision),
         ("org.opencontainers.image.created", created),
-        ("org.opencontainers.image.licenses", "Apache-2.0".to_string()),
     ];
     if let Ok(source) = git(&["remote", "get-url", "origin"]) {
         labels.push(("org.opencontainers.image.source", source));

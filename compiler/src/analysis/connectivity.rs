@@ -267,7 +267,9 @@ pub fn address_segments(cluster: &Cluster, externals: &[IpAddr]) -> Vec<(IpAddr,
     prefixes.extend(externals.iter().map(|ip| Cidr::host(*ip)));
     // An API server address outside the cluster is `world` and
     // `kube-apiserver` at once (`policyc_ir::reserved`): its own segment.
-    prefixes.extend(cluster.apiserver.iter().map(|ip| Cidr::host(*ip)));
+    // One that is a pod's keeps the pod's identity (W0210): no segment.
+    prefixes
+        .extend(cluster.apiserver.iter().filter(|ip| cluster.endpoint_by_ip(**ip).is_none()).map(|ip| Cidr::host(*ip)));
     let node_ips: BTreeSet<IpAddr> = cluster.nodes.iter().flat_map(|n| n.ips.iter().copied()).collect();
     prefixes.extend(node_ips.iter().map(|ip| Cidr::host(*ip)));
     let mut out = Vec::new();

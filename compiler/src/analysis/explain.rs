@@ -8,7 +8,7 @@
 //! connectivity table; verdicts are computed per port segment with the
 //! reference evaluator and adjacent ports with the same reasons merge.
 
-use crate::analysis::connectivity::{full_range, Side, PROTOCOLS};
+use crate::analysis::connectivity::{full_range, l7_parser, Side, PROTOCOLS};
 use crate::analysis::engine::{DecisionId, Engine, PeerKey, RunsId};
 use crate::analysis::reason::{policy_json, policy_text, reason_json, reason_text, Citations, PolicyRef, Reason};
 use crate::pipeline::Loaded;
@@ -46,14 +46,20 @@ pub struct Flow {
     pub egress: Option<Reason>,
     /// The receiver's ingress decision (`None` for an outside receiver).
     pub ingress: Option<Reason>,
+    /// The L7 parser (`http`, `kafka`, `dns`) of the rules that allow it
+    /// only through the proxy, `None` for a plain allow.
+    pub l7: Option<String>,
 }
 
 impl Flow {
-    /// Ports as the connectivity table writes them.
+    /// Ports as the connectivity table writes them, L7-restricted ones
+    /// marked as there: `TCP/80 (L7 http)`.
     pub fn port_items(&self) -> Vec<String> {
+        let mark = self.l7.as_ref().map(|parser| format!(" (L7 {parser})")).unwrap_or_default();
         self.ports
             .iter()
             .map(|(p, r)| if *r == full_range(*p) { p.name().to_string() } else { format!("{}/{r}", p.name()) })
+            .map(|item| item + &mark)
             .collect()
     }
 }
@@ -190,11 +196,12 @@ pub fn explain(loaded: &Loaded, resolved: &Resolved, index: EndpointId) -> Expla
         let name = side_name(cluster, &peer);
         for (key, into) in [(inbound, &mut reached_by), (outbound, &mut reaches)] {
             let flows = grouped.entry(key).or_insert_with(|| flows(&citations, &engine, &mut reasons, key));
-            into.extend(flows.iter().map(|(r, ports)| Flow {
+            into.extend(flows.iter().map(|((r, l7), ports)| Flow {
                 peer: name.clone(),
                 ports: ports.clone(),
                 egress: r.0.clone(),
                 ingress: r.1.clone(),
+                l7: l7.clone(),
             }));
         }
     }
@@ -225,8 +232,12 @@ fn side_name(cluster: &Cluster, side: &Side) -> String {
 /// The sender's egress and the receiver's ingress decisions.
 type Reasons = (Option<Reason>, Option<Reason>);
 
+/// Reasons with the L7 parser of their rules, where they allow only
+/// through the proxy (as `connectivity` marks it).
+type FlowKey = (Reasons, Option<String>);
+
 /// Reasons and the protocols and port ranges they decide.
-type ReasonedPorts = (Reasons, Vec<(Protocol, PortRange)>);
+type ReasonedPorts = (FlowKey, Vec<(Protocol, PortRange)>);
 
 /// The allowed flows of a pair of runs (egress, ingress), grouped by
 /// reasons: per reasons, the port ranges where they decide, adjacent
@@ -240,10 +251,13 @@ fn flows(
     let mut reason = |d: Option<DecisionId>| {
         d.map(|d| reasons.entry(d).or_insert_with(|| citations.reason(engine.decision(d))).clone())
     };
-    let mut grouped: BTreeMap<Reasons, Vec<(Protocol, PortRange)>> = BTreeMap::new();
-    let mut run: Option<(Reasons, usize, PortRange)> = None;
+    let mut grouped: BTreeMap<FlowKey, Vec<(Protocol, PortRange)>> = BTreeMap::new();
+    let mut run: Option<(FlowKey, usize, PortRange)> = None;
     for (pi, range, e, i) in engine.pieces(egress, ingress) {
-        let step = (engine.passes(e) && engine.passes(i)).then(|| (reason(e), reason(i)));
+        let step = (engine.passes(e) && engine.passes(i)).then(|| {
+            let l7 = l7_parser(engine.cluster(), [e.map(|d| engine.decision(d)), i.map(|d| engine.decision(d))]);
+            ((reason(e), reason(i)), l7)
+        });
         match (&mut run, step) {
             (Some((key, p, r)), Some(k2)) if *key == k2 && *p == pi && u32::from(r.hi) + 1 == u32::from(range.lo) => {
                 r.hi = range.hi

@@ -21,6 +21,15 @@ pub struct PublishArgs {
     /// `~/.docker/config.json`).
     #[arg(long)]
     pub plain_http: bool,
+    /// PEM certificates to trust for the registry besides the system's (a
+    /// registry whose certificate a private CA signed).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The Docker config file to take the credentials from, instead of
+    /// the first of the usual places that exists. Its `credHelpers` and
+    /// `credsStore` run `docker-credential-NAME get`, as docker does.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
 }
 
 /// Runs `publish`: the digest on stdout, what moved on stderr.
@@ -32,7 +41,12 @@ pub fn run(args: &PublishArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let options = ClientOptions { plain_http: args.plain_http, ..ClientOptions::default() };
+    let options = ClientOptions {
+        plain_http: args.plain_http,
+        ca_file: args.ca_file.clone(),
+        registry_config: args.registry_config.clone(),
+        ..ClientOptions::default()
+    };
     match publish(&args.out_dir, &reference, &options) {
         Ok(published) => {
             eprintln!(

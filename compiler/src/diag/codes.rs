@@ -108,4 +108,5 @@ codes! {
     SERVICE_TARGET_PORT_UNDEFINED = "W0281", "a Service port's named `targetPort` is defined by none of the pods its selector matches";
     SERVICE_PORT_WITHOUT_BACKENDS = "W0282", "a Service port has no usable backend: connections to it are refused";
     ADMIN_PRIORITY_TIE = "W0209", "two admin policies of one tier and priority match the same traffic: their order is undefined";
+    APISERVER_POD_ADDRESS = "W0210", "an address of Service `default/kubernetes` is a pod's: policyc gives it the pod's identity, not `kube-apiserver`";
 }

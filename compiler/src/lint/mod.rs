@@ -16,6 +16,7 @@
 //! input has endpoints at all: a repository of policies without pods or
 //! workloads would otherwise warn on every selector.
 
+mod apiserver;
 mod peers;
 mod ports;
 mod selectors;
@@ -148,6 +149,7 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
     shadow::shadowed_rules_of_policies(loaded, &mut out);
     tiers::priority_ties(loaded, &facts, &mut out);
     services::services(loaded, &mut out);
+    apiserver::apiserver_pods(loaded, &mut out);
     out
 }
 

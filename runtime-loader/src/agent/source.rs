@@ -16,24 +16,48 @@ pub enum BundleSource {
     Directory(PathBuf),
     /// An artifact `policyc publish` pushed.
     #[cfg(feature = "oci")]
-    Artifact(super::pull::ArtifactSource),
+    Artifact(Box<super::pull::ArtifactSource>),
+}
+
+/// How to reach the registry of an `oci://` bundle (the flags ORAS and
+/// Helm give these names). Credentials come from the Docker config file
+/// or the credential helper it names.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RegistryFlags {
+    /// Reach the registry of an `oci://` bundle over plain HTTP (a
+    /// registry on loopback without TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// PEM certificates to trust for the registry besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The Docker config file to take registry credentials from (default:
+    /// `$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG/config.json`,
+    /// `~/.docker/config.json`).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
 }
 
 impl BundleSource {
-    /// `--bundle TEXT` with `--poll-interval` and `--plain-http`.
-    pub fn parse(text: &str, interval: Duration, plain_http: bool) -> Result<BundleSource, String> {
+    /// `--bundle TEXT` with `--poll-interval` and the registry flags.
+    pub fn parse(text: &str, interval: Duration, registry: &RegistryFlags) -> Result<BundleSource, String> {
         if !text.starts_with("oci://") {
             return Ok(BundleSource::Directory(PathBuf::from(text)));
         }
         #[cfg(feature = "oci")]
         {
             let reference = policyc_oci::ArtifactRef::parse(text).map_err(|e| e.to_string())?;
-            let client = policyc_oci::ClientOptions { plain_http, ..policyc_oci::ClientOptions::default() };
-            Ok(BundleSource::Artifact(super::pull::ArtifactSource { reference, client, interval }))
+            let client = policyc_oci::ClientOptions {
+                plain_http: registry.plain_http,
+                ca_file: registry.ca_file.clone(),
+                registry_config: registry.registry_config.clone(),
+                ..policyc_oci::ClientOptions::default()
+            };
+            Ok(BundleSource::Artifact(Box::new(super::pull::ArtifactSource { reference, client, interval })))
         }
         #[cfg(not(feature = "oci"))]
         {
-            let _ = (interval, plain_http);
+            let _ = (interval, registry);
             Err(format!("`--bundle {text}`: built without the `oci` feature"))
         }
     }
@@ -86,7 +110,7 @@ impl Active {
             }
             #[cfg(feature = "oci")]
             BundleSource::Artifact(artifact) => Ok(Active::Artifact(super::pull::Pulling::start(
-                artifact.clone(),
+                (**artifact).clone(),
                 node,
                 &paths.state.join("oci"),
                 counters,
