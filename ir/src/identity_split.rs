@@ -1,0 +1,253 @@
+//! Identities split where an admin rule tells apart endpoints of one label
+//! set.
+//!
+//! The datapath knows a peer by its identity only. Three things an admin
+//! or baseline rule says about a peer are not a function of its labels:
+//! - a `networks` peer "will also match pod addresses"
+//!   (`AdminNetworkPolicyEgressPeer.Networks`, network-policy-api
+//!   `apis/v1alpha1/adminnetworkpolicy_types.go`): whether a pod is inside
+//!   depends on its address;
+//! - an egress `namedPort` (v1alpha2 `destinationNamedPort`) is the
+//!   destination pod's container port of that name ("matches traffic on a
+//!   named port of the destination pod", same file), which pods of one
+//!   label set may number differently; so is a Kubernetes NetworkPolicy's
+//!   egress named port (`NetworkPolicyPort.port`: "a named port on a pod").
+//!
+//! So an endpoint's identity is keyed by its label set plus these facts,
+//! as Cilium keys an identity by the labels its label filter keeps
+//! (<https://docs.cilium.io/en/stable/operations/performance/scalability/identity-relevant-labels/>):
+//! a fact is one more label, under the [`SPLIT_PREFIX`] that no Kubernetes
+//! label key can carry (`:` is not allowed in one, as `reserved:` is not).
+//! Only the facts that differ among the endpoints of one label set are
+//! added, so a label set no rule splits keeps its number, and of a split
+//! one the endpoints that hold none of the differing facts (outside every
+//! such CIDR) keep it too. The numbers are given by the same table
+//! ([`crate::identity::IdentityTable`]: a hash of the key's text, probing,
+//! the previous compile's numbers kept), so they are as stable as any
+//! identity's; selectors never see the facts
+//! ([`crate::resolve::IdentityInfo::selector_labels`]).
+//!
+//! `nodes` peers and `networks` that tell apart nodes behind one node
+//! identity are not split here: the compiler still refuses them (E0350).
+
+use crate::cidr::Cidr;
+use crate::cluster::{Cluster, Endpoint};
+use crate::labels::Labels;
+use crate::policy::PortSpec;
+use crate::protocol::{Direction, Protocol};
+use crate::tier::TierPeer;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+
+/// Prefix of the labels an identity is split by (`split:net:10.0.0.0/24`,
+/// `split:port:http/TCP`).
+pub const SPLIT_PREFIX: &str = "split:";
+
+/// What the cluster's admin rules tell apart: every prefix of a `networks`
+/// peer and every egress named port (with the protocols it stands for).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Distinctions {
+    cidrs: BTreeSet<Cidr>,
+    ports: BTreeSet<(String, Protocol)>,
+}
+
+impl Distinctions {
+    /// The distinctions of `cluster`'s admin and baseline rules, and the
+    /// egress named ports of its Kubernetes NetworkPolicies (the peer's
+    /// too: "the named port ... on the destination pod"; Cilium's stand for
+    /// one number cluster-wide, [`Cluster::cluster_named_port`]).
+    pub fn of(cluster: &Cluster) -> Distinctions {
+        let mut out = Distinctions::default();
+        let mut egress_ports = Vec::new();
+        for rule in cluster.tier_policies.iter().flat_map(|p| &p.rules) {
+            for peer in &rule.peers {
+                if let TierPeer::Networks(cidrs) = peer {
+                    out.cidrs.extend(cidrs.iter().copied());
+                }
+            }
+            if rule.direction == Direction::Egress {
+                egress_ports.extend(rule.ports.iter().flatten());
+            }
+        }
+        for policy in cluster.policies.iter().filter(|p| !p.origin.kind.is_cilium()) {
+            let egress = policy.rules.iter().filter(|r| r.direction == Direction::Egress);
+            egress_ports.extend(egress.flat_map(|r| r.ports.iter().flatten()));
+        }
+        for m in egress_ports {
+            if let PortSpec::Named(name) = &m.ports {
+                let protocols = m.protocol.map_or(Protocol::WITH_PORTS.to_vec(), |p| vec![p]);
+                out.ports.extend(protocols.into_iter().map(|p| (name.clone(), p)));
+            }
+        }
+        out
+    }
+
+    /// Whether nothing is told apart.
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_empty() && self.ports.is_empty()
+    }
+
+    /// The facts of `endpoint`, as labels: `split:net:<prefix>` (empty
+    /// value) for each prefix holding one of its addresses,
+    /// `split:port:<name>/<protocol>` = its number for each named port.
+    pub fn facts(&self, endpoint: &Endpoint) -> Vec<(String, String)> {
+        let nets = self
+            .cidrs
+            .iter()
+            .filter(|c| endpoint.ips.iter().any(|ip| c.contains(*ip)))
+            .map(|c| (format!("{SPLIT_PREFIX}net:{c}"), String::new()));
+        let ports = self.ports.iter().filter_map(|(name, protocol)| {
+            let port = endpoint.named_port(name, *protocol)?;
+            Some((format!("{SPLIT_PREFIX}port:{name}/{protocol}"), port.to_string()))
+        });
+        nets.chain(ports).collect()
+    }
+}
+
+/// Whether `key` is a split fact, not a label of the endpoint.
+pub fn is_split_key(key: &str) -> bool {
+    key.starts_with(SPLIT_PREFIX)
+}
+
+/// `labels` without the split facts: what selectors see.
+pub fn selector_labels(labels: &Labels) -> Cow<'_, Labels> {
+    if labels.0.keys().any(|k| is_split_key(k)) {
+        Cow::Owned(Labels(
+            labels.0.iter().filter(|(k, _)| !is_split_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ))
+    } else {
+        Cow::Borrowed(labels)
+    }
+}
+
+/// The identity key of every endpoint of `cluster`, in order: its label
+/// set, plus the facts that differ among the endpoints sharing that label
+/// set (those it holds).
+pub fn identity_keys(cluster: &Cluster) -> Vec<Cow<'_, Labels>> {
+    let distinctions = Distinctions::of(cluster);
+    if distinctions.is_empty() {
+        return cluster.endpoints.iter().map(|e| Cow::Borrowed(&e.labels)).collect();
+    }
+    let facts: Vec<Vec<(String, String)>> = cluster.endpoints.iter().map(|e| distinctions.facts(e)).collect();
+    // Per label set: the facts of its first endpoint, and the keys seen to
+    // differ from them (held by one endpoint and not another, or with
+    // another value).
+    let mut groups: HashMap<&Labels, (usize, BTreeSet<&str>)> = HashMap::new();
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        let (first, differing) = groups.entry(&e.labels).or_insert((i, BTreeSet::new()));
+        if *first == i {
+            continue;
+        }
+        let (a, b) = (&facts[*first], &facts[i]);
+        for (k, v) in a.iter().chain(b) {
+            let other = if a.contains(&(k.clone(), v.clone())) { b } else { a };
+            if !other.iter().any(|(k2, v2)| k2 == k && v2 == v) {
+                differing.insert(k.as_str());
+            }
+        }
+    }
+    cluster
+        .endpoints
+        .iter()
+        .zip(&facts)
+        .map(|(e, facts)| {
+            let differing = &groups[&e.labels].1;
+            let mut held = facts.iter().filter(|(k, _)| differing.contains(k.as_str())).peekable();
+            if held.peek().is_none() {
+                return Cow::Borrowed(&e.labels);
+            }
+            let mut key = e.labels.clone();
+            for (k, v) in held {
+                key.insert(k.clone(), v.clone());
+            }
+            Cow::Owned(key)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{EndpointKind, NamedPort};
+    use crate::policy::PortMatch;
+    use crate::selector::LabelSelector;
+    use crate::tier::{Tier, TierAction, TierKind, TierPolicy, TierRule};
+
+    fn pod(name: &str, app: &str, ip: &str, http: Option<u16>) -> Endpoint {
+        Endpoint {
+            namespace: "ns".into(),
+            name: name.into(),
+            kind: EndpointKind::Pod,
+            labels: Labels::from_pairs([("app", app)]),
+            ips: vec![ip.parse().unwrap()],
+            node: None,
+            named_ports: http
+                .map(|port| NamedPort { name: "http".into(), protocol: Protocol::Tcp, port })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn admin(peers: Vec<TierPeer>, named: Option<&str>) -> TierPolicy {
+        TierPolicy {
+            kind: TierKind::AdminNetworkPolicy,
+            name: "p".into(),
+            tier: Tier::Admin,
+            priority: 1,
+            subject: LabelSelector::everything(),
+            rules: vec![TierRule {
+                path: String::new(),
+                name: None,
+                direction: Direction::Egress,
+                action: TierAction::Deny,
+                peers,
+                ports: named.map(|n| vec![PortMatch { protocol: None, ports: PortSpec::Named(n.into()) }]),
+            }],
+        }
+    }
+
+    fn cluster(endpoints: Vec<Endpoint>, tiers: Vec<TierPolicy>) -> Cluster {
+        Cluster { endpoints, tier_policies: tiers, ..Cluster::default() }
+    }
+
+    fn keys(c: &Cluster) -> Vec<String> {
+        identity_keys(c).iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn without_admin_distinctions_keys_are_the_labels() {
+        let c = cluster(vec![pod("a", "x", "10.0.0.1", Some(80)), pod("b", "x", "10.0.1.1", Some(81))], vec![]);
+        assert_eq!(keys(&c), ["app=x", "app=x"]);
+    }
+
+    #[test]
+    fn networks_split_only_the_label_sets_they_tell_apart() {
+        let net = |s: &str| TierPeer::Networks(vec![Cidr::parse_strict(s).unwrap()]);
+        let c = cluster(
+            vec![
+                pod("a", "x", "10.0.0.1", None),
+                pod("b", "x", "10.0.1.1", None),
+                pod("c", "y", "10.0.0.2", None),
+                pod("d", "y", "10.0.0.3", None),
+            ],
+            vec![admin(vec![net("10.0.0.0/24"), net("0.0.0.0/0")], None)],
+        );
+        // `0.0.0.0/0` holds every pod, and `y`'s pods are all in
+        // 10.0.0.0/24: neither splits; `x`'s outside pod keeps its key.
+        assert_eq!(keys(&c), ["app=x,split:net:10.0.0.0/24=", "app=x", "app=y", "app=y"]);
+    }
+
+    #[test]
+    fn egress_named_ports_split_by_number() {
+        let c = cluster(
+            vec![
+                pod("a", "x", "10.0.0.1", Some(8080)),
+                pod("b", "x", "10.0.0.2", Some(9090)),
+                pod("c", "x", "10.0.0.3", None),
+            ],
+            vec![admin(vec![TierPeer::Endpoints(LabelSelector::everything())], Some("http"))],
+        );
+        assert_eq!(keys(&c), ["app=x,split:port:http/TCP=8080", "app=x,split:port:http/TCP=9090", "app=x"]);
+        assert_eq!(selector_labels(&identity_keys(&c)[0]).to_string(), "app=x");
+    }
+}
