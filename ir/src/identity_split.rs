@@ -165,6 +165,39 @@ pub fn identity_keys(cluster: &Cluster) -> Vec<Cow<'_, Labels>> {
         .collect()
 }
 
+/// Which of `candidates` (the identity keys of one label set, `labels`)
+/// an endpoint with `ips` and `named_ports` holds: what the node agent
+/// asks of a live pod, whose facts it sees live (an address moved into a
+/// prefix gives the pod the identity of the pods already there). The
+/// facts asked are those the keys were split by; `None` if the pod's
+/// combination was never compiled.
+pub fn key_among<'a>(
+    candidates: &[&'a Labels],
+    labels: &Labels,
+    ips: &[std::net::IpAddr],
+    named_ports: &[crate::cluster::NamedPort],
+) -> Option<&'a Labels> {
+    let asked: BTreeSet<&str> =
+        candidates.iter().flat_map(|c| c.0.keys()).map(String::as_str).filter(|k| is_split_key(k)).collect();
+    let mut key = labels.clone();
+    for fact in asked {
+        let Some(rest) = fact.strip_prefix(SPLIT_PREFIX) else { continue };
+        if let Some(prefix) = rest.strip_prefix("net:") {
+            let cidr = Cidr::parse_strict(prefix).ok()?;
+            if ips.iter().any(|ip| cidr.contains(*ip)) {
+                key.insert(fact, "");
+            }
+        } else if let Some((name, protocol)) = rest.strip_prefix("port:").and_then(|p| p.rsplit_once('/')) {
+            let protocol = Protocol::parse(protocol)?;
+            let port = named_ports.iter().find(|p| p.name == name && p.protocol == protocol);
+            if let Some(port) = port {
+                key.insert(fact, port.port.to_string());
+            }
+        }
+    }
+    candidates.iter().copied().find(|c| **c == key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +282,26 @@ mod tests {
         );
         assert_eq!(keys(&c), ["app=x,split:port:http/TCP=8080", "app=x,split:port:http/TCP=9090", "app=x"]);
         assert_eq!(selector_labels(&identity_keys(&c)[0]).to_string(), "app=x");
+    }
+
+    #[test]
+    fn a_live_endpoint_finds_its_key_by_its_own_facts() {
+        let net = TierPeer::Networks(vec![Cidr::parse_strict("10.0.0.0/24").unwrap()]);
+        let c = cluster(
+            vec![pod("a", "x", "10.0.0.1", Some(8080)), pod("b", "x", "10.0.1.1", Some(9090))],
+            vec![admin(vec![net], Some("http"))],
+        );
+        let keys = identity_keys(&c);
+        let candidates: Vec<&Labels> = keys.iter().map(AsRef::as_ref).collect();
+        for e in &c.endpoints {
+            let found = key_among(&candidates, &e.labels, &e.ips, &e.named_ports);
+            assert_eq!(found, Some(&*keys[c.endpoints.iter().position(|x| x.name == e.name).unwrap()]));
+        }
+        // Pod b's address moved into the prefix, its port unchanged: a
+        // combination never compiled.
+        let moved = pod("b", "x", "10.0.0.9", Some(9090));
+        assert_eq!(key_among(&candidates, &moved.labels, &moved.ips, &moved.named_ports), None);
+        let like_a = pod("c", "x", "10.0.0.7", Some(8080));
+        assert_eq!(key_among(&candidates, &like_a.labels, &like_a.ips, &like_a.named_ports), Some(&*keys[0]));
     }
 }
