@@ -87,20 +87,31 @@ impl Distinctions {
         self.cidrs.is_empty() && self.ports.is_empty()
     }
 
-    /// The facts of `endpoint`, as labels: `split:net:<prefix>` (empty
-    /// value) for each prefix holding one of its addresses,
-    /// `split:port:<name>/<protocol>` = its number for each named port.
-    pub fn facts(&self, endpoint: &Endpoint) -> Vec<(String, String)> {
-        let nets = self
-            .cidrs
-            .iter()
-            .filter(|c| endpoint.ips.iter().any(|ip| c.contains(*ip)))
-            .map(|c| (format!("{SPLIT_PREFIX}net:{c}"), String::new()));
-        let ports = self.ports.iter().filter_map(|(name, protocol)| {
-            let port = endpoint.named_port(name, *protocol)?;
-            Some((format!("{SPLIT_PREFIX}port:{name}/{protocol}"), port.to_string()))
-        });
-        nets.chain(ports).collect()
+    /// The facts of `endpoint`, sorted: `(i, 0)` for the `i`th prefix
+    /// holding one of its addresses, `(prefixes + j, port)` for the
+    /// number of the `j`th named port. Numbers, so that a cluster's pods
+    /// are compared without text; [`Distinctions::label`] spells one.
+    fn facts(&self, endpoint: &Endpoint) -> Vec<(usize, u16)> {
+        let nets = self.cidrs.iter().enumerate().filter(|(_, c)| endpoint.ips.iter().any(|ip| c.contains(*ip)));
+        let ports =
+            self.ports.iter().enumerate().filter_map(|(j, (name, protocol))| {
+                Some((self.cidrs.len() + j, endpoint.named_port(name, *protocol)?))
+            });
+        nets.map(|(i, _)| (i, 0)).chain(ports).collect()
+    }
+
+    /// Fact `(i, value)` of [`Distinctions::facts`] as a label:
+    /// `split:net:<prefix>` (empty value), `split:port:<name>/<protocol>`
+    /// = the number.
+    fn label(&self, (i, value): (usize, u16)) -> (String, String) {
+        match self.cidrs.iter().nth(i) {
+            Some(c) => (format!("{SPLIT_PREFIX}net:{c}"), String::new()),
+            None => {
+                let (name, protocol) =
+                    self.ports.iter().nth(i - self.cidrs.len()).expect("a fact of these distinctions");
+                (format!("{SPLIT_PREFIX}port:{name}/{protocol}"), value.to_string())
+            }
+        }
     }
 }
 
@@ -128,23 +139,18 @@ pub fn identity_keys(cluster: &Cluster) -> Vec<Cow<'_, Labels>> {
     if distinctions.is_empty() {
         return cluster.endpoints.iter().map(|e| Cow::Borrowed(&e.labels)).collect();
     }
-    let facts: Vec<Vec<(String, String)>> = cluster.endpoints.iter().map(|e| distinctions.facts(e)).collect();
-    // Per label set: the facts of its first endpoint, and the keys seen to
-    // differ from them (held by one endpoint and not another, or with
+    let facts: Vec<Vec<(usize, u16)>> = cluster.endpoints.iter().map(|e| distinctions.facts(e)).collect();
+    // Per label set: its first endpoint, and the facts seen to differ
+    // from that one's (held by one endpoint and not another, or with
     // another value).
-    let mut groups: HashMap<&Labels, (usize, BTreeSet<&str>)> = HashMap::new();
+    let mut groups: HashMap<&Labels, (usize, BTreeSet<usize>)> = HashMap::new();
     for (i, e) in cluster.endpoints.iter().enumerate() {
         let (first, differing) = groups.entry(&e.labels).or_insert((i, BTreeSet::new()));
-        if *first == i {
+        if *first == i || facts[*first] == facts[i] {
             continue;
         }
         let (a, b) = (&facts[*first], &facts[i]);
-        for (k, v) in a.iter().chain(b) {
-            let other = if a.contains(&(k.clone(), v.clone())) { b } else { a };
-            if !other.iter().any(|(k2, v2)| k2 == k && v2 == v) {
-                differing.insert(k.as_str());
-            }
-        }
+        differing.extend(a.iter().filter(|f| !b.contains(f)).chain(b.iter().filter(|f| !a.contains(f))).map(|f| f.0));
     }
     cluster
         .endpoints
@@ -152,13 +158,14 @@ pub fn identity_keys(cluster: &Cluster) -> Vec<Cow<'_, Labels>> {
         .zip(&facts)
         .map(|(e, facts)| {
             let differing = &groups[&e.labels].1;
-            let mut held = facts.iter().filter(|(k, _)| differing.contains(k.as_str())).peekable();
+            let mut held = facts.iter().filter(|f| differing.contains(&f.0)).peekable();
             if held.peek().is_none() {
                 return Cow::Borrowed(&e.labels);
             }
             let mut key = e.labels.clone();
-            for (k, v) in held {
-                key.insert(k.clone(), v.clone());
+            for &fact in held {
+                let (k, v) = distinctions.label(fact);
+                key.insert(k, v);
             }
             Cow::Owned(key)
         })
