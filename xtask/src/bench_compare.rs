@@ -122,7 +122,10 @@ fn build(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf, String> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root).args(args).stderr(Stdio::inherit());
     if let Some(dir) = target_dir {
-        command.env("CARGO_TARGET_DIR", dir);
+        // Older commits built tests with full debug info (~300 MB a
+        // binary); the figures are the kernel's, which debug info of the
+        // Rust side does not change.
+        command.env("CARGO_TARGET_DIR", dir).env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
     }
     let out = command.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
