@@ -121,6 +121,18 @@ fn build(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf, String> {
     eprintln!("xtask: cargo {} (in {})", args.join(" "), root.display());
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root).args(args).stderr(Stdio::inherit());
+    // `cargo run` gave xtask its package's variables; build scripts that
+    // rerun when one changes (ring's) would make this build differ from
+    // a plain `cargo test`'s, and rebuild both every time.
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("CARGO_PKG_")
+            || key_text.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&key_text.as_ref())
+        {
+            command.env_remove(&key);
+        }
+    }
     if let Some(dir) = target_dir {
         // Older commits built tests with full debug info (~300 MB a
         // binary); the figures are the kernel's, which debug info of the
