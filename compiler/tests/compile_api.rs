@@ -120,17 +120,19 @@ fn an_unknown_node_is_a_diagnostic_with_a_suggestion() {
 }
 
 /// Admin tiers compile; an admin `networks` peer that holds one of two
-/// pods of one identity cannot be enforced (the programs know peers by
+/// pods of one label set splits their identity, so that compile succeeds
+/// with one identity each; a `nodes` peer that selects one of two remote
+/// nodes cannot be enforced (the programs know a node by its node
 /// identity), so that compile fails closed, naming the rule (E0350),
 /// through the library and the command (exit 1), and writes nothing.
 #[test]
-fn admin_tiers_compile_and_an_identity_split_is_refused() {
+fn admin_tiers_compile_and_a_node_identity_split_is_refused() {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/anp-tiers-first-match/input");
     let options = CompileOptions { output: Output::Memory, ..CompileOptions::default() };
     let built = compile(Inputs::Paths(vec![case]), &options).expect("admin tiers compile");
     assert!(!built.built.nodes.is_empty());
 
-    let dir = std::env::temp_dir().join(format!("policyc-td-split-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("policyc-tr-split-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pod = |name: &str, ip: &str| {
         format!(
@@ -138,24 +140,40 @@ fn admin_tiers_compile_and_an_identity_split_is_refused() {
              spec: {{nodeName: n1, containers: [{{name: main, image: x}}]}}\nstatus: {{podIP: {ip}}}\n---\n"
         )
     };
-    let input = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: app}}\n---\n{}{}\
-         apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: half}}\n\
-         spec:\n  priority: 1\n  subject: {{namespaces: {{}}}}\n  egress:\n  - action: Deny\n    to: [{{networks: [10.200.1.0/24]}}]\n",
+    let node = |name: &str, zone: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{zone: {zone}}}}}\n\
+             status: {{addresses: [{{type: InternalIP, address: {ip}}}]}}\n---\n"
+        )
+    };
+    let admin = |peer: &str| {
+        format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: half}}\n\
+             spec:\n  priority: 1\n  subject: {{namespaces: {{}}}}\n  egress:\n  - action: Deny\n    to: [{peer}]\n"
+        )
+    };
+    let pods = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: app}}\n---\n{}{}",
         pod("web-1", "10.200.1.10"),
-        pod("web-2", "10.200.2.10"),
+        pod("web-2", "10.200.2.10")
     );
-    std::fs::write(dir.join("in.yaml"), input).unwrap();
+    let nodes =
+        format!("{}{}{}", node("n1", "a", "10.100.0.1"), node("n2", "b", "10.100.0.2"), node("n3", "c", "10.100.0.3"));
+    std::fs::write(dir.join("in.yaml"), format!("{nodes}{pods}{}", admin("{networks: [10.200.1.0/24]}"))).unwrap();
+    let built = compile(Inputs::Paths(vec![dir.clone()]), &options).expect("a split pod identity compiles");
+    let resolved = &built.built.resolved;
+    let identity = |name: &str| resolved.endpoints.iter().find(|e| e.name == name).and_then(|e| e.identity);
+    assert_ne!(identity("app/web-1"), identity("app/web-2"));
+    assert!(identity("app/web-1").is_some() && identity("app/web-2").is_some());
+
+    std::fs::write(dir.join("in.yaml"), format!("{nodes}{pods}{}", admin("{nodes: {matchLabels: {zone: b}}}")))
+        .unwrap();
     let Err(CompileError::Rejected(rejected)) = compile(Inputs::Paths(vec![dir.clone()]), &options) else {
-        panic!("a split identity must be refused");
+        panic!("a split node identity must be refused");
     };
     let codes: Vec<&str> = rejected.diagnostics.iter().map(|d| d.code.id).collect();
     assert_eq!(codes, ["E0350"], "{:?}", rejected.diagnostics);
-    assert!(
-        rejected.diagnostics[0].message.contains("app/web-1 but not app/web-2"),
-        "{}",
-        rejected.diagnostics[0].message
-    );
+    assert!(rejected.diagnostics[0].message.contains("node n2 but not node n3"), "{}", rejected.diagnostics[0].message);
     let out_dir = dir.join("out");
     let human = Command::new(env!("CARGO_BIN_EXE_policyc"))
         .args(["compile", "--out"])

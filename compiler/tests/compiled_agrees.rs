@@ -3,7 +3,7 @@
 //! evaluator for every pair of addressed endpoints and outside address
 //! ranges, every protocol, and every port segment a policy distinguishes.
 //! Inputs with admin tiers are in; an input `compile` refuses (E0350: an
-//! admin peer splitting an identity) is left out.
+//! admin peer splitting a node identity) is left out.
 
 use policyc::analysis::connectivity::{address_segments, port_cuts, PROTOCOLS};
 use policyc::pipeline::load;

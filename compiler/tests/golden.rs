@@ -66,7 +66,7 @@ fn render_case(case: &Path) -> String {
         let resolved = policyc_ir::resolve::resolve(cluster);
         let unenforced = policyc::compile::tiers::unenforced(&loaded, &resolved);
         if !unenforced.is_empty() {
-            out.push_str("(not compiled: an admin peer splits an identity)\n");
+            out.push_str("(not compiled: an admin peer splits a node identity)\n");
             out.push_str(&render(&unenforced, Format::Human, &loaded.input.sources));
             return out.replace(&prefix, "");
         }

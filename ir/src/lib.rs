@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod dump;
 pub mod eval;
 pub mod identity;
+pub mod identity_split;
 pub mod ids;
 pub mod labels;
 pub mod localhost;

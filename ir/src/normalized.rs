@@ -19,6 +19,7 @@
 
 use crate::cluster::{Cluster, Endpoint};
 use crate::identity::{fnv1a64, Identity, IdentityTable};
+use crate::identity_split::identity_keys;
 use crate::labels::Labels;
 use crate::resolve::{resolve_for, Resolved};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -72,13 +73,17 @@ impl NormalizedPolicy {
         let apiserver_nodes = cluster.apiserver_nodes();
         let mut seen = HashSet::new();
         let mut endpoints = Vec::new();
-        for e in &cluster.endpoints {
+        // A representative carries its identity's key as its labels: the
+        // facts an admin rule splits a label set by
+        // ([`crate::identity_split`]) cannot be derived again without the
+        // addresses, and selectors never see them.
+        for (e, key) in cluster.endpoints.iter().zip(identity_keys(cluster)) {
             let mut named_ports = e.named_ports.clone();
             named_ports.sort();
             named_ports.dedup();
             let node = e.node.clone().filter(|n| apiserver_nodes.contains(n.as_str()));
-            if seen.insert((e.labels.clone(), named_ports.clone(), node.clone())) {
-                endpoints.push(Endpoint { ips: Vec::new(), node, named_ports, ..e.clone() });
+            if seen.insert((key.clone(), named_ports.clone(), node.clone())) {
+                endpoints.push(Endpoint { ips: Vec::new(), node, named_ports, labels: key.into_owned(), ..e.clone() });
             }
         }
         // An API server address of a pod resolves to the pod; without the

@@ -18,13 +18,17 @@
 //!   entries with the ports of that identity's endpoints;
 //! - admin and baseline rules ([`crate::tier`]) become entries of their
 //!   tier's precedence ([`Precedence`]); their `networks` also match pods
-//!   and nodes, which the datapath tells apart by identity only, so an
-//!   identity matches when every endpoint (node) behind it does, and one
-//!   that a peer splits is reported ([`Resolved::tier_splits`]).
+//!   and nodes, and their egress named ports are the peer's, which the
+//!   datapath tells apart by identity only: an endpoint's identity is keyed
+//!   by its labels plus what those rules tell apart
+//!   ([`crate::identity_split`]), so every endpoint of an identity agrees;
+//!   a node identity matches when every node behind it does, and one that
+//!   a peer splits is reported ([`Resolved::tier_splits`]).
 
 use crate::cidr::Cidr;
 use crate::cluster::{Cluster, NamedPort};
 use crate::identity::{fnv1a64, Identity, IdentityTable, CIDR_INDEX_MAX};
+use crate::identity_split::{identity_keys, selector_labels};
 use crate::ids::{EndpointId, PolicyId, RuleRef};
 use crate::labels::{Labels, RESERVED_PREFIX};
 use crate::policy::{Action, Entity, Peer, Peers, PortMatch, PortSpec, Rule, Subject};
@@ -133,14 +137,13 @@ pub struct Resolved {
     pub endpoints: Vec<ResolvedEndpoint>,
     /// The endpoint owning each pod IP (the first one, if several claim it).
     pub endpoint_ips: BTreeMap<IpAddr, EndpointId>,
-    /// Admin-policy peers that select some but not all of the endpoints or
-    /// nodes behind one identity: the datapath cannot enforce them.
+    /// Admin-policy peers that select some but not all of the nodes behind
+    /// one node identity: the datapath cannot enforce them.
     pub tier_splits: Vec<TierSplit>,
 }
 
 /// An admin or baseline rule whose `networks` or `nodes` peer selects
-/// some but not all of the endpoints (or nodes) sharing an identity, or
-/// whose egress named port they number differently.
+/// some but not all of the nodes sharing a node identity.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct TierSplit {
     /// The rule.
@@ -161,7 +164,8 @@ pub fn resolve(cluster: &Cluster) -> Resolved {
 /// Resolves `cluster`, keeping the cluster-local identities of `previous`
 /// (a previous compile's [`Resolved::table`]) for label sets still present.
 pub fn resolve_with_previous(cluster: &Cluster, previous: Option<&IdentityTable>) -> Resolved {
-    let allocation = IdentityTable::allocate(cluster.endpoints.iter().map(|e| &e.labels), previous);
+    let keys = identity_keys(cluster);
+    let allocation = IdentityTable::allocate(keys.iter().map(AsRef::as_ref), previous);
     resolve_with_table(cluster, allocation.table, allocation.exhausted)
 }
 
@@ -189,7 +193,7 @@ pub fn resolve_for(
     // does, was most of this step at 10000 endpoints.
     let by_labels: HashMap<&Labels, Identity> = table.iter().collect();
     let identity_of: Vec<Option<Identity>> =
-        cluster.endpoints.iter().map(|e| by_labels.get(&e.labels).copied()).collect();
+        identity_keys(cluster).iter().map(|key| by_labels.get(key.as_ref()).copied()).collect();
     let mut identities = BTreeMap::new();
     for id in Identity::RESERVED {
         let labels = id.reserved_labels().unwrap_or_default();
@@ -209,7 +213,7 @@ pub fn resolve_for(
                 identity: id,
                 kind: IdentityKind::Endpoint,
                 labels: labels.clone(),
-                selector_labels: labels.clone(),
+                selector_labels: selector_labels(labels).into_owned(),
             },
         );
     }
@@ -581,7 +585,7 @@ impl<'a> Context<'a> {
         // Selectors are matched against endpoint identities (label sets),
         // not endpoints: a selector sees nothing but labels.
         let endpoint_identities: Vec<Identity> = endpoints_of.keys().copied().collect();
-        let index = SelectorIndex::new(endpoint_identities.iter().map(|id| &identities[id].labels));
+        let index = SelectorIndex::new(endpoint_identities.iter().map(|id| &identities[id].selector_labels));
         let mut selecting: BTreeMap<Identity, Vec<PolicyId>> = BTreeMap::new();
         for (p, policy) in cluster.policies_with_ids() {
             if let Subject::Endpoints(selector) = &policy.subject {
@@ -719,8 +723,9 @@ impl<'a> Context<'a> {
     }
 
     /// Every admin or baseline peer that selects some but not all of the
-    /// endpoints of an identity, or of the remote nodes behind one, as
-    /// some node sees them.
+    /// remote nodes behind one node identity, as some node sees them
+    /// (endpoints are never split: their identities are keyed by what
+    /// admin rules tell apart, [`crate::identity_split`]).
     fn tier_splits(&self) -> Vec<TierSplit> {
         let mut splits = BTreeSet::new();
         // As the nodes of endpoints with addresses see them (an endpoint
@@ -730,51 +735,7 @@ impl<'a> Context<'a> {
         for (p, policy) in self.cluster.tier_policies.iter().enumerate() {
             for (r, rule) in policy.rules.iter().enumerate() {
                 let at = TierRuleRef { policy: p, rule: r };
-                // An egress named port is the peer's: pods of one identity
-                // that number it differently cannot be told apart.
-                let names: Vec<(&str, Option<Protocol>)> = match (&rule.ports, rule.direction) {
-                    (Some(ports), Direction::Egress) => ports
-                        .iter()
-                        .filter_map(|m| match &m.ports {
-                            PortSpec::Named(name) => Some((name.as_str(), m.protocol)),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                for &(name, protocol) in &names {
-                    let protocols = protocol.map_or(Protocol::WITH_PORTS.to_vec(), |p| vec![p]);
-                    for id in &self.tier_rule_peers[p][r] {
-                        let Some(endpoints) = self.endpoints_of.get(id) else { continue };
-                        let number = |e: EndpointId| -> Vec<Option<u16>> {
-                            protocols.iter().map(|&pr| self.cluster.endpoint(e).named_port(name, pr)).collect()
-                        };
-                        let Some(&first) = endpoints.first() else { continue };
-                        if let Some(&other) = endpoints.iter().find(|&&e| number(e) != number(first)) {
-                            splits.insert(TierSplit {
-                                rule: at,
-                                identity: *id,
-                                selected: format!("port `{name}` of {}", self.cluster.endpoint(first).display_name()),
-                                unselected: format!("that of {}", self.cluster.endpoint(other).display_name()),
-                            });
-                        }
-                    }
-                }
                 for peer in &rule.peers {
-                    if let TierPeer::Networks(cidrs) = peer {
-                        for (&id, endpoints) in &self.endpoints_of {
-                            let (inside, outside): (Vec<EndpointId>, Vec<EndpointId>) =
-                                endpoints.iter().partition(|&&e| self.endpoint_in(e, cidrs));
-                            if let (Some(i), Some(o)) = (inside.first(), outside.first()) {
-                                splits.insert(TierSplit {
-                                    rule: at,
-                                    identity: id,
-                                    selected: self.cluster.endpoint(*i).display_name(),
-                                    unselected: self.cluster.endpoint(*o).display_name(),
-                                });
-                            }
-                        }
-                    }
                     if matches!(peer, TierPeer::Endpoints(_)) {
                         continue;
                     }

@@ -103,8 +103,8 @@ proptest! {
     fn tiered_lookup_agrees_with_eval((cluster, pods, packets) in scenario_with_tiers()) {
         let resolved = resolve(&cluster);
         prop_assert_eq!(validate(&resolved), Ok(()));
-        // The generators' `networks` hold every pod or none, and a node
-        // group of two nodes never forms: nothing splits an identity.
+        // Pods an admin rule tells apart have identities of their own, and
+        // a node group of two nodes never forms: nothing splits an identity.
         prop_assert_eq!(&resolved.tier_splits, &vec![]);
         for (v6, src, dst, protocol, port) in packets {
             let (src_ip, src_party) = address(&cluster, pods, v6, src);

@@ -441,9 +441,11 @@ fn netns_traffic_matches_eval() {
 /// beats a NetworkPolicy allow (client → db:5432), an admin `Pass` falls to
 /// the NetworkPolicy tier, which allows (monitor → db:9100), and a baseline
 /// `Deny` applies only to pods no NetworkPolicy isolates (monitor →
-/// frontend is dropped; monitor → db is the NetworkPolicy's to decide).
-/// The matrix must equal `ir::eval`'s, and these cases must be in it as
-/// described.
+/// frontend is dropped; monitor → db is the NetworkPolicy's to decide),
+/// and an admin `networks` `Deny` holding one of two pods of one label set
+/// drops that one only (client → frontend-2, not frontend: split
+/// identities). The matrix must equal `ir::eval`'s, and these cases must be
+/// in it as described.
 #[test]
 fn admin_tiers_on_real_traffic() {
     require_root();
@@ -466,6 +468,7 @@ fn admin_tiers_on_real_traffic() {
         ("web/frontend", "data/db", 9100, false, "the admin deny-metrics rule after the Pass"),
         ("ops/monitor", "web/frontend", 8080, false, "the baseline deny, as no NetworkPolicy selects frontend"),
         ("web/client", "web/frontend", 8080, true, "no tier matches: default allow"),
+        ("web/client", "web/frontend-2", 8080, false, "the admin networks deny holds frontend-2's address only"),
     ] {
         let want = if answered { Seen::Answered } else { Seen::Silent };
         assert_eq!(seen(src, dst, port), want, "{src} -> {dst}:{port}: {why}");

@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_analysis;
 mod bench_apply;
+mod bench_compare;
 mod bench_kernel;
 mod bench_scale;
 mod deps;
@@ -58,9 +59,12 @@ commands:
           (root) CNI ADD to enforced, p50 and p99, at 100 local pods made
           with ptp and policyc-cni, and the agent's resident memory; then
           150 local pods, and 20 beside 150 000 cluster pods in the ipcache
-  bench datapath
+  bench datapath [--baseline REV [--rounds N]]
           per-packet cost of the tc programs (BPF_PROG_TEST_RUN, root)
-          beside the empty program, by policy and ipcache size
+          beside the empty program, by policy and ipcache size;
+          --baseline: REV's benchmark (built in a worktree under
+          target/bench-baseline/) and this tree's run alternately N rounds
+          (default 5), medians and new/old per size and path
   synth --out DIR [--nodes N] [--pods N] [--policies N] [--services N] [--churn PERMILLE]
           write a synthetic cluster (the benchmarks' generator) to profile
           a command by hand (defaults: 20 nodes, 1000 pods, a policy per
@@ -72,6 +76,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bless") => bless(),
         Some("bench") => match args.get(1).map(String::as_str).and_then(bench_kernel::test_of) {
+            Some("bench_datapath") => match bench_compare::parse(&args[2..]) {
+                Ok(Some(options)) => bench_compare::run(&options),
+                Ok(None) => bench_kernel::run("bench_datapath"),
+                Err(e) => Err(e),
+            },
             Some(test) => bench_kernel::run(test),
             None => bench::run(&args[1..]),
         },

@@ -1,18 +1,20 @@
 //! Admin and baseline policies compile into the policy maps with a
-//! precedence per entry (`policyc_ir::policy_map::Precedence`). What the
-//! datapath still cannot enforce is a `networks` or `nodes` peer that
-//! selects some but not all of the pods (or nodes) sharing an identity, or
-//! an egress named port that they number differently: the programs know a
-//! peer by its identity only. `compile` refuses such
-//! input, naming the rule and both sides of the split, rather than write a
-//! bundle that enforces something else than the cluster says: failing
-//! closed, as `toFQDNs` allows nothing rather than everything.
+//! precedence per entry (`policyc_ir::policy_map::Precedence`). Pods that
+//! an admin rule tells apart (by address or by the number of a named
+//! port) get identities of their own (`policyc_ir::identity_split`). What
+//! the datapath still cannot enforce is a `networks` or `nodes` peer that
+//! selects some but not all of the nodes behind one node identity
+//! (`remote-node`, `kube-apiserver`): the programs know a peer by its
+//! identity only. `compile` refuses such input, naming the rule and both
+//! sides of the split, rather than write a bundle that enforces something
+//! else than the cluster says: failing closed, as `toFQDNs` allows nothing
+//! rather than everything.
 
 use crate::diag::{codes, Diagnostic};
 use crate::pipeline::Loaded;
 use policyc_ir::resolve::Resolved;
 
-/// One error per admin rule of `loaded` whose peer splits an identity in
+/// One error per admin rule of `loaded` whose peer splits a node identity in
 /// `resolved`, at the rule's policy.
 pub fn unenforced(loaded: &Loaded, resolved: &Resolved) -> Vec<Diagnostic> {
     let lowered = &loaded.lowered;
@@ -33,9 +35,7 @@ pub fn unenforced(loaded: &Loaded, resolved: &Resolved) -> Vec<Diagnostic> {
                         split.selected, split.unselected, split.identity
                     ),
                 )
-                .with_help(
-                    "make the `networks`/`nodes` peer select all of them or none, or give the pods one port number",
-                ),
+                .with_help("make the `networks`/`nodes` peer select all of the other nodes or none of them"),
             )
         })
         .collect()

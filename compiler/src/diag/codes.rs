@@ -97,7 +97,7 @@ codes! {
     NAMESPACED_POD_SELECTOR_MISSING = "W0159", "a `pods` subject or peer lacks `namespaceSelector` or `podSelector`, which its CRD requires: read as `{}` (all)";
     NETWORK_HOST_BITS = "W0160", "a `networks` CIDR has host bits set: read as its network, as `net.ParseCIDR` does";
     DOMAIN_NAMES_NOT_COMPILABLE = "W0158", "`domainNames` cannot be resolved ahead of time: the peer matches nothing";
-    TIERS_NOT_ENFORCED = "E0350", "an admin rule's `networks` or `nodes` peer or egress named port tells apart pods or nodes of one identity, which the datapath cannot";
+    TIERS_NOT_ENFORCED = "E0350", "an admin rule's `networks` or `nodes` peer tells apart nodes of one node identity, which the datapath cannot";
     INVALID_SERVICE_TYPE = "E0180", "a Service's `type` is not one Kubernetes defines";
     INVALID_TRAFFIC_POLICY = "E0181", "a Service's traffic policy is neither `Cluster` nor `Local`";
     INVALID_SESSION_AFFINITY = "E0182", "a Service's session affinity is neither `None` nor `ClientIP`, or its timeout is outside 1-86400 seconds";

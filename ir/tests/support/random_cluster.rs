@@ -4,12 +4,11 @@
 //! `eval`) and `compiler/tests/lint.rs` (lint W0207 against `eval`), which
 //! include this file by path.
 //!
-//! Generated clusters never hold two pods with the same identity labels but
-//! different named ports: the datapath resolves an egress named port per
-//! peer *identity* (it cannot tell apart pods sharing one), so for such pods
-//! the compiled form is the union of their ports while `eval` looks at the
-//! one pod. Here a pod's named ports are a function of its `app` label,
-//! which is part of its identity.
+//! A pod's named ports are a function of its `app` label, except that
+//! `web` pods on the second node number `http` differently: pods of one
+//! label set that an egress named port tells apart, which get identities
+//! of their own (`policyc_ir::identity_split`). Admin `networks` include
+//! prefixes that hold some pods of a label set and not others.
 #![allow(dead_code)] // each including test uses its own part
 
 use policyc_ir::cidr::Cidr;
@@ -83,7 +82,10 @@ pub fn build_cluster(ns_count: usize, team_of: &[bool], pods: &[PodSpec], ports:
         let mut named_ports = Vec::new();
         if let Some(app) = app {
             labels.insert("app", APPS[app]);
-            let (http, dns) = ports[app];
+            let (mut http, dns) = ports[app];
+            if app == 0 && node == 1 {
+                http = if http == 80 { 8080 } else { 80 };
+            }
             named_ports.push(NamedPort { name: "http".into(), protocol: Protocol::Tcp, port: http });
             named_ports.push(NamedPort { name: "dns".into(), protocol: Protocol::Udp, port: dns });
             named_ports.push(NamedPort { name: "dns".into(), protocol: Protocol::Tcp, port: dns });
@@ -367,10 +369,21 @@ pub fn scenario() -> impl Strategy<Value = (Cluster, usize, Vec<PacketSpec>)> {
 }
 
 /// Admin and baseline policies (Allow, Deny, Pass; pod selectors,
-/// `networks` that hold every pod, one node or outside addresses, `nodes`;
+/// `networks` that hold every pod, some pods, one node or outside
+/// addresses, `nodes`;
 /// numbered and named ports; priorities 0-3, so ties are common).
 pub fn tier_peer() -> impl Strategy<Value = TierPeer> {
-    let networks = ["192.0.2.0/24", "10.200.0.0/16", "0.0.0.0/0", "10.100.0.1/32", "2001:db8::/32", "::/0"];
+    let networks = [
+        "192.0.2.0/24",
+        "10.200.0.0/16",
+        "0.0.0.0/0",
+        "10.100.0.1/32",
+        "2001:db8::/32",
+        "::/0",
+        // Pods 1-3, and pod 4 alone: they split label sets.
+        "10.200.0.0/30",
+        "fd00:200::4/128",
+    ];
     prop_oneof![
         3 => selector().prop_map(TierPeer::Endpoints),
         2 => proptest::collection::vec(proptest::sample::select(networks.to_vec()), 1..3)

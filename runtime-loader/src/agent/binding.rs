@@ -163,7 +163,7 @@ fn model<'a>(
     let pod =
         cluster.pod(name).ok_or_else(|| "its labels are not known yet (not in the cluster source)".to_string())?;
     let on_node = computed.and_then(|c| c.models.get(name));
-    let compiled_identity = compiled.identity(&pod.labels);
+    let compiled_identity = compiled.identity(pod);
     if let Some(identity) = compiled_identity {
         if let Some(template) = compiled.template(identity, name) {
             let peers = on_node.map_or(&[][..], |m| m.computed_peers.as_slice());
@@ -323,12 +323,16 @@ pub fn bind(compiled: &Compiled, cluster: &ClusterView, sandboxes: &Sandboxes, n
     });
 
     // Each cluster pod's compiled identity, looked up once per label set
-    // (pods of one label set share it: [`super::cluster::Interner`]).
+    // (pods of one label set share it: [`super::cluster::Interner`]) unless
+    // an admin rule splits the set, where addresses and ports decide.
     let mut by_set: HashMap<*const Labels, Option<u32>> = HashMap::new();
     let identities: Vec<Option<u32>> = cluster
         .pods
         .iter()
-        .map(|p| *by_set.entry(Arc::as_ptr(&p.labels)).or_insert_with(|| compiled.identity(&p.labels)))
+        .map(|p| match compiled.is_split(&p.labels) {
+            true => compiled.identity(p),
+            false => *by_set.entry(Arc::as_ptr(&p.labels)).or_insert_with(|| compiled.identity(p)),
+        })
         .collect();
     let inputs = node_inputs(compiled, cluster, &identities, &local);
     let computed = if inputs.is_empty() { None } else { compiled.compute(node, inputs) };
@@ -572,10 +576,15 @@ spec:
     }
 
     fn fixture(tag: &str) -> Fixture {
+        fixture_of(tag, REPOSITORY)
+    }
+
+    /// `repository` compiled for node n1.
+    fn fixture_of(tag: &str, repository: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!("policyc-agent-binding-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("repo")).unwrap();
-        std::fs::write(dir.join("repo/cluster.yaml"), REPOSITORY).unwrap();
+        std::fs::write(dir.join("repo/cluster.yaml"), repository).unwrap();
         let options = CompileOptions {
             node: Some("n1".into()),
             output: Output::Directory(dir.join("out")),
@@ -682,6 +691,42 @@ spec:
         assert!(!b.policy.is_empty() && b.policy.iter().all(|(k, _)| k.endpoint_id == e.id));
         assert_eq!(b.endpoint_entries[0].1.flags, t.flags);
         assert_ne!(t.flags & ENDPOINT_ENFORCE_INGRESS, 0, "the server is isolated for ingress");
+    }
+
+    #[test]
+    fn a_split_label_set_takes_the_identity_of_the_facts_a_live_pod_has() {
+        // An admin `networks` peer holding one of two `app=client` pods:
+        // two compiled identities for one label set.
+        let repository = REPOSITORY.replace(
+            "status: {podIP: 10.200.8.202, podIPs: [{ip: 10.200.8.202}]}",
+            "status: {podIP: 10.200.8.202, podIPs: [{ip: 10.200.8.202}]}\n---\napiVersion: v1\nkind: Pod\n\
+             metadata: {name: client-2, namespace: web, labels: {app: client}}\n\
+             spec: {nodeName: n2, containers: [{name: main}]}\nstatus: {podIPs: [{ip: 10.200.7.202}]}\n---\n\
+             apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: fence}\n\
+             spec: {priority: 1, subject: {namespaces: {}}, egress: [{action: Deny, to: [{networks: [10.200.8.0/24]}]}]}",
+        );
+        let f = fixture_of("split", &repository);
+        let clients: Vec<u32> =
+            f.compiled.identities.iter().filter(|(l, _)| l.get("app") == Some("client")).map(|(_, i)| *i).collect();
+        assert_eq!(clients.len(), 2, "{:?}", f.compiled.identities);
+        // client-3 is new, at an address inside the prefix; client-2 moved
+        // inside it.
+        let view = cluster(
+            &f,
+            &[
+                ("client", "client", "n2", Some("10.200.8.202")),
+                ("client-2", "client", "n2", Some("10.200.8.9")),
+                ("client-3", "client", "n2", Some("10.200.7.9")),
+            ],
+        );
+        let binding = bind(&f.compiled, &view, &sandboxes(&f, &[]), "n1", &host(&[], &[]));
+        assert!(binding.computed.is_empty(), "{:?}", binding.computed);
+        let b = whole(&binding);
+        let inside = ipcache_identity(b, "10.200.8.202").unwrap();
+        let outside = ipcache_identity(b, "10.200.7.9").unwrap();
+        assert_ne!(inside, outside);
+        assert!(clients.contains(&inside) && clients.contains(&outside));
+        assert_eq!(ipcache_identity(b, "10.200.8.9"), Some(inside), "the moved pod takes the inside identity");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! normalized policy ([`super::computed`]), or held default-deny and
 //! reported when the bundle has none.
 
+use super::cluster::LivePod;
 use super::computed::{Computed, PodInput};
 use crate::bundle::{locate, Bundle, BundleError};
 use crate::entries;
@@ -22,6 +23,7 @@ use policyc_bundle::identities::IdentityLine;
 use policyc_bundle::ipcache::{IpcacheLine, Source};
 use policyc_bundle::normalized::{self, NORMALIZED_POLICY_FILE};
 use policyc_ebpf::abi::{IpcacheKey, IpcacheValue, PolicyKey, PolicyValue};
+use policyc_ir::identity_split;
 use policyc_ir::labels::Labels;
 use policyc_ir::normalized::NormalizedPolicy;
 use std::collections::BTreeMap;
@@ -51,6 +53,9 @@ pub struct Compiled {
     /// cluster, and comparing label sets in a tree was most of a bind at
     /// 150 000 pods.
     by_labels: std::collections::HashMap<Labels, u32>,
+    /// Label sets an admin rule splits ([`policyc_ir::identity_split`]):
+    /// their identities' keys, by the label set.
+    split: BTreeMap<Labels, Vec<Labels>>,
     /// The last computation on the node and its inputs: pods computed on
     /// the node change far less often than bindings are made.
     last_computed: Arc<Mutex<Option<LastComputed>>>,
@@ -128,9 +133,20 @@ impl Compiled {
             None
         };
         let by_labels = identities.iter().map(|(l, &id)| (l.clone(), id)).collect();
+        let mut split: BTreeMap<Labels, Vec<Labels>> = BTreeMap::new();
+        for key in identities.keys().filter(|k| k.0.keys().any(|k| identity_split::is_split_key(k))) {
+            split.entry(identity_split::selector_labels(key).into_owned()).or_default().push(key.clone());
+        }
+        for (labels, keys) in &mut split {
+            // The label set's unsplit part (outside every prefix) keeps it.
+            if identities.contains_key(labels) {
+                keys.push(labels.clone());
+            }
+        }
         Ok(Compiled {
             bundle,
             by_labels,
+            split,
             identities,
             base_ipcache,
             apiserver_cidrs,
@@ -156,9 +172,24 @@ impl Compiled {
         Some(computed)
     }
 
-    /// The compiled identity of `labels`.
-    pub fn identity(&self, labels: &Labels) -> Option<u32> {
-        self.by_labels.get(labels).copied()
+    /// The compiled identity of `pod`: that of its label set, or where an
+    /// admin rule splits it, of the part whose facts (addresses, named
+    /// ports) the pod has now.
+    pub fn identity(&self, pod: &LivePod) -> Option<u32> {
+        match self.split.get(&*pod.labels) {
+            Some(keys) => {
+                let keys: Vec<&Labels> = keys.iter().collect();
+                let key = identity_split::key_among(&keys, &pod.labels, &pod.ips, &pod.named_ports)?;
+                self.by_labels.get(key).copied()
+            }
+            None => self.by_labels.get(&*pod.labels).copied(),
+        }
+    }
+
+    /// Whether an admin rule splits label set `labels`, so that its pods'
+    /// identities depend on their addresses and named ports.
+    pub fn is_split(&self, labels: &Labels) -> bool {
+        self.split.contains_key(labels)
     }
 
     /// The bundle's hash.

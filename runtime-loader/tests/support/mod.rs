@@ -65,7 +65,7 @@ pub fn scratch_paths(tag: &str, state: &TempDir) -> Paths {
 
 /// The manifests of `dir` compiled into one bundle per node (read back as
 /// the loader reads them), or `None` if the input has errors or an admin
-/// peer that splits an identity, which `policyc compile` refuses (E0350).
+/// peer that splits a node identity, which `policyc compile` refuses (E0350).
 pub fn compile(dir: &Path, out: &TempDir) -> Option<(Loaded, BTreeMap<String, Bundle>)> {
     compile_with(dir, out, Semantics::default())
 }
