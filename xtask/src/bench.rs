@@ -88,20 +88,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (what, quick) = match args {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
-        _ => {
-            return Err(
-                "usage: cargo xtask bench compile|analysis|apply|scale [--quick], or bench datapath|attach|agent"
-                    .into(),
-            )
-        }
+        _ => return Err(
+            "usage: cargo xtask bench compile|analysis|apply|scale [--quick], or bench services|datapath|attach|agent"
+                .into(),
+        ),
     };
     match what {
         "compile" => compile(quick),
         "analysis" => crate::bench_analysis::run(quick),
         "apply" => crate::bench_apply::run(quick),
         "scale" => crate::bench_scale::run(quick),
+        "services" => crate::bench_services::run(),
         _ => Err(format!(
-            "unknown benchmark `{what}` (expected `compile`, `analysis`, `apply`, `scale`, `datapath`, `attach` or `agent`)"
+            "unknown benchmark `{what}` (expected `compile`, `analysis`, `apply`, `scale`, `services`, `datapath`, `attach` or `agent`)"
         )),
     }
 }

@@ -87,7 +87,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn sh(cmd: &mut Command) -> Result<String, String> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.stderr(Stdio::piped()).output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
@@ -95,7 +95,7 @@ fn sh(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn timed(cmd: &mut Command) -> Result<(Duration, String), String> {
+pub(crate) fn timed(cmd: &mut Command) -> Result<(Duration, String), String> {
     let start = Instant::now();
     let out = sh(cmd)?;
     Ok((start.elapsed(), out))
