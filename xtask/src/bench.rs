@@ -308,7 +308,22 @@ impl Measurement {
 }
 
 /// Reaps child `pid` and returns its exit status and its own peak resident
-/// set size in KiB.
+/// set size in KiB ([`wait_with_usage`]).
+pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
+    wait_with_usage(pid).map(|(status, usage)| (status, usage.peak_kib))
+}
+
+/// What a reaped child used.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Peak resident set size in KiB.
+    pub peak_kib: u64,
+    /// User plus system CPU time (the kernel's work on the child's behalf,
+    /// a netlink transaction say, included).
+    pub cpu: Duration,
+}
+
+/// Reaps child `pid` and returns its exit status and what it used.
 ///
 /// std has no way to get a child's resource usage, and
 /// `getrusage(RUSAGE_CHILDREN)` gives the largest of all children reaped so
@@ -316,7 +331,7 @@ impl Measurement {
 /// `Child` handle must not be waited on afterwards (dropping it does not
 /// wait).
 #[allow(unsafe_code)]
-pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
+pub fn wait_with_usage(pid: u32) -> io::Result<(ExitStatus, Usage)> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is a plain C struct of integers, for which all
@@ -334,7 +349,11 @@ pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
             return Err(error);
         }
     }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     // Linux reports ru_maxrss in KiB.
     let peak_kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    Ok((ExitStatus::from_raw(status), peak_kib))
+    Ok((ExitStatus::from_raw(status), Usage { peak_kib, cpu: time(usage.ru_utime) + time(usage.ru_stime) }))
 }

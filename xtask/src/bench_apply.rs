@@ -95,7 +95,7 @@ pub(crate) fn sh(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(crate) fn timed(cmd: &mut Command) -> Result<(Duration, String), String> {
+fn timed(cmd: &mut Command) -> Result<(Duration, String), String> {
     let start = Instant::now();
     let out = sh(cmd)?;
     Ok((start.elapsed(), out))
