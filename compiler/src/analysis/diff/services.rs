@@ -347,6 +347,12 @@ fn service_change(name: &str, was: Option<&Description>, now: Option<&Descriptio
 /// `(src, svc:NS/NAME, port)` → reach, for the Services of `cluster`
 /// named in `services`, from every endpoint through the first cluster IP
 /// (as the `connectivity` rows).
+///
+/// Sources with the same labels on the same node get the same answer
+/// (policy selects a source by its labels; a CIDR never selects a pod;
+/// the node is the one that translates, which a `Local` policy reads), so
+/// each such group is asked once, except a source that is a backend of
+/// the Service itself (hairpin: its node masquerades it).
 fn reach(cluster: &Cluster, services: &BTreeSet<&str>) -> BTreeMap<(String, String, String), Reach> {
     let mut out = BTreeMap::new();
     let chosen: Vec<(usize, String)> = cluster
@@ -356,21 +362,36 @@ fn reach(cluster: &Cluster, services: &BTreeSet<&str>) -> BTreeMap<(String, Stri
         .map(|(i, s)| (i, format!("{SERVICE_PREFIX}{s}")))
         .filter(|(_, name)| services.contains(name.as_str()))
         .collect();
-    for (id, e) in cluster.endpoints_with_ids() {
-        let src = Party::Endpoint(id);
-        for (i, name) in &chosen {
-            let s = &cluster.services[*i];
-            let Some(&address) = s.cluster_ips.first() else { continue };
-            for (k, p) in s.ports.iter().enumerate() {
-                let q = ServiceQuery { src, via: None, address, protocol: p.protocol, port: p.port };
-                let Outcome::Backends { backends, .. } = connect(cluster, &q) else { continue };
-                let n = backends.iter().filter(|b| b.verdict.allowed()).count();
-                let r = match n {
-                    0 => continue,
-                    n if n == backends.len() => Reach::All,
-                    _ => Reach::Some,
-                };
-                out.insert((e.display_name(), name.clone(), port_name(s, k)), r);
+    for (i, name) in &chosen {
+        let s = &cluster.services[*i];
+        let Some(&address) = s.cluster_ips.first() else { continue };
+        let backends: BTreeSet<_> = s.ports.iter().flat_map(|p| &p.backends).filter_map(|b| b.endpoint).collect();
+        let mut groups: BTreeMap<(&policyc_ir::labels::Labels, Option<&str>), Vec<Option<Reach>>> = BTreeMap::new();
+        for (id, e) in cluster.endpoints_with_ids() {
+            let src = Party::Endpoint(id);
+            let ask = || -> Vec<Option<Reach>> {
+                s.ports
+                    .iter()
+                    .map(|p| {
+                        let q = ServiceQuery { src, via: None, address, protocol: p.protocol, port: p.port };
+                        let Outcome::Backends { backends, .. } = connect(cluster, &q) else { return None };
+                        match backends.iter().filter(|b| b.verdict.allowed()).count() {
+                            0 => None,
+                            n if n == backends.len() => Some(Reach::All),
+                            _ => Some(Reach::Some),
+                        }
+                    })
+                    .collect()
+            };
+            let answers = if backends.contains(&id) {
+                ask()
+            } else {
+                groups.entry((&e.labels, e.node.as_deref())).or_insert_with(ask).clone()
+            };
+            for (k, r) in answers.into_iter().enumerate() {
+                if let Some(r) = r {
+                    out.insert((e.display_name(), name.clone(), port_name(s, k)), r);
+                }
             }
         }
     }
