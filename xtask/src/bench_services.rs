@@ -631,33 +631,39 @@ pub fn run() -> Result<(), String> {
     let changed = compile(&policyc, &work.join("changed"), &manifests(&endpoints(true)))?;
     eprintln!("xtask: bench services: policyc-loader apply");
     let (applied, pinned) = time_policyc(&loader_bin, &bpffs, &state, &base, &changed)?;
+    // Each row is printed as soon as it is measured: a whole-table restore
+    // with the nft backend of iptables takes many minutes at this size.
+    head(&base, &applied);
     eprintln!("xtask: bench services: nft (loading kube-proxy's whole table first)");
     let (nft_load, nft_sync, nft_lines) = time_nft(&work)?;
-    let mut iptables = Vec::new();
+    row(&format!("nft -f, kube-proxy's partial sync ({nft_lines} lines)"), nft_sync, applied.took);
+    let rules = iptables_nat(&endpoints(true), &[], false).lines().filter(|l| l.starts_with("-A")).count();
+    let mut setups = vec![("nft -f of kube-proxy's whole table".to_string(), nft_load)];
     for restore in ["iptables-legacy-restore", "iptables-nft-restore"] {
         if Command::new(restore).arg("--version").output().is_ok_and(|o| o.status.success()) {
             eprintln!("xtask: bench services: {restore}");
-            iptables.push((restore, time_iptables(restore, &work)?));
+            let r = time_iptables(restore, &work)?;
+            row(&format!("{restore} --noflush, the whole nat table ({rules} rules)"), r.full, applied.took);
+            row(&format!("{restore} --noflush, minimal (KUBE-SERVICES + 1 service)"), r.minimal, applied.took);
+            setups.push((format!("{restore} of the base table"), r.setup));
         } else {
             eprintln!("xtask: {restore} not found: no {restore} row");
         }
     }
-    let rules = iptables_nat(&endpoints(true), &[], false).lines().filter(|l| l.starts_with("-A")).count();
-    report(&base, &applied, &pinned, (nft_load, nft_sync, nft_lines), &iptables, rules);
+    println!(
+        "\ntargets: iptables-restore of the whole table >= 100x policyc, nft >= 10x (ratios above: slower / policyc)"
+    );
+    for (what, t) in setups {
+        println!("untimed setup: {what} {:.0} ms wall, {:.0} ms CPU", ms(t.wall), ms(t.cpu));
+    }
+    tail(&applied, &pinned);
     drop(cleanup);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
-/// Prints the figures.
-fn report(
-    base: &Path,
-    applied: &Applied,
-    pinned: &[String],
-    (nft_load, nft_sync, nft_lines): (Took, Took, usize),
-    iptables: &[(&str, IptablesRows)],
-    rules: usize,
-) {
+/// Prints the header and policyc's row.
+fn head(base: &Path, applied: &Applied) {
     println!(
         "policyc services benchmark (b): one endpoint change on a node of {SERVICES} services x {ENDPOINTS} endpoints \
          (policyc and nft best of {RUNS} by wall time, iptables one run each)"
@@ -679,35 +685,21 @@ fn report(
         "1"
     );
     println!("{:<62}  {:>10.2}", "  of which the loader's phases (in-process)", ms(applied.in_process));
-    let row = |name: &str, t: Took| {
-        println!(
-            "{name:<62}  {:>10.2}  {:>10.2}  {:>12}  {:>12}",
-            ms(t.wall),
-            ms(t.cpu),
-            ratio(t.wall, p.wall),
-            ratio(t.cpu, p.cpu)
-        );
-    };
-    for (restore, r) in iptables {
-        row(&format!("{restore} --noflush, the whole nat table ({rules} rules)"), r.full);
-        row(&format!("{restore} --noflush, minimal (KUBE-SERVICES + 1 service)"), r.minimal);
-    }
-    row(&format!("nft -f, kube-proxy's partial sync ({nft_lines} lines)"), nft_sync);
+}
+
+/// One row beside policyc's apply `p`.
+fn row(name: &str, t: Took, p: Took) {
     println!(
-        "\ntargets: iptables-restore of the whole table >= 100x policyc, nft >= 10x (ratios above: slower / policyc)"
+        "{name:<62}  {:>10.2}  {:>10.2}  {:>12}  {:>12}",
+        ms(t.wall),
+        ms(t.cpu),
+        ratio(t.wall, p.wall),
+        ratio(t.cpu, p.cpu)
     );
-    for (restore, r) in iptables {
-        println!(
-            "untimed setup: {restore} of the base table {:.0} ms wall, {:.0} ms CPU",
-            ms(r.setup.wall),
-            ms(r.setup.cpu)
-        );
-    }
-    println!(
-        "untimed setup: nft -f of kube-proxy's whole table {:.0} ms wall, {:.0} ms CPU",
-        ms(nft_load.wall),
-        ms(nft_load.cpu)
-    );
+}
+
+/// The apply's map operations and whether service maps were loaded.
+fn tail(applied: &Applied, pinned: &[String]) {
     let changed: Vec<String> = applied.maps.iter().filter(|(_, o)| *o > 0).map(|(n, o)| format!("{n} {o}")).collect();
     println!(
         "\npolicyc apply map operations: {} on service maps, {} on the others (the node has {SERVICES} services){}",
