@@ -23,7 +23,7 @@ fn case_dir(name: &str) -> PathBuf {
 }
 
 /// Cases whose Markdown and JSON renderings are pinned too.
-const ALL_FORMATS: &[&str] = &["rule-added", "example-frontend-to-db", "l7-rule-added"];
+const ALL_FORMATS: &[&str] = &["rule-added", "example-frontend-to-db", "l7-rule-added", "service-changes"];
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -142,7 +142,7 @@ fn every_case_matches_its_snapshots() {
 
 #[test]
 fn a_tree_against_itself_has_no_changes() {
-    for name in ["rule-added", "namespace-label-change"] {
+    for name in ["rule-added", "namespace-label-change", "service-changes"] {
         let case = load_case(name);
         let same = diff(&case.old, &case.old).unwrap();
         assert!(same.is_empty(), "{name}: {same:#?}");
@@ -388,4 +388,63 @@ fn git_revision_against_the_work_tree() {
     let (code, _, err) = policyc(repo, &["diff", "git:no-such-rev:policies", "policies"]);
     assert_eq!(code, 1);
     assert!(err.contains("git ls-tree") && err.contains("no-such-rev"), "{err}");
+}
+
+/// The Services of a diff: each kind of Service change, and every service
+/// connection change equals `connectivity`'s Service rows of both trees
+/// compared (the rows judge every source and Service, the diff only the
+/// Services it finds touched).
+#[test]
+fn service_changes_are_named_and_agree_with_the_connectivity_rows() {
+    use policyc::analysis::diff::services::{Reach, ServiceChangeKind};
+    use policyc::analysis::services::connectivity;
+    use std::collections::BTreeMap;
+    let case = load_case("service-changes");
+    let kinds: Vec<(&str, ServiceChangeKind)> =
+        case.diff.services.services.iter().map(|c| (c.service.as_str(), c.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("svc:shop/api", ServiceChangeKind::Changed),
+            ("svc:shop/cache", ServiceChangeKind::Added),
+            ("svc:shop/legacy", ServiceChangeKind::Removed)
+        ]
+    );
+    let api = &case.diff.services.services[0];
+    let fields: Vec<&str> = api.fields.iter().map(|f| f.field).collect();
+    assert_eq!(fields, ["externalTrafficPolicy", "ports", "sessionAffinity", "type"]);
+    assert_eq!(api.backends[0].added, ["10.200.2.11:9090 shop/api-c on node-b"]);
+    for example in ["example-frontend-to-db", "service-changes"] {
+        let case = load_case(example);
+        let rows = |l: &Loaded| -> BTreeMap<(String, String, String), Reach> {
+            let mut out = BTreeMap::new();
+            for r in connectivity(&l.lowered.cluster, |_| true) {
+                for item in r.allowed {
+                    let (port, reach) = match item.strip_suffix(" (some backends)") {
+                        Some(port) => (port.to_string(), Reach::Some),
+                        None => (item, Reach::All),
+                    };
+                    out.insert((r.src.clone(), r.dst.clone(), port), reach);
+                }
+            }
+            out
+        };
+        let (was, now) = (rows(&case.old), rows(&case.new));
+        let mut expected = Vec::new();
+        for key in was.keys().chain(now.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let (w, n) = (was.get(key).copied().unwrap_or(Reach::None), now.get(key).copied().unwrap_or(Reach::None));
+            if w != n {
+                expected.push((key.clone(), w, n));
+            }
+        }
+        let got: Vec<_> = case
+            .diff
+            .services
+            .connections
+            .iter()
+            .map(|c| ((c.src.clone(), c.dst.clone(), c.port.clone()), c.was, c.now))
+            .collect();
+        assert_eq!(got, expected, "{example}");
+        assert!(!got.is_empty(), "{example}: the case changes a service connection");
+    }
 }

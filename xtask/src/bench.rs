@@ -88,20 +88,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (what, quick) = match args {
         [what] => (what.as_str(), false),
         [what, flag] if flag == "--quick" => (what.as_str(), true),
-        _ => {
-            return Err(
-                "usage: cargo xtask bench compile|analysis|apply|scale [--quick], or bench datapath|attach|agent"
-                    .into(),
-            )
-        }
+        _ => return Err(
+            "usage: cargo xtask bench compile|analysis|apply|scale [--quick], or bench services|datapath|attach|agent"
+                .into(),
+        ),
     };
     match what {
         "compile" => compile(quick),
         "analysis" => crate::bench_analysis::run(quick),
         "apply" => crate::bench_apply::run(quick),
         "scale" => crate::bench_scale::run(quick),
+        "services" => crate::bench_services::run(),
         _ => Err(format!(
-            "unknown benchmark `{what}` (expected `compile`, `analysis`, `apply`, `scale`, `datapath`, `attach` or `agent`)"
+            "unknown benchmark `{what}` (expected `compile`, `analysis`, `apply`, `scale`, `services`, `datapath`, `attach` or `agent`)"
         )),
     }
 }
@@ -309,7 +308,22 @@ impl Measurement {
 }
 
 /// Reaps child `pid` and returns its exit status and its own peak resident
-/// set size in KiB.
+/// set size in KiB ([`wait_with_usage`]).
+pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
+    wait_with_usage(pid).map(|(status, usage)| (status, usage.peak_kib))
+}
+
+/// What a reaped child used.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Peak resident set size in KiB.
+    pub peak_kib: u64,
+    /// User plus system CPU time (the kernel's work on the child's behalf,
+    /// a netlink transaction say, included).
+    pub cpu: Duration,
+}
+
+/// Reaps child `pid` and returns its exit status and what it used.
 ///
 /// std has no way to get a child's resource usage, and
 /// `getrusage(RUSAGE_CHILDREN)` gives the largest of all children reaped so
@@ -317,7 +331,7 @@ impl Measurement {
 /// `Child` handle must not be waited on afterwards (dropping it does not
 /// wait).
 #[allow(unsafe_code)]
-pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
+pub fn wait_with_usage(pid: u32) -> io::Result<(ExitStatus, Usage)> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is a plain C struct of integers, for which all
@@ -335,7 +349,11 @@ pub fn wait_with_peak_rss(pid: u32) -> io::Result<(ExitStatus, u64)> {
             return Err(error);
         }
     }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     // Linux reports ru_maxrss in KiB.
     let peak_kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    Ok((ExitStatus::from_raw(status), peak_kib))
+    Ok((ExitStatus::from_raw(status), Usage { peak_kib, cpu: time(usage.ru_utime) + time(usage.ru_stime) }))
 }

@@ -87,7 +87,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn sh(cmd: &mut Command) -> Result<String, String> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.stderr(Stdio::piped()).output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));

@@ -34,13 +34,28 @@ const PACKAGES: [&str; 9] = [
 /// (`runtime-loader/tests/deploy_image.rs`, `cargo xtask image`).
 const IMAGE_PACKAGES: [&str; 1] = ["buildah"];
 
+/// Debian packages of `cargo xtask bench services`: kube-proxy's layouts
+/// are timed with `iptables-restore` (legacy and nft backends) and `nft`.
+const BENCH_PACKAGES: [&str; 2] = ["iptables", "nftables"];
+
 /// Toolchain components the format and lint steps run.
 const COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
 
 /// Installs what is missing (as root), or names the command that would.
 pub fn ensure() -> Result<(), String> {
     let components: Vec<&str> = COMPONENTS.into_iter().filter(|c| !has_component(c)).collect();
-    let packages: Vec<&str> = PACKAGES.into_iter().chain(IMAGE_PACKAGES).filter(|p| !has_package(p)).collect();
+    install(components, PACKAGES.into_iter().chain(IMAGE_PACKAGES).collect())
+}
+
+/// Installs what `bench services` needs and is missing (as root), or
+/// names the command that would.
+pub fn ensure_bench() -> Result<(), String> {
+    install(Vec::new(), BENCH_PACKAGES.to_vec())
+}
+
+/// Installs `components` and those of `packages` not installed yet.
+fn install(components: Vec<&str>, packages: Vec<&str>) -> Result<(), String> {
+    let packages: Vec<&str> = packages.into_iter().filter(|p| !has_package(p)).collect();
     if components.is_empty() && packages.is_empty() {
         return Ok(());
     }

@@ -8,6 +8,7 @@ mod bench_apply;
 mod bench_compare;
 mod bench_kernel;
 mod bench_scale;
+mod bench_services;
 mod deps;
 mod ebpf;
 mod fuzz;
@@ -51,6 +52,10 @@ commands:
           every node's bundle of 5000 nodes, 150k pods, 10k policies and
           10k services (release policyc): time, peak memory, bundle sizes;
           identity numbers kept after 1% pod churn (--quick: 100 nodes)
+  bench services
+          (root) one endpoint change on a node of 10 000 services x 10
+          endpoints: policyc-loader apply beside iptables-restore of
+          kube-proxy's nat table and nft of its partial sync, as ratios
   fuzz [--seconds N | --runs N]
           build the libFuzzer targets of `fuzz/` (installs cargo-fuzz when
           missing), seed their corpora from the repository's manifests, run

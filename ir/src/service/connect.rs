@@ -153,7 +153,16 @@ pub fn backend_party(cluster: &Cluster, backend: &Backend) -> Option<Party> {
 /// The Service frontend `query` goes to, on node `via`, and its Service.
 fn frontend(cluster: &Cluster, query: &ServiceQuery, via: Option<usize>) -> Option<(usize, Frontend)> {
     let node_ips = via.and_then(|n| cluster.nodes.get(n)).map(|n| n.ips.as_slice()).unwrap_or(&[]);
-    cluster.services.iter().enumerate().find_map(|(i, s)| {
+    let a = query.address;
+    // Listing a Service's frontends allocates: skip the Services that
+    // cannot have one at `a` first (a cluster asks this for every pair).
+    let may_have = |s: &Service| {
+        s.cluster_ips.contains(&a)
+            || s.external_ips.contains(&a)
+            || s.load_balancer_ips.contains(&a)
+            || node_ips.contains(&a)
+    };
+    cluster.services.iter().enumerate().filter(|(_, s)| may_have(s)).find_map(|(i, s)| {
         s.frontends(node_ips)
             .into_iter()
             .find(|f| f.address == query.address && f.protocol == query.protocol && f.port == query.port)

@@ -446,3 +446,164 @@ pub fn scenario_with_tiers() -> impl Strategy<Value = (Cluster, usize, Vec<Packe
         (cluster, pods, packets)
     })
 }
+
+/// A Service port's `targetPort`: a number, or a container port name
+/// resolved per backend pod (as the EndpointSlice controller does).
+#[derive(Clone, Copy, Debug)]
+pub enum TargetSpec {
+    /// A number.
+    Number(u16),
+    /// `http` or `dns`.
+    Named(&'static str),
+}
+
+/// A random Service: namespace index; the `app` its selector picks (none:
+/// no selector, so no backends); type (0 ClusterIP, 1 NodePort, 2
+/// LoadBalancer, 3 headless, 4 ExternalName); ports `(udp, port, target)`;
+/// internal and external traffic policy `Local`; `ClientIP` affinity;
+/// `loadBalancerSourceRanges` (0 none, 1 outside only, 2 every pod and
+/// node); an external IP; dual-stack cluster IPs.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub namespace: usize,
+    pub app: Option<usize>,
+    pub kind: u8,
+    pub ports: Vec<(bool, u16, TargetSpec)>,
+    pub internal_local: bool,
+    pub external_local: bool,
+    pub affinity: Option<u32>,
+    pub source_ranges: u8,
+    pub external_ip: bool,
+    pub dual_stack: bool,
+}
+
+pub fn service_spec() -> impl Strategy<Value = ServiceSpec> {
+    let target = prop_oneof![
+        prop_oneof![Just(80u16), Just(8080), Just(53)].prop_map(TargetSpec::Number),
+        prop_oneof![Just("http"), Just("dns"), Just("metrics")].prop_map(TargetSpec::Named),
+    ];
+    let port = (any::<bool>(), prop_oneof![Just(80u16), Just(53), Just(443)], target);
+    (
+        (0usize..3, proptest::option::weighted(0.85, 0usize..3), prop_oneof![3 => 0u8..3, 1 => 3u8..5]),
+        proptest::collection::vec(port, 1..=2),
+        (any::<bool>(), any::<bool>(), proptest::option::of(prop_oneof![Just(60u32), Just(10800)])),
+        (0u8..3, any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |(
+                (namespace, app, kind),
+                ports,
+                (internal_local, external_local, affinity),
+                (source_ranges, external_ip, dual_stack),
+            )| ServiceSpec {
+                namespace,
+                app,
+                kind,
+                ports,
+                internal_local,
+                external_local,
+                affinity,
+                source_ranges,
+                external_ip,
+                dual_stack,
+            },
+        )
+}
+
+/// An endpoint's conditions in an EndpointSlice: 0 ready (most), 1
+/// serving and terminating, 2 neither ready nor serving.
+pub fn endpoint_condition() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)]
+}
+
+/// Adds Services built from `specs` to a cluster of `build_cluster`
+/// (whose first `pods` endpoints are pods), with the backends the
+/// EndpointSlice controller would derive: every pod of the Service's
+/// namespace carrying its `app`, one backend per pod address (each
+/// family), the target port resolved per pod (a pod without the named
+/// port is no backend of that port), the pod's conditions from
+/// `conditions[pod]`. Cluster IPs, node ports, external and load-balancer
+/// IPs are unique per Service.
+pub fn add_services(cluster: &mut Cluster, pods: usize, conditions: &[u8], specs: &[ServiceSpec]) {
+    use policyc_ir::service::{Backend, Conditions, Service, ServicePort, ServiceType, TrafficPolicy};
+    let ns_count = cluster.namespaces.len();
+    for (i, spec) in specs.iter().enumerate() {
+        let namespace = NAMESPACES[spec.namespace % ns_count];
+        let service_type = match spec.kind {
+            1 => ServiceType::NodePort,
+            2 => ServiceType::LoadBalancer,
+            4 => ServiceType::ExternalName,
+            _ => ServiceType::ClusterIp,
+        };
+        let n = i + 1;
+        let cluster_ips = match (spec.kind, spec.dual_stack) {
+            (3 | 4, _) => vec![],
+            (_, true) => vec![ip(&format!("10.96.0.{n}")), ip(&format!("fd00:96::{n}"))],
+            (_, false) => vec![ip(&format!("10.96.0.{n}"))],
+        };
+        let mut ports = Vec::new();
+        for (k, &(udp, port, target)) in spec.ports.iter().enumerate() {
+            let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
+            // The API refuses two ports with the same port and protocol.
+            if ports.iter().any(|p: &ServicePort| p.port == port && p.protocol == protocol) {
+                continue;
+            }
+            let mut backends = Vec::new();
+            for (e, endpoint) in cluster.endpoints.iter().enumerate().take(pods) {
+                let Some(app) = spec.app else { break };
+                if endpoint.namespace != namespace || endpoint.labels.get("app") != Some(APPS[app]) {
+                    continue;
+                }
+                let target = match target {
+                    TargetSpec::Number(p) => Some(p),
+                    TargetSpec::Named(name) => endpoint.named_port(name, protocol),
+                };
+                let Some(target) = target else { continue };
+                let conditions = match conditions.get(e).copied().unwrap_or(0) {
+                    0 => Conditions::READY,
+                    1 => Conditions { ready: false, serving: true, terminating: true },
+                    _ => Conditions { ready: false, serving: false, terminating: false },
+                };
+                for &address in &endpoint.ips {
+                    backends.push(Backend {
+                        address: Some(address),
+                        port: target,
+                        endpoint: Some(EndpointId::new(e)),
+                        node: endpoint.node.clone(),
+                        zone: None,
+                        conditions,
+                    });
+                }
+            }
+            backends.sort();
+            let node_port = service_type.has_node_ports().then_some(30000 + (n * 10 + k) as u16);
+            ports.push(ServicePort { name: format!("p{k}"), protocol, port, node_port, backends });
+        }
+        let source_ranges = match (service_type, spec.source_ranges) {
+            (ServiceType::LoadBalancer, 1) => vec![cidr("198.51.100.0/24")],
+            (ServiceType::LoadBalancer, 2) => {
+                vec![cidr("10.200.0.0/24"), cidr("10.100.0.0/24"), cidr("fd00:200::/64"), cidr("fd00:100::/64")]
+            }
+            _ => vec![],
+        };
+        let local = |b| if b { TrafficPolicy::Local } else { TrafficPolicy::Cluster };
+        cluster.services.push(Service {
+            namespace: namespace.into(),
+            name: format!("svc{n}"),
+            service_type,
+            cluster_ips,
+            external_ips: if spec.external_ip { vec![ip(&format!("192.0.2.{}", 200 + n))] } else { vec![] },
+            load_balancer_ips: if service_type == ServiceType::LoadBalancer {
+                vec![ip(&format!("203.0.113.{}", 200 + n))]
+            } else {
+                vec![]
+            },
+            ports,
+            internal_traffic_policy: local(spec.internal_local),
+            external_traffic_policy: local(spec.external_local),
+            affinity_timeout: spec.affinity,
+            source_ranges,
+        });
+    }
+    cluster.services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+}

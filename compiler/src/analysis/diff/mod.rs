@@ -15,6 +15,10 @@
 //!   entries the loader would write or delete. The identity table is not
 //!   repeated per node (it is the identity section).
 //!
+//! - [`services`]: Services added, removed or changed (frontends,
+//!   backends per port and per node) and the connections to `svc:NS/NAME`
+//!   that open or close, judged after translation.
+//!
 //! [`render`] turns a [`Diff`] into human text, Markdown or JSON.
 
 pub mod connectivity;
@@ -22,6 +26,7 @@ pub mod identities;
 pub mod maps;
 pub mod per_class;
 pub mod render;
+pub mod services;
 pub mod tree;
 
 use crate::emit::{BundleOptions, EmitError, NodeEmitter};
@@ -31,6 +36,7 @@ use identities::IdentityChange;
 use maps::MapChange;
 use policyc_bundle::digest::Digests;
 use policyc_ir::resolve::resolve;
+use services::ServiceDiff;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -47,6 +53,8 @@ pub struct Diff {
     pub identities: Vec<IdentityChange>,
     /// Map entries added or removed, per node and map file.
     pub maps: Vec<MapChange>,
+    /// Services that differ and connections to Services opened or closed.
+    pub services: ServiceDiff,
 }
 
 impl Diff {
@@ -57,6 +65,8 @@ impl Diff {
             && self.endpoints_removed.is_empty()
             && self.identities.is_empty()
             && self.maps.is_empty()
+            && self.services.services.is_empty()
+            && self.services.connections.is_empty()
     }
 }
 
@@ -96,11 +106,13 @@ pub fn diff(old: &Loaded, new: &Loaded) -> Result<Diff, DiffError> {
         |l: &Loaded| -> BTreeSet<String> { l.lowered.cluster.endpoints.iter().map(|e| e.display_name()).collect() };
     let (on, nn) = (names(old), names(new));
     let connectivity = connectivity::changes(old, new);
+    let services = services::changes(oc, nc, &connectivity);
     Ok(Diff {
         connectivity,
         endpoints_added: nn.difference(&on).cloned().collect(),
         endpoints_removed: on.difference(&nn).cloned().collect(),
         identities: identities::changes(&or, &nr),
         maps,
+        services,
     })
 }

@@ -4,6 +4,7 @@
 use super::connectivity::{Cause, Change, ConnectivityChange};
 use super::identities::{IdentityChange, IdentityLine};
 use super::maps::MapChange;
+use super::services::{ServiceChange, ServiceChangeKind, ServiceConnectionChange};
 use super::Diff;
 use crate::analysis::reason::reason_json;
 pub use crate::analysis::reason::reason_text;
@@ -36,14 +37,103 @@ pub fn summary(diff: &Diff) -> String {
     let entries_added: usize = diff.maps.iter().map(|m| m.added.len()).sum();
     let entries_removed: usize = diff.maps.iter().map(|m| m.removed.len()).sum();
     let nodes: std::collections::BTreeSet<&str> = diff.maps.iter().map(|m| m.node.as_str()).collect();
-    format!(
+    let mut out = format!(
         "connections: {} opened, {} closed; endpoints: {} added, {} removed; identities: {added} added, {removed} removed, {renumbered} renumbered; map entries: {entries_added} added, {entries_removed} removed on {} node(s)",
         count(Change::Opened),
         count(Change::Closed),
         diff.endpoints_added.len(),
         diff.endpoints_removed.len(),
         nodes.len()
-    )
+    );
+    // Only a diff that touches Services says so: the line of every other
+    // diff stays as it was.
+    let s = &diff.services;
+    if !s.services.is_empty() || !s.connections.is_empty() {
+        let kind = |k: ServiceChangeKind| s.services.iter().filter(|c| c.kind == k).count();
+        let conn = |c: Change| s.connections.iter().filter(|x| x.change == c).count();
+        let _ = write!(
+            out,
+            "; services: {} added, {} removed, {} changed; service connections: {} opened, {} closed",
+            kind(ServiceChangeKind::Added),
+            kind(ServiceChangeKind::Removed),
+            kind(ServiceChangeKind::Changed),
+            conn(Change::Opened),
+            conn(Change::Closed)
+        );
+    }
+    out
+}
+
+/// `was -> now`, `now` (added) or `was` (removed) of a field or choice.
+fn was_now(was: &Option<String>, now: &Option<String>) -> String {
+    match (was, now) {
+        (Some(w), Some(n)) => format!("{w} -> {n}"),
+        (None, Some(n)) => n.clone(),
+        (Some(w), None) => w.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+/// The mark of a Service change: `+`, `-` or `~`.
+fn service_mark(c: &ServiceChange) -> &'static str {
+    match c.kind {
+        ServiceChangeKind::Added => "+",
+        ServiceChangeKind::Removed => "-",
+        ServiceChangeKind::Changed => "~",
+    }
+}
+
+/// `src -> svc:ns/name  TCP/80: every backend (was: no backend)`.
+fn service_connection_line(c: &ServiceConnectionChange) -> String {
+    format!("{} -> {}  {}: {} (was: {})", c.src, c.dst, c.port, c.now.name(), c.was.name())
+}
+
+/// The Services section of the human text.
+fn services_human(diff: &Diff, p: &Paint, out: &mut String) {
+    let s = &diff.services;
+    if !s.services.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("services"));
+        for c in &s.services {
+            let head = format!("{} {} ({})", service_mark(c), c.service, c.kind.name());
+            let head = match c.kind {
+                ServiceChangeKind::Added => p.added(&head),
+                ServiceChangeKind::Removed => p.removed(&head),
+                ServiceChangeKind::Changed => head,
+            };
+            let _ = writeln!(out, "  {head}");
+            for f in &c.fields {
+                let _ = writeln!(out, "      {}: {}", f.field, was_now(&f.was, &f.now));
+            }
+            for b in &c.backends {
+                let _ = writeln!(out, "      backends {}:", b.port);
+                for l in &b.removed {
+                    let _ = writeln!(out, "        {}", p.removed(&format!("- {l}")));
+                }
+                for l in &b.added {
+                    let _ = writeln!(out, "        {}", p.added(&format!("+ {l}")));
+                }
+            }
+            for n in &c.nodes {
+                let _ = writeln!(out, "      node {} {} ({}):", n.node, n.port, n.traffic);
+                let _ = writeln!(out, "        now: {}", n.now.as_deref().unwrap_or("no such frontend"));
+                let _ = writeln!(out, "        was: {}", n.was.as_deref().unwrap_or("no such frontend"));
+            }
+        }
+    }
+    for change in [Change::Opened, Change::Closed] {
+        let items: Vec<&ServiceConnectionChange> = s.connections.iter().filter(|c| c.change == change).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}", p.bold(&format!("service connections {}", change.name())));
+        for c in items {
+            let line = match change {
+                Change::Opened => p.added(&format!("+ {}", service_connection_line(c))),
+                Change::Closed => p.removed(&format!("- {}", service_connection_line(c))),
+            };
+            let _ = writeln!(out, "  {line}");
+        }
+    }
 }
 
 struct Paint {
@@ -95,6 +185,7 @@ pub fn human(diff: &Diff, sides: Sides, color: bool) -> String {
             }
         }
     }
+    services_human(diff, &p, &mut out);
     if !diff.endpoints_added.is_empty() || !diff.endpoints_removed.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("endpoints"));
         for e in &diff.endpoints_removed {
@@ -189,6 +280,7 @@ pub fn markdown(diff: &Diff, sides: Sides) -> String {
             );
         }
     }
+    services_markdown(diff, &mut out);
     if !diff.endpoints_added.is_empty() || !diff.endpoints_removed.is_empty() {
         let _ = writeln!(out, "\n#### Endpoints\n");
         for e in &diff.endpoints_removed {
@@ -236,12 +328,88 @@ pub fn markdown(diff: &Diff, sides: Sides) -> String {
     out
 }
 
+/// The Services sections of the Markdown.
+fn services_markdown(diff: &Diff, out: &mut String) {
+    let s = &diff.services;
+    if !s.services.is_empty() {
+        let _ = writeln!(out, "\n#### Services\n");
+        let _ = writeln!(out, "| change | service | what | was | now |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+        for c in &s.services {
+            let mut rows: Vec<(String, String, String)> = Vec::new();
+            for f in &c.fields {
+                let v = |x: &Option<String>| x.as_deref().map(code).unwrap_or_default();
+                rows.push((f.field.to_string(), v(&f.was), v(&f.now)));
+            }
+            for b in &c.backends {
+                let items = |v: &[String]| v.iter().map(|x| code(x)).collect::<Vec<_>>().join("<br>");
+                rows.push((format!("backends {}", b.port), items(&b.removed), items(&b.added)));
+            }
+            for n in &c.nodes {
+                let v = |x: &Option<String>| cell(x.as_deref().unwrap_or("no such frontend"));
+                rows.push((format!("node {} {} ({})", n.node, n.port, n.traffic), v(&n.was), v(&n.now)));
+            }
+            for (what, was, now) in rows {
+                let _ = writeln!(out, "| {} | {} | {what} | {was} | {now} |", c.kind.name(), code(&c.service));
+            }
+        }
+    }
+    if !s.connections.is_empty() {
+        let _ = writeln!(out, "\n#### Service connections\n");
+        let _ = writeln!(out, "| change | source | service | port | now | was |");
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+        for c in &s.connections {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                c.change.name(),
+                code(&c.src),
+                code(&c.dst),
+                code(&c.port),
+                c.now.name(),
+                c.was.name()
+            );
+        }
+    }
+}
+
+/// The Services of a diff as JSON: `services` (`{service, change,
+/// fields: [{field, was, now}], backends: [{port, removed, added}],
+/// nodes: [{node, port, traffic, was, now}]}`) and `service_connections`
+/// (`{change, src, dst, port, now, was}`).
+fn services_json(diff: &Diff) -> (Value, Value) {
+    let s = &diff.services;
+    let services: Vec<Value> = s
+        .services
+        .iter()
+        .map(|c| {
+            json!({
+                "service": c.service,
+                "change": c.kind.name(),
+                "fields": c.fields.iter().map(|f| json!({"field": f.field, "was": f.was, "now": f.now})).collect::<Vec<_>>(),
+                "backends": c.backends.iter().map(|b| json!({"port": b.port, "removed": b.removed, "added": b.added})).collect::<Vec<_>>(),
+                "nodes": c.nodes.iter().map(|n| json!({"node": n.node, "port": n.port, "traffic": n.traffic, "was": n.was, "now": n.now})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let connections: Vec<Value> = s
+        .connections
+        .iter()
+        .map(|c| {
+            json!({"change": c.change.name(), "src": c.src, "dst": c.dst, "port": c.port, "now": c.now.name(), "was": c.was.name()})
+        })
+        .collect();
+    (Value::Array(services), Value::Array(connections))
+}
+
 fn identity_json(l: &IdentityLine) -> Value {
     json!({"identity": l.identity, "kind": l.kind, "labels": l.labels})
 }
 
-/// JSON: `{old, new, changed, summary, connections, endpoints, identities, maps}`;
-/// each of `maps` is `{node, file, endpoints, removed, added}`.
+/// JSON: `{old, new, changed, summary, connections, endpoints, identities,
+/// maps, services, service_connections}`; each of `maps` is `{node, file,
+/// endpoints, removed, added}`; `services` and `service_connections` as
+/// the diff's Services section lists them.
 pub fn to_json(diff: &Diff, sides: Sides) -> Value {
     let connections: Vec<Value> = diff
         .connectivity
@@ -279,6 +447,7 @@ pub fn to_json(diff: &Diff, sides: Sides) -> Value {
             json!({"node": m.node, "file": m.file, "endpoints": m.endpoints, "removed": m.removed, "added": m.added})
         })
         .collect();
+    let (services, service_connections) = services_json(diff);
     json!({
         "old": sides.old,
         "new": sides.new,
@@ -288,5 +457,7 @@ pub fn to_json(diff: &Diff, sides: Sides) -> Value {
         "endpoints": {"added": diff.endpoints_added, "removed": diff.endpoints_removed},
         "identities": identities,
         "maps": maps,
+        "services": services,
+        "service_connections": service_connections,
     })
 }
