@@ -12,6 +12,7 @@ mod random_cluster;
 use policyc_ir::cluster::{Cluster, Endpoint};
 use policyc_ir::eval::{decide, Party};
 use policyc_ir::identity::Identity;
+use policyc_ir::identity_split::identity_keys;
 use policyc_ir::ids::EndpointId;
 use policyc_ir::normalized::{is_node_computed, NormalizedPolicy};
 use policyc_ir::protocol::{Direction, Protocol};
@@ -43,6 +44,22 @@ proptest! {
         }
         let mut compiled: Cluster = whole.clone();
         compiled.endpoints.drain(first_new..pods);
+        // A live pod of a compiled label set is bound to that set's
+        // compiled identity; one whose named ports differ from the
+        // compiled pods' keeps their numbers in other pods' maps (a known
+        // limit of identity-keyed named ports, README "Label sets computed
+        // on the node"), so such cases are not asked.
+        let sorted_ports = |e: &Endpoint| {
+            let mut ports = e.named_ports.clone();
+            ports.sort();
+            ports.dedup();
+            ports
+        };
+        prop_assume!(whole.endpoints[first_new..pods].iter().all(|n| compiled
+            .endpoints
+            .iter()
+            .filter(|c| c.labels == n.labels)
+            .all(|c| sorted_ports(c) == sorted_ports(n))));
         let table = resolve(&compiled).table;
         let normalized = NormalizedPolicy::new(&compiled, &table);
         // Through the text form, as the agent reads it.
@@ -59,11 +76,15 @@ proptest! {
         }
         // The map of pod `i` of `whole`: a new pod's own, a compiled pod's
         // representative's (same labels and named ports).
+        // A representative carries its identity key: the label set, plus
+        // the facts an admin rule splits it by (`policyc_ir::identity_split`).
+        let keys = identity_keys(&compiled);
         let map_of = |i: usize| {
             let at = if i >= first_new && i < pods {
                 node.first_extra + (i - first_new)
             } else {
-                let e = &whole.endpoints[i];
+                let at_compiled = if i < first_new { i } else { i - new_count };
+                let e = &compiled.endpoints[at_compiled];
                 let mut ports = e.named_ports.clone();
                 ports.sort();
                 ports.dedup();
@@ -71,7 +92,7 @@ proptest! {
                     .cluster
                     .endpoints
                     .iter()
-                    .position(|r| r.labels == e.labels && r.named_ports == ports)
+                    .position(|r| r.labels == *keys[at_compiled] && r.named_ports == ports)
                     .unwrap()
             };
             resolved.endpoints[at].policy.clone()
@@ -84,7 +105,10 @@ proptest! {
                 if !new.contains(&subject) && !new.contains(&peer) {
                     continue;
                 }
-                let peer_identity: Identity = identity_of(&whole.endpoints[peer]).unwrap();
+                let peer_identity: Identity = match peer {
+                    p if new.contains(&p) => identity_of(&whole.endpoints[p]).unwrap(),
+                    p => table.get(&keys[if p < first_new { p } else { p - new_count }]).unwrap(),
+                };
                 let map = map_of(subject);
                 for dir in Direction::BOTH {
                     for protocol in [Protocol::Tcp, Protocol::Udp] {
