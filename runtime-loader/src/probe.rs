@@ -90,6 +90,14 @@ impl Probe {
         self.endpoints.iter().find(|e| e.addresses.contains(&ip))
     }
 
+    /// The endpoint holding address `ip`, for running its programs.
+    fn endpoint_holding(&mut self, ip: IpAddr) -> Result<&mut ProbeEndpoint, LoaderError> {
+        self.endpoints
+            .iter_mut()
+            .find(|e| e.addresses.contains(&ip))
+            .ok_or_else(|| LoaderError::Probe(format!("no endpoint of the bundle has address {ip}")))
+    }
+
     /// Runs `frame` through `template`'s program of the endpoint holding
     /// address `ip`, `repeat` times; the return value and the kernel's mean
     /// time per run.
@@ -100,12 +108,7 @@ impl Probe {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, Duration), LoaderError> {
-        let index = self
-            .endpoints
-            .iter()
-            .position(|e| e.addresses.contains(&ip))
-            .ok_or_else(|| LoaderError::Probe(format!("no endpoint of the bundle has address {ip}")))?;
-        let program = self.endpoints[index].loaded.program(template)?;
+        let program = self.endpoint_holding(ip)?.loaded.program(template)?;
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
         let result = program
             .test_run(opts)
@@ -117,12 +120,7 @@ impl Probe {
     /// holding address `ip`: the return value and the frame as the program
     /// left it (for the service translation's rewrites).
     pub fn run_frame(&mut self, ip: IpAddr, template: Template, frame: &[u8]) -> Result<(u32, Vec<u8>), LoaderError> {
-        let index = self
-            .endpoints
-            .iter()
-            .position(|e| e.addresses.contains(&ip))
-            .ok_or_else(|| LoaderError::Probe(format!("no endpoint of the bundle has address {ip}")))?;
-        let program = self.endpoints[index].loaded.program(template)?;
+        let program = self.endpoint_holding(ip)?.loaded.program(template)?;
         // Room for a frame the program grows (an ICMP error is at most 70 bytes).
         let mut out = vec![0u8; frame.len().max(128) + 64];
         let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::default() };
