@@ -84,10 +84,7 @@ proptest! {
                 node.first_extra + (i - first_new)
             } else {
                 let at_compiled = if i < first_new { i } else { i - new_count };
-                let e = &compiled.endpoints[at_compiled];
-                let mut ports = e.named_ports.clone();
-                ports.sort();
-                ports.dedup();
+                let ports = sorted_ports(&compiled.endpoints[at_compiled]);
                 normalized
                     .cluster
                     .endpoints
